@@ -93,6 +93,7 @@ start_localstack() {
         exec setsid "$LOCALSTACK_PYTHON" -m localstack.runtime.main
     ) >"$logfile" 2>&1 </dev/null &
     echo "$!" >"$pidfile"
+    rm -f "$RUN_DIR/emulators.started-by-test.localstack" # started here, not by a test run
 }
 
 start_dynamodb() {
@@ -113,6 +114,7 @@ start_dynamodb() {
             -inMemory -sharedDb -port "$DYNAMODB_PORT"
     ) >"$logfile" 2>&1 </dev/null &
     echo "$!" >"$pidfile"
+    rm -f "$RUN_DIR/emulators.started-by-test.dynamodb" # started here, not by a test run
 }
 
 main() {

@@ -30,7 +30,7 @@ say() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 T_START="$(now)"
 PHASES=()    # "name<TAB>seconds<TAB>status"
 TOOLS_PID=""
-STARTED_EMULATORS=()
+EMULATORS_LEASED=0
 
 record() { # <name> <t0> <status>
     PHASES+=("$1"$'\t'"$(awk -v a="$2" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"$'\t'"$3")
@@ -56,8 +56,11 @@ summary() {
     if [[ -n "$TOOLS_PID" ]] && kill -0 "$TOOLS_PID" 2>/dev/null; then
         kill -TERM -- "-$TOOLS_PID" 2>/dev/null || true
     fi
-    if ((${#STARTED_EMULATORS[@]})); then
-        bash "$ROOT/localstack/stop.sh" "${STARTED_EMULATORS[@]}" || true
+    if [[ "$EMULATORS_LEASED" == 1 ]]; then
+        local t0
+        t0="$(now)"
+        with_emulator_lock emulators_release || true
+        record stop "$t0" ok
     fi
     {
         printf '\n==> phase timings\n'
@@ -114,11 +117,41 @@ source "$ROOT/scripts/env.sh"
 # 4. emulators
 ls_up() { curl -fsS --max-time 2 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null 2>&1; }
 ddb_up() { curl -sS --max-time 2 -o /dev/null "$AWS_ENDPOINT_URL_DYNAMODB" 2>/dev/null; }
+# Several runs on one machine share the emulators: each run holds a lease (.local/emulator-leases/
+# <pid>); the last run to leave stops the services that a test run started (marker files), never
+# ones a developer started by hand. Start and release are serialised by a lock.
+EMU_DIR="$ROOT/.local"
+with_emulator_lock() { (flock 8 && "$@") 8>"$EMU_DIR/emulators.lock"; }
+emulators_acquire() {
+    local down=() s
+    ls_up || down+=(localstack)
+    ddb_up || down+=(dynamodb)
+    mkdir -p "$EMU_DIR/emulator-leases"
+    : >"$EMU_DIR/emulator-leases/$$"
+    bash "$ROOT/localstack/start.sh" 8>&- || return
+    for s in "${down[@]}"; do : >"$EMU_DIR/emulators.started-by-test.$s"; done
+}
+emulators_release() {
+    local f s
+    rm -f "$EMU_DIR/emulator-leases/$$"
+    for f in "$EMU_DIR"/emulator-leases/*; do
+        [[ -e "$f" ]] || continue
+        kill -0 "${f##*/}" 2>/dev/null || rm -f "$f"
+    done
+    if compgen -G "$EMU_DIR/emulator-leases/*" >/dev/null; then
+        say "emulators: still used by another run ($(ls "$EMU_DIR/emulator-leases" | tr '\n' ' ')); leaving them up"
+        return 0
+    fi
+    for s in localstack dynamodb; do
+        if [[ -f "$EMU_DIR/emulators.started-by-test.$s" ]]; then
+            bash "$ROOT/localstack/stop.sh" "$s" 8>&- || true
+            rm -f "$EMU_DIR/emulators.started-by-test.$s"
+        fi
+    done
+}
 if [[ "${SEQ_NO_EMULATORS:-0}" != 1 ]]; then
-    # Stop on exit only what this run starts; reuse what was already running.
-    ls_up || STARTED_EMULATORS+=(localstack)
-    ddb_up || STARTED_EMULATORS+=(dynamodb)
-    phase emulators bash "$ROOT/localstack/start.sh"
+    EMULATORS_LEASED=1
+    phase emulators with_emulator_lock emulators_acquire
 else
     if ls_up && ddb_up; then
         say "emulators: not started (SEQ_NO_EMULATORS=1); using the ones running"

@@ -127,7 +127,7 @@ run_logged() { # <component>: run install_<component> with output in its log; re
     t0="$(now)"
     log "$c: installing (log: ${LOGS#"$ROOT"/}/$c.log)"
     # Run in an asynchronous subshell: inside `f || rc=$?` bash would ignore `set -e`.
-    ("install_$c") >"$LOGS/$c.log" 2>&1 &
+    ("install_$c" 9>&-) >"$LOGS/$c.log" 2>&1 &
     wait "$!" || rc=$?
     if ((rc != 0)); then
         log "$c: FAILED after $(elapsed "$t0")s; last lines of $LOGS/$c.log:"
@@ -144,6 +144,12 @@ main() {
         [[ " ${ALL_COMPONENTS[*]} " == *" $c "* ]] || die "unknown component '$c' (known: ${ALL_COMPONENTS[*]})"
     done
     mkdir -p "$TOOLS" "$LOGS"
+    # One installer at a time per checkout (two test runs may start together).
+    exec 9>"$TOOLS/.install.lock"
+    if ! flock -n 9; then
+        log "another scripts/tools.sh is installing; waiting for it"
+        flock 9
+    fi
 
     local todo=() t0
     t0="$(now)"
