@@ -12,7 +12,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# shellcheck source=../scripts/env.sh
+# shellcheck source=scripts/env.sh
 source "$ROOT/scripts/env.sh"
 
 RUN_DIR="$ROOT/.local"

@@ -111,7 +111,7 @@ if [[ -n "$TOOLS_PID" ]]; then
     record tools "$T_TOOLS" "ok (parallel with lint)"
 fi
 
-# shellcheck source=env.sh
+# shellcheck source=scripts/env.sh
 source "$ROOT/scripts/env.sh"
 
 # 4. emulators

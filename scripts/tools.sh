@@ -79,8 +79,12 @@ nextest_present() {
 npm_install() { # <dir> <package spec>
     local dir="$1" spec="$2"
     mkdir -p "$dir"
-    # --no-save/--no-package-lock: the .tools dirs are caches, not projects.
-    npm install --prefix "$dir" --no-audit --no-fund --no-package-lock --loglevel=error "$spec"
+    # --no-package-lock: the .tools dirs are caches, not projects. --ignore-scripts: every binary
+    # we use ships inside a package (anvil's postinstall would only re-download it; npm 11 skips
+    # install scripts by default anyway), so behave the same under any npm version.
+    # --include=optional: anvil's binary is an optional, per-platform dependency.
+    npm install --prefix "$dir" --no-audit --no-fund --no-package-lock --ignore-scripts \
+        --include=optional --loglevel=error "$spec"
 }
 
 install_node22() {
