@@ -114,6 +114,10 @@ fi
 # shellcheck source=scripts/env.sh
 source "$ROOT/scripts/env.sh"
 
+ver() { "$@" 2>&1 | head -n 1 || true; }
+say "versions: $(ver rustc --version) | $(ver cargo nextest --version) | java $(ver java -version) |" \
+    "node22 $(ver "$NODE22_BIN" --version) | $(ver "$ANVIL_BIN" --version)"
+
 # 4. emulators
 ls_up() { curl -fsS --max-time 2 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null 2>&1; }
 ddb_up() { curl -sS --max-time 2 -o /dev/null "$AWS_ENDPOINT_URL_DYNAMODB" 2>/dev/null; }
