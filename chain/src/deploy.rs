@@ -1,0 +1,141 @@
+//! Deploying and configuring a ProtocolState on a local chain, with simulated slots.
+//!
+//! Simulated snapshotter keys are reproducible by anyone: the key of slot `n` is
+//! `keccak256("powerloom-sequencer/sim-snapshotter/" ‖ decimal(n))` (ASCII bytes), used as a
+//! secp256k1 private key ([`sim_snapshotter_key`]). The default local market address is the last
+//! 20 bytes of `keccak256("powerloom-sequencer/local-data-market")` ([`local_market_address`]).
+
+use alloy::{
+    primitives::{keccak256, Address},
+    signers::local::PrivateKeySigner,
+};
+use serde::Serialize;
+
+use crate::{ChainClient, ChainError, Result, Windows};
+
+/// The first funded account of anvil/hardhat's standard test mnemonic (public knowledge; only
+/// ever used when the chain id is 31337).
+pub const ANVIL_FIRST_KEY: &str =
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+/// Chain id of anvil and hardhat local nodes.
+pub const LOCAL_CHAIN_ID: u64 = 31337;
+
+/// Slots assigned per bulk transaction.
+const SLOTS_PER_TX: usize = 200;
+
+/// The private key of simulated slot `slot`.
+pub fn sim_snapshotter_key(slot: u64) -> Result<PrivateKeySigner> {
+    let seed = keccak256(format!("powerloom-sequencer/sim-snapshotter/{slot}"));
+    PrivateKeySigner::from_bytes(&seed)
+        .map_err(|e| ChainError::Signer(format!("simulated key of slot {slot}: {e}")))
+}
+
+/// The default data market address of local deployments.
+pub fn local_market_address() -> Address {
+    Address::from_slice(&keccak256("powerloom-sequencer/local-data-market")[12..])
+}
+
+/// What [`deploy_local`] sets up.
+#[derive(Debug, Clone)]
+pub struct DeployPlan {
+    /// Data market address to register.
+    pub market: Address,
+    /// Epoch size in blocks.
+    pub epoch_size: u64,
+    /// Windows in blocks.
+    pub windows: Windows,
+    /// SEQUENCER role holder (default: the deployer).
+    pub sequencer: Option<Address>,
+    /// EPOCH MANAGER role holder (default: the deployer).
+    pub epoch_manager: Option<Address>,
+    /// Number of simulated slots, assigned to slots `1..=slots`.
+    pub slots: u64,
+}
+
+impl Default for DeployPlan {
+    fn default() -> Self {
+        Self {
+            market: local_market_address(),
+            epoch_size: 10,
+            windows: Windows {
+                snapshot_blocks: 20,
+                batch_blocks: 60,
+            },
+            sequencer: None,
+            epoch_manager: None,
+            slots: 10,
+        }
+    }
+}
+
+/// Addresses of a local deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    /// Chain id.
+    pub chain_id: u64,
+    /// The ProtocolState contract.
+    pub protocol_state: Address,
+    /// Block it was deployed in.
+    pub deploy_block: u64,
+    /// Owner (the deployer).
+    pub owner: Address,
+    /// The registered data market.
+    pub data_market: Address,
+    /// SEQUENCER role.
+    pub sequencer: Address,
+    /// EPOCH MANAGER role.
+    pub epoch_manager: Address,
+    /// Epoch size in blocks.
+    pub epoch_size: u64,
+    /// Windows in blocks.
+    pub windows: Windows,
+    /// Simulated slots: (slot id, snapshotter address).
+    pub slots: Vec<(u64, Address)>,
+}
+
+/// Deploys ProtocolState with `client`'s key as owner, registers the market, grants the roles and
+/// assigns the simulated slots. Returns a client bound to the new contract and the addresses.
+pub async fn deploy_local(
+    client: &ChainClient,
+    plan: &DeployPlan,
+) -> Result<(ChainClient, Deployment)> {
+    let owner = client.signer_address().ok_or(ChainError::NoSigner)?;
+    let deployed = client.deploy_protocol_state().await?;
+    let address = deployed
+        .contract_address
+        .ok_or_else(|| ChainError::Decode("no contract address".into()))?;
+    let c = client.with_contract(address);
+    c.register_market(
+        plan.market,
+        plan.epoch_size,
+        plan.windows.snapshot_blocks,
+        plan.windows.batch_blocks,
+    )
+    .await?;
+    let sequencer = plan.sequencer.unwrap_or(owner);
+    let epoch_manager = plan.epoch_manager.unwrap_or(owner);
+    c.set_sequencer(plan.market, sequencer, true).await?;
+    c.set_epoch_manager(plan.market, epoch_manager, true)
+        .await?;
+    let mut slots = Vec::with_capacity(usize::try_from(plan.slots).unwrap_or(0));
+    for slot in 1..=plan.slots {
+        slots.push((slot, sim_snapshotter_key(slot)?.address()));
+    }
+    for chunk in slots.chunks(SLOTS_PER_TX) {
+        c.assign_slots(chunk).await?;
+    }
+    let deployment = Deployment {
+        chain_id: c.chain_id(),
+        protocol_state: address,
+        deploy_block: deployed.block,
+        owner,
+        data_market: plan.market,
+        sequencer,
+        epoch_manager,
+        epoch_size: plan.epoch_size,
+        windows: plan.windows,
+        slots,
+    };
+    Ok((c, deployment))
+}

@@ -1,0 +1,264 @@
+//! Typed errors: contract reverts decoded from the ABI's custom errors, and client failures that
+//! say whether a retry can help ([`ChainError::is_retryable`]).
+
+use alloy::{
+    contract::Error as ContractError,
+    primitives::{Address, Bytes, TxHash, U256},
+    transports::{RpcError, TransportError, TransportErrorKind},
+};
+
+use crate::bindings::ProtocolState::ProtocolStateErrors as E;
+
+/// A revert of the ProtocolState contract, decoded from its custom error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Revert {
+    /// The caller is not the contract owner.
+    #[error("caller {0} is not the owner")]
+    NotOwner(Address),
+    /// The caller does not hold the SEQUENCER role of the market.
+    #[error("caller {0} is not a sequencer of the market")]
+    NotSequencer(Address),
+    /// The caller does not hold the EPOCH MANAGER role of the market.
+    #[error("caller {0} is not an epoch manager of the market")]
+    NotEpochManager(Address),
+    /// A zero address where one is not allowed.
+    #[error("zero address")]
+    ZeroAddress,
+    /// The data market is not registered.
+    #[error("unknown data market {0}")]
+    UnknownMarket(Address),
+    /// The data market is registered already.
+    #[error("data market {0} is already registered")]
+    MarketAlreadyRegistered(Address),
+    /// Epoch size 0.
+    #[error("invalid epoch size {0}")]
+    InvalidEpochSize(U256),
+    /// The released range is not the next contiguous `epochSize` blocks.
+    #[error("invalid epoch range [{begin}, {end}], expected begin {expected_begin}")]
+    InvalidEpochRange {
+        /// Requested first block.
+        begin: U256,
+        /// Requested last block.
+        end: U256,
+        /// The block the next epoch must begin at.
+        expected_begin: U256,
+    },
+    /// The epoch has not been released.
+    #[error("epoch {0} is not released")]
+    EpochNotReleased(U256),
+    /// The epoch's batch submissions are ended.
+    #[error("epoch {0}: batch submissions already ended")]
+    EpochEnded(U256),
+    /// `projectIds` and `snapshotCids` differ in length.
+    #[error("{project_ids} project ids but {snapshot_cids} snapshot cids")]
+    LengthMismatch {
+        /// Number of project ids.
+        project_ids: U256,
+        /// Number of snapshot CIDs.
+        snapshot_cids: U256,
+    },
+    /// A batch without projects.
+    #[error("empty batch")]
+    EmptyBatch,
+    /// An empty batch CID.
+    #[error("empty batch cid")]
+    EmptyBatchCid,
+    /// This batch CID is anchored already (for this market).
+    #[error("batch {0} is already submitted")]
+    BatchAlreadySubmitted(String),
+    /// A project of the batch is already anchored for this epoch.
+    #[error("project {project_id} already submitted for epoch {epoch}")]
+    ProjectAlreadySubmitted {
+        /// The project.
+        project_id: String,
+        /// The epoch.
+        epoch: U256,
+    },
+    /// A revert this ABI does not know (a string reason, a panic code, or raw data).
+    #[error("reverted: {0}")]
+    Other(String),
+}
+
+impl From<E> for Revert {
+    fn from(e: E) -> Self {
+        match e {
+            E::NotOwner(x) => Self::NotOwner(x.caller),
+            E::NotSequencer(x) => Self::NotSequencer(x.caller),
+            E::NotEpochManager(x) => Self::NotEpochManager(x.caller),
+            E::ZeroAddress(_) => Self::ZeroAddress,
+            E::UnknownMarket(x) => Self::UnknownMarket(x.dataMarket),
+            E::MarketAlreadyRegistered(x) => Self::MarketAlreadyRegistered(x.dataMarket),
+            E::InvalidEpochSize(x) => Self::InvalidEpochSize(x.epochSize),
+            E::InvalidEpochRange(x) => Self::InvalidEpochRange {
+                begin: x.begin,
+                end: x.end,
+                expected_begin: x.expectedBegin,
+            },
+            E::EpochNotReleased(x) => Self::EpochNotReleased(x.epochId),
+            E::EpochEnded(x) => Self::EpochEnded(x.epochId),
+            E::LengthMismatch(x) => Self::LengthMismatch {
+                project_ids: x.projectIds,
+                snapshot_cids: x.snapshotCids,
+            },
+            E::EmptyBatch(_) => Self::EmptyBatch,
+            E::EmptyBatchCid(_) => Self::EmptyBatchCid,
+            E::BatchAlreadySubmitted(x) => Self::BatchAlreadySubmitted(x.batchCid),
+            E::ProjectAlreadySubmitted(x) => Self::ProjectAlreadySubmitted {
+                project_id: x.projectId,
+                epoch: x.epochId,
+            },
+        }
+    }
+}
+
+/// Everything the chain client can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// Bad or missing configuration.
+    #[error("chain config: {0}")]
+    Config(String),
+    /// The contract reverted (found by `eth_estimateGas`/`eth_call`; nothing was sent).
+    #[error("contract reverted: {0}")]
+    Revert(#[from] Revert),
+    /// A JSON-RPC failure (after retries when it was transient).
+    #[error("rpc: {0}")]
+    Rpc(#[source] TransportError),
+    /// A transaction would need more gas than the configured ceiling; it was not sent.
+    #[error("gas estimate {estimate} exceeds the ceiling {ceiling}")]
+    GasAboveCeiling {
+        /// `eth_estimateGas` result.
+        estimate: u64,
+        /// `GAS_LIMIT_CEILING`.
+        ceiling: u64,
+    },
+    /// The transaction was mined but failed (status 0).
+    #[error("transaction {0} was mined but reverted")]
+    TxFailed(TxHash),
+    /// No receipt within `RECEIPT_TIMEOUT_SECS`; the transaction may still land.
+    #[error("no receipt for {0} yet")]
+    ReceiptTimeout(TxHash),
+    /// Transactions from our key stayed pending longer than `PENDING_TIMEOUT_SECS`.
+    #[error("{from} still has pending transactions (latest nonce {latest}, pending {pending})")]
+    PendingTimeout {
+        /// Our address.
+        from: Address,
+        /// Mined nonce.
+        latest: u64,
+        /// Pending nonce.
+        pending: u64,
+    },
+    /// The node refused our nonce (someone else writes with this key).
+    #[error("nonce conflict for {from}: {message}")]
+    NonceConflict {
+        /// Our address.
+        from: Address,
+        /// The node's message.
+        message: String,
+    },
+    /// A write was asked of a client without a signer.
+    #[error("no signer configured (SIGNER_PRIVATE_KEY or KMS_KEY_ID)")]
+    NoSigner,
+    /// The signer could not be built or failed to sign.
+    #[error("signer: {0}")]
+    Signer(String),
+    /// The node answered something we could not interpret.
+    #[error("unexpected chain data: {0}")]
+    Decode(String),
+    /// A batch CID anchored under another epoch than the one asked for.
+    #[error("batch {batch_cid} is anchored for epoch {anchored_epoch}, not {epoch}")]
+    BatchInOtherEpoch {
+        /// The batch CID.
+        batch_cid: String,
+        /// Epoch asked for.
+        epoch: u64,
+        /// Epoch it is anchored under.
+        anchored_epoch: u64,
+    },
+}
+
+impl ChainError {
+    /// Whether retrying the same operation later can succeed (the message goes back on the
+    /// queue) or not (record the failure and acknowledge).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Rpc(e) => is_transient(e),
+            Self::ReceiptTimeout(_) | Self::PendingTimeout { .. } | Self::NonceConflict { .. } => {
+                true
+            }
+            Self::Config(_)
+            | Self::Revert(_)
+            | Self::GasAboveCeiling { .. }
+            | Self::TxFailed(_)
+            | Self::NoSigner
+            | Self::Signer(_)
+            | Self::Decode(_)
+            | Self::BatchInOtherEpoch { .. } => false,
+        }
+    }
+
+    /// The decoded revert, if this is one.
+    pub fn revert(&self) -> Option<&Revert> {
+        match self {
+            Self::Revert(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Maps an RPC error, decoding contract reverts into [`Revert`].
+    pub(crate) fn from_rpc(e: TransportError) -> Self {
+        if let RpcError::ErrorResp(payload) = &e {
+            if let Some(decoded) = payload.as_decoded_interface_error::<E>() {
+                return Self::Revert(decoded.into());
+            }
+            if let Some(data) = payload.as_revert_data() {
+                return Self::Revert(Revert::Other(describe_revert(&data, &payload.message)));
+            }
+            if is_revert_message(&payload.message) {
+                return Self::Revert(Revert::Other(payload.message.to_string()));
+            }
+        }
+        Self::Rpc(e)
+    }
+
+    pub(crate) fn from_contract(e: ContractError) -> Self {
+        match e {
+            ContractError::TransportError(t) => Self::from_rpc(t),
+            other => Self::Decode(other.to_string()),
+        }
+    }
+}
+
+fn is_revert_message(m: &str) -> bool {
+    let m = m.to_ascii_lowercase();
+    m.contains("execution reverted") || m.starts_with("revert")
+}
+
+fn describe_revert(data: &Bytes, message: &str) -> String {
+    use alloy::sol_types::{GenericContractError, SolInterface};
+    match GenericContractError::abi_decode(data) {
+        Ok(GenericContractError::Revert(r)) => r.reason,
+        Ok(GenericContractError::Panic(p)) => format!("panic {}", p.code),
+        _ if data.is_empty() => message.to_string(),
+        _ => format!("{message} (data {data})"),
+    }
+}
+
+/// Transient = worth retrying with backoff: the node was unreachable or overloaded, never a
+/// revert or a malformed request.
+pub(crate) fn is_transient(e: &TransportError) -> bool {
+    match e {
+        RpcError::Transport(kind) => match kind {
+            TransportErrorKind::HttpError(h) => {
+                h.status == 408 || h.status == 429 || h.status >= 500
+            }
+            TransportErrorKind::HttpErrorWithRetryAfter { .. }
+            | TransportErrorKind::BackendGone
+            | TransportErrorKind::MissingBatchResponse(_) => true,
+            // reqwest failures land here: connection refused or reset, timeouts, DNS.
+            TransportErrorKind::Custom(_) => true,
+            _ => false,
+        },
+        RpcError::ErrorResp(p) => p.is_retry_err(),
+        _ => false,
+    }
+}

@@ -1,0 +1,34 @@
+//! Chain adapter of the submission sequencer: an [alloy] client of the ProtocolState contract
+//! (`contracts/`), shaped as the implementation of the chain port the Lambda handlers use:
+//!
+//! | port method | here |
+//! | --- | --- |
+//! | `head() -> u64` | [`ChainClient::head`] |
+//! | `block_number(hash) -> Option<u64>` | [`ChainClient::block_number`] |
+//! | `epoch_releases(market, from, to)` | [`ChainClient::epoch_releases`], reorg-safe follower [`ChainClient::releases_after`] |
+//! | `slot_owner(slot)` | [`ChainClient::slot_owner`] (TTL cache) |
+//! | `is_flagged(market, addr)` | [`ChainClient::is_flagged`] |
+//! | `submission_window(market)` | [`ChainClient::submission_window`] |
+//! | `submit_batch(..) -> Anchored \| AlreadyAnchored` | [`ChainClient::submit_batch`] |
+//! | `end_batch_submissions(market, epoch)` | [`ChainClient::end_batch_submissions`] |
+//! | `anchored(market, epoch)` | [`ChainClient::anchored`] |
+//!
+//! Configuration comes from the environment ([`ChainConfig::from_env`]); errors are typed
+//! ([`ChainError`], contract reverts as [`Revert`]) and say whether a retry can help.
+
+pub mod bindings;
+mod client;
+mod config;
+pub mod deploy;
+mod error;
+mod types;
+
+pub use client::{ChainClient, MarketInfo, Result};
+pub use config::{ChainConfig, SignerSource};
+pub use error::{ChainError, Revert};
+pub use types::{
+    AnchoredBatch, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage, SubmitOutcome, TxOutcome,
+    Windows,
+};
+
+pub use alloy::primitives::{Address, B256};
