@@ -1,0 +1,61 @@
+//! Content identifiers (PROTOCOL.md §6): batch CIDs and snapshot CID parsing.
+
+use cid::multihash::Multihash;
+pub use cid::Cid;
+use sha2::{Digest, Sha256};
+
+/// Multicodec `raw`.
+pub const RAW_CODEC: u64 = 0x55;
+/// Multihash `sha2-256`.
+pub const SHA2_256: u64 = 0x12;
+/// Largest document `ipfs add --cid-version=1` stores as one raw block (its default
+/// chunk size); up to this size the CID is `CIDv1(raw, sha2-256(bytes))`.
+pub const MAX_RAW_BLOCK_BYTES: usize = 256 * 1024;
+
+/// A string that is not a CID.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CidError(String);
+
+/// `CIDv1(raw, sha2-256(bytes))`, as `ipfs add --cid-version=1` returns for a
+/// document of at most [`MAX_RAW_BLOCK_BYTES`] and as `ipfs block put` with the raw
+/// codec returns for any size.
+pub fn raw_cid(bytes: &[u8]) -> Cid {
+    let digest = Sha256::digest(bytes);
+    // A 32-byte digest always fits the 64-byte multihash.
+    let mh = Multihash::<64>::wrap(SHA2_256, &digest).unwrap_or_default();
+    Cid::new_v1(RAW_CODEC, mh)
+}
+
+/// Parses a CIDv0 (`Qm…`) or CIDv1 (multibase) string.
+pub fn parse_cid(s: &str) -> Result<Cid, CidError> {
+    if s.is_empty() {
+        return Err(CidError("empty CID".into()));
+    }
+    Cid::try_from(s).map_err(|e| CidError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_world_matches_ipfs_add() {
+        assert_eq!(
+            raw_cid(b"hello world\n").to_string(),
+            "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+        );
+    }
+
+    #[test]
+    fn parses_v0_and_v1_and_rejects_junk() {
+        let v0 = parse_cid("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG").expect("v0");
+        assert_eq!(v0.version(), cid::Version::V0);
+        let v1 =
+            parse_cid("bafkreihwyondy4kizuhvw2zzhzbueoeu725mxg57jsgwpaizummptvtjzy").expect("v1");
+        assert_eq!(v1.codec(), RAW_CODEC);
+        for junk in ["", "Qm123", "bafkreinotacid", "0x1234"] {
+            assert!(parse_cid(junk).is_err(), "{junk}");
+        }
+    }
+}
