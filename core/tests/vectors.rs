@@ -1,0 +1,228 @@
+//! Cross-implementation vectors: data made by independent libraries (Python
+//! `eth-account`, JS `multiformats`, a plain Python Merkle tree; see
+//! `tests/vectors/README.md`) must come out of this crate bit for bit. Reads the
+//! committed JSON only; needs neither Python nor Node.
+
+use std::path::PathBuf;
+
+use alloy_primitives::{Address, B256};
+use sequencer_core::cids::{parse_cid, raw_cid};
+use sequencer_core::eip712::{
+    self, recover_k256, recover_libsecp256k1, Domain, RawSignature, Verifier,
+};
+use sequencer_core::finalize::{inspect_roots, BatchDocument};
+use sequencer_core::merkle::{self, IncrementalTree, MerkleProof, ZERO_HASHES};
+use sequencer_core::submission::{Request, SnapshotSubmission};
+use serde_json::Value;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn load(rel: &str) -> Value {
+    let path = workspace().join(rel);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("{k} is not a string in {v}"))
+}
+
+fn b256(v: &Value, k: &str) -> B256 {
+    s(v, k).parse().unwrap_or_else(|e| panic!("{k}: {e}"))
+}
+
+#[test]
+fn eip712_digests_signatures_and_signers() {
+    let doc = load("tests/vectors/eip712.json");
+    let cases = doc["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 10);
+    for c in cases {
+        let name = s(c, "name");
+        let d = &c["domain"];
+        assert_eq!(s(d, "name"), eip712::DOMAIN_NAME);
+        assert_eq!(s(d, "version"), eip712::DOMAIN_VERSION);
+        let domain = Domain {
+            chain_id: d["chainId"].as_u64().expect("chainId"),
+            verifying_contract: s(d, "verifyingContract")
+                .parse::<Address>()
+                .expect("address"),
+        };
+        let request: Request = serde_json::from_value(c["request"].clone()).expect("request");
+        assert_eq!(domain.separator(), b256(c, "domainSeparator"), "{name}");
+        assert_eq!(
+            eip712::struct_hash(&request),
+            b256(c, "structHash"),
+            "{name}"
+        );
+        let digest = eip712::signing_digest(&domain, &request);
+        assert_eq!(digest, b256(c, "digest"), "{name}");
+        let signer: Address = s(c, "signer").parse().expect("signer");
+        let sig = RawSignature::parse(s(c, "signature")).expect("signature parses");
+        assert_eq!(recover_k256(&digest, &sig), Ok(signer), "{name} (k256)");
+        assert_eq!(
+            recover_libsecp256k1(&digest, &sig),
+            Ok(signer),
+            "{name} (libsecp256k1)"
+        );
+        let sub = SnapshotSubmission {
+            request: request.clone(),
+            signature: s(c, "signature").to_string(),
+            ..Default::default()
+        };
+        assert_eq!(
+            Verifier::new(domain).recover(&sub).map(|r| r.signer),
+            Ok(signer),
+            "{name}"
+        );
+        // Our own signing reproduces eth-account's signature (RFC 6979 is deterministic).
+        let key_bytes = hex::decode(s(c, "privateKey").trim_start_matches("0x")).expect("key hex");
+        let key = k256::ecdsa::SigningKey::from_slice(&key_bytes).expect("key");
+        assert_eq!(eip712::address_of(&key), signer, "{name}");
+        assert_eq!(
+            eip712::sign_request(&domain, &request, &key).expect("signs"),
+            s(c, "signature"),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn eip712_invalid_signatures_are_rejected_with_their_reason() {
+    let doc = load("tests/vectors/eip712.json");
+    let invalid = doc["invalid"].as_array().expect("invalid");
+    assert!(!invalid.is_empty());
+    for c in invalid {
+        let err = RawSignature::parse(s(c, "signature")).expect_err(s(c, "name"));
+        assert_eq!(err.reason(), s(c, "reason"), "{}", s(c, "name"));
+    }
+}
+
+fn rule_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 31 + 7) % 251) as u8).collect()
+}
+
+#[test]
+fn cids_match_multiformats() {
+    let doc = load("tests/vectors/cids.json");
+    for c in doc["cases"].as_array().expect("cases") {
+        let bytes = if let Some(h) = c.get("dataHex") {
+            hex::decode(h.as_str().expect("hex")).expect("hex")
+        } else if let Some(len) = c.get("length") {
+            assert_eq!(s(c, "generatorRule"), "bytes[i] = (i*31+7) % 251");
+            rule_bytes(len.as_u64().expect("length") as usize)
+        } else {
+            let path = workspace().join("..").join(s(c, "file"));
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        assert_eq!(
+            raw_cid(&bytes).to_string(),
+            s(c, "cidV1Raw"),
+            "{}",
+            s(c, "name")
+        );
+    }
+    for p in doc["parse"].as_array().expect("parse") {
+        let cid = parse_cid(s(p, "cid")).expect("parses");
+        assert_eq!(
+            cid.version() as u64,
+            p["version"].as_u64().expect("version")
+        );
+        assert_eq!(cid.codec(), p["codec"].as_u64().expect("codec"));
+        assert_eq!(
+            cid.hash().code(),
+            p["multihashCode"].as_u64().expect("code")
+        );
+        assert_eq!(hex::encode(cid.hash().digest()), s(p, "digestHex"));
+        assert_eq!(cid.to_string(), s(p, "cid"));
+    }
+    for bad in doc["invalidCids"].as_array().expect("invalid") {
+        let bad = bad.as_str().expect("string");
+        assert!(parse_cid(bad).is_err(), "{bad:?} parsed");
+    }
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_str().expect("string").to_string())
+        .collect()
+}
+
+#[test]
+fn merkle_roots_proofs_and_growth_match_the_python_tree() {
+    let doc = load("tests/vectors/merkle.json");
+    let zeros = strings(&doc["zeroHashes"]);
+    for (z, expected) in ZERO_HASHES.iter().zip(&zeros) {
+        assert_eq!(format!("0x{}", hex::encode(z)), *expected);
+    }
+    for c in doc["cases"].as_array().expect("cases") {
+        let leaves = strings(&c["leaves"]);
+        let mut t = IncrementalTree::new();
+        for l in &leaves {
+            t.push(l).expect("fits");
+        }
+        assert_eq!(B256::from(t.root()), b256(c, "root"), "{}", s(c, "name"));
+        assert_eq!(t.published_root(), b256(c, "published"), "{}", s(c, "name"));
+    }
+    for p in doc["proofs"].as_array().expect("proofs") {
+        let leaves: Vec<_> = strings(&p["leaves"])
+            .iter()
+            .map(|l| merkle::leaf_hash(l))
+            .collect();
+        let index = p["index"].as_u64().expect("index") as usize;
+        let proof = merkle::prove(&leaves, index).expect("proves");
+        let expected: Vec<B256> = strings(&p["siblings"])
+            .iter()
+            .map(|h| h.parse().expect("hex"))
+            .collect();
+        let got: Vec<B256> = proof.siblings.iter().map(|n| B256::from(*n)).collect();
+        assert_eq!(got, expected, "siblings of leaf {index}");
+        let theirs = MerkleProof {
+            leaf_index: index as u64,
+            siblings: expected.iter().map(|b| b.0).collect(),
+        };
+        assert!(merkle::verify(
+            &leaves[index],
+            &theirs,
+            &b256(p, "published")
+        ));
+    }
+    let growing = &doc["growing"];
+    let mut t = IncrementalTree::new();
+    let published = strings(&growing["publishedAfterEachBatch"]);
+    for (batch, expected) in growing["batches"]
+        .as_array()
+        .expect("batches")
+        .iter()
+        .zip(&published)
+    {
+        for id in strings(batch) {
+            t.push(&id).expect("fits");
+        }
+        assert_eq!(t.published_root().to_string(), *expected);
+    }
+}
+
+#[test]
+fn real_batch_gives_its_published_roothash() {
+    let path = workspace().join("../shared/vectors/sample-batch-epoch-11267.json");
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let doc: BatchDocument = serde_json::from_slice(&text).expect("batch document");
+    assert_eq!(doc.submission_ids.len(), 51);
+    let roots = inspect_roots(&doc, &[]).expect("fits");
+    assert_eq!(roots.roothash.to_string(), doc.roothash);
+    assert_eq!(
+        roots.finalized_cids_root.to_string(),
+        "0x04a066d979147a36eca07812c338f429fba6334baeef10c25ec428ffc48c821a"
+    );
+    // Its submissions are the protojson form (integers as strings): they parse.
+    for text in &doc.submissions {
+        let sub: SnapshotSubmission = serde_json::from_str(text).expect("submission");
+        assert_eq!(sub.request.epoch_id, 11267);
+        assert!(parse_cid(&sub.request.snapshot_cid).is_ok());
+    }
+}
