@@ -1,1 +1,278 @@
-fn main() {}
+//! `seqctl`: the sequencer's command line for operators and snapshotters.
+//! Offline: recompute a batch document's roots, verify a submission's EIP-712
+//! signature, verify an inclusion proof. Exit status 0 means the check held; 1
+//! means it did not (the reason is printed); 2 is a usage or input error.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use sequencer_core::collect::CollectMessage;
+use sequencer_core::eip712::{Domain, Verifier};
+use sequencer_core::finalize::{inspect_roots, BatchDocument};
+use sequencer_core::proof::InclusionProof;
+use sequencer_core::submission::{parse_address, SnapshotSubmission};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(name = "seqctl", version, about = "Submission sequencer command line")]
+struct Cli {
+    /// Print one JSON object instead of text lines.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Batch documents.
+    #[command(subcommand)]
+    Batch(BatchCmd),
+    /// Snapshot submissions.
+    #[command(subcommand)]
+    Submission(SubmissionCmd),
+    /// Inclusion proofs.
+    #[command(subcommand)]
+    Proof(ProofCmd),
+}
+
+#[derive(Subcommand)]
+enum BatchCmd {
+    /// Recompute a batch document's roothash and finalized-CIDs root; fails when
+    /// the document's roothash differs.
+    Inspect {
+        /// The batch document (JSON), or `-` for standard input.
+        file: PathBuf,
+        /// Submission ids of the epoch's earlier batches, in order: a JSON array of
+        /// strings, batch documents (their submissionIDs are used), or one id a line.
+        #[arg(long)]
+        previous_ids: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubmissionCmd {
+    /// Recover a submission's signer and print its EIP-712 digest.
+    Verify {
+        /// Protocol chain id.
+        #[arg(long)]
+        chain_id: u64,
+        /// ProtocolState contract address (the EIP-712 verifying contract).
+        #[arg(long)]
+        protocol_state: String,
+        /// One submission in `/collect` JSON form (a leading UUID is allowed), or `-`.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProofCmd {
+    /// Check an inclusion-proof document.
+    Verify {
+        /// The proof document (JSON), or `-`.
+        file: PathBuf,
+        /// The batch document's exact bytes, to check its CID, roothash and listing.
+        #[arg(long)]
+        batch: Option<PathBuf>,
+    },
+}
+
+/// A check that did not hold: printed, exit status 1.
+#[derive(Debug)]
+struct CheckFailed(String);
+
+impl std::fmt::Display for CheckFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CheckFailed {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let result = match cli.cmd {
+        Cmd::Batch(BatchCmd::Inspect { file, previous_ids }) => {
+            batch_inspect(&file, previous_ids.as_deref(), json)
+        }
+        Cmd::Submission(SubmissionCmd::Verify {
+            chain_id,
+            protocol_state,
+            file,
+        }) => submission_verify(chain_id, &protocol_state, &file, json),
+        Cmd::Proof(ProofCmd::Verify { file, batch }) => proof_verify(&file, batch.as_deref(), json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let failed = e.downcast_ref::<CheckFailed>().is_some();
+            if json {
+                println!("{}", json!({ "ok": false, "error": format!("{e:#}") }));
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::from(if failed { 1 } else { 2 })
+        }
+    }
+}
+
+fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading standard input")?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+fn previous_ids(path: &Path) -> Result<Vec<String>> {
+    let bytes = read_input(path)?;
+    let text = String::from_utf8(bytes).context("previous ids are not UTF-8")?;
+    if let Ok(ids) = serde_json::from_str::<Vec<String>>(&text) {
+        return Ok(ids);
+    }
+    if let Ok(doc) = serde_json::from_str::<BatchDocument>(&text) {
+        return Ok(doc.submission_ids);
+    }
+    if let Ok(docs) = serde_json::from_str::<Vec<BatchDocument>>(&text) {
+        return Ok(docs.into_iter().flat_map(|d| d.submission_ids).collect());
+    }
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+fn batch_inspect(file: &Path, previous: Option<&Path>, json: bool) -> Result<()> {
+    let bytes = read_input(file)?;
+    let doc: BatchDocument = serde_json::from_slice(&bytes).context("not a batch document")?;
+    let previous = previous.map(previous_ids).transpose()?.unwrap_or_default();
+    let roots = inspect_roots(&doc, &previous)?;
+    let cid = sequencer_core::cids::raw_cid(&bytes);
+    let matches = doc.roothash.parse().ok() == Some(roots.roothash);
+    if json {
+        println!(
+            "{}",
+            json!({
+                "ok": matches,
+                "roothash": roots.roothash.to_string(),
+                "finalized_cids_root": roots.finalized_cids_root.to_string(),
+                "document_roothash": doc.roothash,
+                "cid": cid.to_string(),
+                "submissions": doc.submission_ids.len(),
+                "previous_ids": previous.len(),
+                "projects": doc.pids.len(),
+            })
+        );
+    } else {
+        println!("roothash {}", roots.roothash);
+        println!("finalized_cids_root {}", roots.finalized_cids_root);
+        println!("cid {cid}");
+        println!(
+            "submissions {} projects {}",
+            doc.submission_ids.len(),
+            doc.pids.len()
+        );
+    }
+    if doc.submission_ids.len() != doc.submissions.len() || doc.pids.len() != doc.cids.len() {
+        bail!(CheckFailed(format!(
+            "arrays are not parallel: {} submissionIDs vs {} submissions, {} pids vs {} cids",
+            doc.submission_ids.len(),
+            doc.submissions.len(),
+            doc.pids.len(),
+            doc.cids.len()
+        )));
+    }
+    if !matches {
+        bail!(CheckFailed(format!(
+            "roothash differs: the document says {}, its ids give {}{}",
+            doc.roothash,
+            roots.roothash,
+            if previous.is_empty() {
+                " (if this is not the epoch's first batch, pass --previous-ids)"
+            } else {
+                ""
+            }
+        )));
+    }
+    Ok(())
+}
+
+fn submission_verify(chain_id: u64, protocol_state: &str, file: &Path, json: bool) -> Result<()> {
+    let verifying_contract = parse_address(protocol_state)
+        .with_context(|| format!("--protocol-state {protocol_state:?} is not an address"))?;
+    let bytes = read_input(file)?;
+    let trimmed = bytes.trim_ascii();
+    let submission: SnapshotSubmission = if trimmed.first() == Some(&b'{') {
+        serde_json::from_slice(trimmed).context("not a submission")?
+    } else {
+        CollectMessage::parse(trimmed)
+            .context("not a /collect message")?
+            .submission
+    };
+    let verifier = Verifier::new(Domain {
+        chain_id,
+        verifying_contract,
+    });
+    let digest = verifier.digest(&submission.request);
+    match verifier.recover(&submission) {
+        Ok(r) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "digest": digest.to_string(), "signer": r.signer.to_checksum(None)})
+                );
+            } else {
+                println!("digest {digest}");
+                println!("signer {}", r.signer.to_checksum(None));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if !json {
+                println!("digest {digest}");
+            }
+            bail!(CheckFailed(format!(
+                "invalid signature ({}): {e}",
+                e.reason()
+            )))
+        }
+    }
+}
+
+fn proof_verify(file: &Path, batch: Option<&Path>, json: bool) -> Result<()> {
+    let proof: InclusionProof =
+        serde_json::from_slice(&read_input(file)?).context("not an inclusion-proof document")?;
+    let result = match batch {
+        Some(b) => proof.verify_with_batch(&read_input(b)?),
+        None => proof.verify(),
+    };
+    result.map_err(|e| CheckFailed(format!("proof does not hold: {e}")))?;
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "submission_id": proof.submission_id, "batch_cid": proof.batch_cid,
+                   "leaf_index": proof.leaf_index, "roothash": proof.roothash.to_string(),
+                   "batch_checked": batch.is_some()})
+        );
+    } else {
+        println!(
+            "ok submission {} is leaf {} under roothash {} (batch {} {})",
+            proof.submission_id,
+            proof.leaf_index,
+            proof.roothash,
+            proof.batch_index,
+            proof.batch_cid
+        );
+    }
+    Ok(())
+}
