@@ -1,0 +1,361 @@
+//! Into the AWS emulator's SQS (`AWS_ENDPOINT_URL`, see scripts/env.sh and localstack/): byte-exact
+//! bodies and attributes, the queue endpoint going away mid-stream and coming back, and SIGTERM of
+//! the real binary with a full buffer. Each test writes to a private queue it creates and deletes,
+//! so concurrent tests and other crates' consumers of `seq-submissions` do not interfere.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::Client;
+use sequencer_ingress::config::DEFAULT_QUEUE_NAME;
+use sequencer_ingress::sim::{write_message, Client as P2pClient, SubmissionFactory};
+use sequencer_ingress::sink::sqs::SqsSink;
+
+struct Queue {
+    client: Client,
+    url: String,
+}
+
+impl Queue {
+    async fn create(client: &Client) -> Self {
+        let name = format!("ingress-test-{}", uuid::Uuid::new_v4().simple());
+        let out = client
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .expect("create queue");
+        Self {
+            client: client.clone(),
+            url: out.queue_url().expect("url").to_owned(),
+        }
+    }
+
+    /// Receives until `n` messages were seen or `timeout`; deletes what it receives.
+    async fn receive(&self, n: usize, timeout: Duration) -> Vec<(String, HashMap<String, String>)> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut out = Vec::new();
+        while out.len() < n && tokio::time::Instant::now() < deadline {
+            let r = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .expect("receive");
+            for m in r.messages() {
+                let attrs = m
+                    .message_attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| (k.clone(), v.string_value().unwrap_or("").to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((m.body().unwrap_or("").to_owned(), attrs));
+                if let Some(h) = m.receipt_handle() {
+                    let _ = self
+                        .client
+                        .delete_message()
+                        .queue_url(&self.url)
+                        .receipt_handle(h)
+                        .send()
+                        .await;
+                }
+            }
+        }
+        out
+    }
+
+    async fn delete(self) {
+        let _ = self.client.delete_queue().queue_url(&self.url).send().await;
+    }
+}
+
+/// The emulator client, or `None` (after a loud skip) when no emulator answers.
+async fn emulator() -> Option<(Client, String)> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+    let reachable = match &endpoint {
+        Some(e) => {
+            let hostport = e
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .trim_end_matches('/')
+                .to_owned();
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(hostport),
+            )
+            .await
+            .is_ok_and(|r| r.is_ok())
+        }
+        None => false,
+    };
+    if !common::require("the SQS emulator (AWS_ENDPOINT_URL)", reachable) {
+        return None;
+    }
+    let endpoint = endpoint?;
+    let hostport = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    Some((SqsSink::client_from_env().await, hostport))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_client_into_sqs_byte_exact_with_attributes() {
+    let Some((client, _)) = emulator().await else {
+        return;
+    };
+    // The queue the resources script creates is there (the deployed ingress writes to it).
+    SqsSink::resolve_queue_url(&client, DEFAULT_QUEUE_NAME)
+        .await
+        .expect("seq-submissions exists (localstack/create-resources.sh)");
+    let queue = Queue::create(&client).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink = Arc::new(SqsSink::new(client.clone(), queue.url.clone()));
+    let ingress = common::start(common::settings(dir.path()), sink).await;
+    let factory = SubmissionFactory::new(4).expect("factory");
+    let mut sent = Vec::new();
+    for c in 0..2 {
+        let p2p = common::client(&ingress).await;
+        for s in 0..2 {
+            let msgs = common::messages(&factory, c * 2 + s, 60);
+            let mut stream = p2p.open().await.expect("open");
+            for m in &msgs {
+                write_message(&mut stream, m).await.expect("write");
+            }
+            sent.extend(msgs);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = queue.receive(sent.len(), Duration::from_secs(60)).await;
+    let bodies: HashSet<Vec<u8>> = got.iter().map(|(b, _)| b.as_bytes().to_vec()).collect();
+    assert_eq!(
+        bodies,
+        sent.iter().cloned().collect::<HashSet<_>>(),
+        "queue holds the /collect bytes exactly"
+    );
+    assert_eq!(got.len(), sent.len());
+    let (body, attrs) = &got[0];
+    let msg = sequencer_core::collect::CollectMessage::parse(body.as_bytes()).expect("body parses");
+    assert_eq!(
+        attrs["submission_id"],
+        msg.submission_id.hyphenated().to_string()
+    );
+    assert_eq!(attrs["epoch"], msg.submission.request.epoch_id.to_string());
+    assert_eq!(attrs["slot"], msg.submission.request.slot_id.to_string());
+    assert_eq!(attrs["project"], msg.submission.request.project_id);
+    assert_eq!(attrs["market"], msg.submission.data_market);
+    assert!(attrs["peer"].starts_with("12D3"));
+    let report = ingress.shutdown().await;
+    assert_eq!(report.enqueued, sent.len() as u64);
+    queue.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_endpoint_down_and_back_mid_stream_loses_nothing() {
+    let Some((client, hostport)) = emulator().await else {
+        return;
+    };
+    let queue = Queue::create(&client).await;
+    let proxy = common::Flaky::start(hostport).await;
+    let proxied = SqsSink::client_with_endpoint(Some(&proxy.url)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let ingress = common::start(
+        common::settings(dir.path()),
+        Arc::new(SqsSink::new(proxied, queue.url.clone())),
+    )
+    .await;
+    let factory = SubmissionFactory::new(1).expect("factory");
+    let msgs = common::messages(&factory, 0, 300);
+    let p2p = common::client(&ingress).await;
+    let mut stream = p2p.open().await.expect("open");
+    let writer = {
+        let msgs = msgs.clone();
+        tokio::spawn(async move {
+            for m in &msgs {
+                write_message(&mut stream, m).await.expect("write");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            stream
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    proxy.set_up(false);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        ingress
+            .metrics
+            .sink_retries
+            .get_or_create(&[("reason", "transport")])
+            .get()
+            > 0,
+        "calls failed while down"
+    );
+    proxy.set_up(true);
+    let _stream = writer.await.expect("writer");
+    let got = queue.receive(msgs.len(), Duration::from_secs(60)).await;
+    let bodies: HashSet<Vec<u8>> = got.iter().map(|(b, _)| b.as_bytes().to_vec()).collect();
+    assert_eq!(
+        bodies,
+        msgs.iter().cloned().collect::<HashSet<_>>(),
+        "nothing accepted was lost"
+    );
+    eprintln!(
+        "received {} messages for {} sent ({} duplicates from calls cut mid-flight)",
+        got.len(),
+        msgs.len(),
+        got.len() - bodies.len()
+    );
+    ingress.shutdown().await;
+    queue.delete().await;
+}
+
+async fn scrape(http: &str, metric: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http).await.ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find(|l| l.starts_with(metric))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+async fn http_status(http: &str, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.ok()?;
+    body.split_whitespace().nth(1).and_then(|c| c.parse().ok())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_full_buffer_of_the_real_binary_into_sqs() {
+    let Some((client, hostport)) = emulator().await else {
+        return;
+    };
+    let queue = Queue::create(&client).await;
+    let proxy = common::Flaky::start(hostport).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (p2p_port, http_port) = (free_port(), free_port());
+    let http = format!("127.0.0.1:{http_port}");
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let server = key.public().to_peer_id();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sequencer-ingress"))
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .env(
+            "INGRESS_KEY",
+            hex::encode(key.to_protobuf_encoding().expect("key")),
+        )
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")])
+        .args([
+            "--http-listen",
+            &http,
+            "--queue-url",
+            &queue.url,
+            "--buffer-bytes",
+            "32768",
+        ])
+        .args(["--drain-timeout-secs", "15"])
+        .arg("--spill-path")
+        .arg(dir.path().join("spill.jsonl"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ingress");
+    let mut up = false;
+    for _ in 0..100 {
+        if http_status(&http, "/readyz").await == Some(200) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "binary became ready");
+    assert_eq!(http_status(&http, "/healthz").await, Some(200));
+    proxy.set_up(false);
+    assert_eq!(
+        http_status(&http, "/readyz").await,
+        Some(503),
+        "not ready while the queue is unreachable"
+    );
+
+    let addr: libp2p::Multiaddr = format!("/ip4/127.0.0.1/tcp/{p2p_port}")
+        .parse()
+        .expect("addr");
+    let p2p = P2pClient::connect(&addr, server).await.expect("connect");
+    let factory = SubmissionFactory::new(1).expect("factory");
+    let msgs = common::messages(&factory, 0, 200);
+    let mut stream = p2p.open().await.expect("open");
+    let writer = tokio::spawn(async move {
+        for m in &msgs {
+            if write_message(&mut stream, m).await.is_err() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    let mut waits = 0.0;
+    for _ in 0..100 {
+        waits = scrape(&http, "ingress_backpressure_waits_total")
+            .await
+            .unwrap_or(0.0);
+        if waits > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(waits > 0.0, "buffer full, readers pushed back");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let accepted = scrape(&http, "ingress_messages_accepted_total")
+        .await
+        .expect("accepted metric") as usize;
+    assert!(accepted > 0);
+
+    let pid = child.id().expect("pid");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.set_up(true);
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits before the deadline")
+        .expect("wait");
+    assert!(exit.success(), "clean exit: {exit:?}");
+    let got = queue.receive(accepted, Duration::from_secs(60)).await;
+    let distinct: HashSet<&String> = got.iter().map(|(b, _)| b).collect();
+    assert_eq!(
+        distinct.len(),
+        accepted,
+        "every accepted message reached the queue"
+    );
+    assert!(!dir.path().join("spill.jsonl").exists(), "nothing spilled");
+    writer.abort();
+    queue.delete().await;
+}
