@@ -165,3 +165,71 @@ fn parse_num(name: &str, v: &str) -> Result<u64, ChainError> {
     v.parse::<u64>()
         .map_err(|e| ChainError::Config(format!("{name}: not a non-negative integer: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    const KEY: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = ChainConfig::from_lookup(lookup(&[
+            ("RPC_URL", "http://127.0.0.1:8545"),
+            (
+                "PROTOCOL_STATE_ADDRESS",
+                "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            ),
+            ("CONFIRMATIONS", "5"),
+        ]))
+        .expect("config");
+        assert_eq!(c.confirmations, 5);
+        assert_eq!(c.gas_limit_ceiling, 15_000_000);
+        assert!(c.signer.is_none() && c.data_market.is_none());
+    }
+
+    #[test]
+    fn missing_and_bad_values_are_errors() {
+        assert!(ChainConfig::from_lookup(lookup(&[])).is_err());
+        let base = [
+            ("RPC_URL", "http://x"),
+            (
+                "PROTOCOL_STATE_ADDRESS",
+                "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            ),
+        ];
+        let mut bad = base.to_vec();
+        bad.push(("CONFIRMATIONS", "-1"));
+        assert!(ChainConfig::from_lookup(lookup(&bad)).is_err());
+        let mut both = base.to_vec();
+        both.push(("SIGNER_PRIVATE_KEY", KEY));
+        both.push(("KMS_KEY_ID", "alias/x"));
+        assert!(ChainConfig::from_lookup(lookup(&both)).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let c = ChainConfig::from_lookup(lookup(&[
+            ("RPC_URL", "http://127.0.0.1:8545"),
+            (
+                "PROTOCOL_STATE_ADDRESS",
+                "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+            ),
+            ("SIGNER_PRIVATE_KEY", KEY),
+        ]))
+        .expect("config");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains(&KEY[2..]), "{shown}");
+        assert!(shown.contains("redacted"));
+    }
+}

@@ -1,0 +1,114 @@
+//! Shared helpers of the anvil-backed tests: find anvil (skip loudly, or fail under
+//! `SEQ_REQUIRE_SERVICES=1`), spawn it, deploy and configure a market.
+
+#![allow(dead_code)]
+
+use std::{path::PathBuf, time::Duration};
+
+use alloy::{
+    hex,
+    node_bindings::{Anvil, AnvilInstance},
+    primitives::{Address, B256},
+};
+use sequencer_chain::{
+    deploy::{deploy_local, DeployPlan, Deployment},
+    ChainClient, ChainConfig, Windows,
+};
+
+/// `ANVIL_BIN` if it points at a file. Otherwise prints a loud skip notice and returns `None`,
+/// or panics when `SEQ_REQUIRE_SERVICES=1` (CI).
+pub fn anvil_bin(test: &str) -> Option<PathBuf> {
+    let bin = std::env::var_os("ANVIL_BIN").map(PathBuf::from);
+    match bin {
+        Some(p) if p.is_file() => Some(p),
+        other => {
+            let why = match other {
+                Some(p) => format!("ANVIL_BIN={} is not a file", p.display()),
+                None => "ANVIL_BIN is not set".to_string(),
+            };
+            if std::env::var("SEQ_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{test}: {why} and SEQ_REQUIRE_SERVICES=1 (run `source scripts/env.sh` after `scripts/tools.sh anvil`)");
+            }
+            eprintln!("\n!!!!! SKIPPED {test}: {why} (run `scripts/tools.sh anvil` and `source scripts/env.sh`) !!!!!\n");
+            None
+        }
+    }
+}
+
+pub fn spawn_anvil(bin: &PathBuf, port: Option<u16>) -> AnvilInstance {
+    let mut a = Anvil::new().path(bin);
+    if let Some(p) = port {
+        a = a.port(p);
+    }
+    a.try_spawn().expect("spawn anvil")
+}
+
+pub fn key_hex(anvil: &AnvilInstance, i: usize) -> String {
+    format!("0x{}", hex::encode(anvil.keys()[i].to_bytes()))
+}
+
+/// Fast-polling config for local tests.
+pub fn test_config(endpoint: &str, key: Option<String>) -> ChainConfig {
+    let mut c = ChainConfig::new(endpoint, Address::ZERO);
+    c.signer = key.map(sequencer_chain::SignerSource::PrivateKey);
+    c.backoff_initial = Duration::from_millis(100);
+    c.backoff_max = Duration::from_millis(1_000);
+    c.max_retries = 12;
+    c.receipt_poll = Duration::from_millis(50);
+    c.receipt_timeout = Duration::from_secs(20);
+    c.pending_timeout = Duration::from_secs(20);
+    c
+}
+
+pub struct Env {
+    pub anvil: AnvilInstance,
+    /// Owner, sequencer and epoch manager (anvil key 0), bound to the deployed contract.
+    pub client: ChainClient,
+    pub deployment: Deployment,
+}
+
+impl Env {
+    pub fn market(&self) -> Address {
+        self.deployment.data_market
+    }
+
+    /// A client for the same contract with anvil key `i` (or none).
+    pub async fn client_with_key(&self, i: Option<usize>) -> ChainClient {
+        let mut cfg = test_config(&self.anvil.endpoint(), i.map(|i| key_hex(&self.anvil, i)));
+        cfg.protocol_state = self.deployment.protocol_state;
+        ChainClient::connect(cfg).await.expect("connect")
+    }
+}
+
+pub async fn deploy(anvil: &AnvilInstance, plan: &DeployPlan) -> (ChainClient, Deployment) {
+    let cfg = test_config(&anvil.endpoint(), Some(key_hex(anvil, 0)));
+    let client = ChainClient::connect(cfg).await.expect("connect");
+    deploy_local(&client, plan).await.expect("deploy")
+}
+
+pub async fn setup(test: &str, windows: Windows) -> Option<Env> {
+    let bin = anvil_bin(test)?;
+    let anvil = spawn_anvil(&bin, None);
+    let plan = DeployPlan {
+        slots: 5,
+        windows,
+        ..DeployPlan::default()
+    };
+    let (client, deployment) = deploy(&anvil, &plan).await;
+    Some(Env {
+        anvil,
+        client,
+        deployment,
+    })
+}
+
+pub fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_string()).collect()
+}
+
+pub fn root(n: u8) -> B256 {
+    B256::repeat_byte(n)
+}
+
+pub const CID_A: &str = "bafkreiaxlemxcp4g3jmhhdmd6tb5ojtzhmm2wwbkwsbxmhvyyhrwivzz4i";
+pub const CID_B: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
