@@ -18,7 +18,7 @@ use std::{
 use alloy::{
     eips::{eip2718::Encodable2718, BlockId},
     network::{EthereumWallet, NetworkTransactionBuilder, ReceiptResponse, TransactionBuilder},
-    primitives::{Address, BlockHash, Bytes, TxHash, TxKind, B256, U256},
+    primitives::{Address, BlockHash, Bytes, TxHash, TxKind, B256, U256, U64},
     providers::{Provider, RootProvider},
     rpc::{
         client::RpcClient,
@@ -769,6 +769,19 @@ impl ChainClient {
             }
             tokio::time::sleep(self.cfg.receipt_poll.min(Duration::from_secs(5))).await;
         }
+    }
+
+    /// Local nodes only (anvil/hardhat): mines `blocks` empty blocks (`anvil_mine`), for an epoch
+    /// releaser on a node that only mines on transactions.
+    pub async fn dev_mine(&self, blocks: u64) -> Result<()> {
+        self.retry("anvil_mine", |c| async move {
+            c.provider
+                .raw_request::<_, serde_json::Value>("anvil_mine".into(), (U64::from(blocks),))
+                .await
+                .map(|_| ())
+                .map_err(ChainError::from_rpc)
+        })
+        .await
     }
 
     // ------------------------------------------------------------------ typed admin calls

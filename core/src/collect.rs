@@ -137,7 +137,9 @@ impl CollectDecoder {
         // partial message plus the new chunk.
         if self.start > 0 {
             self.buf.drain(..self.start);
-            self.pos -= self.start;
+            // `pos` only matters inside a JSON object; between messages `start`
+            // may have moved past it over whitespace.
+            self.pos = self.pos.saturating_sub(self.start);
             self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
@@ -427,6 +429,16 @@ mod tests {
             CollectMessage::parse(&raw[..raw.len() - 1]),
             Err(DecodeError::Truncated)
         );
+    }
+
+    #[test]
+    fn whitespace_then_more_bytes() {
+        // Found by the fuzzer: skipping leading whitespace moved `start` past `pos`.
+        let mut d = CollectDecoder::new();
+        d.push(b"  ");
+        assert!(d.next_message().is_none());
+        d.push(b"x");
+        assert_eq!(d.next_message(), Some(Err(DecodeError::BadUuid)));
     }
 
     #[test]

@@ -16,6 +16,8 @@ use sequencer_core::proof::InclusionProof;
 use sequencer_core::submission::{parse_address, SnapshotSubmission};
 use serde_json::json;
 
+mod chain;
+
 #[derive(Parser)]
 #[command(name = "seqctl", version, about = "Submission sequencer command line")]
 struct Cli {
@@ -37,6 +39,9 @@ enum Cmd {
     /// Inclusion proofs.
     #[command(subcommand)]
     Proof(ProofCmd),
+    /// Protocol chain: deploy a local ProtocolState, release epochs, show an epoch's anchors.
+    #[command(subcommand)]
+    Chain(chain::ChainCmd),
 }
 
 #[derive(Subcommand)]
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
             file,
         }) => submission_verify(chain_id, &protocol_state, &file, json),
         Cmd::Proof(ProofCmd::Verify { file, batch }) => proof_verify(&file, batch.as_deref(), json),
+        Cmd::Chain(cmd) => chain::run(cmd, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
