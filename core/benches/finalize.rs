@@ -13,7 +13,14 @@ use sequencer_core::merkle::IncrementalTree;
 use sequencer_core::submission::{Request, SnapshotSubmission};
 
 fn uuid_like(i: u64) -> String {
-    format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", i * 2654435761 % (1 << 32), i % 65536, i % 4096, (i * 7) % 4096, i * 11)
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        i * 2654435761 % (1 << 32),
+        i % 65536,
+        i % 4096,
+        (i * 7) % 4096,
+        i * 11
+    )
 }
 
 fn epoch(projects: u64, per_project: u64) -> Vec<Accepted> {
