@@ -11,11 +11,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use libp2p::core::transport::PortUse;
+use libp2p::core::upgrade::{DeniedUpgrade, ReadyUpgrade};
 use libp2p::core::Endpoint;
 use libp2p::multiaddr::Protocol;
+use libp2p::swarm::handler::{ConnectionEvent, FullyNegotiatedInbound};
 use libp2p::swarm::{
-    dummy, CloseConnection, ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler,
-    THandlerInEvent, THandlerOutEvent, ToSwarm,
+    CloseConnection, ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId,
+    FromSwarm, NetworkBehaviour, Stream, SubstreamProtocol, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
 };
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -268,9 +271,75 @@ fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 #[error("connection refused: {0}")]
 pub struct Refused(pub &'static str);
 
+/// Inbound `/collect` streams negotiated but not yet picked up by the accept loop. The loop only
+/// checks limits and spawns a reader, so it keeps up easily; the queue absorbs a burst of stream
+/// opens (many collectors reconnecting after a deploy). When full, new streams are dropped and
+/// counted (`stream_queue_full`) rather than held without bound.
+pub const ACCEPT_QUEUE: usize = 1024;
+
+/// An inbound `/collect` stream with its peer.
+pub type Inbound = (PeerId, Stream);
+
+/// Per-connection handler: accepts `/collect` streams and hands them to the accept loop. It never
+/// opens streams and does not keep the connection alive by itself: open streams do.
+pub struct CollectHandler {
+    peer: PeerId,
+    tx: mpsc::Sender<Inbound>,
+    metrics: Metrics,
+}
+
+impl ConnectionHandler for CollectHandler {
+    type FromBehaviour = Infallible;
+    type ToBehaviour = Infallible;
+    type InboundProtocol = ReadyUpgrade<libp2p::StreamProtocol>;
+    type OutboundProtocol = DeniedUpgrade;
+    type InboundOpenInfo = ();
+    type OutboundOpenInfo = Infallible;
+
+    fn listen_protocol(&self) -> SubstreamProtocol<Self::InboundProtocol, Self::InboundOpenInfo> {
+        SubstreamProtocol::new(ReadyUpgrade::new(crate::host::COLLECT), ())
+    }
+
+    fn poll(
+        &mut self,
+        _cx: &mut Context<'_>,
+    ) -> Poll<
+        ConnectionHandlerEvent<Self::OutboundProtocol, Self::OutboundOpenInfo, Self::ToBehaviour>,
+    > {
+        Poll::Pending
+    }
+
+    fn on_behaviour_event(&mut self, event: Self::FromBehaviour) {
+        match event {}
+    }
+
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<
+            Self::InboundProtocol,
+            Self::OutboundProtocol,
+            Self::InboundOpenInfo,
+            Self::OutboundOpenInfo,
+        >,
+    ) {
+        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+            protocol: stream,
+            ..
+        }) = event
+        {
+            match self.tx.try_send((self.peer, stream)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => self.metrics.reject("stream_queue_full"),
+                Err(mpsc::error::TrySendError::Closed(_)) => self.metrics.reject("stream_draining"),
+            }
+        }
+    }
+}
+
 /// Connection admission behaviour.
 pub struct EdgeGuard {
     gate: Arc<PeerGate>,
+    streams_tx: mpsc::Sender<Inbound>,
     close_rx: mpsc::UnboundedReceiver<PeerId>,
     pending: HashMap<ConnectionId, Option<IpAddr>>,
     established: HashMap<ConnectionId, (PeerId, Option<IpAddr>)>,
@@ -280,16 +349,31 @@ pub struct EdgeGuard {
 }
 
 impl EdgeGuard {
-    /// Behaviour enforcing `gate`'s connection limits; `close_rx` from [`PeerGate::new`].
-    pub fn new(gate: Arc<PeerGate>, close_rx: mpsc::UnboundedReceiver<PeerId>) -> Self {
-        Self {
+    /// Behaviour enforcing `gate`'s connection limits (`close_rx` from [`PeerGate::new`]); the
+    /// receiver yields admitted connections' inbound `/collect` streams.
+    pub fn new(
+        gate: Arc<PeerGate>,
+        close_rx: mpsc::UnboundedReceiver<PeerId>,
+    ) -> (Self, mpsc::Receiver<Inbound>) {
+        let (streams_tx, streams_rx) = mpsc::channel(ACCEPT_QUEUE);
+        let guard = Self {
             gate,
+            streams_tx,
             close_rx,
             pending: HashMap::new(),
             established: HashMap::new(),
             per_ip: HashMap::new(),
             per_peer: HashMap::new(),
             to_close: VecDeque::new(),
+        };
+        (guard, streams_rx)
+    }
+
+    fn handler(&self, peer: PeerId) -> CollectHandler {
+        CollectHandler {
+            peer,
+            tx: self.streams_tx.clone(),
+            metrics: self.gate.metrics.clone(),
         }
     }
 
@@ -311,7 +395,7 @@ impl EdgeGuard {
 }
 
 impl NetworkBehaviour for EdgeGuard {
-    type ConnectionHandler = dummy::ConnectionHandler;
+    type ConnectionHandler = CollectHandler;
     type ToSwarm = Infallible;
 
     fn handle_pending_inbound_connection(
@@ -370,19 +454,19 @@ impl NetworkBehaviour for EdgeGuard {
         *self.per_peer.entry(peer).or_default() += 1;
         self.gate.metrics.connections_open.inc();
         self.gate.metrics.connections_accepted.inc();
-        Ok(dummy::ConnectionHandler)
+        Ok(self.handler(peer))
     }
 
     fn handle_established_outbound_connection(
         &mut self,
         _connection_id: ConnectionId,
-        _peer: PeerId,
+        peer: PeerId,
         _addr: &Multiaddr,
         _role_override: Endpoint,
         _port_use: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
         // The ingress never dials; outbound connections are not limited here.
-        Ok(dummy::ConnectionHandler)
+        Ok(self.handler(peer))
     }
 
     fn on_swarm_event(&mut self, event: FromSwarm) {

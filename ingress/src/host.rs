@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::{AsyncReadExt, StreamExt};
 use libp2p::identity::Keypair;
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
 use sequencer_core::collect::{CollectDecoder, CollectMessage};
 use tokio::sync::oneshot;
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatcher::BufferHandle;
-use crate::guard::{Admit, EdgeGuard, PeerGate, StreamTicket};
+use crate::guard::{Admit, EdgeGuard, Inbound, PeerGate, StreamTicket};
 use crate::metrics::Metrics;
 use crate::sink::{Envelope, EnvelopeMeta};
 
@@ -79,17 +79,10 @@ pub enum HostError {
         /// Cause.
         detail: String,
     },
-    /// `/collect` already registered.
-    #[error("registering /collect: {0}")]
-    Register(String),
 }
 
-/// Behaviours of the ingress host.
-#[derive(NetworkBehaviour)]
-pub struct Behaviour {
-    guard: EdgeGuard,
-    stream: libp2p_stream::Behaviour,
-}
+/// The ingress host's behaviour: admission and `/collect` stream intake in one.
+pub type Behaviour = EdgeGuard;
 
 /// A running host.
 pub struct Host {
@@ -159,10 +152,7 @@ fn build_swarm(
             q.max_concurrent_stream_limit = u32::try_from(streams).unwrap_or(u32::MAX);
             q
         })
-        .with_behaviour(move |_| Behaviour {
-            guard,
-            stream: libp2p_stream::Behaviour::new(),
-        })
+        .with_behaviour(move |_| guard)
         .map_err(|e| HostError::Build(e.to_string()))?
         .with_swarm_config(move |c| c.with_idle_connection_timeout(idle))
         .build();
@@ -180,12 +170,8 @@ pub async fn start(
     metrics: Metrics,
 ) -> Result<Host, HostError> {
     let peer_id = key.public().to_peer_id();
-    let guard = EdgeGuard::new(gate.clone(), close_rx);
+    let (guard, incoming) = EdgeGuard::new(gate.clone(), close_rx);
     let mut swarm = build_swarm(key, &cfg, guard)?;
-    let mut control = swarm.behaviour().stream.new_control();
-    let incoming = control
-        .accept(COLLECT)
-        .map_err(|e| HostError::Register(e.to_string()))?;
 
     let mut listeners = Vec::new();
     for addr in &cfg.listen {
@@ -328,13 +314,13 @@ async fn swarm_loop(
 }
 
 async fn accept_loop(
-    mut incoming: libp2p_stream::IncomingStreams,
+    mut incoming: tokio::sync::mpsc::Receiver<Inbound>,
     ctx: Arc<ReaderCtx>,
     stop: CancellationToken,
 ) {
     loop {
         let next = tokio::select! {
-            n = incoming.next() => n,
+            n = incoming.recv() => n,
             _ = stop.cancelled() => None,
         };
         let Some((peer, stream)) = next else { break };

@@ -46,9 +46,10 @@ async fn many_messages_per_long_lived_stream_arrive_byte_exact() {
     assert_eq!(sink.wait_for(sent.len(), WAIT).await, sent.len());
     let got = sink.messages();
     let bodies: HashSet<Vec<u8>> = got.iter().map(|m| m.body.clone()).collect();
-    assert_eq!(
-        bodies, sent,
-        "every message arrives byte-exact, exactly once"
+    common::assert_same(
+        bodies,
+        sent.iter().cloned(),
+        "every message arrives byte-exact",
     );
     assert_eq!(got.len(), sent.len());
     let m = &got[0];
@@ -90,7 +91,7 @@ async fn split_and_coalesced_writes_are_framed() {
     }
     assert_eq!(sink.wait_for(12, WAIT).await, 12);
     let got: HashSet<Vec<u8>> = sink.messages().into_iter().map(|m| m.body).collect();
-    assert_eq!(got, msgs.into_iter().collect::<HashSet<_>>());
+    common::assert_same(got, msgs, "split and coalesced writes");
     client.close().await;
     ingress.shutdown().await;
 }
@@ -355,9 +356,10 @@ async fn queue_outage_is_retried_without_loss_and_full_buffer_pushes_back() {
     sink.set_down(false);
     assert_eq!(sink.wait_for(300, WAIT).await, 300);
     let got: Vec<Vec<u8>> = sink.messages().into_iter().map(|m| m.body).collect();
-    assert_eq!(
-        got.iter().cloned().collect::<HashSet<_>>(),
-        msgs.iter().cloned().collect::<HashSet<_>>()
+    common::assert_same(
+        got.iter().cloned(),
+        msgs.iter().cloned(),
+        "after the outage",
     );
     assert_eq!(got.len(), 300, "no duplicates");
     assert!(m.reject_count("queue_rejected") == 0);
@@ -442,10 +444,10 @@ async fn past_the_deadline_the_buffer_is_spilled_and_replayed_on_next_start() {
     assert_eq!(report.enqueued + report.lost, 0);
     let records = spill::read_file(&spill_path).expect("spill file");
     assert_eq!(records.len(), 50);
-    assert_eq!(
-        records.iter().map(|r| r.bytes()).collect::<HashSet<_>>(),
-        msgs.iter().cloned().collect::<HashSet<_>>(),
-        "spilled byte-exact"
+    common::assert_same(
+        records.iter().map(|r| r.bytes()),
+        msgs.iter().cloned(),
+        "spilled byte-exact",
     );
     client.close().await;
 
@@ -455,7 +457,7 @@ async fn past_the_deadline_the_buffer_is_spilled_and_replayed_on_next_start() {
     assert_eq!(ingress.replaying, 50);
     assert_eq!(up.wait_for(50, WAIT).await, 50);
     let got: HashSet<Vec<u8>> = up.messages().into_iter().map(|m| m.body).collect();
-    assert_eq!(got, msgs.iter().cloned().collect::<HashSet<_>>());
+    common::assert_same(got, msgs.iter().cloned(), "replayed");
     let meta = &up.messages()[0].meta;
     assert!(meta.project.starts_with("project_0_") && !meta.peer.is_empty());
     let deadline = tokio::time::Instant::now() + WAIT;

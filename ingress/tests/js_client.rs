@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,10 +110,7 @@ async fn js_libp2p_collector_into_memory_byte_exact() {
     );
     let got: Vec<Vec<u8>> = sink.messages().into_iter().map(|m| m.body).collect();
     assert_eq!(got.len(), msgs.len());
-    assert_eq!(
-        got.into_iter().collect::<HashSet<_>>(),
-        msgs.into_iter().collect::<HashSet<_>>()
-    );
+    common::assert_same(got, msgs, "js client into memory");
     assert_eq!(
         ingress
             .metrics
@@ -176,11 +172,7 @@ async fn js_libp2p_collector_into_sqs_byte_exact() {
         }
     }
     assert_eq!(got.len(), msgs.len());
-    assert_eq!(
-        got.into_iter().collect::<HashSet<_>>(),
-        msgs.into_iter().collect::<HashSet<_>>(),
-        "queue holds the js client's bytes exactly"
-    );
+    common::assert_same(got, msgs, "queue holds the js client's bytes exactly");
     ingress.shutdown().await;
     let _ = client.delete_queue().queue_url(&url).send().await;
 }

@@ -153,3 +153,20 @@ impl Drop for Flaky {
         self.task.abort();
     }
 }
+
+/// Asserts two sets of messages are equal, reporting counts rather than dumping bytes.
+pub fn assert_same<A, B>(got: A, want: B, what: &str)
+where
+    A: IntoIterator<Item = Vec<u8>>,
+    B: IntoIterator<Item = Vec<u8>>,
+{
+    let got: std::collections::HashSet<Vec<u8>> = got.into_iter().collect();
+    let want: std::collections::HashSet<Vec<u8>> = want.into_iter().collect();
+    let missing = want.difference(&got).count();
+    let extra = got.difference(&want).count();
+    assert!(
+        missing == 0 && extra == 0,
+        "{what}: {missing} missing, {extra} unexpected (of {})",
+        want.len()
+    );
+}
