@@ -760,6 +760,9 @@ impl ChainClient {
 
     async fn wait_receipt(&self, tx_hash: TxHash) -> Result<TransactionReceipt> {
         let deadline = Instant::now() + self.cfg.receipt_timeout;
+        // Start polling fast (a local or fast chain mines within milliseconds), then back off to
+        // RECEIPT_POLL_MS so a slow chain is not hammered.
+        let mut delay = self.cfg.receipt_poll.min(Duration::from_millis(10));
         loop {
             if let Some(r) = self.receipt_once(tx_hash).await? {
                 return Ok(r);
@@ -767,7 +770,8 @@ impl ChainClient {
             if Instant::now() >= deadline {
                 return Err(ChainError::ReceiptTimeout(tx_hash));
             }
-            tokio::time::sleep(self.cfg.receipt_poll.min(Duration::from_secs(5))).await;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.cfg.receipt_poll);
         }
     }
 
