@@ -74,11 +74,12 @@ contract ProtocolState {
         bool batchSubmissionsEnded;
     }
 
+    // Packed into two slots: a batch record costs two SSTOREs.
     struct Batch {
-        uint256 epochId; // 0 = never submitted (epoch ids start at 1)
-        bytes32 finalizedCidsRootHash;
-        uint256 blockNumber;
+        uint64 epochId; // 0 = never submitted (epoch ids start at 1)
+        uint64 blockNumber;
         bool delayed;
+        bytes32 finalizedCidsRootHash;
     }
 
     struct ProjectStatus {
@@ -254,10 +255,11 @@ contract ProtocolState {
         if (!delayed) {
             _markProjects(projects[dataMarket][epochId], epochBatches[dataMarket][epochId].length + 1, epochId, projectIds, snapshotCids);
         }
-        b.epochId = epochId;
-        b.finalizedCidsRootHash = finalizedCidsRootHash;
-        b.blockNumber = block.number;
+        // Both fit: epochId <= currentEpochId (a counter) and block numbers stay far below 2^64.
+        b.epochId = uint64(epochId);
+        b.blockNumber = uint64(block.number);
         b.delayed = delayed;
+        b.finalizedCidsRootHash = finalizedCidsRootHash;
         epochBatches[dataMarket][epochId].push(batchCid);
         if (delayed) {
             emit DelayedBatchSubmitted(dataMarket, batchCid, epochId, block.timestamp);
