@@ -262,3 +262,84 @@ pub(crate) fn is_transient(e: &TransportError) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy::{
+        rpc::json_rpc::ErrorPayload,
+        sol_types::SolError,
+        transports::{HttpError, TransportErrorKind},
+    };
+
+    use super::*;
+    use crate::bindings::ProtocolState;
+
+    fn revert_payload(data: &[u8]) -> TransportError {
+        let raw = serde_json::value::to_raw_value(&alloy::hex::encode_prefixed(data)).expect("raw");
+        RpcError::ErrorResp(ErrorPayload {
+            code: 3,
+            message: "execution reverted".into(),
+            data: Some(raw),
+        })
+    }
+
+    #[test]
+    fn custom_errors_decode_to_typed_reverts() {
+        let data = ProtocolState::ProjectAlreadySubmitted {
+            projectId: "p".into(),
+            epochId: U256::from(4),
+        }
+        .abi_encode();
+        let e = ChainError::from_rpc(revert_payload(&data));
+        assert_eq!(
+            e.revert(),
+            Some(&Revert::ProjectAlreadySubmitted {
+                project_id: "p".into(),
+                epoch: U256::from(4)
+            })
+        );
+        assert!(!e.is_retryable());
+        let e = ChainError::from_rpc(revert_payload(&[0xde, 0xad, 0xbe, 0xef]));
+        assert!(matches!(e, ChainError::Revert(Revert::Other(_))), "{e:?}");
+    }
+
+    #[test]
+    fn transient_errors_are_retryable_and_others_not() {
+        let http = |status| {
+            RpcError::Transport(TransportErrorKind::HttpError(HttpError {
+                status,
+                body: String::new(),
+            }))
+        };
+        for status in [408, 429, 500, 502, 503] {
+            assert!(
+                ChainError::from_rpc(http(status)).is_retryable(),
+                "{status}"
+            );
+        }
+        for status in [400, 401, 404] {
+            assert!(
+                !ChainError::from_rpc(http(status)).is_retryable(),
+                "{status}"
+            );
+        }
+        assert!(
+            ChainError::from_rpc(TransportErrorKind::custom_str("connection refused"))
+                .is_retryable()
+        );
+        assert!(ChainError::from_rpc(TransportErrorKind::backend_gone()).is_retryable());
+        assert!(!ChainError::from_rpc(TransportErrorKind::non_retryable_str("bad")).is_retryable());
+        let rate = RpcError::ErrorResp(ErrorPayload {
+            code: 429,
+            message: "slow down".into(),
+            data: None,
+        });
+        assert!(ChainError::from_rpc(rate).is_retryable());
+        let invalid = RpcError::ErrorResp(ErrorPayload {
+            code: -32602,
+            message: "invalid params".into(),
+            data: None,
+        });
+        assert!(!ChainError::from_rpc(invalid).is_retryable());
+    }
+}
