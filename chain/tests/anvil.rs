@@ -86,6 +86,19 @@ async fn deploy_assign_release_submit_end() {
             .len(),
         1
     );
+    // Same answer when eth_getLogs is cut into one-block ranges.
+    let mut cfg = c.config().clone();
+    cfg.log_range = 1;
+    let chunked = sequencer_chain::ChainClient::connect(cfg)
+        .await
+        .expect("connect");
+    assert_eq!(
+        chunked
+            .epoch_releases(market, 0, page.next_cursor)
+            .await
+            .expect("range"),
+        page.releases
+    );
 
     // Submit two batches, then end.
     let p1 = strings(&["proj:a", "proj:b"]);
@@ -637,4 +650,25 @@ async fn slot_cache_ttl_and_reassignment() {
     assert_eq!(reader.slot_owner(1).await.expect("cached"), before);
     reader.invalidate_slots(Some(1));
     assert_eq!(reader.slot_owner(1).await.expect("fresh"), new_owner);
+
+    // SnapshotterAddressChanged is emitted on a change only (the bulk call above changed one
+    // slot; assigning the same owner again changes nothing).
+    let again = env
+        .client
+        .assign_slots(&[(1, new_owner)])
+        .await
+        .expect("same owner");
+    let filter = alloy::rpc::types::Filter::new()
+        .address(env.client.protocol_state())
+        .event_signature(<ProtocolState::SnapshotterAddressChanged as alloy::sol_types::SolEvent>::SIGNATURE_HASH)
+        .topic1(alloy::primitives::B256::from(U256::from(1)))
+        .from_block(0)
+        .to_block(again.block);
+    let logs = env.client.provider().get_logs(&filter).await.expect("logs");
+    assert_eq!(logs.len(), 2, "deploy assignment + one change"); // 0 -> sim key -> new_owner
+    let last = logs[1]
+        .log_decode::<ProtocolState::SnapshotterAddressChanged>()
+        .expect("decode");
+    assert_eq!(last.inner.data.snapshotterAddress, new_owner);
+    assert_eq!(last.inner.data.oldSnapshotterAddress, before);
 }
