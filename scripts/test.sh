@@ -7,6 +7,7 @@
 #   4. emulators  localstack/start.sh (LocalStack :4566 + DynamoDB Local :8000 + resources);
 #                 a trap always stops what this script started
 #   5. tests      cargo nextest run --workspace --all-targets --profile ci [extra args]
+#      contracts  contracts/check.sh: committed ABI/bytecode == a fresh solc build
 #   6. doctests   cargo test --workspace --doc (only with SEQ_DOC_TESTS=1)
 # and prints the time of each phase at the end, pass or fail.
 #
@@ -117,6 +118,9 @@ source "$ROOT/scripts/env.sh"
 ver() { "$@" 2>&1 | head -n 1 || true; }
 say "versions: $(ver rustc --version) | $(ver cargo nextest --version) | java $(ver java -version) |" \
     "node22 $(ver "$NODE22_BIN" --version) | $(ver "$ANVIL_BIN" --version)"
+
+# The committed contract artifact must equal a fresh build with the pinned solc.
+phase contracts bash contracts/check.sh
 
 # 4. emulators
 ls_up() { curl -fsS --max-time 2 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null 2>&1; }
