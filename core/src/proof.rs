@@ -6,7 +6,7 @@ use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
 use crate::cids::raw_cid;
-use crate::finalize::BatchDocument;
+use crate::finalize::{Batch, BatchDocument};
 use crate::merkle::{self, leaf_hash, MerkleProof, Node, TREE_HEIGHT};
 
 /// The proof document `seqctl proof verify` reads and the proof API returns.
@@ -99,10 +99,23 @@ impl InclusionProof {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EpochBatch<'a> {
     pub index: u32,
-    pub cid: &'a str,
+    pub cid: String,
     pub roothash: B256,
     pub submission_ids: &'a [String],
     pub anchor_tx: Option<B256>,
+}
+
+impl<'a> From<&'a Batch> for EpochBatch<'a> {
+    /// A batch just finalized, not yet anchored.
+    fn from(b: &'a Batch) -> Self {
+        EpochBatch {
+            index: b.index,
+            cid: b.cid.to_string(),
+            roothash: b.roothash,
+            submission_ids: &b.document.submission_ids,
+            anchor_tx: None,
+        }
+    }
 }
 
 /// Builds the proof for `submission_id` from the epoch's batches (in order).
@@ -124,7 +137,7 @@ pub fn prove_inclusion(
                 data_market: data_market.to_string(),
                 epoch_id,
                 batch_index: b.index,
-                batch_cid: b.cid.to_string(),
+                batch_cid: b.cid.clone(),
                 submission_id: submission_id.to_string(),
                 leaf_index: proof.leaf_index,
                 siblings: proof.siblings.into_iter().map(B256::from).collect(),
@@ -170,18 +183,7 @@ mod tests {
     fn proofs_verify_in_every_batch_and_fail_when_tampered() {
         let batches = epoch();
         assert_eq!(batches.len(), 3);
-        let cids: Vec<String> = batches.iter().map(|b| b.cid.to_string()).collect();
-        let refs: Vec<EpochBatch> = batches
-            .iter()
-            .zip(&cids)
-            .map(|(b, cid)| EpochBatch {
-                index: b.index,
-                cid,
-                roothash: b.roothash,
-                submission_ids: &b.document.submission_ids,
-                anchor_tx: None,
-            })
-            .collect();
+        let refs: Vec<EpochBatch> = batches.iter().map(EpochBatch::from).collect();
         for b in &batches {
             for id in &b.document.submission_ids {
                 let p = prove_inclusion("0xmarket", 5, &refs, id).expect("listed");

@@ -163,18 +163,7 @@ fn proof_verify_accepts_a_real_proof_and_rejects_a_tampered_one() {
         ..Default::default()
     };
     let batches = finalize_epoch(&subs, &cfg).expect("finalizes").batches;
-    let cids: Vec<String> = batches.iter().map(|b| b.cid.to_string()).collect();
-    let refs: Vec<EpochBatch> = batches
-        .iter()
-        .zip(&cids)
-        .map(|(b, cid)| EpochBatch {
-            index: b.index,
-            cid,
-            roothash: b.roothash,
-            submission_ids: &b.document.submission_ids,
-            anchor_tx: None,
-        })
-        .collect();
+    let refs: Vec<EpochBatch> = batches.iter().map(EpochBatch::from).collect();
     let proof = prove_inclusion("0xmarket", 3, &refs, "id-5").expect("listed");
     let pf = tmp(
         "proof.json",
