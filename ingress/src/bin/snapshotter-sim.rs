@@ -12,7 +12,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use sequencer_ingress::metrics::Metrics;
-use sequencer_ingress::sim::{percentile, rss_kib, write_message, Client, SubmissionFactory};
+use sequencer_ingress::sim::{
+    percentile, process_cpu_seconds, rss_kib, write_message, Client, SubmissionFactory,
+};
 use sequencer_ingress::sink::memory::MemorySink;
 use sequencer_ingress::sink::sqs::SqsSink;
 use sequencer_ingress::sink::SubmissionSink;
@@ -191,6 +193,7 @@ async fn throughput(
     };
     eprintln!("writing {total} messages over {peers} peers × {streams} streams…");
     let start = Instant::now();
+    let cpu_start = process_cpu_seconds().unwrap_or(0.0);
     let mut tasks = Vec::new();
     for (client, mut stream, msgs) in plans {
         tasks.push(tokio::spawn(async move {
@@ -229,11 +232,12 @@ async fn throughput(
         }
     };
     let elapsed = start.elapsed();
+    let cpu = process_cpu_seconds().unwrap_or(0.0) - cpu_start;
     let mut lat = latency.lock().map(|l| l.clone()).unwrap_or_default();
     lat.sort_unstable();
     let ms = |us: u32| us as f64 / 1000.0;
     println!(
-        "sink={} peers={peers} streams={streams} messages={total} rate_target={} written_in={:.2}s enqueued={enqueued} in {:.2}s => {:.0} submissions/s; read->enqueued p50={:.2}ms p99={:.2}ms max={:.2}ms; cores={}",
+        "sink={} peers={peers} streams={streams} messages={total} rate_target={} written_in={:.2}s enqueued={enqueued} in {:.2}s => {:.0} submissions/s; read->enqueued p50={:.2}ms p99={:.2}ms max={:.2}ms; process CPU {:.2}s (server + clients) => {:.0} submissions per CPU-second; cores={}",
         match sink_arg {
             SinkArg::Memory => "memory",
             SinkArg::Sqs => "sqs",
@@ -245,6 +249,8 @@ async fn throughput(
         ms(percentile(&lat, 50.0)),
         ms(percentile(&lat, 99.0)),
         ms(lat.last().copied().unwrap_or(0)),
+        cpu,
+        enqueued as f64 / cpu.max(0.001),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
     );
     drop(keep);
