@@ -479,3 +479,41 @@ async fn past_the_deadline_the_buffer_is_spilled_and_replayed_on_next_start() {
     let report = ingress.shutdown().await;
     assert_eq!(report.enqueued, 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_left_half_written_times_out_and_is_counted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink = Arc::new(MemorySink::new());
+    let mut settings = common::settings(dir.path());
+    settings.host.partial_message_timeout = Duration::from_millis(500);
+    settings.host.stream_idle_timeout = Duration::from_secs(1);
+    let ingress = common::start(settings, sink.clone()).await;
+    let factory = SubmissionFactory::new(1).expect("factory");
+    let msgs = common::messages(&factory, 0, 2);
+    let client = common::client(&ingress).await;
+    // Slowloris: one whole message, then half of the next, then silence.
+    let mut s1 = client.open().await.expect("open");
+    write_message(&mut s1, &msgs[0]).await.expect("write");
+    write_message(&mut s1, &msgs[1][..100])
+        .await
+        .expect("write");
+    // A quiet stream: nothing at all.
+    let _s2 = client.open().await.expect("open");
+    let m = &ingress.metrics;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while (m.reject_count("partial_message_timeout") == 0
+        || m.reject_count("stream_idle_timeout") == 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(m.reject_count("partial_message_timeout"), 1);
+    assert_eq!(m.reject_count("stream_idle_timeout"), 1);
+    assert_eq!(
+        sink.wait_for(1, WAIT).await,
+        1,
+        "the complete message was accepted"
+    );
+    client.close().await;
+    ingress.shutdown().await;
+}
