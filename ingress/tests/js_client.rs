@@ -36,23 +36,42 @@ fn js_ready() -> Option<PathBuf> {
         return None;
     }
     let dir = js_dir();
-    if !dir.join("node_modules/libp2p").is_dir() {
-        // npm of any version installs from the lock; Node 22 is only needed to run the client.
-        let npm = node
-            .as_ref()
-            .and_then(|n| n.parent())
-            .map(|d| d.join("npm"))
-            .filter(|p| p.is_file());
-        let ok = std::process::Command::new(npm.unwrap_or_else(|| PathBuf::from("npm")))
-            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
-            .current_dir(&dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !common::require("js-libp2p packages (npm ci in ingress/tests/js)", ok) {
-            return None;
-        }
+    if !dir.join("node_modules/libp2p").is_dir()
+        && !common::require(
+            "js-libp2p packages (npm ci in ingress/tests/js)",
+            npm_ci(&dir),
+        )
+    {
+        return None;
     }
     node
+}
+
+/// Installs the locked packages. Tests run in parallel processes, so each installs into its own
+/// scratch copy and moves `node_modules` into place; whoever loses the race discards its copy.
+fn npm_ci(dir: &Path) -> bool {
+    let Ok(scratch) = tempfile::tempdir_in(dir) else {
+        return false;
+    };
+    for f in ["package.json", "package-lock.json"] {
+        if std::fs::copy(dir.join(f), scratch.path().join(f)).is_err() {
+            return false;
+        }
+    }
+    // Any npm installs from the lock; Node 22 is only needed to run the client.
+    let ok = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+        .current_dir(scratch.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return false;
+    }
+    let _ = std::fs::rename(
+        scratch.path().join("node_modules"),
+        dir.join("node_modules"),
+    );
+    dir.join("node_modules/libp2p").is_dir()
 }
 
 async fn run_js(
