@@ -284,7 +284,7 @@ async fn sigterm_drains_a_full_buffer_of_the_real_binary_into_sqs() {
         .args(["--drain-timeout-secs", "15"])
         .arg("--spill-path")
         .arg(dir.path().join("spill.jsonl"))
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
@@ -362,5 +362,134 @@ async fn sigterm_drains_a_full_buffer_of_the_real_binary_into_sqs() {
     );
     assert!(!dir.path().join("spill.jsonl").exists(), "nothing spilled");
     writer.abort();
+    queue.delete().await;
+}
+
+/// Starts the real binary against `queue_url` through `endpoint`; returns it once `/healthz` answers.
+async fn spawn_binary(
+    endpoint: &str,
+    queue_url: &str,
+    key: &libp2p::identity::Keypair,
+    spill: &std::path::Path,
+    drain_secs: u64,
+) -> (tokio::process::Child, libp2p::Multiaddr, String) {
+    let (p2p_port, http_port) = (free_port(), free_port());
+    let http = format!("127.0.0.1:{http_port}");
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_sequencer-ingress"))
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .env(
+            "INGRESS_KEY",
+            hex::encode(key.to_protobuf_encoding().expect("key")),
+        )
+        .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")])
+        .args(["--http-listen", &http, "--queue-url", queue_url])
+        .args(["--drain-timeout-secs", &drain_secs.to_string()])
+        .arg("--spill-path")
+        .arg(spill)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn ingress");
+    for _ in 0..100 {
+        if http_status(&http, "/healthz").await == Some(200) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let addr = format!("/ip4/127.0.0.1/tcp/{p2p_port}")
+        .parse()
+        .expect("addr");
+    (child, addr, http)
+}
+
+fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("pid");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_down_past_the_deadline_spills_and_the_next_start_replays_into_sqs() {
+    let Some((client, hostport)) = emulator().await else {
+        return;
+    };
+    let queue = Queue::create(&client).await;
+    let proxy = common::Flaky::start(hostport).await;
+    proxy.set_up(false);
+    let dir = tempfile::tempdir().expect("tmp");
+    let spill = dir.path().join("spill.jsonl");
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let server = key.public().to_peer_id();
+
+    let (mut child, addr, http) = spawn_binary(&proxy.url, &queue.url, &key, &spill, 1).await;
+    let p2p = P2pClient::connect(&addr, server).await.expect("connect");
+    let factory = SubmissionFactory::new(1).expect("factory");
+    let msgs = common::messages(&factory, 0, 40);
+    let mut stream = p2p.open().await.expect("open");
+    for m in &msgs {
+        write_message(&mut stream, m).await.expect("write");
+    }
+    let mut accepted = 0.0;
+    for _ in 0..100 {
+        accepted = scrape(&http, "ingress_messages_accepted_total")
+            .await
+            .unwrap_or(0.0);
+        if accepted >= 40.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(accepted, 40.0, "all accepted while the queue is down");
+    sigterm(&child);
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits after the deadline")
+        .expect("wait");
+    assert!(exit.success(), "a spill is a clean exit: {exit:?}");
+    let records = sequencer_ingress::spill::read_file(&spill).expect("spill file");
+    common::assert_same(
+        records.iter().map(|r| r.bytes()),
+        msgs.iter().cloned(),
+        "spilled byte-exact",
+    );
+    p2p.close().await;
+
+    // Next start with the queue reachable: the spill goes to SQS and the file is removed.
+    proxy.set_up(true);
+    let (mut child, _addr, _http) = spawn_binary(&proxy.url, &queue.url, &key, &spill, 5).await;
+    let got = queue.receive(msgs.len(), Duration::from_secs(60)).await;
+    let bodies: HashSet<Vec<u8>> = got.iter().map(|(b, _)| b.as_bytes().to_vec()).collect();
+    common::assert_same(
+        bodies,
+        msgs.iter().cloned(),
+        "replayed into the queue byte-exact",
+    );
+    let peer = got[0].1.get("peer").cloned().unwrap_or_default();
+    assert!(
+        peer.parse::<libp2p::PeerId>().is_ok(),
+        "attributes survive the spill: peer {peer}"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let leftovers = || {
+        std::fs::read_dir(dir.path())
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("spill.jsonl"))
+            .count()
+    };
+    while leftovers() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(leftovers(), 0, "spill file removed after the replay");
+    sigterm(&child);
+    let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert!(exit.success());
     queue.delete().await;
 }
