@@ -94,7 +94,7 @@ impl BufferHandle {
     /// Reserves room for `env` (waiting while the buffer is full) and queues it.
     /// Once this returns `Ok`, the message is accepted: it reaches the queue or a spill file.
     pub async fn push(&self, mut env: Envelope) -> Result<(), BufferClosed> {
-        let want = env.raw.len().clamp(1, self.capacity);
+        let want = env.buffer_cost().clamp(1, self.capacity);
         let n = u32::try_from(want).unwrap_or(u32::MAX);
         let permit = match self.permits.clone().try_acquire_many_owned(n) {
             Ok(p) => p,
@@ -108,7 +108,7 @@ impl BufferHandle {
             }
             Err(tokio::sync::TryAcquireError::Closed) => return Err(BufferClosed),
         };
-        let bytes = i64::try_from(env.raw.len()).unwrap_or(i64::MAX);
+        let bytes = i64::try_from(want).unwrap_or(i64::MAX);
         self.metrics.buffer_messages.inc();
         self.metrics.buffer_bytes.inc_by(bytes);
         env.hold = Some(Hold {

@@ -21,6 +21,10 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 /// Most payload bytes (bodies + attributes) in one `SendMessageBatch` call (an SQS limit).
 pub const MAX_BATCH_BYTES: usize = 256 * 1024;
 
+/// Fixed bookkeeping per buffered envelope (struct, allocations, channel slot), charged to the
+/// buffer bound in addition to the bytes it carries.
+pub const ENVELOPE_OVERHEAD: usize = 256;
+
 /// One accepted submission on its way to the queue.
 #[derive(Debug)]
 pub struct Envelope {
@@ -63,6 +67,19 @@ impl Envelope {
             hold: None,
             replay: None,
         }
+    }
+
+    /// Memory this envelope holds while buffered: the body, the attribute strings and the
+    /// struct itself. The buffer bound is charged this, not just the body, so a flood of tiny
+    /// messages (`<uuid>{}` is 38 bytes) cannot hold many times the configured bytes.
+    pub fn buffer_cost(&self) -> usize {
+        let m = &self.meta;
+        self.raw.len()
+            + m.submission_id.len()
+            + m.peer.len()
+            + m.market.len()
+            + m.project.len()
+            + ENVELOPE_OVERHEAD
     }
 
     /// Bytes this entry adds to an SQS batch: body plus attribute names, types and values.
