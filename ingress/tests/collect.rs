@@ -198,7 +198,8 @@ async fn a_flooding_peer_is_slowed_then_cut_off_while_another_peer_flows() {
         write_message(&mut s, m).await.expect("honest write");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Generous for loaded CI machines; unthrottled it takes well under a second.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     let honest_set: HashSet<Vec<u8>> = honest_msgs.iter().cloned().collect();
     loop {
         let got = sink
@@ -336,8 +337,12 @@ async fn queue_outage_is_retried_without_loss_and_full_buffer_pushes_back() {
             tokio::time::sleep(Duration::from_secs(30)).await;
         })
     };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     let m = &ingress.metrics;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while m.backpressure_waits.get() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         m.backpressure_waits.get() > 0,
         "readers waited on the full buffer"
@@ -437,7 +442,7 @@ async fn past_the_deadline_the_buffer_is_spilled_and_replayed_on_next_start() {
     let started = std::time::Instant::now();
     let report = ingress.shutdown().await;
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(8),
         "shutdown respects the deadline"
     );
     assert_eq!(report.spilled, 50);
