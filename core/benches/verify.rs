@@ -51,6 +51,19 @@ fn bench(c: &mut Criterion) {
         b.iter(|| check_stateless(black_box(&verifier), black_box(&sub), black_box(&market)))
     });
     g.finish();
+
+    // Where the time between raw recovery and full verification goes.
+    let mut g = c.benchmark_group("verify_parts");
+    g.bench_function("validate_fields", |b| {
+        b.iter(|| black_box(&sub).validate_fields())
+    });
+    g.bench_function("eip712_digest", |b| {
+        b.iter(|| verifier.digest(black_box(&sub.request)))
+    });
+    g.bench_function("parse_signature", |b| {
+        b.iter(|| RawSignature::parse(black_box(&sub.signature)))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);
