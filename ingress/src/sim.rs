@@ -110,20 +110,61 @@ pub struct Client {
     task: tokio::task::JoinHandle<()>,
 }
 
-fn build(key: Keypair) -> Result<Swarm<libp2p_stream::Behaviour>, SimError> {
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default().nodelay(true),
-            (libp2p::tls::Config::new, libp2p::noise::Config::new),
-            libp2p::yamux::Config::default,
-        )
-        .map_err(|e| SimError::Build(e.to_string()))?
-        .with_quic()
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())
-        .map_err(|e| SimError::Build(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
-        .build();
+/// Security protocols a client offers on TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// TLS first, then Noise, as Go collectors offer them (TLS is negotiated).
+    TlsThenNoise,
+    /// Noise only.
+    Noise,
+    /// TLS only.
+    Tls,
+}
+
+fn build(key: Keypair, security: Security) -> Result<Swarm<libp2p_stream::Behaviour>, SimError> {
+    let tcp = || libp2p::tcp::Config::default().nodelay(true);
+    let err = |e: String| SimError::Build(e);
+    let builder = libp2p::SwarmBuilder::with_existing_identity(key).with_tokio();
+    let finish =
+        |c: libp2p::swarm::Config| c.with_idle_connection_timeout(Duration::from_secs(3600));
+    let swarm = match security {
+        Security::TlsThenNoise => builder
+            .with_tcp(
+                tcp(),
+                (libp2p::tls::Config::new, libp2p::noise::Config::new),
+                libp2p::yamux::Config::default,
+            )
+            .map_err(|e| err(e.to_string()))?
+            .with_quic()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .map_err(|e| err(e.to_string()))?
+            .with_swarm_config(finish)
+            .build(),
+        Security::Noise => builder
+            .with_tcp(
+                tcp(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .map_err(|e| err(e.to_string()))?
+            .with_quic()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .map_err(|e| err(e.to_string()))?
+            .with_swarm_config(finish)
+            .build(),
+        Security::Tls => builder
+            .with_tcp(
+                tcp(),
+                libp2p::tls::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .map_err(|e| err(e.to_string()))?
+            .with_quic()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .map_err(|e| err(e.to_string()))?
+            .with_swarm_config(finish)
+            .build(),
+    };
     Ok(swarm)
 }
 
@@ -139,8 +180,18 @@ impl Client {
         addr: &Multiaddr,
         server: PeerId,
     ) -> Result<Self, SimError> {
+        Self::connect_using(key, Security::TlsThenNoise, addr, server).await
+    }
+
+    /// Dials with a given identity, offering only `security` on TCP.
+    pub async fn connect_using(
+        key: Keypair,
+        security: Security,
+        addr: &Multiaddr,
+        server: PeerId,
+    ) -> Result<Self, SimError> {
         let peer_id = key.public().to_peer_id();
-        let mut swarm = build(key)?;
+        let mut swarm = build(key, security)?;
         let mut full = addr.clone();
         if !matches!(full.iter().last(), Some(Protocol::P2p(_))) {
             full.push(Protocol::P2p(server));

@@ -522,3 +522,65 @@ async fn a_message_left_half_written_times_out_and_is_counted() {
     client.close().await;
     ingress.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_only_and_noise_only_clients_both_deliver() {
+    use sequencer_ingress::sim::Security;
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink = Arc::new(MemorySink::new());
+    let ingress = common::start(common::settings(dir.path()), sink.clone()).await;
+    let factory = SubmissionFactory::new(2).expect("factory");
+    let mut sent = Vec::new();
+    for (slot, security) in [(0, Security::Tls), (1, Security::Noise)] {
+        let key = libp2p::identity::Keypair::generate_ed25519();
+        let client =
+            Client::connect_using(key, security, &common::tcp_addr(&ingress), ingress.peer_id)
+                .await
+                .unwrap_or_else(|e| panic!("{security:?} client connects: {e}"));
+        let msgs = common::messages(&factory, slot, 10);
+        let mut s = client.open().await.expect("open");
+        for m in &msgs {
+            write_message(&mut s, m).await.expect("write");
+        }
+        sent.extend(msgs);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        client.close().await;
+    }
+    assert_eq!(sink.wait_for(20, WAIT).await, 20);
+    common::assert_same(
+        sink.messages().into_iter().map(|m| m.body),
+        sent,
+        "TLS and Noise",
+    );
+    ingress.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_peer_are_capped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink = Arc::new(MemorySink::new());
+    let mut settings = common::settings(dir.path());
+    settings.limits.max_per_peer = 2;
+    let ingress = common::start(settings, sink).await;
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let addr = common::tcp_addr(&ingress);
+    let _a = Client::connect_with(key.clone(), &addr, ingress.peer_id)
+        .await
+        .expect("first");
+    let _b = Client::connect_with(key.clone(), &addr, ingress.peer_id)
+        .await
+        .expect("second");
+    // The third connection of the same identity completes the handshake and is then refused.
+    if let Ok(c) = Client::connect_with(key, &addr, ingress.peer_id).await {
+        let _ = c.open().await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while ingress.metrics.reject_count("conn_per_peer_limit") == 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(ingress.metrics.reject_count("conn_per_peer_limit"), 1);
+    assert_eq!(ingress.metrics.connections_open.get(), 2);
+    ingress.shutdown().await;
+}
