@@ -207,24 +207,14 @@ pub async fn start(
                 reason,
                 ..
             } => {
-                let addr = listeners
-                    .iter()
-                    .find(|(id, _)| *id == listener_id)
-                    .map(|(_, a)| a.clone());
-                return Err(HostError::Listen {
-                    addr: addr.unwrap_or_else(Multiaddr::empty),
-                    detail: format!("{reason:?}"),
-                });
+                return Err(listen_failed(
+                    &listeners,
+                    listener_id,
+                    format!("{reason:?}"),
+                ))
             }
             SwarmEvent::ListenerError { listener_id, error } => {
-                let addr = listeners
-                    .iter()
-                    .find(|(id, _)| *id == listener_id)
-                    .map(|(_, a)| a.clone());
-                return Err(HostError::Listen {
-                    addr: addr.unwrap_or_else(Multiaddr::empty),
-                    detail: error.to_string(),
-                });
+                return Err(listen_failed(&listeners, listener_id, error.to_string()))
             }
             _ => {}
         }
@@ -462,5 +452,21 @@ async fn read_stream(
         } else {
             partial_since.or(Some(Instant::now()))
         };
+    }
+}
+
+/// The listen error for `listener_id`, naming the address it was asked to bind.
+fn listen_failed(
+    listeners: &[(libp2p::core::transport::ListenerId, Multiaddr)],
+    listener_id: libp2p::core::transport::ListenerId,
+    detail: String,
+) -> HostError {
+    let addr = listeners
+        .iter()
+        .find(|(id, _)| *id == listener_id)
+        .map(|(_, a)| a.clone());
+    HostError::Listen {
+        addr: addr.unwrap_or_else(Multiaddr::empty),
+        detail,
     }
 }
