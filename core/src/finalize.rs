@@ -121,6 +121,8 @@ pub struct FinalizedEpoch {
     /// the smallest submission id is kept. The state store's first-wins rule makes
     /// this zero in practice.
     pub duplicates_dropped: usize,
+    /// Simulation submissions (`epochId` 0) left out: they are never batched.
+    pub simulations_skipped: usize,
 }
 
 /// Why an epoch cannot be finalized.
@@ -206,7 +208,11 @@ pub fn finalize_epoch(
         return Err(FinalizeError::ZeroBatchSize);
     }
     // Canonical order: project, slot, submission id; then first-wins per (project, slot).
-    let mut sorted: Vec<&Accepted> = subs.iter().collect();
+    let mut sorted: Vec<&Accepted> = subs
+        .iter()
+        .filter(|s| !s.submission.is_simulation())
+        .collect();
+    let simulations_skipped = subs.len() - sorted.len();
     sorted.sort_by(|a, b| {
         (a.project(), a.slot(), a.submission_id.as_str()).cmp(&(
             b.project(),
@@ -312,6 +318,7 @@ pub fn finalize_epoch(
         batches,
         below_minimum,
         duplicates_dropped,
+        simulations_skipped,
     })
 }
 
@@ -402,6 +409,16 @@ mod tests {
         assert_eq!(f.duplicates_dropped, 1);
         assert_eq!(f.batches[0].document.submission_ids, vec!["a".to_string()]);
         assert_eq!(f.batches[0].document.cids, vec!["y".to_string()]);
+    }
+
+    #[test]
+    fn simulation_submissions_are_never_batched() {
+        let mut sim = acc("s", "p", 2, "y");
+        sim.submission.request.epoch_id = 0;
+        let subs = vec![acc("1", "p", 1, "x"), sim];
+        let f = finalize_epoch(&subs, &FinalizeConfig::default()).expect("finalizes");
+        assert_eq!(f.simulations_skipped, 1);
+        assert_eq!(f.batches[0].document.submission_ids, vec!["1".to_string()]);
     }
 
     #[test]
@@ -506,7 +523,7 @@ mod tests {
                 prop_assert_eq!(b.cid, raw_cid(&b.json));
             }
             let ids: usize = f.batches.iter().map(|b| b.document.submission_ids.len()).sum();
-            prop_assert_eq!(ids + f.duplicates_dropped, subs.len());
+            prop_assert_eq!(ids + f.duplicates_dropped + f.simulations_skipped, subs.len());
         }
 
         #[test]
