@@ -6,6 +6,7 @@
 
 pub mod cids;
 pub mod collect;
+pub mod devkeys;
 pub mod eip712;
 pub mod finalize;
 pub mod merkle;

@@ -11,6 +11,7 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, Swarm};
 use sequencer_core::collect::CollectMessage;
+use sequencer_core::devkeys;
 use sequencer_core::eip712::{sign_request, Domain};
 use sequencer_core::submission::{Request, SnapshotSubmission};
 use sequencer_core::Address;
@@ -52,21 +53,22 @@ pub struct SubmissionFactory {
 }
 
 impl SubmissionFactory {
-    /// `slots` snapshotter keys (deterministic from the slot number) for a local test domain.
+    /// Keys of slots `1..=slots`, the simulated snapshotters `seqctl chain deploy`
+    /// assigns (`sequencer_core::devkeys`), for a local test domain and the local market.
     pub fn new(slots: usize) -> Result<Self, SimError> {
         let domain = Domain {
             chain_id: 31_337,
             verifying_contract: Address::repeat_byte(0x5a),
         };
-        let mut keys = Vec::with_capacity(slots);
-        for slot in 0..slots.max(1) {
-            let mut bytes = [0x11u8; 32];
-            bytes[24..].copy_from_slice(&(slot as u64 + 1).to_be_bytes());
-            keys.push(SigningKey::from_slice(&bytes).map_err(|e| SimError::Sign(e.to_string()))?);
-        }
+        let keys = (1..=slots.max(1) as u64)
+            .map(|slot| {
+                devkeys::sim_snapshotter_key(slot)
+                    .ok_or_else(|| SimError::Sign(format!("no simulated key for slot {slot}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             domain,
-            market: format!("{:#x}", Address::repeat_byte(0x42)),
+            market: format!("{:#x}", devkeys::local_market_address()),
             keys,
         })
     }

@@ -58,7 +58,7 @@ async fn many_messages_per_long_lived_stream_arrive_byte_exact() {
     assert!(m.meta.epoch >= 1000 && m.meta.slot >= 1);
     assert_eq!(
         m.meta.market,
-        format!("{:#x}", sequencer_core::Address::repeat_byte(0x42))
+        format!("{:#x}", sequencer_core::devkeys::local_market_address())
     );
     assert_eq!(ingress.metrics.messages_enqueued.get(), sent.len() as u64);
     ingress.shutdown().await;
