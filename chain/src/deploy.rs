@@ -1,14 +1,11 @@
 //! Deploying and configuring a ProtocolState on a local chain, with simulated slots.
 //!
-//! Simulated snapshotter keys are reproducible by anyone: the key of slot `n` is
-//! `keccak256("powerloom-sequencer/sim-snapshotter/" ‖ decimal(n))` (ASCII bytes), used as a
-//! secp256k1 private key ([`sim_snapshotter_key`]). The default local market address is the last
-//! 20 bytes of `keccak256("powerloom-sequencer/local-data-market")` ([`local_market_address`]).
+//! Simulated snapshotter keys and the default local market address are the
+//! reproducible ones of `sequencer_core::devkeys` (the key of slot `n` is
+//! `keccak256("powerloom-sequencer/sim-snapshotter/" ‖ decimal(n))`), so the snapshotter
+//! simulator signs with exactly the keys deployed here.
 
-use alloy::{
-    primitives::{keccak256, Address},
-    signers::local::PrivateKeySigner,
-};
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use serde::Serialize;
 
 use crate::{ChainClient, ChainError, Result, Windows};
@@ -26,14 +23,14 @@ const SLOTS_PER_TX: usize = 200;
 
 /// The private key of simulated slot `slot`.
 pub fn sim_snapshotter_key(slot: u64) -> Result<PrivateKeySigner> {
-    let seed = keccak256(format!("powerloom-sequencer/sim-snapshotter/{slot}"));
-    PrivateKeySigner::from_bytes(&seed)
+    let seed = sequencer_core::devkeys::sim_snapshotter_secret(slot);
+    PrivateKeySigner::from_bytes(&seed.into())
         .map_err(|e| ChainError::Signer(format!("simulated key of slot {slot}: {e}")))
 }
 
 /// The default data market address of local deployments.
 pub fn local_market_address() -> Address {
-    Address::from_slice(&keccak256("powerloom-sequencer/local-data-market")[12..])
+    sequencer_core::devkeys::local_market_address()
 }
 
 /// What [`deploy_local`] sets up.
