@@ -465,22 +465,8 @@ async fn past_the_deadline_the_buffer_is_spilled_and_replayed_on_next_start() {
     common::assert_same(got, msgs.iter().cloned(), "replayed");
     let meta = &up.messages()[0].meta;
     assert!(meta.project.starts_with("project_0_") && !meta.peer.is_empty());
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let leftovers = || {
-        std::fs::read_dir(dir.path())
-            .expect("dir")
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("spill.jsonl"))
-            .count()
-    };
-    while leftovers() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(
-        leftovers(),
-        0,
-        "replayed spill files are removed once handed over"
-    );
+    let left = common::spill_files_left(dir.path(), WAIT).await;
+    assert_eq!(left, 0, "replayed spill files are removed once handed over");
     let report = ingress.shutdown().await;
     assert_eq!(report.enqueued, 50);
 }

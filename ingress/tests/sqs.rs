@@ -473,18 +473,8 @@ async fn queue_down_past_the_deadline_spills_and_the_next_start_replays_into_sqs
         peer.parse::<libp2p::PeerId>().is_ok(),
         "attributes survive the spill: peer {peer}"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let leftovers = || {
-        std::fs::read_dir(dir.path())
-            .expect("dir")
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("spill.jsonl"))
-            .count()
-    };
-    while leftovers() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(leftovers(), 0, "spill file removed after the replay");
+    let left = common::spill_files_left(dir.path(), Duration::from_secs(10)).await;
+    assert_eq!(left, 0, "spill file removed after the replay");
     sigterm(&child);
     let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
         .await

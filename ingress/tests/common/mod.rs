@@ -170,3 +170,21 @@ where
         want.len()
     );
 }
+
+/// Waits up to `within` for the spill files in `dir` to be removed after a replay;
+/// returns how many remain.
+#[allow(dead_code)] // not every test binary replays spills
+pub async fn spill_files_left(dir: &Path, within: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + within;
+    let left = || {
+        std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("spill.jsonl"))
+            .count()
+    };
+    while left() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    left()
+}
