@@ -260,7 +260,7 @@ pub fn finalize_epoch(
     }
 
     // Cut, in project order, into batches bounded by count and bytes.
-    let mut groups: Vec<&[ProjectPart]> = Vec::new();
+    let mut sizes: Vec<usize> = Vec::new();
     let mut start = 0;
     while start < parts.len() {
         let mut end = start;
@@ -272,28 +272,30 @@ pub fn finalize_epoch(
             bytes += parts[end].bytes;
             end += 1;
         }
-        groups.push(&parts[start..end]);
+        sizes.push(end - start);
         start = end;
     }
 
+    // Parts are consumed batch by batch, so their texts move into the documents.
+    let mut parts = parts.into_iter();
     let mut tree = IncrementalTree::new();
-    let mut batches = Vec::with_capacity(groups.len());
-    for (i, group) in groups.into_iter().enumerate() {
+    let mut batches = Vec::with_capacity(sizes.len());
+    for (i, size) in sizes.into_iter().enumerate() {
         let first_leaf_index = tree.len();
         let mut submission_ids = Vec::new();
         let mut submissions = Vec::new();
-        let mut pids = Vec::with_capacity(group.len());
-        let mut cids = Vec::with_capacity(group.len());
+        let mut pids = Vec::with_capacity(size);
+        let mut cids = Vec::with_capacity(size);
         let mut cid_tree = IncrementalTree::new();
-        for part in group {
-            for (s, text) in part.subs.iter().zip(&part.texts) {
+        for part in parts.by_ref().take(size) {
+            for (s, text) in part.subs.iter().zip(part.texts) {
                 tree.push(&s.submission_id)?;
                 submission_ids.push(s.submission_id.clone());
-                submissions.push(text.clone());
+                submissions.push(text);
             }
             cid_tree.push(&part.consensus.cid)?;
-            pids.push(part.consensus.project_id.clone());
-            cids.push(part.consensus.cid.clone());
+            pids.push(part.consensus.project_id);
+            cids.push(part.consensus.cid);
         }
         let roothash = tree.published_root();
         let document = BatchDocument {

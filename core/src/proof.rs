@@ -43,6 +43,8 @@ pub enum ProofCheckError {
     BatchRootMismatch { document: String, proof: B256 },
     #[error("submission id is not in the batch document")]
     NotInBatch,
+    #[error("batch bytes are not a batch document: {0}")]
+    BadBatchDocument(String),
     #[error("batch document bytes have CID {actual}, the proof names {expected}")]
     BatchCidMismatch { expected: String, actual: String },
 }
@@ -80,8 +82,8 @@ impl InclusionProof {
                 actual,
             });
         }
-        let doc: BatchDocument =
-            serde_json::from_slice(document_bytes).map_err(|_| ProofCheckError::NotInBatch)?;
+        let doc: BatchDocument = serde_json::from_slice(document_bytes)
+            .map_err(|e| ProofCheckError::BadBatchDocument(e.to_string()))?;
         if doc.roothash.parse::<B256>().ok() != Some(self.roothash) {
             return Err(ProofCheckError::BatchRootMismatch {
                 document: doc.roothash,

@@ -91,15 +91,18 @@ fn submission_verify_recovers_the_vector_signer() {
     let f = tmp("sub.json", submission.to_string().as_bytes());
     let chain_id = c["domain"]["chainId"].to_string();
     let contract = c["domain"]["verifyingContract"].as_str().expect("address");
-    let o = seqctl(&[
-        "submission",
-        "verify",
-        "--chain-id",
-        &chain_id,
-        "--protocol-state",
-        contract,
-        f.to_str().expect("path"),
-    ]);
+    let verify = |f: &PathBuf| {
+        seqctl(&[
+            "submission",
+            "verify",
+            "--chain-id",
+            &chain_id,
+            "--protocol-state",
+            contract,
+            f.to_str().expect("path"),
+        ])
+    };
+    let o = verify(&f);
     assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);
     assert!(
@@ -117,15 +120,7 @@ fn submission_verify_recovers_the_vector_signer() {
         &c["signature"].as_str().expect("sig")[..128]
     ));
     let f = tmp("bad.json", bad.to_string().as_bytes());
-    let o = seqctl(&[
-        "submission",
-        "verify",
-        "--chain-id",
-        &chain_id,
-        "--protocol-state",
-        contract,
-        f.to_str().expect("path"),
-    ]);
+    let o = verify(&f);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad_v"));
     let o = seqctl(&[
