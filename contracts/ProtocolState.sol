@@ -27,6 +27,7 @@ contract ProtocolState {
     error EmptyBatchCid();
     error BatchAlreadySubmitted(string batchCid);
     error ProjectAlreadySubmitted(string projectId, uint256 epochId);
+    error InvalidSkip(uint256 newBegin, uint256 expectedBegin);
 
     // ------------------------------------------------------------------ events
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
@@ -55,6 +56,9 @@ contract ProtocolState {
         address indexed dataMarketAddress, string batchCid, uint256 indexed epochId, uint256 timestamp
     );
     event BatchSubmissionsCompleted(address indexed dataMarketAddress, uint256 indexed epochId, uint256 timestamp);
+    /// @notice Blocks [fromBegin, toBegin - 1] of the market's source chain were skipped: no epoch
+    ///         covers them, ever. The next released epoch begins at toBegin.
+    event EpochsSkipped(address indexed dataMarketAddress, uint256 fromBegin, uint256 toBegin, uint256 timestamp);
 
     // ------------------------------------------------------------------ storage
     struct Market {
@@ -227,6 +231,23 @@ contract ProtocolState {
         m.lastEpochEnd = end;
         epochs[dataMarket][epochId] = Epoch(begin, end, block.timestamp, block.number, false);
         emit EpochReleased(dataMarket, epochId, begin, end, block.timestamp);
+    }
+
+    /// @notice Skip whole epochs of a market: the next epoch begins at `newBegin` instead of
+    ///         `lastEpochEnd + 1`. For an epoch manager that fell behind and catches up to the head
+    ///         rather than releasing every missed epoch. Owner or EPOCH MANAGER of the market; only
+    ///         after a first release (before it, the first `releaseEpoch` may begin anywhere); the
+    ///         skipped span is a positive multiple of `epochSize`, so epochs stay on their grid.
+    ///         Epoch ids stay consecutive: skipped blocks get no id. Emits `EpochsSkipped`.
+    function skipEpochs(address dataMarket, uint256 newBegin) external knownMarket(dataMarket) {
+        if (msg.sender != owner && !epochManagers[dataMarket][msg.sender]) revert NotEpochManager(msg.sender);
+        Market storage m = markets[dataMarket];
+        uint256 expectedBegin = m.lastEpochEnd + 1;
+        if (m.currentEpochId == 0 || newBegin <= expectedBegin || (newBegin - expectedBegin) % m.epochSize != 0) {
+            revert InvalidSkip(newBegin, expectedBegin);
+        }
+        m.lastEpochEnd = newBegin - 1;
+        emit EpochsSkipped(dataMarket, expectedBegin, newBegin, block.timestamp);
     }
 
     // ------------------------------------------------------------------ sequencer

@@ -192,6 +192,19 @@ impl ChainClient {
         .await
     }
 
+    /// Hash of block `number`, `None` if the node has no such block yet.
+    pub async fn block_hash(&self, number: u64) -> Result<Option<BlockHash>> {
+        self.retry("eth_getBlockByNumber", |c| async move {
+            let block = c
+                .provider
+                .get_block_by_number(number.into())
+                .await
+                .map_err(ChainError::from_rpc)?;
+            Ok(block.map(|b| b.header.hash))
+        })
+        .await
+    }
+
     /// Number of the block with this hash, `None` if the node does not know it.
     pub async fn block_number(&self, hash: BlockHash) -> Result<Option<u64>> {
         self.retry("eth_getBlockByHash", |c| async move {
@@ -351,6 +364,44 @@ impl ChainClient {
             current_epoch: to_u64(r.currentEpochId, "epoch id")?,
             last_epoch_end: to_u64(r.lastEpochEnd, "epoch end")?,
         })
+    }
+
+    /// The sender of transaction `tx_hash`, `None` if the node does not know it.
+    pub async fn transaction_sender(&self, tx_hash: TxHash) -> Result<Option<Address>> {
+        use alloy::network::TransactionResponse as _;
+        self.retry("eth_getTransactionByHash", |c| async move {
+            let tx = c
+                .provider
+                .get_transaction_by_hash(tx_hash)
+                .await
+                .map_err(ChainError::from_rpc)?;
+            Ok(tx.map(|t| t.from()))
+        })
+        .await
+    }
+
+    /// Whether `who` holds the EPOCH MANAGER role of `market` (`isEpochManager`).
+    pub async fn is_epoch_manager(&self, market: Address, who: Address) -> Result<bool> {
+        self.retry("isEpochManager", |c| async move {
+            c.contract
+                .isEpochManager(market, who)
+                .call()
+                .await
+                .map_err(ChainError::from_contract)
+        })
+        .await
+    }
+
+    /// The contract owner (`owner()`).
+    pub async fn owner(&self) -> Result<Address> {
+        self.retry("owner", |c| async move {
+            c.contract
+                .owner()
+                .call()
+                .await
+                .map_err(ChainError::from_contract)
+        })
+        .await
     }
 
     /// What is on chain for `epoch` of `market`: release, anchored batches (CID, root, block,
@@ -891,6 +942,17 @@ impl ChainClient {
                 ChainError::Decode("release transaction without EpochReleased".into())
             })?;
         Ok((out, epoch))
+    }
+
+    /// Skips whole epochs of `market` so that the next epoch begins at `new_begin`
+    /// (`skipEpochs`, owner or epoch manager; emits `EpochsSkipped`). `new_begin` must be
+    /// `lastEpochEnd + 1 + k·epochSize`, k ≥ 1, and an epoch must have been released before.
+    pub async fn skip_epochs(&self, market: Address, new_begin: u64) -> Result<TxOutcome> {
+        self.send_call(&ProtocolState::skipEpochsCall {
+            dataMarket: market,
+            newBegin: U256::from(new_begin),
+        })
+        .await
     }
 }
 

@@ -28,6 +28,15 @@ pub fn sim_snapshotter_key(slot: u64) -> Result<PrivateKeySigner> {
         .map_err(|e| ChainError::Signer(format!("simulated key of slot {slot}: {e}")))
 }
 
+/// The address of a hex private key (the key itself is never echoed in errors).
+pub fn address_of_key(key: &str) -> Result<Address> {
+    let s: PrivateKeySigner = key
+        .trim()
+        .parse()
+        .map_err(|_| ChainError::Signer("not a valid secp256k1 private key".into()))?;
+    Ok(s.address())
+}
+
 /// The default data market address of local deployments.
 pub fn local_market_address() -> Address {
     sequencer_core::devkeys::local_market_address()

@@ -74,6 +74,15 @@ pub enum Revert {
         /// The epoch.
         epoch: U256,
     },
+    /// `skipEpochs` to a begin that is not a whole number of epochs past the next expected begin
+    /// (or before any release).
+    #[error("invalid skip to begin {new_begin}, next epoch begins at {expected_begin}")]
+    InvalidSkip {
+        /// Requested next begin.
+        new_begin: U256,
+        /// The block the next epoch begins at now.
+        expected_begin: U256,
+    },
     /// A revert this ABI does not know (a string reason, a panic code, or raw data).
     #[error("reverted: {0}")]
     Other(String),
@@ -106,6 +115,10 @@ impl From<E> for Revert {
             E::ProjectAlreadySubmitted(x) => Self::ProjectAlreadySubmitted {
                 project_id: x.projectId,
                 epoch: x.epochId,
+            },
+            E::InvalidSkip(x) => Self::InvalidSkip {
+                new_begin: x.newBegin,
+                expected_begin: x.expectedBegin,
             },
         }
     }

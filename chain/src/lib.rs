@@ -13,6 +13,9 @@
 //! | `end_batch_submissions(market, epoch)` | [`ChainClient::end_batch_submissions`] |
 //! | `anchored(market, epoch)` | [`ChainClient::anchored`] |
 //!
+//! The epoch manager ([`epoch_manager`], [`EpochManager`]) releases a market's epochs from its
+//! source chain on top of this client.
+//!
 //! Configuration comes from the environment ([`ChainConfig::from_env`]); errors are typed
 //! ([`ChainError`], contract reverts as [`Revert`]) and say whether a retry can help.
 
@@ -20,11 +23,15 @@ pub mod bindings;
 mod client;
 mod config;
 pub mod deploy;
+pub mod epoch_manager;
 mod error;
 mod types;
 
 pub use client::{ChainClient, MarketInfo, Result};
 pub use config::{ChainConfig, SignerSource};
+pub use epoch_manager::{
+    CatchUp, EpochManager, EpochManagerConfig, EpochManagerError, EpochRange, Lag, StepReport,
+};
 pub use error::{ChainError, Revert};
 pub use types::{
     AnchoredBatch, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage, SubmitOutcome, TxOutcome,
