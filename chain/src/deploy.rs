@@ -6,7 +6,7 @@
 //! simulator signs with exactly the keys deployed here.
 
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{ChainClient, ChainError, Result, Windows};
 
@@ -76,27 +76,33 @@ impl Default for DeployPlan {
 }
 
 /// Addresses of a local deployment.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Deployment {
     /// Chain id.
     pub chain_id: u64,
     /// The ProtocolState contract.
+    #[serde(serialize_with = "crate::types::checksummed")]
     pub protocol_state: Address,
     /// Block it was deployed in.
     pub deploy_block: u64,
     /// Owner (the deployer).
+    #[serde(serialize_with = "crate::types::checksummed")]
     pub owner: Address,
     /// The registered data market.
+    #[serde(serialize_with = "crate::types::checksummed")]
     pub data_market: Address,
     /// SEQUENCER role.
+    #[serde(serialize_with = "crate::types::checksummed")]
     pub sequencer: Address,
     /// EPOCH MANAGER role.
+    #[serde(serialize_with = "crate::types::checksummed")]
     pub epoch_manager: Address,
     /// Epoch size in blocks.
     pub epoch_size: u64,
     /// Windows in blocks.
     pub windows: Windows,
     /// Simulated slots: (slot id, snapshotter address).
+    #[serde(serialize_with = "crate::types::checksummed_slots")]
     pub slots: Vec<(u64, Address)>,
 }
 

@@ -580,6 +580,27 @@ impl EpochManager {
         self.step_until(None).await
     }
 
+    /// [`Self::step`] releasing at most `max_releases` epochs (skips do not count), e.g. for a
+    /// command that stops after N releases.
+    pub async fn step_at_most(&mut self, max_releases: u64) -> Result<StepReport> {
+        self.step_inner(None, max_releases).await
+    }
+
+    /// The market's epoch size, read from the contract.
+    pub async fn epoch_size(&self) -> Result<u64> {
+        Ok(self.market_info().await?.epoch_size)
+    }
+
+    /// The protocol chain client (with the epoch-manager key).
+    pub fn protocol(&self) -> &ChainClient {
+        &self.protocol
+    }
+
+    /// The source chain client (the protocol chain's when no other was given).
+    pub fn source(&self) -> &ChainClient {
+        &self.source
+    }
+
     /// Polls until `deadline` (if any) or until `stop` completes, whichever is first; returns
     /// the counters. Non-fatal errors are logged, counted and retried at the next poll; a fatal
     /// one ([`EpochManagerError::is_fatal`]) is returned. `stop` cancels at once, even mid-release:
@@ -712,6 +733,14 @@ impl EpochManager {
     }
 
     async fn step_until(&mut self, deadline: Option<Instant>) -> Result<StepReport> {
+        self.step_inner(deadline, u64::MAX).await
+    }
+
+    async fn step_inner(
+        &mut self,
+        deadline: Option<Instant>,
+        max_releases: u64,
+    ) -> Result<StepReport> {
         let mut report = StepReport::default();
         let mut budget: Option<u64> = None;
         loop {
@@ -723,7 +752,10 @@ impl EpochManager {
             // At most the epochs due when the step began (plus a skip): a step ends even when
             // the source outpaces the catch-up rate.
             let left = *budget.get_or_insert(p.due);
-            if left == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
+            if left == 0
+                || report.released.len() as u64 >= max_releases
+                || deadline.is_some_and(|d| Instant::now() >= d)
+            {
                 break;
             }
             if let Some(skip) = p.skip {

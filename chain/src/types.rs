@@ -1,12 +1,29 @@
 //! Values the chain port hands to the handlers.
 
 use alloy::primitives::{Address, BlockHash, TxHash, B256};
-use serde::Serialize;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Serializes an address EIP-55 checksummed (serde's default for [`Address`] is lower case),
+/// like every address the command line prints. Deserializing accepts either case.
+pub fn checksummed<S: Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&a.to_checksum(None))
+}
+
+/// [`checksummed`] for `(slot, address)` pairs.
+pub fn checksummed_slots<S: Serializer>(v: &[(u64, Address)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for (slot, a) in v {
+        seq.serialize_element(&(slot, a.to_checksum(None)))?;
+    }
+    seq.end()
+}
 
 /// One `EpochReleased` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EpochRelease {
     /// The data market.
+    #[serde(serialize_with = "checksummed")]
     pub market: Address,
     /// Epoch id (starts at 1).
     pub epoch_id: u64,
@@ -34,7 +51,7 @@ pub struct ReleasesPage {
 }
 
 /// A market's windows, in protocol-chain blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Windows {
     /// `snapshotSubmissionWindow(market)`: submissions for epoch E carry a header in `[R, R + this]`.
     pub snapshot_blocks: u64,
@@ -104,6 +121,7 @@ pub struct AnchoredBatch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EpochAnchors {
     /// The market.
+    #[serde(serialize_with = "checksummed")]
     pub market: Address,
     /// The epoch.
     pub epoch_id: u64,

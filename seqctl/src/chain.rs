@@ -2,8 +2,9 @@
 //!
 //! - `deploy`: deploy ProtocolState, register a data market, grant the roles, assign simulated
 //!   slots (keys reproducible: see `sequencer_chain::deploy`), print the addresses.
-//! - `release-epochs`: an epoch releaser for local chains (what the protocol's epoch manager
-//!   does): release the market's next epoch every N blocks.
+//! - `release-epochs`: the epoch manager (`sequencer_chain::EpochManager`): release each epoch
+//!   of the market once its source chain's head reaches `end + finality_offset`, contiguous,
+//!   exactly once, catching up in order or by an on-chain skip.
 //! - `epoch MARKET EPOCH`: what is anchored for an epoch: batches, roots, transactions.
 //!
 //! Environment fallbacks: `RPC_URL`, `PROTOCOL_STATE_ADDRESS`, `DATA_MARKET_ADDRESS`,
@@ -15,7 +16,8 @@ use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use sequencer_chain::{
     deploy::{deploy_local, local_market_address, DeployPlan, ANVIL_FIRST_KEY, LOCAL_CHAIN_ID},
-    Address, ChainClient, ChainConfig, Windows,
+    epoch_manager::CatchUp,
+    Address, ChainClient, ChainConfig, EpochManager, EpochManagerConfig, Windows,
 };
 use serde_json::json;
 
@@ -51,9 +53,10 @@ pub enum ChainCmd {
         #[arg(long)]
         epoch_manager: Option<Address>,
     },
-    /// Release the market's next epoch every N blocks (local chains).
+    /// Release the market's epochs as its source chain produces them: epoch [b, b+size-1] once
+    /// the source head reaches its end + the finality offset (sequencer_chain::EpochManager).
     ReleaseEpochs {
-        /// JSON-RPC endpoint.
+        /// JSON-RPC endpoint of the protocol chain.
         #[arg(long, env = "RPC_URL")]
         rpc_url: String,
         /// ProtocolState contract.
@@ -65,17 +68,31 @@ pub enum ChainCmd {
         /// Epoch manager key; defaults to anvil's first funded account, on chain 31337 only.
         #[arg(long, env = "SIGNER_PRIVATE_KEY", hide_env_values = true)]
         private_key: Option<String>,
-        /// Blocks between releases: `10` or `10-blocks`.
-        #[arg(long, default_value = "10", value_parser = parse_blocks)]
-        every: u64,
+        /// Deprecated, kept for old scripts: epochs are the market's epochSize blocks and are
+        /// released when due (end + finality offset), never on a timer of their own; a value
+        /// other than the epoch size only gets a warning.
+        #[arg(long, value_parser = parse_blocks)]
+        every: Option<u64>,
         /// Stop after this many releases (default: run until killed).
         #[arg(long)]
         count: Option<u64>,
         /// First block of the first epoch when the market has none yet.
         #[arg(long, default_value_t = 1)]
         first_begin: u64,
-        /// Mine an empty block (anvil_mine) when the head did not move for one poll, for nodes
-        /// that only mine on transactions.
+        /// Source chain blocks past an epoch's end before it is released.
+        #[arg(long, default_value_t = EpochManagerConfig::DEFAULT_FINALITY_OFFSET)]
+        finality_offset: u64,
+        /// JSON-RPC endpoint of the market's source chain (default: the protocol chain).
+        #[arg(long, env = "SOURCE_RPC_URL")]
+        source_rpc_url: Option<String>,
+        /// After downtime: release missed epochs in order (rate-bounded) or skip them on chain.
+        #[arg(long, value_enum, default_value_t = CatchUpArg::InOrder)]
+        catch_up: CatchUpArg,
+        /// In-order catch-up rate, releases per second.
+        #[arg(long, default_value_t = CatchUp::DEFAULT_MAX_PER_SEC)]
+        max_per_sec: u32,
+        /// Mine an empty block (anvil_mine) on the source chain when its head did not move for
+        /// one poll, for nodes that only mine on transactions.
         #[arg(long)]
         mine_idle: bool,
         /// Head polling interval in milliseconds.
@@ -95,6 +112,15 @@ pub enum ChainCmd {
         #[arg(long, env = "PROTOCOL_STATE_ADDRESS")]
         protocol_state: Address,
     },
+}
+
+/// `--catch-up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CatchUpArg {
+    /// Release every missed epoch, oldest first, at most --max-per-sec a second.
+    InOrder,
+    /// Skip all missed epochs but the newest with an on-chain `skipEpochs`.
+    Skip,
 }
 
 fn parse_blocks(s: &str) -> Result<u64, String> {
@@ -174,54 +200,93 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
             every,
             count,
             first_begin,
+            finality_offset,
+            source_rpc_url,
+            catch_up,
+            max_per_sec,
             mine_idle,
             poll_ms,
         } => {
             let client = connect(&rpc_url, protocol_state, private_key).await?;
-            let info = client.market_info(market).await.context("market info")?;
-            if !info.registered {
-                bail!("market {market} is not registered on {protocol_state}");
-            }
-            let mut next_begin = if info.current_epoch == 0 {
-                first_begin
-            } else {
-                info.last_epoch_end + 1
-            };
-            let mut released = 0u64;
-            let mut last_release: Option<u64> = None;
-            let mut last_head = client.head().await?;
-            let poll = Duration::from_millis(poll_ms.max(10));
-            loop {
-                let head = client.head().await?;
-                if last_release.is_none_or(|r| head >= r + every) {
-                    let end = next_begin + info.epoch_size - 1;
-                    let (tx, epoch) = client
-                        .release_epoch(market, next_begin, end)
+            let source = match source_rpc_url {
+                Some(url) => Some(
+                    ChainClient::connect(ChainConfig::new(url, Address::ZERO))
                         .await
-                        .context("releaseEpoch")?;
-                    if json {
-                        println!(
-                            "{}",
-                            json!({"epoch_id": epoch, "begin": next_begin, "end": end, "block": tx.block, "tx_hash": tx.tx_hash})
-                        );
-                    } else {
-                        println!(
-                            "released epoch {epoch} [{next_begin}, {end}] in block {} ({})",
-                            tx.block, tx.tx_hash
-                        );
+                        .context("connect to the source chain")?,
+                ),
+                None => None,
+            };
+            let cfg = EpochManagerConfig {
+                finality_offset,
+                poll_interval: Duration::from_millis(poll_ms.max(10)),
+                first_begin: Some(first_begin),
+                catch_up: match catch_up {
+                    CatchUpArg::InOrder => CatchUp::InOrder { max_per_sec },
+                    CatchUpArg::Skip => CatchUp::SkipToHead { max_backlog: 1 },
+                },
+                ..EpochManagerConfig::new(market)
+            };
+            let poll = cfg.poll_interval;
+            let mut manager = EpochManager::new(client, source.clone(), cfg)
+                .await
+                .context("epoch manager")?;
+            let size = manager.epoch_size().await.context("market info")?;
+            if let Some(n) = every.filter(|n| *n != size) {
+                eprintln!("warning: --every {n} is ignored: the market's epochs are {size} blocks and are released at end + {finality_offset}");
+            }
+            let mut released = 0u64;
+            let mut last_head = None;
+            loop {
+                let left = count.map(|c| c.saturating_sub(released));
+                match manager.step_at_most(left.unwrap_or(u64::MAX)).await {
+                    Ok(report) => {
+                        for s in &report.skipped {
+                            if json {
+                                println!(
+                                    "{}",
+                                    json!({"skipped_from": s.from_begin, "skipped_to": s.to_begin, "epochs": s.epochs})
+                                );
+                            } else {
+                                println!(
+                                    "skipped {} epochs: blocks [{}, {}]",
+                                    s.epochs,
+                                    s.from_begin,
+                                    s.to_begin - 1
+                                );
+                            }
+                        }
+                        for r in &report.released {
+                            if json {
+                                println!(
+                                    "{}",
+                                    json!({"epoch_id": r.epoch_id, "begin": r.range.begin, "end": r.range.end, "block": r.block, "tx_hash": r.tx_hash, "source_head": r.source_head_at_send, "lag_blocks": r.lag.blocks, "lag_ms": r.lag.ms})
+                                );
+                            } else {
+                                println!(
+                                    "released epoch {} [{}, {}] in block {} ({}), lag {} blocks / {} ms",
+                                    r.epoch_id,
+                                    r.range.begin,
+                                    r.range.end,
+                                    r.block,
+                                    r.tx_hash.map_or_else(|| "settled".to_string(), |h| h.to_string()),
+                                    r.lag.blocks,
+                                    r.lag.ms
+                                );
+                            }
+                        }
+                        released += report.released.len() as u64;
+                        if count.is_some_and(|c| released >= c) {
+                            return Ok(());
+                        }
+                        if mine_idle && last_head == Some(report.source_head) {
+                            let miner = source.as_ref().unwrap_or(manager.protocol());
+                            miner.dev_mine(1).await.context("anvil_mine")?;
+                        }
+                        last_head = Some(report.source_head);
                     }
-                    next_begin = end + 1;
-                    last_release = Some(tx.block);
-                    released += 1;
-                    if count.is_some_and(|c| released >= c) {
-                        return Ok(());
-                    }
-                    continue;
+                    Err(e) if e.is_fatal() => return Err(e).context("epoch manager"),
+                    Err(e) => eprintln!("warning: {e}; re-reading the contract at the next poll"),
                 }
-                if mine_idle && head == last_head {
-                    client.dev_mine(1).await.context("anvil_mine")?;
-                }
-                last_head = head;
                 tokio::time::sleep(poll).await;
             }
         }
