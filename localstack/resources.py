@@ -38,14 +38,16 @@ QUEUES = [
     ("anchor", True),
 ]
 BUCKETS = ["batches"]
-# name -> (has sort key, ttl enabled)
+# name -> (has sort key, ttl enabled). Exactly the tables of the state port's `Table::ALL`
+# (functions/src/ports/state.rs); every one has a string pk and sk, as `DynamoStore` writes them
+# (adapters/src/dynamo.rs).
 TABLES = {
     "submissions": (True, False),
-    "counters": (False, True),
+    "receipts": (True, True),
+    "counters": (True, True),
     "epochs": (True, True),
-    "blocks": (False, True),
+    "blocks": (True, True),
     "batches": (True, False),
-    "proofs": (False, False),
 }
 
 CFG = Config(region_name=REGION, retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30)
