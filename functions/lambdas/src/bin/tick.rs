@@ -1,0 +1,36 @@
+//! `tick` Lambda (EventBridge schedule, every minute): follows the chain head inside the
+//! invocation until shortly before its deadline (`TICK_POLL_MS`, default 1000, between steps), so
+//! epochs shorter than a minute are served. Environment: see the `sequencer_lambdas` crate docs.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use sequencer_functions::handlers::tick;
+
+/// Stop this long before the invocation's deadline.
+const MARGIN: Duration = Duration::from_secs(5);
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    sequencer_lambdas::init_tracing();
+    let p = sequencer_lambdas::static_pipeline().await?;
+    let poll = Duration::from_millis(
+        std::env::var("TICK_POLL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1000),
+    );
+    lambda_runtime::run(service_fn(
+        move |e: LambdaEvent<serde_json::Value>| async move {
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let left = Duration::from_millis(e.context.deadline.saturating_sub(now_ms))
+                .saturating_sub(MARGIN);
+            let report = tick::run(p, tokio::time::Instant::now() + left, poll).await?;
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        },
+    ))
+    .await
+}

@@ -1,0 +1,156 @@
+//! The handlers' context: ports, settings and counters, built once per process (a Lambda cold
+//! start, the local runner) and shared by every invocation.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use sequencer_core::eip712::Verifier;
+
+use crate::config::PipelineConfig;
+use crate::ports::{ChainError, ChainPort, ContentError, ContentStore, Queue, QueueError};
+use crate::ports::{StateError, StateStore};
+
+/// The ports one deployment uses.
+#[derive(Clone)]
+pub struct Ports {
+    /// State store.
+    pub state: Arc<dyn StateStore>,
+    /// Content store (IPFS).
+    pub content: Arc<dyn ContentStore>,
+    /// Protocol chain.
+    pub chain: Arc<dyn ChainPort>,
+    /// Where the tick sends finalize jobs.
+    pub finalize_queue: Arc<dyn Queue>,
+    /// Where finalize sends anchor jobs (FIFO).
+    pub anchor_queue: Arc<dyn Queue>,
+    /// Dead-letter queue of the submissions queue: verify sends poison messages here.
+    pub submissions_dlq: Arc<dyn Queue>,
+}
+
+/// Counters by name, for logs, metrics and the local runner's table. Names follow the ingress's
+/// style: `<stage>_<what>_total`, reasons as a suffix label `{reason=…}`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    inner: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Counters {
+    /// Adds `n` to `name`.
+    pub fn add(&self, name: &str, n: u64) {
+        if let Ok(mut m) = self.inner.lock() {
+            *m.entry(name.to_string()).or_default() += n;
+        }
+    }
+
+    /// Adds one.
+    pub fn inc(&self, name: &str) {
+        self.add(name, 1);
+    }
+
+    /// The current values.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.inner.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// One value.
+    pub fn get(&self, name: &str) -> u64 {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).copied())
+            .unwrap_or(0)
+    }
+}
+
+/// A handler error: transient ones make the message come back.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// State store.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Queue.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// Content store.
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    /// Chain.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// A stored record does not parse.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    /// An invariant broke (e.g. finalizing an epoch twice gave other bytes).
+    #[error("invariant violated: {0}")]
+    Invariant(String),
+    /// Waiting for another stage (e.g. the tick has not recorded a release yet).
+    #[error("not ready: {0}")]
+    NotReady(String),
+}
+
+impl PipelineError {
+    /// Whether retrying later can help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PipelineError::State(StateError::Corrupt(_)) => false,
+            PipelineError::Content(ContentError::CidMismatch { .. }) => false,
+            PipelineError::Chain(e) => e.is_retryable(),
+            PipelineError::Corrupt(_) | PipelineError::Invariant(_) => false,
+            _ => true,
+        }
+    }
+}
+
+/// Ports, settings and counters.
+pub struct Pipeline {
+    /// Ports.
+    pub ports: Ports,
+    /// Settings.
+    pub config: PipelineConfig,
+    /// EIP-712 verifier of the configured domain.
+    pub verifier: Verifier,
+    /// Counters.
+    pub counters: Counters,
+}
+
+impl Pipeline {
+    /// A pipeline.
+    pub fn new(ports: Ports, config: PipelineConfig) -> Self {
+        Self {
+            verifier: config.verifier(),
+            ports,
+            config,
+            counters: Counters::default(),
+        }
+    }
+
+    /// Expiry for records written now.
+    pub fn ttl(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Some(now + self.config.record_ttl.as_secs())
+    }
+}
+
+/// Parses a stored JSON record.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    what: &str,
+    data: &str,
+) -> Result<T, PipelineError> {
+    serde_json::from_str(data).map_err(|e| PipelineError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Serializes a record (plain data always serializes).
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

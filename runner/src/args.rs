@@ -1,0 +1,85 @@
+//! Command line of `sequencer-local`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The whole sequencer on one machine: a chain (anvil), the contract, the epoch manager, the
+/// libp2p ingress, every function on embedded adapters and a snapshotter simulator. Prints what
+/// each epoch did and checks inclusion proofs against the chain.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "sequencer-local", version)]
+pub struct Args {
+    /// Simulated snapshotter slots (real keys; each submits for two projects per epoch).
+    #[arg(long, default_value_t = 20)]
+    pub slots: u64,
+    /// Projects.
+    #[arg(long, default_value_t = 8)]
+    pub projects: u64,
+    /// Epochs to run before exiting (0: run until Ctrl-C).
+    #[arg(long, default_value_t = 3)]
+    pub epochs: u64,
+    /// Epoch size in blocks.
+    #[arg(long, default_value_t = 4)]
+    pub epoch_size: u64,
+    /// snapshotSubmissionWindow, blocks.
+    #[arg(long, default_value_t = 8)]
+    pub window: u64,
+    /// batchSubmissionWindow, blocks.
+    #[arg(long, default_value_t = 200)]
+    pub batch_window: u64,
+    /// Block time of the spawned anvil, milliseconds.
+    #[arg(long, default_value_t = 250)]
+    pub block_ms: u64,
+    /// Projects per batch.
+    #[arg(long, default_value_t = 3)]
+    pub batch_size: usize,
+    /// Blocks past `end` before an epoch is released (epoch manager finality offset).
+    #[arg(long, default_value_t = 1)]
+    pub finality_offset: u64,
+    /// Where the state database, queues, blockstore and deployment live. Reusing it resumes.
+    #[arg(long, default_value = ".local/run")]
+    pub data_dir: PathBuf,
+    /// Wipe the data directory first.
+    #[arg(long)]
+    pub fresh: bool,
+    /// Use this chain instead of spawning anvil (the deployment in the data directory is reused
+    /// when its contract exists there).
+    #[arg(long, env = "RPC_URL")]
+    pub rpc_url: Option<String>,
+    /// libp2p listen address of the ingress.
+    #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+    pub listen: String,
+    /// No simulator: serve an outside collector. Prints the connection details as one JSON line
+    /// and keeps releasing epochs until stopped.
+    #[arg(long)]
+    pub no_sim: bool,
+    /// Assign a slot to an outside snapshotter's address (`SLOT=0xADDRESS`, repeatable), e.g.
+    /// for an outside collector with its own keys.
+    #[arg(long, value_parser = parse_assign)]
+    pub assign: Vec<(u64, sequencer_core::Address)>,
+    /// Inclusion proofs checked per epoch.
+    #[arg(long, default_value_t = 5)]
+    pub proofs_per_epoch: usize,
+    /// Give up on an epoch that is not anchored within this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub epoch_timeout_secs: u64,
+    /// Log filter (stderr).
+    #[arg(long, default_value = "warn", env = "RUST_LOG")]
+    pub log: String,
+}
+
+fn parse_assign(s: &str) -> Result<(u64, sequencer_core::Address), String> {
+    let (slot, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected SLOT=0xADDRESS, got {s:?}"))?;
+    let slot: u64 = slot
+        .trim()
+        .parse()
+        .map_err(|_| format!("slot {slot:?} is not a number"))?;
+    let addr = addr
+        .trim()
+        .parse()
+        .map_err(|_| format!("{addr:?} is not an address"))?;
+    Ok((slot, addr))
+}

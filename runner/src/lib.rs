@@ -1,0 +1,320 @@
+//! The local runner (`sequencer-local`): the whole sequencer on one machine with embedded
+//! defaults — anvil (spawned; installed by `scripts/tools.sh anvil` when missing), ProtocolState
+//! deployed with simulated slots, the epoch manager, the libp2p ingress, verify / tick / finalize
+//! / anchor on the embedded adapters (SQLite state and queues, a blockstore directory), and the
+//! snapshotter simulator over real libp2p. Prints a row per epoch and checks inclusion proofs
+//! against the chain. The same handler code runs in Lambda.
+
+pub mod args;
+pub mod chain;
+pub mod releaser;
+pub mod report;
+pub mod services;
+pub mod sim;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use libp2p::multiaddr::Protocol;
+use libp2p::Multiaddr;
+use sequencer_core::eip712::Domain;
+use sequencer_core::B256;
+use sequencer_functions::handlers::tick;
+use sequencer_functions::ports::{ChainPort, Table};
+use sequencer_functions::records::{self, state};
+use sequencer_functions::PipelineConfig;
+use sequencer_ingress::host::HostConfig;
+use sequencer_ingress::metrics::Metrics;
+use sequencer_ingress::{identity, Ingress, Settings};
+
+pub use args::Args;
+
+/// Runs the sequencer as `args` say; returns the process exit code (0: every check held).
+pub async fn run(args: Args) -> Result<i32> {
+    let started = Instant::now();
+    if args.fresh && args.data_dir.exists() {
+        std::fs::remove_dir_all(&args.data_dir)
+            .with_context(|| format!("wiping {}", args.data_dir.display()))?;
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+
+    // Chain and contract.
+    let anvil = match &args.rpc_url {
+        Some(_) => None,
+        None => Some(chain::spawn_anvil(args.block_ms).await?),
+    };
+    let rpc_url = match (&args.rpc_url, &anvil) {
+        (Some(u), _) => u.clone(),
+        (None, Some(a)) => a.rpc_url.clone(),
+        (None, None) => bail!("no chain"),
+    };
+    let plan = chain::plan(args.slots, args.epoch_size, args.window, args.batch_window)?;
+    let (dep, reused) = chain::deploy_or_reuse(&rpc_url, &args.data_dir, &plan).await?;
+    if !args.assign.is_empty() {
+        let owner = chain::client(&rpc_url, dep.protocol_state, chain::OWNER_KEY).await?;
+        owner
+            .assign_slots(&args.assign)
+            .await
+            .context("assigning --assign slots")?;
+    }
+    progress(
+        started,
+        &format!(
+            "chain {rpc_url} (id {}): ProtocolState {} {}, market {}, {} slots, epochs of {} blocks, window {} blocks",
+            dep.chain_id,
+            dep.protocol_state,
+            if reused { "reused" } else { "deployed" },
+            dep.data_market,
+            dep.slots.len(),
+            dep.epoch_size,
+            dep.windows.snapshot_blocks
+        ),
+    );
+    let seq_chain =
+        Arc::new(chain::client(&rpc_url, dep.protocol_state, chain::SEQUENCER_KEY).await?);
+
+    // Pipeline on embedded adapters.
+    let mut config = PipelineConfig::new(dep.data_market, dep.protocol_state, dep.chain_id);
+    config.finalize.batch_size = args.batch_size.max(1);
+    let (p, queues, blocks) = services::embedded(&args.data_dir, seq_chain.clone(), config)?;
+
+    // Ingress → embedded submissions queue.
+    let settings = Settings {
+        host: HostConfig {
+            listen: vec![args.listen.parse().context("--listen is not a multiaddr")?],
+            ..HostConfig::default()
+        },
+        spill_path: args.data_dir.join("ingress-spill.jsonl"),
+        http_listen: Some(([127, 0, 0, 1], 0).into()),
+        ..Settings::default()
+    };
+    let (key, _) = identity::load_or_create(None, &args.data_dir.join("ingress.key"))
+        .context("ingress host key")?;
+    let sink = Arc::new(services::QueueSink(Arc::new(queues.submissions.clone())));
+    let ingress = Ingress::start(settings, key, sink, Metrics::new(), None)
+        .await
+        .context("starting the ingress")?;
+    let mut ingress_addr: Multiaddr = ingress
+        .listen_addrs
+        .iter()
+        .find(|a| a.iter().any(|p| matches!(p, Protocol::Tcp(_))))
+        .or_else(|| ingress.listen_addrs.first())
+        .cloned()
+        .context("ingress has no listen address")?;
+    ingress_addr.push(Protocol::P2p(ingress.peer_id));
+    progress(started, &format!("ingress listening on {ingress_addr}"));
+
+    // Functions and the epoch manager.
+    let loops = services::Loops::start(
+        p.clone(),
+        &queues,
+        Duration::from_millis((args.block_ms / 2).max(20)),
+    );
+    let em_chain = chain::client(&rpc_url, dep.protocol_state, chain::OWNER_KEY).await?;
+    let first_begin = em_chain.head().await? + 1;
+    let releaser = releaser::spawn(
+        em_chain,
+        dep.data_market,
+        first_begin,
+        args.finality_offset,
+        Duration::from_millis((args.block_ms / 4).max(10)),
+    )
+    .await?;
+
+    let outcome = if args.no_sim {
+        let info = serde_json::json!({
+            "ingress": ingress_addr.to_string(),
+            "peer_id": ingress.peer_id.to_string(),
+            "rpc_url": rpc_url,
+            "chain_id": dep.chain_id,
+            "protocol_state": dep.protocol_state.to_checksum(None),
+            "data_market": dep.data_market.to_checksum(None),
+            "owner": dep.owner.to_checksum(None),
+            "epoch_size": dep.epoch_size,
+            "snapshot_window_blocks": dep.windows.snapshot_blocks,
+            "slots": dep.slots.iter().map(|(s, a)| (s.to_string(), a.to_checksum(None))).collect::<std::collections::BTreeMap<_, _>>(),
+            "http": ingress.http_addr.map(|a| a.to_string()),
+        });
+        println!("{info}");
+        serve(&p, &blocks, &args).await
+    } else {
+        simulate(
+            &p,
+            seq_chain.as_ref(),
+            &blocks,
+            &args,
+            &dep,
+            &ingress_addr,
+            ingress.peer_id,
+            started,
+        )
+        .await
+    };
+
+    let em_stats = releaser.stop().await;
+    loops.stop().await;
+    let report = ingress.shutdown().await;
+    if report.lost > 0 {
+        eprintln!(
+            "ingress: {} accepted messages could not be queued",
+            report.lost
+        );
+    }
+    drop(anvil);
+    let code = outcome?;
+    let counters = p.counters.snapshot();
+    eprintln!(
+        "counters: {}",
+        counters
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    if let Some(s) = em_stats {
+        eprintln!("epoch manager: {s:?}");
+    }
+    progress(
+        started,
+        if code == 0 {
+            "every check held"
+        } else {
+            "SOME CHECKS FAILED"
+        },
+    );
+    Ok(code)
+}
+
+fn progress(started: Instant, msg: &str) {
+    eprintln!("[{:>6.1}s] {msg}", started.elapsed().as_secs_f64());
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn simulate(
+    p: &Arc<sequencer_functions::Pipeline>,
+    chain: &dyn ChainPort,
+    blocks: &sequencer_functions::embedded::BlockDir,
+    args: &Args,
+    dep: &sequencer_chain::deploy::Deployment,
+    addr: &Multiaddr,
+    peer: libp2p::PeerId,
+    started: Instant,
+) -> Result<i32> {
+    let domain = Domain {
+        chain_id: dep.chain_id,
+        verifying_contract: dep.protocol_state,
+    };
+    let mut sim = sim::Simulator::connect(
+        addr,
+        peer,
+        domain,
+        dep.data_market,
+        (dep.slots.len() as u64).min(args.slots),
+        args.projects,
+        4,
+    )
+    .await?;
+    progress(started, "simulator connected (4 libp2p connections)");
+    report::print_header();
+    // Epochs released before this run (a resumed data directory) are left alone.
+    let known: BTreeSet<u64> = tick::epochs(p)
+        .await?
+        .into_iter()
+        .map(|(e, _, _)| e)
+        .collect();
+    let mut sent = Vec::new();
+    let mut submitted: BTreeSet<u64> = BTreeSet::new();
+    let mut late: BTreeSet<u64> = BTreeSet::new();
+    let mut printed: BTreeSet<u64> = BTreeSet::new();
+    let mut headers: std::collections::BTreeMap<u64, B256> = Default::default();
+    let mut failures = 0usize;
+    let mut last_progress = Instant::now();
+    let deadline_per_epoch = Duration::from_secs(args.epoch_timeout_secs);
+    loop {
+        for (e, st, rec) in tick::epochs(p).await? {
+            if known.contains(&e) {
+                continue;
+            }
+            if st == state::OPEN && !submitted.contains(&e) {
+                let head = chain.head().await?;
+                let at = head.min(rec.window_end);
+                let header = chain.block_hash(at).await?.context("head block hash")?;
+                let batch = sim.submit_epoch(e, header).await?;
+                progress(started, &format!("epoch {e}: released in block {}, window to {}; sent {} submissions (+1 replayed)", rec.release_block, rec.window_end, batch.len()));
+                sent.extend(batch);
+                headers.insert(e, header);
+                submitted.insert(e);
+                last_progress = Instant::now();
+            }
+            if st != state::OPEN && submitted.contains(&e) && !late.contains(&e) {
+                if let Some(h) = headers.get(&e) {
+                    sent.push(sim.submit_late(e, *h).await?);
+                }
+                late.insert(e);
+            }
+            if st == state::ANCHOR_FAILED && !printed.contains(&e) {
+                eprintln!("epoch {e}: anchoring failed: {:?}", rec.failure);
+                failures += 1;
+                printed.insert(e);
+            }
+            if st == state::ANCHORED && submitted.contains(&e) && !printed.contains(&e) {
+                // Wait for the late submission's verdict so the row is complete.
+                if let Some(s) = sent.iter().rev().find(|s| s.epoch == e) {
+                    let key = records::receipt_key(&p.config.market, e, &s.id);
+                    if p.ports.state.get(Table::Receipts, &key).await?.is_none() {
+                        continue;
+                    }
+                }
+                let row = report::epoch_row(p, blocks, &rec, &sent, args.proofs_per_epoch).await?;
+                if row.outcomes_ok.0 != row.outcomes_ok.1 || row.proofs_ok.0 != row.proofs_ok.1 {
+                    failures += 1;
+                }
+                report::print_row(&row);
+                printed.insert(e);
+                last_progress = Instant::now();
+            }
+        }
+        let done = printed.len() as u64;
+        if args.epochs > 0 && done >= args.epochs {
+            break;
+        }
+        if last_progress.elapsed() > deadline_per_epoch {
+            eprintln!("no epoch progressed for {deadline_per_epoch:?}: giving up");
+            failures += 1;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.close().await;
+    Ok(if failures == 0 { 0 } else { 1 })
+}
+
+async fn serve(
+    p: &Arc<sequencer_functions::Pipeline>,
+    blocks: &sequencer_functions::embedded::BlockDir,
+    args: &Args,
+) -> Result<i32> {
+    report::print_header();
+    let mut printed: BTreeSet<u64> = BTreeSet::new();
+    let stop = tokio::signal::ctrl_c();
+    tokio::pin!(stop);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    loop {
+        for (e, st, rec) in tick::epochs(p).await? {
+            if st == state::ANCHORED && !printed.contains(&e) {
+                let row = report::epoch_row(p, blocks, &rec, &[], args.proofs_per_epoch).await?;
+                report::print_row(&row);
+                printed.insert(e);
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => return Ok(0),
+            _ = term.recv() => return Ok(0),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}

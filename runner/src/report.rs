@@ -1,0 +1,229 @@
+//! What the runner prints per epoch, and the checks behind it: every simulated message got the
+//! outcome it should, and sampled inclusion proofs hold against the batch bytes and the chain.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use sequencer_core::finalize::{inspect_roots, BatchDocument};
+use sequencer_core::proof::{prove_inclusion, EpochBatch};
+use sequencer_core::B256;
+use sequencer_functions::handlers::finalize::{batches, read_epoch};
+use sequencer_functions::ports::{ContentStore, Table};
+use sequencer_functions::records::{self, BatchRecord, EpochRecord, Receipt};
+use sequencer_functions::Pipeline;
+
+use crate::sim::{Expect, Sent};
+
+/// One epoch's row.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EpochRow {
+    /// Epoch id.
+    pub epoch: u64,
+    /// Release block.
+    pub release_block: u64,
+    /// Accepted submissions.
+    pub accepted: u64,
+    /// Rejected by reason.
+    pub rejected: BTreeMap<String, u64>,
+    /// Batches: (cid, roothash, finalized cids root, tx).
+    pub batches: Vec<(String, String, String, String)>,
+    /// `endBatchSubmissions` tx.
+    pub end_tx: String,
+    /// Window close (tick) → last transaction recorded, ms.
+    pub close_to_anchor_ms: i64,
+    /// Simulated messages whose outcome matched / all.
+    pub outcomes_ok: (usize, usize),
+    /// Proofs that verified / checked.
+    pub proofs_ok: (usize, usize),
+}
+
+/// Builds the row of an anchored epoch and runs its checks.
+pub async fn epoch_row(
+    p: &Pipeline,
+    content: &dyn ContentStore,
+    rec: &EpochRecord,
+    sent: &[Sent],
+    proofs: usize,
+) -> Result<EpochRow> {
+    let epoch = rec.epoch;
+    let (_, counts) = read_epoch(p, epoch).await?;
+    let bs: Vec<BatchRecord> = batches(p, epoch)
+        .await?
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+
+    // Outcomes.
+    let mut ok = 0;
+    for s in sent.iter().filter(|s| s.epoch == epoch) {
+        let key = records::receipt_key(&p.config.market, epoch, &s.id);
+        let got = match p.ports.state.get(Table::Receipts, &key).await? {
+            Some(i) => serde_json::from_str::<Receipt>(&i.data).ok(),
+            None => None,
+        };
+        let matches = match (&s.expect, &got) {
+            (Expect::Accepted, Some(r)) => r.outcome == "accepted",
+            (Expect::Rejected(why), Some(r)) => r.reason.as_deref() == Some(*why),
+            _ => false,
+        };
+        if matches {
+            ok += 1;
+        } else {
+            eprintln!(
+                "  ! epoch {epoch} submission {}: expected {:?}, got {got:?}",
+                s.id, s.expect
+            );
+        }
+    }
+    let total = sent.iter().filter(|s| s.epoch == epoch).count();
+
+    // Proofs: from the stored batch bytes, checked against the chain's record of each batch.
+    let anchors = p.ports.chain.anchored(p.config.market, epoch).await?;
+    let mut docs = Vec::new();
+    for b in &bs {
+        let bytes = content.get(&b.cid).await?.with_context(|| {
+            format!(
+                "batch {} ({}) missing from the content store",
+                b.index, b.cid
+            )
+        })?;
+        let doc: BatchDocument = serde_json::from_slice(&bytes).context("batch document")?;
+        docs.push((bytes, doc));
+    }
+    let mut previous: Vec<String> = Vec::new();
+    let mut chain_ok = true;
+    for (b, (_, doc)) in bs.iter().zip(&docs) {
+        let roots = inspect_roots(doc, &previous).context("roots")?;
+        let on_chain = anchors.batch(&b.cid);
+        if on_chain.map(|a| a.root) != Some(roots.finalized_cids_root)
+            || doc.roothash != format!("{:#x}", roots.roothash)
+        {
+            eprintln!(
+                "  ! epoch {epoch} batch {}: chain or document roots do not match a recomputation",
+                b.index
+            );
+            chain_ok = false;
+        }
+        previous.extend(doc.submission_ids.iter().cloned());
+    }
+    let refs: Vec<EpochBatch> = bs
+        .iter()
+        .zip(&docs)
+        .map(|(b, (_, d))| EpochBatch {
+            index: b.index,
+            cid: b.cid.clone(),
+            roothash: b.roothash.parse().unwrap_or(B256::ZERO),
+            submission_ids: &d.submission_ids,
+            anchor_tx: b.tx_hash.as_deref().and_then(|t| t.parse().ok()),
+        })
+        .collect();
+    let mut proofs_ok = 0;
+    let sample: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| s.epoch == epoch && s.expect == Expect::Accepted)
+        .step_by(7)
+        .take(proofs)
+        .collect();
+    for s in &sample {
+        let market = format!("{:#x}", p.config.market);
+        match prove_inclusion(&market, epoch, &refs, &s.id) {
+            Some(proof) => {
+                let bytes = &docs[(proof.batch_index - 1) as usize].0;
+                if proof.verify_with_batch(bytes).is_ok() && chain_ok {
+                    proofs_ok += 1;
+                } else {
+                    eprintln!("  ! epoch {epoch}: proof of {} does not verify", s.id);
+                }
+            }
+            None => eprintln!(
+                "  ! epoch {epoch}: accepted submission {} is in no batch",
+                s.id
+            ),
+        }
+    }
+
+    Ok(EpochRow {
+        epoch,
+        release_block: rec.release_block,
+        accepted: counts.accepted,
+        rejected: counts.rejected,
+        batches: bs
+            .iter()
+            .map(|b| {
+                (
+                    b.cid.clone(),
+                    b.roothash.clone(),
+                    b.finalized_cids_root.clone(),
+                    b.tx_hash.clone().unwrap_or_else(|| "?".into()),
+                )
+            })
+            .collect(),
+        end_tx: rec.end_tx.clone().unwrap_or_else(|| "-".into()),
+        close_to_anchor_ms: match (rec.closed_at_ms, rec.anchored_at_ms) {
+            (Some(c), Some(a)) => a - c,
+            _ => -1,
+        },
+        outcomes_ok: (ok, total),
+        proofs_ok: (proofs_ok, sample.len()),
+    })
+}
+
+fn short(s: &str) -> String {
+    if s.len() > 18 {
+        format!("{}…{}", &s[..10], &s[s.len() - 6..])
+    } else {
+        s.to_string()
+    }
+}
+
+/// Prints the table header.
+pub fn print_header() {
+    println!(
+        "{:>5}  {:>8}  {:>8}  {:<58}  {:>7}  {:>9}  {:>8}  {:>7}",
+        "epoch",
+        "released",
+        "accepted",
+        "rejected (by reason)",
+        "batches",
+        "close→tx",
+        "outcomes",
+        "proofs"
+    );
+}
+
+/// Prints one epoch: the row, then one line per batch.
+pub fn print_row(r: &EpochRow) {
+    let rejected = if r.rejected.is_empty() {
+        "-".to_string()
+    } else {
+        r.rejected
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "{:>5}  {:>8}  {:>8}  {:<58}  {:>7}  {:>7}ms  {:>4}/{:<3}  {:>3}/{:<3}",
+        r.epoch,
+        r.release_block,
+        r.accepted,
+        rejected,
+        r.batches.len(),
+        r.close_to_anchor_ms,
+        r.outcomes_ok.0,
+        r.outcomes_ok.1,
+        r.proofs_ok.0,
+        r.proofs_ok.1
+    );
+    for (i, (cid, root, cids_root, tx)) in r.batches.iter().enumerate() {
+        println!(
+            "         batch {}: {}  roothash {}  cids root {}  tx {}",
+            i + 1,
+            cid,
+            short(root),
+            short(cids_root),
+            short(tx)
+        );
+    }
+    println!("         endBatchSubmissions tx {}", short(&r.end_tx));
+}

@@ -1,0 +1,207 @@
+//! The sequencer's services on one machine: the embedded adapters, the ingress feeding the
+//! embedded submissions queue, and the loops that stand in for Lambda (SQS pollers for verify,
+//! finalize and anchor; the tick's schedule).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::future::BoxFuture;
+use sequencer_functions::embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
+use sequencer_functions::handlers::{anchor, finalize, tick, verify};
+use sequencer_functions::poller::{poll_once, PollerConfig};
+use sequencer_functions::ports::{ChainPort, OutMessage, Queue};
+use sequencer_functions::{Pipeline, PipelineConfig, Ports};
+use sequencer_ingress::sink::{EntryResult, Envelope, SinkError, SubmissionSink};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Queue names, as `localstack/resources.py` names them (prefix `seq`).
+pub const SUBMISSIONS: &str = "seq-submissions";
+/// Finalize jobs.
+pub const FINALIZE: &str = "seq-finalize";
+/// Anchor jobs (FIFO).
+pub const ANCHOR: &str = "seq-anchor.fifo";
+
+/// The embedded queues.
+#[derive(Clone)]
+pub struct Queues {
+    /// Submissions (from the ingress).
+    pub submissions: SqliteQueue,
+    /// Finalize jobs.
+    pub finalize: SqliteQueue,
+    /// Anchor jobs.
+    pub anchor: SqliteQueue,
+}
+
+fn queue(db: &Db, name: &str, fifo: bool) -> SqliteQueue {
+    let dlq = match name.strip_suffix(".fifo") {
+        Some(base) => format!("{base}-dlq.fifo"),
+        None => format!("{name}-dlq"),
+    };
+    SqliteQueue::new(
+        db.clone(),
+        name,
+        QueueOptions {
+            visibility_timeout: Duration::from_secs(30),
+            max_receive_count: Some(5),
+            dlq: Some(dlq),
+            fifo,
+        },
+    )
+}
+
+/// Opens the embedded adapters in `data_dir` and builds the pipeline.
+pub fn embedded(
+    data_dir: &Path,
+    chain: Arc<dyn ChainPort>,
+    config: PipelineConfig,
+) -> Result<(Arc<Pipeline>, Queues, BlockDir)> {
+    let db = Db::open(&data_dir.join("sequencer.sqlite")).context("opening the state database")?;
+    let queues = Queues {
+        submissions: queue(&db, SUBMISSIONS, false),
+        finalize: queue(&db, FINALIZE, false),
+        anchor: queue(&db, ANCHOR, true),
+    };
+    let blocks = BlockDir::new(data_dir.join("blocks"));
+    let dlq = queues
+        .submissions
+        .dlq()
+        .context("submissions queue has a DLQ")?;
+    let ports = Ports {
+        state: Arc::new(SqliteState::new(db)),
+        content: Arc::new(blocks.clone()),
+        chain,
+        finalize_queue: Arc::new(queues.finalize.clone()),
+        anchor_queue: Arc::new(queues.anchor.clone()),
+        submissions_dlq: Arc::new(dlq),
+    };
+    Ok((Arc::new(Pipeline::new(ports, config)), queues, blocks))
+}
+
+/// The ingress's sink: the embedded submissions queue, body byte-exact, the ingress's attributes.
+pub struct QueueSink(pub Arc<dyn Queue>);
+
+impl SubmissionSink for QueueSink {
+    fn name(&self) -> &'static str {
+        "embedded-queue"
+    }
+
+    fn send_batch<'a>(
+        &'a self,
+        batch: &'a [Envelope],
+    ) -> BoxFuture<'a, Result<Vec<EntryResult>, SinkError>> {
+        Box::pin(async move {
+            let mut msgs = Vec::with_capacity(batch.len());
+            let mut results = Vec::with_capacity(batch.len());
+            for e in batch {
+                match std::str::from_utf8(&e.raw) {
+                    Ok(body) => {
+                        let mut m = OutMessage::new(body);
+                        for (k, v) in e.attributes() {
+                            m.attributes.insert(k.to_string(), v);
+                        }
+                        msgs.push(m);
+                        results.push(EntryResult::Ok);
+                    }
+                    Err(_) => results.push(EntryResult::Reject("body is not UTF-8".into())),
+                }
+            }
+            self.0
+                .send(&msgs)
+                .await
+                .map_err(|e| SinkError::Transport(e.to_string()))?;
+            Ok(results)
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The pipeline's loops, stopped together.
+pub struct Loops {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Loops {
+    /// Starts verify (two pollers, as Lambda would run concurrent invocations), finalize and
+    /// anchor pollers and the tick every `tick_every`.
+    pub fn start(p: Arc<Pipeline>, q: &Queues, tick_every: Duration) -> Self {
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        let cfg = PollerConfig {
+            wait: Duration::from_millis(50),
+            retry_delay: Duration::from_millis(300),
+            ..PollerConfig::default()
+        };
+        for _ in 0..2 {
+            let (p, q, cfg, stop) = (p.clone(), q.submissions.clone(), cfg.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                poll_loop(&q, &cfg, &stop, |e| verify::handle(&p, e)).await;
+            }));
+        }
+        {
+            let (p, q, cfg, stop) = (p.clone(), q.finalize.clone(), cfg.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                poll_loop(&q, &cfg, &stop, |e| finalize::handle(&p, e)).await;
+            }));
+        }
+        {
+            let (p, q, cfg, stop) = (p.clone(), q.anchor.clone(), cfg.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                poll_loop(&q, &cfg, &stop, |e| anchor::handle(&p, e)).await;
+            }));
+        }
+        {
+            let (p, stop) = (p.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    if let Err(e) = tick::step(&p).await {
+                        tracing::warn!(error = %e, "tick failed; retrying");
+                        p.counters.inc("tick_errors_total");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(tick_every) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+            }));
+        }
+        Self { stop, tasks }
+    }
+
+    /// Stops every loop (in-flight handler calls finish first).
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn poll_loop<F, Fut>(q: &SqliteQueue, cfg: &PollerConfig, stop: &CancellationToken, f: F)
+where
+    F: Fn(aws_events::SqsEvent) -> Fut,
+    Fut: std::future::Future<Output = aws_events::SqsBatchResponse>,
+{
+    while !stop.is_cancelled() {
+        match poll_once(q, cfg, &f).await {
+            Ok(r) if r.received > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(queue = q.name(), error = %e, "poll failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+}
+
+/// The Lambda event types, as re-exported by the functions crate.
+mod aws_events {
+    pub use sequencer_functions::handlers::events::{SqsBatchResponse, SqsEvent};
+}

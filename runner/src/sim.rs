@@ -1,0 +1,223 @@
+//! The snapshotter simulator's scenario: real keys (the simulated slots of
+//! `sequencer_core::devkeys`), real EIP-712 signatures, real libp2p `/collect` streams, and every
+//! kind of snapshotter the sequencer must handle each epoch:
+//!
+//! - honest: slot `i` submits projects `2i mod M` and `2i+1 mod M` (so each project gets
+//!   `2N/M` snapshotters and every slot uses its cap of 2);
+//! - disagreeing: every fifth slot names another CID for its first project (a minority vote);
+//! - badly signed: a submission for slot 1 signed with slot 2's key (`not_slot_snapshotter`);
+//! - over the cap: slot 3 submits a third project (`slot_epoch_cap`);
+//! - twice: slot 4 submits its first project again under a new id (`duplicate`), and one message
+//!   is sent twice byte for byte (a redelivery: changes nothing);
+//! - not its slot: an unassigned slot (`unknown_slot`);
+//! - late: slot 5 submits after the epoch was closed (`late`).
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use futures::AsyncWriteExt;
+use libp2p::{Multiaddr, PeerId};
+use sequencer_core::cids::raw_cid;
+use sequencer_core::collect::CollectMessage;
+use sequencer_core::devkeys;
+use sequencer_core::eip712::{sign_request, Domain};
+use sequencer_core::submission::{Request, SnapshotSubmission};
+use sequencer_core::{Address, B256};
+use sequencer_ingress::sim::Client;
+use uuid::Uuid;
+
+/// What the simulator expects of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Accepted.
+    Accepted,
+    /// Rejected with this reason.
+    Rejected(&'static str),
+}
+
+/// One message the simulator sent.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// Submission id.
+    pub id: String,
+    /// Epoch.
+    pub epoch: u64,
+    /// What it should become.
+    pub expect: Expect,
+}
+
+/// The simulated snapshotters.
+pub struct Simulator {
+    domain: Domain,
+    market: Address,
+    slots: u64,
+    projects: u64,
+    clients: Vec<(Client, libp2p::Stream)>,
+}
+
+/// The project id of project `j`.
+pub fn project_id(j: u64) -> String {
+    format!(
+        "aggregate_pairContract_trade_volume:0x{:040x}:UNISWAPV2",
+        j + 1
+    )
+}
+
+/// The honest CID of a project in an epoch.
+pub fn honest_cid(project: &str, epoch: u64) -> String {
+    raw_cid(format!("snapshot {project} epoch {epoch}").as_bytes()).to_string()
+}
+
+impl Simulator {
+    /// Connects `connections` simulated collectors to the ingress.
+    pub async fn connect(
+        addr: &Multiaddr,
+        server: PeerId,
+        domain: Domain,
+        market: Address,
+        slots: u64,
+        projects: u64,
+        connections: usize,
+    ) -> Result<Self> {
+        let mut clients = Vec::new();
+        for _ in 0..connections.max(1) {
+            let c = Client::connect(addr, server)
+                .await
+                .context("simulator connecting to the ingress")?;
+            let s = c.open().await.context("opening a /collect stream")?;
+            clients.push((c, s));
+        }
+        Ok(Self {
+            domain,
+            market,
+            slots,
+            projects: projects.max(1),
+            clients,
+        })
+    }
+
+    fn message(
+        &self,
+        slot: u64,
+        signer_slot: u64,
+        epoch: u64,
+        project: &str,
+        cid: &str,
+        header: B256,
+    ) -> Result<(String, Vec<u8>)> {
+        let key = devkeys::sim_snapshotter_key(signer_slot).context("simulated key")?;
+        let request = Request {
+            slot_id: slot,
+            deadline: epoch + 1000,
+            snapshot_cid: cid.to_string(),
+            epoch_id: epoch,
+            project_id: project.to_string(),
+        };
+        let signature = sign_request(&self.domain, &request, &key)
+            .map_err(|e| anyhow::anyhow!("signing: {e}"))?;
+        let sub = SnapshotSubmission {
+            request,
+            signature,
+            header: format!("{header:#x}"),
+            data_market: format!("{:#x}", self.market),
+            node_version: Some("sequencer-local-sim".into()),
+        };
+        let id = Uuid::new_v4();
+        Ok((id.to_string(), CollectMessage::encode(&id, &sub)))
+    }
+
+    async fn write(&mut self, i: usize, bytes: &[u8]) -> Result<()> {
+        let n = self.clients.len();
+        let (_, stream) = &mut self.clients[i % n];
+        stream.write_all(bytes).await.context("writing /collect")?;
+        stream.flush().await.context("flushing /collect")?;
+        Ok(())
+    }
+
+    /// Sends one epoch's submissions (all but the late one), with `header` a block hash inside
+    /// the window. Returns what each should become.
+    pub async fn submit_epoch(&mut self, epoch: u64, header: B256) -> Result<Vec<Sent>> {
+        let mut sent = Vec::new();
+        let mut first_project: BTreeMap<u64, String> = BTreeMap::new();
+        let mut k = 0usize;
+        let mut duplicate: Option<Vec<u8>> = None;
+        for i in 0..self.slots {
+            let slot = i + 1;
+            for (n, j) in [(2 * i) % self.projects, (2 * i + 1) % self.projects]
+                .into_iter()
+                .enumerate()
+            {
+                let project = project_id(j);
+                let mut cid = honest_cid(&project, epoch);
+                if n == 0 {
+                    first_project.insert(slot, project.clone());
+                    if i % 5 == 4 {
+                        cid = honest_cid(&project, epoch + 1_000_000);
+                    }
+                }
+                let (id, bytes) = self.message(slot, slot, epoch, &project, &cid, header)?;
+                self.write(k, &bytes).await?;
+                k += 1;
+                if duplicate.is_none() {
+                    duplicate = Some(bytes);
+                }
+                sent.push(Sent {
+                    id,
+                    epoch,
+                    expect: Expect::Accepted,
+                });
+            }
+        }
+        let p0 = project_id(0);
+        let cid = honest_cid(&p0, epoch);
+        let mut bad = Vec::new();
+        if self.slots >= 2 {
+            bad.push((1, 2, p0.clone(), "not_slot_snapshotter"));
+        }
+        if self.slots >= 3 {
+            bad.push((3, 3, project_id(self.projects + 7), "slot_epoch_cap"));
+        }
+        if let Some(p) = first_project.get(&4) {
+            bad.push((4, 4, p.clone(), "duplicate"));
+        }
+        let unassigned = self.slots + 1_000;
+        bad.push((unassigned, 1, p0.clone(), "unknown_slot"));
+        for (slot, signer, project, reason) in bad {
+            let (id, bytes) = self.message(slot, signer, epoch, &project, &cid, header)?;
+            self.write(k, &bytes).await?;
+            k += 1;
+            sent.push(Sent {
+                id,
+                epoch,
+                expect: Expect::Rejected(reason),
+            });
+        }
+        if let Some(bytes) = duplicate {
+            // The same message again: the sequencer must change nothing.
+            self.write(k, &bytes).await?;
+        }
+        Ok(sent)
+    }
+
+    /// The late submission, after the epoch closed.
+    pub async fn submit_late(&mut self, epoch: u64, header: B256) -> Result<Sent> {
+        let slot = 5.min(self.slots).max(1);
+        let project = project_id(self.projects + 3);
+        let cid = honest_cid(&project, epoch);
+        let (id, bytes) = self.message(slot, slot, epoch, &project, &cid, header)?;
+        self.write(0, &bytes).await?;
+        Ok(Sent {
+            id,
+            epoch,
+            expect: Expect::Rejected("late"),
+        })
+    }
+
+    /// Closes the connections.
+    pub async fn close(self) {
+        for (c, mut s) in self.clients {
+            let _ = s.close().await;
+            c.close().await;
+        }
+    }
+}
