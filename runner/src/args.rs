@@ -28,9 +28,9 @@ pub struct Args {
     /// batchSubmissionWindow, blocks.
     #[arg(long, default_value_t = 200)]
     pub batch_window: u64,
-    /// Block time of the spawned anvil, milliseconds.
-    #[arg(long, default_value_t = 250)]
-    pub block_ms: u64,
+    /// Block time of the spawned anvil, milliseconds [default: 250; 1000 with --no-sim].
+    #[arg(long)]
+    pub block_ms: Option<u64>,
     /// Projects per batch.
     #[arg(long, default_value_t = 3)]
     pub batch_size: usize,
@@ -50,6 +50,9 @@ pub struct Args {
     /// libp2p listen address of the ingress.
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
     pub listen: String,
+    /// HTTP address serving the batch documents (`/ipfs/<cid>`, `/api/v0/cat?arg=<cid>`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub content_listen: std::net::SocketAddr,
     /// No simulator: serve an outside collector. Prints the connection details as one JSON line
     /// and keeps releasing epochs until stopped.
     #[arg(long)]

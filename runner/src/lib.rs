@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod chain;
+pub mod content_http;
 pub mod releaser;
 pub mod report;
 pub mod services;
@@ -42,9 +43,13 @@ pub async fn run(args: Args) -> Result<i32> {
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
 
     // Chain and contract.
+    // An outside collector gets slower blocks (a wider window in time) unless told otherwise.
+    let block_ms = args
+        .block_ms
+        .unwrap_or(if args.no_sim { 1000 } else { 250 });
     let anvil = match &args.rpc_url {
         Some(_) => None,
-        None => Some(chain::spawn_anvil(args.block_ms).await?),
+        None => Some(chain::spawn_anvil(block_ms).await?),
     };
     let rpc_url = match (&args.rpc_url, &anvil) {
         (Some(u), _) => u.clone(),
@@ -106,12 +111,26 @@ pub async fn run(args: Args) -> Result<i32> {
         .context("ingress has no listen address")?;
     ingress_addr.push(Protocol::P2p(ingress.peer_id));
     progress(started, &format!("ingress listening on {ingress_addr}"));
+    let stop_http = tokio_util::sync::CancellationToken::new();
+    let content_addr = content_http::serve(
+        args.content_listen,
+        Arc::new(blocks.clone()),
+        stop_http.clone(),
+    )
+    .await
+    .context("content HTTP listener")?;
+    progress(
+        started,
+        &format!(
+            "batch documents at http://{content_addr}/ipfs/<cid> (and the Kubo RPC's /api/v0/cat)"
+        ),
+    );
 
     // Functions and the epoch manager.
     let loops = services::Loops::start(
         p.clone(),
         &queues,
-        Duration::from_millis((args.block_ms / 2).max(20)),
+        Duration::from_millis((block_ms / 2).max(20)),
     );
     let em_chain = chain::client(&rpc_url, dep.protocol_state, chain::OWNER_KEY).await?;
     let first_begin = em_chain.head().await? + 1;
@@ -120,7 +139,7 @@ pub async fn run(args: Args) -> Result<i32> {
         dep.data_market,
         first_begin,
         args.finality_offset,
-        Duration::from_millis((args.block_ms / 4).max(10)),
+        Duration::from_millis((block_ms / 4).max(10)),
     )
     .await?;
 
@@ -136,7 +155,8 @@ pub async fn run(args: Args) -> Result<i32> {
             "epoch_size": dep.epoch_size,
             "snapshot_window_blocks": dep.windows.snapshot_blocks,
             "slots": dep.slots.iter().map(|(s, a)| (s.to_string(), a.to_checksum(None))).collect::<std::collections::BTreeMap<_, _>>(),
-            "http": ingress.http_addr.map(|a| a.to_string()),
+            "ingress_http": ingress.http_addr.map(|a| format!("http://{a}")),
+            "ipfs_api": format!("http://{content_addr}"),
         });
         println!("{info}");
         serve(&p, &blocks, &args).await
@@ -155,6 +175,7 @@ pub async fn run(args: Args) -> Result<i32> {
     };
 
     let em_stats = releaser.stop().await;
+    stop_http.cancel();
     loops.stop().await;
     let report = ingress.shutdown().await;
     if report.lost > 0 {

@@ -1,0 +1,66 @@
+//! The blockstore over HTTP, in the two forms collectors and validators already speak: the Kubo
+//! RPC's `POST /api/v0/cat?arg=<cid>` and a gateway's `GET /ipfs/<cid>`. Lets anyone outside the
+//! runner fetch the batch documents whose CIDs are on chain and recompute them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use sequencer_functions::ports::ContentStore;
+use tokio_util::sync::CancellationToken;
+
+type Store = Arc<dyn ContentStore>;
+
+async fn fetch(store: &Store, cid: &str) -> Response {
+    match store.get(cid).await {
+        Ok(Some(bytes)) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            format!("{{\"Message\":\"block {cid} not found\",\"Code\":0,\"Type\":\"error\"}}"),
+        )
+            .into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn cat(State(s): State<Store>, Query(q): Query<HashMap<String, String>>) -> Response {
+    match q.get("arg") {
+        Some(cid) => fetch(&s, cid.trim_start_matches("/ipfs/")).await,
+        None => (
+            StatusCode::BAD_REQUEST,
+            "argument \"ipfs-path\" is required",
+        )
+            .into_response(),
+    }
+}
+
+async fn gateway(State(s): State<Store>, Path(cid): Path<String>) -> Response {
+    fetch(&s, &cid).await
+}
+
+/// Serves `store` on `addr`; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    store: Store,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let app = Router::new()
+        .route("/api/v0/cat", post(cat).get(cat))
+        .route("/ipfs/{cid}", get(gateway))
+        .with_state(store);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+    Ok(bound)
+}

@@ -1,0 +1,158 @@
+//! The local runner end to end on a real anvil: the README's run command with small sizes, and a
+//! runner killed with SIGKILL mid-run and restarted on the same data directory and chain.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::node_bindings::Anvil;
+use alloy::providers::Provider;
+use clap::Parser;
+use sequencer_chain::{ChainClient, ChainConfig};
+
+fn anvil_bin(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("ANVIL_BIN").map(PathBuf::from) {
+        Some(p) if p.is_file() => Some(p),
+        _ => {
+            if std::env::var("SEQ_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!("{test}: ANVIL_BIN is not set and SEQ_REQUIRE_SERVICES=1");
+            }
+            eprintln!(
+                "\n!!!!! SKIPPED {test}: ANVIL_BIN is not set (source scripts/env.sh) !!!!!\n"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_epochs_and_every_check_holds() {
+    if anvil_bin("runs_epochs_and_every_check_holds").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = sequencer_runner::Args::parse_from([
+        "sequencer-local",
+        "--epochs",
+        "2",
+        "--slots",
+        "10",
+        "--projects",
+        "5",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let code = sequencer_runner::run(args).await.expect("runs");
+    assert_eq!(code, 0, "every outcome and proof check held");
+}
+
+/// Runs the binary until it printed `rows` epoch rows, then SIGKILLs it.
+fn run_and_kill(dir: &std::path::Path, rpc: &str, rows: usize) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sequencer-local"))
+        .args([
+            "--epochs",
+            "50",
+            "--slots",
+            "10",
+            "--projects",
+            "5",
+            "--rpc-url",
+            rpc,
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = 0;
+    for line in out.lines() {
+        let line = line.unwrap();
+        if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.parse::<u64>().is_ok())
+        {
+            seen += 1;
+            if seen >= rows {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no epoch rows in time");
+    }
+    // A process crash, not a clean stop: in-flight handler calls die mid-way.
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runner_resumes_without_loss_or_duplicate_transactions() {
+    let Some(bin) = anvil_bin("killed_runner_resumes_without_loss_or_duplicate_transactions")
+    else {
+        return;
+    };
+    let anvil = Anvil::new()
+        .path(bin)
+        .block_time_f64(0.25)
+        .try_spawn()
+        .unwrap();
+    let rpc = anvil.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    run_and_kill(dir.path(), &rpc, 1);
+    // Restart on the same directory and chain; it must finish what was in flight.
+    let args = sequencer_runner::Args::parse_from([
+        "sequencer-local",
+        "--epochs",
+        "2",
+        "--slots",
+        "10",
+        "--projects",
+        "5",
+        "--rpc-url",
+        &rpc,
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(sequencer_runner::run(args).await.expect("resumes"), 0);
+
+    let saved: sequencer_runner::chain::Saved =
+        serde_json::from_slice(&std::fs::read(dir.path().join("deployment.json")).unwrap())
+            .unwrap();
+    let d = saved.deployment;
+    let c = ChainClient::connect(ChainConfig::new(&rpc, d.protocol_state))
+        .await
+        .unwrap();
+    let info = c.market_info(d.data_market).await.unwrap();
+    let mut batches = 0u64;
+    let mut ended = 0u64;
+    let mut with_batches = 0u64;
+    for e in 1..=info.current_epoch {
+        let a = c.anchored(d.data_market, e).await.unwrap();
+        batches += a.batches.len() as u64;
+        ended += u64::from(a.ended);
+        with_batches += u64::from(!a.batches.is_empty());
+    }
+    assert!(
+        with_batches >= 3,
+        "epochs of both runs were anchored ({with_batches})"
+    );
+    // Every transaction of the sequencer key is one batch or one endBatchSubmissions: nothing was
+    // sent twice across the kill.
+    let nonce = c
+        .provider()
+        .get_transaction_count(d.sequencer)
+        .await
+        .unwrap();
+    assert_eq!(nonce, batches + ended, "{batches} batches + {ended} ends");
+    // Epochs whose window closed before the second run stopped are all ended.
+    assert!(
+        ended + 3 >= info.current_epoch,
+        "ended {ended} of {}",
+        info.current_epoch
+    );
+}
