@@ -1,0 +1,155 @@
+//! `KuboContent` against a real IPFS HTTP RPC (js-ipfs from scripts/ipfs.sh, or Kubo) and against
+//! scripted fake nodes: a node that answers another CID is refused, one that serves bytes not
+//! matching the CID is corrupt, an unreachable one is unavailable.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use sequencer_adapters::{Config, KuboContent};
+use sequencer_core::cids::raw_cid;
+use sequencer_functions::conformance;
+use sequencer_functions::ports::{ContentError, ContentStore};
+
+fn at(url: &str) -> KuboContent {
+    KuboContent::new(url, Duration::from_secs(10), Duration::from_millis(1500)).unwrap()
+}
+
+#[tokio::test]
+async fn kubo_content_conforms() {
+    let Some(url) = common::ipfs_url().await else {
+        common::require(
+            "an IPFS HTTP API at IPFS_API_URL (scripts/ipfs.sh start)",
+            false,
+        );
+        return;
+    };
+    let store = at(&url);
+    conformance::content_store(&store).await;
+
+    // A document up to one raw block (256 KiB) round-trips with the locally computed CID.
+    let big: Vec<u8> = (0..256 * 1024).map(|i| (i * 7 % 251) as u8).collect();
+    let cid = store.put(&big).await.unwrap();
+    assert_eq!(cid, raw_cid(&big).to_string());
+    assert_eq!(store.get(&cid).await.unwrap().as_deref(), Some(&big[..]));
+
+    // One byte more and the node chunks it into a DAG: refused, not silently accepted.
+    let bigger = [big.as_slice(), b"!"].concat();
+    match store.put(&bigger).await {
+        Err(ContentError::CidMismatch { expected, got }) => {
+            assert_eq!(expected, raw_cid(&bigger).to_string());
+            assert_ne!(got, expected);
+        }
+        other => panic!("a multi-block document must be refused: {other:?}"),
+    }
+    // Not a CID: nothing to get.
+    assert_eq!(store.get("not-a-cid").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn config_points_at_the_api() {
+    let c = Config::from_lookup(|k| (k == "IPFS_API_URL").then(|| "http://127.0.0.1:5999/".into()));
+    assert_eq!(
+        KuboContent::from_config(&c).unwrap().base_url(),
+        "http://127.0.0.1:5999"
+    );
+    assert!(KuboContent::from_config(&Config::from_lookup(|k| {
+        (k == "IPFS_API_URL").then(|| "localhost:5001".into())
+    }))
+    .is_err());
+}
+
+#[tokio::test]
+async fn another_cid_is_refused() {
+    // The empty file's CID, whatever was uploaded.
+    let url = common::scripted_http(
+        200,
+        r#"{"Name":"batch","Hash":"bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku","Size":"0"}"#,
+    )
+    .await;
+    match at(&url).put(b"hello world\n").await {
+        Err(ContentError::CidMismatch { expected, got }) => {
+            assert_eq!(
+                expected,
+                "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
+            );
+            assert_eq!(
+                got,
+                "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+            );
+        }
+        other => panic!("expected CidMismatch, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bytes_not_matching_their_cid_are_corrupt() {
+    let url = common::scripted_http(200, "tampered").await;
+    let cid = raw_cid(b"hello world\n").to_string();
+    assert!(matches!(at(&url).get(&cid).await, Err(ContentError::Corrupt(c)) if c == cid));
+}
+
+#[tokio::test]
+async fn node_answers_are_classified() {
+    let cid = raw_cid(b"x").to_string();
+    // js-ipfs's answer when its `timeout=` passes, and Kubo's offline miss: not there.
+    for body in [
+        r#"{"Message":"Failed to cat file: request timed out","Code":0,"Type":"error"}"#,
+        r#"{"Message":"block was not found locally (offline): ipld: could not find bafk","Code":0,"Type":"error"}"#,
+    ] {
+        let url = common::scripted_http(500, body).await;
+        assert_eq!(at(&url).get(&cid).await.unwrap(), None, "{body}");
+    }
+    // Any other failure: unavailable (retry), for both calls.
+    let url = common::scripted_http(500, r#"{"Message":"repo is locked","Code":0}"#).await;
+    assert!(matches!(
+        at(&url).get(&cid).await,
+        Err(ContentError::Unavailable(_))
+    ));
+    assert!(matches!(
+        at(&url).put(b"x").await,
+        Err(ContentError::Unavailable(_))
+    ));
+    let url = common::scripted_http(200, "not json").await;
+    assert!(matches!(
+        at(&url).put(b"x").await,
+        Err(ContentError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn unreachable_node_is_unavailable() {
+    let store = at(&common::dead_endpoint().await);
+    assert!(matches!(
+        store.put(b"x").await,
+        Err(ContentError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.get(&raw_cid(b"x").to_string()).await,
+        Err(ContentError::Unavailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_node_that_never_answers_is_unavailable() {
+    // Accepts connections and never answers: the client's timeout (cat timeout + 5 s) fires.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let _hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    let store =
+        KuboContent::new(&url, Duration::from_millis(500), Duration::from_millis(100)).unwrap();
+    assert!(matches!(
+        store.put(b"x").await,
+        Err(ContentError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.get(&raw_cid(b"x").to_string()).await,
+        Err(ContentError::Unavailable(_))
+    ));
+}
