@@ -326,6 +326,15 @@ pub enum EpochManagerError {
         /// `lastEpochEnd` on the contract.
         last_epoch_end: u64,
     },
+    /// No receipt for a release within `release_timeout`, and the contract does not show it
+    /// yet; the next poll settles it from the contract (nothing is resent blindly).
+    #[error("release of epoch [{begin}, {end}] not settled within the release timeout; settling from the contract at the next poll")]
+    ReleaseTimeout {
+        /// First block.
+        begin: u64,
+        /// Last block.
+        end: u64,
+    },
     /// Block arithmetic overflow.
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -346,7 +355,9 @@ impl EpochManagerError {
             | Self::NoSigner
             | Self::ZeroEpochSize(_)
             | Self::Plan(_) => true,
-            Self::SourceHeadBackwards { .. } | Self::SourceBehindContract { .. } => false,
+            Self::SourceHeadBackwards { .. }
+            | Self::SourceBehindContract { .. }
+            | Self::ReleaseTimeout { .. } => false,
             Self::Chain(e) => !e.is_retryable(),
         }
     }
@@ -523,7 +534,18 @@ pub struct EpochManager {
     /// First begin chosen before the market's first release.
     first_begin: Option<u64>,
     last_send: Option<Instant>,
+    /// A release whose outcome could not be read yet (settled at the next poll).
+    unsettled: Option<EpochRange>,
     stats: Stats,
+}
+
+/// A release found on chain by [`EpochManager::find_release`].
+#[derive(Debug, Clone, Copy)]
+struct Found {
+    epoch_id: u64,
+    block: u64,
+    tx_hash: Option<TxHash>,
+    ours: bool,
 }
 
 impl EpochManager {
@@ -549,6 +571,7 @@ impl EpochManager {
             max_head: None,
             seen: VecDeque::new(),
             last_send: None,
+            unsettled: None,
             stats: Stats::default(),
         };
         manager.market_info().await?;
@@ -745,6 +768,7 @@ impl EpochManager {
         let mut budget: Option<u64> = None;
         loop {
             let (head, info, next_begin, p) = self.observe().await?;
+            self.settle_leftover(&info, &mut report).await?;
             report.source_head = head;
             report.next_begin = next_begin;
             report.next_due_at = p.next_due_at;
@@ -821,7 +845,7 @@ impl EpochManager {
                 report.raced += 1;
                 Ok(())
             }
-            Err(e) => Err(self.map_revert(e).await),
+            Err(e) => Err(self.map_revert(e)),
         }
     }
 
@@ -843,49 +867,73 @@ impl EpochManager {
         let outcome = match sent {
             Ok(Ok((tx, epoch_id))) => Some((epoch_id, tx.block, Some(tx.tx_hash))),
             Ok(Err(ChainError::Revert(Revert::InvalidEpochRange { .. }))) => {
-                info!(%market, begin = epoch.begin, "epoch released by someone else (contiguity check)");
-                self.stats.raced += 1;
-                report.raced += 1;
-                None
+                // Released meanwhile: by a racing manager, or by a transaction of our key that
+                // an earlier poll or a killed predecessor left pending. The contract says which.
+                info!(%market, begin = epoch.begin, "epoch already released (contiguity check); reading who released it");
+                let info = self.market_info().await?;
+                match self.find_release(epoch, &info).await? {
+                    Some(found) => self.settled(found, false, report),
+                    None => {
+                        self.stats.raced += 1;
+                        report.raced += 1;
+                        None
+                    }
+                }
             }
             Ok(Err(e @ (ChainError::TxFailed(_) | ChainError::ReceiptTimeout(_))))
             | Ok(Err(e @ ChainError::Rpc(_)))
             | Ok(Err(e @ (ChainError::PendingTimeout { .. } | ChainError::NonceConflict { .. }))) => {
                 self.settle(epoch, Some(e), report).await?
             }
-            Ok(Err(e)) => return Err(self.map_revert(e).await),
+            Ok(Err(e)) => return Err(self.map_revert(e)),
             Err(_elapsed) => self.settle(epoch, None, report).await?,
         };
         if let Some((epoch_id, block, tx_hash)) = outcome {
-            let mined_at = Instant::now();
-            let head_after = self.source.head().await.unwrap_or(head).max(head);
-            let seen = self.first_seen(due_at).unwrap_or(mined_at);
-            let lag = Lag {
-                blocks: head_after.saturating_sub(due_at),
-                ms: u64::try_from(mined_at.saturating_duration_since(seen).as_millis())
-                    .unwrap_or(u64::MAX),
-            };
-            info!(%market, epoch_id, begin = epoch.begin, end = epoch.end, block, lag_blocks = lag.blocks, lag_ms = lag.ms, "released epoch");
-            self.stats.record(lag);
-            report.released.push(Released {
-                epoch_id,
-                range: epoch,
-                due_at,
-                source_head_at_send: head,
-                block,
-                tx_hash,
-                lag,
-                mined_at: Some(mined_at),
-            });
+            self.record_release(epoch, epoch_id, block, tx_hash, head, report)
+                .await?;
         }
         Ok(())
     }
 
+    async fn record_release(
+        &mut self,
+        epoch: EpochRange,
+        epoch_id: u64,
+        block: u64,
+        tx_hash: Option<TxHash>,
+        head: u64,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let market = self.cfg.market;
+        let due_at = epoch.due_at(self.cfg.finality_offset)?;
+        let mined_at = Instant::now();
+        let head_after = self.source.head().await.unwrap_or(head).max(head);
+        let seen = self.first_seen(due_at).unwrap_or(mined_at);
+        let lag = Lag {
+            blocks: head_after.saturating_sub(due_at),
+            ms: u64::try_from(mined_at.saturating_duration_since(seen).as_millis())
+                .unwrap_or(u64::MAX),
+        };
+        info!(%market, epoch_id, begin = epoch.begin, end = epoch.end, block, lag_blocks = lag.blocks, lag_ms = lag.ms, "released epoch");
+        self.stats.record(lag);
+        report.released.push(Released {
+            epoch_id,
+            range: epoch,
+            due_at,
+            source_head_at_send: head,
+            block,
+            tx_hash,
+            lag,
+            mined_at: Some(mined_at),
+        });
+        Ok(())
+    }
+
     /// A release whose outcome is unknown (timeout, transient error, failed transaction):
-    /// read the contract. Released → ours if the error was a timeout of our transaction
-    /// (`Some` with the epoch id), someone else's if our transaction failed (counted as raced);
-    /// not released → the error is returned and the next poll starts over from the contract,
-    /// where the client waits for our pending transaction before sending anything.
+    /// read the contract. Released → ours (`Some`) or someone else's (counted as raced); not
+    /// released, or the contract unreadable → the error is returned, the epoch is remembered as
+    /// unsettled, and the next poll starts over from the contract (where the client waits for
+    /// our pending transaction before sending anything) and settles it first.
     async fn settle(
         &mut self,
         epoch: EpochRange,
@@ -897,25 +945,72 @@ impl EpochManager {
             .as_ref()
             .map_or_else(|| "release timeout".to_string(), ToString::to_string);
         warn!(market = %self.cfg.market, begin = epoch.begin, error = %what, "release outcome unknown; settling from the contract");
+        let failed_on_chain = matches!(err, Some(ChainError::TxFailed(_)));
+        let into_error = |err: Option<ChainError>| match err {
+            Some(e) => EpochManagerError::Chain(e),
+            None => EpochManagerError::ReleaseTimeout {
+                begin: epoch.begin,
+                end: epoch.end,
+            },
+        };
+        self.unsettled = Some(epoch);
         let info = match self.market_info().await {
             Ok(i) => i,
-            Err(read_err) => {
-                return Err(err.map_or(read_err, EpochManagerError::Chain));
-            }
+            Err(_) => return Err(into_error(err)),
         };
-        let released = info.current_epoch > 0 && info.last_epoch_end >= epoch.end;
-        if !released {
-            return Err(err.map_or_else(
-                || {
-                    EpochManagerError::Chain(ChainError::Config(format!(
-                        "release of epoch [{}, {}] timed out; not on chain yet",
-                        epoch.begin, epoch.end
-                    )))
-                },
-                EpochManagerError::Chain,
-            ));
+        match self.find_release(epoch, &info).await {
+            Ok(Some(found)) => Ok(self.settled(found, failed_on_chain, report)),
+            Ok(None) => Err(into_error(err)),
+            Err(_) => Err(into_error(err)),
         }
-        // Find the release on chain: its epoch id, block and transaction, and whose it was.
+    }
+
+    /// Settles a release left unsettled by an earlier poll, once the contract has moved past it.
+    async fn settle_leftover(&mut self, info: &MarketInfo, report: &mut StepReport) -> Result<()> {
+        let Some(epoch) = self.unsettled else {
+            return Ok(());
+        };
+        if info.current_epoch == 0 || info.last_epoch_end < epoch.end {
+            // Not on chain (yet): our transaction, if any, is still pending or was dropped; the
+            // client waits for pending ones before the next send, and the contract decides.
+            return Ok(());
+        }
+        match self.find_release(epoch, info).await? {
+            Some(found) => {
+                if let Some((epoch_id, block, tx_hash)) = self.settled(found, false, report) {
+                    let head = self.max_head.unwrap_or_default();
+                    self.record_release(epoch, epoch_id, block, tx_hash, head, report)
+                        .await?;
+                }
+            }
+            None => {
+                self.unsettled = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Some` (id, block, tx) if ours; counts a racer's as raced.
+    fn settled(
+        &mut self,
+        found: Found,
+        failed_on_chain: bool,
+        report: &mut StepReport,
+    ) -> Option<(u64, u64, Option<TxHash>)> {
+        self.unsettled = None;
+        if failed_on_chain || !found.ours {
+            info!(market = %self.cfg.market, epoch_id = found.epoch_id, block = found.block, "release settled: released by someone else");
+            self.stats.raced += 1;
+            report.raced += 1;
+            return None;
+        }
+        info!(market = %self.cfg.market, epoch_id = found.epoch_id, block = found.block, "release settled: our transaction is on chain");
+        Some((found.epoch_id, found.block, found.tx_hash))
+    }
+
+    /// The release of `epoch` on chain (epoch id, block, transaction, whether it was ours), or
+    /// `None` when the contract moved past it without releasing it (skipped by someone else).
+    async fn find_release(&self, epoch: EpochRange, info: &MarketInfo) -> Result<Option<Found>> {
         let mut found = None;
         for id in (1..=info.current_epoch).rev().take(256) {
             let a = self.protocol.anchored(self.cfg.market, id).await?;
@@ -927,10 +1022,7 @@ impl EpochManager {
                 break;
             }
         }
-        let Some((id, block)) = found else {
-            // Skipped over by someone else: nothing of ours is on chain.
-            self.stats.raced += 1;
-            report.raced += 1;
+        let Some((epoch_id, block)) = found else {
             return Ok(None);
         };
         let tx_hash = self
@@ -938,24 +1030,22 @@ impl EpochManager {
             .epoch_releases(self.cfg.market, block, block)
             .await?
             .into_iter()
-            .find(|r| r.epoch_id == id)
+            .find(|r| r.epoch_id == epoch_id)
             .map(|r| r.tx_hash);
         let ours = match tx_hash {
             Some(h) => self.protocol.transaction_sender(h).await? == Some(self.signer),
             None => false,
         };
-        if !ours {
-            info!(market = %self.cfg.market, epoch_id = id, block, "release settled: released by someone else");
-            self.stats.raced += 1;
-            report.raced += 1;
-            return Ok(None);
-        }
-        info!(market = %self.cfg.market, epoch_id = id, block, "release settled: our transaction is on chain");
-        Ok(Some((id, block, tx_hash)))
+        Ok(Some(Found {
+            epoch_id,
+            block,
+            tx_hash,
+            ours,
+        }))
     }
 
     /// Maps role and market reverts to typed errors.
-    async fn map_revert(&self, e: ChainError) -> EpochManagerError {
+    fn map_revert(&self, e: ChainError) -> EpochManagerError {
         match e {
             ChainError::Revert(Revert::NotEpochManager(who)) => {
                 EpochManagerError::NotEpochManager {

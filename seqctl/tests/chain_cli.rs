@@ -83,7 +83,12 @@ fn deploy_release_and_show_an_epoch() {
     assert_eq!(d["chain_id"], 31337);
     // Addresses are EIP-55 checksummed, like every other output.
     assert_eq!(d["owner"], "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
-    for field in ["protocol_state", "data_market", "sequencer", "epoch_manager"] {
+    for field in [
+        "protocol_state",
+        "data_market",
+        "sequencer",
+        "epoch_manager",
+    ] {
         let a = d[field].as_str().expect(field);
         let parsed: sequencer_chain::Address = a.parse().expect("address");
         assert_eq!(a, parsed.to_checksum(None), "{field}");
