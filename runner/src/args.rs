@@ -53,6 +53,15 @@ pub struct Args {
     /// HTTP address serving the batch documents (`/ipfs/<cid>`, `/api/v0/cat?arg=<cid>`).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub content_listen: std::net::SocketAddr,
+    /// Use the AWS adapters (SQS, DynamoDB, IPFS HTTP) against `AWS_ENDPOINT_URL*` and
+    /// `IPFS_API_URL` instead of the embedded ones; the queues and tables named with `SEQ_PREFIX`
+    /// must exist (`localstack/resources.py`). A random data market keeps runs apart.
+    #[arg(long)]
+    pub aws: bool,
+    /// Data market address to register (default: the local market of `sequencer_core::devkeys`;
+    /// random with `--aws`).
+    #[arg(long)]
+    pub market: Option<sequencer_core::Address>,
     /// No simulator: serve an outside collector. Prints the connection details as one JSON line
     /// and keeps releasing epochs until stopped.
     #[arg(long)]

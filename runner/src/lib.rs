@@ -56,7 +56,15 @@ pub async fn run(args: Args) -> Result<i32> {
         (None, Some(a)) => a.rpc_url.clone(),
         (None, None) => bail!("no chain"),
     };
-    let plan = chain::plan(args.slots, args.epoch_size, args.window, args.batch_window)?;
+    let mut plan = chain::plan(args.slots, args.epoch_size, args.window, args.batch_window)?;
+    if let Some(m) = args.market {
+        plan.market = m;
+    } else if args.aws {
+        // Shared tables and queues: a market of its own keeps this run's keys apart.
+        let mut b = [0u8; 20];
+        b[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        plan.market = sequencer_core::Address::from(b);
+    }
     let (dep, reused) = chain::deploy_or_reuse(&rpc_url, &args.data_dir, &plan).await?;
     if !args.assign.is_empty() {
         let owner = chain::client(&rpc_url, dep.protocol_state, chain::OWNER_KEY).await?;
@@ -84,7 +92,12 @@ pub async fn run(args: Args) -> Result<i32> {
     // Pipeline on embedded adapters.
     let mut config = PipelineConfig::new(dep.data_market, dep.protocol_state, dep.chain_id);
     config.finalize.batch_size = args.batch_size.max(1);
-    let (p, queues, blocks) = services::embedded(&args.data_dir, seq_chain.clone(), config)?;
+    let (p, queues) = if args.aws {
+        services::aws(seq_chain.clone(), config).await?
+    } else {
+        services::embedded(&args.data_dir, seq_chain.clone(), config)?
+    };
+    let blocks = p.ports.content.clone();
 
     // Ingress → embedded submissions queue.
     let settings = Settings {
@@ -98,7 +111,7 @@ pub async fn run(args: Args) -> Result<i32> {
     };
     let (key, _) = identity::load_or_create(None, &args.data_dir.join("ingress.key"))
         .context("ingress host key")?;
-    let sink = Arc::new(services::QueueSink(Arc::new(queues.submissions.clone())));
+    let sink = Arc::new(services::QueueSink(queues.submissions.clone()));
     let ingress = Ingress::start(settings, key, sink, Metrics::new(), None)
         .await
         .context("starting the ingress")?;
@@ -112,13 +125,9 @@ pub async fn run(args: Args) -> Result<i32> {
     ingress_addr.push(Protocol::P2p(ingress.peer_id));
     progress(started, &format!("ingress listening on {ingress_addr}"));
     let stop_http = tokio_util::sync::CancellationToken::new();
-    let content_addr = content_http::serve(
-        args.content_listen,
-        Arc::new(blocks.clone()),
-        stop_http.clone(),
-    )
-    .await
-    .context("content HTTP listener")?;
+    let content_addr = content_http::serve(args.content_listen, blocks.clone(), stop_http.clone())
+        .await
+        .context("content HTTP listener")?;
     progress(
         started,
         &format!(
@@ -217,7 +226,7 @@ fn progress(started: Instant, msg: &str) {
 async fn simulate(
     p: &Arc<sequencer_functions::Pipeline>,
     chain: &dyn ChainPort,
-    blocks: &sequencer_functions::embedded::BlockDir,
+    blocks: &Arc<dyn sequencer_functions::ports::ContentStore>,
     args: &Args,
     dep: &sequencer_chain::deploy::Deployment,
     addr: &Multiaddr,
@@ -289,7 +298,8 @@ async fn simulate(
                         continue;
                     }
                 }
-                let row = report::epoch_row(p, blocks, &rec, &sent, args.proofs_per_epoch).await?;
+                let row = report::epoch_row(p, blocks.as_ref(), &rec, &sent, args.proofs_per_epoch)
+                    .await?;
                 if row.outcomes_ok.0 != row.outcomes_ok.1 || row.proofs_ok.0 != row.proofs_ok.1 {
                     failures += 1;
                 }
@@ -315,7 +325,7 @@ async fn simulate(
 
 async fn serve(
     p: &Arc<sequencer_functions::Pipeline>,
-    blocks: &sequencer_functions::embedded::BlockDir,
+    blocks: &Arc<dyn sequencer_functions::ports::ContentStore>,
     args: &Args,
 ) -> Result<i32> {
     report::print_header();
@@ -327,7 +337,8 @@ async fn serve(
     loop {
         for (e, st, rec) in tick::epochs(p).await? {
             if st == state::ANCHORED && !printed.contains(&e) {
-                let row = report::epoch_row(p, blocks, &rec, &[], args.proofs_per_epoch).await?;
+                let row =
+                    report::epoch_row(p, blocks.as_ref(), &rec, &[], args.proofs_per_epoch).await?;
                 report::print_row(&row);
                 printed.insert(e);
             }

@@ -24,15 +24,15 @@ pub const FINALIZE: &str = "seq-finalize";
 /// Anchor jobs (FIFO).
 pub const ANCHOR: &str = "seq-anchor.fifo";
 
-/// The embedded queues.
+/// The pipeline's queues.
 #[derive(Clone)]
 pub struct Queues {
     /// Submissions (from the ingress).
-    pub submissions: SqliteQueue,
+    pub submissions: Arc<dyn Queue>,
     /// Finalize jobs.
-    pub finalize: SqliteQueue,
+    pub finalize: Arc<dyn Queue>,
     /// Anchor jobs.
-    pub anchor: SqliteQueue,
+    pub anchor: Arc<dyn Queue>,
 }
 
 fn queue(db: &Db, name: &str, fifo: bool) -> SqliteQueue {
@@ -57,27 +57,59 @@ pub fn embedded(
     data_dir: &Path,
     chain: Arc<dyn ChainPort>,
     config: PipelineConfig,
-) -> Result<(Arc<Pipeline>, Queues, BlockDir)> {
+) -> Result<(Arc<Pipeline>, Queues)> {
     let db = Db::open(&data_dir.join("sequencer.sqlite")).context("opening the state database")?;
+    let submissions = queue(&db, SUBMISSIONS, false);
+    let dlq = submissions.dlq().context("submissions queue has a DLQ")?;
     let queues = Queues {
-        submissions: queue(&db, SUBMISSIONS, false),
-        finalize: queue(&db, FINALIZE, false),
-        anchor: queue(&db, ANCHOR, true),
+        submissions: Arc::new(submissions),
+        finalize: Arc::new(queue(&db, FINALIZE, false)),
+        anchor: Arc::new(queue(&db, ANCHOR, true)),
     };
-    let blocks = BlockDir::new(data_dir.join("blocks"));
-    let dlq = queues
-        .submissions
-        .dlq()
-        .context("submissions queue has a DLQ")?;
     let ports = Ports {
         state: Arc::new(SqliteState::new(db)),
-        content: Arc::new(blocks.clone()),
+        content: Arc::new(BlockDir::new(data_dir.join("blocks"))),
         chain,
-        finalize_queue: Arc::new(queues.finalize.clone()),
-        anchor_queue: Arc::new(queues.anchor.clone()),
+        finalize_queue: queues.finalize.clone(),
+        anchor_queue: queues.anchor.clone(),
         submissions_dlq: Arc::new(dlq),
     };
-    Ok((Arc::new(Pipeline::new(ports, config)), queues, blocks))
+    Ok((Arc::new(Pipeline::new(ports, config)), queues))
+}
+
+/// The pipeline on the AWS adapters (SQS, DynamoDB, IPFS HTTP) against `AWS_ENDPOINT_URL*` and
+/// `IPFS_API_URL`; queues and tables named with `SEQ_PREFIX` must exist
+/// (`localstack/resources.py` creates them).
+pub async fn aws(
+    chain: Arc<dyn ChainPort>,
+    config: PipelineConfig,
+) -> Result<(Arc<Pipeline>, Queues)> {
+    use sequencer_adapters::{DynamoStore, KuboContent, QueueKind, SqsQueue};
+    let adapters = sequencer_adapters::Config::from_env();
+    let sdk = sequencer_adapters::aws_sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let prefix = adapters.prefix.clone();
+    let submissions = SqsQueue::for_kind(&sqs, &prefix, QueueKind::Submissions)
+        .await
+        .context("submissions queue")?;
+    let dlq = submissions
+        .dlq_url()
+        .context("submissions queue has a DLQ")?
+        .to_string();
+    let queues = Queues {
+        submissions: Arc::new(submissions),
+        finalize: Arc::new(SqsQueue::for_kind(&sqs, &prefix, QueueKind::Finalize).await?),
+        anchor: Arc::new(SqsQueue::for_kind(&sqs, &prefix, QueueKind::Anchor).await?),
+    };
+    let ports = Ports {
+        state: Arc::new(DynamoStore::from_env(prefix).await),
+        content: Arc::new(KuboContent::from_config(&adapters).context("IPFS client")?),
+        chain,
+        finalize_queue: queues.finalize.clone(),
+        anchor_queue: queues.anchor.clone(),
+        submissions_dlq: Arc::new(SqsQueue::new(sqs, dlq)),
+    };
+    Ok((Arc::new(Pipeline::new(ports, config)), queues))
 }
 
 /// The ingress's sink: the embedded submissions queue, body byte-exact, the ingress's attributes.
@@ -183,13 +215,13 @@ impl Loops {
     }
 }
 
-async fn poll_loop<F, Fut>(q: &SqliteQueue, cfg: &PollerConfig, stop: &CancellationToken, f: F)
+async fn poll_loop<F, Fut>(q: &Arc<dyn Queue>, cfg: &PollerConfig, stop: &CancellationToken, f: F)
 where
     F: Fn(aws_events::SqsEvent) -> Fut,
     Fut: std::future::Future<Output = aws_events::SqsBatchResponse>,
 {
     while !stop.is_cancelled() {
-        match poll_once(q, cfg, &f).await {
+        match poll_once(q.as_ref(), cfg, &f).await {
             Ok(r) if r.received > 0 => continue,
             Ok(_) => {}
             Err(e) => tracing::warn!(queue = q.name(), error = %e, "poll failed"),
