@@ -127,3 +127,17 @@ async fn unreachable_store_is_unavailable() {
         ));
     }
 }
+
+#[tokio::test]
+async fn throttling_is_unavailable() {
+    let url = common::scripted_http(
+        400,
+        r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}"#,
+    )
+    .await;
+    let s = DynamoStore::new(Client::new(&common::aws_at(&url).await), "seq");
+    match s.get(Table::Epochs, &Key::new("p", "s")).await {
+        Err(StateError::Unavailable(m)) => assert!(m.contains("ThrottlingException"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}

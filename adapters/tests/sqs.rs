@@ -183,3 +183,34 @@ async fn failures_are_classified() {
     ));
     delete(&client, &[&q, &dlq]).await;
 }
+
+#[tokio::test]
+async fn service_errors_are_classified() {
+    // Throttling and 5xx are transient; other service errors are refusals.
+    for (status, body, transient) in [
+        (
+            400,
+            r#"{"__type":"com.amazonaws.sqs#ThrottlingException","message":"slow down"}"#,
+            true,
+        ),
+        (
+            500,
+            r#"{"__type":"com.amazonaws.sqs#InternalError","message":"oops"}"#,
+            true,
+        ),
+        (
+            400,
+            r#"{"__type":"com.amazonaws.sqs#QueueDoesNotExist","message":"no such queue"}"#,
+            false,
+        ),
+    ] {
+        let url = common::scripted_http(status, body).await;
+        let client = Client::new(&common::aws_at(&url).await);
+        let q = SqsQueue::new(client, format!("{url}/000000000000/q"));
+        let got = q.depth().await;
+        match (&got, transient) {
+            (Err(QueueError::Unavailable(_)), true) | (Err(QueueError::Refused(_)), false) => {}
+            _ => panic!("{status} {body}: got {got:?}"),
+        }
+    }
+}
