@@ -62,6 +62,9 @@ pub struct Args {
     /// random with `--aws`).
     #[arg(long)]
     pub market: Option<sequencer_core::Address>,
+    /// Fault drill: the ingress enqueues every message twice (nothing downstream may change).
+    #[arg(long)]
+    pub deliver_twice: bool,
     /// No simulator: serve an outside collector. Prints the connection details as one JSON line
     /// and keeps releasing epochs until stopped.
     #[arg(long)]

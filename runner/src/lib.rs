@@ -111,7 +111,10 @@ pub async fn run(args: Args) -> Result<i32> {
     };
     let (key, _) = identity::load_or_create(None, &args.data_dir.join("ingress.key"))
         .context("ingress host key")?;
-    let sink = Arc::new(services::QueueSink(queues.submissions.clone()));
+    let sink = Arc::new(services::QueueSink {
+        queue: queues.submissions.clone(),
+        twice: args.deliver_twice,
+    });
     let ingress = Ingress::start(settings, key, sink, Metrics::new(), None)
         .await
         .context("starting the ingress")?;

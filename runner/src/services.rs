@@ -112,8 +112,15 @@ pub async fn aws(
     Ok((Arc::new(Pipeline::new(ports, config)), queues))
 }
 
-/// The ingress's sink: the embedded submissions queue, body byte-exact, the ingress's attributes.
-pub struct QueueSink(pub Arc<dyn Queue>);
+/// The ingress's sink: the submissions queue (any adapter), body byte-exact, the ingress's
+/// attributes. `twice` sends every message two times (a fault drill: SQS delivers at least
+/// once, so everything downstream must be idempotent).
+pub struct QueueSink {
+    /// The queue.
+    pub queue: Arc<dyn Queue>,
+    /// Send each message twice.
+    pub twice: bool,
+}
 
 impl SubmissionSink for QueueSink {
     fn name(&self) -> &'static str {
@@ -140,10 +147,16 @@ impl SubmissionSink for QueueSink {
                     Err(_) => results.push(EntryResult::Reject("body is not UTF-8".into())),
                 }
             }
-            self.0
+            self.queue
                 .send(&msgs)
                 .await
                 .map_err(|e| SinkError::Transport(e.to_string()))?;
+            if self.twice {
+                self.queue
+                    .send(&msgs)
+                    .await
+                    .map_err(|e| SinkError::Transport(e.to_string()))?;
+            }
             Ok(results)
         })
     }

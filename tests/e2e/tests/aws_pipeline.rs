@@ -1,0 +1,158 @@
+//! The whole pipeline on the emulators: simulator → libp2p ingress → SQS → verify → DynamoDB →
+//! tick → finalize → IPFS (js-ipfs, the Kubo RPC) → anchor → anvil, through the local runner's
+//! `--aws` mode. The runner itself asserts every simulated outcome (accepted, or rejected with
+//! the expected reason) and checks sampled inclusion proofs against the batch bytes fetched from
+//! IPFS and the roots on chain; this test adds the fault drills: every message delivered twice,
+//! and a poison message that must reach the DLQ while everything else goes on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+async fn up(url: &str) -> bool {
+    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+    matches!(
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(hostport)
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// The services this test needs, or a loud skip (a failure under `SEQ_REQUIRE_SERVICES=1`).
+async fn services(test: &str) -> bool {
+    let mut missing = Vec::new();
+    for var in [
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "IPFS_API_URL",
+    ] {
+        match std::env::var(var) {
+            Ok(u) if up(&u).await => {}
+            _ => missing.push(var),
+        }
+    }
+    if !std::env::var_os("ANVIL_BIN").is_some_and(|p| Path::new(&p).is_file()) {
+        missing.push("ANVIL_BIN");
+    }
+    if std::env::var_os("LOCALSTACK_PYTHON").is_none() {
+        missing.push("LOCALSTACK_PYTHON");
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("SEQ_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("{test}: {missing:?} not available and SEQ_REQUIRE_SERVICES=1");
+    }
+    eprintln!("\n!!!!! SKIPPED {test}: {missing:?} not available (source scripts/env.sh; localstack/start.sh; scripts/ipfs.sh start) !!!!!\n");
+    false
+}
+
+/// Creates fresh queues and tables under a prefix of their own.
+fn create_resources(prefix: &str) {
+    let py = std::env::var("LOCALSTACK_PYTHON").unwrap();
+    let out = std::process::Command::new(py)
+        .arg(repo().join("localstack/resources.py"))
+        .arg("create")
+        .env("SEQ_PREFIX", prefix)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "resources.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_on_the_emulators_with_duplicates_and_poison() {
+    if !services("pipeline_on_the_emulators_with_duplicates_and_poison").await {
+        return;
+    }
+    let prefix = format!("e2e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    create_resources(&prefix);
+    // SAFETY of the process environment: nextest runs each test in a process of its own.
+    std::env::set_var("SEQ_PREFIX", &prefix);
+
+    let sdk = sequencer_adapters::aws_sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = |name: String| {
+        let sqs = sqs.clone();
+        async move {
+            sqs.get_queue_url()
+                .queue_name(name)
+                .send()
+                .await
+                .unwrap()
+                .queue_url
+                .unwrap()
+        }
+    };
+    let submissions = url(format!("{prefix}-submissions")).await;
+    let dlq = url(format!("{prefix}-submissions-dlq")).await;
+    sqs.send_message()
+        .queue_url(&submissions)
+        .message_body("this is not a /collect message")
+        .send()
+        .await
+        .unwrap();
+
+    let dir = tempfile_dir();
+    let args = sequencer_runner::Args::parse_from([
+        "sequencer-local",
+        "--aws",
+        "--deliver-twice",
+        "--epochs",
+        "2",
+        "--slots",
+        "10",
+        "--projects",
+        "5",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let code = sequencer_runner::run(args).await.expect("runs");
+    assert_eq!(
+        code, 0,
+        "every outcome and proof held with every message delivered twice"
+    );
+
+    let got = sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap();
+    let msgs = got.messages.unwrap_or_default();
+    let poison = msgs
+        .iter()
+        .find(|m| m.body.as_deref() == Some("this is not a /collect message"))
+        .expect("the poison message is in the DLQ");
+    let reason = poison
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get("dead_letter_reason"))
+        .and_then(|v| v.string_value.clone())
+        .unwrap_or_default();
+    assert!(reason.starts_with("malformed:"), "{reason}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempfile_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("seq-e2e-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
