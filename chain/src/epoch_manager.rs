@@ -239,6 +239,12 @@ pub struct EpochManagerConfig {
     pub first_begin: Option<u64>,
     /// Catch-up policy (default [`CatchUp::InOrder`] at 5 a second).
     pub catch_up: CatchUp,
+    /// Standby delay (default 0): wait this long after an epoch is first seen due, re-read the
+    /// contract, and only then send. Two managers with delay 0 both send when an epoch comes due
+    /// and the loser's transaction fails on chain (counted as raced, gas spent); a standby with a
+    /// delay longer than a protocol-chain block plus a poll never sends while the primary is
+    /// healthy, and takes over by itself when it is not.
+    pub send_delay: Duration,
     /// Longest wait for one release's receipt before it is settled by reading the contract
     /// (default 90 s).
     pub release_timeout: Duration,
@@ -261,6 +267,7 @@ impl EpochManagerConfig {
             poll_interval: Duration::from_millis(500),
             first_begin: None,
             catch_up: CatchUp::default(),
+            send_delay: Duration::ZERO,
             release_timeout: Duration::from_secs(90),
         }
     }
@@ -788,6 +795,16 @@ impl EpochManager {
                 continue;
             }
             let Some(epoch) = p.release else { break };
+            if !self.cfg.send_delay.is_zero() {
+                let seen = self.first_seen(epoch.due_at(self.cfg.finality_offset)?);
+                let wait = seen.map_or(Duration::ZERO, |t| {
+                    (t + self.cfg.send_delay).saturating_duration_since(Instant::now())
+                });
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                    continue; // re-read: the primary may have released it meanwhile
+                }
+            }
             self.pace().await;
             budget = Some(left - 1);
             self.release(epoch, head, &mut report).await?;
@@ -940,12 +957,14 @@ impl EpochManager {
         err: Option<ChainError>,
         report: &mut StepReport,
     ) -> Result<Option<(u64, u64, Option<TxHash>)>> {
-        self.stats.retried += 1;
+        let failed_on_chain = matches!(err, Some(ChainError::TxFailed(_)));
+        if !failed_on_chain {
+            self.stats.retried += 1;
+        }
         let what = err
             .as_ref()
             .map_or_else(|| "release timeout".to_string(), ToString::to_string);
         warn!(market = %self.cfg.market, begin = epoch.begin, error = %what, "release outcome unknown; settling from the contract");
-        let failed_on_chain = matches!(err, Some(ChainError::TxFailed(_)));
         let into_error = |err: Option<ChainError>| match err {
             Some(e) => EpochManagerError::Chain(e),
             None => EpochManagerError::ReleaseTimeout {

@@ -262,6 +262,67 @@ async fn two_managers_at_once_release_each_epoch_once() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn standby_manager_sends_nothing_while_the_primary_is_healthy() {
+    let Some(bin) = anvil_bin("standby_manager_sends_nothing_while_the_primary_is_healthy") else {
+        return;
+    };
+    let anvil = anvil_with(&bin, &["--block-time", "0.1"]);
+    let (client, market) = deploy_market(&anvil, 2).await;
+    let mut cfg1 = test_config(&anvil.endpoint(), Some(key_hex(&anvil, 1)));
+    cfg1.protocol_state = client.protocol_state();
+    let other = ChainClient::connect(cfg1).await.expect("connect");
+    let standby_key = other.signer_address().expect("signer");
+    client
+        .set_epoch_manager(market, standby_key, true)
+        .await
+        .expect("grant");
+    let first = client.head().await.expect("head") + 1;
+    let offset = 1;
+    let mut primary = EpochManager::new(client.clone(), None, cfg(market, offset, first))
+        .await
+        .expect("primary");
+    let mut scfg = cfg(market, offset, first);
+    scfg.send_delay = Duration::from_millis(500);
+    let mut standby = EpochManager::new(other.clone(), None, scfg)
+        .await
+        .expect("standby");
+    let nonce = other
+        .provider()
+        .get_transaction_count(standby_key)
+        .await
+        .expect("nonce");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let (sp, ss) = tokio::join!(
+        primary.run_until(Some(deadline), std::future::pending()),
+        standby.run_until(Some(deadline), std::future::pending())
+    );
+    let (sp, ss) = (sp.expect("primary"), ss.expect("standby"));
+    assert!(sp.released >= 8, "{sp:?}");
+    assert_eq!((ss.released, ss.raced), (0, 0), "{ss:?}");
+    assert_eq!(
+        other
+            .provider()
+            .get_transaction_count(standby_key)
+            .await
+            .expect("nonce"),
+        nonce,
+        "the standby sent nothing"
+    );
+    // The primary is gone: the standby takes over, half a second late per epoch.
+    let ss = standby
+        .run_until(
+            Some(Instant::now() + Duration::from_secs(3)),
+            std::future::pending(),
+        )
+        .await
+        .expect("standby alone");
+    assert!(ss.released >= 3, "{ss:?}");
+    let ev = events(&client, market).await;
+    assert_contiguous(&ev, 2, first);
+    assert_eq!(sp.released + ss.released, ev.len() as u64);
+}
+
 /// A TCP proxy in front of a node that can be cut (existing connections dropped, new ones
 /// refused) and restored.
 struct Proxy {

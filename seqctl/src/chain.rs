@@ -91,6 +91,10 @@ pub enum ChainCmd {
         /// In-order catch-up rate, releases per second.
         #[arg(long, default_value_t = CatchUp::DEFAULT_MAX_PER_SEC)]
         max_per_sec: u32,
+        /// Standby delay in milliseconds: wait this long after an epoch is due and re-read the
+        /// contract before sending (a second manager that only takes over when the first is gone).
+        #[arg(long, default_value_t = 0)]
+        send_delay_ms: u64,
         /// Mine an empty block (anvil_mine) on the source chain when its head did not move for
         /// one poll, for nodes that only mine on transactions.
         #[arg(long)]
@@ -204,6 +208,7 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
             source_rpc_url,
             catch_up,
             max_per_sec,
+            send_delay_ms,
             mine_idle,
             poll_ms,
         } => {
@@ -224,6 +229,7 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
                     CatchUpArg::InOrder => CatchUp::InOrder { max_per_sec },
                     CatchUpArg::Skip => CatchUp::SkipToHead { max_backlog: 1 },
                 },
+                send_delay: Duration::from_millis(send_delay_ms),
                 ..EpochManagerConfig::new(market)
             };
             let poll = cfg.poll_interval;
