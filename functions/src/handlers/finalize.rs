@@ -23,7 +23,7 @@ use crate::records::{
 };
 
 /// What one run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FinalizeReport {
     /// The epoch.
     pub epoch: u64,
@@ -35,6 +35,12 @@ pub struct FinalizeReport {
     pub submissions: u64,
     /// The epoch was finalized before; only the anchor job was sent again.
     pub already_finalized: bool,
+    /// Time reading the epoch's submissions and receipts, ms.
+    pub read_ms: f64,
+    /// Time in `core::finalize_epoch` (consensus, batches, JSON, CIDs, roots), ms.
+    pub compute_ms: f64,
+    /// Time uploading and recording batches, ms.
+    pub store_ms: f64,
 }
 
 /// The Lambda handler.
@@ -88,9 +94,14 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
         }
     }
 
+    let t0 = std::time::Instant::now();
     let (accepted, counts) = read_epoch(p, epoch).await?;
+    let t1 = std::time::Instant::now();
     let finalized: FinalizedEpoch = finalize_epoch(&accepted, &p.config.finalize)
         .map_err(|e| PipelineError::Invariant(e.to_string()))?;
+    let t2 = std::time::Instant::now();
+    report.read_ms = (t1 - t0).as_secs_f64() * 1e3;
+    report.compute_ms = (t2 - t1).as_secs_f64() * 1e3;
     for b in &finalized.batches {
         let cid = b.cid.to_string();
         let key = records::batch_key(&market, epoch, b.index);
@@ -138,6 +149,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
         report.submissions += b.document.submission_ids.len() as u64;
     }
     report.batches = finalized.batches.len() as u32;
+    report.store_ms = t2.elapsed().as_secs_f64() * 1e3;
     rec.counts = Some(counts);
     rec.batches = Some(report.batches);
     rec.below_minimum = finalized.below_minimum.clone();
