@@ -21,9 +21,16 @@
 //! - A release whose receipt does not arrive in time ([`EpochManagerConfig::release_timeout`] or
 //!   the client's receipt timeout), or which failed on chain, is settled by reading the contract,
 //!   never by sending it again blindly.
+//! - A release left unsettled (connection lost after sending, timeout) is attributed at the next
+//!   poll from the contract: found released by a transaction of our key → counted as released
+//!   (also when a killed predecessor of the same key sent it), by another key → [`Stats::raced`].
 //! - Two managers racing on one market: the one that loses finds the epoch released on its next
 //!   read, or gets the contract's contiguity revert (`InvalidEpochRange`) or a failed
 //!   transaction; each is counted as [`Stats::raced`] and the manager re-reads and continues.
+//!   The contiguity check is the backstop: two managers with no delay both send when an epoch
+//!   comes due and the loser's transaction fails on chain (gas spent). The plan for two is a
+//!   primary and a standby ([`EpochManagerConfig::send_delay`] longer than a protocol block plus
+//!   a poll), which sends nothing while the primary is healthy and takes over when it is gone.
 //! - Bad input gets a typed error and no transaction: an unregistered market, a key without the
 //!   EPOCH MANAGER role (`isEpochManager` is checked before anything is sent), an `epochSize` of
 //!   0, and a source RPC that lies about the head (going back by more than `finality_offset`, or

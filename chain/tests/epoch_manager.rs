@@ -637,7 +637,7 @@ async fn bad_input_gets_a_typed_error_and_no_transaction() {
     let anvil = anvil_with(&bin, &[]);
     let (client, market) = deploy_market(&anvil, 2).await;
     let from = client.signer_address().expect("signer");
-    let nonce0 = client
+    let nonce_start = client
         .provider()
         .get_transaction_count(from)
         .await
@@ -672,6 +672,56 @@ async fn bad_input_gets_a_typed_error_and_no_transaction() {
         .await
         .expect_err("no signer");
     assert!(matches!(e, EpochManagerError::NoSigner), "{e}");
+
+    assert_eq!(
+        client
+            .provider()
+            .get_transaction_count(from)
+            .await
+            .expect("nonce"),
+        nonce_start,
+        "nothing sent for a wrong market, a key without the role, no signer"
+    );
+    // Role revoked after start: refused at estimation, typed, nothing sent.
+    let mut c2 = test_config(&anvil.endpoint(), Some(key_hex(&anvil, 2)));
+    c2.protocol_state = client.protocol_state();
+    let revoked = ChainClient::connect(c2).await.expect("connect");
+    let who = revoked.signer_address().expect("signer");
+    client
+        .set_epoch_manager(market, who, true)
+        .await
+        .expect("grant");
+    let mut m2 = EpochManager::new(revoked.clone(), None, cfg(market, 1, 1))
+        .await
+        .expect("manager with the role");
+    client
+        .set_epoch_manager(market, who, false)
+        .await
+        .expect("revoke");
+    client
+        .provider()
+        .anvil_mine(Some(5), None)
+        .await
+        .expect("mine");
+    let e = m2.step().await.expect_err("role revoked");
+    assert!(
+        matches!(e, EpochManagerError::NotEpochManager { who: w, .. } if w == who),
+        "{e}"
+    );
+    assert!(e.is_fatal());
+    assert_eq!(
+        revoked
+            .provider()
+            .get_transaction_count(who)
+            .await
+            .expect("nonce"),
+        0
+    );
+    let nonce0 = client
+        .provider()
+        .get_transaction_count(from)
+        .await
+        .expect("nonce");
 
     let mut m = EpochManager::new(client.clone(), None, cfg(market, 1, 1))
         .await
