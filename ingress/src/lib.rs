@@ -14,7 +14,6 @@ pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
-pub mod sim;
 pub mod sink;
 pub mod spill;
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::AsyncWriteExt;
-use sequencer_ingress::sim::{write_message, Client, SubmissionFactory};
 use sequencer_ingress::sink::memory::MemorySink;
 use sequencer_ingress::spill;
+use snapshotter_sim::{write_message, Client, SubmissionFactory};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -511,7 +511,7 @@ async fn a_message_left_half_written_times_out_and_is_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_only_and_noise_only_clients_both_deliver() {
-    use sequencer_ingress::sim::Security;
+    use snapshotter_sim::Security;
     let dir = tempfile::tempdir().expect("tmp");
     let sink = Arc::new(MemorySink::new());
     let ingress = common::start(common::settings(dir.path()), sink.clone()).await;

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::multiaddr::Protocol;
-use sequencer_ingress::sim::SubmissionFactory;
 use sequencer_ingress::sink::memory::MemorySink;
 use sequencer_ingress::sink::sqs::SqsSink;
 use sequencer_ingress::sink::SubmissionSink;
+use snapshotter_sim::SubmissionFactory;
 
 fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")

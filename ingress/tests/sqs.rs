@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 use sequencer_ingress::config::DEFAULT_QUEUE_NAME;
-use sequencer_ingress::sim::{write_message, Client as P2pClient, SubmissionFactory};
 use sequencer_ingress::sink::sqs::SqsSink;
+use snapshotter_sim::{write_message, Client as P2pClient, SubmissionFactory};
 
 struct Queue {
     client: Client,

@@ -11,7 +11,6 @@ pub mod content_http;
 pub mod releaser;
 pub mod report;
 pub mod services;
-pub mod sim;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -240,7 +239,7 @@ async fn simulate(
         chain_id: dep.chain_id,
         verifying_contract: dep.protocol_state,
     };
-    let mut sim = sim::Simulator::connect(
+    let mut sim = snapshotter_sim::scenario::Simulator::connect(
         addr,
         peer,
         domain,

@@ -12,7 +12,7 @@ use sequencer_functions::ports::{ContentStore, Table};
 use sequencer_functions::records::{self, BatchRecord, EpochRecord, Receipt};
 use sequencer_functions::Pipeline;
 
-use crate::sim::{Expect, Sent};
+use snapshotter_sim::scenario::{Expect, Sent};
 
 /// One epoch's row.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -1,6 +1,10 @@
-//! Snapshotter simulator pieces, shared by the `snapshotter-sim` binary and the tests: signed
-//! submissions made with core's EIP-712 signer, and a libp2p client (TCP + Noise/TLS + yamux, or
-//! QUIC) that opens long-lived `/collect` streams the way deployed collectors do.
+//! The snapshotter simulator, shared by the local runner, the benchmarks and the tests: signed
+//! submissions made with core's EIP-712 signer and the reproducible simulated slot keys, a libp2p
+//! client (TCP + Noise/TLS + yamux, or QUIC) that opens long-lived `/collect` streams the way
+//! deployed collectors do, and [`scenario`], the runner's cast of honest and misbehaving
+//! snapshotters. The `snapshotter-sim` binary is the ingress's load generator.
+
+pub mod scenario;
 
 use std::time::Duration;
 
@@ -18,7 +22,7 @@ use sequencer_core::Address;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::host::COLLECT;
+use sequencer_ingress::host::COLLECT;
 
 /// Errors of the simulator client.
 #[derive(Debug, thiserror::Error)]

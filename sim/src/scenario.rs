@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::Client;
 use anyhow::{Context, Result};
 use futures::AsyncWriteExt;
 use libp2p::{Multiaddr, PeerId};
@@ -23,7 +24,6 @@ use sequencer_core::devkeys;
 use sequencer_core::eip712::{sign_request, Domain};
 use sequencer_core::submission::{Request, SnapshotSubmission};
 use sequencer_core::{Address, B256};
-use sequencer_ingress::sim::Client;
 use uuid::Uuid;
 
 /// What the simulator expects of one message.

@@ -8,9 +8,9 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::Multiaddr;
 use sequencer_ingress::metrics::Metrics;
-use sequencer_ingress::sim::{Client, SubmissionFactory};
 use sequencer_ingress::sink::SubmissionSink;
 use sequencer_ingress::{Ingress, Settings};
+use snapshotter_sim::{Client, SubmissionFactory};
 
 /// Settings for a test ingress on loopback with an ephemeral port and fast timings.
 pub fn settings(spill_dir: &Path) -> Settings {

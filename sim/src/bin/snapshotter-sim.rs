@@ -12,13 +12,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use sequencer_ingress::metrics::Metrics;
-use sequencer_ingress::sim::{
-    percentile, process_cpu_seconds, rss_kib, write_message, Client, SubmissionFactory,
-};
 use sequencer_ingress::sink::memory::MemorySink;
 use sequencer_ingress::sink::sqs::SqsSink;
 use sequencer_ingress::sink::SubmissionSink;
 use sequencer_ingress::{Ingress, Settings};
+use snapshotter_sim::{
+    percentile, process_cpu_seconds, rss_kib, write_message, Client, SubmissionFactory,
+};
 
 #[derive(Parser)]
 #[command(
