@@ -3,6 +3,7 @@
 
 pub mod anchor;
 pub mod finalize;
+pub mod proof;
 pub mod tick;
 pub mod verify;
 
