@@ -17,7 +17,7 @@ use sequencer_functions::embedded::{BlockDir, Db, QueueOptions, SqliteQueue, Sql
 use sequencer_functions::handlers::proof::{codes, ApiResponse, ProofApi};
 use sequencer_functions::handlers::{anchor, finalize, tick, verify};
 use sequencer_functions::poller::{drain, PollerConfig};
-use sequencer_functions::ports::{ContentStore, Queue};
+use sequencer_functions::ports::ContentStore;
 use sequencer_functions::testkit::{block_hash_of, signed_message, MemChain};
 use sequencer_functions::{Pipeline, PipelineConfig, Ports};
 use serde_json::Value;
@@ -339,7 +339,7 @@ async fn bad_input_is_refused_before_any_lookup() {
     let id = Uuid::new_v4();
     let cases: Vec<(String, u16, &str)> = vec![
         (
-            format!("/v1/markets/0x12/epochs/1"),
+            "/v1/markets/0x12/epochs/1".to_string(),
             400,
             codes::BAD_MARKET_ADDRESS,
         ),

@@ -1,0 +1,41 @@
+//! `proof` Lambda behind a function URL: `GET /v1/markets/{market}/epochs…` → JSON
+//! (`sequencer_functions::handlers::proof`). Read-only; answers about anchored epochs are cached
+//! per execution environment. Environment: see the `sequencer_lambdas` crate docs.
+
+use aws_lambda_events::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use aws_lambda_events::lambda_function_urls::{
+    LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
+};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use sequencer_functions::handlers::proof::ProofApi;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    sequencer_lambdas::init_tracing();
+    let p = sequencer_lambdas::static_pipeline().await?;
+    let api: &'static ProofApi = Box::leak(Box::default());
+    lambda_runtime::run(service_fn(
+        move |e: LambdaEvent<LambdaFunctionUrlRequest>| async move {
+            let http = &e.payload.request_context.http;
+            let path = e
+                .payload
+                .raw_path
+                .as_deref()
+                .or(http.path.as_deref())
+                .unwrap_or("/");
+            let query = e.payload.raw_query_string.as_deref().unwrap_or("");
+            let r = api
+                .handle(p, http.method.as_deref().unwrap_or("GET"), path, query)
+                .await;
+            let mut out = LambdaFunctionUrlResponse::default();
+            out.status_code = i64::from(r.status);
+            out.headers
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            out.headers
+                .insert(CACHE_CONTROL, HeaderValue::from_static(r.cache_control()));
+            out.body = Some(r.body_text());
+            Ok::<_, Error>(out)
+        },
+    ))
+    .await
+}
