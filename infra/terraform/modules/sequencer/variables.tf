@@ -1,0 +1,276 @@
+# One instance of this module = one data market. Two markets are two instances with two
+# prefixes; they share nothing but the AWS account (and, if you pass the same ones, the VPC and
+# subnets).
+
+# ------------------------------------------------------------------------------ naming
+
+variable "prefix" {
+  description = "SEQ_PREFIX: every queue, table, function and key is named <prefix>-<name>, exactly as localstack/resources.py and the adapters (adapters/src/lib.rs) build the names. Unique per data market in an account and region."
+  type        = string
+  validation {
+    # SQS names: 80 chars incl. '-anchor-dlq.fifo' (16); Lambda names: 64 incl. '-epoch-manager' (14).
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,30}$", var.prefix))
+    error_message = "prefix: 1-31 chars of a-z, 0-9 and '-', starting with a letter or digit."
+  }
+}
+
+variable "bucket_suffix" {
+  description = "Appended to the S3 bucket name <prefix>-batches (the name localstack/resources.py uses) when that name is taken in S3's global namespace, e.g. \"-123456789012\"."
+  type        = string
+  default     = ""
+}
+
+variable "tags" {
+  description = "Tags put on every resource (merged over the module's own `sequencer:prefix` tag)."
+  type        = map(string)
+  default     = {}
+}
+
+# ------------------------------------------------------------------------------ protocol
+
+variable "data_market_address" {
+  description = "DATA_MARKET_ADDRESS: the data market this instance sequences (0x-prefixed, 20 bytes)."
+  type        = string
+  validation {
+    condition     = can(regex("^0x[0-9a-fA-F]{40}$", var.data_market_address))
+    error_message = "data_market_address must be 0x followed by 40 hex digits."
+  }
+}
+
+variable "protocol_state_address" {
+  description = "PROTOCOL_STATE_ADDRESS: the ProtocolState contract (EIP-712 verifyingContract)."
+  type        = string
+  validation {
+    condition     = can(regex("^0x[0-9a-fA-F]{40}$", var.protocol_state_address))
+    error_message = "protocol_state_address must be 0x followed by 40 hex digits."
+  }
+}
+
+variable "chain_id" {
+  description = "CHAIN_ID: protocol chain id (EIP-712 domain; checked against the node's)."
+  type        = number
+}
+
+variable "rpc_url" {
+  description = "RPC_URL: JSON-RPC endpoint of the protocol chain. Often carries an API key, hence sensitive (it still lands in the functions' environment, encrypted with the module's KMS key)."
+  type        = string
+  sensitive   = true
+}
+
+variable "pipeline" {
+  description = "Pipeline settings passed to every function (functions/src/config.rs, chain/src/config.rs); null leaves the code's default."
+  type = object({
+    max_submissions_per_slot    = optional(number) # MAX_SUBMISSIONS_PER_SLOT, default 2
+    full_node_addresses         = optional(list(string), [])
+    close_grace_blocks          = optional(number) # CLOSE_GRACE_BLOCKS, default 2
+    batch_size                  = optional(number) # BATCH_SIZE, default 50
+    max_batch_bytes             = optional(number) # MAX_BATCH_BYTES, default 262144
+    min_submissions_per_project = optional(number) # MIN_SUBMISSIONS_PER_PROJECT, default 1
+    record_ttl_days             = optional(number) # RECORD_TTL_DAYS, default 30
+    confirmations               = optional(number) # CONFIRMATIONS, default 2
+    tick_poll_ms                = optional(number) # TICK_POLL_MS (tick only), default 1000
+    rust_log                    = optional(string, "info")
+  })
+  default = {}
+}
+
+variable "function_env" {
+  description = "Extra environment per function name (verify, tick, finalize, anchor, epoch-manager, proof), e.g. { anchor = { GAS_LIMIT_CEILING = \"20000000\" } }. Wins over the module's values."
+  type        = map(map(string))
+  default     = {}
+}
+
+# ------------------------------------------------------------------------------ artifacts
+
+variable "lambda_zip_dir" {
+  description = "Folder with one <function>/bootstrap.zip per function, as `cargo lambda build --release --arm64 --output-format zip` writes them (target/lambda). Build with `--features aws-kms` when signer_backend = \"kms\" (infra/build.sh does)."
+  type        = string
+}
+
+variable "ingress_image" {
+  description = "Container image of the ingress (ingress/Dockerfile), e.g. <account>.dkr.ecr.<region>.amazonaws.com/sequencer-ingress:<tag>. Pin a digest in production."
+  type        = string
+}
+
+# ------------------------------------------------------------------------------ functions
+
+variable "functions" {
+  description = "Per-function sizing. Keys: verify, tick, finalize, anchor, epoch-manager, proof. Unset fields keep the module's defaults (locals.tf: function_defaults)."
+  type = map(object({
+    memory_size           = optional(number)
+    timeout               = optional(number)
+    reserved_concurrency  = optional(number) # -1: unreserved
+    batch_size            = optional(number) # SQS-driven functions only
+    batching_window_secs  = optional(number)
+    maximum_concurrency   = optional(number) # event source mapping scaling_config, >= 2
+    log_retention_days    = optional(number)
+    visibility_multiplier = optional(number) # queue visibility timeout = multiplier x timeout
+    max_receive_count     = optional(number) # deliveries before the DLQ
+  }))
+  default = {}
+  validation {
+    condition     = alltrue([for k in keys(var.functions) : contains(["verify", "tick", "finalize", "anchor", "epoch-manager", "proof"], k)])
+    error_message = "functions: keys are verify, tick, finalize, anchor, epoch-manager, proof."
+  }
+}
+
+variable "schedule_expression" {
+  description = "EventBridge Scheduler expression of tick and epoch-manager (each loops inside its invocation until shortly before its timeout)."
+  type        = string
+  default     = "rate(1 minute)"
+}
+
+variable "epoch_manager" {
+  description = "The epoch-manager function (functions/lambdas/src/bin/epoch-manager.rs over chain/src/epoch_manager.rs): releases the market's epochs with its own key, on the schedule, reserved concurrency 1. null fields keep the code's defaults."
+  type = object({
+    enabled              = optional(bool, true)
+    finality_offset      = optional(number) # FINALITY_OFFSET, default 2
+    poll_ms              = optional(number) # EPOCH_MANAGER_POLL_MS, default 500
+    catch_up             = optional(string) # CATCH_UP: in-order (default) or skip
+    catch_up_max_per_sec = optional(number) # CATCH_UP_MAX_PER_SEC, default 5
+    release_timeout_secs = optional(number) # RELEASE_TIMEOUT_SECS, default 20 (the loop stops this long before the deadline)
+    source_rpc_url       = optional(string) # SOURCE_RPC_URL: the chain epochs follow (default: the protocol chain)
+    max_release_lag_secs = optional(number, 120)
+  })
+  default = {}
+  validation {
+    condition     = var.epoch_manager.catch_up == null || contains(["in-order", "skip"], coalesce(var.epoch_manager.catch_up, "in-order"))
+    error_message = "epoch_manager.catch_up is in-order or skip."
+  }
+}
+
+variable "proof" {
+  description = "The proof/status function (functions/src/handlers/proof.rs, binary `proof`): inclusion proofs and epoch status behind a Lambda function URL. Off by default."
+  type = object({
+    enabled              = optional(bool, false)
+    auth_type            = optional(string, "AWS_IAM") # or NONE for a public read-only API
+    allow_origins        = optional(list(string), [])
+    reserved_concurrency = optional(number, 20)
+  })
+  default = {}
+  validation {
+    condition     = contains(["AWS_IAM", "NONE"], var.proof.auth_type)
+    error_message = "proof.auth_type is AWS_IAM or NONE."
+  }
+}
+
+# ------------------------------------------------------------------------------ keys
+
+variable "signer_backend" {
+  description = "Where the anchor's (and epoch manager's) signing keys live: \"kms\" (ECC_SECG_P256K1 keys the module creates; the key never leaves KMS; functions get KMS_KEY_ID) or \"secrets_manager\" (a hex private key you put in a secret the module creates; Terraform reads it and passes SIGNER_PRIVATE_KEY: the key then sits in the state and the function configuration, so prefer kms)."
+  type        = string
+  default     = "kms"
+  validation {
+    condition     = contains(["kms", "secrets_manager"], var.signer_backend)
+    error_message = "signer_backend is kms or secrets_manager."
+  }
+}
+
+variable "signer_secret_ready" {
+  description = "signer_backend = secrets_manager only: set true once the secrets hold a value (aws secretsmanager put-secret-value); until then no function reads them."
+  type        = bool
+  default     = false
+}
+
+variable "kms_deletion_window_days" {
+  description = "Waiting period before a destroyed KMS key is deleted (a deleted signing key cannot be recovered)."
+  type        = number
+  default     = 30
+}
+
+# ------------------------------------------------------------------------------ network / ingress
+
+variable "vpc_id" {
+  description = "VPC of the ingress (and of Kubo, if enabled)."
+  type        = string
+}
+
+variable "public_subnet_ids" {
+  description = "Subnets of the internet-facing NLB (one per AZ)."
+  type        = list(string)
+}
+
+variable "private_subnet_ids" {
+  description = "Subnets of the ingress tasks (and Kubo); they need a route to SQS (NAT or a VPC endpoint) and to ECR/Secrets Manager/CloudWatch Logs."
+  type        = list(string)
+}
+
+variable "lambda_subnet_ids" {
+  description = "If set, the functions run in these subnets (needed to reach a Kubo that is only reachable inside the VPC, i.e. ipfs.kubo_on_ecs = true). They need NAT to reach the RPC and AWS APIs."
+  type        = list(string)
+  default     = []
+}
+
+variable "ingress" {
+  description = "Ingress service (ingress/README.md lists every INGRESS_* setting; pass others in env)."
+  type = object({
+    cpu                       = optional(number, 1024)
+    memory                    = optional(number, 2048)
+    cpu_architecture          = optional(string, "X86_64") # ARM64 if the image is built for arm64
+    min_count                 = optional(number, 2)
+    max_count                 = optional(number, 10)
+    cpu_target_percent        = optional(number, 60)
+    flows_per_task_target     = optional(number, 5000) # NLB active flows per task
+    quic                      = optional(bool, true)
+    drain_timeout_secs        = optional(number, 20) # INGRESS_DRAIN_TIMEOUT_SECS
+    stop_timeout_margin_secs  = optional(number, 10)
+    allowed_cidrs             = optional(list(string), ["0.0.0.0/0"])
+    deregistration_delay_secs = optional(number, 30)
+    env                       = optional(map(string), {})
+    log_retention_days        = optional(number, 30)
+  })
+  default = {}
+  validation {
+    condition     = var.ingress.drain_timeout_secs + var.ingress.stop_timeout_margin_secs <= 120
+    error_message = "Fargate's stopTimeout is at most 120 s: drain_timeout_secs + stop_timeout_margin_secs must be <= 120."
+  }
+  validation {
+    condition     = var.ingress.stop_timeout_margin_secs >= 5
+    error_message = "stop_timeout_margin_secs must be >= 5 so the drain deadline (and its spill) ends before ECS kills the task."
+  }
+}
+
+variable "ingress_host_key_secret_arn" {
+  description = "Existing Secrets Manager secret holding the ingress libp2p host key (hex of the protobuf-encoded keypair, INGRESS_KEY). Empty: the module creates an empty secret you fill (docs in infra/terraform/README.md)."
+  type        = string
+  default     = ""
+}
+
+# ------------------------------------------------------------------------------ IPFS
+
+variable "ipfs" {
+  description = "IPFS_API_URL: a Kubo node you run or a pinning service's Kubo-compatible RPC (api_url), or kubo_on_ecs = true for a Kubo service on ECS Fargate with its repository on EFS (api_url is then ignored)."
+  type = object({
+    api_url        = optional(string, "")
+    timeout_ms     = optional(number) # IPFS_TIMEOUT_MS
+    cat_timeout_ms = optional(number) # IPFS_CAT_TIMEOUT_MS
+    kubo_on_ecs    = optional(bool, false)
+    kubo_image     = optional(string, "ipfs/kubo:v0.32.1")
+    kubo_cpu       = optional(number, 1024)
+    kubo_memory    = optional(number, 4096)
+  })
+  default = {}
+  validation {
+    condition     = var.ipfs.kubo_on_ecs || var.ipfs.api_url != ""
+    error_message = "Set ipfs.api_url, or ipfs.kubo_on_ecs = true."
+  }
+}
+
+# ------------------------------------------------------------------------------ alarms
+
+variable "alarm_topic_arns" {
+  description = "SNS topics notified by every alarm (alarm and OK)."
+  type        = list(string)
+  default     = []
+}
+
+variable "alarms" {
+  description = "Alarm thresholds."
+  type = object({
+    no_anchor_minutes       = optional(number, 15) # no batch anchored for this long
+    oldest_message_secs     = optional(number, 300)
+    submissions_oldest_secs = optional(number, 60)
+    error_threshold         = optional(number, 1)
+  })
+  default = {}
+}
