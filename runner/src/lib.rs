@@ -127,13 +127,19 @@ pub async fn run(args: Args) -> Result<i32> {
     ingress_addr.push(Protocol::P2p(ingress.peer_id));
     progress(started, &format!("ingress listening on {ingress_addr}"));
     let stop_http = tokio_util::sync::CancellationToken::new();
-    let content_addr = content_http::serve(args.content_listen, blocks.clone(), stop_http.clone())
-        .await
-        .context("content HTTP listener")?;
+    let content_addr = content_http::serve(
+        args.content_listen,
+        blocks.clone(),
+        Some(p.clone()),
+        stop_http.clone(),
+    )
+    .await
+    .context("content HTTP listener")?;
     progress(
         started,
         &format!(
-            "batch documents at http://{content_addr}/ipfs/<cid> (and the Kubo RPC's /api/v0/cat)"
+            "batch documents at http://{content_addr}/ipfs/<cid> (and the Kubo RPC's /api/v0/cat); proof API at http://{content_addr}/v1/markets/{:#x}/epochs",
+            dep.data_market
         ),
     );
 
@@ -168,6 +174,7 @@ pub async fn run(args: Args) -> Result<i32> {
             "slots": dep.slots.iter().map(|(s, a)| (s.to_string(), a.to_checksum(None))).collect::<std::collections::BTreeMap<_, _>>(),
             "ingress_http": ingress.http_addr.map(|a| format!("http://{a}")),
             "ipfs_api": format!("http://{content_addr}"),
+            "proof_api": format!("http://{content_addr}/v1/markets/{:#x}", dep.data_market),
         });
         println!("{info}");
         serve(&p, &blocks, &args).await
