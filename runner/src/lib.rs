@@ -307,8 +307,15 @@ async fn simulate(
                         continue;
                     }
                 }
-                let row = report::epoch_row(p, blocks.as_ref(), &rec, &sent, args.proofs_per_epoch)
-                    .await?;
+                let row = report::epoch_row(
+                    p,
+                    blocks.as_ref(),
+                    &rec,
+                    &sent,
+                    args.proofs_per_epoch,
+                    args.finality_offset,
+                )
+                .await?;
                 if row.outcomes_ok.0 != row.outcomes_ok.1 || row.proofs_ok.0 != row.proofs_ok.1 {
                     failures += 1;
                 }
@@ -346,8 +353,15 @@ async fn serve(
     loop {
         for (e, st, rec) in tick::epochs(p).await? {
             if st == state::ANCHORED && !printed.contains(&e) {
-                let row =
-                    report::epoch_row(p, blocks.as_ref(), &rec, &[], args.proofs_per_epoch).await?;
+                let row = report::epoch_row(
+                    p,
+                    blocks.as_ref(),
+                    &rec,
+                    &[],
+                    args.proofs_per_epoch,
+                    args.finality_offset,
+                )
+                .await?;
                 report::print_row(&row);
                 printed.insert(e);
             }

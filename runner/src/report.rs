@@ -21,6 +21,9 @@ pub struct EpochRow {
     pub epoch: u64,
     /// Release block.
     pub release_block: u64,
+    /// Release lag: release block − (epoch end + finality offset), in blocks (source chain =
+    /// protocol chain locally).
+    pub release_lag_blocks: i64,
     /// Accepted submissions.
     pub accepted: u64,
     /// Rejected by reason.
@@ -44,6 +47,7 @@ pub async fn epoch_row(
     rec: &EpochRecord,
     sent: &[Sent],
     proofs: usize,
+    finality_offset: u64,
 ) -> Result<EpochRow> {
     let epoch = rec.epoch;
     let (_, counts) = read_epoch(p, epoch).await?;
@@ -145,6 +149,7 @@ pub async fn epoch_row(
     Ok(EpochRow {
         epoch,
         release_block: rec.release_block,
+        release_lag_blocks: rec.release_block as i64 - (rec.end + finality_offset) as i64,
         accepted: counts.accepted,
         rejected: counts.rejected,
         batches: bs
@@ -179,9 +184,10 @@ fn short(s: &str) -> String {
 /// Prints the table header.
 pub fn print_header() {
     println!(
-        "{:>5}  {:>8}  {:>8}  {:<58}  {:>7}  {:>9}  {:>8}  {:>7}",
+        "{:>5}  {:>8}  {:>4}  {:>8}  {:<58}  {:>7}  {:>9}  {:>8}  {:>7}",
         "epoch",
         "released",
+        "lag",
         "accepted",
         "rejected (by reason)",
         "batches",
@@ -203,9 +209,10 @@ pub fn print_row(r: &EpochRow) {
             .join(" ")
     };
     println!(
-        "{:>5}  {:>8}  {:>8}  {:<58}  {:>7}  {:>7}ms  {:>4}/{:<3}  {:>3}/{:<3}",
+        "{:>5}  {:>8}  {:>4}  {:>8}  {:<58}  {:>7}  {:>7}ms  {:>4}/{:<3}  {:>3}/{:<3}",
         r.epoch,
         r.release_block,
+        r.release_lag_blocks,
         r.accepted,
         rejected,
         r.batches.len(),
