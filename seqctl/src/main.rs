@@ -1,7 +1,10 @@
 //! `seqctl`: the sequencer's command line for operators and snapshotters.
 //! Offline: recompute a batch document's roots, verify a submission's EIP-712
-//! signature, verify an inclusion proof. Exit status 0 means the check held; 1
-//! means it did not (the reason is printed); 2 is a usage or input error.
+//! signature, verify an inclusion proof. Against others, trusting none of them: fetch
+//! a proof from a sequencer and check it against IPFS and the chain (`proof get`),
+//! recompute an epoch from the chain and IPFS alone (`audit epoch`). Exit status 0
+//! means the check held; 1 means it did not (the reason is printed); 2 is a usage or
+//! input error.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use sequencer_core::submission::{parse_address, SnapshotSubmission};
 use serde_json::json;
 
 mod chain;
+mod remote;
 
 #[derive(Parser)]
 #[command(name = "seqctl", version, about = "Submission sequencer command line")]
@@ -42,6 +46,34 @@ enum Cmd {
     /// Protocol chain: deploy a local ProtocolState, release epochs, show an epoch's anchors.
     #[command(subcommand)]
     Chain(chain::ChainCmd),
+    /// Recompute what a sequencer did from the chain and IPFS alone.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Recompute an epoch from the chain and the batch documents: each batch's CID from its
+    /// bytes, both roots, one batch per project, every listed submission's EIP-712 signer
+    /// against its slot's owner and its header inside the window, the plurality per project.
+    Epoch {
+        /// Data market address.
+        market: String,
+        /// Epoch id.
+        epoch: String,
+        /// JSON-RPC endpoint of the protocol chain.
+        #[arg(long, env = "RPC_URL")]
+        rpc_url: String,
+        /// ProtocolState contract (also the EIP-712 verifying contract).
+        #[arg(long, env = "PROTOCOL_STATE_ADDRESS")]
+        protocol_state: String,
+        /// IPFS node (Kubo RPC, `POST /api/v0/cat`) holding the batch documents.
+        #[arg(long, env = "IPFS_API_URL")]
+        ipfs: String,
+        /// EIP-712 chain id (default: the RPC's chain id).
+        #[arg(long)]
+        chain_id: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -83,6 +115,29 @@ enum ProofCmd {
         #[arg(long)]
         batch: Option<PathBuf>,
     },
+    /// Fetch a submission's proof from a sequencer's proof API and check it offline: the
+    /// Merkle path, the batch bytes from IPFS (`--ipfs`), the batch and roots on chain
+    /// (`--rpc-url`).
+    Get {
+        /// Proof API base URL (the `proof` function URL, or the local runner's HTTP address).
+        #[arg(long)]
+        url: String,
+        /// Data market address.
+        market: String,
+        /// Epoch id.
+        epoch: String,
+        /// Submission id (UUID).
+        id: String,
+        /// IPFS node (Kubo RPC, `POST /api/v0/cat`) to fetch the batch document from.
+        #[arg(long)]
+        ipfs: Option<String>,
+        /// JSON-RPC endpoint of the protocol chain, to check the batch is anchored there.
+        #[arg(long, requires = "protocol_state")]
+        rpc_url: Option<String>,
+        /// ProtocolState contract (with --rpc-url).
+        #[arg(long)]
+        protocol_state: Option<String>,
+    },
 }
 
 /// A check that did not hold: printed, exit status 1.
@@ -110,6 +165,44 @@ fn main() -> ExitCode {
             file,
         }) => submission_verify(chain_id, &protocol_state, &file, json),
         Cmd::Proof(ProofCmd::Verify { file, batch }) => proof_verify(&file, batch.as_deref(), json),
+        Cmd::Proof(ProofCmd::Get {
+            url,
+            market,
+            epoch,
+            id,
+            ipfs,
+            rpc_url,
+            protocol_state,
+        }) => remote::proof_get(
+            remote::ProofGet {
+                url,
+                market,
+                epoch,
+                id,
+                ipfs,
+                rpc_url,
+                protocol_state,
+            },
+            json,
+        ),
+        Cmd::Audit(AuditCmd::Epoch {
+            market,
+            epoch,
+            rpc_url,
+            protocol_state,
+            ipfs,
+            chain_id,
+        }) => remote::audit_epoch(
+            remote::AuditEpoch {
+                market,
+                epoch,
+                rpc_url,
+                protocol_state,
+                ipfs,
+                chain_id,
+            },
+            json,
+        ),
         Cmd::Chain(cmd) => chain::run(cmd, json),
     };
     match result {
