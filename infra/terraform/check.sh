@@ -2,12 +2,13 @@
 # Checks of the Terraform in infra/terraform, offline (scripts/test.sh runs it as its `terraform`
 # phase; tools from `scripts/tools.sh terraform`):
 #
-#   1. fmt       terraform fmt -check -recursive (terraform on PATH, else the PyPI one in .tools)
+#   1. fmt       terraform fmt -check -recursive (terraform on PATH, else the PyPI one in .tools),
+#                of infra/terraform and localstack/terraform (the tflocal root)
 #   2. validate  terraform init -backend=false && terraform validate, ONLY where a hashicorp/aws
 #                provider is available locally (a filesystem mirror or plugin cache); these
 #                machines have none (no current provider in any reachable registry), and the
 #                script says so instead of pretending
-#   3. schema    every .tf parsed with python-hcl2; every resource and data source, argument and
+#   3. schema    every .tf (infra/terraform, localstack/terraform) parsed with python-hcl2; every resource and data source, argument and
 #                block checked against hashicorp/aws 6.25.0 (the @cdktf/provider-aws 21.22.1
 #                bindings): unknown types, unknown/misspelled arguments, blocks written as
 #                arguments (and back), missing required ones; module calls vs module variables
@@ -46,8 +47,8 @@ export CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1
 
 # 1. fmt
 t0="$(now)"
-if ! (cd "$TF_DIR" && "$TF" fmt -check -recursive -diff); then
-    die "terraform fmt: run \`terraform fmt -recursive infra/terraform\`"
+if ! (cd "$ROOT" && "$TF" fmt -check -recursive -diff infra/terraform && "$TF" fmt -check -recursive -diff localstack/terraform); then
+    die "terraform fmt: run \`terraform fmt -recursive infra/terraform localstack/terraform\`"
 fi
 say "fmt: ok ($("$TF" version | head -n 1), $(took "$t0"))"
 
@@ -80,7 +81,7 @@ fi
 
 # 3. schema
 t0="$(now)"
-"$HCL_PY" "$TF_DIR/check/schema_check.py" "$SCHEMA" "$TF_DIR" || die "schema check"
+"$HCL_PY" "$TF_DIR/check/schema_check.py" "$SCHEMA" "$TF_DIR" "$ROOT/localstack/terraform" || die "schema check"
 say "schema: ok ($(took "$t0"))"
 
 # 4. drift between infra and code

@@ -20,7 +20,7 @@ resource "aws_lambda_function" "fn" {
   function_name = "${var.prefix}-${each.key}"
   role          = aws_iam_role.fn[each.key].arn
   runtime       = "provided.al2023"
-  architectures = ["arm64"]
+  architectures = [var.lambda_architecture]
   handler       = "bootstrap"
   filename      = "${var.lambda_zip_dir}/${each.key}/bootstrap.zip"
   # Redeploy exactly when the zip changes.

@@ -87,6 +87,16 @@ variable "lambda_zip_dir" {
   type        = string
 }
 
+variable "lambda_architecture" {
+  description = "Architecture of the zips: arm64 (Graviton, cheaper per GB-second; the default) or x86_64 (infra/build.sh --x86_64, where no aarch64 Rust target is available)."
+  type        = string
+  default     = "arm64"
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.lambda_architecture)
+    error_message = "lambda_architecture is arm64 or x86_64."
+  }
+}
+
 variable "ingress_image" {
   description = "Container image of the ingress (ingress/Dockerfile), e.g. <account>.dkr.ecr.<region>.amazonaws.com/sequencer-ingress:<tag>. Pin a digest in production."
   type        = string
