@@ -46,9 +46,43 @@ module "sequencer" {
   proof         = { enabled = var.proof_enabled }
 }
 
+# CloudWatch cannot publish to a topic encrypted with the AWS-managed aws/sns key: a key of our
+# own whose policy lets CloudWatch use it.
+data "aws_caller_identity" "current" {}
+
+data "aws_iam_policy_document" "alarms_key" {
+  #checkov:skip=CKV_AWS_109:Key policy: "*" is this key.
+  #checkov:skip=CKV_AWS_111:Key policy: "*" is this key.
+  #checkov:skip=CKV_AWS_356:Key policy: "*" is this key.
+  statement {
+    sid       = "AccountAdmin"
+    actions   = ["kms:*"]
+    resources = ["*"]
+    principals {
+      type        = "AWS"
+      identifiers = ["arn:aws:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+  statement {
+    sid       = "CloudWatchPublishes"
+    actions   = ["kms:GenerateDataKey*", "kms:Decrypt"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_kms_key" "alarms" {
+  description         = "${var.prefix}: alarm topic"
+  enable_key_rotation = true
+  policy              = data.aws_iam_policy_document.alarms_key.json
+}
+
 resource "aws_sns_topic" "alarms" {
   name              = "${var.prefix}-alarms"
-  kms_master_key_id = "alias/aws/sns"
+  kms_master_key_id = aws_kms_key.alarms.arn
 }
 
 resource "aws_sns_topic_subscription" "email" {

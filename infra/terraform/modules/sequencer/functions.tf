@@ -97,6 +97,17 @@ resource "aws_lambda_event_source_mapping" "sqs" {
   }
 
   tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = each.value.fifo ? local.fn[each.value.consumer].batch_size <= 10 : (local.fn[each.value.consumer].batch_size <= 10 || local.fn[each.value.consumer].batching_window_secs >= 1)
+      error_message = "SQS event source mappings: FIFO batches are at most 10; standard batches above 10 need batching_window_secs >= 1."
+    }
+    precondition {
+      condition     = local.fn[each.value.consumer].maximum_concurrency >= 2 && local.fn[each.value.consumer].maximum_concurrency <= 1000
+      error_message = "maximum_concurrency of an SQS event source mapping is 2..1000."
+    }
+  }
 }
 
 # ------------------------------------------------------------------------------ schedules
@@ -192,4 +203,17 @@ resource "aws_lambda_function_url" "proof" {
     allow_methods = ["GET"]
     max_age       = 3600
   }
+}
+
+# A public URL (auth_type NONE) needs a resource policy letting anyone call the URL. (AWS may
+# also ask for lambda:InvokeFunction with the lambda:InvokedViaFunctionUrl condition, which
+# aws_lambda_permission in provider 6.25.0 cannot express: add it by hand if AWS refuses.)
+resource "aws_lambda_permission" "proof_url_public" {
+  count = var.proof.enabled && var.proof.auth_type == "NONE" ? 1 : 0
+  #checkov:skip=CKV_AWS_301:Public on purpose: the operator chose proof.auth_type = NONE for a read-only proof API.
+  statement_id           = "PublicFunctionUrl"
+  action                 = "lambda:InvokeFunctionUrl"
+  function_name          = aws_lambda_function.fn["proof"].function_name
+  principal              = "*"
+  function_url_auth_type = "NONE"
 }

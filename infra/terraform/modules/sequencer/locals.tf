@@ -98,9 +98,13 @@ locals {
     RUST_LOG                    = var.pipeline.rust_log
   } : k => v if v != null }
 
+  # The signer of each signing function (anchor, epoch-manager): a KMS key id, or the private
+  # key read from its secret once signer_secret_ready (chain/src/config.rs SignerSource).
   signer_env = {
-    anchor          = var.signer_backend == "kms" ? { KMS_KEY_ID = aws_kms_key.signer["anchor"].arn } : (var.signer_secret_ready ? { SIGNER_PRIVATE_KEY = data.aws_secretsmanager_secret_version.signer["anchor"].secret_string } : {})
-    "epoch-manager" = var.signer_backend == "kms" ? { KMS_KEY_ID = aws_kms_key.signer["epoch-manager"].arn } : (var.signer_secret_ready ? { SIGNER_PRIVATE_KEY = data.aws_secretsmanager_secret_version.signer["epoch-manager"].secret_string } : {})
+    for f in local.signing_functions : f => (
+      var.signer_backend == "kms" ? { KMS_KEY_ID = aws_kms_key.signer[f].arn } :
+      var.signer_secret_ready ? { SIGNER_PRIVATE_KEY = data.aws_secretsmanager_secret_version.signer[f].secret_string } : {}
+    )
   }
 
   # The epoch manager reads only the chain client's settings plus its own
@@ -124,8 +128,8 @@ locals {
     verify          = local.pipeline_env
     tick            = merge(local.pipeline_env, var.pipeline.tick_poll_ms == null ? {} : { TICK_POLL_MS = tostring(var.pipeline.tick_poll_ms) })
     finalize        = local.pipeline_env
-    anchor          = merge(local.pipeline_env, local.signer_env["anchor"])
-    "epoch-manager" = merge(local.epoch_manager_env, local.signer_env["epoch-manager"])
+    anchor          = merge(local.pipeline_env, lookup(local.signer_env, "anchor", {}))
+    "epoch-manager" = merge(local.epoch_manager_env, lookup(local.signer_env, "epoch-manager", {}))
     proof           = local.pipeline_env
   }
 
