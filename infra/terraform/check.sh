@@ -8,6 +8,10 @@
 #                provider is available locally (a filesystem mirror or plugin cache); these
 #                machines have none (no current provider in any reachable registry), and the
 #                script says so instead of pretending
+#   2b. locals   the module's locals.tf + variables.tf evaluated with `terraform console` (no
+#                provider needed once provider objects are stubbed) for several variable sets:
+#                environments, names, defaults/overrides, and validations that must refuse
+#                (check/eval_locals.py; terraform >= 1.9)
 #   3. schema    every .tf (infra/terraform, localstack/terraform) parsed with python-hcl2; every resource and data source, argument and
 #                block checked against hashicorp/aws 6.25.0 (the @cdktf/provider-aws 21.22.1
 #                bindings): unknown types, unknown/misspelled arguments, blocks written as
@@ -77,6 +81,16 @@ else
         "$TF" init -backend=false -input=false -plugin-dir="${provider%/registry.terraform.io/hashicorp/aws}" >/dev/null &&
         "$TF" validate) || die "terraform validate"
     say "validate: ok with $provider ($(took "$t0"))"
+fi
+
+# 2b. the module's locals, evaluated by terraform itself with stand-ins for provider objects
+tf_minor="$("$TF" version | sed -n '1s/^Terraform v1\.\([0-9]*\)\..*/\1/p')"
+if [[ -n "$tf_minor" ]] && ((tf_minor >= 9)); then
+    t0="$(now)"
+    "$HCL_PY" "$TF_DIR/check/eval_locals.py" "$TF" "$TF_DIR/modules/sequencer" || die "locals"
+    say "locals: ok ($(took "$t0"))"
+else
+    say "locals: NOT RUN - needs terraform >= 1.9 (optional object attributes); $("$TF" version | head -n 1) here"
 fi
 
 # 3. schema
