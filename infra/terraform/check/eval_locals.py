@@ -145,6 +145,7 @@ def main() -> int:
 
         refused = {
             "prefix with capitals": {"prefix": "Bad_Prefix"},
+            "prefix too long for load balancer names": {"prefix": "a" * 24},
             "stopTimeout over 120 s": {"ingress": {"drain_timeout_secs": 115}},
             "unknown function": {"functions": {"verifier": {"memory_size": 128}}},
             "no IPFS": {"ipfs": {}},

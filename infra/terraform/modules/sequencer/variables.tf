@@ -8,9 +8,9 @@ variable "prefix" {
   description = "SEQ_PREFIX: every queue, table, function and key is named <prefix>-<name>, exactly as localstack/resources.py and the adapters (adapters/src/lib.rs) build the names. Unique per data market in an account and region."
   type        = string
   validation {
-    # SQS names: 80 chars incl. '-anchor-dlq.fifo' (16); Lambda names: 64 incl. '-epoch-manager' (14).
-    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,30}$", var.prefix))
-    error_message = "prefix: 1-31 chars of a-z, 0-9 and '-', starting with a letter or digit."
+    # Load balancer and target group names are at most 32 chars incl. '-kubo-api' (9).
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,22}$", var.prefix))
+    error_message = "prefix: 1-23 chars of a-z, 0-9 and '-', starting with a letter or digit (load balancer names are at most 32 chars)."
   }
 }
 
