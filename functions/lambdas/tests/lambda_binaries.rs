@@ -8,15 +8,17 @@
 //! One released epoch goes all the way through the binaries: `tick` opens it, `verify` accepts a
 //! signed `/collect` submission for it (and rejects one for an unreleased epoch), `tick` closes it
 //! once its window has passed, `finalize` batches and uploads it, `anchor` submits the batch and
-//! ends the epoch on chain. `finalize` and `anchor` given a job for an epoch that does not exist
-//! return that record in `batchItemFailures`.
+//! ends the epoch on chain, and `proof` (a function URL event) answers that the submission is
+//! included. `finalize` and `anchor` given a job for an epoch that does not exist return that
+//! record in `batchItemFailures`. `epoch-manager` answers a scheduled event with its stats.
 //!
 //! Each function gets its own runtime API path (`http://host:port/.rt/<name>`, which the watch
 //! server routes per function), so the four binaries share one server. `cargo lambda watch` sends
 //! every invocation the fixed `Lambda-Runtime-Deadline-Ms: 600000` (an instant in 1970, not "now
 //! plus a timeout"; `--timeout` only bounds the HTTP request), so `tick`, which loops on the head
-//! until 5 s before its deadline, runs exactly one step per invocation here; the loop itself is
-//! covered by the handler tests.
+//! until 5 s before its deadline, runs exactly one step per invocation here, and `epoch-manager`,
+//! which stops its release timeout + 2 s before the deadline, runs none (this test releases the
+//! epoch itself); both loops are covered by their library tests.
 //!
 //! Needs `source scripts/env.sh`, `localstack/start.sh`, `scripts/ipfs.sh start` and
 //! `scripts/tools.sh anvil cargo-lambda`; skips loudly without them, fails under
@@ -173,7 +175,8 @@ struct Lambdas {
 }
 
 impl Lambdas {
-    async fn start(dir: &Path, env: &[(&str, String)]) -> Self {
+    /// `env` for every function, `own` on top for one of them.
+    async fn start(dir: &Path, env: &[(&str, String)], own: &[(&str, &str, String)]) -> Self {
         let cargo_lambda = PathBuf::from(std::env::var_os("CARGO_LAMBDA_BIN").unwrap());
         let port = free_port();
         let mut cmd = Command::new(&cargo_lambda);
@@ -202,6 +205,8 @@ impl Lambdas {
             ("tick", env!("CARGO_BIN_EXE_tick")),
             ("finalize", env!("CARGO_BIN_EXE_finalize")),
             ("anchor", env!("CARGO_BIN_EXE_anchor")),
+            ("proof", env!("CARGO_BIN_EXE_proof")),
+            ("epoch-manager", env!("CARGO_BIN_EXE_epoch-manager")),
         ];
         let functions = bins
             .iter()
@@ -218,6 +223,9 @@ impl Lambdas {
                     .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
                     .env("RUST_LOG", "info");
                 for (k, v) in env {
+                    cmd.env(k, v);
+                }
+                for (_, k, v) in own.iter().filter(|(f, _, _)| f == name) {
                     cmd.env(k, v);
                 }
                 Proc::spawn(name, cmd, dir)
@@ -302,6 +310,35 @@ fn received(body: String, group: Option<&str>) -> Received {
     }
 }
 
+/// A function URL request (payload format 2.0) for `GET path`.
+fn function_url_get(path: &str) -> Value {
+    json!({
+        "version": "2.0",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"accept": "application/json"},
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "proof",
+            "domainName": "proof.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "proof",
+            "http": {
+                "method": "GET",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "lambda-binaries-test"
+            },
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": 1_767_225_600_000_i64
+        },
+        "isBase64Encoded": false
+    })
+}
+
 fn event_json(event: &SqsEvent) -> Value {
     serde_json::to_value(event).unwrap()
 }
@@ -382,7 +419,9 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
         ("SIGNER_PRIVATE_KEY", SEQUENCER_KEY.to_string()),
         ("SEQ_PREFIX", prefix.clone()),
     ];
-    let mut lambdas = Lambdas::start(&dir, &env).await;
+    // The epoch manager signs with the EPOCH MANAGER key, not the sequencer's.
+    let own = [("epoch-manager", "SIGNER_PRIVATE_KEY", OWNER_KEY.to_string())];
+    let mut lambdas = Lambdas::start(&dir, &env, &own).await;
 
     let sdk = sequencer_adapters::aws_sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -484,9 +523,38 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
     let on_chain = chain.anchored(market, epoch).await.unwrap();
     assert_eq!(on_chain.batches.len(), 1, "{on_chain:?}");
     assert!(on_chain.ended, "{on_chain:?}");
+    let batch = &on_chain.batches[0];
+    assert!(batch.batch_cid.starts_with("baf"), "{on_chain:?}");
+
+    // proof (function URL): the accepted submission is included, in the batch on chain (whose
+    // root there is the batch's finalized-CIDs root).
+    let path = format!("/v1/markets/{market:#x}/epochs/{epoch}/submissions/{good_id}");
+    let r = lambdas.invoke("proof", &function_url_get(&path)).await;
+    assert_eq!(r["statusCode"], 200, "proof: {r}");
+    let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["fate"], "included", "proof: {body}");
+    assert_eq!(
+        body["batch"]["cid"],
+        batch.batch_cid.as_str(),
+        "proof: {body}"
+    );
+    assert_eq!(
+        body["batch"]["finalizedCidsRoot"]
+            .as_str()
+            .map(str::to_lowercase),
+        Some(format!("{:#x}", batch.root)),
+        "proof: {body}"
+    );
+    let r = lambdas
+        .invoke("proof", &function_url_get("/v1/markets/0x12/epochs"))
+        .await;
+    assert_eq!(r["statusCode"], 400, "proof: {r}");
+
+    // epoch-manager: a scheduled event → its stats (no step under cargo lambda's deadline).
+    let r = lambdas.invoke("epoch-manager", &scheduled).await;
     assert!(
-        on_chain.batches[0].batch_cid.starts_with("baf"),
-        "{on_chain:?}"
+        r["released"].is_u64() && r["errors"] == 0,
+        "epoch-manager: {r}"
     );
 
     // Every process served every invocation without exiting.
@@ -494,7 +562,7 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
     drop(lambdas);
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(
-        "lambda binaries: verify, tick, finalize, anchor proven in {:.1}s",
+        "lambda binaries: verify, tick, finalize, anchor, proof, epoch-manager proven in {:.1}s",
         t0.elapsed().as_secs_f64()
     );
 }
