@@ -47,6 +47,7 @@ fn epoch(projects: u64, per_project: u64) -> Vec<Accepted> {
                     header: "0xbfcdbbe00299b89c983a93729da99049ed33adb808fb03c0448f6455af5c4bb0".into(),
                     data_market: "0x0c2e22fe7526faef28e7a58c84f8723defce200c".into(),
                     node_version: Some("v0.5.1".into()),
+                    protocol_state: None,
                 },
             });
         }

@@ -35,6 +35,7 @@ fn bench(c: &mut Criterion) {
         header: format!("0x{}", "ab".repeat(32)),
         data_market: format!("{market:#x}"),
         node_version: None,
+        protocol_state: None,
     };
     let verifier = Verifier::new(domain);
     let digest = verifier.digest(&sub.request);

@@ -312,6 +312,7 @@ mod tests {
             header: format!("0x{}", "cd".repeat(32)),
             data_market: format!("0x{}", "11".repeat(20)),
             node_version: i.is_multiple_of(2).then(|| "v1.0".to_string()),
+            protocol_state: None,
         }
     }
 

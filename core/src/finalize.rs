@@ -368,6 +368,7 @@ mod tests {
                 header: format!("0x{}", "ab".repeat(32)),
                 data_market: format!("0x{}", "cd".repeat(20)),
                 node_version: None,
+                protocol_state: None,
             },
         }
     }

@@ -22,6 +22,8 @@ pub enum Rejection {
     Signature(#[from] SignatureError),
     #[error("submission is for data market {got}, not this sequencer's {expected}")]
     WrongDataMarket { expected: Address, got: String },
+    #[error("submission names ProtocolState {got}, not this sequencer's {expected}")]
+    WrongProtocolState { expected: Address, got: String },
     #[error("slot {slot} has no snapshotter assigned")]
     UnknownSlot { slot: u64 },
     #[error("signer {signer} is not slot {slot}'s snapshotter {expected}")]
@@ -52,6 +54,7 @@ impl Rejection {
             Rejection::Field(e) => e.reason(),
             Rejection::Signature(e) => e.reason(),
             Rejection::WrongDataMarket { .. } => "wrong_data_market",
+            Rejection::WrongProtocolState { .. } => "wrong_protocol_state",
             Rejection::UnknownSlot { .. } => "unknown_slot",
             Rejection::NotSlotSnapshotter { .. } => "not_slot_snapshotter",
             Rejection::FlaggedSigner { .. } => "flagged_signer",
@@ -107,7 +110,25 @@ pub fn check_stateless(
 ) -> Result<Recovered, Rejection> {
     submission.validate_fields()?;
     check_market(submission, market)?;
+    check_protocol_state(submission, &verifier.domain().verifying_contract)?;
     Ok(verifier.recover(submission)?)
+}
+
+/// `protocolState`, when a collector sends it, names the configured contract (case-insensitively).
+pub fn check_protocol_state(
+    submission: &SnapshotSubmission,
+    protocol_state: &Address,
+) -> Result<(), Rejection> {
+    match &submission.protocol_state {
+        None => Ok(()),
+        Some(s) => match crate::submission::parse_address(s) {
+            Some(a) if a == *protocol_state => Ok(()),
+            _ => Err(Rejection::WrongProtocolState {
+                expected: *protocol_state,
+                got: s.clone(),
+            }),
+        },
+    }
 }
 
 /// The submission names this sequencer's data market (case-insensitively).
@@ -217,6 +238,7 @@ mod tests {
             header: format!("0x{}", "ab".repeat(32)),
             data_market: format!("{market:#x}").to_uppercase().replace("0X", "0x"),
             node_version: None,
+            protocol_state: None,
         };
         (Verifier::new(domain), sub, market, address_of(&key))
     }
@@ -242,6 +264,29 @@ mod tests {
         assert_eq!(
             check_stateless(&v, &sub, &market).map_err(|e| e.reason()),
             Err("bad_length")
+        );
+    }
+
+    #[test]
+    fn protocol_state_when_present_must_be_ours() {
+        let (v, mut sub, market, signer) = setup();
+        let ours = format!("{:#x}", v.domain().verifying_contract)
+            .to_uppercase()
+            .replace("0X", "0x");
+        sub.protocol_state = Some(ours);
+        assert_eq!(
+            check_stateless(&v, &sub, &market).map(|r| r.signer),
+            Ok(signer)
+        );
+        sub.protocol_state = Some(format!("{:#x}", Address::repeat_byte(0x77)));
+        assert_eq!(
+            check_stateless(&v, &sub, &market).map_err(|e| e.reason()),
+            Err("wrong_protocol_state")
+        );
+        sub.protocol_state = Some("not an address".into());
+        assert_eq!(
+            check_stateless(&v, &sub, &market).map_err(|e| e.reason()),
+            Err("wrong_protocol_state")
         );
     }
 

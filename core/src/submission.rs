@@ -47,6 +47,10 @@ pub struct SnapshotSubmission {
     pub data_market: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_version: Option<String>,
+    /// The ProtocolState address the signer used as `verifyingContract` (field 6, sent by newer
+    /// collectors); when present it must be the configured one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol_state: Option<String>,
 }
 
 /// A field that does not meet PROTOCOL.md §1.
@@ -226,6 +230,8 @@ pub mod proto {
         pub data_market: String,
         #[prost(string, optional, tag = "5")]
         pub node_version: Option<String>,
+        #[prost(string, optional, tag = "6")]
+        pub protocol_state: Option<String>,
     }
 }
 
@@ -244,6 +250,7 @@ impl From<&SnapshotSubmission> for proto::SnapshotSubmission {
             header: s.header.clone(),
             data_market: s.data_market.clone(),
             node_version: s.node_version.clone(),
+            protocol_state: s.protocol_state.clone(),
         }
     }
 }
@@ -263,6 +270,7 @@ impl From<proto::SnapshotSubmission> for SnapshotSubmission {
             header: p.header,
             data_market: p.data_market,
             node_version: p.node_version,
+            protocol_state: p.protocol_state,
         }
     }
 }
@@ -284,6 +292,7 @@ mod tests {
             header: "0xbfcdbbe00299b89c983a93729da99049ed33adb808fb03c0448f6455af5c4bb0".into(),
             data_market: "0x0c2e22fe7526fAeF28E7A58c84f8723dEFcE200c".into(),
             node_version: None,
+            protocol_state: None,
         }
     }
 

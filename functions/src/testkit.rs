@@ -274,6 +274,7 @@ pub fn signed_message(
         header: format!("{header:#x}"),
         data_market: format!("{market:#x}"),
         node_version: Some("test".into()),
+        protocol_state: None,
     };
     let raw = CollectMessage::encode(id, &sub);
     (String::from_utf8(raw).unwrap(), sub)

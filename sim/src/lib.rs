@@ -100,6 +100,7 @@ impl SubmissionFactory {
             header: format!("0x{}", "ab".repeat(32)),
             data_market: self.market.clone(),
             node_version: Some("v0.1.0-sim".to_owned()),
+            protocol_state: None,
         };
         let id = Uuid::new_v4();
         Ok((id, CollectMessage::encode(&id, &submission)))

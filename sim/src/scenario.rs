@@ -121,6 +121,7 @@ impl Simulator {
             header: format!("{header:#x}"),
             data_market: format!("{:#x}", self.market),
             node_version: Some("sequencer-local-sim".into()),
+            protocol_state: None,
         };
         let id = Uuid::new_v4();
         Ok((id.to_string(), CollectMessage::encode(&id, &sub)))
