@@ -22,8 +22,9 @@ pub struct Args {
     /// Epoch size in blocks.
     #[arg(long, default_value_t = 4)]
     pub epoch_size: u64,
-    /// snapshotSubmissionWindow, blocks.
-    #[arg(long, default_value_t = 8)]
+    /// snapshotSubmissionWindow, blocks (16 × 250 ms: 4 s for a submission to travel the
+    /// ingress, the queue and verify, with room for a loaded machine).
+    #[arg(long, default_value_t = 16)]
     pub window: u64,
     /// batchSubmissionWindow, blocks.
     #[arg(long, default_value_t = 200)]
