@@ -6,6 +6,8 @@
 //! endpoints and region, see `sequencer_adapters`), the chain client's (`RPC_URL`,
 //! `SIGNER_PRIVATE_KEY` or `KMS_KEY_ID`, see `sequencer_chain::ChainConfig`).
 
+pub mod emf;
+
 use std::sync::Arc;
 
 use sequencer_adapters::{DynamoStore, KuboContent, QueueKind, SqsQueue};

@@ -14,6 +14,7 @@ async fn main() -> Result<(), Error> {
     sequencer_lambdas::init_tracing();
     let p = sequencer_lambdas::static_pipeline().await?;
     let api: &'static ProofApi = Box::leak(Box::default());
+    let emf = sequencer_lambdas::emf::Emf::leaked("proof");
     lambda_runtime::run(service_fn(
         move |e: LambdaEvent<LambdaFunctionUrlRequest>| async move {
             let http = &e.payload.request_context.http;
@@ -24,6 +25,7 @@ async fn main() -> Result<(), Error> {
                 .or(http.path.as_deref())
                 .unwrap_or("/");
             let query = e.payload.raw_query_string.as_deref().unwrap_or("");
+            let started = std::time::Instant::now();
             let r = api
                 .handle(p, http.method.as_deref().unwrap_or("GET"), path, query)
                 .await;
@@ -34,6 +36,7 @@ async fn main() -> Result<(), Error> {
             out.headers
                 .insert(CACHE_CONTROL, HeaderValue::from_static(r.cache_control()));
             out.body = Some(r.body_text());
+            emf.emit(&p.counters, started.elapsed());
             Ok::<_, Error>(out)
         },
     ))

@@ -20,6 +20,7 @@ async fn main() -> Result<(), Error> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1000),
     );
+    let emf = sequencer_lambdas::emf::Emf::leaked("tick");
     lambda_runtime::run(service_fn(
         move |e: LambdaEvent<serde_json::Value>| async move {
             let now_ms = SystemTime::now()
@@ -28,8 +29,10 @@ async fn main() -> Result<(), Error> {
                 .unwrap_or(0);
             let left = Duration::from_millis(e.context.deadline.saturating_sub(now_ms))
                 .saturating_sub(MARGIN);
-            let report = tick::run(p, tokio::time::Instant::now() + left, poll).await?;
-            Ok::<_, Error>(serde_json::to_value(report)?)
+            let started = std::time::Instant::now();
+            let report = tick::run(p, tokio::time::Instant::now() + left, poll).await;
+            emf.emit(&p.counters, started.elapsed());
+            Ok::<_, Error>(serde_json::to_value(report?)?)
         },
     ))
     .await

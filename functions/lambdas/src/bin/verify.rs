@@ -1,5 +1,5 @@
 //! `verify` Lambda: SQS event → `sequencer_functions::handlers::verify::handle` → partial batch
-//! failures (`ReportBatchItemFailures`). Environment: see the `sequencer_lambdas` crate docs.
+//! failures (`ReportBatchItemFailures`); EMF metric lines after each invocation. Environment: see the `sequencer_lambdas` crate docs.
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use sequencer_functions::handlers::{events::SqsEvent, verify};
@@ -8,8 +8,12 @@ use sequencer_functions::handlers::{events::SqsEvent, verify};
 async fn main() -> Result<(), Error> {
     sequencer_lambdas::init_tracing();
     let p = sequencer_lambdas::static_pipeline().await?;
+    let emf = sequencer_lambdas::emf::Emf::leaked("verify");
     lambda_runtime::run(service_fn(move |e: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(verify::handle(p, e.payload).await)
+        let started = std::time::Instant::now();
+        let response = verify::handle(p, e.payload).await;
+        emf.emit(&p.counters, started.elapsed());
+        Ok::<_, Error>(response)
     }))
     .await
 }
