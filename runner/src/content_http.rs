@@ -4,7 +4,8 @@
 //!
 //! The same server answers the proof API under `/v1/` (`sequencer_functions::handlers::proof`,
 //! the handler the `proof` Lambda runs): submission fates with inclusion proofs, epoch status,
-//! recent epochs.
+//! recent epochs; and the pipeline's counters on `/metrics` in the Prometheus text format (the
+//! names the functions' EMF lines carry, labels as Prometheus labels).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -70,8 +71,55 @@ async fn proof(
         .into_response()
 }
 
-/// Serves `store` on `addr`, and the proof API over `pipeline` under `/v1/` when given; returns
-/// the bound address.
+/// `Pipeline.counters` in the Prometheus text format: `verify_rejected_total{reason=late}` becomes
+/// `verify_rejected_total{reason="late"}`, one `# TYPE` line per name.
+pub fn render_metrics(counters: &std::collections::BTreeMap<String, u64>) -> String {
+    let mut by_name: std::collections::BTreeMap<&str, Vec<(String, u64)>> = Default::default();
+    for (name, v) in counters {
+        let (base, labels) = match name.split_once('{') {
+            Some((b, rest)) => {
+                let labels: Vec<String> = rest
+                    .trim_end_matches('}')
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| {
+                        let v = v.trim().trim_matches('"');
+                        let v = v
+                            .replace('\\', "\\\\")
+                            .replace('"', "\\\"")
+                            .replace('\n', "\\n");
+                        format!("{}=\"{v}\"", k.trim())
+                    })
+                    .collect();
+                (b, format!("{{{}}}", labels.join(",")))
+            }
+            None => (name.as_str(), String::new()),
+        };
+        by_name.entry(base).or_default().push((labels, *v));
+    }
+    let mut out = String::new();
+    for (name, series) in by_name {
+        out.push_str(&format!("# TYPE {name} counter\n"));
+        for (labels, v) in series {
+            out.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    }
+    out
+}
+
+async fn metrics(State(p): State<Arc<Pipeline>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render_metrics(&p.counters.snapshot()),
+    )
+        .into_response()
+}
+
+/// Serves `store` on `addr`, and the proof API over `pipeline` under `/v1/` and its counters on
+/// `/metrics` when given; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     store: Store,
@@ -83,11 +131,17 @@ pub async fn serve(
         .route("/ipfs/{cid}", get(gateway))
         .with_state(store);
     if let Some(p) = pipeline {
-        app = app.merge(
-            Router::new()
-                .route("/v1/{*rest}", any(proof))
-                .with_state((p, Arc::new(ProofApi::default()))),
-        );
+        app = app
+            .merge(
+                Router::new()
+                    .route("/metrics", get(metrics))
+                    .with_state(p.clone()),
+            )
+            .merge(
+                Router::new()
+                    .route("/v1/{*rest}", any(proof))
+                    .with_state((p, Arc::new(ProofApi::default()))),
+            );
     }
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -97,4 +151,26 @@ pub async fn serve(
             .await;
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_metrics;
+
+    #[test]
+    fn counters_render_as_prometheus_text() {
+        let mut c = std::collections::BTreeMap::new();
+        c.insert("verify_accepted_total".to_string(), 80);
+        c.insert("verify_rejected_total{reason=late}".to_string(), 1);
+        c.insert("verify_rejected_total{reason=duplicate}".to_string(), 4);
+        c.insert("verify_rejected_total_x".to_string(), 2);
+        let text = render_metrics(&c);
+        assert_eq!(
+            text,
+            "# TYPE verify_accepted_total counter\nverify_accepted_total 80\n\
+             # TYPE verify_rejected_total counter\nverify_rejected_total{reason=\"duplicate\"} 4\n\
+             verify_rejected_total{reason=\"late\"} 1\n\
+             # TYPE verify_rejected_total_x counter\nverify_rejected_total_x 2\n"
+        );
+    }
 }

@@ -138,7 +138,7 @@ pub async fn run(args: Args) -> Result<i32> {
     progress(
         started,
         &format!(
-            "batch documents at http://{content_addr}/ipfs/<cid> (and the Kubo RPC's /api/v0/cat); proof API at http://{content_addr}/v1/markets/{:#x}/epochs",
+            "batch documents at http://{content_addr}/ipfs/<cid> (and the Kubo RPC's /api/v0/cat); proof API at http://{content_addr}/v1/markets/{:#x}/epochs; metrics at http://{content_addr}/metrics",
             dep.data_market
         ),
     );
