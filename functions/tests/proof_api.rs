@@ -421,6 +421,11 @@ async fn bad_input_is_refused_before_any_lookup() {
         .await;
     assert_eq!((r.status, code(&r)), (405, codes::METHOD_NOT_ALLOWED));
     assert_eq!(e.p.counters.get("proof_requests_total"), 0, "no lookups");
+    let r = e.get("/v1/markets").await;
+    assert_eq!(r.body["markets"][0], m.as_str());
+    assert!(sequencer_functions::handlers::proof::status_page("/status")
+        .is_some_and(|h| h.contains("/v1/markets")));
+    assert!(sequencer_functions::handlers::proof::status_page("/v1/markets").is_none());
 }
 
 #[tokio::test]

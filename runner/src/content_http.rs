@@ -4,7 +4,7 @@
 //!
 //! The same server answers the proof API under `/v1/` (`sequencer_functions::handlers::proof`,
 //! the handler the `proof` Lambda runs): submission fates with inclusion proofs, epoch status,
-//! recent epochs; and the pipeline's counters on `/metrics` in the Prometheus text format (the
+//! recent epochs, with the status page over it at `/` and `/status`; and the pipeline's counters on `/metrics` in the Prometheus text format (the
 //! names the functions' EMF lines carry, labels as Prometheus labels).
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
-use sequencer_functions::handlers::proof::ProofApi;
+use sequencer_functions::handlers::proof::{self, ProofApi};
 use sequencer_functions::ports::ContentStore;
 use sequencer_functions::Pipeline;
 use tokio_util::sync::CancellationToken;
@@ -107,6 +107,14 @@ pub fn render_metrics(counters: &std::collections::BTreeMap<String, u64>) -> Str
     out
 }
 
+async fn status() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        proof::STATUS_PAGE,
+    )
+        .into_response()
+}
+
 async fn metrics(State(p): State<Arc<Pipeline>>) -> Response {
     (
         [(
@@ -134,6 +142,8 @@ pub async fn serve(
         app = app
             .merge(
                 Router::new()
+                    .route("/", get(status))
+                    .route("/status", get(status))
                     .route("/metrics", get(metrics))
                     .with_state(p.clone()),
             )

@@ -6,6 +6,8 @@
 //! | `GET /v1/markets/{market}/epochs/{epoch}/submissions/{id}` | the submission's fate: `included` (batch, leaf, 32 siblings, `roothash`, anchoring tx and block), `accepted` (not yet anchored, with the proof once finalized), `not_batched`, `simulation`, `rejected` (reason and when) |
 //! | `GET /v1/markets/{market}/epochs/{epoch}` | epoch status: release block, window, state, counts accepted / rejected by reason, batches with CIDs, both roots and transactions |
 //! | `GET /v1/markets/{market}/epochs?before=&limit=` | recent epochs, newest first; `next_before` pages on |
+//! | `GET /v1/markets` | the market this deployment sequences |
+//! | `GET /` or `/status` | the status page ([`STATUS_PAGE`]) |
 //!
 //! Input is validated before any lookup; errors are `{"error":{"code":…,"message":…}}` with a
 //! stable code and the right status ([`codes`]). Answers about an `ANCHORED` epoch never change,
@@ -38,6 +40,15 @@ pub const CACHE_RESPONSES: usize = 4096;
 pub const CACHE_EPOCHS: usize = 8;
 /// Longest path accepted; anything longer is not one of ours (checked before parsing).
 pub const MAX_PATH_BYTES: usize = 256;
+
+/// The status page (plain HTML, CSS and a little JavaScript over this API): recent epochs at a
+/// glance, one epoch's batches, a submission's fate. Served at `/` and `/status` next to the API.
+pub const STATUS_PAGE: &str = include_str!("status.html");
+
+/// The status page, when `path` asks for it.
+pub fn status_page(path: &str) -> Option<&'static str> {
+    matches!(path, "/" | "/status" | "/status/").then_some(STATUS_PAGE)
+}
 
 /// Stable error codes.
 pub mod codes {
@@ -181,6 +192,7 @@ enum Route {
     Submission(u64, String),
     Epoch(u64),
     Epochs { before: Option<u64>, limit: u64 },
+    Markets,
 }
 
 impl ProofApi {
@@ -213,7 +225,7 @@ impl ProofApi {
         let key = match &route {
             Route::Submission(e, id) => Some(format!("s/{e}/{id}")),
             Route::Epoch(e) => Some(format!("e/{e}")),
-            Route::Epochs { .. } => None,
+            Route::Epochs { .. } | Route::Markets => None,
         };
         if let Some(k) = &key {
             if let Some(hit) = self.responses.lock().ok().and_then(|c| c.get(k)) {
@@ -226,6 +238,10 @@ impl ProofApi {
             Route::Submission(epoch, id) => self.submission(p, epoch, &id).await,
             Route::Epoch(epoch) => epoch_status(p, epoch).await,
             Route::Epochs { before, limit } => epoch_list(p, before, limit).await,
+            Route::Markets => Ok(ApiResponse::ok(
+                json!({"markets": [format!("{:#x}", p.config.market)]}),
+                false,
+            )),
         };
         let answer = answer.unwrap_or_else(ApiResponse::from);
         if answer.status >= 400 {
@@ -412,6 +428,16 @@ fn parse_route(p: &Pipeline, path: &str, query: &str) -> Result<Route, ApiRespon
             ),
         )
     };
+    if parts.as_slice() == ["", "v1", "markets"] {
+        return match parse_query(query)?.first() {
+            None => Ok(Route::Markets),
+            Some((k, _)) => Err(ApiResponse::error(
+                400,
+                codes::BAD_QUERY,
+                format!("unknown query parameter {k:?}"),
+            )),
+        };
+    }
     let ["", "v1", "markets", market, "epochs", rest @ ..] = parts.as_slice() else {
         return Err(not_found());
     };

@@ -1,5 +1,5 @@
 //! `proof` Lambda behind a function URL: `GET /v1/markets/{market}/epochs…` → JSON
-//! (`sequencer_functions::handlers::proof`). Read-only; answers about anchored epochs are cached
+//! (`sequencer_functions::handlers::proof`), the status page at `/` and `/status`. Read-only; answers about anchored epochs are cached
 //! per execution environment. Environment: see the `sequencer_lambdas` crate docs.
 
 use aws_lambda_events::http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
@@ -7,7 +7,7 @@ use aws_lambda_events::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use sequencer_functions::handlers::proof::ProofApi;
+use sequencer_functions::handlers::proof::{status_page, ProofApi};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -25,11 +25,20 @@ async fn main() -> Result<(), Error> {
                 .or(http.path.as_deref())
                 .unwrap_or("/");
             let query = e.payload.raw_query_string.as_deref().unwrap_or("");
+            let mut out = LambdaFunctionUrlResponse::default();
+            if let Some(html) = status_page(path) {
+                out.status_code = 200;
+                out.headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                out.body = Some(html.to_string());
+                return Ok(out);
+            }
             let started = std::time::Instant::now();
             let r = api
                 .handle(p, http.method.as_deref().unwrap_or("GET"), path, query)
                 .await;
-            let mut out = LambdaFunctionUrlResponse::default();
             out.status_code = i64::from(r.status);
             out.headers
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
