@@ -467,4 +467,18 @@ async fn epochs_are_listed_newest_first_in_pages() {
     assert_eq!((ids, next), (vec![1], None));
     let (ids, _, _) = list("?before=1".into()).await;
     assert!(ids.is_empty());
+    // An open epoch's counts are counted live.
+    let (epoch, h) = e.open_epoch().await;
+    e.submit(1, 1, epoch, "p1", CID_A, h).await;
+    e.submit(1, 1, epoch, "p2", CID_A, h).await;
+    e.submit(1, 1, epoch, "p3", CID_A, h).await;
+    let (ids, _, body) = list("?limit=1".into()).await;
+    assert_eq!(ids, vec![epoch]);
+    assert_eq!(body["epochs"][0]["state"], "OPEN");
+    assert_eq!(body["epochs"][0]["counts"]["accepted"], 2);
+    assert_eq!(
+        body["epochs"][0]["counts"]["rejectedByReason"]["slot_epoch_cap"],
+        1
+    );
+    assert_eq!(body["epochs"][0]["countsFinal"], false);
 }

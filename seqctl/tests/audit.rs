@@ -3,7 +3,10 @@
 //! directory served over HTTP (the proof API and the batch documents) by this test. The honest
 //! epoch passes every check; copies of its documents tampered with (bytes changed, a wrong
 //! roothash, a wrong `cids` entry, a forged signature) and served by a server of this test are
-//! each caught; an epoch that was never released says so. Needs ANVIL_BIN (scripts/env.sh);
+//! each caught; an epoch that was never released says so. Then the status page in headless
+//! Chromium (when installed: `apt-get install chromium` or CHROMIUM_BIN) shows the epoch, its
+//! batches and a looked-up submission's fate; the screenshot is kept in
+//! `target/artifacts/status-page.png`. Needs ANVIL_BIN (scripts/env.sh);
 //! prints a loud skip line without it, or fails under `SEQ_REQUIRE_SERVICES=1`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -307,5 +310,95 @@ async fn audit_holds_on_a_real_epoch_and_catches_tampering() {
     .await;
     assert_eq!(o.status.code(), Some(1));
     assert!(out(&o).contains("unknown_submission"), "{}", out(&o));
+
+    // The status page in a real headless browser: the epochs, one epoch's batches and the
+    // looked-up submission's fate, as the page's JavaScript renders them from the API.
+    status_page_in_chromium(&honest, epoch, &id, &docs[0].0).await;
     stop.cancel();
+}
+
+fn chromium() -> Option<PathBuf> {
+    let from_env = std::env::var_os("CHROMIUM_BIN").map(PathBuf::from);
+    let found = from_env.into_iter().chain(
+        [
+            "/usr/bin/chromium",
+            "/usr/bin/chromium-browser",
+            "/usr/bin/google-chrome",
+        ]
+        .into_iter()
+        .map(PathBuf::from),
+    );
+    let bin = found.into_iter().find(|p| p.is_file());
+    if bin.is_none() {
+        eprintln!("\n!!!!! SKIPPED the status page browser check: no Chromium (apt-get install chromium, or set CHROMIUM_BIN) !!!!!\n");
+    }
+    bin
+}
+
+async fn browser(bin: &std::path::Path, args: Vec<String>) -> Output {
+    let bin = bin.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--virtual-time-budget=15000",
+                "--window-size=1280,1100",
+            ])
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+async fn status_page_in_chromium(base: &str, epoch: u64, id: &str, batch_cid: &str) {
+    let Some(bin) = chromium() else { return };
+    let url = format!("{base}/status?epoch={epoch}&id={id}");
+    let profile = tempfile::tempdir().unwrap();
+    let profile_arg = format!("--user-data-dir={}", profile.path().display());
+    let o = browser(
+        &bin,
+        vec![profile_arg.clone(), "--dump-dom".into(), url.clone()],
+    )
+    .await;
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        dom.contains("data-ready=\"1\""),
+        "page did not finish: {dom}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        dom.contains("id=\"fate-word\">included<"),
+        "fate not shown: {dom}"
+    );
+    assert!(
+        dom.contains(batch_cid),
+        "the epoch's batches are listed: {dom}"
+    );
+    assert!(
+        dom.contains(&format!("data-epoch=\"{epoch}\"")),
+        "the epoch row: {dom}"
+    );
+    assert!(dom.contains("ANCHORED"));
+    // The screenshot is kept as the test's artifact.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let shot = dir.join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let o = browser(
+        &bin,
+        vec![profile_arg, format!("--screenshot={}", shot.display()), url],
+    )
+    .await;
+    assert!(
+        shot.is_file(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    println!("status page screenshot: {}", shot.display());
 }

@@ -734,7 +734,12 @@ async fn epoch_list(
             continue;
         }
         let rec: EpochRecord = parse("epoch", &item.data)?;
-        let counts = rec.counts.clone().unwrap_or_default();
+        // Not finalized yet: count its receipts. Only epochs inside their window (a handful,
+        // however long the list) have no recorded counts.
+        let counts = match &rec.counts {
+            Some(c) => c.clone(),
+            None => live_counts(p, e).await?,
+        };
         epochs.push(epoch_summary(
             &item.state.unwrap_or_default(),
             &rec,
