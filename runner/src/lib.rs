@@ -272,6 +272,11 @@ async fn simulate(
     let mut failures = 0usize;
     let mut last_progress = Instant::now();
     let deadline_per_epoch = Duration::from_secs(args.epoch_timeout_secs);
+    // Ctrl-C or SIGTERM ends the run cleanly (the spawned anvil and the ingress are stopped).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
         for (e, st, rec) in tick::epochs(p).await? {
             if known.contains(&e) {
@@ -333,7 +338,11 @@ async fn simulate(
             failures += 1;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = &mut interrupted => { eprintln!("interrupted"); break; }
+            _ = term.recv() => { eprintln!("terminated"); break; }
+        }
     }
     sim.close().await;
     Ok(if failures == 0 { 0 } else { 1 })
