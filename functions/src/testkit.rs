@@ -279,3 +279,99 @@ pub fn signed_message(
     let raw = CollectMessage::encode(id, &sub);
     (String::from_utf8(raw).unwrap(), sub)
 }
+
+/// A pipeline on the embedded adapters (one SQLite file and a blockstore under `dir`) and a
+/// [`MemChain`] with 6 simulated slots, windows of 5 blocks: what handler tests start from.
+pub struct Harness {
+    /// The pipeline.
+    pub p: crate::Pipeline,
+    /// Its chain.
+    pub chain: std::sync::Arc<MemChain>,
+    /// The submissions queue (its DLQ is the pipeline's `submissions_dlq`).
+    pub submissions: crate::embedded::SqliteQueue,
+    /// Finalize jobs.
+    pub finalize_q: crate::embedded::SqliteQueue,
+    /// Anchor jobs (FIFO).
+    pub anchor_q: crate::embedded::SqliteQueue,
+    /// The content store.
+    pub blocks: crate::embedded::BlockDir,
+    /// The EIP-712 domain submissions are signed for.
+    pub domain: Domain,
+    /// The market.
+    pub market: Address,
+}
+
+impl Harness {
+    /// A harness under `dir` cutting batches of `batch_size` projects.
+    pub fn new(dir: &std::path::Path, batch_size: usize) -> Self {
+        use crate::embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
+        use std::sync::Arc;
+        let db = Db::open(&dir.join("seq.sqlite")).unwrap();
+        let queue = |name: &str, fifo: bool| {
+            SqliteQueue::new(
+                db.clone(),
+                name,
+                QueueOptions {
+                    visibility_timeout: std::time::Duration::from_secs(30),
+                    max_receive_count: Some(3),
+                    dlq: Some(format!("{name}-dlq")),
+                    fifo,
+                },
+            )
+        };
+        let market = devkeys::local_market_address();
+        let protocol_state = Address::repeat_byte(0x5a);
+        let chain = Arc::new(MemChain::new(
+            market,
+            Windows {
+                snapshot_blocks: 5,
+                batch_blocks: 100,
+            },
+            6,
+        ));
+        let submissions = queue("submissions", false);
+        let finalize_q = queue("finalize", false);
+        let anchor_q = queue("anchor.fifo", true);
+        let blocks = BlockDir::new(dir.join("blocks"));
+        let mut config = crate::PipelineConfig::new(market, protocol_state, 31337);
+        config.finalize.batch_size = batch_size;
+        let ports = crate::Ports {
+            state: Arc::new(SqliteState::new(db.clone())),
+            content: Arc::new(blocks.clone()),
+            chain: chain.clone(),
+            finalize_queue: Arc::new(finalize_q.clone()),
+            anchor_queue: Arc::new(anchor_q.clone()),
+            submissions_dlq: Arc::new(submissions.dlq().unwrap()),
+        };
+        Self {
+            p: crate::Pipeline::new(ports, config),
+            chain,
+            submissions,
+            finalize_q,
+            anchor_q,
+            blocks,
+            domain: Domain {
+                chain_id: 31337,
+                verifying_contract: protocol_state,
+            },
+            market,
+        }
+    }
+
+    /// Runs the queued finalize jobs, then the anchor jobs, through the poller.
+    pub async fn run_jobs(&self) {
+        use crate::handlers::{anchor, finalize};
+        use crate::poller::{drain, PollerConfig};
+        let cfg = PollerConfig {
+            wait: std::time::Duration::ZERO,
+            retry_delay: std::time::Duration::ZERO,
+            ..PollerConfig::default()
+        };
+        drain(&self.finalize_q, &cfg, 10, |e| finalize::handle(&self.p, e))
+            .await
+            .unwrap();
+        drain(&self.anchor_q, &cfg, 10, |e| anchor::handle(&self.p, e))
+            .await
+            .unwrap();
+    }
+}

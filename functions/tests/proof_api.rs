@@ -5,21 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sequencer_chain::Windows;
-use sequencer_core::devkeys;
-use sequencer_core::eip712::Domain;
 use sequencer_core::proof::InclusionProof;
-use sequencer_core::{Address, B256};
-use sequencer_functions::embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
+use sequencer_core::B256;
+
 use sequencer_functions::handlers::proof::{codes, ApiResponse, ProofApi};
 use sequencer_functions::handlers::{anchor, finalize, tick, verify};
 use sequencer_functions::poller::{drain, PollerConfig};
 use sequencer_functions::ports::ContentStore;
-use sequencer_functions::testkit::{block_hash_of, signed_message, MemChain};
-use sequencer_functions::{Pipeline, PipelineConfig, Ports};
+use sequencer_functions::testkit::{block_hash_of, signed_message, Harness};
+
 use serde_json::Value;
 use uuid::Uuid;
 use verify::Verdict;
@@ -28,69 +24,23 @@ const CID_A: &str = "bafkreihwyondy4kizuhvw2zzhzbueoeu725mxg57jsgwpaizummptvtjzy
 const CID_B: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 
 struct Env {
-    p: Pipeline,
+    h: Harness,
     api: ProofApi,
-    chain: Arc<MemChain>,
-    finalize_q: SqliteQueue,
-    anchor_q: SqliteQueue,
-    blocks: BlockDir,
-    domain: Domain,
-    market: Address,
     _dir: tempfile::TempDir,
 }
 
-fn queue(db: &Db, name: &str, fifo: bool) -> SqliteQueue {
-    SqliteQueue::new(
-        db.clone(),
-        name,
-        QueueOptions {
-            visibility_timeout: Duration::from_secs(30),
-            max_receive_count: Some(3),
-            dlq: Some(format!("{name}-dlq")),
-            fifo,
-        },
-    )
+impl std::ops::Deref for Env {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
+    }
 }
 
 fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("seq.sqlite")).unwrap();
-    let market = devkeys::local_market_address();
-    let protocol_state = Address::repeat_byte(0x5a);
-    let chain = Arc::new(MemChain::new(
-        market,
-        Windows {
-            snapshot_blocks: 5,
-            batch_blocks: 100,
-        },
-        6,
-    ));
-    let submissions = queue(&db, "submissions", false);
-    let finalize_q = queue(&db, "finalize", false);
-    let anchor_q = queue(&db, "anchor.fifo", true);
-    let blocks = BlockDir::new(dir.path().join("blocks"));
-    let mut config = PipelineConfig::new(market, protocol_state, 31337);
-    config.finalize.batch_size = 1;
-    let ports = Ports {
-        state: Arc::new(SqliteState::new(db.clone())),
-        content: Arc::new(blocks.clone()),
-        chain: chain.clone(),
-        finalize_queue: Arc::new(finalize_q.clone()),
-        anchor_queue: Arc::new(anchor_q.clone()),
-        submissions_dlq: Arc::new(submissions.dlq().unwrap()),
-    };
     Env {
-        p: Pipeline::new(ports, config),
+        h: Harness::new(dir.path(), 1),
         api: ProofApi::default(),
-        chain,
-        finalize_q,
-        anchor_q,
-        blocks,
-        domain: Domain {
-            chain_id: 31337,
-            verifying_contract: protocol_state,
-        },
-        market,
         _dir: dir,
     }
 }

@@ -4,10 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sequencer_chain::Windows;
 use sequencer_core::devkeys;
 use sequencer_core::eip712::{address_of, Domain};
 use sequencer_core::finalize::{inspect_roots, BatchDocument};
@@ -15,82 +13,33 @@ use sequencer_core::{Address, B256};
 use uuid::Uuid;
 
 use super::{anchor, finalize, tick, verify};
-use crate::embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
-use crate::pipeline::{Pipeline, Ports};
+
 use crate::poller::{drain, PollerConfig};
 use crate::ports::{ContentStore, OutMessage, Queue};
 use crate::records::{state, EpochJob};
-use crate::testkit::{block_hash_of, signed_message, MemChain};
-use crate::PipelineConfig;
+use crate::testkit::{block_hash_of, signed_message, Harness};
+
 use verify::Verdict;
 
 const CID_A: &str = "bafkreihwyondy4kizuhvw2zzhzbueoeu725mxg57jsgwpaizummptvtjzy";
 const CID_B: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 
 struct Env {
-    p: Pipeline,
-    chain: Arc<MemChain>,
-    submissions: SqliteQueue,
-    finalize_q: SqliteQueue,
-    anchor_q: SqliteQueue,
-    blocks: BlockDir,
-    domain: Domain,
-    market: Address,
+    h: Harness,
     _dir: tempfile::TempDir,
 }
 
-fn queue(db: &Db, name: &str, fifo: bool) -> SqliteQueue {
-    SqliteQueue::new(
-        db.clone(),
-        name,
-        QueueOptions {
-            visibility_timeout: Duration::from_secs(30),
-            max_receive_count: Some(3),
-            dlq: Some(format!("{name}-dlq")),
-            fifo,
-        },
-    )
+impl std::ops::Deref for Env {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
+    }
 }
 
 fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(&dir.path().join("seq.sqlite")).unwrap();
-    let market = devkeys::local_market_address();
-    let protocol_state = Address::repeat_byte(0x5a);
-    let chain = Arc::new(MemChain::new(
-        market,
-        Windows {
-            snapshot_blocks: 5,
-            batch_blocks: 100,
-        },
-        6,
-    ));
-    let submissions = queue(&db, "submissions", false);
-    let finalize_q = queue(&db, "finalize", false);
-    let anchor_q = queue(&db, "anchor.fifo", true);
-    let blocks = BlockDir::new(dir.path().join("blocks"));
-    let mut config = PipelineConfig::new(market, protocol_state, 31337);
-    config.finalize.batch_size = 2;
-    let ports = Ports {
-        state: Arc::new(SqliteState::new(db.clone())),
-        content: Arc::new(blocks.clone()),
-        chain: chain.clone(),
-        finalize_queue: Arc::new(finalize_q.clone()),
-        anchor_queue: Arc::new(anchor_q.clone()),
-        submissions_dlq: Arc::new(submissions.dlq().unwrap()),
-    };
     Env {
-        p: Pipeline::new(ports, config),
-        chain,
-        submissions,
-        finalize_q,
-        anchor_q,
-        blocks,
-        domain: Domain {
-            chain_id: 31337,
-            verifying_contract: protocol_state,
-        },
-        market,
+        h: Harness::new(dir.path(), 2),
         _dir: dir,
     }
 }
@@ -125,17 +74,7 @@ impl Env {
     }
 
     async fn run_all(&self) {
-        let cfg = PollerConfig {
-            wait: Duration::ZERO,
-            retry_delay: Duration::ZERO,
-            ..PollerConfig::default()
-        };
-        drain(&self.finalize_q, &cfg, 10, |e| finalize::handle(&self.p, e))
-            .await
-            .unwrap();
-        drain(&self.anchor_q, &cfg, 10, |e| anchor::handle(&self.p, e))
-            .await
-            .unwrap();
+        self.run_jobs().await;
     }
 }
 
