@@ -2,10 +2,9 @@
 # Idempotent installer for the tools the tests and local runs need.
 #
 #   scripts/tools.sh [component...]     components: node22 anvil localstack dynamodb ipfs nextest
-#                                        cargo-lambda terraform
-#                                        cargo-lambda (no argument: all of them)
+#                                        cargo-lambda terraform chromium (no argument: all of them)
 #
-# Everything lands under $ROOT/.tools (gitignored). A component that is already present with the
+# Everything lands under $ROOT/.tools (gitignored), except chromium (Debian's package, apt-get). A component that is already present with the
 # pinned version is skipped. npm installs run in the background while pip runs, so a cold install
 # of everything takes about as long as the LocalStack venv alone (see localstack/README.md).
 # Each install logs to .tools/logs/<component>.log; on failure the tail of that log is printed and
@@ -53,7 +52,7 @@ CARGO_LAMBDA_BIN="$CARGO_LAMBDA_VENV/bin/cargo-lambda"
 TF_TOOLS="$TOOLS/terraform"
 TF_SCHEMA="$TF_TOOLS/aws-provider-${AWS_PROVIDER_SCHEMA_VERSION}.schema.json"
 
-ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform)
+ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium)
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -103,6 +102,11 @@ ipfs_present() {
 
 nextest_present() {
     cargo nextest --version >/dev/null 2>&1
+}
+
+chromium_present() {
+    # Headless Chromium for the status page test (seqctl/tests/audit.rs), from Debian's packages.
+    command -v chromium >/dev/null 2>&1
 }
 
 cargo-lambda_present() {
@@ -206,6 +210,13 @@ install_terraform() {
     rm -f "$TF_TOOLS/cdktf-provider-aws-${CDKTF_AWS_VERSION}.tgz"
     wait "$checkov_pid" || die "terraform: checkov install failed"
     terraform_present || die "terraform: checkov, python-hcl2, the schema or a terraform binary missing after install"
+}
+
+install_chromium() {
+    # Debian's package (≈ 4 min cold); apt serialises itself with its own lock.
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+    chromium_present || die "chromium: still not on PATH"
 }
 
 install_nextest() {

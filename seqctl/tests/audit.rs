@@ -329,6 +329,9 @@ fn chromium() -> Option<PathBuf> {
         .map(PathBuf::from),
     );
     let bin = found.into_iter().find(|p| p.is_file());
+    if bin.is_none() && std::env::var("SEQ_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("no Chromium for the status page check and SEQ_REQUIRE_SERVICES=1 (scripts/tools.sh chromium)");
+    }
     if bin.is_none() {
         eprintln!("\n!!!!! SKIPPED the status page browser check: no Chromium (apt-get install chromium, or set CHROMIUM_BIN) !!!!!\n");
     }
