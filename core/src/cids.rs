@@ -35,6 +35,17 @@ pub fn parse_cid(s: &str) -> Result<Cid, CidError> {
     Cid::try_from(s).map_err(|e| CidError(e.to_string()))
 }
 
+/// The canonical spelling of a CID (PROTOCOL.md §6): CIDv1 in lower-case base32; a CIDv0
+/// becomes its CIDv1 (dag-pb) form. Text that does not parse is returned as is (verify rejects
+/// such a submission before it can be accepted).
+pub fn canonical_cid(s: &str) -> String {
+    match parse_cid(s) {
+        Ok(c) if c.version() == cid::Version::V0 => Cid::new_v1(c.codec(), *c.hash()).to_string(),
+        Ok(c) => c.to_string(),
+        Err(_) => s.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,12 +142,14 @@ pub fn consensus(subs: &[Accepted]) -> BTreeMap<String, ProjectConsensus> {
 fn consensus_of<'a>(
     subs: impl IntoIterator<Item = &'a Accepted>,
 ) -> BTreeMap<String, ProjectConsensus> {
-    let mut counts: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    // Votes are counted in the canonical spelling (CIDv1, lower-case base32), so other spellings
+    // of one CID are one vote and cannot win a tie by sorting first (PROTOCOL.md §6).
+    let mut counts: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for s in subs {
         *counts
             .entry(s.project())
             .or_default()
-            .entry(s.cid())
+            .entry(crate::cids::canonical_cid(s.cid()))
             .or_default() += 1;
     }
     counts
@@ -157,7 +159,7 @@ fn consensus_of<'a>(
             // BTreeMap iterates CIDs in ascending order; keep the first maximum.
             let (cid, votes) =
                 cids.into_iter().fold(
-                    ("", 0),
+                    (String::new(), 0),
                     |best, (cid, n)| {
                         if n > best.1 {
                             (cid, n)
@@ -170,7 +172,7 @@ fn consensus_of<'a>(
                 project.to_string(),
                 ProjectConsensus {
                     project_id: project.to_string(),
-                    cid: cid.to_string(),
+                    cid,
                     votes,
                     total,
                 },
@@ -386,6 +388,26 @@ mod tests {
         assert_eq!(c["p"].cid, "bafkc");
         assert_eq!((c["p"].votes, c["p"].total), (2, 3));
         assert_eq!(c["q"].cid, "bafky");
+    }
+
+    #[test]
+    fn spellings_of_one_cid_are_one_vote_published_canonically() {
+        let v1 = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
+        let v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
+        let v0_as_v1 = crate::cids::canonical_cid(v0);
+        assert!(v0_as_v1.starts_with("bafy"), "{v0_as_v1}");
+        let upper = v1.to_uppercase();
+        // Three spellings of v0's CID against two votes for `v1`: the v0 CID wins, published as v1.
+        let subs = vec![
+            acc("1", "p", 1, v0),
+            acc("2", "p", 2, &v0_as_v1.to_uppercase()),
+            acc("3", "p", 3, &v0_as_v1),
+            acc("4", "p", 4, v1),
+            acc("5", "p", 5, &upper),
+        ];
+        let c = consensus(&subs);
+        assert_eq!(c["p"].cid, v0_as_v1);
+        assert_eq!((c["p"].votes, c["p"].total), (3, 5));
     }
 
     #[test]
