@@ -5,6 +5,8 @@
 //! snapshotter simulator over real libp2p. Prints a row per epoch and checks inclusion proofs
 //! against the chain. The same handler code runs in Lambda.
 
+#![recursion_limit = "256"]
+
 pub mod args;
 pub mod chain;
 pub mod content_http;
@@ -177,9 +179,11 @@ pub async fn run(args: Args) -> Result<i32> {
             "proof_api": format!("http://{content_addr}/v1/markets/{:#x}", dep.data_market),
         });
         println!("{info}");
-        serve(&p, &blocks, &args).await
+        // Boxed: these futures are large and deep; callers that await `run` inside their own
+        // async code would otherwise hit the compiler's layout depth limit.
+        Box::pin(serve(&p, &blocks, &args)).await
     } else {
-        simulate(
+        Box::pin(simulate(
             &p,
             seq_chain.as_ref(),
             &blocks,
@@ -188,7 +192,7 @@ pub async fn run(args: Args) -> Result<i32> {
             &ingress_addr,
             ingress.peer_id,
             started,
-        )
+        ))
         .await
     };
 

@@ -2,6 +2,8 @@
 //! no Docker): anvil, the contract, the epoch manager, the libp2p ingress, every function on the
 //! embedded adapters and a snapshotter simulator; prints what each epoch did. `--help` for flags.
 
+#![recursion_limit = "256"]
+
 use clap::Parser;
 
 #[tokio::main]

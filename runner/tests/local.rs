@@ -1,6 +1,7 @@
 //! The local runner end to end on a real anvil: the README's run command with small sizes, and a
 //! runner killed with SIGKILL mid-run and restarted on the same data directory and chain.
 
+#![recursion_limit = "256"]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};

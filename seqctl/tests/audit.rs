@@ -9,6 +9,7 @@
 //! `target/artifacts/status-page.png`. Needs ANVIL_BIN (scripts/env.sh);
 //! prints a loud skip line without it, or fails under `SEQ_REQUIRE_SERVICES=1`.
 
+#![recursion_limit = "256"]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;

@@ -24,6 +24,7 @@
 //! `scripts/tools.sh anvil cargo-lambda`; skips loudly without them, fails under
 //! `SEQ_REQUIRE_SERVICES=1`.
 
+#![recursion_limit = "256"]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};

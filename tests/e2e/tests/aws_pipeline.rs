@@ -5,6 +5,7 @@
 //! IPFS and the roots on chain; this test adds the fault drills: every message delivered twice,
 //! and a poison message that must reach the DLQ while everything else goes on.
 
+#![recursion_limit = "256"]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
