@@ -271,6 +271,8 @@ async fn simulate(
     let mut sent = Vec::new();
     let mut submitted: BTreeSet<u64> = BTreeSet::new();
     let mut late: BTreeSet<u64> = BTreeSet::new();
+    let mut honest: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    let mut misbehaved: BTreeSet<u64> = BTreeSet::new();
     let mut printed: BTreeSet<u64> = BTreeSet::new();
     let mut headers: std::collections::BTreeMap<u64, B256> = Default::default();
     let mut failures = 0usize;
@@ -291,13 +293,50 @@ async fn simulate(
                 let at = head.min(rec.window_end);
                 let header = chain.block_hash(at).await?.context("head block hash")?;
                 let batch = sim.submit_epoch(e, header).await?;
-                progress(started, &format!("epoch {e}: released in block {}, window to {}; sent {} submissions (+1 replayed)", rec.release_block, rec.window_end, batch.len()));
+                progress(
+                    started,
+                    &format!(
+                        "epoch {e}: released in block {}, window to {}; sent {} honest submissions",
+                        rec.release_block,
+                        rec.window_end,
+                        batch.len()
+                    ),
+                );
+                honest.insert(e, batch.iter().map(|s| s.id.clone()).collect());
                 sent.extend(batch);
                 headers.insert(e, header);
                 submitted.insert(e);
                 last_progress = Instant::now();
             }
-            if st != state::OPEN && submitted.contains(&e) && !late.contains(&e) {
+            // Once the honest submissions are verified, the misbehaving ones (their outcome
+            // depends on coming second).
+            if st == state::OPEN && honest.contains_key(&e) {
+                let ids = honest.get(&e).cloned().unwrap_or_default();
+                let mut all = true;
+                for id in &ids {
+                    let key = records::receipt_key(&p.config.market, e, id);
+                    if p.ports.state.get(Table::Receipts, &key).await?.is_none() {
+                        all = false;
+                        break;
+                    }
+                }
+                if all {
+                    if let Some(h) = headers.get(&e) {
+                        let bad = sim.submit_misbehaving(e, *h).await?;
+                        progress(
+                            started,
+                            &format!(
+                                "epoch {e}: sent {} misbehaving submissions (+1 replayed)",
+                                bad.len()
+                            ),
+                        );
+                        sent.extend(bad);
+                    }
+                    honest.remove(&e);
+                    misbehaved.insert(e);
+                }
+            }
+            if st != state::OPEN && misbehaved.contains(&e) && !late.contains(&e) {
                 if let Some(h) = headers.get(&e) {
                     sent.push(sim.submit_late(e, *h).await?);
                 }

@@ -46,6 +46,10 @@ pub struct Sent {
     pub expect: Expect,
 }
 
+/// What an epoch's misbehaving submissions need from its honest ones: each slot's first
+/// project, and one honest message to replay.
+type Pending = (BTreeMap<u64, String>, Option<Vec<u8>>);
+
 /// The simulated snapshotters.
 pub struct Simulator {
     domain: Domain,
@@ -53,6 +57,8 @@ pub struct Simulator {
     slots: u64,
     projects: u64,
     clients: Vec<(Client, libp2p::Stream)>,
+    /// Per epoch: each slot's first project and one honest message to replay.
+    pending: BTreeMap<u64, Pending>,
 }
 
 /// The project id of project `j`.
@@ -93,6 +99,7 @@ impl Simulator {
             slots,
             projects: projects.max(1),
             clients,
+            pending: BTreeMap::new(),
         })
     }
 
@@ -135,8 +142,11 @@ impl Simulator {
         Ok(())
     }
 
-    /// Sends one epoch's submissions (all but the late one), with `header` a block hash inside
-    /// the window. Returns what each should become.
+    /// Sends one epoch's honest (and disagreeing) submissions, with `header` a block hash
+    /// inside the window. Returns what each should become. The misbehaving ones follow with
+    /// [`Self::submit_misbehaving`] once these are verified: which of two submissions of a slot
+    /// (or of a project and slot) wins depends on arrival order, so the test of "over the cap"
+    /// and "twice" needs the honest ones in first.
     pub async fn submit_epoch(&mut self, epoch: u64, header: B256) -> Result<Vec<Sent>> {
         let mut sent = Vec::new();
         let mut first_project: BTreeMap<u64, String> = BTreeMap::new();
@@ -169,6 +179,16 @@ impl Simulator {
                 });
             }
         }
+        self.pending.insert(epoch, (first_project, duplicate));
+        Ok(sent)
+    }
+
+    /// Sends the epoch's misbehaving submissions (badly signed, over the cap, twice, unassigned
+    /// slot) and replays one honest message byte for byte.
+    pub async fn submit_misbehaving(&mut self, epoch: u64, header: B256) -> Result<Vec<Sent>> {
+        let (first_project, duplicate) = self.pending.remove(&epoch).unwrap_or_default();
+        let mut sent = Vec::new();
+        let mut k = 0usize;
         let p0 = project_id(0);
         let cid = honest_cid(&p0, epoch);
         let mut bad = Vec::new();
