@@ -66,8 +66,9 @@ start() {
         jsipfs init --empty-repo >>"$LOGFILE" 2>&1 || die "init failed; see ${LOGFILE#"$ROOT"/}"
     fi
     configure
-    # A daemon that died without cleaning up leaves its repo lock behind.
-    pid_alive || rm -f "$REPO/repo.lock"
+    # A daemon that died without cleaning up leaves its repo lock behind (js-ipfs makes it a
+    # directory, so `rm -f` alone would stop the start here under `set -e`).
+    pid_alive || rm -rf "$REPO/repo.lock"
     log "starting js-ipfs on $API (log: ${LOGFILE#"$ROOT"/})"
     local t0
     t0="$(now)"

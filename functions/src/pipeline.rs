@@ -2,7 +2,7 @@
 //! start, the local runner) and shared by every invocation.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use sequencer_core::eip712::Verifier;
 
@@ -35,11 +35,19 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The map. A panic elsewhere while the lock was held poisons it; counts are plain numbers
+    /// that a panic cannot leave half-written, so they are kept (and the poisoning logged)
+    /// rather than silently reset or dropped.
+    fn map(&self) -> MutexGuard<'_, BTreeMap<String, u64>> {
+        self.inner.lock().unwrap_or_else(|poisoned| {
+            tracing::error!("counters lock poisoned by a panic; keeping the counts");
+            poisoned.into_inner()
+        })
+    }
+
     /// Adds `n` to `name`.
     pub fn add(&self, name: &str, n: u64) {
-        if let Ok(mut m) = self.inner.lock() {
-            *m.entry(name.to_string()).or_default() += n;
-        }
+        *self.map().entry(name.to_string()).or_default() += n;
     }
 
     /// Adds one.
@@ -49,16 +57,12 @@ impl Counters {
 
     /// The current values.
     pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.inner.lock().map(|m| m.clone()).unwrap_or_default()
+        self.map().clone()
     }
 
     /// One value.
     pub fn get(&self, name: &str) -> u64 {
-        self.inner
-            .lock()
-            .ok()
-            .and_then(|m| m.get(name).copied())
-            .unwrap_or(0)
+        self.map().get(name).copied().unwrap_or(0)
     }
 }
 
@@ -153,4 +157,26 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_survive_a_panic_while_locked() {
+        let c = Arc::new(Counters::default());
+        c.add("verify_accepted_total", 2);
+        let held = Arc::clone(&c);
+        let crashed = std::thread::spawn(move || {
+            let _guard = held.inner.lock();
+            panic!("a handler panicked while counting");
+        })
+        .join();
+        assert!(crashed.is_err());
+        assert!(c.inner.is_poisoned());
+        c.inc("verify_accepted_total");
+        assert_eq!(c.get("verify_accepted_total"), 3);
+        assert_eq!(c.snapshot().get("verify_accepted_total"), Some(&3));
+    }
 }

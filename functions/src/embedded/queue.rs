@@ -134,8 +134,34 @@ impl SqliteQueue {
                     params![count, until, receipt, id],
                 )
                 .map_err(sql)?;
-                let attributes: BTreeMap<String, String> =
-                    serde_json::from_str(&attrs).unwrap_or_default();
+                let attributes: BTreeMap<String, String> = match serde_json::from_str(&attrs) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Only a damaged database gets here (attributes are written as JSON by
+                        // `send`). The message is poison: dead-letter it with the reason where
+                        // there is a DLQ, otherwise fail loudly rather than deliver it without
+                        // its attributes.
+                        tracing::error!(queue = %self.name, id, error = %e, "corrupt message attributes");
+                        let Some(dlq) = &self.opts.dlq else {
+                            return Err(QueueError::Unavailable(format!(
+                                "message {id} of {} has corrupt attributes: {e}",
+                                self.name
+                            )));
+                        };
+                        let reason = format!("corrupt attributes: {e}");
+                        let attrs = serde_json::to_string(&BTreeMap::from([(
+                            "dead_letter_reason".to_string(),
+                            reason,
+                        )]))
+                        .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+                        tx.execute(
+                            "UPDATE messages SET queue = ?1, attrs = ?2, receive_count = 0, visible_at = 0, receipt = NULL WHERE id = ?3",
+                            params![dlq, attrs, id],
+                        )
+                        .map_err(sql)?;
+                        continue;
+                    }
+                };
                 out.push(Received {
                     message_id: format!("{}-{id}", self.name),
                     receipt,
@@ -151,10 +177,20 @@ impl SqliteQueue {
     }
 }
 
+/// The message's attributes plus `dead_letter_reason`. Attributes that do not parse (a damaged
+/// row) are replaced by the reason alone, and the reason says so.
 fn with_reason(attrs: &str, reason: &str) -> String {
-    let mut a: BTreeMap<String, String> = serde_json::from_str(attrs).unwrap_or_default();
-    a.insert("dead_letter_reason".into(), reason.into());
-    serde_json::to_string(&a).unwrap_or_else(|_| "{}".into())
+    let (mut a, reason) = match serde_json::from_str::<BTreeMap<String, String>>(attrs) {
+        Ok(a) => (a, reason.to_string()),
+        Err(e) => (
+            BTreeMap::new(),
+            format!("{reason}; corrupt attributes dropped: {e}"),
+        ),
+    };
+    a.insert("dead_letter_reason".into(), reason);
+    // A map of strings always serializes; the fallback keeps the reason even so.
+    serde_json::to_string(&a)
+        .unwrap_or_else(|_| r#"{"dead_letter_reason":"unserializable"}"#.into())
 }
 
 fn sql(e: rusqlite::Error) -> QueueError {
@@ -336,6 +372,63 @@ mod tests {
         let kept = q.receive(10, Duration::ZERO).await.expect("q");
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].body, "kept");
+    }
+
+    #[tokio::test]
+    async fn a_row_with_corrupt_attributes_is_dead_lettered_and_the_rest_delivered() {
+        let db = Db::in_memory().expect("db");
+        let (q, d) = pair(&db, false);
+        q.send(&[
+            OutMessage::new("damaged").attr("k", "v"),
+            OutMessage::new("fine").attr("k", "v"),
+        ])
+        .await
+        .expect("send");
+        // Damage the first row as a torn page or a hand edit would.
+        db.lock()
+            .expect("lock")
+            .execute(
+                "UPDATE messages SET attrs = '{\"k\": ' WHERE body = 'damaged'",
+                [],
+            )
+            .expect("damage");
+        let got = q.receive(10, Duration::ZERO).await.expect("receive");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, "fine");
+        assert_eq!(got[0].attributes.get("k").map(String::as_str), Some("v"));
+        let dead = d.receive(10, Duration::ZERO).await.expect("dlq");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].body, "damaged");
+        let reason = dead[0]
+            .attributes
+            .get("dead_letter_reason")
+            .expect("reason");
+        assert!(reason.starts_with("corrupt attributes"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn without_a_dlq_corrupt_attributes_fail_loudly() {
+        let db = Db::in_memory().expect("db");
+        let q = SqliteQueue::new(
+            db.clone(),
+            "plain",
+            QueueOptions {
+                visibility_timeout: Duration::from_secs(5),
+                max_receive_count: None,
+                dlq: None,
+                fifo: false,
+            },
+        );
+        q.send(&[OutMessage::new("damaged")]).await.expect("send");
+        db.lock()
+            .expect("lock")
+            .execute("UPDATE messages SET attrs = 'not json'", [])
+            .expect("damage");
+        let err = q
+            .receive(10, Duration::ZERO)
+            .await
+            .expect_err("must not deliver");
+        assert!(err.to_string().contains("corrupt attributes"), "{err}");
     }
 
     #[tokio::test]
