@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the core crate's criterion benchmarks and prints a markdown table of the
-# medians, with the ratios issue 2 sets targets for. All numbers come from one run.
+# medians, with the ratios the core targets are set in. All numbers come from one run.
 #   bash scripts/bench-core.sh                # run, then report
 #   bash scripts/bench-core.sh --report-only  # report the last run
 set -euo pipefail

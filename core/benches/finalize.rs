@@ -1,6 +1,6 @@
 //! Merkle roots over 100 k submission ids, and finalizing one epoch of 10 k
 //! projects × 10 submissions (consensus, batches, canonical JSON, CIDs, both
-//! roots). Targets (issue 2): roots under 100 ms; the epoch under 1 s on one core.
+//! roots). Targets: roots under 100 ms; the epoch under 1 s on one core.
 //!
 //! `cargo bench -p sequencer-core --bench finalize`
 

@@ -1,5 +1,5 @@
 //! Per-submission verification against one raw signer recovery, on both
-//! secp256k1 implementations. Target (issue 2): verification within 1.2× of the
+//! secp256k1 implementations. Target: verification within 1.2× of the
 //! raw recovery it is built on.
 //!
 //! `cargo bench -p sequencer-core --bench verify`

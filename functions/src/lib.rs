@@ -1,4 +1,4 @@
-//! The sequencer's pipeline (issue 7, ARCHITECTURE.md): [`ports`] (queue, state store, content
+//! The sequencer's pipeline (../shared/spec/ARCHITECTURE.md): [`ports`] (queue, state store, content
 //! store, chain), the handlers ([`handlers`]: verify, tick, finalize, anchor) as plain async
 //! functions over them, the [`embedded`] adapters for one machine with no services, the
 //! [`poller`] that stands in for Lambda's SQS event source mapping, and the [`conformance`] suite
