@@ -15,18 +15,7 @@ use clap::Parser;
 use sequencer_chain::{ChainClient, ChainConfig};
 
 fn anvil_bin(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("ANVIL_BIN").map(PathBuf::from) {
-        Some(p) if p.is_file() => Some(p),
-        _ => {
-            if std::env::var("SEQ_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{test}: ANVIL_BIN is not set and SEQ_REQUIRE_SERVICES=1");
-            }
-            eprintln!(
-                "\n!!!!! SKIPPED {test}: ANVIL_BIN is not set (source scripts/env.sh) !!!!!\n"
-            );
-            None
-        }
-    }
+    sequencer_testsupport::anvil_bin(test)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

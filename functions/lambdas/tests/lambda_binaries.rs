@@ -50,69 +50,24 @@ const BLOCK_MS: u64 = 200;
 const WINDOW_BLOCKS: u64 = 30;
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(40);
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-async fn up(url: &str) -> bool {
-    let hostport = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    matches!(
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect(hostport)
-        )
-        .await,
-        Ok(Ok(_))
-    )
-}
-
 /// The services and tools this test needs, or a loud skip (a failure under
 /// `SEQ_REQUIRE_SERVICES=1`).
 async fn services(test: &str) -> bool {
-    let mut missing = Vec::new();
-    for var in [
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_DYNAMODB",
-        "IPFS_API_URL",
-    ] {
-        match std::env::var(var) {
-            Ok(u) if up(&u).await => {}
-            _ => missing.push(var),
-        }
-    }
-    for var in ["ANVIL_BIN", "CARGO_LAMBDA_BIN", "LOCALSTACK_PYTHON"] {
-        if !std::env::var_os(var).is_some_and(|p| Path::new(&p).is_file()) {
-            missing.push(var);
-        }
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("SEQ_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{test}: {missing:?} not available and SEQ_REQUIRE_SERVICES=1");
-    }
-    eprintln!("\n!!!!! SKIPPED {test}: {missing:?} not available (source scripts/env.sh; localstack/start.sh; scripts/ipfs.sh start; scripts/tools.sh anvil cargo-lambda) !!!!!\n");
-    false
+    let missing = sequencer_testsupport::missing(
+        &[
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            "IPFS_API_URL",
+        ],
+        &["ANVIL_BIN", "CARGO_LAMBDA_BIN", "LOCALSTACK_PYTHON"],
+    )
+    .await;
+    sequencer_testsupport::require(test, &missing)
 }
 
 /// Creates fresh queues and tables under a prefix of their own.
 fn create_resources(prefix: &str) {
-    let py = std::env::var("LOCALSTACK_PYTHON").unwrap();
-    let out = std::process::Command::new(py)
-        .arg(repo().join("localstack/resources.py"))
-        .arg("create")
-        .env("SEQ_PREFIX", prefix)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "resources.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sequencer_testsupport::create_resources(prefix).expect("emulator resources");
 }
 
 fn free_port() -> u16 {
@@ -191,7 +146,7 @@ impl Lambdas {
             .current_dir(env!("CARGO_MANIFEST_DIR"));
         let mut watch = Proc::spawn("cargo-lambda-watch", cmd, dir);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !up(&format!("127.0.0.1:{port}")).await {
+        while !sequencer_testsupport::listening(&format!("127.0.0.1:{port}")).await {
             watch.assert_alive();
             assert!(
                 tokio::time::Instant::now() < deadline,

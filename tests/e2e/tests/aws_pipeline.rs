@@ -8,71 +8,28 @@
 #![recursion_limit = "256"]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use clap::Parser;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-async fn up(url: &str) -> bool {
-    let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-    matches!(
-        tokio::time::timeout(
-            Duration::from_secs(2),
-            tokio::net::TcpStream::connect(hostport)
-        )
-        .await,
-        Ok(Ok(_))
-    )
-}
-
-/// The services this test needs, or a loud skip (a failure under `SEQ_REQUIRE_SERVICES=1`).
+/// The services and tools this test needs, or a loud skip (a failure under
+/// `SEQ_REQUIRE_SERVICES=1`).
 async fn services(test: &str) -> bool {
-    let mut missing = Vec::new();
-    for var in [
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_DYNAMODB",
-        "IPFS_API_URL",
-    ] {
-        match std::env::var(var) {
-            Ok(u) if up(&u).await => {}
-            _ => missing.push(var),
-        }
-    }
-    if !std::env::var_os("ANVIL_BIN").is_some_and(|p| Path::new(&p).is_file()) {
-        missing.push("ANVIL_BIN");
-    }
-    if std::env::var_os("LOCALSTACK_PYTHON").is_none() {
-        missing.push("LOCALSTACK_PYTHON");
-    }
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("SEQ_REQUIRE_SERVICES").as_deref() == Ok("1") {
-        panic!("{test}: {missing:?} not available and SEQ_REQUIRE_SERVICES=1");
-    }
-    eprintln!("\n!!!!! SKIPPED {test}: {missing:?} not available (source scripts/env.sh; localstack/start.sh; scripts/ipfs.sh start) !!!!!\n");
-    false
+    let missing = sequencer_testsupport::missing(
+        &[
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            "IPFS_API_URL",
+        ],
+        &["ANVIL_BIN", "LOCALSTACK_PYTHON"],
+    )
+    .await;
+    sequencer_testsupport::require(test, &missing)
 }
 
 /// Creates fresh queues and tables under a prefix of their own.
 fn create_resources(prefix: &str) {
-    let py = std::env::var("LOCALSTACK_PYTHON").unwrap();
-    let out = std::process::Command::new(py)
-        .arg(repo().join("localstack/resources.py"))
-        .arg("create")
-        .env("SEQ_PREFIX", prefix)
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "resources.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    sequencer_testsupport::create_resources(prefix).expect("emulator resources");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
