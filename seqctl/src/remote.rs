@@ -854,3 +854,52 @@ fn audit_epoch_inner(a: AuditEpoch, json_out: bool) -> Result<()> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "k3y-0123456789";
+
+    #[test]
+    fn an_rpc_url_shows_only_scheme_host_and_port() {
+        for (url, shown) in [
+            ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+            ("http://127.0.0.1:8545/", "http://127.0.0.1:8545"),
+            (
+                &format!("https://mainnet.example/v3/{KEY}"),
+                "https://mainnet.example/…",
+            ),
+            (
+                &format!("https://rpc.example/?apikey={KEY}"),
+                "https://rpc.example/…",
+            ),
+            (
+                &format!("https://user:{KEY}@rpc.example:8443"),
+                "https://rpc.example:8443/…",
+            ),
+            (&format!("not a url {KEY}"), "the RPC URL"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn scrub_removes_the_url_and_its_parts_and_keeps_check_failures() {
+        let url = format!("https://user:{KEY}@rpc.example/v3/{KEY}?key={KEY}");
+        let plain = format!("https://rpc.example/v3/{KEY}?key={KEY}");
+        let e = scrub(
+            anyhow::anyhow!("error sending request for url ({plain}): path /v3/{KEY}"),
+            &url,
+        );
+        let msg = format!("{e:#}");
+        assert!(!msg.contains(KEY), "{msg}");
+        assert!(msg.contains("https://rpc.example/…"), "{msg}");
+        let e = scrub(CheckFailed(format!("seen {url}")).into(), &url);
+        assert!(e.downcast_ref::<CheckFailed>().is_some());
+        assert!(!e.to_string().contains(KEY));
+        // Nothing to hide: the error is returned as it was.
+        let e = scrub(CheckFailed("no url here".into()).into(), &url);
+        assert_eq!(e.to_string(), "no url here");
+    }
+}
