@@ -147,7 +147,8 @@ enum ProofCmd {
         /// IPFS node (Kubo RPC, `POST /api/v0/cat`) to fetch the batch document from.
         #[arg(long)]
         ipfs: Option<String>,
-        /// JSON-RPC endpoint of the protocol chain, to check the batch is anchored there.
+        /// JSON-RPC endpoint of the protocol chain, to check the batch is anchored there and,
+        /// with --ipfs, its roots (`proof verify --rpc-url`'s checks). Never printed.
         #[arg(long, requires = "protocol_state")]
         rpc_url: Option<String>,
         /// ProtocolState contract (with --rpc-url).
