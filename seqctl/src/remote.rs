@@ -580,6 +580,9 @@ async fn check_on_chain(
         "batch index is its position on chain",
         format!("the proof says {}, the chain {}", proof.batch_index, i + 1),
     );
+    if on_chain.delayed {
+        rep.info("the batch is recorded as delayed (anchored past the batch window): the chain lists it, but does not mark its projects submitted");
+    }
     match (proof.anchor_tx, on_chain.tx_hash) {
         (Some(p), Some(t)) => rep.check(
             p == t,
