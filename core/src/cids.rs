@@ -27,12 +27,28 @@ pub fn raw_cid(bytes: &[u8]) -> Cid {
     Cid::new_v1(RAW_CODEC, mh)
 }
 
-/// Parses a CIDv0 (`Qm…`) or CIDv1 (multibase) string.
+/// Parses a bare CIDv0 (`Qm…`) or CIDv1 (multibase) string. It decodes the text itself rather
+/// than with `Cid::try_from(&str)`, which also reads past an `/ipfs/` prefix (a path or gateway
+/// URL) and ignores bytes after the CID; `multiformats` rejects both
+/// (`tests/vectors/cids.json`, `invalidSpellings`), and so does this.
 pub fn parse_cid(s: &str) -> Result<Cid, CidError> {
     if s.is_empty() {
         return Err(CidError("empty CID".into()));
     }
-    Cid::try_from(s).map_err(|e| CidError(e.to_string()))
+    let bytes = if cid::Version::is_v0_str(s) {
+        cid::multibase::Base::Base58Btc.decode(s)
+    } else {
+        cid::multibase::decode(s).map(|(_, b)| b)
+    }
+    .map_err(|e| CidError(format!("not multibase text: {e}")))?;
+    let c = Cid::try_from(bytes.as_slice()).map_err(|e| CidError(e.to_string()))?;
+    if bytes.len() != c.encoded_len() {
+        return Err(CidError(format!(
+            "{} bytes after the CID",
+            bytes.len().saturating_sub(c.encoded_len())
+        )));
+    }
+    Ok(c)
 }
 
 /// The canonical spelling of a CID (PROTOCOL.md §6): CIDv1 in lower-case base32; a CIDv0

@@ -6,11 +6,13 @@
 use std::path::PathBuf;
 
 use alloy_primitives::{Address, B256};
-use sequencer_core::cids::{parse_cid, raw_cid};
+use sequencer_core::cids::{canonical_cid, parse_cid, raw_cid};
 use sequencer_core::eip712::{
     self, recover_k256, recover_libsecp256k1, Domain, RawSignature, Verifier,
 };
-use sequencer_core::finalize::{inspect_roots, BatchDocument};
+use sequencer_core::finalize::{
+    consensus, finalize_epoch, inspect_roots, Accepted, BatchDocument, FinalizeConfig,
+};
 use sequencer_core::merkle::{self, IncrementalTree, MerkleProof, ZERO_HASHES};
 use sequencer_core::submission::{Request, SnapshotSubmission};
 use serde_json::Value;
@@ -224,5 +226,112 @@ fn real_batch_gives_its_published_roothash() {
         let sub: SnapshotSubmission = serde_json::from_str(text).expect("submission");
         assert_eq!(sub.request.epoch_id, 11267);
         assert!(parse_cid(&sub.request.snapshot_cid).is_ok());
+    }
+}
+
+#[test]
+fn every_spelling_of_a_cid_has_the_generators_canonical_form() {
+    let doc = load("tests/vectors/cids.json");
+    let spellings = doc["spellings"].as_array().expect("spellings");
+    assert!(!spellings.is_empty());
+    let mut checked = 0;
+    for sp in spellings {
+        let canonical = s(sp, "canonical");
+        let codec = sp["codec"].as_u64().expect("codec");
+        for f in sp["forms"].as_array().expect("forms") {
+            let (name, text) = (s(f, "spelling"), s(f, "cid"));
+            let cid = parse_cid(text).unwrap_or_else(|e| panic!("{name} {text:?}: {e}"));
+            assert_eq!(cid.codec(), codec, "{name} {text:?}");
+            assert_eq!(canonical_cid(text), canonical, "{name} {text:?}");
+            checked += 1;
+        }
+        // The canonical form is a fixed point.
+        assert_eq!(canonical_cid(canonical), canonical);
+    }
+    assert!(checked >= spellings.len() * 20, "{checked} spellings");
+}
+
+#[test]
+fn strings_that_are_not_a_bare_cid_are_rejected_with_a_reason() {
+    let doc = load("tests/vectors/cids.json");
+    let invalid = doc["invalidSpellings"]
+        .as_array()
+        .expect("invalidSpellings");
+    assert!(!invalid.is_empty());
+    for x in invalid {
+        let (why, text) = (s(x, "why"), s(x, "cid"));
+        match parse_cid(text) {
+            Ok(c) => panic!("{why}: {text:?} parsed as {c}"),
+            Err(e) => assert!(!e.to_string().is_empty(), "{why}: no reason"),
+        }
+        // Such a string is never given a canonical form it does not have.
+        assert_eq!(canonical_cid(text), text, "{why}");
+    }
+}
+
+fn vote(i: usize, cid: &str) -> Accepted {
+    Accepted {
+        submission_id: format!("00000000-0000-4000-8000-{i:012}"),
+        submission: SnapshotSubmission {
+            request: Request {
+                slot_id: i as u64 + 1,
+                deadline: 1,
+                snapshot_cid: cid.to_string(),
+                epoch_id: 7,
+                project_id: "project".into(),
+            },
+            ..Default::default()
+        },
+    }
+}
+
+#[test]
+fn consensus_counts_spellings_as_one_vote_and_ties_on_canonical_cids() {
+    let doc = load("tests/vectors/cids.json");
+    let cases = doc["consensus"].as_array().expect("consensus");
+    assert!(!cases.is_empty());
+    for c in cases {
+        let name = s(c, "name");
+        let votes: Vec<Accepted> = strings(&c["votes"])
+            .iter()
+            .enumerate()
+            .map(|(i, v)| vote(i, v))
+            .collect();
+        let got = consensus(&votes);
+        let p = &got["project"];
+        assert_eq!(p.cid, s(c, "winner"), "{name}");
+        assert_eq!(
+            p.votes as u64,
+            c["winnerVotes"].as_u64().expect("votes"),
+            "{name}"
+        );
+        assert_eq!(
+            p.total as u64,
+            c["total"].as_u64().expect("total"),
+            "{name}"
+        );
+        // Counting raw strings would have chosen another winner in the rigged cases.
+        if s(c, "stringWinner") != s(c, "winner") {
+            assert_ne!(p.cid, s(c, "stringWinner"), "{name}");
+        }
+        // The batch lists (and the chain is sent) the canonical spelling; each submission's
+        // own text keeps the spelling it was signed with.
+        let fin = finalize_epoch(&votes, &FinalizeConfig::default()).expect("finalizes");
+        let d = &fin.batches[0].document;
+        assert_eq!(d.cids, vec![s(c, "winner").to_string()], "{name}");
+        let mut listed: Vec<String> = d
+            .submissions
+            .iter()
+            .map(|t| {
+                serde_json::from_str::<SnapshotSubmission>(t)
+                    .expect("submission")
+                    .request
+                    .snapshot_cid
+            })
+            .collect();
+        let mut sent = strings(&c["votes"]);
+        listed.sort();
+        sent.sort();
+        assert_eq!(listed, sent, "{name}");
     }
 }

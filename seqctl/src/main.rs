@@ -107,13 +107,29 @@ enum SubmissionCmd {
 
 #[derive(Subcommand)]
 enum ProofCmd {
-    /// Check an inclusion-proof document.
+    /// Check an inclusion-proof document: the Merkle path from the submission id to the
+    /// roothash; with --batch, the batch document's CID, roothash and listing; with --rpc-url,
+    /// against the chain: the market is registered, the epoch released, the batch CID one of the
+    /// epoch's batch CIDs at the proof's position, and the document's cids root the
+    /// finalizedCidsRoot stored with it. Without --rpc-url the proof is not checked against the
+    /// chain, and a self-made tree and document pass: the output says so.
     Verify {
         /// The proof document (JSON), or `-`.
         file: PathBuf,
         /// The batch document's exact bytes, to check its CID, roothash and listing.
         #[arg(long)]
         batch: Option<PathBuf>,
+        /// JSON-RPC endpoint of the protocol chain (never printed: it may carry an API key).
+        /// Needs --protocol-state, and --batch or --ipfs for the batch document.
+        #[arg(long, requires = "protocol_state")]
+        rpc_url: Option<String>,
+        /// ProtocolState contract (with --rpc-url).
+        #[arg(long, requires = "rpc_url")]
+        protocol_state: Option<String>,
+        /// IPFS node (Kubo RPC, `POST /api/v0/cat`), with --rpc-url: the batch document when
+        /// --batch is not given, and the epoch's earlier batches, to recompute the roothash.
+        #[arg(long, requires = "rpc_url")]
+        ipfs: Option<String>,
     },
     /// Fetch a submission's proof from a sequencer's proof API and check it offline: the
     /// Merkle path, the batch bytes from IPFS (`--ipfs`), the batch and roots on chain
@@ -131,7 +147,8 @@ enum ProofCmd {
         /// IPFS node (Kubo RPC, `POST /api/v0/cat`) to fetch the batch document from.
         #[arg(long)]
         ipfs: Option<String>,
-        /// JSON-RPC endpoint of the protocol chain, to check the batch is anchored there.
+        /// JSON-RPC endpoint of the protocol chain, to check the batch is anchored there and,
+        /// with --ipfs, its roots (`proof verify --rpc-url`'s checks). Never printed.
         #[arg(long, requires = "protocol_state")]
         rpc_url: Option<String>,
         /// ProtocolState contract (with --rpc-url).
@@ -164,7 +181,24 @@ fn main() -> ExitCode {
             protocol_state,
             file,
         }) => submission_verify(chain_id, &protocol_state, &file, json),
-        Cmd::Proof(ProofCmd::Verify { file, batch }) => proof_verify(&file, batch.as_deref(), json),
+        Cmd::Proof(ProofCmd::Verify {
+            file,
+            batch,
+            rpc_url,
+            protocol_state,
+            ipfs,
+        }) => {
+            let on_chain = match (rpc_url, protocol_state) {
+                (Some(rpc_url), Some(protocol_state)) => Some(remote::ProofOnChain {
+                    rpc_url,
+                    protocol_state,
+                    ipfs,
+                }),
+                // clap requires both together.
+                _ => None,
+            };
+            proof_verify(&file, batch.as_deref(), on_chain, json)
+        }
         Cmd::Proof(ProofCmd::Get {
             url,
             market,
@@ -348,22 +382,29 @@ fn submission_verify(chain_id: u64, protocol_state: &str, file: &Path, json: boo
     }
 }
 
-fn proof_verify(file: &Path, batch: Option<&Path>, json: bool) -> Result<()> {
+/// Printed (and in `--json`, `"chain": …`) when a proof is checked offline only.
+const NOT_ON_CHAIN: &str = "not checked against the chain (give --rpc-url and --protocol-state): \
+     a self-made tree and document pass these checks";
+
+fn proof_verify(
+    file: &Path,
+    batch: Option<&Path>,
+    on_chain: Option<remote::ProofOnChain>,
+    json: bool,
+) -> Result<()> {
     let proof: InclusionProof =
         serde_json::from_slice(&read_input(file)?).context("not an inclusion-proof document")?;
-    let result = match batch {
-        Some(b) => proof.verify_with_batch(&read_input(b)?),
+    let batch_bytes = batch.map(read_input).transpose()?;
+    let result = match &batch_bytes {
+        Some(b) => proof.verify_with_batch(b),
         None => proof.verify(),
     };
     result.map_err(|e| CheckFailed(format!("proof does not hold: {e}")))?;
-    if json {
-        println!(
-            "{}",
-            json!({"ok": true, "submission_id": proof.submission_id, "batch_cid": proof.batch_cid,
-                   "leaf_index": proof.leaf_index, "roothash": proof.roothash.to_string(),
-                   "batch_checked": batch.is_some()})
-        );
-    } else {
+    let summary = json!({"submission_id": proof.submission_id, "data_market": proof.data_market,
+                         "epoch_id": proof.epoch_id, "batch_index": proof.batch_index,
+                         "batch_cid": proof.batch_cid, "leaf_index": proof.leaf_index,
+                         "roothash": proof.roothash.to_string(), "batch_checked": batch.is_some()});
+    if !json {
         println!(
             "ok submission {} is leaf {} under roothash {} (batch {} {})",
             proof.submission_id,
@@ -373,5 +414,19 @@ fn proof_verify(file: &Path, batch: Option<&Path>, json: bool) -> Result<()> {
             proof.batch_cid
         );
     }
-    Ok(())
+    match on_chain {
+        Some(c) => remote::proof_verify_on_chain(&proof, batch_bytes.as_deref(), c, summary, json),
+        None => {
+            if json {
+                let mut s = summary;
+                s["ok"] = json!(true);
+                s["chain_checked"] = json!(false);
+                s["chain"] = json!(NOT_ON_CHAIN);
+                println!("{s}");
+            } else {
+                println!("{NOT_ON_CHAIN}");
+            }
+            Ok(())
+        }
+    }
 }

@@ -3,6 +3,10 @@
 //! - `proof get`: fetch a submission's inclusion proof from a sequencer's proof API, then check
 //!   it offline (the same checks as `proof verify`), against the batch bytes from IPFS and what
 //!   the chain recorded for the epoch, when given.
+//! - `proof verify --rpc-url`: the chain half of `proof verify`: the proof's market is registered,
+//!   its epoch released, its batch CID one of the epoch's batch CIDs at its position, and the
+//!   roots the chain binds (the `finalizedCidsRoot` stored per batch; the roothash through the
+//!   anchored document, whose bytes hash to the anchored CID) equal the proof's.
 //! - `audit epoch`: recompute an epoch from the chain and the batch documents alone, as a
 //!   validator does: each batch's CID from its bytes, both roots, one batch per project, every
 //!   listed submission's EIP-712 signer against its slot's owner on chain and its header inside
@@ -13,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use sequencer_chain::{Address, ChainClient, ChainConfig, EpochAnchors};
-use sequencer_core::cids::{parse_cid, raw_cid};
+use sequencer_core::cids::{canonical_cid, raw_cid};
 use sequencer_core::eip712::{Domain, Verifier};
 use sequencer_core::finalize::{consensus, inspect_roots, Accepted, BatchDocument};
 use sequencer_core::proof::InclusionProof;
@@ -156,10 +160,80 @@ fn base_url(u: &reqwest::Url) -> reqwest::Url {
 }
 
 async fn chain(rpc_url: &str, protocol_state: Address) -> Result<ChainClient> {
-    url_arg("--rpc-url", rpc_url)?;
+    rpc_arg(rpc_url)?;
     ChainClient::connect(ChainConfig::new(rpc_url, protocol_state))
         .await
-        .with_context(|| format!("connect to {rpc_url}"))
+        .with_context(|| format!("connect to {}", redact_url(rpc_url)))
+}
+
+/// `--rpc-url`, checked without echoing it: an RPC URL may carry an API key (in its path, query
+/// or user info), so it is never printed.
+fn rpc_arg(s: &str) -> Result<reqwest::Url> {
+    let u: reqwest::Url = s.parse().map_err(|_| {
+        anyhow::anyhow!("--rpc-url is not a URL (not shown: it may hold an API key)")
+    })?;
+    if !matches!(u.scheme(), "http" | "https" | "ws" | "wss") || u.host_str().is_none() {
+        bail!("--rpc-url is not an http(s) or ws(s) URL (not shown: it may hold an API key)");
+    }
+    Ok(u)
+}
+
+/// What may be shown of an RPC URL: scheme, host and port; `/…` when it has more.
+pub(crate) fn redact_url(s: &str) -> String {
+    match s.parse::<reqwest::Url>() {
+        Ok(u) if u.host_str().is_some() => {
+            let more = u.path() != "/"
+                || u.query().is_some()
+                || !u.username().is_empty()
+                || u.password().is_some();
+            format!(
+                "{}://{}{}{}",
+                u.scheme(),
+                u.host_str().unwrap_or_default(),
+                u.port().map(|p| format!(":{p}")).unwrap_or_default(),
+                if more { "/…" } else { "" }
+            )
+        }
+        _ => "the RPC URL".into(),
+    }
+}
+
+/// `e` with every trace of `url` (as given, as normalized, its path, query and user info)
+/// replaced by [`redact_url`]'s form; errors of the HTTP and RPC clients quote their URL.
+/// Keeps a [`CheckFailed`] a check failure.
+pub(crate) fn scrub(e: anyhow::Error, url: &str) -> anyhow::Error {
+    let mut secrets: Vec<String> = vec![url.to_string()];
+    if let Ok(mut u) = url.parse::<reqwest::Url>() {
+        secrets.push(u.as_str().to_string());
+        if u.path() != "/" {
+            secrets.push(u.path().to_string());
+        }
+        secrets.extend(u.query().map(String::from));
+        secrets.extend(u.password().map(String::from));
+        if !u.username().is_empty() {
+            secrets.push(u.username().to_string());
+        }
+        // How the HTTP client quotes it: without the user info.
+        if u.set_username("").is_ok() && u.set_password(None).is_ok() {
+            secrets.push(u.as_str().to_string());
+        }
+    }
+    secrets.retain(|x| x.len() >= 2);
+    // Longest first, so a URL is replaced whole before its parts.
+    secrets.sort_by_key(|x| std::cmp::Reverse(x.len()));
+    let msg = format!("{e:#}");
+    if !secrets.iter().any(|x| msg.contains(x.as_str())) {
+        return e;
+    }
+    let shown = redact_url(url);
+    let clean = secrets
+        .iter()
+        .fold(msg, |m, x| m.replace(x.as_str(), &shown));
+    if e.downcast_ref::<CheckFailed>().is_some() {
+        CheckFailed(clean).into()
+    } else {
+        anyhow::anyhow!(clean)
+    }
 }
 
 /// Checks, in order, printed as they are decided.
@@ -225,6 +299,11 @@ impl Report {
 
 /// `seqctl proof get`.
 pub fn proof_get(a: ProofGet, json_out: bool) -> Result<()> {
+    let rpc = a.rpc_url.clone().unwrap_or_default();
+    proof_get_inner(a, json_out).map_err(|e| if rpc.is_empty() { e } else { scrub(e, &rpc) })
+}
+
+fn proof_get_inner(a: ProofGet, json_out: bool) -> Result<()> {
     let market = market_arg(&a.market)?;
     let epoch = epoch_arg(&a.epoch)?;
     let id = id_arg(&a.id)?;
@@ -303,7 +382,7 @@ pub fn proof_get(a: ProofGet, json_out: bool) -> Result<()> {
             Ok(()) => rep.check(true, "Merkle path leads to the roothash", format!("leaf {} under {}", proof.leaf_index, proof.roothash)),
             Err(e) => rep.check(false, "Merkle path leads to the roothash", e.to_string()),
         }
-        let mut doc: Option<BatchDocument> = None;
+        let mut doc_bytes: Option<Vec<u8>> = None;
         if let Some(ipfs) = &ipfs {
             match ipfs_cat(&http, ipfs, &proof.batch_cid).await? {
                 None => rep.check(false, "batch document from IPFS", format!("{} not found", proof.batch_cid)),
@@ -312,57 +391,13 @@ pub fn proof_get(a: ProofGet, json_out: bool) -> Result<()> {
                         Ok(()) => rep.check(true, "batch document: CID of its bytes, its roothash and its listing match the proof", proof.batch_cid.clone()),
                         Err(e) => rep.check(false, "batch document matches the proof", e.to_string()),
                     }
-                    doc = serde_json::from_slice(&bytes).ok();
+                    doc_bytes = Some(bytes);
                 }
             }
         }
         if let (Some(rpc), Some(ps)) = (&a.rpc_url, protocol_state) {
             let c = chain(rpc, ps).await?;
-            let anchors = c.anchored(market, epoch).await.context("read the epoch from the chain")?;
-            let pos = anchors.batches.iter().position(|b| b.batch_cid == proof.batch_cid);
-            rep.check(
-                pos.is_some(),
-                "batch CID is anchored on chain for this epoch",
-                format!("{} ({} batches on chain)", proof.batch_cid, anchors.batches.len()),
-            );
-            if let Some(i) = pos {
-                let on_chain = &anchors.batches[i];
-                rep.check(
-                    i + 1 == proof.batch_index as usize,
-                    "batch index is its position on chain",
-                    format!("{} vs {}", proof.batch_index, i + 1),
-                );
-                if let (Some(p), Some(c)) = (proof.anchor_tx, on_chain.tx_hash) {
-                    rep.check(p == c, "anchor transaction matches the chain", format!("{c} in block {}", on_chain.block));
-                }
-                if let (Some(d), Some(ipfs)) = (&doc, &ipfs) {
-                    // The roothash grows over the epoch's batches: recompute it from the
-                    // earlier documents the chain names.
-                    let mut previous = Vec::new();
-                    let mut complete = true;
-                    for b in &anchors.batches[..i] {
-                        match ipfs_cat(&http, ipfs, &b.batch_cid).await?.and_then(|x| checked_doc(&b.batch_cid, &x)) {
-                            Some(pd) => previous.extend(pd.submission_ids),
-                            None => complete = false,
-                        }
-                    }
-                    match inspect_roots(d, &previous) {
-                        Ok(roots) => {
-                            rep.check(
-                                roots.finalized_cids_root == on_chain.root,
-                                "finalizedCidsRoot on chain equals the document's cids root",
-                                format!("{}", on_chain.root),
-                            );
-                            rep.check(
-                                complete && roots.roothash == proof.roothash,
-                                "roothash recomputed from this and the earlier batches on chain",
-                                if complete { format!("{}", roots.roothash) } else { "an earlier batch document is missing or altered".into() },
-                            );
-                        }
-                        Err(e) => rep.check(false, "roots recomputed", e.to_string()),
-                    }
-                }
-            }
+            check_on_chain(&mut rep, &c, &http, ipfs.as_ref(), &proof, doc_bytes.as_deref()).await?;
         }
         rep.finish(
             json!({"fate": fate, "submission_id": id, "batch_index": proof.batch_index,
@@ -374,6 +409,280 @@ pub fn proof_get(a: ProofGet, json_out: bool) -> Result<()> {
     })
 }
 
+/// `seqctl proof verify --rpc-url`'s chain inputs.
+pub struct ProofOnChain {
+    pub rpc_url: String,
+    pub protocol_state: String,
+    /// Kubo RPC to fetch the batch document (when `--batch` is not given) and the epoch's
+    /// earlier batch documents from.
+    pub ipfs: Option<String>,
+}
+
+/// `seqctl proof verify --rpc-url`: the offline checks held (`offline` is their JSON summary);
+/// now against the chain. `batch` is the `--batch` document's bytes.
+pub fn proof_verify_on_chain(
+    proof: &InclusionProof,
+    batch: Option<&[u8]>,
+    a: ProofOnChain,
+    offline: Value,
+    json_out: bool,
+) -> Result<()> {
+    let rpc = a.rpc_url.clone();
+    proof_verify_on_chain_inner(proof, batch, a, offline, json_out).map_err(|e| scrub(e, &rpc))
+}
+
+fn proof_verify_on_chain_inner(
+    proof: &InclusionProof,
+    batch: Option<&[u8]>,
+    a: ProofOnChain,
+    offline: Value,
+    json_out: bool,
+) -> Result<()> {
+    let protocol_state = parse_address(&a.protocol_state)
+        .with_context(|| format!("--protocol-state {:?} is not an address", a.protocol_state))?;
+    rpc_arg(&a.rpc_url)?;
+    let ipfs = a
+        .ipfs
+        .as_deref()
+        .map(|u| url_arg("--ipfs", u).map(|u| base_url(&u)))
+        .transpose()?;
+    if batch.is_none() && ipfs.is_none() {
+        bail!(
+            "--rpc-url needs the batch document too (--batch FILE or --ipfs URL): the chain keeps \
+             each batch's CID and finalizedCidsRoot, not the roothash; only the anchored document, \
+             whose bytes hash to the anchored CID, ties the proof's roothash to the chain"
+        );
+    }
+    runtime()?.block_on(async move {
+        let http = client()?;
+        let mut rep = Report::new(json_out);
+        let fetched;
+        let bytes = match batch {
+            Some(b) => Some(b),
+            None => {
+                // `ipfs` is set: checked above.
+                let Some(ipfs) = &ipfs else { bail!("no batch document") };
+                fetched = ipfs_cat(&http, ipfs, &proof.batch_cid).await?;
+                match &fetched {
+                    None => rep.check(false, "batch document from IPFS", format!("{} not found", proof.batch_cid)),
+                    Some(b) => match proof.verify_with_batch(b) {
+                        Ok(()) => rep.check(true, "batch document from IPFS: CID of its bytes, its roothash and its listing match the proof", proof.batch_cid.clone()),
+                        Err(e) => rep.check(false, "batch document from IPFS matches the proof", e.to_string()),
+                    },
+                }
+                fetched.as_deref()
+            }
+        };
+        let c = chain(&a.rpc_url, protocol_state).await?;
+        check_on_chain(&mut rep, &c, &http, ipfs.as_ref(), proof, bytes).await?;
+        let mut summary = offline;
+        summary["chain_checked"] = json!(true);
+        summary["chain_id"] = json!(c.chain_id());
+        summary["protocol_state"] = json!(format!("{protocol_state:#x}"));
+        rep.finish(summary, &format!("proof of {} against the chain", proof.submission_id))
+    })
+}
+
+/// The checks of `proof` against what the chain recorded for its market and epoch. `doc` is the
+/// batch document's bytes, when known (already checked against the proof offline by the caller);
+/// `ipfs` serves the epoch's earlier documents, to recompute the roothash. Decided checks go into
+/// `rep`; an `Err` is a chain read that failed.
+async fn check_on_chain(
+    rep: &mut Report,
+    c: &ChainClient,
+    http: &reqwest::Client,
+    ipfs: Option<&reqwest::Url>,
+    proof: &InclusionProof,
+    doc: Option<&[u8]>,
+) -> Result<()> {
+    let epoch = proof.epoch_id;
+    let Some(market) = parse_address(&proof.data_market) else {
+        rep.check(false, "market is an address", proof.data_market.clone());
+        return Ok(());
+    };
+    let info = c
+        .market_info(market)
+        .await
+        .context("read the market from the chain")?;
+    rep.check(
+        info.registered,
+        "market is registered on chain",
+        format!(
+            "{market:#x} at ProtocolState {:#x}, chain {}",
+            c.protocol_state(),
+            c.chain_id()
+        ),
+    );
+    if !info.registered {
+        return Ok(());
+    }
+    let anchors = c
+        .anchored(market, epoch)
+        .await
+        .context("read the epoch from the chain")?;
+    rep.check(
+        anchors.release_block.is_some(),
+        "epoch is released on chain",
+        match anchors.release_block {
+            Some(b) => format!("epoch {epoch} in block {b}"),
+            None => format!(
+                "epoch {epoch} was never released (the market's last epoch is {})",
+                info.current_epoch
+            ),
+        },
+    );
+    if anchors.release_block.is_none() {
+        return Ok(());
+    }
+    let Some(i) = anchors
+        .batches
+        .iter()
+        .position(|b| b.batch_cid == proof.batch_cid)
+    else {
+        rep.check(
+            false,
+            "batch CID is anchored on chain for this epoch",
+            format!(
+                "{} is not one of epoch {epoch}'s {} batch CIDs on chain{}",
+                proof.batch_cid,
+                anchors.batches.len(),
+                if anchors.batches.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        anchors
+                            .batches
+                            .iter()
+                            .map(|b| b.batch_cid.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
+        );
+        return Ok(());
+    };
+    let on_chain = &anchors.batches[i];
+    rep.check(
+        true,
+        "batch CID is anchored on chain for this epoch",
+        format!(
+            "{} is batch {} of {} (block {})",
+            proof.batch_cid,
+            i + 1,
+            anchors.batches.len(),
+            on_chain.block
+        ),
+    );
+    rep.check(
+        i + 1 == proof.batch_index as usize,
+        "batch index is its position on chain",
+        format!("the proof says {}, the chain {}", proof.batch_index, i + 1),
+    );
+    if on_chain.delayed {
+        rep.info("the batch is recorded as delayed (anchored past the batch window): the chain lists it, but does not mark its projects submitted");
+    }
+    match (proof.anchor_tx, on_chain.tx_hash) {
+        (Some(p), Some(t)) => rep.check(
+            p == t,
+            "anchor transaction matches the chain",
+            format!("the proof says {p}, the chain {t}"),
+        ),
+        (Some(p), None) => rep.info(&format!(
+            "anchor transaction {p}: its log was not found, not compared"
+        )),
+        _ => {}
+    }
+    let Some(bytes) = doc else {
+        rep.check(
+            false,
+            "roots on chain",
+            "no batch document: the chain keeps the batch CID and its finalizedCidsRoot; the roothash is only tied to it by the document (--ipfs)",
+        );
+        return Ok(());
+    };
+    let cid = raw_cid(bytes).to_string();
+    if cid != on_chain.batch_cid {
+        rep.check(
+            false,
+            "batch document is the anchored one",
+            format!("its bytes give {cid}, the chain has {}", on_chain.batch_cid),
+        );
+        return Ok(());
+    }
+    let d: BatchDocument = match serde_json::from_slice(bytes) {
+        Ok(d) => d,
+        Err(e) => {
+            rep.check(
+                false,
+                "batch document is the anchored one",
+                format!("not a batch document: {e}"),
+            );
+            return Ok(());
+        }
+    };
+    rep.check(
+        d.roothash.parse::<B256>().ok() == Some(proof.roothash)
+            && d.submission_ids.contains(&proof.submission_id),
+        "anchored document carries the proof's roothash and lists the submission",
+        format!("{} in {cid}", d.roothash),
+    );
+    // The roothash grows over the epoch's batches: recompute it from the earlier documents the
+    // chain names. finalizedCidsRoot is over this batch's cids alone.
+    let mut previous = Vec::new();
+    let mut missing = Vec::new();
+    let recompute = i == 0 || ipfs.is_some();
+    if let (true, Some(ipfs)) = (i > 0, ipfs) {
+        for b in &anchors.batches[..i] {
+            match ipfs_cat(http, ipfs, &b.batch_cid)
+                .await?
+                .and_then(|x| checked_doc(&b.batch_cid, &x))
+            {
+                Some(pd) => previous.extend(pd.submission_ids),
+                None => missing.push(b.batch_cid.clone()),
+            }
+        }
+    }
+    match inspect_roots(&d, &previous) {
+        Ok(roots) => {
+            rep.check(
+                roots.finalized_cids_root == on_chain.root,
+                "finalizedCidsRoot on chain equals the document's cids root",
+                format!(
+                    "the chain has {}, the document's cids give {}",
+                    on_chain.root, roots.finalized_cids_root
+                ),
+            );
+            if recompute {
+                rep.check(
+                    missing.is_empty() && roots.roothash == proof.roothash,
+                    "roothash recomputed from this and the earlier batches on chain",
+                    if !missing.is_empty() {
+                        format!(
+                            "earlier batch documents missing or altered: {}",
+                            missing.join(", ")
+                        )
+                    } else {
+                        format!(
+                            "{} over {} ids of batches 1..={}",
+                            roots.roothash,
+                            previous.len() + d.submission_ids.len(),
+                            i + 1
+                        )
+                    },
+                );
+            } else {
+                rep.info(&format!(
+                    "roothash not recomputed over batches 1..={i} (give --ipfs to fetch them): the anchored document's is used"
+                ));
+            }
+        }
+        Err(e) => rep.check(false, "roots recomputed", e.to_string()),
+    }
+    Ok(())
+}
+
 /// The document when `bytes` hash to `cid` and parse.
 fn checked_doc(cid: &str, bytes: &[u8]) -> Option<BatchDocument> {
     (raw_cid(bytes).to_string() == cid)
@@ -381,25 +690,19 @@ fn checked_doc(cid: &str, bytes: &[u8]) -> Option<BatchDocument> {
         .flatten()
 }
 
-/// The canonical spelling of a snapshot CID (CIDv1, base32 lower case), as finalization counts.
-fn canonical_cid(s: &str) -> String {
-    match parse_cid(s) {
-        Ok(c) => match c.into_v1() {
-            Ok(v1) => v1.to_string(),
-            Err(_) => s.to_string(),
-        },
-        Err(_) => s.to_string(),
-    }
-}
-
 /// `seqctl audit epoch`.
 pub fn audit_epoch(a: AuditEpoch, json_out: bool) -> Result<()> {
+    let rpc = a.rpc_url.clone();
+    audit_epoch_inner(a, json_out).map_err(|e| scrub(e, &rpc))
+}
+
+fn audit_epoch_inner(a: AuditEpoch, json_out: bool) -> Result<()> {
     let market = market_arg(&a.market)?;
     let epoch = epoch_arg(&a.epoch)?;
     let protocol_state = parse_address(&a.protocol_state)
         .with_context(|| format!("--protocol-state {:?} is not an address", a.protocol_state))?;
     let ipfs = base_url(&url_arg("--ipfs", &a.ipfs)?);
-    url_arg("--rpc-url", &a.rpc_url)?;
+    rpc_arg(&a.rpc_url)?;
     runtime()?.block_on(async move {
         let http = client()?;
         let c = chain(&a.rpc_url, protocol_state).await?;
@@ -553,4 +856,53 @@ pub fn audit_epoch(a: AuditEpoch, json_out: bool) -> Result<()> {
             &format!("audit of epoch {epoch}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "k3y-0123456789";
+
+    #[test]
+    fn an_rpc_url_shows_only_scheme_host_and_port() {
+        for (url, shown) in [
+            ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+            ("http://127.0.0.1:8545/", "http://127.0.0.1:8545"),
+            (
+                &format!("https://mainnet.example/v3/{KEY}"),
+                "https://mainnet.example/…",
+            ),
+            (
+                &format!("https://rpc.example/?apikey={KEY}"),
+                "https://rpc.example/…",
+            ),
+            (
+                &format!("https://user:{KEY}@rpc.example:8443"),
+                "https://rpc.example:8443/…",
+            ),
+            (&format!("not a url {KEY}"), "the RPC URL"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn scrub_removes_the_url_and_its_parts_and_keeps_check_failures() {
+        let url = format!("https://user:{KEY}@rpc.example/v3/{KEY}?key={KEY}");
+        let plain = format!("https://rpc.example/v3/{KEY}?key={KEY}");
+        let e = scrub(
+            anyhow::anyhow!("error sending request for url ({plain}): path /v3/{KEY}"),
+            &url,
+        );
+        let msg = format!("{e:#}");
+        assert!(!msg.contains(KEY), "{msg}");
+        assert!(msg.contains("https://rpc.example/…"), "{msg}");
+        let e = scrub(CheckFailed(format!("seen {url}")).into(), &url);
+        assert!(e.downcast_ref::<CheckFailed>().is_some());
+        assert!(!e.to_string().contains(KEY));
+        // Nothing to hide: the error is returned as it was.
+        let e = scrub(CheckFailed("no url here".into()).into(), &url);
+        assert_eq!(e.to_string(), "no url here");
+    }
 }

@@ -3,3 +3,4 @@
 export { CID } from 'multiformats/cid'
 export { sha256 } from 'multiformats/hashes/sha2'
 export * as raw from 'multiformats/codecs/raw'
+export { bases } from 'multiformats/basics'
