@@ -331,7 +331,10 @@ mod tests {
     #[test]
     fn debug_never_shows_the_rpc_key() {
         let c = ChainConfig::from_lookup(lookup(&[
-            ("RPC_URL", "https://u:pw@node.example/v3/SECRET1?apikey=SECRET2"),
+            (
+                "RPC_URL",
+                "https://u:pw@node.example/v3/SECRET1?apikey=SECRET2",
+            ),
             (
                 "PROTOCOL_STATE_ADDRESS",
                 "0x5FbDB2315678afecb367f032d93F642f64180aa3",
@@ -362,12 +365,18 @@ mod tests {
         v.extend([
             ("CHAIN_CONFIRMATIONS", "0"),
             ("FEE_BUMP_PERCENT", "3"),
-            ("MAX_FEE_PER_GAS_CEILING_WEI", "340282366920938463463374607431768211455"),
+            (
+                "MAX_FEE_PER_GAS_CEILING_WEI",
+                "340282366920938463463374607431768211455",
+            ),
             ("TX_REPLACE_AFTER_MS", "1500"),
         ]);
         let c = ChainConfig::from_lookup(lookup(&v)).expect("config");
         assert_eq!(c.chain_confirmations, 1, "0 means the block itself");
-        assert_eq!(c.fee_bump_percent, MIN_FEE_BUMP_PERCENT, "below what nodes accept");
+        assert_eq!(
+            c.fee_bump_percent, MIN_FEE_BUMP_PERCENT,
+            "below what nodes accept"
+        );
         assert_eq!(c.max_fee_ceiling, u128::MAX);
         assert_eq!(c.replace_after, Duration::from_millis(1500));
         let mut bad = base.to_vec();

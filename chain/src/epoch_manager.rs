@@ -912,9 +912,7 @@ impl EpochManager {
                 | ChainError::ReceiptIncomplete { .. }
                 | ChainError::ConfirmationTimeout { .. }
                 | ChainError::Reorged(_)),
-            )) => {
-                self.settle(epoch, Some(e), report).await?
-            }
+            )) => self.settle(epoch, Some(e), report).await?,
             Ok(Err(e)) => return Err(self.map_revert(e)),
             Err(_elapsed) => self.settle(epoch, None, report).await?,
         };

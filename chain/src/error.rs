@@ -350,9 +350,10 @@ impl FeeRejection {
 }
 
 fn scrub_transport(e: TransportError, r: &Redactor) -> TransportError {
-    let scrub_box = |b: &(dyn std::error::Error + 'static)| -> Box<dyn std::error::Error + Send + Sync> {
-        Box::new(Scrubbed(r.scrub(&full_text(b))))
-    };
+    let scrub_box =
+        |b: &(dyn std::error::Error + 'static)| -> Box<dyn std::error::Error + Send + Sync> {
+            Box::new(Scrubbed(r.scrub(&full_text(b))))
+        };
     match e {
         RpcError::Transport(kind) => RpcError::Transport(match kind {
             TransportErrorKind::Custom(b) => TransportErrorKind::Custom(scrub_box(&*b)),
@@ -574,7 +575,10 @@ mod tests {
         assert!(h.is_retryable());
         for e in [e, h] {
             let shown = format!("{e} {e:?} {}", full_text(&e));
-            assert!(!shown.contains("PATHKEY") && !shown.contains("QUERYKEY"), "{shown}");
+            assert!(
+                !shown.contains("PATHKEY") && !shown.contains("QUERYKEY"),
+                "{shown}"
+            );
             assert!(shown.contains("https://node.example"), "{shown}");
         }
     }

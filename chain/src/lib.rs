@@ -26,6 +26,7 @@ pub mod deploy;
 pub mod epoch_manager;
 mod error;
 mod redact;
+mod transport;
 mod types;
 
 pub use client::{ChainClient, MarketInfo, Result, WriterCounters};

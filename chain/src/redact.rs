@@ -42,12 +42,13 @@ impl Redactor {
         let raw = rpc_url.trim();
         let mut needles: Vec<(String, String)> = Vec::new();
         let parsed = Url::parse(raw).ok();
-        let show = parsed
-            .as_ref()
-            .map_or_else(|| REDACTED.to_string(), shown);
-        for whole in [Some(raw.to_string()), parsed.as_ref().map(|u| u.as_str().to_string())]
-            .into_iter()
-            .flatten()
+        let show = parsed.as_ref().map_or_else(|| REDACTED.to_string(), shown);
+        for whole in [
+            Some(raw.to_string()),
+            parsed.as_ref().map(|u| u.as_str().to_string()),
+        ]
+        .into_iter()
+        .flatten()
         {
             needles.push((whole, show.clone()));
         }
@@ -116,7 +117,8 @@ pub(crate) fn full_text(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
-    const URL: &str = "https://alice:pw-s3cret@rpc.example.com:8443/v3/KEY-IN-PATH?apikey=KEY-IN-QUERY#frag";
+    const URL: &str =
+        "https://alice:pw-s3cret@rpc.example.com:8443/v3/KEY-IN-PATH?apikey=KEY-IN-QUERY#frag";
 
     #[test]
     fn shows_only_scheme_host_and_port() {
@@ -144,6 +146,9 @@ mod tests {
     #[test]
     fn a_plain_url_leaves_text_alone() {
         let r = Redactor::new("http://127.0.0.1:8545");
-        assert_eq!(r.scrub("nonce too low / at 127.0.0.1"), "nonce too low / at 127.0.0.1");
+        assert_eq!(
+            r.scrub("nonce too low / at 127.0.0.1"),
+            "nonce too low / at 127.0.0.1"
+        );
     }
 }

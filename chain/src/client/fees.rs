@@ -40,6 +40,21 @@ pub(crate) fn bumped(prev: Fees, fresh: Fees, bump_percent: u64, ceiling: u128) 
     enough.then_some(Fees { max_fee, priority })
 }
 
+/// The fees of a re-send of a transaction the node refused (`max fee per gas less than block
+/// base fee`) while nothing of ours is pooled for the nonce: no replacement rule applies, so
+/// only the max fee rises (by `bump_percent` %, or to `fresh` if higher); the priority fee stays
+/// the node's fresh estimate, so climbing to a high base fee does not also inflate the tip.
+/// `None` at the ceiling.
+pub(crate) fn repriced(prev: Fees, fresh: Fees, bump_percent: u64, ceiling: u128) -> Option<Fees> {
+    let max_fee = raised(prev.max_fee, bump_percent)
+        .max(fresh.max_fee)
+        .min(ceiling);
+    (max_fee > prev.max_fee).then_some(Fees {
+        max_fee,
+        priority: fresh.priority.min(max_fee),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -54,8 +69,14 @@ mod tests {
 
     #[test]
     fn initial_is_capped() {
-        assert_eq!(initial(fees(50 * GWEI, 2 * GWEI), 200 * GWEI), fees(50 * GWEI, 2 * GWEI));
-        assert_eq!(initial(fees(500 * GWEI, 300 * GWEI), 200 * GWEI), fees(200 * GWEI, 200 * GWEI));
+        assert_eq!(
+            initial(fees(50 * GWEI, 2 * GWEI), 200 * GWEI),
+            fees(50 * GWEI, 2 * GWEI)
+        );
+        assert_eq!(
+            initial(fees(500 * GWEI, 300 * GWEI), 200 * GWEI),
+            fees(200 * GWEI, 200 * GWEI)
+        );
     }
 
     #[test]
@@ -76,10 +97,40 @@ mod tests {
         let next = bumped(prev, prev, 15, ceiling).expect("10 % still fits");
         assert_eq!(next.max_fee, ceiling);
         // Not even 10 % fits: refuse.
-        assert_eq!(bumped(fees(ceiling, GWEI), fees(ceiling, GWEI), 15, ceiling), None);
-        assert_eq!(bumped(fees(ceiling - 1, GWEI), fees(ceiling, GWEI), 15, ceiling), None);
+        assert_eq!(
+            bumped(fees(ceiling, GWEI), fees(ceiling, GWEI), 15, ceiling),
+            None
+        );
+        assert_eq!(
+            bumped(fees(ceiling - 1, GWEI), fees(ceiling, GWEI), 15, ceiling),
+            None
+        );
         // A priority fee already at the ceiling cannot rise either.
-        assert_eq!(bumped(fees(ceiling / 2, ceiling / 2), fees(0, 0), 15, ceiling / 2 + 1), None);
+        assert_eq!(
+            bumped(
+                fees(ceiling / 2, ceiling / 2),
+                fees(0, 0),
+                15,
+                ceiling / 2 + 1
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_refused_send_raises_the_max_fee_only() {
+        let prev = fees(2 * GWEI, GWEI);
+        let fresh = fees(2 * GWEI, GWEI);
+        let next = repriced(prev, fresh, 15, 100 * GWEI).expect("room");
+        assert_eq!(next, fees(23 * GWEI / 10, GWEI), "tip unchanged");
+        assert_eq!(
+            repriced(fees(100 * GWEI, GWEI), fresh, 15, 100 * GWEI),
+            None
+        );
+        assert_eq!(
+            repriced(fees(99 * GWEI, GWEI), fresh, 15, 100 * GWEI).map(|f| f.max_fee),
+            Some(100 * GWEI)
+        );
     }
 
     proptest! {

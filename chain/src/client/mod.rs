@@ -40,6 +40,7 @@ use crate::{
     bindings::ProtocolState::{self, ProtocolStateInstance},
     config::{ChainConfig, SignerSource},
     redact::{redact_url, Redactor},
+    transport::QuietHttp,
     ChainError,
 };
 
@@ -87,7 +88,8 @@ impl ChainClient {
             .timeout(cfg.rpc_timeout)
             .build()
             .map_err(|e| ChainError::Config(redactor.scrub(&format!("http client: {e}"))))?;
-        let provider = RootProvider::new(RpcClient::new_http_with_client(http, url));
+        let is_local = alloy::transports::utils::guess_local_url(url.as_str());
+        let provider = RootProvider::new(RpcClient::new(QuietHttp::new(http, url), is_local));
         let contract = ProtocolState::new(cfg.protocol_state, provider.clone());
         let mut client = Self {
             cfg: Arc::new(cfg),

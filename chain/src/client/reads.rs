@@ -14,9 +14,7 @@ use alloy::{
 
 use super::{ChainClient, Result};
 use crate::{
-    bindings::ProtocolState::{
-        self, DelayedBatchSubmitted, EpochReleased, SnapshotBatchSubmitted,
-    },
+    bindings::ProtocolState::{self, DelayedBatchSubmitted, EpochReleased, SnapshotBatchSubmitted},
     types::{AnchoredBatch, EpochAnchors, EpochRelease, ReleasesPage, Windows},
     ChainError,
 };
@@ -226,7 +224,11 @@ impl ChainClient {
     }
 
     /// Whether `epoch`'s batch submissions are ended (`epochBatchSubmissionsEnded`).
-    pub(super) async fn batch_submissions_ended(&self, market: Address, epoch: u64) -> Result<bool> {
+    pub(super) async fn batch_submissions_ended(
+        &self,
+        market: Address,
+        epoch: u64,
+    ) -> Result<bool> {
         self.view(ProtocolState::epochBatchSubmissionsEndedCall {
             dataMarket: market,
             epochId: U256::from(epoch),

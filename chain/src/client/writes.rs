@@ -16,7 +16,9 @@
 //!    10 % nodes require). When the ceiling leaves no room, do not replace: keep waiting, and
 //!    after `RECEIPT_TIMEOUT_SECS` report `ReceiptTimeout` (or the node's fee refusal when it
 //!    never accepted one). Fee refusals (`max fee per gas less than block base fee`,
-//!    `replacement transaction underpriced`) are re-priced the same way. After any error the
+//!    `replacement transaction underpriced`) are re-priced: a refused replacement like a stuck
+//!    one; a refused send with nothing of ours pooled after one poll, raising only the max fee
+//!    (the tip stays the node's estimate), up to the ceiling. After any error the
 //!    guard is checked before the error is returned.
 //! 5. Wait until the receipt's block is `CHAIN_CONFIRMATIONS` deep, then re-check that the
 //!    receipt is still there in the same, canonical block. If it was reorged out, start again
@@ -307,7 +309,16 @@ impl ChainClient {
                 }
             }
             let sent = self
-                .send_until_mined(wallet, from, nonce, &to, &input, guard, resume, &mut inflight)
+                .send_until_mined(
+                    wallet,
+                    from,
+                    nonce,
+                    &to,
+                    &input,
+                    guard,
+                    resume,
+                    &mut inflight,
+                )
                 .await?;
             match sent {
                 Written::Already(done) => {
@@ -348,7 +359,8 @@ impl ChainClient {
     async fn done_confirmed(&self, guard: Guard<'_>, done: &Done) -> Result<bool> {
         match done {
             Done::Batch(SubmitOutcome::AlreadyAnchored { block, tx_hash, .. }) => {
-                self.await_depth(*block, tx_hash.unwrap_or_default()).await?;
+                self.await_depth(*block, tx_hash.unwrap_or_default())
+                    .await?;
                 Ok(matches!(
                     self.already_done(guard).await?,
                     Some(Done::Batch(SubmitOutcome::AlreadyAnchored { block: b, .. })) if b == *block
@@ -487,7 +499,15 @@ impl ChainClient {
                     return Ok(Written::Already(done));
                 }
                 let fresh = self.estimate_fees().await?;
-                match fees::bumped(fees, fresh, self.cfg.fee_bump_percent, ceiling) {
+                let bump = self.cfg.fee_bump_percent;
+                // Something of ours is pooled: a replacement must raise both fees. Nothing is
+                // (every send refused): only the max fee needs to rise.
+                let next = if sent.is_empty() {
+                    fees::repriced(fees, fresh, bump, ceiling)
+                } else {
+                    fees::bumped(fees, fresh, bump, ceiling)
+                };
+                match next {
                     Some(next) => {
                         info!(nonce, old_max_fee = fees.max_fee, max_fee = next.max_fee,
                             old_priority = fees.priority, priority = next.priority,
@@ -535,8 +555,14 @@ impl ChainClient {
                 }
                 Err(e) => return self.settle(e, &sent, guard).await,
             };
-            // Poll for a receipt of anything sent for this nonce until the replacement is due.
-            let replace_at = Instant::now() + self.cfg.replace_after;
+            // Poll for a receipt of anything sent for this nonce until the replacement is due
+            // (a refused send with nothing of ours pooled is re-priced after one poll).
+            let wait = if refusal.is_some() && sent.is_empty() {
+                self.cfg.receipt_poll.min(self.cfg.replace_after)
+            } else {
+                self.cfg.replace_after
+            };
+            let replace_at = Instant::now() + wait;
             let mut delay = self.cfg.receipt_poll.min(Duration::from_millis(10));
             loop {
                 match self.first_receipt(&sent).await {
