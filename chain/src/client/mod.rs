@@ -159,8 +159,8 @@ impl ChainClient {
         self.wallet.as_ref().map(|(_, a)| *a)
     }
 
-    /// The underlying provider, for calls this client does not wrap. Its errors are not
-    /// scrubbed: do not log them when the URL carries a key.
+    /// The underlying provider, for calls this client does not wrap. It runs over the same
+    /// transport, whose errors name only the URL's scheme and host.
     pub fn provider(&self) -> &RootProvider {
         &self.provider
     }

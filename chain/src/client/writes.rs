@@ -106,7 +106,7 @@ pub(super) enum Done {
 #[derive(Debug)]
 pub(super) enum Written {
     /// Our transaction, mined, confirmed.
-    Mined(TransactionReceipt),
+    Mined(Box<TransactionReceipt>),
     /// The effect was on chain already (confirmed); nothing of ours was needed.
     Already(Done),
 }
@@ -331,8 +331,8 @@ impl ChainClient {
                     if !receipt.status() {
                         return Err(ChainError::TxFailed(last));
                     }
-                    if let Some(r) = self.confirmed(receipt).await? {
-                        return Ok(Written::Mined(r));
+                    if let Some(r) = self.confirmed(*receipt).await? {
+                        return Ok(Written::Mined(Box::new(r)));
                     }
                 }
             }
@@ -493,7 +493,7 @@ impl ChainClient {
             if replace_now {
                 // Before replacing: did the original (or anyone) produce the effect meanwhile?
                 if let Some(r) = self.first_receipt(&sent).await? {
-                    return Ok(Written::Mined(r));
+                    return Ok(Written::Mined(Box::new(r)));
                 }
                 if let Some(done) = self.already_done(guard).await? {
                     return Ok(Written::Already(done));
@@ -537,10 +537,10 @@ impl ChainClient {
                 }
                 Ok(Accepted::NonceTaken(message)) => {
                     if let Some(r) = self.first_receipt(&sent).await? {
-                        return Ok(Written::Mined(r));
+                        return Ok(Written::Mined(Box::new(r)));
                     }
                     if let Some(r) = self.receipt_once(tx_hash).await? {
-                        return Ok(Written::Mined(r));
+                        return Ok(Written::Mined(Box::new(r)));
                     }
                     if let Some(done) = self.already_done(guard).await? {
                         return Ok(Written::Already(done));
@@ -568,7 +568,7 @@ impl ChainClient {
                 match self.first_receipt(&sent).await {
                     Ok(Some(r)) => {
                         *inflight = None;
-                        return Ok(Written::Mined(r));
+                        return Ok(Written::Mined(Box::new(r)));
                     }
                     Ok(None) => {}
                     Err(e) => return self.settle(e, &sent, guard).await,
@@ -604,7 +604,7 @@ impl ChainClient {
     /// After an error: a receipt of ours, or the guarded effect, wins over the error.
     async fn settle(&self, e: ChainError, sent: &[TxHash], guard: Guard<'_>) -> Result<Written> {
         if let Ok(Some(r)) = self.first_receipt(sent).await {
-            return Ok(Written::Mined(r));
+            return Ok(Written::Mined(Box::new(r)));
         }
         if let Ok(Some(done)) = self.already_done(guard).await {
             return Ok(Written::Already(done));
