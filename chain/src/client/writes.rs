@@ -710,3 +710,40 @@ fn rpc_message(e: &ChainError) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A receipt as a lagging node may serve it: everything but the block.
+    fn receipt_without_block() -> TransactionReceipt {
+        serde_json::from_value(serde_json::json!({
+            "type": "0x2",
+            "status": "0x1",
+            "cumulativeGasUsed": "0x5208",
+            "logs": [],
+            "logsBloom": format!("0x{}", "00".repeat(256)),
+            "transactionHash": format!("0x{}", "ab".repeat(32)),
+            "transactionIndex": null,
+            "blockHash": null,
+            "blockNumber": null,
+            "gasUsed": "0x5208",
+            "effectiveGasPrice": "0x1",
+            "from": "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+            "to": "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+            "contractAddress": null
+        }))
+        .expect("receipt json")
+    }
+
+    #[test]
+    fn a_receipt_without_its_block_is_a_typed_retryable_error_not_block_zero() {
+        let r = receipt_without_block();
+        let err = block_of(&r).expect_err("no block number");
+        assert!(
+            matches!(err, ChainError::ReceiptIncomplete { field: "block number", tx_hash } if tx_hash == r.transaction_hash()),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+    }
+}
