@@ -33,14 +33,18 @@ pub const DEFAULT_CHAIN_CONFIRMATIONS: u64 = 1;
 pub const DEFAULT_GAS_LIMIT_CEILING: u64 = 15_000_000;
 /// Default `GAS_MARGIN_PERCENT`.
 pub const DEFAULT_GAS_MARGIN_PERCENT: u64 = 120;
-/// Default `MAX_FEE_PER_GAS_CEILING_WEI`: 200 gwei.
+/// Default `MAX_FEE_PER_GAS_CEILING_WEI`: 200 gwei. With the default gas ceiling of 15 M, no
+/// single transaction can cost more than 3 ETH-equivalent even if every bump runs to the top;
+/// operators of a cheap chain should set it far lower for their fee market.
 pub const DEFAULT_MAX_FEE_CEILING_WEI: u128 = 200_000_000_000;
-/// Default `FEE_BUMP_PERCENT`.
+/// Default `FEE_BUMP_PERCENT`: geth's pool needs 10 %; 15 leaves room for integer rounding and
+/// nodes with a stricter rule, and reaches 2× the first fee in 5 replacements.
 pub const DEFAULT_FEE_BUMP_PERCENT: u64 = 15;
 /// Smallest `FEE_BUMP_PERCENT`: geth refuses a replacement that raises either fee by less than
 /// 10 % (`replacement transaction underpriced`).
 pub const MIN_FEE_BUMP_PERCENT: u64 = 10;
-/// Default `TX_REPLACE_AFTER_MS`.
+/// Default `TX_REPLACE_AFTER_MS`: several blocks at the usual 2–12 s block times, and a quarter
+/// of the default `RECEIPT_TIMEOUT_SECS`, so one write gets up to three replacements.
 pub const DEFAULT_REPLACE_AFTER_MS: u64 = 30_000;
 const DEFAULT_RPC_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_MAX_RETRIES: u32 = 6;

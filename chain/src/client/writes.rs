@@ -47,7 +47,10 @@ use crate::{
     ChainError,
 };
 
-/// How often one write starts over after its transaction was reorged out.
+/// How often one write starts over after its transaction was reorged out. Each round already
+/// waited `CHAIN_CONFIRMATIONS` blocks; a chain that drops the same write three times in a row
+/// is not one to keep sending to from inside one call: the retryable `Reorged` error puts the
+/// message back on its queue, and the retry starts from what is on chain then.
 const MAX_REORG_ROUNDS: u32 = 3;
 
 /// What the writer did, since the client was built (shared by its clones).
