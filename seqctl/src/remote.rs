@@ -159,7 +159,7 @@ async fn chain(rpc_url: &str, protocol_state: Address) -> Result<ChainClient> {
     url_arg("--rpc-url", rpc_url)?;
     ChainClient::connect(ChainConfig::new(rpc_url, protocol_state))
         .await
-        .with_context(|| format!("connect to {rpc_url}"))
+        .with_context(|| format!("connect to {}", sequencer_chain::redact_url(rpc_url)))
 }
 
 /// Checks, in order, printed as they are decided.
