@@ -906,9 +906,13 @@ impl EpochManager {
             }
             Ok(Err(e @ (ChainError::TxFailed(_) | ChainError::ReceiptTimeout(_))))
             | Ok(Err(e @ ChainError::Rpc(_)))
-            | Ok(Err(e @ (ChainError::PendingTimeout { .. } | ChainError::NonceConflict { .. }))) => {
-                self.settle(epoch, Some(e), report).await?
-            }
+            | Ok(Err(e @ (ChainError::PendingTimeout { .. } | ChainError::NonceConflict { .. })))
+            | Ok(Err(
+                e @ (ChainError::FeeTooLow { .. }
+                | ChainError::ReceiptIncomplete { .. }
+                | ChainError::ConfirmationTimeout { .. }
+                | ChainError::Reorged(_)),
+            )) => self.settle(epoch, Some(e), report).await?,
             Ok(Err(e)) => return Err(self.map_revert(e)),
             Err(_elapsed) => self.settle(epoch, None, report).await?,
         };

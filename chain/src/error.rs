@@ -7,7 +7,14 @@ use alloy::{
     transports::{RpcError, TransportError, TransportErrorKind},
 };
 
-use crate::bindings::ProtocolState::ProtocolStateErrors as E;
+use std::fmt;
+
+use alloy::transports::HttpError;
+
+use crate::{
+    bindings::ProtocolState::ProtocolStateErrors as E,
+    redact::{full_text, Redactor, Scrubbed},
+};
 
 /// A revert of the ProtocolState contract, decoded from its custom error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -177,6 +184,40 @@ pub enum ChainError {
     /// The node answered something we could not interpret.
     #[error("unexpected chain data: {0}")]
     Decode(String),
+    /// The node refused the transaction's fees: the max fee is below the block's base fee, or a
+    /// replacement did not raise the fees enough. Retryable: a later attempt estimates again
+    /// (and a stuck transaction is replaced with bumped fees up to `MAX_FEE_PER_GAS_CEILING_WEI`).
+    #[error("fees refused ({kind}): {message}")]
+    FeeTooLow {
+        /// Which rule the node applied.
+        kind: FeeRejection,
+        /// The node's message.
+        message: String,
+    },
+    /// A receipt without the block it was mined in (a broken or lagging node): the transaction
+    /// may be mined, so a retry (which finds the batch on chain and does not resend) can succeed.
+    #[error("receipt of {tx_hash} has no {field}")]
+    ReceiptIncomplete {
+        /// The transaction.
+        tx_hash: TxHash,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// Mined, but not yet `CHAIN_CONFIRMATIONS` deep within `RECEIPT_TIMEOUT_SECS`; not reported
+    /// as done. Retryable: the retry finds it on chain and waits again.
+    #[error("{tx_hash} in block {block} is not {confirmations} blocks deep yet")]
+    ConfirmationTimeout {
+        /// The transaction.
+        tx_hash: TxHash,
+        /// Its block.
+        block: u64,
+        /// `CHAIN_CONFIRMATIONS`.
+        confirmations: u64,
+    },
+    /// Our transaction's block left the canonical chain again and again while we waited for
+    /// confirmations; retryable (the retry checks the chain and sends again only if needed).
+    #[error("transaction {0} was reorged out repeatedly")]
+    Reorged(TxHash),
     /// A batch CID anchored under another epoch than the one asked for.
     #[error("batch {batch_cid} is anchored for epoch {anchored_epoch}, not {epoch}")]
     BatchInOtherEpoch {
@@ -195,9 +236,13 @@ impl ChainError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Rpc(e) => is_transient(e),
-            Self::ReceiptTimeout(_) | Self::PendingTimeout { .. } | Self::NonceConflict { .. } => {
-                true
-            }
+            Self::ReceiptTimeout(_)
+            | Self::PendingTimeout { .. }
+            | Self::NonceConflict { .. }
+            | Self::FeeTooLow { .. }
+            | Self::ReceiptIncomplete { .. }
+            | Self::ConfirmationTimeout { .. }
+            | Self::Reorged(_) => true,
             Self::Config(_)
             | Self::Revert(_)
             | Self::GasAboveCeiling { .. }
@@ -220,6 +265,12 @@ impl ChainError {
     /// Maps an RPC error, decoding contract reverts into [`Revert`].
     pub(crate) fn from_rpc(e: TransportError) -> Self {
         if let RpcError::ErrorResp(payload) = &e {
+            if let Some(kind) = FeeRejection::of_message(&payload.message) {
+                return Self::FeeTooLow {
+                    kind,
+                    message: payload.message.to_string(),
+                };
+            }
             if let Some(decoded) = payload.as_decoded_interface_error::<E>() {
                 return Self::Revert(decoded.into());
             }
@@ -238,6 +289,100 @@ impl ChainError {
             ContractError::TransportError(t) => Self::from_rpc(t),
             other => Self::Decode(other.to_string()),
         }
+    }
+
+    /// This error with the RPC URL and its secret parts scrubbed from every message it carries;
+    /// transport errors are rebuilt from their scrubbed text (their source chain could hold it).
+    pub(crate) fn redacted(self, r: &Redactor) -> Self {
+        match self {
+            Self::Rpc(e) => Self::Rpc(scrub_transport(e, r)),
+            Self::Config(m) => Self::Config(r.scrub(&m)),
+            Self::Signer(m) => Self::Signer(r.scrub(&m)),
+            Self::Decode(m) => Self::Decode(r.scrub(&m)),
+            Self::NonceConflict { from, message } => Self::NonceConflict {
+                from,
+                message: r.scrub(&message),
+            },
+            Self::FeeTooLow { kind, message } => Self::FeeTooLow {
+                kind,
+                message: r.scrub(&message),
+            },
+            Self::Revert(Revert::Other(m)) => Self::Revert(Revert::Other(r.scrub(&m))),
+            other => other,
+        }
+    }
+}
+
+/// Which fee rule a node refused a transaction under (anvil's and geth's wordings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeeRejection {
+    /// `max fee per gas less than block base fee` (geth, anvil; older geth: `fee cap less than
+    /// block base fee`).
+    BelowBaseFee,
+    /// `replacement transaction underpriced` (geth, anvil), or `transaction underpriced` (below
+    /// the pool's minimum).
+    Underpriced,
+}
+
+impl fmt::Display for FeeRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BelowBaseFee => "max fee below base fee",
+            Self::Underpriced => "underpriced",
+        })
+    }
+}
+
+impl FeeRejection {
+    /// Classifies a node's error message.
+    pub fn of_message(message: &str) -> Option<Self> {
+        let m = message.to_ascii_lowercase();
+        if (m.contains("max fee per gas less than") || m.contains("fee cap less than"))
+            && m.contains("base fee")
+        {
+            Some(Self::BelowBaseFee)
+        } else if m.contains("underpriced") {
+            Some(Self::Underpriced)
+        } else {
+            None
+        }
+    }
+}
+
+fn scrub_transport(e: TransportError, r: &Redactor) -> TransportError {
+    let scrub_box =
+        |b: &(dyn std::error::Error + 'static)| -> Box<dyn std::error::Error + Send + Sync> {
+            Box::new(Scrubbed(r.scrub(&full_text(b))))
+        };
+    match e {
+        RpcError::Transport(kind) => RpcError::Transport(match kind {
+            TransportErrorKind::Custom(b) => TransportErrorKind::Custom(scrub_box(&*b)),
+            TransportErrorKind::NonRetryable(b) => TransportErrorKind::NonRetryable(scrub_box(&*b)),
+            TransportErrorKind::HttpError(h) => TransportErrorKind::HttpError(HttpError {
+                status: h.status,
+                body: r.scrub(&h.body),
+            }),
+            TransportErrorKind::HttpErrorWithRetryAfter { error, retry_after } => {
+                TransportErrorKind::HttpErrorWithRetryAfter {
+                    error: HttpError {
+                        status: error.status,
+                        body: r.scrub(&error.body),
+                    },
+                    retry_after,
+                }
+            }
+            other => other,
+        }),
+        RpcError::ErrorResp(mut p) => {
+            p.message = r.scrub(&p.message).into();
+            RpcError::ErrorResp(p)
+        }
+        RpcError::LocalUsageError(b) => RpcError::LocalUsageError(scrub_box(&*b)),
+        RpcError::DeserError { err, text } => RpcError::DeserError {
+            err,
+            text: r.scrub(&text),
+        },
+        other => other,
     }
 }
 
@@ -354,5 +499,87 @@ mod tests {
             data: None,
         });
         assert!(!ChainError::from_rpc(invalid).is_retryable());
+    }
+
+    fn node_error(message: &str) -> TransportError {
+        RpcError::ErrorResp(ErrorPayload {
+            code: -32003,
+            message: message.to_string().into(),
+            data: None,
+        })
+    }
+
+    #[test]
+    fn fee_refusals_are_typed_and_retryable() {
+        // Wordings measured on anvil 1.7.1, and geth's (core/txpool errors, with its suffix).
+        for (message, kind) in [
+            ("max fee per gas less than block base fee", FeeRejection::BelowBaseFee),
+            (
+                "max fee per gas less than block base fee: address 0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266, maxFeePerGas: 1000 baseFee: 7000",
+                FeeRejection::BelowBaseFee,
+            ),
+            ("fee cap less than block base fee", FeeRejection::BelowBaseFee),
+            ("replacement transaction underpriced", FeeRejection::Underpriced),
+            ("transaction underpriced", FeeRejection::Underpriced),
+        ] {
+            let e = ChainError::from_rpc(node_error(message));
+            match &e {
+                ChainError::FeeTooLow { kind: k, message: m } => {
+                    assert_eq!(*k, kind, "{message}");
+                    assert_eq!(m, message);
+                }
+                other => panic!("{message}: expected FeeTooLow, got {other:?}"),
+            }
+            assert!(e.is_retryable(), "{message}");
+        }
+        // Neighbours that are not fee refusals stay what they were.
+        let e = ChainError::from_rpc(node_error("nonce too low"));
+        assert!(matches!(e, ChainError::Rpc(_)), "{e:?}");
+        assert!(!e.is_retryable());
+        let e = ChainError::from_rpc(node_error("insufficient funds for gas * price + value"));
+        assert!(!e.is_retryable(), "{e:?}");
+    }
+
+    #[test]
+    fn new_writer_errors_are_retryable() {
+        for e in [
+            ChainError::ReceiptIncomplete {
+                tx_hash: TxHash::ZERO,
+                field: "block number",
+            },
+            ChainError::ConfirmationTimeout {
+                tx_hash: TxHash::ZERO,
+                block: 1,
+                confirmations: 3,
+            },
+            ChainError::Reorged(TxHash::ZERO),
+        ] {
+            assert!(e.is_retryable(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn scrubbing_keeps_the_kind_and_drops_the_key() {
+        let url = "https://node.example/v3/PATHKEY?apikey=QUERYKEY";
+        let r = Redactor::new(url);
+        let custom = TransportErrorKind::custom_str(&format!(
+            "error sending request for url ({url}): connection refused"
+        ));
+        let e = ChainError::from_rpc(custom).redacted(&r);
+        assert!(e.is_retryable(), "still transient: {e:?}");
+        let http = RpcError::Transport(TransportErrorKind::HttpError(HttpError {
+            status: 503,
+            body: format!("upstream {url} down"),
+        }));
+        let h = ChainError::from_rpc(http).redacted(&r);
+        assert!(h.is_retryable());
+        for e in [e, h] {
+            let shown = format!("{e} {e:?} {}", full_text(&e));
+            assert!(
+                !shown.contains("PATHKEY") && !shown.contains("QUERYKEY"),
+                "{shown}"
+            );
+            assert!(shown.contains("https://node.example"), "{shown}");
+        }
     }
 }

@@ -25,14 +25,17 @@ mod config;
 pub mod deploy;
 pub mod epoch_manager;
 mod error;
+mod redact;
+mod transport;
 mod types;
 
-pub use client::{ChainClient, MarketInfo, Result};
+pub use client::{ChainClient, MarketInfo, Result, WriterCounters};
 pub use config::{ChainConfig, SignerSource};
 pub use epoch_manager::{
     CatchUp, EpochManager, EpochManagerConfig, EpochManagerError, EpochRange, Lag, StepReport,
 };
-pub use error::{ChainError, Revert};
+pub use error::{ChainError, FeeRejection, Revert};
+pub use redact::{redact_url, Redactor};
 pub use types::{
     AnchoredBatch, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage, SubmitOutcome, TxOutcome,
     Windows,

@@ -77,7 +77,8 @@ pub async fn run(args: Args) -> Result<i32> {
     progress(
         started,
         &format!(
-            "chain {rpc_url} (id {}): ProtocolState {} {}, market {}, {} slots, epochs of {} blocks, window {} blocks",
+            "chain {} (id {}): ProtocolState {} {}, market {}, {} slots, epochs of {} blocks, window {} blocks",
+            sequencer_chain::redact_url(&rpc_url),
             dep.chain_id,
             dep.protocol_state,
             if reused { "reused" } else { "deployed" },

@@ -178,57 +178,20 @@ fn rpc_arg(s: &str) -> Result<reqwest::Url> {
     Ok(u)
 }
 
-/// What may be shown of an RPC URL: scheme, host and port; `/…` when it has more.
+/// What may be shown of an RPC URL: scheme, host and port (the chain client's rule).
 pub(crate) fn redact_url(s: &str) -> String {
-    match s.parse::<reqwest::Url>() {
-        Ok(u) if u.host_str().is_some() => {
-            let more = u.path() != "/"
-                || u.query().is_some()
-                || !u.username().is_empty()
-                || u.password().is_some();
-            format!(
-                "{}://{}{}{}",
-                u.scheme(),
-                u.host_str().unwrap_or_default(),
-                u.port().map(|p| format!(":{p}")).unwrap_or_default(),
-                if more { "/…" } else { "" }
-            )
-        }
-        _ => "the RPC URL".into(),
-    }
+    sequencer_chain::redact_url(s)
 }
 
 /// `e` with every trace of `url` (as given, as normalized, its path, query and user info)
-/// replaced by [`redact_url`]'s form; errors of the HTTP and RPC clients quote their URL.
-/// Keeps a [`CheckFailed`] a check failure.
+/// replaced, by the chain client's [`sequencer_chain::Redactor`]; errors of the HTTP and RPC
+/// clients quote their URL. Keeps a [`CheckFailed`] a check failure.
 pub(crate) fn scrub(e: anyhow::Error, url: &str) -> anyhow::Error {
-    let mut secrets: Vec<String> = vec![url.to_string()];
-    if let Ok(mut u) = url.parse::<reqwest::Url>() {
-        secrets.push(u.as_str().to_string());
-        if u.path() != "/" {
-            secrets.push(u.path().to_string());
-        }
-        secrets.extend(u.query().map(String::from));
-        secrets.extend(u.password().map(String::from));
-        if !u.username().is_empty() {
-            secrets.push(u.username().to_string());
-        }
-        // How the HTTP client quotes it: without the user info.
-        if u.set_username("").is_ok() && u.set_password(None).is_ok() {
-            secrets.push(u.as_str().to_string());
-        }
-    }
-    secrets.retain(|x| x.len() >= 2);
-    // Longest first, so a URL is replaced whole before its parts.
-    secrets.sort_by_key(|x| std::cmp::Reverse(x.len()));
     let msg = format!("{e:#}");
-    if !secrets.iter().any(|x| msg.contains(x.as_str())) {
+    let clean = sequencer_chain::Redactor::new(url).scrub(&msg);
+    if clean == msg {
         return e;
     }
-    let shown = redact_url(url);
-    let clean = secrets
-        .iter()
-        .fold(msg, |m, x| m.replace(x.as_str(), &shown));
     if e.downcast_ref::<CheckFailed>().is_some() {
         CheckFailed(clean).into()
     } else {
@@ -871,17 +834,17 @@ mod tests {
             ("http://127.0.0.1:8545/", "http://127.0.0.1:8545"),
             (
                 &format!("https://mainnet.example/v3/{KEY}"),
-                "https://mainnet.example/…",
+                "https://mainnet.example",
             ),
             (
                 &format!("https://rpc.example/?apikey={KEY}"),
-                "https://rpc.example/…",
+                "https://rpc.example",
             ),
             (
                 &format!("https://user:{KEY}@rpc.example:8443"),
-                "https://rpc.example:8443/…",
+                "https://rpc.example:8443",
             ),
-            (&format!("not a url {KEY}"), "the RPC URL"),
+            (&format!("not a url {KEY}"), "<unparseable url>"),
         ] {
             assert_eq!(redact_url(url), shown, "{url}");
         }
@@ -897,7 +860,7 @@ mod tests {
         );
         let msg = format!("{e:#}");
         assert!(!msg.contains(KEY), "{msg}");
-        assert!(msg.contains("https://rpc.example/…"), "{msg}");
+        assert!(msg.contains("https://rpc.example"), "{msg}");
         let e = scrub(CheckFailed(format!("seen {url}")).into(), &url);
         assert!(e.downcast_ref::<CheckFailed>().is_some());
         assert!(!e.to_string().contains(KEY));
