@@ -83,6 +83,12 @@ pub enum Revert {
         /// The block the next epoch begins at now.
         expected_begin: U256,
     },
+    /// `endBatchSubmissions` for an epoch with no batch anchored (in time or delayed).
+    #[error("epoch {0}: no batch submitted, batch submissions cannot be ended")]
+    NoBatchSubmitted(U256),
+    /// `acceptOwnership` from an address that is not the pending owner.
+    #[error("caller {0} is not the pending owner")]
+    NotPendingOwner(Address),
     /// A revert this ABI does not know (a string reason, a panic code, or raw data).
     #[error("reverted: {0}")]
     Other(String),
@@ -120,6 +126,8 @@ impl From<E> for Revert {
                 new_begin: x.newBegin,
                 expected_begin: x.expectedBegin,
             },
+            E::NoBatchSubmitted(x) => Self::NoBatchSubmitted(x.epochId),
+            E::NotPendingOwner(x) => Self::NotPendingOwner(x.caller),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | `slot_owner(slot)` | [`ChainClient::slot_owner`] (TTL cache) |
 //! | `is_flagged(market, addr)` | [`ChainClient::is_flagged`] |
 //! | `submission_window(market)` | [`ChainClient::submission_window`] |
+//! | `epoch_windows(market, epoch)` | [`ChainClient::epoch_windows`] (the windows stored at release) |
 //! | `submit_batch(..) -> Anchored \| AlreadyAnchored` | [`ChainClient::submit_batch`] |
 //! | `end_batch_submissions(market, epoch)` | [`ChainClient::end_batch_submissions`] |
 //! | `anchored(market, epoch)` | [`ChainClient::anchored`] |
@@ -22,6 +23,7 @@
 pub mod bindings;
 mod client;
 mod config;
+mod contract_ext;
 pub mod deploy;
 pub mod epoch_manager;
 mod error;
