@@ -40,4 +40,4 @@ pub use types::{
     Windows,
 };
 
-pub use alloy::primitives::{Address, B256};
+pub use alloy::primitives::{Address, B256, U256};
