@@ -185,6 +185,13 @@ pub enum ChainError {
     /// The node answered something we could not interpret.
     #[error("unexpected chain data: {0}")]
     Decode(String),
+    /// Slots would be handed to the simulated snapshotter keys, which anyone can derive, on a
+    /// chain that is not a local development chain ([`crate::deploy::is_local_chain`]).
+    #[error("chain {chain_id} is not a local development chain (31337, 1337): refusing to assign slots to the publicly derivable simulator keys; deploy with 0 slots and assign real snapshotters")]
+    SimulatedSlotsOnPublicChain {
+        /// The node's chain id.
+        chain_id: u64,
+    },
     /// A batch CID anchored under another epoch than the one asked for.
     #[error("batch {batch_cid} is anchored for epoch {anchored_epoch}, not {epoch}")]
     BatchInOtherEpoch {
@@ -213,6 +220,7 @@ impl ChainError {
             | Self::NoSigner
             | Self::Signer(_)
             | Self::Decode(_)
+            | Self::SimulatedSlotsOnPublicChain { .. }
             | Self::BatchInOtherEpoch { .. } => false,
         }
     }
