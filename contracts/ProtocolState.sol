@@ -30,6 +30,7 @@ contract ProtocolState {
     error InvalidSkip(uint256 newBegin, uint256 expectedBegin);
     error NoBatchSubmitted(uint256 epochId);
     error NotPendingOwner(address caller);
+    error InvalidWindow(uint256 snapshotWindow, uint256 batchWindow);
 
     // ------------------------------------------------------------------ events
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
@@ -81,9 +82,10 @@ contract ProtocolState {
         uint256 releaseBlock;
         bool batchSubmissionsEnded;
         // The market's windows when the epoch was released: its deadlines, whatever
-        // `updateSubmissionWindows` does afterwards.
-        uint256 snapshotSubmissionWindow;
-        uint256 batchSubmissionWindow;
+        // `updateSubmissionWindows` does afterwards. Packed with the flag into one slot (windows
+        // are bounded to uint64 at registration and update), so a release costs one more SSTORE.
+        uint64 snapshotSubmissionWindow;
+        uint64 batchSubmissionWindow;
     }
 
     // Packed into two slots: a batch record costs two SSTOREs.
@@ -100,8 +102,6 @@ contract ProtocolState {
     }
 
     address public owner;
-    /// @notice The address `transferOwnership` named, until it accepts (zero: none).
-    address public pendingOwner;
     mapping(address => Market) private markets;
     mapping(address => mapping(address => bool)) private sequencers;
     mapping(address => mapping(address => bool)) private epochManagers;
@@ -111,6 +111,9 @@ contract ProtocolState {
     mapping(address => mapping(uint256 => string[])) private epochBatches;
     mapping(address => mapping(string => Batch)) private batches;
     mapping(address => mapping(uint256 => mapping(string => ProjectStatus))) private projects;
+    /// @notice The address `transferOwnership` named, until it accepts (zero: none). Declared last
+    ///         so that the earlier storage slots keep their places.
+    address public pendingOwner;
 
     constructor() {
         owner = msg.sender;
@@ -161,6 +164,7 @@ contract ProtocolState {
         if (dataMarket == address(0)) revert ZeroAddress();
         if (markets[dataMarket].registered) revert MarketAlreadyRegistered(dataMarket);
         if (epochSize == 0) revert InvalidEpochSize(epochSize);
+        _checkWindows(snapshotWindow, batchWindow);
         Market storage m = markets[dataMarket];
         m.registered = true;
         m.epochSize = epochSize;
@@ -176,9 +180,18 @@ contract ProtocolState {
         onlyOwner
         knownMarket(dataMarket)
     {
+        _checkWindows(snapshotWindow, batchWindow);
         markets[dataMarket].snapshotSubmissionWindow = snapshotWindow;
         markets[dataMarket].batchSubmissionWindow = batchWindow;
         emit SubmissionWindowsUpdated(dataMarket, snapshotWindow, batchWindow);
+    }
+
+    /// @notice Windows are block counts; beyond uint64 they are no deadline at all (and the
+    ///         sequencer reads them as u64).
+    function _checkWindows(uint256 snapshotWindow, uint256 batchWindow) private pure {
+        if (snapshotWindow > type(uint64).max || batchWindow > type(uint64).max) {
+            revert InvalidWindow(snapshotWindow, batchWindow);
+        }
     }
 
     function setSequencer(address dataMarket, address sequencer, bool allowed)
@@ -252,8 +265,15 @@ contract ProtocolState {
         }
         epochId = ++m.currentEpochId;
         m.lastEpochEnd = end;
+        // Both fit: `_checkWindows` bounds them whenever they are set.
         epochs[dataMarket][epochId] = Epoch(
-            begin, end, block.timestamp, block.number, false, m.snapshotSubmissionWindow, m.batchSubmissionWindow
+            begin,
+            end,
+            block.timestamp,
+            block.number,
+            false,
+            uint64(m.snapshotSubmissionWindow),
+            uint64(m.batchSubmissionWindow)
         );
         emit EpochReleased(dataMarket, epochId, begin, end, block.timestamp);
     }

@@ -89,6 +89,14 @@ pub enum Revert {
     /// `acceptOwnership` from an address that is not the pending owner.
     #[error("caller {0} is not the pending owner")]
     NotPendingOwner(Address),
+    /// A window above `u64::MAX` blocks (`registerDataMarket`, `updateSubmissionWindows`).
+    #[error("invalid windows: snapshot {snapshot_window}, batch {batch_window} (at most 2^64 - 1 blocks)")]
+    InvalidWindow {
+        /// Requested snapshot window.
+        snapshot_window: U256,
+        /// Requested batch window.
+        batch_window: U256,
+    },
     /// A revert this ABI does not know (a string reason, a panic code, or raw data).
     #[error("reverted: {0}")]
     Other(String),
@@ -128,6 +136,10 @@ impl From<E> for Revert {
             },
             E::NoBatchSubmitted(x) => Self::NoBatchSubmitted(x.epochId),
             E::NotPendingOwner(x) => Self::NotPendingOwner(x.caller),
+            E::InvalidWindow(x) => Self::InvalidWindow {
+                snapshot_window: x.snapshotWindow,
+                batch_window: x.batchWindow,
+            },
         }
     }
 }

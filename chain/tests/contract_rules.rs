@@ -421,6 +421,31 @@ async fn window_change_applies_to_epochs_released_after_it() {
         c.epoch_windows(market, e2).await.expect("windows"),
         Some(small)
     );
+    // Windows are stored with the epoch as uint64: a larger one is refused where it is set,
+    // never truncated at release.
+    let huge = U256::from(u64::MAX) + U256::from(1);
+    let too_big = ProtocolState::updateSubmissionWindowsCall {
+        dataMarket: market,
+        snapshotWindow: U256::from(1),
+        batchWindow: huge,
+    };
+    assert_eq!(
+        revert_of(c.send_call(&too_big).await),
+        Revert::InvalidWindow {
+            snapshot_window: U256::from(1),
+            batch_window: huge
+        }
+    );
+    let register = ProtocolState::registerDataMarketCall {
+        dataMarket: Address::repeat_byte(0x43),
+        epochSize: U256::from(10),
+        snapshotWindow: huge,
+        batchWindow: U256::from(1),
+    };
+    assert!(matches!(
+        revert_of(c.send_call(&register).await),
+        Revert::InvalidWindow { .. }
+    ));
     let (_, e3) = c.release_epoch(market, 21, 30).await.expect("release 3");
     assert_eq!(
         c.epoch_windows(market, e3).await.expect("windows"),
