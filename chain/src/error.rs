@@ -199,7 +199,7 @@ pub enum ChainError {
     Decode(String),
     /// Slots would be handed to the simulated snapshotter keys, which anyone can derive, on a
     /// chain that is not a local development chain ([`crate::deploy::is_local_chain`]).
-    #[error("chain {chain_id} is not a local development chain (31337, 1337): refusing to assign slots to the publicly derivable simulator keys; deploy with 0 slots and assign real snapshotters")]
+    #[error("chain {chain_id} is not a local development chain (chain ids {ids:?}): refusing to assign slots to the publicly derivable simulator keys; deploy with 0 slots and assign real snapshotters", ids = crate::deploy::LOCAL_CHAIN_IDS)]
     SimulatedSlotsOnPublicChain {
         /// The node's chain id.
         chain_id: u64,
