@@ -28,9 +28,14 @@ contract ProtocolState {
     error BatchAlreadySubmitted(string batchCid);
     error ProjectAlreadySubmitted(string projectId, uint256 epochId);
     error InvalidSkip(uint256 newBegin, uint256 expectedBegin);
+    error NoBatchSubmitted(uint256 epochId);
+    error NotPendingOwner(address caller);
+    error InvalidWindow(uint256 snapshotWindow, uint256 batchWindow);
 
     // ------------------------------------------------------------------ events
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
+    /// @notice `transferOwnership` named `newOwner`; ownership moves when it calls `acceptOwnership`.
+    event OwnershipTransferStarted(address indexed previousOwner, address indexed newOwner);
     event DataMarketRegistered(
         address indexed dataMarketAddress,
         uint256 epochSize,
@@ -76,6 +81,11 @@ contract ProtocolState {
         uint256 timestamp;
         uint256 releaseBlock;
         bool batchSubmissionsEnded;
+        // The market's windows when the epoch was released: its deadlines, whatever
+        // `updateSubmissionWindows` does afterwards. Packed with the flag into one slot (windows
+        // are bounded to uint64 at registration and update), so a release costs one more SSTORE.
+        uint64 snapshotSubmissionWindow;
+        uint64 batchSubmissionWindow;
     }
 
     // Packed into two slots: a batch record costs two SSTOREs.
@@ -101,6 +111,9 @@ contract ProtocolState {
     mapping(address => mapping(uint256 => string[])) private epochBatches;
     mapping(address => mapping(string => Batch)) private batches;
     mapping(address => mapping(uint256 => mapping(string => ProjectStatus))) private projects;
+    /// @notice The address `transferOwnership` named, until it accepts (zero: none). Declared last
+    ///         so that the earlier storage slots keep their places.
+    address public pendingOwner;
 
     constructor() {
         owner = msg.sender;
@@ -124,10 +137,21 @@ contract ProtocolState {
     }
 
     // ------------------------------------------------------------------ administration (owner)
+    /// @notice Step one of two: name the next owner. Nothing changes hands until `newOwner` calls
+    ///         `acceptOwnership`, so a mistyped address cannot take the contract out of reach; a
+    ///         later call replaces the pending owner (the current owner's own address cancels).
     function transferOwnership(address newOwner) external onlyOwner {
         if (newOwner == address(0)) revert ZeroAddress();
-        emit OwnershipTransferred(owner, newOwner);
-        owner = newOwner;
+        pendingOwner = newOwner;
+        emit OwnershipTransferStarted(owner, newOwner);
+    }
+
+    /// @notice Step two: the pending owner takes ownership. Anyone else: `NotPendingOwner`.
+    function acceptOwnership() external {
+        if (msg.sender != pendingOwner) revert NotPendingOwner(msg.sender);
+        emit OwnershipTransferred(owner, msg.sender);
+        owner = msg.sender;
+        pendingOwner = address(0);
     }
 
     /// @notice Register a data market. Windows are in blocks; the epoch size is in blocks too.
@@ -140,6 +164,7 @@ contract ProtocolState {
         if (dataMarket == address(0)) revert ZeroAddress();
         if (markets[dataMarket].registered) revert MarketAlreadyRegistered(dataMarket);
         if (epochSize == 0) revert InvalidEpochSize(epochSize);
+        _checkWindows(snapshotWindow, batchWindow);
         Market storage m = markets[dataMarket];
         m.registered = true;
         m.epochSize = epochSize;
@@ -148,14 +173,25 @@ contract ProtocolState {
         emit DataMarketRegistered(dataMarket, epochSize, snapshotWindow, batchWindow);
     }
 
+    /// @notice New windows for epochs released from now on; released epochs keep theirs
+    ///         (`epochWindows`).
     function updateSubmissionWindows(address dataMarket, uint256 snapshotWindow, uint256 batchWindow)
         external
         onlyOwner
         knownMarket(dataMarket)
     {
+        _checkWindows(snapshotWindow, batchWindow);
         markets[dataMarket].snapshotSubmissionWindow = snapshotWindow;
         markets[dataMarket].batchSubmissionWindow = batchWindow;
         emit SubmissionWindowsUpdated(dataMarket, snapshotWindow, batchWindow);
+    }
+
+    /// @notice Windows are block counts; beyond uint64 they are no deadline at all (and the
+    ///         sequencer reads them as u64).
+    function _checkWindows(uint256 snapshotWindow, uint256 batchWindow) private pure {
+        if (snapshotWindow > type(uint64).max || batchWindow > type(uint64).max) {
+            revert InvalidWindow(snapshotWindow, batchWindow);
+        }
     }
 
     function setSequencer(address dataMarket, address sequencer, bool allowed)
@@ -229,7 +265,16 @@ contract ProtocolState {
         }
         epochId = ++m.currentEpochId;
         m.lastEpochEnd = end;
-        epochs[dataMarket][epochId] = Epoch(begin, end, block.timestamp, block.number, false);
+        // Both fit: `_checkWindows` bounds them whenever they are set.
+        epochs[dataMarket][epochId] = Epoch(
+            begin,
+            end,
+            block.timestamp,
+            block.number,
+            false,
+            uint64(m.snapshotSubmissionWindow),
+            uint64(m.batchSubmissionWindow)
+        );
         emit EpochReleased(dataMarket, epochId, begin, end, block.timestamp);
     }
 
@@ -251,10 +296,12 @@ contract ProtocolState {
     }
 
     // ------------------------------------------------------------------ sequencer
-    /// @notice Anchor one finalized batch of an epoch. Each project may be anchored once per epoch;
-    ///         a batch CID once per market. Past `batchSubmissionWindow` blocks after the epoch's
-    ///         release the batch is recorded as delayed (listed with its root, projects not marked)
-    ///         and `DelayedBatchSubmitted` is emitted instead of `SnapshotBatchSubmitted`.
+    /// @notice Anchor one finalized batch of an epoch. Each project may be anchored once per epoch,
+    ///         in time or delayed; a batch CID once per market. Past the epoch's
+    ///         `batchSubmissionWindow` (the one in effect at its release) the batch is recorded as
+    ///         delayed: listed with its root, its projects claimed (a later batch of the epoch may
+    ///         not anchor them again) but not reported by `projectStatus`, and
+    ///         `DelayedBatchSubmitted` is emitted instead of `SnapshotBatchSubmitted`.
     function submitSubmissionBatch(
         address dataMarket,
         string calldata batchCid,
@@ -272,10 +319,8 @@ contract ProtocolState {
         Batch storage b = batches[dataMarket][batchCid];
         if (b.epochId != 0) revert BatchAlreadySubmitted(batchCid);
 
-        bool delayed = block.number > e.releaseBlock + markets[dataMarket].batchSubmissionWindow;
-        if (!delayed) {
-            _markProjects(projects[dataMarket][epochId], epochBatches[dataMarket][epochId].length + 1, epochId, projectIds, snapshotCids);
-        }
+        bool delayed = block.number > e.releaseBlock + e.batchSubmissionWindow;
+        _markProjects(projects[dataMarket][epochId], epochBatches[dataMarket][epochId].length + 1, epochId, projectIds, snapshotCids);
         // Both fit: epochId <= currentEpochId (a counter) and block numbers stay far below 2^64.
         b.epochId = uint64(epochId);
         b.blockNumber = uint64(block.number);
@@ -304,7 +349,8 @@ contract ProtocolState {
         }
     }
 
-    /// @notice Close an epoch's batch submissions (once).
+    /// @notice Close an epoch's batch submissions (once, and only after at least one batch, in
+    ///         time or delayed: an epoch with nothing anchored stays open, `NoBatchSubmitted`).
     function endBatchSubmissions(address dataMarket, uint256 epochId)
         external
         knownMarket(dataMarket)
@@ -313,6 +359,7 @@ contract ProtocolState {
         Epoch storage e = epochs[dataMarket][epochId];
         if (e.releaseBlock == 0) revert EpochNotReleased(epochId);
         if (e.batchSubmissionsEnded) revert EpochEnded(epochId);
+        if (epochBatches[dataMarket][epochId].length == 0) revert NoBatchSubmitted(epochId);
         e.batchSubmissionsEnded = true;
         emit BatchSubmissionsCompleted(dataMarket, epochId, block.timestamp);
     }
@@ -375,6 +422,19 @@ contract ProtocolState {
         return (e.begin, e.end, e.timestamp, e.releaseBlock, e.batchSubmissionsEnded);
     }
 
+    /// @notice The windows an epoch was released under (its deadlines: snapshots until
+    ///         `releaseBlock + snapshotWindow`, batches in time until `releaseBlock + batchWindow`).
+    ///         `EpochNotReleased` for an epoch never released.
+    function epochWindows(address dataMarket, uint256 epochId)
+        external
+        view
+        returns (uint256 snapshotWindow, uint256 batchWindow)
+    {
+        Epoch storage e = epochs[dataMarket][epochId];
+        if (e.releaseBlock == 0) revert EpochNotReleased(epochId);
+        return (e.snapshotSubmissionWindow, e.batchSubmissionWindow);
+    }
+
     function epochBatchSubmissionsEnded(address dataMarket, uint256 epochId) external view returns (bool) {
         return epochs[dataMarket][epochId].batchSubmissionsEnded;
     }
@@ -398,7 +458,8 @@ contract ProtocolState {
         return batches[dataMarket][batchCid].finalizedCidsRootHash;
     }
 
-    /// @notice A project's status in an epoch: submitted iff its snapshot CID was anchored.
+    /// @notice A project's status in an epoch: submitted iff its snapshot CID was anchored in
+    ///         time (a delayed batch's projects are not submitted; see `projectAnchor`).
     function projectStatus(address dataMarket, string calldata projectId, uint256 epochId)
         external
         view
@@ -406,6 +467,21 @@ contract ProtocolState {
     {
         ProjectStatus storage p = projects[dataMarket][epochId][projectId];
         if (p.batchNumber == 0) return (false, "", "");
-        return (true, p.snapshotCid, epochBatches[dataMarket][epochId][p.batchNumber - 1]);
+        string storage cid = epochBatches[dataMarket][epochId][p.batchNumber - 1];
+        if (batches[dataMarket][cid].delayed) return (false, "", "");
+        return (true, p.snapshotCid, cid);
+    }
+
+    /// @notice Whether a project is anchored for an epoch at all (in time or delayed), and by
+    ///         which batch: the once-per-project-per-epoch claim.
+    function projectAnchor(address dataMarket, string calldata projectId, uint256 epochId)
+        external
+        view
+        returns (bool anchored, bool delayed, string memory snapshotCid, string memory batchCid)
+    {
+        ProjectStatus storage p = projects[dataMarket][epochId][projectId];
+        if (p.batchNumber == 0) return (false, false, "", "");
+        string storage cid = epochBatches[dataMarket][epochId][p.batchNumber - 1];
+        return (true, batches[dataMarket][cid].delayed, p.snapshotCid, cid);
     }
 }

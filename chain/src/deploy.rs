@@ -4,6 +4,12 @@
 //! reproducible ones of `sequencer_core::devkeys` (the key of slot `n` is
 //! `keccak256("powerloom-sequencer/sim-snapshotter/" ‖ decimal(n))`), so the snapshotter
 //! simulator signs with exactly the keys deployed here.
+//!
+//! Those keys are public (anyone can derive them), so [`deploy_local`] assigns them only on a
+//! local development chain, told by its chain id alone ([`is_local_chain`]: 31337 for anvil and
+//! hardhat, 1337 for geth `--dev` and ganache). The RPC host is not trusted for this: a loopback
+//! URL may be a tunnel to a public node or a fork of a public chain (which keeps its chain id and
+//! is refused too). There is no override; on any other chain deploy with `slots: 0`.
 
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use serde::{Deserialize, Serialize};
@@ -17,6 +23,15 @@ pub const ANVIL_FIRST_KEY: &str =
 
 /// Chain id of anvil and hardhat local nodes.
 pub const LOCAL_CHAIN_ID: u64 = 31337;
+
+/// Chain ids of local development chains: anvil/hardhat (31337), geth `--dev`/ganache (1337).
+pub const LOCAL_CHAIN_IDS: [u64; 2] = [LOCAL_CHAIN_ID, 1337];
+
+/// Whether `chain_id` is a local development chain ([`LOCAL_CHAIN_IDS`]), where publicly known
+/// keys (anvil's funded accounts, the simulated snapshotters) may be used.
+pub fn is_local_chain(chain_id: u64) -> bool {
+    LOCAL_CHAIN_IDS.contains(&chain_id)
+}
 
 /// Slots assigned per bulk transaction.
 const SLOTS_PER_TX: usize = 200;
@@ -108,11 +123,19 @@ pub struct Deployment {
 
 /// Deploys ProtocolState with `client`'s key as owner, registers the market, grants the roles and
 /// assigns the simulated slots. Returns a client bound to the new contract and the addresses.
+///
+/// With `plan.slots > 0` on a chain that is not local ([`is_local_chain`]) it fails with
+/// [`ChainError::SimulatedSlotsOnPublicChain`] before sending anything.
 pub async fn deploy_local(
     client: &ChainClient,
     plan: &DeployPlan,
 ) -> Result<(ChainClient, Deployment)> {
     let owner = client.signer_address().ok_or(ChainError::NoSigner)?;
+    if plan.slots > 0 && !is_local_chain(client.chain_id()) {
+        return Err(ChainError::SimulatedSlotsOnPublicChain {
+            chain_id: client.chain_id(),
+        });
+    }
     let deployed = client.deploy_protocol_state().await?;
     let address = deployed
         .contract_address

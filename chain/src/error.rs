@@ -90,6 +90,20 @@ pub enum Revert {
         /// The block the next epoch begins at now.
         expected_begin: U256,
     },
+    /// `endBatchSubmissions` for an epoch with no batch anchored (in time or delayed).
+    #[error("epoch {0}: no batch submitted, batch submissions cannot be ended")]
+    NoBatchSubmitted(U256),
+    /// `acceptOwnership` from an address that is not the pending owner.
+    #[error("caller {0} is not the pending owner")]
+    NotPendingOwner(Address),
+    /// A window above `u64::MAX` blocks (`registerDataMarket`, `updateSubmissionWindows`).
+    #[error("invalid windows: snapshot {snapshot_window}, batch {batch_window} (at most 2^64 - 1 blocks)")]
+    InvalidWindow {
+        /// Requested snapshot window.
+        snapshot_window: U256,
+        /// Requested batch window.
+        batch_window: U256,
+    },
     /// A revert this ABI does not know (a string reason, a panic code, or raw data).
     #[error("reverted: {0}")]
     Other(String),
@@ -126,6 +140,12 @@ impl From<E> for Revert {
             E::InvalidSkip(x) => Self::InvalidSkip {
                 new_begin: x.newBegin,
                 expected_begin: x.expectedBegin,
+            },
+            E::NoBatchSubmitted(x) => Self::NoBatchSubmitted(x.epochId),
+            E::NotPendingOwner(x) => Self::NotPendingOwner(x.caller),
+            E::InvalidWindow(x) => Self::InvalidWindow {
+                snapshot_window: x.snapshotWindow,
+                batch_window: x.batchWindow,
             },
         }
     }
@@ -218,6 +238,13 @@ pub enum ChainError {
     /// confirmations; retryable (the retry checks the chain and sends again only if needed).
     #[error("transaction {0} was reorged out repeatedly")]
     Reorged(TxHash),
+    /// Slots would be handed to the simulated snapshotter keys, which anyone can derive, on a
+    /// chain that is not a local development chain ([`crate::deploy::is_local_chain`]).
+    #[error("chain {chain_id} is not a local development chain (chain ids {ids:?}): refusing to assign slots to the publicly derivable simulator keys; deploy with 0 slots and assign real snapshotters", ids = crate::deploy::LOCAL_CHAIN_IDS)]
+    SimulatedSlotsOnPublicChain {
+        /// The node's chain id.
+        chain_id: u64,
+    },
     /// A batch CID anchored under another epoch than the one asked for.
     #[error("batch {batch_cid} is anchored for epoch {anchored_epoch}, not {epoch}")]
     BatchInOtherEpoch {
@@ -250,6 +277,7 @@ impl ChainError {
             | Self::NoSigner
             | Self::Signer(_)
             | Self::Decode(_)
+            | Self::SimulatedSlotsOnPublicChain { .. }
             | Self::BatchInOtherEpoch { .. } => false,
         }
     }

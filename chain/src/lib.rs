@@ -9,6 +9,7 @@
 //! | `slot_owner(slot)` | [`ChainClient::slot_owner`] (TTL cache) |
 //! | `is_flagged(market, addr)` | [`ChainClient::is_flagged`] |
 //! | `submission_window(market)` | [`ChainClient::submission_window`] |
+//! | `epoch_windows(market, epoch)` | [`ChainClient::epoch_windows`] (the windows stored at release) |
 //! | `submit_batch(..) -> Anchored \| AlreadyAnchored` | [`ChainClient::submit_batch`] |
 //! | `end_batch_submissions(market, epoch)` | [`ChainClient::end_batch_submissions`] |
 //! | `anchored(market, epoch)` | [`ChainClient::anchored`] |
@@ -41,4 +42,4 @@ pub use types::{
     Windows,
 };
 
-pub use alloy::primitives::{Address, B256};
+pub use alloy::primitives::{Address, B256, U256};

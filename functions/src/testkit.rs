@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use sequencer_chain::{
-    AnchoredBatch, ChainError, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage, SubmitOutcome,
-    Windows,
+    AnchoredBatch, ChainError, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage, Revert,
+    SubmitOutcome, Windows, U256,
 };
 use sequencer_core::collect::CollectMessage;
 use sequencer_core::devkeys;
@@ -33,7 +33,7 @@ fn alloy_keccak(n: u64) -> [u8; 32] {
     h.finalize().into()
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     head: u64,
     releases: Vec<EpochRelease>,
@@ -43,21 +43,39 @@ struct Inner {
     ended: BTreeSet<u64>,
     txs: u64,
     fail_next_submit: u32,
+    /// The market's current windows (`updateSubmissionWindows`).
+    windows: Windows,
+    /// The windows each epoch was released under (`epochWindows`).
+    epoch_windows: BTreeMap<u64, Windows>,
+    /// Behave like a contract without `epochWindows` (Powerloom's own).
+    no_epoch_windows: bool,
 }
 
 /// A protocol chain in memory: blocks advance by [`MemChain::mine`], epochs by
-/// [`MemChain::release`]; anchoring is exactly once per batch CID like the contract.
+/// [`MemChain::release`]; anchoring is exactly once per batch CID like the contract, and ending
+/// an epoch without a batch reverts `NoBatchSubmitted` like the contract.
 #[derive(Debug)]
 pub struct MemChain {
     market: Address,
-    windows: Windows,
     inner: Mutex<Inner>,
 }
 
 impl MemChain {
     /// A chain whose slots `1..=slots` belong to the simulated snapshotters.
     pub fn new(market: Address, windows: Windows, slots: u64) -> Self {
-        let mut inner = Inner::default();
+        let mut inner = Inner {
+            head: 0,
+            releases: Vec::new(),
+            owners: BTreeMap::new(),
+            flagged: BTreeSet::new(),
+            anchored: BTreeMap::new(),
+            ended: BTreeSet::new(),
+            txs: 0,
+            fail_next_submit: 0,
+            windows,
+            epoch_windows: BTreeMap::new(),
+            no_epoch_windows: false,
+        };
         for s in 1..=slots {
             inner
                 .owners
@@ -66,9 +84,18 @@ impl MemChain {
         inner.head = 1;
         Self {
             market,
-            windows,
             inner: Mutex::new(inner),
         }
+    }
+
+    /// `updateSubmissionWindows`: epochs released from now on get `windows`.
+    pub fn set_windows(&self, windows: Windows) {
+        self.inner.lock().unwrap().windows = windows;
+    }
+
+    /// From now on, answer `epoch_windows` like a contract without that view.
+    pub fn forget_epoch_windows(&self) {
+        self.inner.lock().unwrap().no_epoch_windows = true;
     }
 
     /// Mines `n` blocks; returns the head.
@@ -90,6 +117,8 @@ impl MemChain {
         let epoch = i.releases.len() as u64 + 1;
         let block = i.head;
         let begin = (epoch - 1) * 10 + 1;
+        let windows = i.windows;
+        i.epoch_windows.insert(epoch, windows);
         i.releases.push(EpochRelease {
             market: self.market,
             epoch_id: epoch,
@@ -172,7 +201,18 @@ impl ChainPort for MemChain {
         Ok(self.inner.lock().unwrap().flagged.contains(&who))
     }
     async fn windows(&self, _market: Address) -> Result<Windows, ChainError> {
-        Ok(self.windows)
+        Ok(self.inner.lock().unwrap().windows)
+    }
+    async fn epoch_windows(
+        &self,
+        _market: Address,
+        epoch: u64,
+    ) -> Result<Option<Windows>, ChainError> {
+        let i = self.inner.lock().unwrap();
+        if i.no_epoch_windows {
+            return Ok(None);
+        }
+        Ok(i.epoch_windows.get(&epoch).copied())
     }
     async fn anchored(&self, market: Address, epoch: u64) -> Result<EpochAnchors, ChainError> {
         let i = self.inner.lock().unwrap();
@@ -234,9 +274,15 @@ impl ChainPort for MemChain {
     }
     async fn end_batch(&self, _market: Address, epoch: u64) -> Result<EndOutcome, ChainError> {
         let mut i = self.inner.lock().unwrap();
-        if !i.ended.insert(epoch) {
+        if i.ended.contains(&epoch) {
             return Ok(EndOutcome::AlreadyEnded);
         }
+        if i.anchored.get(&epoch).is_none_or(Vec::is_empty) {
+            return Err(ChainError::Revert(Revert::NoBatchSubmitted(U256::from(
+                epoch,
+            ))));
+        }
+        i.ended.insert(epoch);
         i.head += 1;
         i.txs += 1;
         Ok(EndOutcome::Ended {

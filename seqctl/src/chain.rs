@@ -1,21 +1,33 @@
 //! `seqctl chain …`: operator commands against a protocol chain (a local anvil, usually).
 //!
 //! - `deploy`: deploy ProtocolState, register a data market, grant the roles, assign simulated
-//!   slots (keys reproducible: see `sequencer_chain::deploy`), print the addresses.
+//!   slots (keys reproducible: see `sequencer_chain::deploy`), print the addresses. The simulated
+//!   keys are public, so slots are assigned to them only on a local development chain (chain id
+//!   31337 or 1337, `sequencer_chain::deploy::is_local_chain`); elsewhere `--slots` must be 0.
+//!   There is no override.
 //! - `release-epochs`: the epoch manager (`sequencer_chain::EpochManager`): release each epoch
 //!   of the market once its source chain's head reaches `end + finality_offset`, contiguous,
 //!   exactly once, catching up in order or by an on-chain skip.
 //! - `epoch MARKET EPOCH`: what is anchored for an epoch: batches, roots, transactions.
 //!
-//! Environment fallbacks: `RPC_URL`, `PROTOCOL_STATE_ADDRESS`, `DATA_MARKET_ADDRESS`,
-//! `SIGNER_PRIVATE_KEY` (never printed).
+//! Environment fallbacks: `RPC_URL`, `PROTOCOL_STATE_ADDRESS`, `DATA_MARKET_ADDRESS`.
+//!
+//! Signing key of `deploy` and `release-epochs` ([`KeyArgs`]), never printed, first found of:
+//! `--private-key-file PATH` or `--private-key HEX` (one of the two; the flag is visible in the
+//! process list and shell history, so it gets a warning), then `SEQCTL_PRIVATE_KEY`, then
+//! `SEQCTL_PRIVATE_KEY_FILE`, then `SIGNER_PRIVATE_KEY` (what older scripts set). Without any,
+//! anvil's first funded account, on a local development chain only.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use sequencer_chain::{
-    deploy::{deploy_local, local_market_address, DeployPlan, ANVIL_FIRST_KEY, LOCAL_CHAIN_ID},
+    deploy::{
+        address_of_key, deploy_local, is_local_chain, local_market_address, DeployPlan,
+        ANVIL_FIRST_KEY,
+    },
     epoch_manager::CatchUp,
     Address, ChainClient, ChainConfig, EpochManager, EpochManagerConfig, Windows,
 };
@@ -28,10 +40,11 @@ pub enum ChainCmd {
         /// JSON-RPC endpoint.
         #[arg(long, env = "RPC_URL")]
         rpc_url: String,
-        /// Deployer (owner) key; defaults to anvil's first funded account, on chain 31337 only.
-        #[arg(long, env = "SIGNER_PRIVATE_KEY", hide_env_values = true)]
-        private_key: Option<String>,
-        /// Number of simulated slots (ids 1..=N).
+        /// Deployer (owner) key; defaults to anvil's first funded account, on a local chain only.
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Number of simulated slots (ids 1..=N). Their keys are public: more than 0 only on a
+        /// local development chain (chain id 31337 or 1337).
         #[arg(long, default_value_t = 10)]
         slots: u64,
         /// Epoch size in blocks.
@@ -65,9 +78,9 @@ pub enum ChainCmd {
         /// Data market.
         #[arg(long, env = "DATA_MARKET_ADDRESS")]
         market: Address,
-        /// Epoch manager key; defaults to anvil's first funded account, on chain 31337 only.
-        #[arg(long, env = "SIGNER_PRIVATE_KEY", hide_env_values = true)]
-        private_key: Option<String>,
+        /// Epoch manager key; defaults to anvil's first funded account, on a local chain only.
+        #[command(flatten)]
+        key: KeyArgs,
         /// Deprecated, kept for old scripts: epochs are the market's epochSize blocks and are
         /// released when due (end + finality offset), never on a timer of their own; a value
         /// other than the epoch size only gets a warning.
@@ -118,6 +131,92 @@ pub enum ChainCmd {
     },
 }
 
+/// Where the signing key comes from (see the module docs for the order). The key itself is never
+/// printed, nor quoted in an error.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// Signing key, hex. Visible in the process list and shell history: prefer
+    /// SEQCTL_PRIVATE_KEY or --private-key-file.
+    #[arg(long, conflicts_with = "private_key_file")]
+    private_key: Option<String>,
+    /// File holding the hex signing key (surrounding whitespace ignored); should be readable by
+    /// its owner only. Fallbacks: SEQCTL_PRIVATE_KEY, SEQCTL_PRIVATE_KEY_FILE, SIGNER_PRIVATE_KEY.
+    #[arg(long)]
+    private_key_file: Option<PathBuf>,
+}
+
+/// Environment variable holding the key.
+pub const KEY_ENV: &str = "SEQCTL_PRIVATE_KEY";
+/// Environment variable naming a key file.
+pub const KEY_FILE_ENV: &str = "SEQCTL_PRIVATE_KEY_FILE";
+/// The chain client's key variable, still read for older scripts.
+pub const LEGACY_KEY_ENV: &str = "SIGNER_PRIVATE_KEY";
+
+impl KeyArgs {
+    /// The key, from the first source that is set; `None` when none is.
+    fn resolve(self) -> Result<Option<String>> {
+        if let Some(path) = self.private_key_file {
+            return read_key_file(&path).map(Some);
+        }
+        if let Some(k) = self.private_key {
+            eprintln!("warning: --private-key is visible to other users in the process list and stays in shell history; prefer {KEY_ENV} or --private-key-file");
+            return non_empty(k, "--private-key").map(Some);
+        }
+        if let Some(k) = env_var(KEY_ENV)? {
+            return non_empty(k, KEY_ENV).map(Some);
+        }
+        if let Some(path) = env_var(KEY_FILE_ENV)? {
+            return read_key_file(Path::new(&path)).map(Some);
+        }
+        match env_var(LEGACY_KEY_ENV)? {
+            Some(k) => non_empty(k, LEGACY_KEY_ENV).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+fn env_var(name: &str) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        // The value is not echoed: it may be the key.
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{name} is not valid UTF-8"),
+    }
+}
+
+/// The trimmed key if it is one; errors name the source, never the value.
+fn non_empty(k: String, from: &str) -> Result<String> {
+    let k = k.trim().to_string();
+    if k.is_empty() {
+        bail!("{from} is empty");
+    }
+    if address_of_key(&k).is_err() {
+        bail!("{from} does not hold a valid hex secp256k1 private key");
+    }
+    Ok(k)
+}
+
+fn read_key_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read the key file {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("stat the key file {}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            eprintln!(
+                "warning: the key file {} is readable by others (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    non_empty(text, &format!("the key file {}", path.display()))
+}
+
 /// `--catch-up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum CatchUpArg {
@@ -150,7 +249,7 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
     match cmd {
         ChainCmd::Deploy {
             rpc_url,
-            private_key,
+            key,
             slots,
             epoch_size,
             snapshot_window,
@@ -159,7 +258,7 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
             sequencer,
             epoch_manager,
         } => {
-            let client = connect(&rpc_url, Address::ZERO, private_key).await?;
+            let client = connect(&rpc_url, Address::ZERO, key.resolve()?).await?;
             let plan = DeployPlan {
                 market: market.unwrap_or_else(local_market_address),
                 epoch_size,
@@ -200,7 +299,7 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
             rpc_url,
             protocol_state,
             market,
-            private_key,
+            key,
             every,
             count,
             first_begin,
@@ -212,7 +311,7 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
             mine_idle,
             poll_ms,
         } => {
-            let client = connect(&rpc_url, protocol_state, private_key).await?;
+            let client = connect(&rpc_url, protocol_state, key.resolve()?).await?;
             let source = match source_rpc_url {
                 Some(url) => Some(
                     ChainClient::connect(ChainConfig::new(url, Address::ZERO))
@@ -335,7 +434,7 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
 }
 
 /// Connects with `key`, or with anvil's first funded key when none is given and the node is a
-/// local chain (31337); refuses to guess a key anywhere else.
+/// local development chain (31337, 1337); refuses to guess a key anywhere else.
 async fn connect(
     rpc_url: &str,
     protocol_state: Address,
@@ -347,9 +446,9 @@ async fn connect(
         Some(k) => k,
         None => {
             let probe = ChainClient::connect(cfg.clone()).await.context("connect")?;
-            if probe.chain_id() != LOCAL_CHAIN_ID {
+            if !is_local_chain(probe.chain_id()) {
                 bail!(
-                    "chain {} is not a local chain: pass --private-key or set SIGNER_PRIVATE_KEY",
+                    "chain {} is not a local chain: set {KEY_ENV} or pass --private-key-file",
                     probe.chain_id()
                 );
             }

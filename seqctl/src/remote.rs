@@ -681,7 +681,15 @@ fn audit_epoch_inner(a: AuditEpoch, json_out: bool) -> Result<()> {
                 "epoch {epoch} of market {market:#x} was never released on chain {chain_id} (ProtocolState {protocol_state:#x}): nothing to audit"
             )));
         };
-        let windows = c.submission_window(market).await.context("snapshotSubmissionWindow")?;
+        // The windows the epoch was released under; a contract without `epochWindows` keeps
+        // only the market's current ones, which an audit then says it used.
+        let windows = match c.epoch_windows(market, epoch).await.context("epochWindows")? {
+            Some(w) => w,
+            None => {
+                rep.info("this contract keeps no per-epoch windows: using the market's current window");
+                c.submission_window(market).await.context("snapshotSubmissionWindow")?
+            }
+        };
         let window_end = release.saturating_add(windows.snapshot_blocks);
         rep.info(&format!(
             "epoch {epoch} of market {market:#x}: released in block {release}, window [{release}, {window_end}], {} batches on chain, batch submissions {}",

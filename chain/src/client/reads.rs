@@ -16,7 +16,7 @@ use super::{ChainClient, Result};
 use crate::{
     bindings::ProtocolState::{self, DelayedBatchSubmitted, EpochReleased, SnapshotBatchSubmitted},
     types::{AnchoredBatch, EpochAnchors, EpochRelease, ReleasesPage, Windows},
-    ChainError,
+    ChainError, Revert,
 };
 
 /// A market's registration and counters ([`ChainClient::market_info`]).
@@ -176,6 +176,34 @@ impl ChainClient {
             snapshot_blocks: to_u64(snapshot, "snapshot window")?,
             batch_blocks: to_u64(batch, "batch window")?,
         })
+    }
+
+    /// `epochWindows(market, epoch)`: the windows stored with `epoch` at its release, in blocks,
+    /// which fix its deadlines whatever `updateSubmissionWindows` does afterwards.
+    ///
+    /// `None` when they are not available: the epoch is not released, or the contract has no such
+    /// view (Powerloom's own protocol state contract, or one deployed before it existed). A caller
+    /// then falls back to the market's current windows ([`Self::submission_window`]).
+    pub async fn epoch_windows(&self, market: Address, epoch: u64) -> Result<Option<Windows>> {
+        let r = self
+            .view(ProtocolState::epochWindowsCall {
+                dataMarket: market,
+                epochId: U256::from(epoch),
+            })
+            .await;
+        match r {
+            Ok(w) => Ok(Some(Windows {
+                snapshot_blocks: to_u64(w.snapshotWindow, "epoch snapshot window")?,
+                batch_blocks: to_u64(w.batchWindow, "epoch batch window")?,
+            })),
+            Err(ChainError::Revert(Revert::EpochNotReleased(_))) => Ok(None),
+            // No `epochWindows` on this contract: the call reverts without data we know.
+            Err(ChainError::Revert(Revert::Other(why))) => {
+                tracing::debug!(%market, epoch, %why, "no per-epoch windows on this contract");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Registration and epoch counters of a market.

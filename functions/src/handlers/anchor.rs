@@ -1,5 +1,9 @@
 //! `anchor` (SQS FIFO `anchor`, one message group per signing key, so one writer per key):
 //! `submitSubmissionBatch` for each of the epoch's batches in order, then `endBatchSubmissions`.
+//! An epoch finalized with no batch (no accepted submission) sends nothing: the contract refuses
+//! to end an epoch without a batch (`NoBatchSubmitted`), and leaving it open lets nothing in that
+//! the sequencer would anchor. It is recorded `ANCHORED` without an end transaction and counted
+//! (`anchor_epochs_empty_total`).
 //!
 //! Exactly one transaction per batch across crashes and retries: a batch is sent only while its
 //! record is `PENDING`; the chain client first waits out any pending transaction of our key and
@@ -29,6 +33,8 @@ pub struct AnchorReport {
     pub already: u32,
     /// `endBatchSubmissions` sent by this run.
     pub ended: bool,
+    /// The epoch has no batch: nothing was sent, not even `endBatchSubmissions`.
+    pub empty: bool,
 }
 
 /// The Lambda handler.
@@ -90,7 +96,16 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
     }
     let mut rec: EpochRecord = parse("epoch", &item.data)?;
 
-    for (st, mut b) in batches(p, epoch).await? {
+    let list = batches(p, epoch).await?;
+    let recorded = rec.batches.map_or(list.len(), |n| n as usize);
+    if recorded != list.len() {
+        return Err(PipelineError::Corrupt(format!(
+            "epoch {epoch} was finalized with {recorded} batches but {} are recorded",
+            list.len()
+        )));
+    }
+    report.empty = list.is_empty();
+    for (st, mut b) in list {
         if st == state::ANCHORED {
             continue;
         }
@@ -144,14 +159,22 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
         tracing::info!(epoch, batch = b.index, cid = %b.cid, tx = ?b.tx_hash, "batch anchored");
     }
 
-    match chain.end_batch(market, epoch).await {
-        Ok(EndOutcome::Ended { tx_hash, .. }) => {
-            report.ended = true;
-            rec.end_tx = Some(format!("{tx_hash:#x}"));
+    if report.empty {
+        tracing::info!(
+            epoch,
+            "epoch has no batch: nothing to anchor, not ended on chain"
+        );
+        p.counters.inc("anchor_epochs_empty_total");
+    } else {
+        match chain.end_batch(market, epoch).await {
+            Ok(EndOutcome::Ended { tx_hash, .. }) => {
+                report.ended = true;
+                rec.end_tx = Some(format!("{tx_hash:#x}"));
+            }
+            Ok(EndOutcome::AlreadyEnded) => {}
+            Err(e) if !e.is_retryable() => return fail(p, &ekey, rec, e.to_string()).await,
+            Err(e) => return Err(e.into()),
         }
-        Ok(EndOutcome::AlreadyEnded) => {}
-        Err(e) if !e.is_retryable() => return fail(p, &ekey, rec, e.to_string()).await,
-        Err(e) => return Err(e.into()),
     }
     rec.anchored_at_ms = Some(now_ms());
     let to = Item::with_state(state::ANCHORED, json(&rec)).ttl(p.ttl());

@@ -377,3 +377,115 @@ async fn many_batches_crash_between_steps_and_retry_gives_one_tx_per_batch() {
     assert_eq!((rep.sent, rep.already), (0, 1));
     assert_eq!(e.chain.transactions(), 2);
 }
+
+#[tokio::test]
+async fn epoch_without_submissions_is_anchored_without_ending_it_on_chain() {
+    let e = env();
+    let (empty, _) = e.chain.release();
+    e.chain.mine(1);
+    assert_eq!(tick::step(&e.p).await.unwrap().opened, vec![empty]);
+    e.chain.mine(10);
+    assert_eq!(tick::step(&e.p).await.unwrap().closed, vec![empty]);
+    // Finalize gives no batch for an epoch nobody submitted to; anchor then used to send
+    // endBatchSubmissions, which the contract refuses (NoBatchSubmitted) and the epoch ended
+    // ANCHOR_FAILED. Now nothing is sent and the epoch is done.
+    e.run_all().await;
+    let epochs = tick::epochs(&e.p).await.unwrap();
+    assert_eq!(epochs[0].1, state::ANCHORED, "{:?}", epochs[0].2);
+    assert_eq!(epochs[0].2.batches, Some(0));
+    assert_eq!(epochs[0].2.end_tx, None);
+    assert_eq!(epochs[0].2.failure, None);
+    assert_eq!(e.chain.transactions(), 0, "nothing sent for an empty epoch");
+    assert_eq!(e.p.counters.get("anchor_epochs_empty_total"), 1);
+    assert_eq!(e.p.counters.get("anchor_epochs_failed_total"), 0);
+    // The chain would have refused the end (what the handler no longer asks for).
+    let refused = crate::ports::ChainPort::end_batch(e.chain.as_ref(), e.market, empty).await;
+    assert!(
+        matches!(
+            refused,
+            Err(sequencer_chain::ChainError::Revert(
+                sequencer_chain::Revert::NoBatchSubmitted(_)
+            ))
+        ),
+        "{refused:?}"
+    );
+    // A re-run stays a no-op; the next epoch with a submission is anchored and ended as before.
+    let job = EpochJob {
+        market: e.market,
+        epoch: empty,
+    };
+    anchor::run(&e.p, job).await.unwrap();
+    let (next, r) = e.chain.release();
+    e.chain.mine(1);
+    tick::step(&e.p).await.unwrap();
+    let body = e.msg(1, 1, next, "p1", CID_A, block_hash_of(r + 1));
+    assert_eq!(e.verify(&body).await, Verdict::Accepted);
+    e.chain.mine(10);
+    assert_eq!(tick::step(&e.p).await.unwrap().closed, vec![next]);
+    e.run_all().await;
+    let epochs = tick::epochs(&e.p).await.unwrap();
+    assert_eq!(epochs[1].1, state::ANCHORED);
+    assert!(epochs[1].2.end_tx.is_some(), "{:?}", epochs[1].2);
+    assert_eq!(e.chain.transactions(), 2, "one batch + endBatchSubmissions");
+}
+
+#[tokio::test]
+async fn a_window_change_after_release_keeps_the_epochs_deadline() {
+    let e = env();
+    // Released under the harness windows (snapshot 5), then the market's window is cut to 1
+    // before the tick has seen the release: the tick used to read the market's window then and
+    // close the epoch 4 blocks early, turning honest submissions away as late.
+    let (epoch, r) = e.chain.release();
+    e.chain.set_windows(sequencer_chain::Windows {
+        snapshot_blocks: 1,
+        batch_blocks: 100,
+    });
+    e.chain.mine(1);
+    tick::step(&e.p).await.unwrap();
+    let epochs = tick::epochs(&e.p).await.unwrap();
+    assert_eq!(
+        epochs[0].2.window_end,
+        r + 5,
+        "the window stored with the epoch"
+    );
+    // Past the new window (r + 1 + grace 2), inside the epoch's own: still open, and a
+    // submission whose header is block r + 4 is in its window.
+    e.chain.mine(3);
+    assert!(tick::step(&e.p).await.unwrap().closed.is_empty());
+    let body = e.msg(1, 1, epoch, "p1", CID_A, block_hash_of(r + 4));
+    assert_eq!(e.verify(&body).await, Verdict::Accepted);
+    e.chain.mine(4);
+    assert_eq!(tick::step(&e.p).await.unwrap().closed, vec![epoch]);
+
+    // The next release takes the new window.
+    let (next, r2) = e.chain.release();
+    e.chain.mine(1);
+    tick::step(&e.p).await.unwrap();
+    let epochs = tick::epochs(&e.p).await.unwrap();
+    assert_eq!(epochs[1].0, next);
+    assert_eq!(epochs[1].2.window_end, r2 + 1);
+    assert_eq!(e.p.counters.get("tick_epoch_windows_fallback_total"), 0);
+    e.chain.mine(1);
+    let outside = e.msg(2, 2, next, "p1", CID_A, block_hash_of(r2 + 2));
+    assert_eq!(e.verify(&outside).await, rejected("outside_window"));
+}
+
+#[tokio::test]
+async fn without_per_epoch_windows_on_chain_the_market_window_is_used_and_counted() {
+    let e = env();
+    e.chain.forget_epoch_windows();
+    e.chain.set_windows(sequencer_chain::Windows {
+        snapshot_blocks: 7,
+        batch_blocks: 100,
+    });
+    let (_, r) = e.chain.release();
+    let (_, r2) = e.chain.release();
+    e.chain.mine(1);
+    tick::step(&e.p).await.unwrap();
+    let epochs = tick::epochs(&e.p).await.unwrap();
+    assert_eq!(
+        (epochs[0].2.window_end, epochs[1].2.window_end),
+        (r + 7, r2 + 7)
+    );
+    assert_eq!(e.p.counters.get("tick_epoch_windows_fallback_total"), 2);
+}

@@ -2,7 +2,9 @@
 //! epochs shorter than a minute are served.
 //!
 //! Each step: read the head; record the hashes of new blocks (window checks need them); record
-//! every confirmed `EpochReleased` of the market as an `OPEN` epoch; close every open epoch whose
+//! every confirmed `EpochReleased` of the market as an `OPEN` epoch, with the window it was
+//! released under (`epochWindows(market, epoch)`; the market's current window only on a contract
+//! that does not keep it, counted `tick_epoch_windows_fallback_total`); close every open epoch whose
 //! window has ended (`head > release + window + grace`) through the conditional transition
 //! `OPEN → CLOSING`, send its one finalize job, then `CLOSING → CLOSED`. An epoch found in
 //! `CLOSING` (a crash between the two) gets its job sent again; finalize is idempotent, so the
@@ -92,8 +94,28 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
     // Releases.
     let page = chain.releases_after(market, cursor.releases_after).await?;
     if !page.releases.is_empty() {
-        let windows = chain.windows(market).await?;
+        // Read only when a release has no windows of its own on chain.
+        let mut market_windows = None;
         for r in &page.releases {
+            let windows = match chain.epoch_windows(market, r.epoch_id).await? {
+                Some(w) => w,
+                None => {
+                    p.counters.inc("tick_epoch_windows_fallback_total");
+                    match market_windows {
+                        Some(w) => w,
+                        None => {
+                            let w = chain.windows(market).await?;
+                            tracing::warn!(
+                                epoch = r.epoch_id,
+                                snapshot_window = w.snapshot_blocks,
+                                "no windows stored with the epoch on chain; using the market's current ones"
+                            );
+                            market_windows = Some(w);
+                            w
+                        }
+                    }
+                }
+            };
             let rec = EpochRecord {
                 epoch: r.epoch_id,
                 begin: r.begin,

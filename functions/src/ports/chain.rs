@@ -28,8 +28,16 @@ pub trait ChainPort: Send + Sync {
     async fn slot_owner(&self, slot: u64) -> Result<Address, ChainError>;
     /// Whether `who` is flagged on `market`.
     async fn is_flagged(&self, market: Address, who: Address) -> Result<bool, ChainError>;
-    /// The market's windows, in blocks.
+    /// The market's windows, in blocks: what epochs released from now on get.
     async fn windows(&self, market: Address) -> Result<Windows, ChainError>;
+    /// The windows `epoch` was released under (its deadlines, whatever the market's windows
+    /// became since), `None` when the contract does not keep them (the caller falls back to
+    /// [`Self::windows`]) or the epoch is not released.
+    async fn epoch_windows(
+        &self,
+        market: Address,
+        epoch: u64,
+    ) -> Result<Option<Windows>, ChainError>;
     /// What is on chain for an epoch (release block, anchored batches, ended).
     async fn anchored(&self, market: Address, epoch: u64) -> Result<EpochAnchors, ChainError>;
     /// Anchors one batch exactly once (`AlreadyAnchored` when it is on chain).
@@ -72,6 +80,13 @@ impl ChainPort for ChainClient {
     }
     async fn windows(&self, market: Address) -> Result<Windows, ChainError> {
         ChainClient::submission_window(self, market).await
+    }
+    async fn epoch_windows(
+        &self,
+        market: Address,
+        epoch: u64,
+    ) -> Result<Option<Windows>, ChainError> {
+        ChainClient::epoch_windows(self, market, epoch).await
     }
     async fn anchored(&self, market: Address, epoch: u64) -> Result<EpochAnchors, ChainError> {
         ChainClient::anchored(self, market, epoch).await
