@@ -22,7 +22,9 @@ use sequencer_core::Address;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use sequencer_ingress::host::COLLECT;
+/// The `/collect` protocol id (core's, PROTOCOL.md §2).
+const COLLECT: libp2p::StreamProtocol =
+    libp2p::StreamProtocol::new(sequencer_core::collect::PROTOCOL);
 
 /// Errors of the simulator client.
 #[derive(Debug, thiserror::Error)]
