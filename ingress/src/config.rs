@@ -121,6 +121,9 @@ pub struct Cli {
     /// Seconds of continuous throttling after which a peer (and its address) is cut off.
     #[arg(long, env = "INGRESS_PEER_ABUSE_AFTER_SECS", default_value_t = l::PEER_ABUSE_AFTER.as_secs())]
     pub peer_abuse_after_secs: u64,
+    /// Whether a peer's flood ban also bans its address (`true`/`false`; see limits.rs).
+    #[arg(long, env = "INGRESS_BAN_ADDRESS_WITH_PEER", action = clap::ArgAction::Set, default_value_t = EdgeLimits::default().ban_address_with_peer)]
+    pub ban_address_with_peer: bool,
     /// Seconds a cut-off peer or address is refused.
     #[arg(long, env = "INGRESS_PEER_BAN_SECS", default_value_t = l::PEER_BAN.as_secs())]
     pub peer_ban_secs: u64,
@@ -175,6 +178,7 @@ impl Cli {
                 addr_burst: self.addr_burst,
                 abuse_after: Duration::from_secs(self.peer_abuse_after_secs),
                 ban_for: Duration::from_secs(self.peer_ban_secs),
+                ban_address_with_peer: self.ban_address_with_peer,
             },
             dispatcher: DispatcherConfig {
                 linger: Duration::from_millis(self.linger_ms),

@@ -182,6 +182,9 @@ pub struct EdgeLimits {
     pub abuse_after: Duration,
     /// How long a cut-off peer or address is refused.
     pub ban_for: Duration,
+    /// Whether a peer's ban also bans its address (see [`PEER_ABUSE_AFTER`]). On in production;
+    /// off only for [`EdgeLimits::one_host_fleet`], where one address is everybody.
+    pub ban_address_with_peer: bool,
 }
 
 impl Default for EdgeLimits {
@@ -201,15 +204,17 @@ impl Default for EdgeLimits {
             addr_burst: ADDR_BURST,
             abuse_after: PEER_ABUSE_AFTER,
             ban_for: PEER_BAN,
+            ban_address_with_peer: true,
         }
     }
 }
 
 impl EdgeLimits {
-    /// These limits with the per-address ones no tighter than the totals: for a fleet that dials
-    /// from one host on purpose (the local runner's snapshotters, the load generator, tests), never
-    /// for an ingress facing the internet.
+    /// These limits with the per-address ones no tighter than the totals, and a peer's ban kept to
+    /// the peer: for a fleet that dials from one host on purpose (the local runner's snapshotters,
+    /// the load generator, tests), never for an ingress facing the internet.
     pub fn one_host_fleet(mut self) -> Self {
+        self.ban_address_with_peer = false;
         self.max_per_ip = self.max_connections;
         self.max_pending_per_addr = self.max_pending;
         self.max_streams_per_addr = self.max_streams_total;

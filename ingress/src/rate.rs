@@ -343,11 +343,12 @@ impl PeerGate {
             if peer_abuse {
                 st.peer_bans.insert(*peer, until);
             }
-            if let Some(a) = addr {
-                st.addr_bans.insert(*a, until);
+            let ban_addr = addr.filter(|_| addr_abuse || l.ban_address_with_peer).copied();
+            if let Some(a) = ban_addr {
+                st.addr_bans.insert(a, until);
             }
             drop(guard);
-            self.banned_for_flood(*peer, addr.copied(), peer_abuse);
+            self.banned_for_flood(*peer, ban_addr, peer_abuse);
             return Admit::Banned;
         }
         // Reserve the tokens now and wait until they have been earned: concurrent streams queue
@@ -362,12 +363,14 @@ impl PeerGate {
         Admit::Wait(Duration::from_secs_f64(wait.min(60.0)))
     }
 
+    /// Counts and logs a ban and asks the guard to close the banned connections (`addr`: the
+    /// address banned, if any).
     fn banned_for_flood(&self, peer: PeerId, addr: Option<AddrKey>, by_peer: bool) {
         self.metrics.reject(Reject::PeerBannedFlood);
         let ban_secs = self.limits.ban_for.as_secs();
         match addr {
             Some(a) => {
-                tracing::warn!(%peer, addr = %a, by_peer, ban_secs, "flooded past its rate for too long; peer and address cut off");
+                tracing::warn!(%peer, addr = %a, by_peer, ban_secs, "flooded past its rate for too long; address cut off");
                 let _ = self.close_tx.send(Cut::Addr(a));
             }
             None => {
@@ -478,6 +481,26 @@ mod tests {
             Some(Reject::StreamBanned)
         );
         assert_eq!(g.metrics.reject_count("peer_banned_flood"), 1);
+    }
+
+    #[test]
+    fn a_peer_ban_extends_to_its_address_unless_one_host_fleet() {
+        let flood = EdgeLimits {
+            peer_rate: 1.0,
+            peer_burst: 1.0,
+            abuse_after: Duration::ZERO,
+            ..EdgeLimits::default()
+        };
+        for (limits, addr_banned) in [(flood.clone(), true), (flood.one_host_fleet(), false)] {
+            let (g, _rx) = gate(limits);
+            let a = key("192.0.2.1");
+            let p = PeerId::random();
+            assert_eq!(g.admit_message(&p, Some(&a)), Admit::Now);
+            assert_eq!(g.admit_message(&p, Some(&a)), Admit::Banned);
+            assert!(g.is_banned(&p, None));
+            assert_eq!(g.is_addr_banned(&a), addr_banned);
+            assert_eq!(g.is_banned(&PeerId::random(), Some(&a)), addr_banned);
+        }
     }
 
     #[test]
