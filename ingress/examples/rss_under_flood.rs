@@ -85,7 +85,14 @@ async fn main() -> anyhow::Result<()> {
     // Loopback is one address: relax the per-address limits to the totals. Peers get one message
     // a second and are never banned, so they stay throttled and keep writing.
     let mut child = tokio::process::Command::new(&a.ingress_bin)
-        .args(["--sink", "memory", "--listen", &listen, "--http-listen", &http])
+        .args([
+            "--sink",
+            "memory",
+            "--listen",
+            &listen,
+            "--http-listen",
+            &http,
+        ])
         .arg("--key-file")
         .arg(&key_file)
         .args(["--max-connections", &n, "--max-connections-per-ip", &n])
@@ -95,7 +102,12 @@ async fn main() -> anyhow::Result<()> {
         .args(["--max-streams-per-connection", &a.streams.to_string()])
         .args(["--peer-rate", "1", "--peer-burst", "1"])
         .args(["--addr-rate", "1e12", "--addr-burst", "1e12"])
-        .args(["--peer-abuse-after-secs", "1000000", "--ban-address-with-peer", "false"])
+        .args([
+            "--peer-abuse-after-secs",
+            "1000000",
+            "--ban-address-with-peer",
+            "false",
+        ])
         .arg("--spill-path")
         .arg(&spill)
         .args(["--log", "warn"])

@@ -10,8 +10,8 @@ use libp2p::Multiaddr;
 
 use crate::dispatcher::{self, DispatcherConfig};
 use crate::host::HostConfig;
-use crate::limits::EdgeLimits;
 use crate::limits as l;
+use crate::limits::EdgeLimits;
 use crate::Settings;
 
 /// Default spill file (relative to the working directory; mount a volume there in ECS).

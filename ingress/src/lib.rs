@@ -34,10 +34,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatcher::{BufferHandle, DispatcherConfig, DrainReport, LatencyLog};
-use crate::limits::EdgeLimits;
-use crate::rate::PeerGate;
 use crate::host::{Host, HostConfig};
+use crate::limits::EdgeLimits;
 use crate::metrics::Metrics;
+use crate::rate::PeerGate;
 use crate::sink::{Envelope, SubmissionSink};
 
 /// Everything the ingress needs besides its key and sink.

@@ -8,11 +8,12 @@ use std::time::Duration;
 /// megabytes per stream. Enforced by core's decoder; over it the stream is reset.
 pub const MAX_MESSAGE_BYTES: usize = sequencer_core::collect::MAX_MESSAGE_BYTES;
 
-/// Established + pending connections, all peers. Idle connections are cheap (≈ 20 KiB each, see
-/// `docs/benchmarks.md`); what bounds this cap is the unread-data budget ([`UNREAD_BUDGET_BYTES`]):
-/// every QUIC connection may hold [`QUIC_CONNECTION_WINDOW`] unread bytes. 8 192 connections leave
-/// room above the Terraform's 5 000 flows-per-task scaling target; scale out with replicas.
-pub const MAX_CONNECTIONS: usize = 8_192;
+/// Established + pending connections, all peers. What bounds it is memory under attack, not file
+/// descriptors: a QUIC connection costs ≈ 64 KiB open and ≈ 58 KiB more with its window full
+/// (measured, `docs/benchmarks.md`), so 4 096 of them are ≈ 490 MiB of the 2 GiB task (see
+/// [`UNREAD_BUDGET_BYTES`]). Scale out with replicas: the autoscaling target of flows per task
+/// must stay below this.
+pub const MAX_CONNECTIONS: usize = 4_096;
 
 /// Inbound connections still in the security handshake, all addresses. Noise/TLS handshakes are
 /// the costly part (a DH or signature per connection); capping them stops a SYN-and-handshake
@@ -58,14 +59,14 @@ pub const MAX_STREAMS_PER_PEER: usize = 32;
 /// Concurrent `/collect` streams from one address, all its peer ids together. Without it ~10
 /// hosts with 64 connections × 64 streams each filled the old 40 000-stream total. 128 streams is
 /// 32 MiB of yamux windows per address (128 × [`YAMUX_STREAM_WINDOW`]); [`MAX_STREAMS_TOTAL`] then
-/// takes 40 addresses to fill, and a NAT of many collectors still gets a few streams each.
+/// takes 32 addresses to fill, and a NAT of many collectors still gets a few streams each.
 pub const MAX_STREAMS_PER_ADDR: usize = 128;
 
 /// Concurrent `/collect` streams in the process. Every admitted stream may hold one full
-/// [`YAMUX_STREAM_WINDOW`] while its reader is throttled or the buffer is full, plus its read
-/// buffer and a partial message; this cap is what keeps the TCP side inside
-/// [`UNREAD_BUDGET_BYTES`]. 5 120 covers the 5 000-flow scaling target with one stream each.
-pub const MAX_STREAMS_TOTAL: usize = 5_120;
+/// [`YAMUX_STREAM_WINDOW`] while its reader is throttled or the buffer is full: ≈ 290 KiB with
+/// buffers (measured, `docs/benchmarks.md`); this cap is what keeps the TCP side inside the budget
+/// ([`UNREAD_BUDGET_BYTES`]). One stream for each of [`MAX_CONNECTIONS`].
+pub const MAX_STREAMS_TOTAL: usize = 4_096;
 
 /// Receive window of one yamux stream: the yamux specification's initial window, which a sender
 /// may fill before any window update. libp2p-yamux does not let it be lowered (and the yamux
@@ -86,17 +87,18 @@ pub const QUIC_CONNECTION_WINDOW: u32 = 32 * 1024;
 /// case, with the defaults:
 ///
 /// ```text
-/// TCP + yamux: MAX_STREAMS_TOTAL × YAMUX_STREAM_WINDOW    = 5 120 × 256 KiB = 1 280 MiB
-/// QUIC:        MAX_CONNECTIONS × QUIC_CONNECTION_WINDOW    = 8 192 ×  32 KiB =   256 MiB
-///                                                                      total = 1 536 MiB
+/// TCP + yamux: MAX_STREAMS_TOTAL × YAMUX_STREAM_WINDOW    = 4 096 × 256 KiB = 1 024 MiB
+/// QUIC:        MAX_CONNECTIONS × QUIC_CONNECTION_WINDOW    = 4 096 ×  32 KiB =   128 MiB
+///                                                                      total = 1 152 MiB
 /// ```
 ///
-/// Add [`BUFFER_BYTES`] (64 MiB), ≈ 20 KiB per connection (160 MiB at 8 192) and ≈ 20 KiB per
-/// stream reader (100 MiB at 5 120): ≈ 1.86 GiB, inside the 2 GiB ECS task of the Terraform.
+/// With the measured overheads (`docs/benchmarks.md`: ≈ 290 KiB per full yamux stream, ≈ 122 KiB
+/// per QUIC connection open and full) and [`BUFFER_BYTES`], the process needs about
+/// 4 096 × 290 KiB + 4 096 × 122 KiB + 64 MiB ≈ 1.67 GiB, inside the Terraform's 2 GiB ECS task.
 /// Not covered: yamux streams still negotiating their protocol on connections with no admitted
-/// stream; each is dropped after libp2p's negotiation timeout, so they hold memory only while an
-/// attacker keeps re-opening them. A unit test checks the defaults against this figure.
-pub const UNREAD_BUDGET_BYTES: usize = 1536 * 1024 * 1024;
+/// stream; each is dropped after [`HANDSHAKE_TIMEOUT`], so they hold memory only while an attacker
+/// keeps re-opening them. The defaults are checked against this figure at compile time.
+pub const UNREAD_BUDGET_BYTES: usize = 1152 * 1024 * 1024;
 
 /// Sustained messages per second from one address, all its peer ids together. Four peers' worth
 /// ([`PEER_RATE_PER_SEC`]): a NAT of collectors that each submit once per (project, slot) per
@@ -226,25 +228,16 @@ impl EdgeLimits {
 
 /// Unread transport data the given limits allow in the worst case, by the arithmetic of
 /// [`UNREAD_BUDGET_BYTES`].
-pub fn unread_worst_case(max_streams_total: usize, max_connections: usize) -> usize {
+pub const fn unread_worst_case(max_streams_total: usize, max_connections: usize) -> usize {
     max_streams_total * YAMUX_STREAM_WINDOW + max_connections * QUIC_CONNECTION_WINDOW as usize
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_fit_the_unread_budget() {
-        let worst = unread_worst_case(MAX_STREAMS_TOTAL, MAX_CONNECTIONS);
-        assert!(
-            worst <= UNREAD_BUDGET_BYTES,
-            "{worst} > {UNREAD_BUDGET_BYTES}"
-        );
-        // A stream window holds at least one maximal message, so a stream is never stuck.
-        assert!(QUIC_STREAM_WINDOW as usize >= MAX_MESSAGE_BYTES);
-        assert!(QUIC_CONNECTION_WINDOW >= QUIC_STREAM_WINDOW);
-        assert!(MAX_PENDING_PER_ADDR < MAX_PENDING_INCOMING);
-        assert!(MAX_STREAMS_PER_ADDR < MAX_STREAMS_TOTAL);
-    }
-}
+// The defaults fit the budget, and a QUIC stream window holds a maximal message (so a stream is
+// never stuck); checked when the crate compiles.
+const _: () = {
+    assert!(unread_worst_case(MAX_STREAMS_TOTAL, MAX_CONNECTIONS) <= UNREAD_BUDGET_BYTES);
+    assert!(QUIC_STREAM_WINDOW as usize >= MAX_MESSAGE_BYTES);
+    assert!(QUIC_CONNECTION_WINDOW >= QUIC_STREAM_WINDOW);
+    assert!(MAX_PENDING_PER_ADDR < MAX_PENDING_INCOMING);
+    assert!(MAX_STREAMS_PER_ADDR < MAX_STREAMS_TOTAL);
+};

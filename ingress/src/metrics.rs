@@ -97,7 +97,9 @@ impl Metrics {
 
     /// Counts one drop or refusal.
     pub fn reject(&self, reason: Reject) {
-        self.rejects.get_or_create(&[("reason", reason.as_str())]).inc();
+        self.rejects
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
     }
 
     /// Current count of one reject reason (tests, simulator).

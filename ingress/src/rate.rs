@@ -32,7 +32,9 @@ impl AddrKey {
                 Some(v4) => AddrKey(IpAddr::V4(v4)),
                 None => {
                     let s = v6.segments();
-                    AddrKey(IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0)))
+                    AddrKey(IpAddr::V6(Ipv6Addr::new(
+                        s[0], s[1], s[2], s[3], 0, 0, 0, 0,
+                    )))
                 }
             },
         }
@@ -343,7 +345,9 @@ impl PeerGate {
             if peer_abuse {
                 st.peer_bans.insert(*peer, until);
             }
-            let ban_addr = addr.filter(|_| addr_abuse || l.ban_address_with_peer).copied();
+            let ban_addr = addr
+                .filter(|_| addr_abuse || l.ban_address_with_peer)
+                .copied();
             if let Some(a) = ban_addr {
                 st.addr_bans.insert(a, until);
             }
@@ -387,7 +391,8 @@ impl PeerGate {
     pub fn prune(&self) {
         let now = Instant::now();
         let l = &self.limits;
-        let refill = |burst: f64, rate: f64| Duration::from_secs_f64(burst / rate.max(f64::MIN_POSITIVE));
+        let refill =
+            |burst: f64, rate: f64| Duration::from_secs_f64(burst / rate.max(f64::MIN_POSITIVE));
         let peer_refill = refill(l.peer_burst, l.peer_rate);
         let addr_refill = refill(l.addr_burst, l.addr_rate);
         let mut st = self.lock();
@@ -411,14 +416,19 @@ mod tests {
     #[test]
     fn ipv6_is_keyed_by_its_64_prefix() {
         // Any host part of one /64 is one address; the next /64 is another.
-        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
         assert_eq!(key("2001:db8:1:2:dead:beef:0:7"), key("2001:db8:1:2::"));
         assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
         assert_eq!(key("2001:db8:1:2::1").to_string(), "2001:db8:1:2::/64");
         // IPv4-mapped IPv6 is the IPv4 address; IPv4 keeps all 32 bits.
         assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
         assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
-        let m: Multiaddr = "/ip6/2001:db8:1:2::99/udp/9100/quic-v1".parse().expect("ma");
+        let m: Multiaddr = "/ip6/2001:db8:1:2::99/udp/9100/quic-v1"
+            .parse()
+            .expect("ma");
         assert_eq!(AddrKey::from_multiaddr(&m), Some(key("2001:db8:1:2::5")));
         let none: Multiaddr = "/dns4/example.com/tcp/1".parse().expect("ma");
         assert_eq!(AddrKey::from_multiaddr(&none), None);
@@ -512,13 +522,18 @@ mod tests {
         let (g, _rx) = gate(limits);
         let a = key("203.0.113.9");
         let tickets: Vec<_> = (0..5)
-            .map(|_| g.open_stream(PeerId::random(), Some(a)).expect("within budget"))
+            .map(|_| {
+                g.open_stream(PeerId::random(), Some(a))
+                    .expect("within budget")
+            })
             .collect();
         assert_eq!(
             g.open_stream(PeerId::random(), Some(a)).err(),
             Some(Reject::StreamsPerAddr)
         );
-        assert!(g.open_stream(PeerId::random(), Some(key("203.0.113.10"))).is_ok());
+        assert!(g
+            .open_stream(PeerId::random(), Some(key("203.0.113.10")))
+            .is_ok());
         drop(tickets);
         assert!(g.open_stream(PeerId::random(), Some(a)).is_ok());
     }

@@ -95,7 +95,10 @@ async fn honest_delivers(sink: &MemorySink, honest: &Client, msgs: &[Vec<u8>], w
             == want.len()
     })
     .await;
-    assert!(arrived, "{what}: the honest collector on 127.0.0.2 was not served");
+    assert!(
+        arrived,
+        "{what}: the honest collector on 127.0.0.2 was not served"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +146,13 @@ async fn many_peer_ids_from_one_address_cannot_exceed_its_connection_and_stream_
 
     // The other host is served alongside.
     let honest = honest_client(&ingress).await;
-    honest_delivers(&sink, &honest, &common::messages(&factory, 1, 20), "stream budget").await;
+    honest_delivers(
+        &sink,
+        &honest,
+        &common::messages(&factory, 1, 20),
+        "stream budget",
+    )
+    .await;
     assert_eq!(m.reject_count("streams_total"), 0);
     drop(streams);
     for c in attackers {
@@ -223,10 +232,16 @@ async fn many_peer_ids_from_one_address_are_throttled_and_banned_as_one() {
     let closed = eventually(WAIT, || m.connections_open.get() <= 1).await;
     assert!(closed, "connections open: {}", m.connections_open.get());
     for c in attackers.iter().take(10) {
-        assert!(c.open().await.is_err(), "a banned address's connection is closed");
+        assert!(
+            c.open().await.is_err(),
+            "a banned address's connection is closed"
+        );
     }
     let fresh = Client::connect(&common::tcp_addr(&ingress), ingress.peer_id).await;
-    assert!(fresh.is_err(), "a fresh peer id from the banned address is refused");
+    assert!(
+        fresh.is_err(),
+        "a fresh peer id from the banned address is refused"
+    );
     assert!(m.reject_count("conn_banned") >= 1);
 
     // The other host still is not.
@@ -268,7 +283,9 @@ async fn a_stream_trickling_whitespace_is_closed_by_the_idle_timeout() {
     // A stream sending real messages every 500 ms over the same span is not idle.
     let mut busy = client.open().await.expect("open");
     for msg in &msgs[1..9] {
-        write_message(&mut busy, msg).await.expect("busy stream stays open");
+        write_message(&mut busy, msg)
+            .await
+            .expect("busy stream stays open");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(
@@ -349,11 +366,17 @@ async fn stalled_handshakes_from_one_address_do_not_lock_out_another() {
     // With the per-address cap: one address holds 4 of the 16 handshake slots.
     let (served, per_addr, global) = stall_then_try_honest(4).await;
     assert!(served, "honest collector locked out");
-    assert_eq!(per_addr, 36, "36 of 40 stalls refused by the per-address cap");
+    assert_eq!(
+        per_addr, 36,
+        "36 of 40 stalls refused by the per-address cap"
+    );
     assert_eq!(global, 0);
     // The same attack without it (no per-address cap, only the global one) locks everybody out.
     let (served, per_addr, global) = stall_then_try_honest(usize::MAX).await;
-    assert!(!served, "without the per-address cap the stalls should lock the honest peer out");
+    assert!(
+        !served,
+        "without the per-address cap the stalls should lock the honest peer out"
+    );
     assert_eq!(per_addr, 0);
     assert!(global >= 25, "global cap refusals: {global}");
 }
