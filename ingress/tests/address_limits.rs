@@ -280,29 +280,39 @@ async fn a_stream_trickling_whitespace_is_closed_by_the_idle_timeout() {
         }
     });
 
-    // A stream sending real messages every 500 ms over the same span is not idle.
+    // A stream sending a real message every 500 ms all along is not idle: it keeps writing until
+    // the check is over, so the one stream that can time out is the whitespace one.
     let mut busy = client.open().await.expect("open");
-    for msg in &msgs[1..9] {
-        write_message(&mut busy, msg)
-            .await
-            .expect("busy stream stays open");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(
-        eventually(WAIT, || m.reject_count("stream_idle_timeout") >= 1).await,
-        "the whitespace stream was never closed"
-    );
+    let busy_msgs = msgs[1..].to_vec();
+    let busy_task = tokio::spawn(async move {
+        let mut sent = 0usize;
+        for msg in busy_msgs.iter().cycle().take(40) {
+            if write_message(&mut busy, msg).await.is_err() {
+                break;
+            }
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        sent
+    });
+    let timed_out = eventually(idle * 4, || m.reject_count("stream_idle_timeout") >= 1).await;
     let closed_after = t0.elapsed();
+    eprintln!("whitespace stream closed {closed_after:?} after its last message");
+    assert!(timed_out, "the whitespace stream was never closed");
+    assert!(
+        closed_after >= idle - Duration::from_millis(100) && closed_after < idle * 3,
+        "closed after {closed_after:?} (idle timeout {idle:?})"
+    );
+    // Still writing, the busy stream has not timed out, and its messages keep arriving.
+    assert!(!busy_task.is_finished(), "the busy stream stopped early");
+    let before = sink.len();
+    assert!(sink.wait_for(before + 2, WAIT).await >= before + 2);
     assert_eq!(
         m.reject_count("stream_idle_timeout"),
         1,
         "only the whitespace stream timed out"
     );
-    assert!(
-        closed_after >= idle - Duration::from_millis(100) && closed_after < idle * 3,
-        "closed after {closed_after:?} (idle timeout {idle:?})"
-    );
-    assert_eq!(sink.wait_for(9, WAIT).await, 9);
+    busy_task.abort();
     let _ = tokio::time::timeout(Duration::from_secs(5), trickler).await;
     client.close().await;
     ingress.shutdown().await;
