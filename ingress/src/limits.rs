@@ -97,7 +97,9 @@ pub const QUIC_CONNECTION_WINDOW: u32 = 32 * 1024;
 /// 4 096 × 290 KiB + 4 096 × 122 KiB + 64 MiB ≈ 1.67 GiB, inside the Terraform's 2 GiB ECS task.
 /// Not covered: yamux streams still negotiating their protocol on connections with no admitted
 /// stream; each is dropped after [`HANDSHAKE_TIMEOUT`], so they hold memory only while an attacker
-/// keeps re-opening them. The defaults are checked against this figure at compile time.
+/// keeps re-opening them; and negotiated streams waiting in `guard::ACCEPT_QUEUE` (normally
+/// empty: the accept loop only checks limits). The defaults are checked against this figure at
+/// compile time.
 pub const UNREAD_BUDGET_BYTES: usize = 1152 * 1024 * 1024;
 
 /// Sustained messages per second from one address, all its peer ids together. Four peers' worth
