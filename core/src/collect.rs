@@ -10,6 +10,9 @@ use uuid::Uuid;
 
 use crate::submission::SnapshotSubmission;
 
+/// The libp2p protocol id deployed local collectors open their streams with (PROTOCOL.md §2).
+pub const PROTOCOL: &str = "/collect";
+
 /// Cap on one message (UUID + JSON), in bytes. Real submissions are under 1 KiB;
 /// 16 KiB leaves room for long project ids while bounding what one stream can make
 /// the decoder buffer.

@@ -9,9 +9,9 @@ use clap::{Parser, ValueEnum};
 use libp2p::Multiaddr;
 
 use crate::dispatcher::{self, DispatcherConfig};
-use crate::guard::EdgeLimits;
 use crate::host::HostConfig;
 use crate::limits as l;
+use crate::limits::EdgeLimits;
 use crate::Settings;
 
 /// Default spill file (relative to the working directory; mount a volume there in ECS).
@@ -19,6 +19,10 @@ pub const DEFAULT_SPILL_PATH: &str = "ingress-spill.jsonl";
 
 /// Queue the ingress writes to (the name the Terraform and `localstack/create-resources.sh` use).
 pub const DEFAULT_QUEUE_NAME: &str = "seq-submissions";
+
+fn linger_ms_default() -> u64 {
+    u64::try_from(dispatcher::LINGER.as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Which sink to send to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,10 +82,16 @@ pub struct Cli {
     /// Inbound connections in the handshake.
     #[arg(long, env = "INGRESS_MAX_PENDING", default_value_t = l::MAX_PENDING_INCOMING)]
     pub max_pending: usize,
+    /// Inbound connections in the handshake per remote address (IPv4, IPv6 /64).
+    #[arg(long, env = "INGRESS_MAX_PENDING_PER_ADDR", default_value_t = l::MAX_PENDING_PER_ADDR)]
+    pub max_pending_per_addr: usize,
+    /// Seconds for a connection's handshake and a stream's protocol negotiation.
+    #[arg(long, env = "INGRESS_HANDSHAKE_TIMEOUT_SECS", default_value_t = l::HANDSHAKE_TIMEOUT.as_secs())]
+    pub handshake_timeout_secs: u64,
     /// Connections per peer id.
     #[arg(long, env = "INGRESS_MAX_CONNECTIONS_PER_PEER", default_value_t = l::MAX_CONNECTIONS_PER_PEER)]
     pub max_connections_per_peer: usize,
-    /// Connections per remote IP.
+    /// Connections per remote address (IPv4, IPv6 /64).
     #[arg(long, env = "INGRESS_MAX_CONNECTIONS_PER_IP", default_value_t = l::MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: usize,
     /// Streams per connection (yamux, QUIC).
@@ -90,6 +100,9 @@ pub struct Cli {
     /// /collect streams per peer.
     #[arg(long, env = "INGRESS_MAX_STREAMS_PER_PEER", default_value_t = l::MAX_STREAMS_PER_PEER)]
     pub max_streams_per_peer: usize,
+    /// /collect streams per remote address, all its peer ids together.
+    #[arg(long, env = "INGRESS_MAX_STREAMS_PER_ADDR", default_value_t = l::MAX_STREAMS_PER_ADDR)]
+    pub max_streams_per_addr: usize,
     /// /collect streams in total.
     #[arg(long, env = "INGRESS_MAX_STREAMS_TOTAL", default_value_t = l::MAX_STREAMS_TOTAL)]
     pub max_streams_total: usize,
@@ -99,10 +112,19 @@ pub struct Cli {
     /// Token bucket burst per peer.
     #[arg(long, env = "INGRESS_PEER_BURST", default_value_t = l::PEER_BURST)]
     pub peer_burst: f64,
-    /// Seconds of continuous throttling after which a peer is cut off.
+    /// Sustained messages per second per remote address, all its peer ids together.
+    #[arg(long, env = "INGRESS_ADDR_RATE", default_value_t = l::ADDR_RATE_PER_SEC)]
+    pub addr_rate: f64,
+    /// Token bucket burst per remote address.
+    #[arg(long, env = "INGRESS_ADDR_BURST", default_value_t = l::ADDR_BURST)]
+    pub addr_burst: f64,
+    /// Seconds of continuous throttling after which a peer (and its address) is cut off.
     #[arg(long, env = "INGRESS_PEER_ABUSE_AFTER_SECS", default_value_t = l::PEER_ABUSE_AFTER.as_secs())]
     pub peer_abuse_after_secs: u64,
-    /// Seconds a cut-off peer is refused.
+    /// Whether a peer's flood ban also bans its address (`true`/`false`; see limits.rs).
+    #[arg(long, env = "INGRESS_BAN_ADDRESS_WITH_PEER", action = clap::ArgAction::Set, default_value_t = EdgeLimits::default().ban_address_with_peer)]
+    pub ban_address_with_peer: bool,
+    /// Seconds a cut-off peer or address is refused.
     #[arg(long, env = "INGRESS_PEER_BAN_SECS", default_value_t = l::PEER_BAN.as_secs())]
     pub peer_ban_secs: u64,
     /// Seconds before a connection without streams is closed.
@@ -118,7 +140,7 @@ pub struct Cli {
     #[arg(long, env = "INGRESS_BUFFER_BYTES", default_value_t = l::BUFFER_BYTES)]
     pub buffer_bytes: usize,
     /// Milliseconds a partial batch waits for more messages.
-    #[arg(long, env = "INGRESS_LINGER_MS", default_value_t = 20)]
+    #[arg(long, env = "INGRESS_LINGER_MS", default_value_t = linger_ms_default())]
     pub linger_ms: u64,
     /// Queue calls in flight.
     #[arg(long, env = "INGRESS_MAX_IN_FLIGHT", default_value_t = dispatcher::MAX_IN_FLIGHT)]
@@ -139,18 +161,24 @@ impl Cli {
                 partial_message_timeout: Duration::from_secs(self.partial_message_timeout_secs),
                 max_streams_per_connection: self.max_streams_per_connection,
                 read_chunk_bytes: l::READ_CHUNK_BYTES,
+                handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
             },
             limits: EdgeLimits {
                 max_connections: self.max_connections,
                 max_pending: self.max_pending,
+                max_pending_per_addr: self.max_pending_per_addr,
                 max_per_peer: self.max_connections_per_peer,
                 max_per_ip: self.max_connections_per_ip,
                 max_streams_per_peer: self.max_streams_per_peer,
+                max_streams_per_addr: self.max_streams_per_addr,
                 max_streams_total: self.max_streams_total,
                 peer_rate: self.peer_rate,
                 peer_burst: self.peer_burst,
+                addr_rate: self.addr_rate,
+                addr_burst: self.addr_burst,
                 abuse_after: Duration::from_secs(self.peer_abuse_after_secs),
                 ban_for: Duration::from_secs(self.peer_ban_secs),
+                ban_address_with_peer: self.ban_address_with_peer,
             },
             dispatcher: DispatcherConfig {
                 linger: Duration::from_millis(self.linger_ms),
@@ -175,6 +203,10 @@ mod tests {
         assert_eq!(cli.listen, vec![crate::host::default_listen()]);
         let s = cli.settings();
         assert_eq!(s.limits.max_connections, l::MAX_CONNECTIONS);
+        assert_eq!(s.limits.max_pending_per_addr, l::MAX_PENDING_PER_ADDR);
+        assert_eq!(s.limits.max_streams_per_addr, l::MAX_STREAMS_PER_ADDR);
+        assert_eq!(s.limits.addr_rate, l::ADDR_RATE_PER_SEC);
+        assert_eq!(s.host.handshake_timeout, l::HANDSHAKE_TIMEOUT);
         assert_eq!(s.dispatcher.linger, dispatcher::LINGER);
         assert_eq!(s.drain_timeout, dispatcher::DRAIN_TIMEOUT);
     }

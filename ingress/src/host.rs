@@ -1,9 +1,10 @@
 //! The libp2p host: TCP with TLS and Noise (Go collectors offer TLS first, then Noise), yamux,
-//! and QUIC; the [`EdgeGuard`] admission behaviour; and the `/collect` readers that feed core's
-//! incremental decoder and hand each message to the bounded buffer.
+//! and QUIC, with receive windows sized by [`crate::limits::UNREAD_BUDGET_BYTES`]; the
+//! [`EdgeGuard`] admission behaviour; and the `/collect` readers that feed core's incremental
+//! decoder and hand each message to the bounded buffer.
 //!
 //! Tasks are bounded: one accept loop, one reader per admitted stream (streams are capped per
-//! peer and in total by [`PeerGate`]), one swarm task.
+//! peer, per address and in total by [`PeerGate`]), one swarm task.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,19 +12,20 @@ use std::time::Duration;
 use futures::{AsyncReadExt, StreamExt};
 use libp2p::identity::Keypair;
 use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm};
+use libp2p::{Multiaddr, PeerId, Swarm};
 use sequencer_core::collect::{CollectDecoder, CollectMessage};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatcher::BufferHandle;
-use crate::guard::{Admit, EdgeGuard, Inbound, PeerGate, StreamTicket};
+use crate::guard::{EdgeGuard, Inbound};
 use crate::metrics::Metrics;
+use crate::rate::{AddrKey, Admit, Cut, PeerGate, StreamTicket};
+use crate::reject::Reject;
 use crate::sink::{Envelope, EnvelopeMeta};
 
-/// The protocol deployed local collectors speak.
-pub const COLLECT: StreamProtocol = StreamProtocol::new("/collect");
+pub use crate::guard::COLLECT;
 
 /// Settings of the host.
 #[derive(Debug, Clone)]
@@ -40,6 +42,9 @@ pub struct HostConfig {
     pub max_streams_per_connection: usize,
     /// Read buffer per stream.
     pub read_chunk_bytes: usize,
+    /// A connection's upgrade (security + muxer, or the QUIC handshake) and a stream's protocol
+    /// negotiation must finish within this.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for HostConfig {
@@ -52,6 +57,7 @@ impl Default for HostConfig {
             partial_message_timeout: l::PARTIAL_MESSAGE_TIMEOUT,
             max_streams_per_connection: l::MAX_STREAMS_PER_CONNECTION,
             read_chunk_bytes: l::READ_CHUNK_BYTES,
+            handshake_timeout: l::HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -133,8 +139,10 @@ fn build_swarm(
     cfg: &HostConfig,
     guard: EdgeGuard,
 ) -> Result<Swarm<Behaviour>, HostError> {
+    use crate::limits as l;
     let streams = cfg.max_streams_per_connection.max(1);
     let idle = cfg.idle_connection_timeout;
+    let handshake = cfg.handshake_timeout;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -142,6 +150,8 @@ fn build_swarm(
             // TLS first, then Noise: the order Go collectors offer them.
             (libp2p::tls::Config::new, libp2p::noise::Config::new),
             move || {
+                // Each stream's receive window is yamux's fixed 256 KiB
+                // (`limits::YAMUX_STREAM_WINDOW`); the stream caps bound how many there are.
                 let mut y = libp2p::yamux::Config::default();
                 y.set_max_num_streams(streams);
                 y
@@ -150,11 +160,18 @@ fn build_swarm(
         .map_err(|e| HostError::Build(e.to_string()))?
         .with_quic_config(move |mut q| {
             q.max_concurrent_stream_limit = u32::try_from(streams).unwrap_or(u32::MAX);
+            q.max_stream_data = l::QUIC_STREAM_WINDOW;
+            q.max_connection_data = l::QUIC_CONNECTION_WINDOW;
+            q.handshake_timeout = handshake;
             q
         })
         .with_behaviour(move |_| guard)
         .map_err(|e| HostError::Build(e.to_string()))?
-        .with_swarm_config(move |c| c.with_idle_connection_timeout(idle))
+        .with_swarm_config(move |c| {
+            c.with_idle_connection_timeout(idle)
+                .with_max_negotiating_inbound_streams(streams)
+        })
+        .with_connection_timeout(handshake)
         .build();
     Ok(swarm)
 }
@@ -165,12 +182,12 @@ pub async fn start(
     key: Keypair,
     cfg: HostConfig,
     gate: Arc<PeerGate>,
-    close_rx: tokio::sync::mpsc::UnboundedReceiver<PeerId>,
+    close_rx: tokio::sync::mpsc::UnboundedReceiver<Cut>,
     buffer: BufferHandle,
     metrics: Metrics,
 ) -> Result<Host, HostError> {
     let peer_id = key.public().to_peer_id();
-    let (guard, incoming) = EdgeGuard::new(gate.clone(), close_rx);
+    let (guard, incoming) = EdgeGuard::new(gate.clone(), close_rx, cfg.handshake_timeout);
     let mut swarm = build_swarm(key, &cfg, guard)?;
 
     let mut listeners = Vec::new();
@@ -313,14 +330,16 @@ async fn accept_loop(
             n = incoming.recv() => n,
             _ = stop.cancelled() => None,
         };
-        let Some((peer, stream)) = next else { break };
-        match ctx.gate.open_stream(peer) {
+        let Some((peer, addr, stream)) = next else {
+            break;
+        };
+        match ctx.gate.open_stream(peer, addr) {
             Ok(ticket) => {
-                tokio::spawn(read_stream(peer, stream, ticket, ctx.clone()));
+                tokio::spawn(read_stream(peer, addr, stream, ticket, ctx.clone()));
             }
             Err(reason) => {
                 ctx.metrics.reject(reason);
-                tracing::debug!(%peer, reason, "stream refused");
+                tracing::debug!(%peer, %reason, "stream refused");
                 drop(stream);
             }
         }
@@ -345,37 +364,39 @@ fn envelope(msg: CollectMessage, peer: &PeerId, received_at: std::time::Instant)
 /// Outcome of handing one decoded message on.
 enum Handed {
     Accepted,
-    Stop(&'static str),
+    Stop(Reject),
 }
 
 async fn hand_over(
     ctx: &ReaderCtx,
     peer: &PeerId,
+    addr: Option<&AddrKey>,
     msg: CollectMessage,
     received_at: std::time::Instant,
 ) -> Handed {
-    match ctx.gate.admit_message(peer) {
+    match ctx.gate.admit_message(peer, addr) {
         Admit::Now => {}
         Admit::Wait(d) => {
             tokio::select! {
                 _ = tokio::time::sleep(d) => {}
-                _ = ctx.cancel.cancelled() => return Handed::Stop("shutdown_before_accept"),
+                _ = ctx.cancel.cancelled() => return Handed::Stop(Reject::ShutdownBeforeAccept),
             }
         }
-        Admit::Banned => return Handed::Stop("peer_banned_message"),
+        Admit::Banned => return Handed::Stop(Reject::PeerBannedMessage),
     }
     let env = envelope(msg, peer, received_at);
     tokio::select! {
         r = ctx.buffer.push(env) => match r {
             Ok(()) => Handed::Accepted,
-            Err(_) => Handed::Stop("shutdown_before_accept"),
+            Err(_) => Handed::Stop(Reject::ShutdownBeforeAccept),
         },
-        _ = ctx.cancel.cancelled() => Handed::Stop("shutdown_before_accept"),
+        _ = ctx.cancel.cancelled() => Handed::Stop(Reject::ShutdownBeforeAccept),
     }
 }
 
 async fn read_stream(
     peer: PeerId,
+    addr: Option<AddrKey>,
     mut stream: libp2p::Stream,
     ticket: StreamTicket,
     ctx: Arc<ReaderCtx>,
@@ -384,9 +405,12 @@ async fn read_stream(
     let mut decoder = CollectDecoder::new();
     let mut buf = vec![0u8; ctx.cfg.read_chunk_bytes.max(64)];
     let mut partial_since: Option<Instant> = None;
+    // Last progress on a message (a message completed or bytes of one buffered). Bytes that are
+    // not part of a message (whitespace between messages) do not move it: see
+    // `limits::STREAM_IDLE_TIMEOUT`.
+    let mut active_at = Instant::now();
     loop {
-        let now = Instant::now();
-        let idle_at = now + ctx.cfg.stream_idle_timeout;
+        let idle_at = active_at + ctx.cfg.stream_idle_timeout;
         let read_until = match partial_since {
             Some(t) => idle_at.min(t + ctx.cfg.partial_message_timeout),
             None => idle_at,
@@ -398,24 +422,24 @@ async fn read_stream(
         let n = match read {
             Err(_) => {
                 let reason = if partial_since.is_some() {
-                    "partial_message_timeout"
+                    Reject::PartialMessageTimeout
                 } else {
-                    "stream_idle_timeout"
+                    Reject::StreamIdleTimeout
                 };
                 ctx.metrics.reject(reason);
-                tracing::debug!(%peer, reason, "closing stream");
+                tracing::debug!(%peer, %reason, "closing stream");
                 return;
             }
             Ok(Err(e)) => {
                 if decoder.finish().is_err() {
-                    ctx.metrics.reject("truncated");
+                    ctx.metrics.reject(Reject::Truncated);
                 }
                 tracing::debug!(%peer, error = %e, "stream read failed");
                 return;
             }
             Ok(Ok(0)) => {
                 if let Err(e) = decoder.finish() {
-                    ctx.metrics.reject(e.reason());
+                    ctx.metrics.reject(Reject::from(&e));
                 }
                 return;
             }
@@ -430,22 +454,31 @@ async fn read_stream(
                 Ok(msg) => {
                     completed = true;
                     ctx.metrics.messages_received.inc();
-                    if let Handed::Stop(reason) = hand_over(&ctx, &peer, msg, received_at).await {
+                    if let Handed::Stop(reason) =
+                        hand_over(&ctx, &peer, addr.as_ref(), msg, received_at).await
+                    {
                         ctx.metrics.reject(reason);
                         return;
                     }
                 }
                 Err(e) => {
-                    ctx.metrics.reject(e.reason());
+                    let reason = Reject::from(&e);
+                    ctx.metrics.reject(reason);
                     if e.is_fatal() {
-                        tracing::debug!(%peer, reason = e.reason(), "resetting stream");
+                        tracing::debug!(%peer, %reason, "resetting stream");
                         return;
                     }
                     completed = true;
                 }
             }
         }
-        partial_since = if decoder.buffered() == 0 {
+        // `next_message` has skipped whitespace between messages, so `buffered` counts only
+        // bytes of a message in progress.
+        let in_message = decoder.buffered() > 0;
+        if completed || in_message {
+            active_at = Instant::now();
+        }
+        partial_since = if !in_message {
             None
         } else if completed {
             Some(Instant::now())

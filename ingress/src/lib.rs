@@ -1,7 +1,9 @@
-//! libp2p `/collect` ingress of the submission sequencer (issue 4).
+//! libp2p `/collect` ingress of the submission sequencer.
 //!
 //! Collectors dial the host and write `/collect` messages (PROTOCOL.md §1–2); [`host`] reads them
-//! with core's incremental decoder under the edge limits of [`guard`] and [`limits`]; accepted
+//! with core's incremental decoder under the edge limits of [`limits`]: connection admission in
+//! [`guard`], per-peer and per-address rates, bans and stream budgets in [`rate`], every refusal
+//! counted under a [`reject::Reject`] reason; accepted
 //! messages wait in the bounded buffer of [`dispatcher`] (backpressure when full) and go to a
 //! [`sink::SubmissionSink`] (SQS in production) byte-exact; on shutdown the buffer is drained
 //! within a deadline and what is left is spilled to a file ([`spill`]) replayed on next start.
@@ -14,6 +16,8 @@ pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod metrics;
+pub mod rate;
+pub mod reject;
 pub mod sink;
 pub mod spill;
 
@@ -30,9 +34,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatcher::{BufferHandle, DispatcherConfig, DrainReport, LatencyLog};
-use crate::guard::{EdgeLimits, PeerGate};
 use crate::host::{Host, HostConfig};
+use crate::limits::EdgeLimits;
 use crate::metrics::Metrics;
+use crate::rate::PeerGate;
 use crate::sink::{Envelope, SubmissionSink};
 
 /// Everything the ingress needs besides its key and sink.
@@ -214,8 +219,17 @@ impl Ingress {
         let report = match self.dispatcher.await {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "dispatcher task failed");
-                DrainReport::default()
+                // Whatever was still buffered is gone: report it as lost (the binary then exits
+                // non-zero) instead of an empty, successful-looking report. At least one, since
+                // the gauge may already be decremented for a batch that was in flight.
+                let lost = u64::try_from(self.metrics.buffer_messages.get())
+                    .unwrap_or(0)
+                    .max(1);
+                tracing::error!(error = %e, lost, "dispatcher task panicked or was cancelled; buffered messages are lost");
+                DrainReport {
+                    lost,
+                    ..DrainReport::default()
+                }
             }
         };
         tracing::info!(

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the ingress: one registry, cheap cloneable handles.
 //!
-//! Every place that drops or refuses something increments `ingress_rejects_total{reason}`;
-//! nothing is dropped silently (PROTOCOL.md §5).
+//! Every place that drops or refuses something increments `ingress_rejects_total{reason}`
+//! (reasons: [`crate::reject::Reject`]); nothing is dropped silently (PROTOCOL.md §5).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +9,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::reject::Reject;
 
 /// Label set with one static label, e.g. `[("reason", "oversize")]`.
 pub type StaticLabel = [(&'static str, &'static str); 1];
@@ -94,8 +96,10 @@ impl Metrics {
     }
 
     /// Counts one drop or refusal.
-    pub fn reject(&self, reason: &'static str) {
-        self.rejects.get_or_create(&[("reason", reason)]).inc();
+    pub fn reject(&self, reason: Reject) {
+        self.rejects
+            .get_or_create(&[("reason", reason.as_str())])
+            .inc();
     }
 
     /// Current count of one reject reason (tests, simulator).

@@ -28,6 +28,7 @@ use sequencer_functions::ports::{ChainPort, Table};
 use sequencer_functions::records::{self, state};
 use sequencer_functions::PipelineConfig;
 use sequencer_ingress::host::HostConfig;
+use sequencer_ingress::limits::EdgeLimits;
 use sequencer_ingress::metrics::Metrics;
 use sequencer_ingress::{identity, Ingress, Settings};
 
@@ -107,6 +108,8 @@ pub async fn run(args: Args) -> Result<i32> {
             listen: vec![args.listen.parse().context("--listen is not a multiaddr")?],
             ..HostConfig::default()
         },
+        // Every simulated snapshotter dials from this host: relax the per-address limits.
+        limits: EdgeLimits::default().one_host_fleet(),
         spill_path: args.data_dir.join("ingress-spill.jsonl"),
         http_listen: Some(([127, 0, 0, 1], 0).into()),
         ..Settings::default()

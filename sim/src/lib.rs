@@ -22,7 +22,9 @@ use sequencer_core::Address;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use sequencer_ingress::host::COLLECT;
+/// The `/collect` protocol id (core's, PROTOCOL.md §2).
+const COLLECT: libp2p::StreamProtocol =
+    libp2p::StreamProtocol::new(sequencer_core::collect::PROTOCOL);
 
 /// Errors of the simulator client.
 #[derive(Debug, thiserror::Error)]
@@ -197,8 +199,53 @@ impl Client {
         addr: &Multiaddr,
         server: PeerId,
     ) -> Result<Self, SimError> {
+        Self::connect_inner(key, security, None, addr, server).await
+    }
+
+    /// Dials a QUIC `addr` from the local QUIC address `local` (e.g.
+    /// `/ip4/127.0.0.2/udp/0/quic-v1`): the client listens there first and libp2p's QUIC dials
+    /// from that socket, so the ingress sees `local`'s IP. Tests use it to be a second host on
+    /// loopback (all of 127/8 is local on Linux); libp2p's TCP dialer cannot pick a source IP.
+    pub async fn connect_from(
+        key: Keypair,
+        local: &Multiaddr,
+        addr: &Multiaddr,
+        server: PeerId,
+    ) -> Result<Self, SimError> {
+        Self::connect_inner(key, Security::TlsThenNoise, Some(local), addr, server).await
+    }
+
+    async fn connect_inner(
+        key: Keypair,
+        security: Security,
+        local: Option<&Multiaddr>,
+        addr: &Multiaddr,
+        server: PeerId,
+    ) -> Result<Self, SimError> {
         let peer_id = key.public().to_peer_id();
         let mut swarm = build(key, security)?;
+        if let Some(local) = local {
+            let dial_err = |detail: String| SimError::Dial {
+                addr: addr.clone(),
+                detail,
+            };
+            swarm
+                .listen_on(local.clone())
+                .map_err(|e| dial_err(format!("listen on {local}: {e}")))?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let ev = tokio::time::timeout_at(deadline, swarm.select_next_some())
+                    .await
+                    .map_err(|_| dial_err(format!("binding {local} timed out")))?;
+                match ev {
+                    SwarmEvent::NewListenAddr { .. } => break,
+                    SwarmEvent::ListenerError { error, .. } => {
+                        return Err(dial_err(format!("listen on {local}: {error}")))
+                    }
+                    _ => {}
+                }
+            }
+        }
         let mut full = addr.clone();
         if !matches!(full.iter().last(), Some(Protocol::P2p(_))) {
             full.push(Protocol::P2p(server));

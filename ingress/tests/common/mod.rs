@@ -12,9 +12,12 @@ use sequencer_ingress::sink::SubmissionSink;
 use sequencer_ingress::{Ingress, Settings};
 use snapshotter_sim::{Client, SubmissionFactory};
 
-/// Settings for a test ingress on loopback with an ephemeral port and fast timings.
+/// Settings for a test ingress on loopback with an ephemeral port and fast timings. Every client
+/// dials from 127.0.0.1, so the per-address limits are relaxed to the totals (`one_host_fleet`);
+/// `tests/address_limits.rs` tests them with clients on other loopback addresses.
 pub fn settings(spill_dir: &Path) -> Settings {
     let mut s = Settings::default();
+    s.limits = s.limits.one_host_fleet();
     s.host.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("addr")];
     s.spill_path = spill_dir.join("spill.jsonl");
     s.drain_timeout = Duration::from_secs(5);

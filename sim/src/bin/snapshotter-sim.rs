@@ -148,6 +148,8 @@ async fn throughput(
     settings.limits.peer_burst = 1e9;
     settings.limits.max_streams_per_peer = streams.max(1) * 2;
     settings.host.max_streams_per_connection = streams.max(1) * 2;
+    // Every simulated snapshotter dials from this host: relax the per-address limits.
+    settings.limits = settings.limits.one_host_fleet();
     settings.spill_path =
         std::env::temp_dir().join(format!("sim-spill-{}.jsonl", std::process::id()));
     let latency = Arc::new(Mutex::new(Vec::with_capacity(total)));
