@@ -220,7 +220,7 @@ variable "ingress" {
     min_count                 = optional(number, 2)
     max_count                 = optional(number, 10)
     cpu_target_percent        = optional(number, 60)
-    flows_per_task_target     = optional(number, 5000) # NLB active flows per task
+    flows_per_task_target     = optional(number, 3000) # NLB active flows per task; below INGRESS_MAX_CONNECTIONS (4096), so tasks scale out before refusing
     quic                      = optional(bool, true)
     drain_timeout_secs        = optional(number, 20) # INGRESS_DRAIN_TIMEOUT_SECS
     stop_timeout_margin_secs  = optional(number, 10)
