@@ -40,6 +40,8 @@ pub struct HostConfig {
     pub max_streams_per_connection: usize,
     /// Read buffer per stream.
     pub read_chunk_bytes: usize,
+    /// Stateless checks run on each message after it is charged to the peer's budget.
+    pub edge: crate::edge::EdgePolicy,
 }
 
 impl Default for HostConfig {
@@ -52,6 +54,7 @@ impl Default for HostConfig {
             partial_message_timeout: l::PARTIAL_MESSAGE_TIMEOUT,
             max_streams_per_connection: l::MAX_STREAMS_PER_CONNECTION,
             read_chunk_bytes: l::READ_CHUNK_BYTES,
+            edge: crate::edge::EdgePolicy::default(),
         }
     }
 }
@@ -327,16 +330,19 @@ async fn accept_loop(
     }
 }
 
-fn envelope(msg: CollectMessage, peer: &PeerId, received_at: std::time::Instant) -> Envelope {
+fn meta(msg: &CollectMessage, peer: &PeerId) -> EnvelopeMeta {
     let s = &msg.submission;
-    let meta = EnvelopeMeta {
+    EnvelopeMeta {
         submission_id: msg.submission_id.hyphenated().to_string(),
         peer: peer.to_string(),
         market: s.data_market.clone(),
         epoch: s.request.epoch_id,
         slot: s.request.slot_id,
         project: s.request.project_id.clone(),
-    };
+    }
+}
+
+fn envelope(msg: CollectMessage, meta: EnvelopeMeta, received_at: std::time::Instant) -> Envelope {
     let mut env = Envelope::new(msg.raw, meta);
     env.received_at = received_at;
     env
@@ -345,7 +351,23 @@ fn envelope(msg: CollectMessage, peer: &PeerId, received_at: std::time::Instant)
 /// Outcome of handing one decoded message on.
 enum Handed {
     Accepted,
+    /// Refused by the edge checks (counted); the stream goes on.
+    Refused,
     Stop(&'static str),
+}
+
+/// Charges one message (well formed or not) to the peer's rate budget, waiting if it is spent.
+async fn charge(ctx: &ReaderCtx, peer: &PeerId) -> Result<(), &'static str> {
+    match ctx.gate.admit_message(peer) {
+        Admit::Now => Ok(()),
+        Admit::Wait(d) => {
+            tokio::select! {
+                _ = tokio::time::sleep(d) => Ok(()),
+                _ = ctx.cancel.cancelled() => Err("shutdown_before_accept"),
+            }
+        }
+        Admit::Banned => Err("peer_banned_message"),
+    }
 }
 
 async fn hand_over(
@@ -354,17 +376,16 @@ async fn hand_over(
     msg: CollectMessage,
     received_at: std::time::Instant,
 ) -> Handed {
-    match ctx.gate.admit_message(peer) {
-        Admit::Now => {}
-        Admit::Wait(d) => {
-            tokio::select! {
-                _ = tokio::time::sleep(d) => {}
-                _ = ctx.cancel.cancelled() => return Handed::Stop("shutdown_before_accept"),
-            }
-        }
-        Admit::Banned => return Handed::Stop("peer_banned_message"),
+    if let Err(reason) = charge(ctx, peer).await {
+        return Handed::Stop(reason);
     }
-    let env = envelope(msg, peer, received_at);
+    let meta = meta(&msg, peer);
+    if let Err(why) = crate::edge::check(&ctx.cfg.edge, &msg, &meta.attributes()) {
+        ctx.metrics.reject(why.as_str());
+        tracing::debug!(%peer, reason = why.as_str(), error = %why, "refused at the edge");
+        return Handed::Refused;
+    }
+    let env = envelope(msg, meta, received_at);
     tokio::select! {
         r = ctx.buffer.push(env) => match r {
             Ok(()) => Handed::Accepted,
@@ -439,6 +460,11 @@ async fn read_stream(
                     ctx.metrics.reject(e.reason());
                     if e.is_fatal() {
                         tracing::debug!(%peer, reason = e.reason(), "resetting stream");
+                        return;
+                    }
+                    // A complete but malformed message costs the peer's budget like a good one.
+                    if let Err(reason) = charge(&ctx, &peer).await {
+                        ctx.metrics.reject(reason);
                         return;
                     }
                     completed = true;

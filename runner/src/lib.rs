@@ -104,6 +104,7 @@ pub async fn run(args: Args) -> Result<i32> {
     let settings = Settings {
         host: HostConfig {
             listen: vec![args.listen.parse().context("--listen is not a multiaddr")?],
+            edge: sequencer_ingress::edge::EdgePolicy::markets([dep.data_market]),
             ..HostConfig::default()
         },
         spill_path: args.data_dir.join("ingress-spill.jsonl"),
