@@ -574,18 +574,113 @@ async fn what_sqs_does_with_nul_and_u_ffff_sent_directly() {
         get("\\u0000 escape in the body (ASCII)"),
         &Direct::StoredExact
     );
-    for refused in [
-        "raw NUL in the body",
-        "raw U+FFFF in the body",
-        "raw NUL in an attribute",
-        "raw U+FFFF in an attribute",
+    // The whole call is refused (nothing stored, nothing rewritten), with these codes.
+    for (refused, code) in [
+        ("raw NUL in the body", "InvalidMessageContents"),
+        ("raw U+FFFF in the body", "InvalidMessageContents"),
+        ("raw NUL in an attribute", "InvalidParameterValue"),
+        ("raw U+FFFF in an attribute", "InvalidParameterValue"),
     ] {
-        assert!(
-            matches!(get(refused), Direct::Refused(_)),
-            "{refused}: {:?}",
-            get(refused)
-        );
+        assert_eq!(get(refused), &Direct::Refused(code.into()), "{refused}");
     }
+
+    // In a batch (what the ingress sends): does one bad entry fail alone or take the call down?
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let entry = |id: &str, body: &str| {
+        SendMessageBatchRequestEntry::builder()
+            .id(id)
+            .message_body(body)
+            .build()
+            .expect("entry")
+    };
+    let batch = queue
+        .client
+        .send_message_batch()
+        .queue_url(&queue.url)
+        .entries(entry("good", "{\"a\":\"b\"}"))
+        .entries(entry("bad", "{\"a\":\"\u{FFFF}\"}"))
+        .send()
+        .await;
+    let stored = queue.receive(1, Duration::from_secs(3)).await.len();
+    match &batch {
+        Ok(out) => eprintln!(
+            "batch: call ok, failed entries {:?}, stored {stored}",
+            out.failed()
+                .iter()
+                .map(|f| (f.id(), f.code(), f.sender_fault()))
+                .collect::<Vec<_>>()
+        ),
+        Err(e) => {
+            use aws_sdk_sqs::error::ProvideErrorMetadata;
+            eprintln!("batch: whole call refused: {:?}, stored {stored}", e.code());
+        }
+    }
+    let whole_call_refused = batch.is_err();
+    eprintln!(
+        "batch with one bad entry: whole call refused = {whole_call_refused}, stored = {stored}"
+    );
+    // Measured on LocalStack: the call succeeds, the good entry is stored, and the bad one fails
+    // alone with InvalidMessageContents but SenderFault false (the sink treats it as the
+    // message's fault anyway, see the next test).
+    assert!(!whole_call_refused);
+    assert_eq!(stored, 1, "the good entry is stored");
+    let failed: Vec<(String, String, bool)> = batch
+        .map(|o| {
+            o.failed()
+                .iter()
+                .map(|f| (f.id().to_owned(), f.code().to_owned(), f.sender_fault()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        failed,
+        vec![("bad".to_owned(), "InvalidMessageContents".to_owned(), false)]
+    );
+    queue.delete().await;
+}
+
+/// Behind the edge (a message that skipped it, e.g. replayed from an old spill file): an entry
+/// SQS refuses for its characters goes to the rejected file once, it is not retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_sqs_refuses_for_its_characters_is_rejected_not_retried() {
+    use sequencer_ingress::dispatcher::{self, DispatcherConfig};
+    use sequencer_ingress::envelope::{Envelope, EnvelopeMeta};
+    let Some((client, _)) = emulator().await else {
+        return;
+    };
+    let queue = Queue::create(&client).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let spill = dir.path().join("spill.jsonl");
+    let metrics = sequencer_ingress::metrics::Metrics::new();
+    let sink = Arc::new(SqsSink::new(client.clone(), queue.url.clone()));
+    let (handle, d) = dispatcher::buffer(DispatcherConfig::default(), metrics.clone(), &spill);
+    let (_tx, rx) = tokio::sync::watch::channel(None);
+    let run = tokio::spawn(d.run(sink, rx));
+    let meta = EnvelopeMeta {
+        submission_id: "00000000-0000-0000-0000-000000000001".into(),
+        ..Default::default()
+    };
+    for body in ["{\"a\":\"\u{FFFF}\"}", "{\"a\":\"ok\"}"] {
+        handle
+            .push(Envelope::new(body.as_bytes().to_vec(), meta.clone()))
+            .await
+            .expect("push");
+    }
+    drop(handle);
+    let report = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("not retried forever")
+        .expect("dispatcher");
+    assert_eq!((report.enqueued, report.rejected), (1, 1), "{report:?}");
+    let mut rejected = spill.as_os_str().to_owned();
+    rejected.push(".rejected.jsonl");
+    let records = sequencer_ingress::spill::read_file(std::path::Path::new(&rejected))
+        .expect("rejected file");
+    assert_eq!(records.len(), 1);
+    assert!(records[0]
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.contains("InvalidMessageContents")));
     queue.delete().await;
 }
 
