@@ -94,8 +94,9 @@ pub struct BufferHandle {
 impl BufferHandle {
     /// Reserves room for `env` (waiting while the buffer is full) and queues it.
     /// Once this returns `Ok`, the message is accepted: it reaches the queue or a spill file.
-    /// With a write-ahead log, it is also on disk (fsynced) by then, unless a durable copy
-    /// already covers it (a replayed record).
+    /// With a write-ahead log (and no durable copy yet, i.e. not a replayed record), `Ok` means
+    /// it is queued for the next group commit: it is accepted (counted, and handed to the
+    /// dispatcher) only once it is fsynced; a failed commit drops it, counted as `wal_failed`.
     pub async fn push(&self, mut env: Envelope) -> Result<(), BufferClosed> {
         let want = env.buffer_cost().clamp(1, self.capacity);
         let n = u32::try_from(want).unwrap_or(u32::MAX);
@@ -121,16 +122,35 @@ impl BufferHandle {
             buffer_bytes: self.metrics.buffer_bytes.clone(),
         });
         if let (Some(wal), false) = (&self.wal, env.is_durable()) {
-            match wal.append(&env).await {
-                Ok(ticket) => env.add_ticket(ticket),
-                Err(e) => {
-                    // Not on disk, so not accepted: the reader stops this stream and the
-                    // collector retries elsewhere. Counted and logged by the WAL.
-                    tracing::error!(error = %e, "write-ahead log append failed; message refused");
-                    self.metrics.reject("wal_failed");
-                    return Err(BufferClosed);
-                }
-            }
+            let (tx, metrics) = (self.tx.clone(), self.metrics.clone());
+            let line = Wal::line(&env);
+            let submitted = wal.submit(
+                line,
+                Box::new(move |committed| {
+                    let mut env = env;
+                    match committed {
+                        Ok(segment) => {
+                            env.add_ticket(segment.ticket());
+                            if tx.send(env).is_ok() {
+                                metrics.messages_accepted.inc();
+                            } else {
+                                // Dispatcher gone (shutdown): not accepted; its line is replayed.
+                                metrics.reject("shutdown_before_accept");
+                            }
+                        }
+                        Err(e) => {
+                            // Not on disk, so not accepted; dropping it frees its buffer room.
+                            tracing::error!(error = %e, "write-ahead log commit failed; message refused");
+                            metrics.reject("wal_failed");
+                        }
+                    }
+                }),
+            );
+            return submitted.map_err(|e| {
+                tracing::error!(error = %e, "write-ahead log unavailable; message refused");
+                self.metrics.reject("wal_failed");
+                BufferClosed
+            });
         }
         self.tx.send(env).map_err(|_| BufferClosed)?;
         self.metrics.messages_accepted.inc();

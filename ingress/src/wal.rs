@@ -2,8 +2,10 @@
 //!
 //! Without it, a message is accepted once it is in the in-memory buffer, so a SIGKILL (OOM kill,
 //! host failure) loses what the buffer held and the queue had not acknowledged (the bound is in
-//! ingress/README.md). With it, [`crate::dispatcher::BufferHandle::push`] returns only once the
-//! message is appended to the current segment and fsynced.
+//! ingress/README.md). With it, a message counts as accepted (and goes on to the dispatcher) only
+//! once it is appended to the current segment and fsynced. The reader does not wait for that:
+//! `/collect` acknowledges nothing to the collector, so a stream's next message is decoded while
+//! the previous one is being committed, and one stream is not limited to one message per fsync.
 //!
 //! Group commit: one writer thread takes every append waiting when it is free (up to
 //! [`MAX_GROUP`]), writes them with one `write` and one `fdatasync`, then answers all of them.
@@ -24,11 +26,9 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 
-use prometheus_client::metrics::counter::Counter;
-use tokio::sync::oneshot;
-
-use crate::envelope::{Envelope, Ticket};
+use crate::envelope::Envelope;
 use crate::spill::{FileGuard, Replay, SpillError, SpillRecord, SpillWriter};
+use prometheus_client::metrics::counter::Counter;
 
 /// A segment is rotated once it holds this many bytes. Small enough that replay after a crash
 /// resends little that the queue already had; large enough that rotation is rare (at 1 KiB per
@@ -58,9 +58,6 @@ pub enum WalError {
     /// The writer thread is gone (it failed to start, or the process is shutting down).
     #[error("write-ahead log writer stopped")]
     Stopped,
-    /// The group commit holding this message failed (the segment was cut back).
-    #[error("write-ahead log commit failed: {0}")]
-    Commit(String),
 }
 
 /// Counters of the WAL.
@@ -74,9 +71,13 @@ pub struct WalMetrics {
     pub failures: Counter,
 }
 
+/// What to do with a message once its group commit is done: `Ok` with the segment's guard (the
+/// message is durable), `Err` with the failure (it is not).
+pub type Committed = Box<dyn FnOnce(Result<&Arc<FileGuard>, &str>) + Send>;
+
 struct Append {
     line: Vec<u8>,
-    done: oneshot::Sender<Result<Arc<FileGuard>, String>>,
+    done: Committed,
 }
 
 /// Handle to the write-ahead log.
@@ -145,19 +146,17 @@ impl Wal {
         &self.dir
     }
 
-    /// Appends `env` and waits for its group commit; the ticket keeps its segment until the
-    /// envelope is settled.
-    pub async fn append(&self, env: &Envelope) -> Result<Ticket, WalError> {
-        let line = SpillRecord::from_envelope(env, None).to_line();
-        let (done, wait) = oneshot::channel();
+    /// The line the WAL stores for `env`.
+    pub fn line(env: &Envelope) -> Vec<u8> {
+        SpillRecord::from_envelope(env, None).to_line()
+    }
+
+    /// Queues `line` (from [`Wal::line`]) for the next group commit; `done` runs on the writer
+    /// thread once it is on disk or the commit failed (the envelope travels inside `done`).
+    pub fn submit(&self, line: Vec<u8>, done: Committed) -> Result<(), WalError> {
         self.tx
             .send(Append { line, done })
-            .map_err(|_| WalError::Stopped)?;
-        match wait.await {
-            Ok(Ok(guard)) => Ok(guard.ticket()),
-            Ok(Err(e)) => Err(WalError::Commit(e)),
-            Err(_) => Err(WalError::Stopped),
-        }
+            .map_err(|_| WalError::Stopped)
     }
 }
 
@@ -197,9 +196,7 @@ fn writer(rx: mpsc::Receiver<Append>, dir: PathBuf, mut next: u64, metrics: WalM
                 metrics.appended.inc_by(group.len() as u64);
                 seg.bytes += buf.len() as u64;
                 for a in group {
-                    // A receiver that gave up (its reader was cancelled) is fine: the line is on
-                    // disk and replayed at most once more.
-                    let _ = a.done.send(Ok(seg.guard.clone()));
+                    (a.done)(Ok(&seg.guard));
                 }
                 if seg.bytes >= SEGMENT_BYTES {
                     current = None;
@@ -210,7 +207,7 @@ fn writer(rx: mpsc::Receiver<Append>, dir: PathBuf, mut next: u64, metrics: WalM
                 tracing::error!(error = %e, messages = group.len(), "write-ahead log commit failed");
                 let msg = e.to_string();
                 for a in group {
-                    let _ = a.done.send(Err(msg.clone()));
+                    (a.done)(Err(&msg));
                 }
                 // Start a fresh segment next time; the cut-back one goes once its messages settle.
                 current = None;
