@@ -229,7 +229,7 @@ impl SpillWriter {
 /// start.
 #[derive(Debug)]
 pub struct FileGuard {
-    files: Mutex<Vec<PathBuf>>,
+    files: Vec<PathBuf>,
     keep: AtomicBool,
     what: &'static str,
 }
@@ -238,7 +238,7 @@ impl FileGuard {
     /// A guard over `files`; `what` names them in logs.
     pub fn new(files: Vec<PathBuf>, what: &'static str) -> Arc<Self> {
         Arc::new(Self {
-            files: Mutex::new(files),
+            files,
             keep: AtomicBool::new(false),
             what,
         })
@@ -253,12 +253,6 @@ impl FileGuard {
     pub fn keep(&self) {
         self.keep.store(true, Ordering::SeqCst);
     }
-
-    /// Adds a file to the set (a WAL segment being written).
-    pub fn set_files(&self, files: Vec<PathBuf>) {
-        let mut g = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        *g = files;
-    }
 }
 
 impl Settlement for FileGuard {
@@ -271,7 +265,7 @@ impl Settlement for FileGuard {
 
 impl Drop for FileGuard {
     fn drop(&mut self) {
-        let files = std::mem::take(self.files.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let files = std::mem::take(&mut self.files);
         if self.keep.load(Ordering::SeqCst) {
             for f in &files {
                 tracing::warn!(file = %f.display(), what = self.what, "kept for the next start");

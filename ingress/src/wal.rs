@@ -82,8 +82,22 @@ struct Append {
 
 /// Handle to the write-ahead log.
 pub struct Wal {
-    tx: mpsc::Sender<Append>,
+    tx: Option<mpsc::Sender<Append>>,
+    writer: Option<std::thread::JoinHandle<()>>,
     dir: PathBuf,
+}
+
+impl Drop for Wal {
+    /// Lets the writer commit what is queued and waits for it, so the last segment is deleted
+    /// (if every message in it is settled) before the process exits.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.writer.take() {
+            if t.join().is_err() {
+                tracing::error!("write-ahead log writer panicked");
+            }
+        }
+    }
 }
 
 fn is_segment(name: &str) -> bool {
@@ -128,13 +142,14 @@ impl Wal {
         };
         let (tx, rx) = mpsc::channel();
         let writer_dir = dir.to_owned();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("ingress-wal".into())
             .spawn(move || writer(rx, writer_dir, next, metrics))
             .map_err(dir_err)?;
         Ok((
             Self {
-                tx,
+                tx: Some(tx),
+                writer: Some(writer),
                 dir: dir.to_owned(),
             },
             replay,
@@ -155,6 +170,8 @@ impl Wal {
     /// thread once it is on disk or the commit failed (the envelope travels inside `done`).
     pub fn submit(&self, line: Vec<u8>, done: Committed) -> Result<(), WalError> {
         self.tx
+            .as_ref()
+            .ok_or(WalError::Stopped)?
             .send(Append { line, done })
             .map_err(|_| WalError::Stopped)
     }

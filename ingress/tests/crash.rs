@@ -207,7 +207,23 @@ async fn kill_with_a_full_buffer(
     .await;
     sigterm(&bin2);
     let mut bin2 = bin2;
-    let _ = tokio::time::timeout(Duration::from_secs(30), bin2.child.wait()).await;
+    let exit = tokio::time::timeout(Duration::from_secs(30), bin2.child.wait()).await;
+    assert!(
+        exit.is_ok_and(|e| e.is_ok_and(|s| s.success())),
+        "clean exit after SIGTERM"
+    );
+    if wal {
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("wal"))
+            .expect("wal dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("wal-"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "segments left after a clean stop: {left:?}"
+        );
+    }
     let _ = client.delete_queue().queue_url(&url).send().await;
     Some((accepted, got.into_iter().collect(), msgs))
 }
