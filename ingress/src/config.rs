@@ -9,6 +9,7 @@ use clap::{Parser, ValueEnum};
 use libp2p::Multiaddr;
 
 use crate::dispatcher::{self, DispatcherConfig};
+use crate::edge::EdgePolicy;
 use crate::host::HostConfig;
 use crate::limits as l;
 use crate::limits::EdgeLimits;
@@ -16,6 +17,25 @@ use crate::Settings;
 
 /// Default spill file (relative to the working directory; mount a volume there in ECS).
 pub const DEFAULT_SPILL_PATH: &str = "ingress-spill.jsonl";
+
+/// Host key file used when none is configured; generated on first start (see [`Cli::key_file`]).
+pub const DEFAULT_KEY_FILE: &str = "ingress-identity.key";
+
+/// Configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Neither a market allow-list nor `--any-market`.
+    #[error("no data market configured: set --markets / INGRESS_MARKETS (comma-separated addresses) or pass --any-market")]
+    NoMarkets,
+    /// Both a list and `--any-market`.
+    #[error("--markets and --any-market contradict each other")]
+    MarketsAndAny,
+}
+
+fn parse_market(s: &str) -> Result<sequencer_core::Address, String> {
+    sequencer_core::submission::parse_address(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a 20-byte hex address"))
+}
 
 /// Queue the ingress writes to (the name the Terraform and `localstack/create-resources.sh` use).
 pub const DEFAULT_QUEUE_NAME: &str = "seq-submissions";
@@ -49,9 +69,14 @@ pub struct Cli {
         default_value = "/ip4/0.0.0.0/tcp/9100"
     )]
     pub listen: Vec<Multiaddr>,
-    /// Host key file (protobuf-encoded libp2p keypair); generated with mode 0600 if absent.
-    #[arg(long, env = "INGRESS_KEY_FILE", default_value = "ingress-identity.key")]
-    pub key_file: PathBuf,
+    /// Host key file (protobuf-encoded libp2p keypair). When set, it must exist (the start fails
+    /// otherwise) unless --generate-key is given. When not set, `ingress-identity.key` in the
+    /// working directory is used and generated (mode 0600) on first start.
+    #[arg(long, env = "INGRESS_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Create the key file named by --key-file if it does not exist (never overwrites one).
+    #[arg(long, env = "INGRESS_GENERATE_KEY")]
+    pub generate_key: bool,
     /// Host key as hex of the protobuf encoding (e.g. from a secret); wins over the key file.
     #[arg(long, env = "INGRESS_KEY", hide_env_values = true)]
     pub key: Option<String>,
@@ -61,6 +86,20 @@ pub struct Cli {
     /// Operations HTTP address (/healthz, /readyz, /metrics).
     #[arg(long, env = "INGRESS_HTTP_LISTEN", default_value = "0.0.0.0:9101")]
     pub http_listen: SocketAddr,
+    /// Data markets served, comma separated (0x addresses). Submissions for any other market are
+    /// refused at the edge. Required unless --any-market.
+    #[arg(long, env = "INGRESS_MARKETS", value_delimiter = ',', value_parser = parse_market)]
+    pub markets: Vec<sequencer_core::Address>,
+    /// Serve every data market (no allow-list; the verifier still rejects foreign markets).
+    #[arg(long, env = "INGRESS_ANY_MARKET")]
+    pub any_market: bool,
+    /// Write-ahead log directory: accepted messages are fsynced there (group commit) before they
+    /// count as accepted, so a SIGKILL loses none. Off when unset.
+    #[arg(long, env = "INGRESS_WAL_PATH")]
+    pub wal_path: Option<PathBuf>,
+    /// Seconds between queue probes for /readyz.
+    #[arg(long, env = "INGRESS_READY_PROBE_SECS", default_value_t = crate::http::READY_PROBE_INTERVAL.as_secs())]
+    pub ready_probe_secs: u64,
     /// Where accepted submissions go.
     #[arg(long, env = "INGRESS_SINK", value_enum, default_value = "sqs")]
     pub sink: SinkKind,
@@ -151,9 +190,19 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The market allow-list: a list, or `--any-market`, exactly one of them.
+    pub fn edge_policy(&self) -> Result<EdgePolicy, ConfigError> {
+        match (self.markets.is_empty(), self.any_market) {
+            (true, false) => Err(ConfigError::NoMarkets),
+            (false, true) => Err(ConfigError::MarketsAndAny),
+            (true, true) => Ok(EdgePolicy::default()),
+            (false, false) => Ok(EdgePolicy::markets(self.markets.iter().copied())),
+        }
+    }
+
     /// Library settings from the flags.
-    pub fn settings(&self) -> Settings {
-        Settings {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        Ok(Settings {
             host: HostConfig {
                 listen: self.listen.clone(),
                 idle_connection_timeout: Duration::from_secs(self.idle_connection_timeout_secs),
@@ -162,6 +211,7 @@ impl Cli {
                 max_streams_per_connection: self.max_streams_per_connection,
                 read_chunk_bytes: l::READ_CHUNK_BYTES,
                 handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
+                edge: self.edge_policy()?,
             },
             limits: EdgeLimits {
                 max_connections: self.max_connections,
@@ -189,7 +239,9 @@ impl Cli {
             spill_path: self.spill_path.clone(),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
             http_listen: Some(self.http_listen),
-        }
+            wal_path: self.wal_path.clone(),
+            ready_probe_interval: Duration::from_secs(self.ready_probe_secs),
+        })
     }
 }
 
@@ -199,9 +251,12 @@ mod tests {
 
     #[test]
     fn defaults_parse_and_match_constants() {
-        let cli = Cli::try_parse_from(["sequencer-ingress"]).expect("defaults parse");
+        let cli =
+            Cli::try_parse_from(["sequencer-ingress", "--any-market"]).expect("defaults parse");
         assert_eq!(cli.listen, vec![crate::host::default_listen()]);
-        let s = cli.settings();
+        let s = cli.settings().expect("settings");
+        assert_eq!(s.wal_path, None, "the write-ahead log is off by default");
+        assert_eq!(s.ready_probe_interval, crate::http::READY_PROBE_INTERVAL);
         assert_eq!(s.limits.max_connections, l::MAX_CONNECTIONS);
         assert_eq!(s.limits.max_pending_per_addr, l::MAX_PENDING_PER_ADDR);
         assert_eq!(s.limits.max_streams_per_addr, l::MAX_STREAMS_PER_ADDR);
@@ -220,5 +275,28 @@ mod tests {
         ])
         .expect("parse");
         assert_eq!(cli.listen.len(), 2);
+    }
+
+    #[test]
+    fn markets_are_required_unless_any_market() {
+        let none = Cli::try_parse_from(["x"]).expect("parse");
+        assert!(matches!(none.settings(), Err(ConfigError::NoMarkets)));
+        let both = Cli::try_parse_from([
+            "x",
+            "--any-market",
+            "--markets",
+            "0x00000000000000000000000000000000000000aa",
+        ])
+        .expect("parse");
+        assert!(matches!(both.settings(), Err(ConfigError::MarketsAndAny)));
+        let two = Cli::try_parse_from([
+            "x",
+            "--markets",
+            "0x00000000000000000000000000000000000000aa,00000000000000000000000000000000000000BB",
+        ])
+        .expect("parse");
+        let policy = two.settings().expect("settings").host.edge;
+        assert_eq!(policy.markets.map(|m| m.len()), Some(2));
+        assert!(Cli::try_parse_from(["x", "--markets", "0x12"]).is_err());
     }
 }

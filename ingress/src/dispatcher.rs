@@ -8,7 +8,7 @@
 //! nothing accepted is ever dropped. A reservation is released only when the queue acknowledged
 //! the message (or it was spilled/rejected to a file).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rand::Rng;
@@ -16,11 +16,12 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::envelope::{Envelope, Hold};
 use crate::metrics::Metrics;
-use crate::sink::{
-    EntryResult, Envelope, Hold, SubmissionSink, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES,
-};
+use crate::reject::Reject;
+use crate::sink::{EntryResult, SubmissionSink, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use crate::spill::{SpillRecord, SpillWriter};
+use crate::wal::Wal;
 
 /// How long the first message of a batch waits for company. 20 ms adds little latency (the p99
 /// target is 50 ms) and, at ≥ 500 msg/s, fills batches of 10, cutting SQS calls (and cost) 10×.
@@ -88,11 +89,15 @@ pub struct BufferHandle {
     capacity: usize,
     tx: mpsc::UnboundedSender<Envelope>,
     metrics: Metrics,
+    wal: Option<Arc<Wal>>,
 }
 
 impl BufferHandle {
     /// Reserves room for `env` (waiting while the buffer is full) and queues it.
     /// Once this returns `Ok`, the message is accepted: it reaches the queue or a spill file.
+    /// With a write-ahead log (and no durable copy yet, i.e. not a replayed record), `Ok` means
+    /// it is queued for the next group commit: it is accepted (counted, and handed to the
+    /// dispatcher) only once it is fsynced; a failed commit drops it, counted as `wal_failed`.
     pub async fn push(&self, mut env: Envelope) -> Result<(), BufferClosed> {
         let want = env.buffer_cost().clamp(1, self.capacity);
         let n = u32::try_from(want).unwrap_or(u32::MAX);
@@ -117,6 +122,37 @@ impl BufferHandle {
             buffer_messages: self.metrics.buffer_messages.clone(),
             buffer_bytes: self.metrics.buffer_bytes.clone(),
         });
+        if let (Some(wal), false) = (&self.wal, env.is_durable()) {
+            let (tx, metrics) = (self.tx.clone(), self.metrics.clone());
+            let line = Wal::line(&env);
+            let submitted = wal.submit(
+                line,
+                Box::new(move |committed| {
+                    let mut env = env;
+                    match committed {
+                        Ok(segment) => {
+                            env.add_ticket(segment.ticket());
+                            if tx.send(env).is_ok() {
+                                metrics.messages_accepted.inc();
+                            } else {
+                                // Dispatcher gone (shutdown): not accepted; its line is replayed.
+                                metrics.reject(Reject::ShutdownBeforeAccept);
+                            }
+                        }
+                        Err(e) => {
+                            // Not on disk, so not accepted; dropping it frees its buffer room.
+                            tracing::error!(error = %e, "write-ahead log commit failed; message refused");
+                            metrics.reject(Reject::WalFailed);
+                        }
+                    }
+                }),
+            );
+            return submitted.map_err(|e| {
+                tracing::error!(error = %e, "write-ahead log unavailable; message refused");
+                self.metrics.reject(Reject::WalFailed);
+                BufferClosed
+            });
+        }
         self.tx.send(env).map_err(|_| BufferClosed)?;
         self.metrics.messages_accepted.inc();
         Ok(())
@@ -139,6 +175,9 @@ pub struct DrainReport {
     pub rejected: u64,
     /// Messages that could not even be spilled (file system error); logged loudly.
     pub lost: u64,
+    /// The dispatcher task panicked: the counts above are incomplete and messages may be lost
+    /// (a write-ahead log, if on, still holds them).
+    pub failed: bool,
 }
 
 /// Reader side: empties the buffer into a sink.
@@ -158,6 +197,16 @@ pub fn buffer(
     metrics: Metrics,
     spill_path: &std::path::Path,
 ) -> (BufferHandle, Dispatcher) {
+    buffer_with_wal(cfg, metrics, spill_path, None)
+}
+
+/// Like [`buffer`], and every accepted message is first appended to `wal`.
+pub fn buffer_with_wal(
+    cfg: DispatcherConfig,
+    metrics: Metrics,
+    spill_path: &std::path::Path,
+    wal: Option<Arc<Wal>>,
+) -> (BufferHandle, Dispatcher) {
     let (tx, rx) = mpsc::unbounded_channel();
     let capacity = cfg.buffer_bytes.clamp(1, Semaphore::MAX_PERMITS);
     let handle = BufferHandle {
@@ -165,6 +214,7 @@ pub fn buffer(
         capacity,
         tx,
         metrics: metrics.clone(),
+        wal,
     };
     let mut rejected_path = spill_path.as_os_str().to_owned();
     rejected_path.push(".rejected.jsonl");
@@ -244,9 +294,11 @@ impl Dispatcher {
                     Ok(e) => Some(e),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
                     Err(mpsc::error::TryRecvError::Empty) => {
+                        // Linger over: send what we have.
                         tokio::time::timeout_at(linger_until, self.rx.recv())
                             .await
-                            .unwrap_or_default()
+                            .ok()
+                            .flatten()
                     }
                 };
                 let Some(e) = next else { break };
@@ -269,9 +321,18 @@ impl Dispatcher {
             });
         }
         while tasks.join_next().await.is_some() {}
-        let report = shared.report.lock().map(|r| r.clone()).unwrap_or_default();
+        let report = report(&shared).clone();
         report
     }
+}
+
+/// The report, even if a task panicked while holding it (the counts it has are still true and
+/// the panic itself is reported by the join).
+fn report(shared: &Shared) -> MutexGuard<'_, DrainReport> {
+    shared.report.lock().unwrap_or_else(|p| {
+        tracing::error!("drain report lock poisoned by a panicked send task");
+        p.into_inner()
+    })
 }
 
 fn passed(deadline: &watch::Receiver<Option<Instant>>) -> bool {
@@ -319,6 +380,7 @@ async fn send_with_retry(
                     .observe(elapsed);
                 let mut retry = Vec::new();
                 let mut rejected = Vec::new();
+                let mut rejected_envs = Vec::new();
                 let mut acked = 0u64;
                 let now = Instant::now();
                 for (env, res) in pending.into_iter().zip(
@@ -335,10 +397,12 @@ async fn send_with_retry(
                                 .read_to_enqueued_seconds
                                 .observe(lat.as_secs_f64());
                             if let Some(log) = &shared.latency {
-                                if let Ok(mut l) = log.lock() {
-                                    l.push(u32::try_from(lat.as_micros()).unwrap_or(u32::MAX));
-                                }
+                                log.lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .push(u32::try_from(lat.as_micros()).unwrap_or(u32::MAX));
                             }
+                            let mut env = env;
+                            env.settle();
                             acked += 1;
                         }
                         EntryResult::Retry(reason) => {
@@ -352,6 +416,7 @@ async fn send_with_retry(
                         EntryResult::Reject(why) => {
                             tracing::error!(submission_id = %env.meta.submission_id, peer = %env.meta.peer, reason = %why, "queue rejected message; written to the rejected file");
                             rejected.push(SpillRecord::from_envelope(&env, Some(why)));
+                            rejected_envs.push(env);
                         }
                     }
                 }
@@ -360,23 +425,23 @@ async fn send_with_retry(
                     shared
                         .metrics
                         .rejects
-                        .get_or_create(&[("reason", "queue_rejected")])
+                        .get_or_create(&[("reason", Reject::QueueRejected.as_str())])
                         .inc_by(rejected.len() as u64);
                     let n = rejected.len() as u64;
                     let written = shared.rejected.append(&rejected);
-                    if let Ok(mut r) = shared.report.lock() {
-                        match written {
-                            Ok(()) => r.rejected += n,
-                            Err(e) => {
-                                tracing::error!(error = %e, "could not write rejected messages");
-                                r.lost += n;
-                            }
+                    let mut r = report(shared);
+                    match written {
+                        Ok(()) => {
+                            r.rejected += n;
+                            rejected_envs.iter_mut().for_each(Envelope::settle);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not write rejected messages");
+                            r.lost += n;
                         }
                     }
                 }
-                if let Ok(mut r) = shared.report.lock() {
-                    r.enqueued += acked;
-                }
+                report(shared).enqueued += acked;
                 pending = retry;
                 if pending.is_empty() {
                     return;
@@ -412,7 +477,7 @@ async fn send_with_retry(
     }
 }
 
-fn spill(shared: &Shared, pending: Vec<Envelope>) {
+fn spill(shared: &Shared, mut pending: Vec<Envelope>) {
     if pending.is_empty() {
         return;
     }
@@ -422,32 +487,34 @@ fn spill(shared: &Shared, pending: Vec<Envelope>) {
         .collect();
     let n = records.len() as u64;
     let written = shared.spill.append(&records);
-    if let Ok(mut r) = shared.report.lock() {
-        match written {
-            Ok(()) => {
-                r.spilled += n;
-                shared.metrics.messages_spilled.inc_by(n);
-                tracing::warn!(file = %shared.spill.path().display(), messages = n, "drain deadline passed; spilled for replay on next start");
-            }
-            Err(e) => {
-                r.lost += n;
-                shared
-                    .metrics
-                    .rejects
-                    .get_or_create(&[("reason", "spill_failed")])
-                    .inc_by(n);
-                tracing::error!(error = %e, messages = n, "could not spill messages: they are lost");
-            }
+    let mut r = report(shared);
+    match written {
+        Ok(()) => {
+            r.spilled += n;
+            shared.metrics.messages_spilled.inc_by(n);
+            pending.iter_mut().for_each(Envelope::settle);
+            tracing::warn!(file = %shared.spill.path().display(), messages = n, "drain deadline passed; spilled for replay on next start");
+        }
+        Err(e) => {
+            r.lost += n;
+            shared
+                .metrics
+                .rejects
+                .get_or_create(&[("reason", Reject::SpillFailed.as_str())])
+                .inc_by(n);
+            // Unsettled: a write-ahead log or replayed file holding them is kept for next start.
+            tracing::error!(error = %e, messages = n, "could not spill messages: lost unless a write-ahead log holds them");
         }
     }
+    drop(r);
     drop(pending);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::EnvelopeMeta;
     use crate::sink::memory::MemorySink;
-    use crate::sink::EnvelopeMeta;
 
     fn env(i: usize) -> Envelope {
         let meta = EnvelopeMeta {

@@ -45,6 +45,8 @@ pub struct HostConfig {
     /// A connection's upgrade (security + muxer, or the QUIC handshake) and a stream's protocol
     /// negotiation must finish within this.
     pub handshake_timeout: Duration,
+    /// Stateless checks run on each message after it is charged to the peer's budget.
+    pub edge: crate::edge::EdgePolicy,
 }
 
 impl Default for HostConfig {
@@ -58,6 +60,7 @@ impl Default for HostConfig {
             max_streams_per_connection: l::MAX_STREAMS_PER_CONNECTION,
             read_chunk_bytes: l::READ_CHUNK_BYTES,
             handshake_timeout: l::HANDSHAKE_TIMEOUT,
+            edge: crate::edge::EdgePolicy::default(),
         }
     }
 }
@@ -346,16 +349,19 @@ async fn accept_loop(
     }
 }
 
-fn envelope(msg: CollectMessage, peer: &PeerId, received_at: std::time::Instant) -> Envelope {
+fn meta(msg: &CollectMessage, peer: &PeerId) -> EnvelopeMeta {
     let s = &msg.submission;
-    let meta = EnvelopeMeta {
+    EnvelopeMeta {
         submission_id: msg.submission_id.hyphenated().to_string(),
         peer: peer.to_string(),
         market: s.data_market.clone(),
         epoch: s.request.epoch_id,
         slot: s.request.slot_id,
         project: s.request.project_id.clone(),
-    };
+    }
+}
+
+fn envelope(msg: CollectMessage, meta: EnvelopeMeta, received_at: std::time::Instant) -> Envelope {
     let mut env = Envelope::new(msg.raw, meta);
     env.received_at = received_at;
     env
@@ -364,7 +370,24 @@ fn envelope(msg: CollectMessage, peer: &PeerId, received_at: std::time::Instant)
 /// Outcome of handing one decoded message on.
 enum Handed {
     Accepted,
+    /// Refused by the edge checks (counted); the stream goes on.
+    Refused,
     Stop(Reject),
+}
+
+/// Charges one message (well formed or not) to the peer's and its address's rate budgets,
+/// waiting if they are spent.
+async fn charge(ctx: &ReaderCtx, peer: &PeerId, addr: Option<&AddrKey>) -> Result<(), Reject> {
+    match ctx.gate.admit_message(peer, addr) {
+        Admit::Now => Ok(()),
+        Admit::Wait(d) => {
+            tokio::select! {
+                _ = tokio::time::sleep(d) => Ok(()),
+                _ = ctx.cancel.cancelled() => Err(Reject::ShutdownBeforeAccept),
+            }
+        }
+        Admit::Banned => Err(Reject::PeerBannedMessage),
+    }
 }
 
 async fn hand_over(
@@ -374,17 +397,16 @@ async fn hand_over(
     msg: CollectMessage,
     received_at: std::time::Instant,
 ) -> Handed {
-    match ctx.gate.admit_message(peer, addr) {
-        Admit::Now => {}
-        Admit::Wait(d) => {
-            tokio::select! {
-                _ = tokio::time::sleep(d) => {}
-                _ = ctx.cancel.cancelled() => return Handed::Stop(Reject::ShutdownBeforeAccept),
-            }
-        }
-        Admit::Banned => return Handed::Stop(Reject::PeerBannedMessage),
+    if let Err(reason) = charge(ctx, peer, addr).await {
+        return Handed::Stop(reason);
     }
-    let env = envelope(msg, peer, received_at);
+    let meta = meta(&msg, peer);
+    if let Err(why) = crate::edge::check(&ctx.cfg.edge, &msg, &meta.attributes()) {
+        ctx.metrics.reject(Reject::Edge(why.as_str()));
+        tracing::debug!(%peer, reason = why.as_str(), error = %why, "refused at the edge");
+        return Handed::Refused;
+    }
+    let env = envelope(msg, meta, received_at);
     tokio::select! {
         r = ctx.buffer.push(env) => match r {
             Ok(()) => Handed::Accepted,
@@ -466,6 +488,11 @@ async fn read_stream(
                     ctx.metrics.reject(reason);
                     if e.is_fatal() {
                         tracing::debug!(%peer, %reason, "resetting stream");
+                        return;
+                    }
+                    // A complete but malformed message costs the peer's budget like a good one.
+                    if let Err(reason) = charge(&ctx, &peer, addr.as_ref()).await {
+                        ctx.metrics.reject(reason);
                         return;
                     }
                     completed = true;

@@ -2,14 +2,17 @@
 //!
 //! Collectors dial the host and write `/collect` messages (PROTOCOL.md §1–2); [`host`] reads them
 //! with core's incremental decoder under the edge limits of [`limits`]: connection admission in
-//! [`guard`], per-peer and per-address rates, bans and stream budgets in [`rate`], every refusal
-//! counted under a [`reject::Reject`] reason; accepted
-//! messages wait in the bounded buffer of [`dispatcher`] (backpressure when full) and go to a
+//! [`guard`], per-peer and per-address rates, bans and stream budgets in [`rate`], the stateless
+//! checks of [`edge`], every refusal counted under a [`reject::Reject`] reason; accepted messages
+//! ([`envelope`]) wait in the bounded buffer of [`dispatcher`] (backpressure when full) and go to a
 //! [`sink::SubmissionSink`] (SQS in production) byte-exact; on shutdown the buffer is drained
-//! within a deadline and what is left is spilled to a file ([`spill`]) replayed on next start.
+//! within a deadline and what is left is spilled to a file ([`spill`]) replayed on next start. An
+//! optional write-ahead log ([`wal`]) makes accepted messages survive a SIGKILL.
 
 pub mod config;
 pub mod dispatcher;
+pub mod edge;
+pub mod envelope;
 pub mod guard;
 pub mod host;
 pub mod http;
@@ -20,6 +23,7 @@ pub mod rate;
 pub mod reject;
 pub mod sink;
 pub mod spill;
+pub mod wal;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,11 +38,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::dispatcher::{BufferHandle, DispatcherConfig, DrainReport, LatencyLog};
+use crate::envelope::Envelope;
 use crate::host::{Host, HostConfig};
 use crate::limits::EdgeLimits;
 use crate::metrics::Metrics;
 use crate::rate::PeerGate;
-use crate::sink::{Envelope, SubmissionSink};
+use crate::sink::SubmissionSink;
+use crate::wal::Wal;
 
 /// Everything the ingress needs besides its key and sink.
 #[derive(Debug, Clone)]
@@ -55,6 +61,10 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Operations HTTP listener (`None`: no HTTP server).
     pub http_listen: Option<SocketAddr>,
+    /// Write-ahead log directory (`None`: off, the default; see [`wal`]).
+    pub wal_path: Option<PathBuf>,
+    /// How often the queue is probed for `/readyz`.
+    pub ready_probe_interval: Duration,
 }
 
 impl Default for Settings {
@@ -66,6 +76,8 @@ impl Default for Settings {
             spill_path: PathBuf::from(config::DEFAULT_SPILL_PATH),
             drain_timeout: dispatcher::DRAIN_TIMEOUT,
             http_listen: None,
+            wal_path: None,
+            ready_probe_interval: http::READY_PROBE_INTERVAL,
         }
     }
 }
@@ -82,6 +94,9 @@ pub enum IngressError {
     /// Spill file could not be read for replay.
     #[error(transparent)]
     Spill(#[from] spill::SpillError),
+    /// Write-ahead log could not be opened or replayed.
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
 }
 
 /// A running ingress.
@@ -94,7 +109,7 @@ pub struct Ingress {
     pub http_addr: Option<SocketAddr>,
     /// Metric handles.
     pub metrics: Metrics,
-    /// Messages found in the spill file at start and being replayed.
+    /// Messages found in the spill file and the write-ahead log at start and being replayed.
     pub replaying: usize,
     host: Host,
     buffer: Option<BufferHandle>,
@@ -103,8 +118,36 @@ pub struct Ingress {
     draining: Arc<AtomicBool>,
     stop_http: CancellationToken,
     http_task: Option<tokio::task::JoinHandle<()>>,
-    replay_task: Option<tokio::task::JoinHandle<()>>,
+    replay_tasks: Vec<tokio::task::JoinHandle<()>>,
     drain_timeout: Duration,
+}
+
+/// Pushes replayed records into the buffer in a task. Each envelope holds a ticket on the
+/// replayed files, which are deleted once every record is settled.
+fn spawn_replay(
+    replay: spill::Replay,
+    buffer: BufferHandle,
+    metrics: Metrics,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    let spill::Replay { records, guard, .. } = replay;
+    tokio::spawn(async move {
+        for (r, bytes) in records {
+            let mut env = Envelope::new(bytes, r.meta);
+            env.add_ticket(guard.ticket());
+            if buffer.push(env).await.is_err() {
+                // Buffer closed before this record got in: keep the files so the next start
+                // replays again.
+                guard.keep();
+                tracing::warn!(
+                    what,
+                    "shutdown during replay; the files will be replayed again"
+                );
+                return;
+            }
+            metrics.messages_replayed.inc();
+        }
+    })
 }
 
 impl Ingress {
@@ -116,10 +159,19 @@ impl Ingress {
         metrics: Metrics,
         latency: Option<LatencyLog>,
     ) -> Result<Self, IngressError> {
-        let (buffer, mut dispatcher) = dispatcher::buffer(
+        let (wal, wal_replay) = match &settings.wal_path {
+            Some(dir) => {
+                let (w, r) = Wal::open(dir, metrics.wal.clone())?;
+                tracing::info!(dir = %dir.display(), "write-ahead log on");
+                (Some(Arc::new(w)), r)
+            }
+            None => (None, None),
+        };
+        let (buffer, mut dispatcher) = dispatcher::buffer_with_wal(
             settings.dispatcher.clone(),
             metrics.clone(),
             &settings.spill_path,
+            wal,
         );
         if let Some(log) = latency {
             dispatcher = dispatcher.with_latency_log(log);
@@ -128,34 +180,29 @@ impl Ingress {
         let dispatcher_task = tokio::spawn(dispatcher.run(sink.clone(), deadline_rx));
 
         let mut replaying = 0;
-        let replay_task = match spill::take_for_replay(&settings.spill_path)? {
-            Some((records, guard)) => {
-                replaying = records.len();
-                tracing::info!(
-                    messages = replaying,
-                    "replaying spill file from a previous run"
+        let mut replay_tasks = Vec::new();
+        let spill_replay = spill::take_for_replay(&settings.spill_path)?;
+        for (replay, what) in [
+            (spill_replay, "spill file"),
+            (wal_replay, "write-ahead log"),
+        ] {
+            let Some(replay) = replay else { continue };
+            replaying += replay.records.len();
+            metrics.spill_quarantined.inc_by(replay.quarantined as u64);
+            if replay.quarantined > 0 {
+                tracing::error!(
+                    what,
+                    lines = replay.quarantined,
+                    "damaged lines moved to the quarantine file"
                 );
-                let buffer = buffer.clone();
-                let metrics = metrics.clone();
-                Some(tokio::spawn(async move {
-                    for r in records {
-                        let mut env = Envelope::new(r.bytes(), r.meta.clone());
-                        env.replay = Some(guard.clone());
-                        if buffer.push(env).await.is_err() {
-                            // Buffer closed before this record got in: leave the replay file in place
-                            // (the guard is leaked on purpose) so the next start replays again.
-                            std::mem::forget(guard);
-                            tracing::warn!(
-                                "shutdown during replay; the spill file will be replayed again"
-                            );
-                            return;
-                        }
-                        metrics.messages_replayed.inc();
-                    }
-                }))
             }
-            None => None,
-        };
+            tracing::info!(
+                what,
+                messages = replay.records.len(),
+                "replaying from a previous run"
+            );
+            replay_tasks.push(spawn_replay(replay, buffer.clone(), metrics.clone(), what));
+        }
 
         let (gate, close_rx) = PeerGate::new(settings.limits.clone(), metrics.clone());
         let host = host::start(
@@ -172,10 +219,16 @@ impl Ingress {
         let stop_http = CancellationToken::new();
         let (http_addr, http_task) = match settings.http_listen {
             Some(addr) => {
+                let readiness = http::Readiness::spawn(
+                    sink,
+                    settings.ready_probe_interval,
+                    metrics.clone(),
+                    stop_http.clone(),
+                );
                 let (a, t) = http::serve(
                     addr,
                     metrics.registry(),
-                    sink,
+                    readiness,
                     draining.clone(),
                     stop_http.clone(),
                 )
@@ -197,7 +250,7 @@ impl Ingress {
             draining,
             stop_http,
             http_task,
-            replay_task,
+            replay_tasks,
             drain_timeout: settings.drain_timeout,
         })
     }
@@ -212,11 +265,13 @@ impl Ingress {
         let _ = self.deadline.send(Some(deadline));
         self.host.stop_readers().await;
         self.buffer = None;
-        if let Some(t) = self.replay_task.take() {
-            // The replay task finishes once its records are in the buffer (which drains).
-            let _ = t.await;
+        for t in self.replay_tasks.drain(..) {
+            // A replay task finishes once its records are in the buffer (which drains).
+            if let Err(e) = t.await {
+                tracing::error!(error = %e, "replay task failed; its files are kept for the next start");
+            }
         }
-        let report = match self.dispatcher.await {
+        let report = match (&mut self.dispatcher).await {
             Ok(r) => r,
             Err(e) => {
                 // Whatever was still buffered is gone: report it as lost (the binary then exits
@@ -228,6 +283,7 @@ impl Ingress {
                 tracing::error!(error = %e, lost, "dispatcher task panicked or was cancelled; buffered messages are lost");
                 DrainReport {
                     lost,
+                    failed: true,
                     ..DrainReport::default()
                 }
             }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use sequencer_ingress::config::{Cli, SinkKind};
+use sequencer_ingress::config::{Cli, SinkKind, DEFAULT_KEY_FILE};
 use sequencer_ingress::identity;
 use sequencer_ingress::metrics::Metrics;
 use sequencer_ingress::sink::memory::MemorySink;
@@ -27,14 +27,26 @@ async fn main() -> anyhow::Result<()> {
         .with_current_span(false)
         .init();
 
-    let (key, source) =
-        identity::load_or_create(cli.key.as_deref(), &cli.key_file).context("loading host key")?;
+    let default_key = std::path::PathBuf::from(DEFAULT_KEY_FILE);
+    let key_file = match &cli.key_file {
+        Some(path) => identity::KeyFile::Configured {
+            path,
+            generate: cli.generate_key,
+        },
+        None => identity::KeyFile::Default(&default_key),
+    };
+    let (key, source) = identity::load(cli.key.as_deref(), key_file).context("loading host key")?;
     let peer_id = key.public().to_peer_id();
     if cli.print_peer_id {
         println!("{peer_id}");
         return Ok(());
     }
     tracing::info!(%peer_id, key_source = ?source, "host identity");
+    let settings = cli.settings().context("configuration")?;
+    match &settings.host.edge.markets {
+        Some(m) => tracing::info!(markets = ?m, "serving data markets"),
+        None => tracing::warn!("--any-market: no market allow-list at the edge"),
+    }
 
     let sink: Arc<dyn SubmissionSink> = match cli.sink {
         SinkKind::Memory => Arc::new(MemorySink::counting()),
@@ -51,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let ingress = Ingress::start(cli.settings(), key, sink, Metrics::new(), None)
+    let ingress = Ingress::start(settings, key, sink, Metrics::new(), None)
         .await
         .context("starting ingress")?;
     if let Some(a) = ingress.http_addr {
@@ -65,6 +77,9 @@ async fn main() -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
     }
     let report = ingress.shutdown().await;
+    if report.failed {
+        anyhow::bail!("the dispatcher failed during the drain; accepted messages may be lost");
+    }
     if report.lost > 0 {
         anyhow::bail!(
             "{} accepted messages could not be delivered or spilled",

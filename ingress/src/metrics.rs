@@ -61,6 +61,12 @@ pub struct Metrics {
     pub read_to_enqueued_seconds: Histogram,
     /// 1 while the process is draining after SIGTERM.
     pub draining: Gauge,
+    /// Damaged lines of spill files and WAL segments moved to a quarantine file at start.
+    pub spill_quarantined: Counter,
+    /// 1 while the last queue probe succeeded (what `/readyz` reports).
+    pub queue_ready: Gauge,
+    /// Write-ahead log counters.
+    pub wal: crate::wal::WalMetrics,
 }
 
 impl Default for Metrics {
@@ -92,6 +98,9 @@ impl Metrics {
             sink_retries: Family::default(),
             read_to_enqueued_seconds: latency_histogram(),
             draining: Gauge::default(),
+            spill_quarantined: Counter::default(),
+            queue_ready: Gauge::default(),
+            wal: crate::wal::WalMetrics::default(),
         }
     }
 
@@ -204,6 +213,31 @@ impl Metrics {
             "draining",
             "1 while draining after SIGTERM",
             self.draining.clone(),
+        );
+        r.register(
+            "spill_quarantined",
+            "Damaged spill or WAL lines moved to a quarantine file",
+            self.spill_quarantined.clone(),
+        );
+        r.register(
+            "queue_ready",
+            "1 while the last queue probe succeeded",
+            self.queue_ready.clone(),
+        );
+        r.register(
+            "wal_appended",
+            "Messages appended to the write-ahead log and fsynced",
+            self.wal.appended.clone(),
+        );
+        r.register(
+            "wal_commits",
+            "Write-ahead log group commits (one fsync each)",
+            self.wal.commits.clone(),
+        );
+        r.register(
+            "wal_commit_failures",
+            "Write-ahead log group commits that failed",
+            self.wal.failures.clone(),
         );
         r
     }

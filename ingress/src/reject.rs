@@ -57,11 +57,17 @@ pub enum Reject {
     QueueRejected,
     /// Writing the spill file failed (counted by the dispatcher).
     SpillFailed,
+    /// Appending accepted messages to the write-ahead log failed (counted by the dispatcher).
+    WalFailed,
+    /// A stateless edge check refused the message before it reached the queue; the label is
+    /// [`crate::edge::EdgeReject::as_str`] (core's reason where core has the rule).
+    Edge(&'static str),
 }
 
 impl Reject {
     /// Every reason, in the README's order.
-    pub const ALL: [Reject; 25] = [
+    /// (`Edge` labels are listed by [`crate::edge::EdgeReject`]'s own test.)
+    pub const ALL: [Reject; 26] = [
         Reject::ConnDraining,
         Reject::ConnPendingLimit,
         Reject::ConnPendingPerAddrLimit,
@@ -87,6 +93,7 @@ impl Reject {
         Reject::ShutdownBeforeAccept,
         Reject::QueueRejected,
         Reject::SpillFailed,
+        Reject::WalFailed,
     ];
 
     /// The stable metric label.
@@ -117,6 +124,8 @@ impl Reject {
             Reject::ShutdownBeforeAccept => "shutdown_before_accept",
             Reject::QueueRejected => "queue_rejected",
             Reject::SpillFailed => "spill_failed",
+            Reject::WalFailed => "wal_failed",
+            Reject::Edge(label) => label,
         }
     }
 }

@@ -450,7 +450,7 @@ async fn past_the_deadline_the_buffer_is_spilled_and_replayed_on_next_start() {
     let records = spill::read_file(&spill_path).expect("spill file");
     assert_eq!(records.len(), 50);
     common::assert_same(
-        records.iter().map(|r| r.bytes()),
+        records.iter().map(|r| r.bytes().expect("record body")),
         msgs.iter().cloned(),
         "spilled byte-exact",
     );

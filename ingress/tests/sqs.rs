@@ -273,6 +273,7 @@ async fn sigterm_drains_a_full_buffer_of_the_real_binary_into_sqs() {
             hex::encode(key.to_protobuf_encoding().expect("key")),
         )
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")])
+        .args(["--markets", &common::local_market()])
         .args([
             "--http-listen",
             &http,
@@ -281,7 +282,7 @@ async fn sigterm_drains_a_full_buffer_of_the_real_binary_into_sqs() {
             "--buffer-bytes",
             "32768",
         ])
-        .args(["--drain-timeout-secs", "15"])
+        .args(["--drain-timeout-secs", "15", "--ready-probe-secs", "1"])
         .arg("--spill-path")
         .arg(dir.path().join("spill.jsonl"))
         .stdout(Stdio::null())
@@ -300,10 +301,17 @@ async fn sigterm_drains_a_full_buffer_of_the_real_binary_into_sqs() {
     assert!(up, "binary became ready");
     assert_eq!(http_status(&http, "/healthz").await, Some(200));
     proxy.set_up(false);
-    // The proxy cuts open connections within 20 ms.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The cached probe notices within one probe interval (1 s here) plus its timeout.
+    let mut status = None;
+    for _ in 0..50 {
+        status = http_status(&http, "/readyz").await;
+        if status == Some(503) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
-        http_status(&http, "/readyz").await,
+        status,
         Some(503),
         "not ready while the queue is unreachable"
     );
@@ -382,6 +390,7 @@ async fn spawn_binary(
             hex::encode(key.to_protobuf_encoding().expect("key")),
         )
         .args(["--listen", &format!("/ip4/127.0.0.1/tcp/{p2p_port}")])
+        .args(["--markets", &common::local_market()])
         .args(["--http-listen", &http, "--queue-url", queue_url])
         .args(["--drain-timeout-secs", &drain_secs.to_string()])
         .arg("--spill-path")
@@ -452,7 +461,7 @@ async fn queue_down_past_the_deadline_spills_and_the_next_start_replays_into_sqs
     assert!(exit.success(), "a spill is a clean exit: {exit:?}");
     let records = sequencer_ingress::spill::read_file(&spill).expect("spill file");
     common::assert_same(
-        records.iter().map(|r| r.bytes()),
+        records.iter().map(|r| r.bytes().expect("record body")),
         msgs.iter().cloned(),
         "spilled byte-exact",
     );
@@ -481,5 +490,244 @@ async fn queue_down_past_the_deadline_spills_and_the_next_start_replays_into_sqs
         .expect("exits")
         .expect("wait");
     assert!(exit.success());
+    queue.delete().await;
+}
+
+/// What the emulator does with one message sent directly (not through the ingress).
+#[derive(Debug, PartialEq, Eq)]
+enum Direct {
+    /// Stored, and the body and attribute read back equal what was sent.
+    StoredExact,
+    /// Stored, but the body or attribute read back differs from what was sent.
+    StoredAltered,
+    /// Refused with this error code.
+    Refused(String),
+}
+
+async fn send_direct(queue: &Queue, body: &str, attr: &str) -> Direct {
+    use aws_sdk_sqs::error::ProvideErrorMetadata;
+    use aws_sdk_sqs::types::MessageAttributeValue;
+    let v = MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(attr)
+        .build()
+        .expect("attribute");
+    let sent = queue
+        .client
+        .send_message()
+        .queue_url(&queue.url)
+        .message_body(body)
+        .message_attributes("project", v)
+        .send()
+        .await;
+    if let Err(e) = sent {
+        let code = e.code().unwrap_or("no code").to_owned();
+        eprintln!("  refused: {code}: {}", e.message().unwrap_or(""));
+        return Direct::Refused(code);
+    }
+    let got = queue.receive(1, Duration::from_secs(10)).await;
+    let Some((b, attrs)) = got.into_iter().next() else {
+        return Direct::Refused("not received".into());
+    };
+    if b == body && attrs.get("project").map(String::as_str) == Some(attr) {
+        Direct::StoredExact
+    } else {
+        eprintln!(
+            "  altered: body {:?} attribute {:?}",
+            b.escape_debug().to_string(),
+            attrs.get("project")
+        );
+        Direct::StoredAltered
+    }
+}
+
+/// What the emulator's SQS does with NUL and U+FFFF in a body and in a string attribute when a
+/// client sends them directly. The findings are written in ingress/README.md ("Edge checks").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_sqs_does_with_nul_and_u_ffff_sent_directly() {
+    let Some((client, _)) = emulator().await else {
+        return;
+    };
+    let queue = Queue::create(&client).await;
+    let cases: [(&str, &str, &str); 6] = [
+        ("plain", "{\"a\":\"b\"}", "ok"),
+        (
+            "\\u0000 escape in the body (ASCII)",
+            "{\"a\":\"\\u0000\"}",
+            "ok",
+        ),
+        ("raw NUL in the body", "{\"a\":\"\u{0}\"}", "ok"),
+        ("raw U+FFFF in the body", "{\"a\":\"\u{FFFF}\"}", "ok"),
+        ("raw NUL in an attribute", "{\"a\":\"b\"}", "a\u{0}b"),
+        ("raw U+FFFF in an attribute", "{\"a\":\"b\"}", "a\u{FFFF}b"),
+    ];
+    let mut outcomes = Vec::new();
+    for (name, body, attr) in cases {
+        eprintln!("{name}:");
+        let o = send_direct(&queue, body, attr).await;
+        eprintln!("  => {o:?}");
+        outcomes.push((name, o));
+    }
+    let get = |n: &str| &outcomes.iter().find(|(m, _)| *m == n).expect("case").1;
+    assert_eq!(get("plain"), &Direct::StoredExact);
+    assert_eq!(
+        get("\\u0000 escape in the body (ASCII)"),
+        &Direct::StoredExact
+    );
+    // The whole call is refused (nothing stored, nothing rewritten), with these codes.
+    for (refused, code) in [
+        ("raw NUL in the body", "InvalidMessageContents"),
+        ("raw U+FFFF in the body", "InvalidMessageContents"),
+        ("raw NUL in an attribute", "InvalidParameterValue"),
+        ("raw U+FFFF in an attribute", "InvalidParameterValue"),
+    ] {
+        assert_eq!(get(refused), &Direct::Refused(code.into()), "{refused}");
+    }
+
+    // In a batch (what the ingress sends): does one bad entry fail alone or take the call down?
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let entry = |id: &str, body: &str| {
+        SendMessageBatchRequestEntry::builder()
+            .id(id)
+            .message_body(body)
+            .build()
+            .expect("entry")
+    };
+    let batch = queue
+        .client
+        .send_message_batch()
+        .queue_url(&queue.url)
+        .entries(entry("good", "{\"a\":\"b\"}"))
+        .entries(entry("bad", "{\"a\":\"\u{FFFF}\"}"))
+        .send()
+        .await;
+    let stored = queue.receive(1, Duration::from_secs(3)).await.len();
+    match &batch {
+        Ok(out) => eprintln!(
+            "batch: call ok, failed entries {:?}, stored {stored}",
+            out.failed()
+                .iter()
+                .map(|f| (f.id(), f.code(), f.sender_fault()))
+                .collect::<Vec<_>>()
+        ),
+        Err(e) => {
+            use aws_sdk_sqs::error::ProvideErrorMetadata;
+            eprintln!("batch: whole call refused: {:?}, stored {stored}", e.code());
+        }
+    }
+    let whole_call_refused = batch.is_err();
+    eprintln!(
+        "batch with one bad entry: whole call refused = {whole_call_refused}, stored = {stored}"
+    );
+    // Measured on LocalStack: the call succeeds, the good entry is stored, and the bad one fails
+    // alone with InvalidMessageContents but SenderFault false (the sink treats it as the
+    // message's fault anyway, see the next test).
+    assert!(!whole_call_refused);
+    assert_eq!(stored, 1, "the good entry is stored");
+    let failed: Vec<(String, String, bool)> = batch
+        .map(|o| {
+            o.failed()
+                .iter()
+                .map(|f| (f.id().to_owned(), f.code().to_owned(), f.sender_fault()))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        failed,
+        vec![("bad".to_owned(), "InvalidMessageContents".to_owned(), false)]
+    );
+    queue.delete().await;
+}
+
+/// Behind the edge (a message that skipped it, e.g. replayed from an old spill file): an entry
+/// SQS refuses for its characters goes to the rejected file once, it is not retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_sqs_refuses_for_its_characters_is_rejected_not_retried() {
+    use sequencer_ingress::dispatcher::{self, DispatcherConfig};
+    use sequencer_ingress::envelope::{Envelope, EnvelopeMeta};
+    let Some((client, _)) = emulator().await else {
+        return;
+    };
+    let queue = Queue::create(&client).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let spill = dir.path().join("spill.jsonl");
+    let metrics = sequencer_ingress::metrics::Metrics::new();
+    let sink = Arc::new(SqsSink::new(client.clone(), queue.url.clone()));
+    let (handle, d) = dispatcher::buffer(DispatcherConfig::default(), metrics.clone(), &spill);
+    let (_tx, rx) = tokio::sync::watch::channel(None);
+    let run = tokio::spawn(d.run(sink, rx));
+    let meta = EnvelopeMeta {
+        submission_id: "00000000-0000-0000-0000-000000000001".into(),
+        ..Default::default()
+    };
+    for body in ["{\"a\":\"\u{FFFF}\"}", "{\"a\":\"ok\"}"] {
+        handle
+            .push(Envelope::new(body.as_bytes().to_vec(), meta.clone()))
+            .await
+            .expect("push");
+    }
+    drop(handle);
+    let report = tokio::time::timeout(Duration::from_secs(20), run)
+        .await
+        .expect("not retried forever")
+        .expect("dispatcher");
+    assert_eq!((report.enqueued, report.rejected), (1, 1), "{report:?}");
+    let mut rejected = spill.as_os_str().to_owned();
+    rejected.push(".rejected.jsonl");
+    let records = sequencer_ingress::spill::read_file(std::path::Path::new(&rejected))
+        .expect("rejected file");
+    assert_eq!(records.len(), 1);
+    assert!(records[0]
+        .reason
+        .as_deref()
+        .is_some_and(|r| r.contains("InvalidMessageContents")));
+    queue.delete().await;
+}
+
+/// Through the ingress into SQS: the unsafe cases are refused at the edge with a reason (none
+/// reaches SQS), and every accepted message arrives byte-exact, the ASCII `\u0000` escape too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingress_refuses_unsafe_characters_at_the_edge_and_the_rest_arrive_byte_exact() {
+    let Some((client, _)) = emulator().await else {
+        return;
+    };
+    let queue = Queue::create(&client).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let sink = Arc::new(SqsSink::new(client.clone(), queue.url.clone()));
+    let mut settings = common::settings(dir.path());
+    settings.host.edge = sequencer_ingress::edge::EdgePolicy::markets([
+        sequencer_core::devkeys::local_market_address(),
+    ]);
+    let ingress = common::start(settings, sink).await;
+    let factory = SubmissionFactory::new(1).expect("factory");
+    let cases = common::edge_cases(&factory);
+    let p2p = common::client(&ingress).await;
+    let mut stream = p2p.open().await.expect("open");
+    for c in &cases {
+        write_message(&mut stream, &c.bytes).await.expect("write");
+    }
+    let good: Vec<Vec<u8>> = cases
+        .iter()
+        .filter(|c| c.reason.is_none())
+        .map(|c| c.bytes.clone())
+        .collect();
+    let got = queue.receive(good.len(), Duration::from_secs(30)).await;
+    // Wait a little longer: a refused message must not show up late either.
+    let late = queue.receive(usize::MAX, Duration::from_secs(2)).await;
+    common::assert_same(
+        got.iter()
+            .chain(late.iter())
+            .map(|(b, _)| b.as_bytes().to_vec()),
+        good.iter().cloned(),
+        "only plausible submissions reach SQS, byte-exact",
+    );
+    let m = &ingress.metrics;
+    for (c, r) in cases.iter().filter_map(|c| c.reason.map(|r| (c, r))) {
+        assert!(m.reject_count(r) >= 1, "{}: no {r} counted", c.name);
+    }
+    assert_eq!(m.reject_count("queue_rejected"), 0, "SQS refused nothing");
+    p2p.close().await;
+    let report = ingress.shutdown().await;
+    assert_eq!(report.enqueued, good.len() as u64);
     queue.delete().await;
 }

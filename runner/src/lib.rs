@@ -106,6 +106,7 @@ pub async fn run(args: Args) -> Result<i32> {
     let settings = Settings {
         host: HostConfig {
             listen: vec![args.listen.parse().context("--listen is not a multiaddr")?],
+            edge: sequencer_ingress::edge::EdgePolicy::markets([dep.data_market]),
             ..HostConfig::default()
         },
         // Every simulated snapshotter dials from this host: relax the per-address limits.

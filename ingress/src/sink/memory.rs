@@ -72,7 +72,10 @@ impl MemorySink {
 
     /// Copy of the stored messages.
     pub fn messages(&self) -> Vec<StoredMessage> {
-        self.stored.lock().map(|v| v.clone()).unwrap_or_default()
+        self.stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Waits until at least `n` messages were acknowledged or `timeout` passes; returns the count.

@@ -91,6 +91,19 @@ impl SqsSink {
     }
 }
 
+/// Entry error codes that blame the message whatever `SenderFault` says: LocalStack reports an
+/// entry with characters SQS refuses as `InvalidMessageContents` with `SenderFault: false`, and
+/// retrying it would resend a poison message until the drain deadline, every start.
+fn is_message_fault(code: &str) -> bool {
+    matches!(
+        code,
+        "InvalidMessageContents"
+            | "InvalidParameterValue"
+            | "InvalidAttributeValue"
+            | "InvalidAttributeName"
+    )
+}
+
 /// Maps an SDK error to a retry class.
 fn classify<E, R>(err: SdkError<E, R>) -> SinkError
 where
@@ -160,7 +173,7 @@ impl SubmissionSink for SqsSink {
                 else {
                     continue;
                 };
-                *slot = if failed.sender_fault() {
+                *slot = if failed.sender_fault() || is_message_fault(failed.code()) {
                     EntryResult::Reject(format!(
                         "{}: {}",
                         failed.code(),

@@ -25,6 +25,11 @@ pub fn settings(spill_dir: &Path) -> Settings {
     s
 }
 
+/// The market the simulator signs for, as `--markets` takes it.
+pub fn local_market() -> String {
+    format!("{:#x}", sequencer_core::devkeys::local_market_address())
+}
+
 /// Starts an ingress with `sink`.
 pub async fn start(settings: Settings, sink: Arc<dyn SubmissionSink>) -> Ingress {
     Ingress::start(
@@ -190,4 +195,129 @@ pub async fn spill_files_left(dir: &Path, within: Duration) -> usize {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     left()
+}
+
+/// The message cases the edge tests (and the SQS test) send, each with the reject reason it
+/// must get (`None`: accepted byte-exact).
+pub struct Case {
+    pub name: &'static str,
+    pub bytes: Vec<u8>,
+    pub reason: Option<&'static str>,
+}
+
+pub fn replace(msg: &[u8], from: &str, to: &str) -> Vec<u8> {
+    let s = std::str::from_utf8(msg).expect("utf-8");
+    assert!(s.contains(from), "{from} not in message");
+    s.replacen(from, to, 1).into_bytes()
+}
+
+/// Inserts `field` (`"k":"v"`) as the first key of the JSON object (after the 36-byte UUID).
+pub fn with_field(msg: &[u8], field: &[u8]) -> Vec<u8> {
+    let mut out = msg[..37].to_vec();
+    out.extend_from_slice(field);
+    out.push(b',');
+    out.extend_from_slice(&msg[37..]);
+    out
+}
+
+pub fn edge_cases(f: &SubmissionFactory) -> Vec<Case> {
+    let m = |epoch: u64, project: &str| f.message(0, epoch, project).expect("sign").1;
+    let market = local_market();
+    vec![
+        Case {
+            name: "good",
+            bytes: m(1, "good_project"),
+            reason: None,
+        },
+        Case {
+            name: "NUL as a \\u0000 escape in an unknown field (ASCII body)",
+            bytes: with_field(&m(2, "escape_project"), br#""note":"a\u0000b""#),
+            reason: None,
+        },
+        Case {
+            name: "wrong market",
+            bytes: replace(
+                &m(3, "p3"),
+                &market,
+                "0x000000000000000000000000000000000000dead",
+            ),
+            reason: Some("wrong_data_market"),
+        },
+        Case {
+            name: "signature of the wrong length",
+            bytes: {
+                let v = m(4, "p4");
+                let s = String::from_utf8(v).expect("utf-8");
+                let at = s.find("\"signature\":\"").expect("signature") + 13;
+                let end = at + s[at..].find('"').expect("end");
+                format!("{}0x1234{}", &s[..at], &s[end..]).into_bytes()
+            },
+            reason: Some("bad_length"),
+        },
+        Case {
+            name: "CID that does not parse",
+            bytes: replace(
+                &m(5, "p5"),
+                "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4",
+                "not-a-cid",
+            ),
+            reason: Some("bad_snapshot_cid"),
+        },
+        Case {
+            name: "NUL (\\u0000 escape) in the project id, an attribute",
+            bytes: m(6, "a\u{0}b"),
+            reason: Some("project_id_control_char"),
+        },
+        Case {
+            name: "U+FFFF (raw UTF-8) in the project id, an attribute",
+            bytes: m(7, "a\u{FFFF}b"),
+            reason: Some("attribute_bad_char"),
+        },
+        Case {
+            name: "U+FDD0 non-character in the project id (XML-legal, still refused)",
+            bytes: m(8, "a\u{FDD0}b"),
+            reason: Some("attribute_bad_char"),
+        },
+        Case {
+            name: "U+FFFF (raw UTF-8) in an unknown field of the body",
+            bytes: with_field(&m(9, "p9"), "\"note\":\"a\u{FFFF}b\"".as_bytes()),
+            reason: Some("body_bad_char"),
+        },
+        Case {
+            name: "raw NUL byte in the body",
+            bytes: with_field(&m(10, "p10"), b"\"note\":\"a\x00b\""),
+            reason: Some("bad_json"),
+        },
+    ]
+}
+
+/// `GET path` on `http` (`host:port`): status and body.
+pub async fn http_get(http: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await.ok()?;
+    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Some((status, body))
+}
+
+/// One sample of a Prometheus text exposition (`name` followed by a space or `{`).
+pub async fn scrape_metric(http: &str, name: &str) -> Option<f64> {
+    let (_, body) = http_get(http, "/metrics").await?;
+    body.lines()
+        .find(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with(' ')))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A TCP port free right now on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
