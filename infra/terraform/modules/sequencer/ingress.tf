@@ -17,6 +17,7 @@ locals {
     INGRESS_LISTEN             = local.ingress_listen
     INGRESS_HTTP_LISTEN        = "0.0.0.0:9101"
     INGRESS_SINK               = "sqs"
+    INGRESS_MARKETS            = var.data_market_address # edge allow-list: other markets never reach SQS
     INGRESS_QUEUE_URL          = aws_sqs_queue.main["submissions"].url
     INGRESS_DRAIN_TIMEOUT_SECS = tostring(var.ingress.drain_timeout_secs)
     INGRESS_SPILL_PATH         = "/var/lib/ingress/spill/ingress-spill.jsonl"

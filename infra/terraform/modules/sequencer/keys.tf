@@ -117,7 +117,7 @@ data "aws_secretsmanager_secret_version" "signer" {
 
 # ------------------------------------------------------------------------------ libp2p host key
 # INGRESS_KEY: hex of the protobuf-encoded libp2p keypair, shared by all replicas so the service
-# has one peer id. Make one with `sequencer-ingress --key-file k --print-peer-id` (writes k) and
+# has one peer id. Make one with `sequencer-ingress --key-file k --generate-key --print-peer-id` (writes k) and
 # `xxd -p -c0 k`; put it with `aws secretsmanager put-secret-value`.
 resource "aws_secretsmanager_secret" "ingress_key" {
   count = var.ingress_host_key_secret_arn == "" ? 1 : 0
