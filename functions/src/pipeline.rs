@@ -146,9 +146,12 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
     serde_json::from_str(data).map_err(|e| PipelineError::Corrupt(format!("{what}: {e}")))
 }
 
-/// Serializes a record (plain data always serializes).
-pub(crate) fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+/// Serializes a record. Our records are plain data and serialize; if one ever does not (a map
+/// with non-string keys added later, say), the handler fails loudly instead of storing or
+/// sending an empty string that would read back as corrupt.
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String, PipelineError> {
+    serde_json::to_string(v)
+        .map_err(|e| PipelineError::Invariant(format!("record does not serialize: {e}")))
 }
 
 /// Milliseconds since the Unix epoch.
@@ -162,6 +165,19 @@ pub(crate) fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_that_does_not_serialize_is_a_loud_invariant_error() {
+        // JSON object keys must be strings: a map keyed by tuples cannot be written.
+        let bad: BTreeMap<(u8, u8), u8> = BTreeMap::from([((1, 2), 3)]);
+        let err = json(&bad).expect_err("must not become an empty string");
+        assert!(matches!(err, PipelineError::Invariant(_)), "{err}");
+        assert!(!err.is_retryable());
+        assert_eq!(
+            json(&BTreeMap::from([("a", 1)])).expect("plain data"),
+            r#"{"a":1}"#
+        );
+    }
 
     #[test]
     fn counters_survive_a_panic_while_locked() {

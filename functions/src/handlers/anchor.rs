@@ -153,7 +153,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
                 Table::Batches,
                 &key,
                 Some(state::PENDING),
-                &Item::with_state(state::ANCHORED, json(&b)),
+                &Item::with_state(state::ANCHORED, json(&b)?),
             )
             .await?;
         tracing::info!(epoch, batch = b.index, cid = %b.cid, tx = ?b.tx_hash, "batch anchored");
@@ -177,7 +177,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
         }
     }
     rec.anchored_at_ms = Some(now_ms());
-    let to = Item::with_state(state::ANCHORED, json(&rec)).ttl(p.ttl());
+    let to = Item::with_state(state::ANCHORED, json(&rec)?).ttl(p.ttl());
     if let Transition::Refused(cur) = store
         .transition(Table::Epochs, &ekey, Some(state::FINALIZED), &to)
         .await?
@@ -204,7 +204,7 @@ async fn fail(
             Table::Epochs,
             ekey,
             Some(state::FINALIZED),
-            &Item::with_state(state::ANCHOR_FAILED, json(&rec)),
+            &Item::with_state(state::ANCHOR_FAILED, json(&rec)?),
         )
         .await?;
     Ok(AnchorReport {

@@ -142,7 +142,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
                 .put_if_absent(
                     Table::Batches,
                     &key,
-                    &Item::with_state(state::PENDING, json(&br)),
+                    &Item::with_state(state::PENDING, json(&br)?),
                 )
                 .await?;
         }
@@ -154,7 +154,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
     rec.batches = Some(report.batches);
     rec.below_minimum = finalized.below_minimum.clone();
     rec.finalized_at_ms = Some(now_ms());
-    let to = Item::with_state(state::FINALIZED, json(&rec)).ttl(p.ttl());
+    let to = Item::with_state(state::FINALIZED, json(&rec)?).ttl(p.ttl());
     match store
         .transition(Table::Epochs, &ekey, Some(&from), &to)
         .await?
@@ -187,7 +187,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
 async fn send_anchor_job(p: &Pipeline, epoch: u64) -> Result<(), PipelineError> {
     let market = p.config.market;
     let job = EpochJob { market, epoch };
-    let msg = OutMessage::new(json(&job))
+    let msg = OutMessage::new(json(&job)?)
         .attr("market", format!("{market:#x}"))
         .attr("epoch", epoch.to_string())
         .fifo(

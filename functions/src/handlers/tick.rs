@@ -125,7 +125,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
                 seen_at_ms: now_ms(),
                 ..EpochRecord::default()
             };
-            let item = Item::with_state(state::OPEN, json(&rec)).ttl(p.ttl());
+            let item = Item::with_state(state::OPEN, json(&rec)?).ttl(p.ttl());
             if store
                 .put_if_absent(
                     Table::Epochs,
@@ -180,7 +180,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
             {
                 rec.closed_at_ms = Some(now_ms());
                 rec.closed_at_block = Some(report.head);
-                let to = Item::with_state(state::CLOSING, json(&rec)).ttl(p.ttl());
+                let to = Item::with_state(state::CLOSING, json(&rec)?).ttl(p.ttl());
                 matches!(
                     store
                         .transition(
@@ -200,11 +200,11 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
             let job = EpochJob { market, epoch };
             p.ports
                 .finalize_queue
-                .send(&[OutMessage::new(json(&job))
+                .send(&[OutMessage::new(json(&job)?)
                     .attr("market", format!("{market:#x}"))
                     .attr("epoch", epoch.to_string())])
                 .await?;
-            let to = Item::with_state(state::CLOSED, json(&rec)).ttl(p.ttl());
+            let to = Item::with_state(state::CLOSED, json(&rec)?).ttl(p.ttl());
             store
                 .transition(
                     Table::Epochs,
@@ -226,7 +226,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
         cursor.low_epoch = low;
     }
     store
-        .put(Table::Epochs, &cursor_key, &Item::data(json(&cursor)))
+        .put(Table::Epochs, &cursor_key, &Item::data(json(&cursor)?))
         .await?;
     Ok(report)
 }

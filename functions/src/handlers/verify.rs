@@ -113,7 +113,7 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
     let rk = &receipt_key;
     let record_rejection = |r: Receipt| async move {
         let reason = r.reason.clone().unwrap_or_default();
-        let item = Item::with_state("REJECTED", json(&r)).ttl(p.ttl());
+        let item = Item::with_state("REJECTED", json(&r)?).ttl(p.ttl());
         if p.ports
             .state
             .put_if_absent(Table::Receipts, rk, &item)
@@ -155,7 +155,8 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
     };
 
     if let rules::Kind::Simulation = rules::kind(sub) {
-        let item = Item::with_state("SIMULATION", json(&accept_receipt("simulation"))).ttl(p.ttl());
+        let item =
+            Item::with_state("SIMULATION", json(&accept_receipt("simulation"))?).ttl(p.ttl());
         p.ports
             .state
             .put_if_absent(Table::Receipts, &receipt_key, &item)
@@ -218,7 +219,7 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         header_block,
         verified_at_ms: now_ms(),
     };
-    let pending = Item::with_state(state::PENDING, json(&record));
+    let pending = Item::with_state(state::PENDING, json(&record)?);
     if !p
         .ports
         .state
@@ -262,7 +263,7 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         }
     }
 
-    let accepted = Item::with_state(state::ACCEPTED, json(&record));
+    let accepted = Item::with_state(state::ACCEPTED, json(&record)?);
     match p
         .ports
         .state
@@ -290,7 +291,7 @@ async fn finish_accept(
     receipt_key: &crate::ports::Key,
     receipt: Receipt,
 ) -> Result<Verdict, PipelineError> {
-    let item = Item::with_state("ACCEPTED", json(&receipt)).ttl(p.ttl());
+    let item = Item::with_state("ACCEPTED", json(&receipt)?).ttl(p.ttl());
     p.ports
         .state
         .put_if_absent(Table::Receipts, receipt_key, &item)
