@@ -427,9 +427,25 @@ async fn a_stalled_handshake_is_dropped_after_the_handshake_timeout() {
         dropped_after >= timeout - Duration::from_millis(100) && dropped_after < timeout * 4,
         "dropped after {dropped_after:?} (handshake timeout {timeout:?})"
     );
-    // Its slot is free again.
-    let _third = stalled(Ipv4Addr::new(127, 0, 0, 3), port).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(m.reject_count("conn_pending_per_addr_limit"), 1);
+    // Its slot is free again: a new handshake from the address is admitted. The swarm frees the
+    // slot when it handles the closed connection, which on a loaded machine can come just after
+    // the socket closed, so a refusal right at that moment is retried (each one is counted).
+    let mut refused = m.reject_count("conn_pending_per_addr_limit");
+    let mut admitted = None;
+    let freed_by = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < freed_by {
+        let third = stalled(Ipv4Addr::new(127, 0, 0, 3), port).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = m.reject_count("conn_pending_per_addr_limit");
+        if now == refused {
+            admitted = Some(third);
+            break;
+        }
+        refused = now;
+    }
+    assert!(
+        admitted.is_some(),
+        "the address's pending slot was not freed within 5 s of the drop ({refused} refusals)"
+    );
     ingress.shutdown().await;
 }
