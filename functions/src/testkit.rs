@@ -421,3 +421,18 @@ impl Harness {
             .unwrap();
     }
 }
+
+/// A read-only content store over fixed documents by CID, whatever their bytes: what an honest
+/// or a lying IPFS node serves to the tests that audit or verify against one.
+#[derive(Debug, Default)]
+pub struct ServedContent(pub BTreeMap<String, Vec<u8>>);
+
+#[async_trait]
+impl crate::ports::ContentStore for ServedContent {
+    async fn put(&self, _bytes: &[u8]) -> Result<String, crate::ports::ContentError> {
+        Err(crate::ports::ContentError::Unavailable("read-only".into()))
+    }
+    async fn get(&self, cid: &str) -> Result<Option<Vec<u8>>, crate::ports::ContentError> {
+        Ok(self.0.get(cid).cloned())
+    }
+}

@@ -19,7 +19,6 @@ use std::process::Output;
 use std::sync::Arc;
 
 use alloy::node_bindings::Anvil;
-use async_trait::async_trait;
 use clap::Parser;
 use sequencer_chain::{ChainClient, ChainConfig};
 use sequencer_core::devkeys;
@@ -28,43 +27,21 @@ use sequencer_core::finalize::BatchDocument;
 use sequencer_core::submission::SnapshotSubmission;
 use sequencer_functions::handlers::finalize::batches;
 use sequencer_functions::handlers::tick;
-use sequencer_functions::ports::{ContentError, ContentStore};
 use sequencer_functions::records::state;
+use sequencer_functions::testkit::ServedContent;
 use sequencer_functions::PipelineConfig;
 use tokio_util::sync::CancellationToken;
 
-fn anvil_bin() -> Option<PathBuf> {
-    match std::env::var_os("ANVIL_BIN").map(PathBuf::from) {
-        Some(p) if p.is_file() => Some(p),
-        _ => {
-            if std::env::var("SEQ_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("seqctl audit test: ANVIL_BIN is not set and SEQ_REQUIRE_SERVICES=1");
-            }
-            eprintln!("\n!!!!! SKIPPED seqctl audit test: ANVIL_BIN is not set (source scripts/env.sh) !!!!!\n");
-            None
-        }
-    }
-}
-
-/// Documents by CID, whatever their bytes: what a lying IPFS node serves.
-struct Served(HashMap<String, Vec<u8>>);
-
-#[async_trait]
-impl ContentStore for Served {
-    async fn put(&self, _bytes: &[u8]) -> Result<String, ContentError> {
-        Err(ContentError::Unavailable("read-only".into()))
-    }
-    async fn get(&self, cid: &str) -> Result<Option<Vec<u8>>, ContentError> {
-        Ok(self.0.get(cid).cloned())
-    }
-}
-
 async fn serve(docs: HashMap<String, Vec<u8>>, stop: &CancellationToken) -> String {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let bound =
-        sequencer_runner::content_http::serve(addr, Arc::new(Served(docs)), None, stop.clone())
-            .await
-            .unwrap();
+    let bound = sequencer_runner::content_http::serve(
+        addr,
+        Arc::new(ServedContent(docs.into_iter().collect())),
+        None,
+        stop.clone(),
+    )
+    .await
+    .unwrap();
     format!("http://{bound}")
 }
 
@@ -97,7 +74,9 @@ fn fails(o: &Output) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_holds_on_a_real_epoch_and_catches_tampering() {
-    let Some(bin) = anvil_bin() else { return };
+    let Some(bin) = sequencer_testsupport::anvil_bin("seqctl audit test") else {
+        return;
+    };
     let anvil = Anvil::new()
         .path(bin)
         .block_time_f64(0.25)

@@ -10,49 +10,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 
 use alloy::node_bindings::Anvil;
-use async_trait::async_trait;
 use sequencer_chain::deploy::{deploy_local, DeployPlan, ANVIL_FIRST_KEY};
 use sequencer_chain::{Address, ChainClient, ChainConfig, SubmitOutcome, B256};
 use sequencer_core::finalize::{finalize_epoch, Accepted, Batch, FinalizeConfig};
 use sequencer_core::proof::{prove_inclusion, EpochBatch, InclusionProof};
 use sequencer_core::submission::{Request, SnapshotSubmission};
-use sequencer_functions::ports::{ContentError, ContentStore};
+use sequencer_functions::testkit::ServedContent;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 /// Stands for an API key in the RPC URL: must never appear in any output.
 const SECRET: &str = "sEcReT-api-key-31337";
-
-fn anvil_bin() -> Option<PathBuf> {
-    match std::env::var_os("ANVIL_BIN").map(PathBuf::from) {
-        Some(p) if p.is_file() => Some(p),
-        _ => {
-            if std::env::var("SEQ_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("seqctl proof chain test: ANVIL_BIN is not set and SEQ_REQUIRE_SERVICES=1");
-            }
-            eprintln!("\n!!!!! SKIPPED seqctl proof chain test: ANVIL_BIN is not set (source scripts/env.sh) !!!!!\n");
-            None
-        }
-    }
-}
-
-/// Batch documents by CID: the test's IPFS API.
-struct Served(HashMap<String, Vec<u8>>);
-
-#[async_trait]
-impl ContentStore for Served {
-    async fn put(&self, _bytes: &[u8]) -> Result<String, ContentError> {
-        Err(ContentError::Unavailable("read-only".into()))
-    }
-    async fn get(&self, cid: &str) -> Result<Option<Vec<u8>>, ContentError> {
-        Ok(self.0.get(cid).cloned())
-    }
-}
 
 async fn seqctl(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
@@ -119,7 +92,9 @@ fn submissions(epoch: u64, projects: &[&str], prefix: u32, cid: &str) -> Vec<Acc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proofs_hold_against_the_chain_and_forgeries_do_not() {
-    let Some(bin) = anvil_bin() else { return };
+    let Some(bin) = sequencer_testsupport::anvil_bin("seqctl proof chain test") else {
+        return;
+    };
     let anvil = Anvil::new().path(bin).try_spawn().unwrap();
     let rpc = anvil.endpoint();
     // The URL the CLI is given: anvil ignores the query; the CLI must never print it.
@@ -183,7 +158,7 @@ async fn proofs_hold_against_the_chain_and_forgeries_do_not() {
         .collect();
     let ipfs = sequencer_runner::content_http::serve(
         "127.0.0.1:0".parse().unwrap(),
-        Arc::new(Served(served)),
+        Arc::new(ServedContent(served.into_iter().collect())),
         None,
         stop.clone(),
     )

@@ -15,24 +15,9 @@ use sequencer_chain::{
     ChainClient, ChainConfig, Windows,
 };
 
-/// `ANVIL_BIN` if it points at a file. Otherwise prints a loud skip notice and returns `None`,
-/// or panics when `SEQ_REQUIRE_SERVICES=1` (CI).
+/// `ANVIL_BIN`, or a loud skip (a panic under `SEQ_REQUIRE_SERVICES=1`).
 pub fn anvil_bin(test: &str) -> Option<PathBuf> {
-    let bin = std::env::var_os("ANVIL_BIN").map(PathBuf::from);
-    match bin {
-        Some(p) if p.is_file() => Some(p),
-        other => {
-            let why = match other {
-                Some(p) => format!("ANVIL_BIN={} is not a file", p.display()),
-                None => "ANVIL_BIN is not set".to_string(),
-            };
-            if std::env::var("SEQ_REQUIRE_SERVICES").as_deref() == Ok("1") {
-                panic!("{test}: {why} and SEQ_REQUIRE_SERVICES=1 (run `source scripts/env.sh` after `scripts/tools.sh anvil`)");
-            }
-            eprintln!("\n!!!!! SKIPPED {test}: {why} (run `scripts/tools.sh anvil` and `source scripts/env.sh`) !!!!!\n");
-            None
-        }
-    }
+    sequencer_testsupport::anvil_bin(test)
 }
 
 pub fn spawn_anvil(bin: &PathBuf, port: Option<u16>) -> AnvilInstance {
