@@ -12,6 +12,8 @@
 #![recursion_limit = "256"]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,32 +47,7 @@ async fn serve(docs: HashMap<String, Vec<u8>>, stop: &CancellationToken) -> Stri
     format!("http://{bound}")
 }
 
-async fn seqctl(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_seqctl"))
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn fails(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| l.starts_with("FAIL"))
-        .map(String::from)
-        .collect()
-}
+use common::{fails, out, seqctl};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_holds_on_a_real_epoch_and_catches_tampering() {

@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;
@@ -27,34 +29,7 @@ use tokio_util::sync::CancellationToken;
 /// Stands for an API key in the RPC URL: must never appear in any output.
 const SECRET: &str = "sEcReT-api-key-31337";
 
-async fn seqctl(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_seqctl"))
-            .args(&args)
-            .env_remove("RPC_URL")
-            .env_remove("PROTOCOL_STATE_ADDRESS")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn fails(o: &Output) -> Vec<String> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter(|l| l.starts_with("FAIL"))
-        .map(String::from)
-        .collect()
-}
+use common::{fails, out, seqctl};
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let p = dir.join(name);
