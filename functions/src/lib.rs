@@ -15,4 +15,4 @@ pub mod records;
 pub mod testkit;
 
 pub use config::PipelineConfig;
-pub use pipeline::{Counters, Pipeline, PipelineError, Ports};
+pub use pipeline::{Clock, Counters, Pipeline, PipelineError, Ports, SystemClock};

@@ -105,6 +105,27 @@ impl PipelineError {
     }
 }
 
+/// Where the handlers read the time (record timestamps and TTLs): the system clock in every
+/// deployment, a virtual clock in the deterministic simulation (`sequencer-simulation`), whose
+/// runs must not depend on the wall clock.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
 /// Ports, settings and counters.
 pub struct Pipeline {
     /// Ports.
@@ -115,6 +136,8 @@ pub struct Pipeline {
     pub verifier: Verifier,
     /// Counters.
     pub counters: Counters,
+    /// The clock records are stamped and expire by ([`SystemClock`] unless replaced).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Pipeline {
@@ -125,15 +148,24 @@ impl Pipeline {
             ports,
             config,
             counters: Counters::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same pipeline reading time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Milliseconds since the Unix epoch, by [`Self::clock`].
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// Expiry for records written now.
     pub fn ttl(&self) -> Option<u64> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = u64::try_from(self.now_ms() / 1000).unwrap_or(0);
         Some(now + self.config.record_ttl.as_secs())
     }
 }
@@ -152,14 +184,6 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
 pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String, PipelineError> {
     serde_json::to_string(v)
         .map_err(|e| PipelineError::Invariant(format!("record does not serialize: {e}")))
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::body;
 use crate::handlers::finalize::batches;
-use crate::pipeline::{json, now_ms, parse, Pipeline, PipelineError};
+use crate::pipeline::{json, parse, Pipeline, PipelineError};
 use crate::ports::{Item, Table, Transition};
 use crate::records::{self, state, EpochJob, EpochRecord};
 
@@ -176,7 +176,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
             Err(e) => return Err(e.into()),
         }
     }
-    rec.anchored_at_ms = Some(now_ms());
+    rec.anchored_at_ms = Some(p.now_ms());
     let to = Item::with_state(state::ANCHORED, json(&rec)?).ttl(p.ttl());
     if let Transition::Refused(cur) = store
         .transition(Table::Epochs, &ekey, Some(state::FINALIZED), &to)

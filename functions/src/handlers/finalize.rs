@@ -16,7 +16,7 @@ use sequencer_core::submission::SnapshotSubmission;
 use serde::Serialize;
 
 use super::{body, each_record};
-use crate::pipeline::{json, now_ms, parse, Pipeline, PipelineError};
+use crate::pipeline::{json, parse, Pipeline, PipelineError};
 use crate::ports::{query_all, Item, OutMessage, Table, Transition};
 use crate::records::{
     self, state, BatchRecord, EpochCounts, EpochJob, EpochRecord, Receipt, SubmissionRecord, SHARDS,
@@ -153,7 +153,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
     rec.counts = Some(counts);
     rec.batches = Some(report.batches);
     rec.below_minimum = finalized.below_minimum.clone();
-    rec.finalized_at_ms = Some(now_ms());
+    rec.finalized_at_ms = Some(p.now_ms());
     let to = Item::with_state(state::FINALIZED, json(&rec)?).ttl(p.ttl());
     match store
         .transition(Table::Epochs, &ekey, Some(&from), &to)

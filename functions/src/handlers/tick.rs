@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::pipeline::{json, now_ms, parse, Pipeline, PipelineError};
+use crate::pipeline::{json, parse, Pipeline, PipelineError};
 use crate::ports::{query_all, Item, OutMessage, Table, Transition};
 use crate::records::{self, state, EpochJob, EpochRecord, TickCursor};
 
@@ -122,7 +122,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
                 end: r.end,
                 release_block: r.block_number,
                 window_end: r.block_number.saturating_add(windows.snapshot_blocks),
-                seen_at_ms: now_ms(),
+                seen_at_ms: p.now_ms(),
                 ..EpochRecord::default()
             };
             let item = Item::with_state(state::OPEN, json(&rec)?).ttl(p.ttl());
@@ -178,7 +178,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
             state::OPEN
                 if report.head > rec.window_end.saturating_add(p.config.close_grace_blocks) =>
             {
-                rec.closed_at_ms = Some(now_ms());
+                rec.closed_at_ms = Some(p.now_ms());
                 rec.closed_at_block = Some(report.head);
                 let to = Item::with_state(state::CLOSING, json(&rec)?).ttl(p.ttl());
                 matches!(

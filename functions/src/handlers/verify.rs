@@ -22,7 +22,7 @@ use sequencer_core::B256;
 use sha2::{Digest, Sha256};
 
 use super::{body, each_record};
-use crate::pipeline::{json, now_ms, parse, Pipeline, PipelineError};
+use crate::pipeline::{json, parse, Pipeline, PipelineError};
 use crate::ports::{BoundedAdd, Item, OutMessage, Table, Transition};
 use crate::records::{self, state, EpochRecord, Receipt, SubmissionRecord};
 
@@ -108,7 +108,7 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         digest: digest.clone(),
         project: sub.request.project_id.clone(),
         slot,
-        at_ms: now_ms(),
+        at_ms: p.now_ms(),
     };
     let rk = &receipt_key;
     let record_rejection = |r: Receipt| async move {
@@ -151,7 +151,7 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         digest: digest.clone(),
         project: sub.request.project_id.clone(),
         slot,
-        at_ms: now_ms(),
+        at_ms: p.now_ms(),
     };
 
     if let rules::Kind::Simulation = rules::kind(sub) {
@@ -217,7 +217,7 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         text,
         signer,
         header_block,
-        verified_at_ms: now_ms(),
+        verified_at_ms: p.now_ms(),
     };
     let pending = Item::with_state(state::PENDING, json(&record)?);
     if !p
