@@ -9,15 +9,16 @@
 //!
 //! Prints one line per seed, every violation of a failing seed (all of them with `--verbose`,
 //! else the first three), and a summary: runs, seeds with violations by invariant, the first
-//! failing seed of each, time per seed. Exits 1 when an invariant outside
-//! `KNOWN_DEFECTS` broke.
+//! failing seed of each (and the defect of `defects::DEFECTS` it is, or NEW), time per seed.
+//! Exits 1 when a violation is no open defect.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use clap::Parser;
+use sequencer_simulation::defects::known;
 use sequencer_simulation::scenario::PRESETS;
-use sequencer_simulation::{run, Options, Scenario, KNOWN_DEFECTS};
+use sequencer_simulation::{run, Options, Scenario};
 
 #[derive(Parser, Debug)]
 #[command(about = "Deterministic simulation of the sequencer's deployment")]
@@ -41,10 +42,18 @@ struct Args {
     /// Print the run's trace (one line per scheduling event and port call).
     #[arg(long)]
     trace: bool,
+    /// For each defect of `defects::DEFECTS`, the first of `--seeds` seeds (from `--start`) of
+    /// its preset that shows it.
+    #[arg(long)]
+    defects: bool,
 }
 
 fn main() {
     let args = Args::parse();
+    if args.defects {
+        find_defects(&args);
+        return;
+    }
     let names: Vec<String> = match &args.scenario {
         Some(s) => vec![s.clone()],
         None => PRESETS.iter().map(|s| s.to_string()).collect(),
@@ -61,7 +70,8 @@ fn main() {
             eprintln!("unknown scenario {name}; presets: {PRESETS:?}");
             std::process::exit(2);
         };
-        let mut first: BTreeMap<&'static str, (u64, usize)> = BTreeMap::new();
+        // (invariant, defect or NEW) → (first seed, seeds showing it)
+        let mut first: BTreeMap<(&'static str, String), (u64, usize)> = BTreeMap::new();
         let t0 = Instant::now();
         for &seed in &seeds {
             let t = Instant::now();
@@ -79,29 +89,27 @@ fn main() {
                 3
             };
             for v in r.violations.iter().take(show) {
-                println!("    {v}");
+                println!("    ({}) {v}", tag(v));
             }
             if r.violations.len() > show {
                 println!("    … {} more (--verbose)", r.violations.len() - show);
             }
-            for (inv, n) in r.broken() {
-                let e = first.entry(inv).or_insert((seed, 0));
-                e.1 += 1;
-                let _ = n;
-                if !KNOWN_DEFECTS.iter().any(|(k, _)| *k == inv) {
+            let mut seen = std::collections::BTreeSet::new();
+            for v in &r.violations {
+                let t = tag(v);
+                if t == "NEW" {
                     unknown = true;
+                }
+                if seen.insert((v.invariant, t.clone())) {
+                    first.entry((v.invariant, t)).or_insert((seed, 0)).1 += 1;
                 }
             }
         }
         let per = t0.elapsed().as_secs_f64() / seeds.len().max(1) as f64;
         println!("== {name}: {} seeds, {per:.2} s per seed", seeds.len());
-        for (inv, (seed, n)) in first {
-            let known = KNOWN_DEFECTS
-                .iter()
-                .find(|(k, _)| *k == inv)
-                .map_or("NEW", |(_, item)| item);
+        for ((inv, t), (seed, n)) in first {
             println!(
-                "   {inv}: {n} of {} seeds (first: --scenario {name} --seed {seed}) [{known}]",
+                "   {inv} [{t}]: {n} of {} seeds (first: --scenario {name} --seed {seed})",
                 seeds.len()
             );
         }
@@ -109,5 +117,42 @@ fn main() {
     println!("{total} runs in {:.1} s", started.elapsed().as_secs_f64());
     if unknown {
         std::process::exit(1);
+    }
+}
+
+fn tag(v: &sequencer_simulation::Violation) -> String {
+    known(v).map_or("NEW".to_string(), |d| format!("{} {}", d.item, d.id))
+}
+
+fn find_defects(args: &Args) {
+    use sequencer_simulation::defects::DEFECTS;
+    let mut runs: BTreeMap<(&str, u64), Vec<sequencer_simulation::Violation>> = BTreeMap::new();
+    for d in DEFECTS {
+        let sc = Scenario::named(d.scenario).expect("preset");
+        let mut found = None;
+        for seed in args.start..args.start + args.seeds {
+            let v = runs
+                .entry((d.scenario, seed))
+                .or_insert_with(|| run(seed, &sc, Options::default()).violations);
+            if v.iter().any(|v| d.matches(v)) {
+                found = Some(seed);
+                break;
+            }
+        }
+        let shown = match found {
+            Some(s) if s == d.seed => "   (the table's seed)".to_string(),
+            Some(_) => format!("   (the table says {})", d.seed),
+            None => String::new(),
+        };
+        println!(
+            "{:<32} {:<5} {:<12} {}{}",
+            d.id,
+            d.item,
+            d.scenario,
+            found.map_or(format!("not shown in {} seeds", args.seeds), |s| format!(
+                "seed {s}"
+            )),
+            shown
+        );
     }
 }

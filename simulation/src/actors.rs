@@ -422,11 +422,20 @@ fn header_now(w: &World, release_block: u64) -> (u64, B256) {
 async fn honest(w: Arc<World>, slot: u64, e: u64, r: u64) {
     let sim = w.sim.clone();
     let ms = w.sc.block_ms;
-    let mut delay = sim.rand_range(0..2 * ms) + sim.rand_range(500..8_000);
-    if sim.chance(w.sc.late_p) {
-        delay += w.sc.snapshot_window * ms + sim.rand_range(0..20_000);
+    if sim.chance(w.sc.straggler_p) {
+        // Slow but on time: sends during the window's last block.
+        let last = r + w.sc.snapshot_window;
+        while w.chain().head() < last {
+            sim.sleep(250).await;
+        }
+        sim.sleep(sim.rand_range(0..ms * 3 / 4)).await;
+    } else {
+        let mut delay = sim.rand_range(0..2 * ms) + sim.rand_range(500..8_000);
+        if sim.chance(w.sc.late_p) {
+            delay += w.sc.snapshot_window * ms + sim.rand_range(0..20_000);
+        }
+        sim.sleep(delay).await;
     }
-    sim.sleep(delay).await;
     let (hb, header) = header_now(&w, r);
     let k = w.sc.projects_per_slot.min(w.sc.projects);
     for j in 0..k {
@@ -501,7 +510,6 @@ async fn hostile(w: Arc<World>, slots: Slots, e: u64, r: u64) {
         add(h.flagged, Attack::Flagged);
     }
     add(h.replays, Attack::Replay);
-    add(h.old_replays, Attack::OldReplay);
     plan.sort();
     let start = sim.now();
     for (at, attack) in plan {
@@ -695,6 +703,19 @@ pub fn hostile_message(w: &World, slots: Slots, e: u64, r: u64, attack: Attack) 
     }
 }
 
+/// Replays submissions older than the retention under fresh ids, every 5 minutes once there
+/// are such, until twice the retention has passed.
+async fn old_replayer(w: Arc<World>, ttl_ms: u64) {
+    let sim = w.sim.clone();
+    let slots = Slots::of(&w.sc);
+    while sim.now() < 2 * ttl_ms {
+        sim.sleep(5 * 60 * 1000).await;
+        for _ in 0..w.sc.hostile.old_replays {
+            attack_once(&w, slots, 0, 0, Attack::OldReplay);
+        }
+    }
+}
+
 /// DynamoDB's TTL sweeper: every minute, each expired item goes with some chance.
 async fn sweeper(w: Arc<World>) {
     let sim = w.sim.clone();
@@ -753,6 +774,9 @@ pub fn spawn_all(w: &Arc<World>) {
     }
     s.spawn("watcher", watcher(w.clone()));
     s.spawn("ttl-sweeper", sweeper(w.clone()));
+    if let (Some(ttl), true) = (w.sc.record_ttl_s, w.sc.hostile.old_replays > 0) {
+        s.spawn("old-replayer", old_replayer(w.clone(), ttl * 1000));
+    }
     if let Some(at) = w.sc.poison_anchor_job_at {
         s.spawn("operator", poison(w.clone(), at));
     }

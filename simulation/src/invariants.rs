@@ -14,7 +14,11 @@
 //! | `proof_api` | the proof API answers `included` with that proof for every batched honest submission |
 //! | `chain_matches_documents` | each anchored batch's CID, `roothash` and `finalizedCidsRootHash` recompute from the documents, and the epoch's batches equal `finalize_epoch` over the submissions they list, byte for byte |
 //! | `one_tx_per_batch` | one `submitSubmissionBatch` per batch CID, one `endBatchSubmissions` per epoch |
-//! | `epoch_stuck` | every released epoch is `ANCHORED` (ended on chain when it has batches) within the bound after its window closed |
+//! | `epoch_stuck` | every released epoch ends `ANCHORED` (ended on chain when it has batches); its accepted submissions are counted here, not one by one |
+//! | `epoch_slow` | and it is anchored within the scenario's bound (15 min) after its window closed |
+//! | `epoch_closed_late` | the tick closes an epoch within 2 min after its window closed on chain |
+//! | `batched_but_rejected` | no submission in an anchored batch has a rejection receipt |
+//! | `batched_without_receipt` | every submission in an anchored batch has its receipt |
 //! | `slot_cap` | no slot has more than the cap batched in an epoch |
 //! | `first_wins` | one batched submission per (epoch, project, slot) |
 //! | `duplicate_ids` | submission ids are unique within an epoch's batches, and one id never has two accepted bodies |
@@ -107,6 +111,8 @@ struct Facts<'a> {
     receipts: BTreeMap<(u64, String), Receipt>,
     epochs: BTreeMap<u64, (String, EpochRecord)>,
     dlq: Vec<crate::model::queue::Peeked>,
+    /// Released epochs not anchored at the end: their submissions are judged with the epoch.
+    unanchored: BTreeSet<u64>,
 }
 
 impl<'a> Facts<'a> {
@@ -141,7 +147,7 @@ impl<'a> Facts<'a> {
         }
         let st = w.state();
         let mut receipts = BTreeMap::new();
-        for (pk, sk, item) in st.scan(Table::Receipts) {
+        for (pk, sk, item) in st.scan_with_expired(Table::Receipts) {
             if let (Some(e), Ok(r)) = (
                 epoch_of_pk(&pk),
                 serde_json::from_str::<Receipt>(&item.data),
@@ -150,7 +156,7 @@ impl<'a> Facts<'a> {
             }
         }
         let mut epochs = BTreeMap::new();
-        for (_, sk, item) in st.scan(Table::Epochs) {
+        for (_, sk, item) in st.scan_with_expired(Table::Epochs) {
             if let (Ok(e), Ok(rec)) = (
                 sk.parse::<u64>(),
                 serde_json::from_str::<EpochRecord>(&item.data),
@@ -160,7 +166,13 @@ impl<'a> Facts<'a> {
         }
         drop(st);
         let dlq = w.queues().peek(queues::SUBMISSIONS_DLQ);
+        let unanchored = releases
+            .keys()
+            .filter(|e| epochs.get(e).is_none_or(|(st, _)| st != state::ANCHORED))
+            .copied()
+            .collect();
         Facts {
+            unanchored,
             w,
             releases,
             chain,
@@ -262,6 +274,42 @@ impl<'a> Facts<'a> {
         out
     }
 
+    /// What the tick did between `from` and `to`.
+    fn tick_story(&self, from: u64, to: u64) -> Vec<String> {
+        let l = self.w.ledger();
+        let mut out: Vec<String> = l
+            .invocations
+            .iter()
+            .filter(|i| {
+                i.task.starts_with("tick#")
+                    && i.started <= to
+                    && i.ended.unwrap_or(u64::MAX) >= from
+            })
+            .take(8)
+            .map(|i| {
+                let mut line = format!(
+                    "{} {}..{}",
+                    i.task,
+                    ms(i.started),
+                    i.ended.map_or("running".into(), ms)
+                );
+                if let Some(k) = i.killed {
+                    line.push_str(&format!(
+                        " {k} (nothing after the last completed step was saved)"
+                    ));
+                }
+                for lg in l.logged.iter().filter(|g| g.task == i.task).take(1) {
+                    line.push_str(&format!(" [{}]", clip(&lg.fields)));
+                }
+                line
+            })
+            .collect();
+        if out.is_empty() {
+            out.push("no tick ran".into());
+        }
+        out
+    }
+
     /// The story of epoch `e`: its state, its jobs' invocations and what they logged.
     fn epoch_story(&self, e: u64) -> Vec<String> {
         let mut out = Vec::new();
@@ -299,7 +347,7 @@ impl<'a> Facts<'a> {
                 line.push_str(" -> failed");
             }
             for lg in l.logged.iter().filter(|g| g.task == inv.task).take(2) {
-                line.push_str(&format!(" [{} {}]", lg.level, lg.fields));
+                line.push_str(&format!(" [{} {}]", lg.level, clip(&lg.fields)));
             }
             out.push(line);
         }
@@ -326,6 +374,22 @@ impl<'a> Facts<'a> {
     }
 }
 
+/// A log line's fields without the constant message, at most ~220 characters.
+fn clip(fields: &str) -> String {
+    let f = fields
+        .split(' ')
+        .filter(|p| {
+            !p.starts_with("message=") && !p.starts_with("retryable=") && !p.starts_with("stage=")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let f = if f.is_empty() { fields.to_string() } else { f };
+    match f.char_indices().nth(220) {
+        Some((i, _)) => format!("{}…", &f[..i]),
+        None => f,
+    }
+}
+
 fn short(s: &str) -> String {
     if s.len() > 24 {
         format!(
@@ -345,6 +409,7 @@ pub fn check(w: &World) -> Vec<Violation> {
     one_tx_per_batch(&f, &mut v);
     honest(&f, &mut v);
     accepted_batched(&f, &mut v);
+    batched_but_rejected(&f, &mut v);
     per_epoch_rules(&f, &mut v);
     epochs_anchored(&f, &mut v);
     dead_letters(&f, &mut v);
@@ -520,6 +585,9 @@ fn honest(f: &Facts, v: &mut Vec<Violation>) {
             continue;
         }
         let e = s.epoch;
+        if f.unanchored.contains(&e) {
+            continue;
+        }
         let mine = f.batched.get(&e).and_then(|b| b.get(&s.id));
         let by_replay = replays
             .get(&s.body[36..])
@@ -612,8 +680,41 @@ fn provable(f: &Facts, v: &mut Vec<Violation>, s: &Sent, api: &BTreeMap<String, 
             }
         }
     }
+    let gone = || {
+        let st = f.w.state();
+        let market = f.w.market;
+        !st.has_partition(
+            Table::Batches,
+            &sequencer_functions::records::batches_pk(&market, e),
+        ) && (0..sequencer_functions::records::SHARDS).all(|sh| {
+            !st.has_partition(
+                Table::Submissions,
+                &sequencer_functions::records::epoch_shard_pk(&market, e, sh),
+            )
+        })
+    };
+    if f.receipts
+        .get(&(e, s.id.clone()))
+        .is_some_and(|r| r.outcome == "rejected")
+    {
+        // `batched_but_rejected` says it.
+        return;
+    }
     match api.get(&s.id) {
         Some((200, fate)) if fate == "included" => {}
+        // Past the retention, with every record of the epoch gone: a consistent answer.
+        Some((404, code)) if code.starts_with("unknown_") && gone() => {}
+        // A receipt never written: `batched_without_receipt` says it.
+        Some((404, _)) if !f.receipts.contains_key(&(e, s.id.clone())) => {}
+        Some((404, code)) if code.starts_with("unknown_") => v.push(Violation {
+            invariant: "proof_api",
+            epoch: Some(e),
+            subject: Some(s.id.clone()),
+            what: format!(
+                "the proof API answered `{code}` for an anchored submission whose epoch's batches and submissions are still stored: the epoch's records expired apart"
+            ),
+            why: f.story(e, &s.id),
+        }),
         Some((st, fate)) => v.push(Violation {
             invariant: "proof_api",
             epoch: Some(e),
@@ -627,6 +728,35 @@ fn provable(f: &Facts, v: &mut Vec<Violation>, s: &Sent, api: &BTreeMap<String, 
     }
 }
 
+fn batched_but_rejected(f: &Facts, v: &mut Vec<Violation>) {
+    for (e, ids) in &f.batched {
+        for id in ids.keys() {
+            let Some(r) = f.receipts.get(&(*e, id.clone())) else {
+                v.push(Violation {
+                    invariant: "batched_without_receipt",
+                    epoch: Some(*e),
+                    subject: Some(id.clone()),
+                    what: "in an anchored batch, but no receipt was ever written for it: the proof API answers unknown_submission".into(),
+                    why: f.story(*e, id),
+                });
+                continue;
+            };
+            if r.outcome == "rejected" {
+                v.push(Violation {
+                    invariant: "batched_but_rejected",
+                    epoch: Some(*e),
+                    subject: Some(id.clone()),
+                    what: format!(
+                        "in an anchored batch, but its receipt says rejected `{}`: the proof API tells its snapshotter it was rejected",
+                        r.reason.as_deref().unwrap_or("?")
+                    ),
+                    why: f.story(*e, id),
+                });
+            }
+        }
+    }
+}
+
 fn accepted_batched(f: &Facts, v: &mut Vec<Violation>) {
     let honest: BTreeSet<String> =
         f.w.ledger()
@@ -636,7 +766,7 @@ fn accepted_batched(f: &Facts, v: &mut Vec<Violation>) {
             .map(|s| s.id.clone())
             .collect();
     for ((e, id), r) in &f.receipts {
-        if r.outcome != "accepted" || honest.contains(id) {
+        if r.outcome != "accepted" || honest.contains(id) || f.unanchored.contains(e) {
             // Honest submissions are judged (more precisely) by `honest`.
             continue;
         }
@@ -749,50 +879,93 @@ fn epochs_anchored(f: &Facts, v: &mut Vec<Violation>) {
     let closed = f.w.ledger().window_closed.clone();
     for e in f.releases.keys() {
         let Some(&wc) = closed.get(e) else { continue };
-        let due = wc + bound;
         let rec = f.epochs.get(e);
-        let anchored_at = rec
-            .filter(|(st, _)| st == state::ANCHORED)
-            .and_then(|(_, r)| r.anchored_at_ms)
-            .map(|t| (t - BASE_MS).max(0) as u64);
         let has_batches = !f.chain.get(e).is_none_or(Vec::is_empty);
         let ended = f.w.chain().ended(*e);
-        let what = match (rec, anchored_at) {
-            (Some(_), Some(t)) if t > due => Some(format!(
-                "anchored {} after its window closed, later than the bound of {}",
-                ms(t - wc),
-                ms(bound)
-            )),
-            (Some(_), Some(_)) if has_batches && !ended => {
-                Some("ANCHORED but `endBatchSubmissions` never ran".to_string())
+        let accepted = f
+            .receipts
+            .iter()
+            .filter(|((x, _), r)| x == e && r.outcome == "accepted")
+            .count();
+        let (invariant, what) = match rec {
+            Some((st, r)) if st == state::ANCHORED => {
+                let t = r.anchored_at_ms.map_or(0, |t| (t - BASE_MS).max(0) as u64);
+                if has_batches && !ended {
+                    ("epoch_stuck", "ANCHORED but `endBatchSubmissions` never ran".to_string())
+                } else if t > wc + bound {
+                    let at = |x: Option<i64>| x.map_or(t, |x| (x - BASE_MS).max(0) as u64);
+                    let closed = at(r.closed_at_ms);
+                    let finalized = at(r.finalized_at_ms);
+                    let phases = [
+                        ("closing", closed.saturating_sub(wc)),
+                        ("finalizing", finalized.saturating_sub(closed)),
+                        ("anchoring", t.saturating_sub(finalized)),
+                    ];
+                    let longest = phases.iter().max_by_key(|p| p.1).map_or("?", |p| p.0);
+                    (
+                        "epoch_slow",
+                        format!(
+                            "anchored {} after its window closed, later than the bound of {} (closing {}, finalizing {}, anchoring {}; longest: {longest})",
+                            ms(t - wc),
+                            ms(bound),
+                            ms(phases[0].1),
+                            ms(phases[1].1),
+                            ms(phases[2].1),
+                        ),
+                    )
+                } else {
+                    continue;
+                }
             }
-            (Some(_), Some(_)) => None,
-            (Some((st, r)), None) if now >= due || st == state::ANCHOR_FAILED => Some(format!(
-                "{st} {} after its window closed{}",
-                ms(now - wc),
-                r.failure
-                    .as_ref()
-                    .map(|x| format!(": {x}"))
-                    .unwrap_or_default()
-            )),
-            (None, None) if now >= due => Some(format!(
-                "never recorded by the tick, {} after its window closed",
-                ms(now - wc)
-            )),
-            _ if now < due => None,
-            _ => None,
+            Some((st, r)) => (
+                "epoch_stuck",
+                format!(
+                    "{st} at the end, {} after its window closed, with {accepted} accepted submissions not anchored{}",
+                    ms(now.saturating_sub(wc)),
+                    r.failure.as_ref().map(|x| format!("; failure: {x}")).unwrap_or_default()
+                ),
+            ),
+            None => (
+                "epoch_stuck",
+                format!(
+                    "never recorded by the tick, {} after its window closed",
+                    ms(now.saturating_sub(wc))
+                ),
+            ),
         };
-        if let Some(what) = what {
+        v.push(Violation {
+            invariant,
+            epoch: Some(*e),
+            subject: None,
+            what,
+            why: f.epoch_story(*e),
+        });
+    }
+    // The tick closes an epoch soon after its window closes on chain.
+    for (e, (_, r)) in &f.epochs {
+        let (Some(c), Some(&wc)) = (r.closed_at_ms, closed.get(e)) else {
+            continue;
+        };
+        let c = (c - BASE_MS).max(0) as u64;
+        if c > wc + CLOSE_BOUND_MS {
             v.push(Violation {
-                invariant: "epoch_stuck",
+                invariant: "epoch_closed_late",
                 epoch: Some(*e),
                 subject: None,
-                what,
-                why: f.epoch_story(*e),
+                what: format!(
+                    "closed by the tick {} after its window closed on chain (bound {})",
+                    ms(c - wc),
+                    ms(CLOSE_BOUND_MS)
+                ),
+                why: f.tick_story(wc, c),
             });
         }
     }
 }
+
+/// The tick closes an epoch at most this long after its window closed on chain: the grace
+/// blocks, the 5 s gap between its runs, a failed run (no retry until the next minute).
+pub const CLOSE_BOUND_MS: u64 = 2 * 60 * 1000;
 
 fn dead_letters(f: &Facts, v: &mut Vec<Violation>) {
     let l = f.w.ledger();

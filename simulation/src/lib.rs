@@ -34,6 +34,7 @@
 
 pub mod actors;
 pub mod capture;
+pub mod defects;
 pub mod deploy;
 pub mod exec;
 pub mod gate;
@@ -83,6 +84,14 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Violations that are no open defect of [`defects::DEFECTS`].
+    pub fn unknown(&self) -> Vec<&Violation> {
+        self.violations
+            .iter()
+            .filter(|v| defects::known(v).is_none())
+            .collect()
+    }
+
     /// Invariants broken, with how many times.
     pub fn broken(&self) -> BTreeMap<&'static str, usize> {
         let mut m = BTreeMap::new();
@@ -267,21 +276,39 @@ async fn proofs(w: &Arc<World>) {
 
 async fn probes(w: &Arc<World>) {
     let slots = Slots::of(&w.sc);
-    let Some(&last) = w.ledger().released.keys().last() else {
+    let released: Vec<(u64, u64)> = w
+        .ledger()
+        .released
+        .iter()
+        .map(|(e, (_, r))| (*e, *r))
+        .collect();
+    let Some(&(last, last_r)) = released.last() else {
         return;
     };
-    let r = w.ledger().released[&last].1;
-    let mut kinds = vec![Attack::Garbage, Attack::FutureEpoch, Attack::Replay];
-    if slots.hostile.1 >= slots.hostile.0 {
-        kinds.push(Attack::RandomHeader);
-    }
-    if slots.flagged.is_some() {
-        kinds.push(Attack::Flagged);
+    // Attacks on a live epoch need one whose records are still stored.
+    let live = released.iter().rev().copied().find(|(e, _)| {
+        w.state()
+            .peek(
+                sequencer_functions::ports::Table::Epochs,
+                &sequencer_functions::records::epoch_key(&w.market, *e),
+            )
+            .is_some()
+    });
+    let mut kinds = vec![
+        (Attack::Garbage, last, last_r),
+        (Attack::FutureEpoch, last, last_r),
+    ];
+    if let Some((e, r)) = live {
+        kinds.push((Attack::Replay, e, r));
+        kinds.push((Attack::RandomHeader, e, r));
+        if slots.flagged.is_some() {
+            kinds.push((Attack::Flagged, e, r));
+        }
     }
     if w.sc.record_ttl_s.is_some() {
-        kinds.push(Attack::OldReplay);
+        kinds.push((Attack::OldReplay, last, last_r));
     }
-    for attack in kinds {
+    for (attack, last, r) in kinds {
         let msgs = actors::hostile_message(w, slots, last, r, attack);
         let Some(m) = msgs.into_iter().next() else {
             continue;
@@ -316,8 +343,3 @@ fn function_counts(w: &World, function: &str) -> BTreeMap<String, u64> {
         .map(|((_, op), n)| (op.clone(), *n))
         .collect()
 }
-
-/// Invariants broken by defects issue 16 names and that are not fixed yet, with the item.
-/// A run breaking only these passes CI; delete a line when its fix lands, and the simulator
-/// holds the fix to it from then on.
-pub const KNOWN_DEFECTS: &[(&str, &str)] = &[];

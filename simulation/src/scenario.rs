@@ -137,6 +137,8 @@ pub struct Scenario {
     pub projects_per_slot: u64,
     /// Chance an honest snapshotter computes slowly and submits after the window.
     pub late_p: f64,
+    /// Chance an honest snapshotter submits in the last block of the window (on time, barely).
+    pub straggler_p: f64,
     /// Chance an honest snapshotter's CID differs from the others'.
     pub disagree_p: f64,
     /// Hostile traffic.
@@ -162,9 +164,11 @@ pub struct Scenario {
 }
 
 /// The presets, in the order CI runs them.
-pub const PRESETS: [&str; 8] = [
+pub const PRESETS: [&str; 10] = [
     "calm",
     "rough",
+    "race",
+    "finalizers",
     "hostile",
     "big-project",
     "operational",
@@ -187,6 +191,7 @@ impl Scenario {
             projects: 5,
             projects_per_slot: 2,
             late_p: 0.02,
+            straggler_p: 0.1,
             disagree_p: 0.1,
             hostile: Hostile::default(),
             verify_workers: 4,
@@ -195,7 +200,7 @@ impl Scenario {
             record_ttl_s: None,
             poison_anchor_job_at: None,
             batch_size: 2,
-            stuck_bound_ms: 60 * 60 * 1000,
+            stuck_bound_ms: 15 * 60 * 1000,
             drain_ms: 3 * 60 * 60 * 1000,
         }
     }
@@ -208,6 +213,28 @@ impl Scenario {
             "calm" => {}
             "rough" => {
                 s.faults = Faults::rough();
+            }
+            "race" => {
+                // Verify slow right when windows close, finalize jobs delivered twice and
+                // crashing: what makes an epoch's input change under its finalizers.
+                s.straggler_p = 0.5;
+                s.faults = Faults::rough();
+                s.faults.state.slow_p = 0.03;
+                s.faults.state.slow_max_ms = 8_000;
+                s.faults.chain.slow_p = 0.05;
+                s.faults.chain.slow_max_ms = 25_000;
+                s.faults.sqs_duplicate_p = 0.2;
+                s.faults.crash_p = 0.1;
+            }
+            "finalizers" => {
+                // Two finalizers on one epoch whose input still changes: finalize jobs delivered
+                // twice while slow uploads keep the first run going, stragglers verified slowly.
+                s.straggler_p = 0.6;
+                s.faults.state.slow_p = 0.05;
+                s.faults.state.slow_max_ms = 10_000;
+                s.faults.content.slow_p = 0.4;
+                s.faults.content.slow_max_ms = 20_000;
+                s.faults.sqs_duplicate_p = 0.5;
             }
             "hostile" => {
                 s.hostile = Hostile {
@@ -225,7 +252,7 @@ impl Scenario {
             }
             "big-project" => {
                 s.epochs = 4;
-                s.big_project_slots = 200;
+                s.big_project_slots = 300;
             }
             "operational" => {
                 s.epochs = 10;

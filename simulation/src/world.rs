@@ -158,7 +158,8 @@ impl Slots {
     /// The layout of `sc`.
     pub fn of(sc: &Scenario) -> Self {
         let h = sc.honest_slots;
-        let o = sc.hostile.owned_slots;
+        // At least one: the cost probes sign with it.
+        let o = sc.hostile.owned_slots.max(1);
         let flagged = (sc.hostile.flagged > 0).then_some(h + o + 1);
         let after = h + o + u64::from(flagged.is_some());
         Slots {

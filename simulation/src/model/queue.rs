@@ -270,7 +270,6 @@ impl QueueModel {
                                     receipt: None,
                                     in_flight_until: None,
                                     visible_at: now,
-                                    receive_count: 0,
                                     ..m
                                 },
                             );

@@ -50,6 +50,9 @@ struct Stored {
 #[derive(Debug, Default)]
 pub struct StateModel {
     items: BTreeMap<(Table, String, String), Stored>,
+    /// Items the TTL sweeper deleted, as they were (the invariants judge the pipeline on what
+    /// it wrote, and the retention on what is left).
+    expired: BTreeMap<(Table, String, String), Item>,
     /// Every write, in order.
     pub journal: Vec<Write>,
 }
@@ -82,6 +85,28 @@ impl StateModel {
             .collect()
     }
 
+    /// Every item of a table, those the TTL sweeper deleted included (the live one wins).
+    pub fn scan_with_expired(&self, table: Table) -> Vec<(String, String, Item)> {
+        let mut all: BTreeMap<(String, String), Item> = self
+            .expired
+            .iter()
+            .filter(|((t, _, _), _)| *t == table)
+            .map(|((_, pk, sk), i)| ((pk.clone(), sk.clone()), i.clone()))
+            .collect();
+        for (pk, sk, i) in self.scan(table) {
+            all.insert((pk, sk), i);
+        }
+        all.into_iter().map(|((pk, sk), i)| (pk, sk, i)).collect()
+    }
+
+    /// Whether anything of a partition is still stored in `table`.
+    pub fn has_partition(&self, table: Table, pk: &str) -> bool {
+        self.items
+            .range((table, pk.to_string(), String::new())..)
+            .next()
+            .is_some_and(|((t, p, _), _)| *t == table && p == pk)
+    }
+
     /// Members of a bounded counter.
     pub fn members(&self, table: Table, key: &Key) -> BTreeSet<String> {
         self.items
@@ -102,7 +127,9 @@ impl StateModel {
         let mut n = 0;
         for k in expired {
             if pick() {
-                self.items.remove(&k);
+                if let Some(s) = self.items.remove(&k) {
+                    self.expired.insert(k, s.item);
+                }
                 n += 1;
             }
         }
