@@ -20,6 +20,16 @@ use sequencer_simulation::defects::known;
 use sequencer_simulation::scenario::PRESETS;
 use sequencer_simulation::{run, Options, Scenario};
 
+/// `println!` that ends the program quietly when stdout is closed (`| head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 #[derive(Parser, Debug)]
 #[command(about = "Deterministic simulation of the sequencer's deployment")]
 struct Args {
@@ -77,10 +87,10 @@ fn main() {
             let t = Instant::now();
             let r = run(seed, &sc, Options { log: args.trace });
             total += 1;
-            println!("{} [{:.2} s]", r.summary(), t.elapsed().as_secs_f64());
+            say!("{} [{:.2} s]", r.summary(), t.elapsed().as_secs_f64());
             if args.trace {
                 for l in &r.log {
-                    println!("  | {l}");
+                    say!("  | {l}");
                 }
             }
             let show = if args.verbose || args.seed.is_some() {
@@ -89,10 +99,10 @@ fn main() {
                 3
             };
             for v in r.violations.iter().take(show) {
-                println!("    ({}) {v}", tag(v));
+                say!("    ({}) {v}", tag(v));
             }
             if r.violations.len() > show {
-                println!("    … {} more (--verbose)", r.violations.len() - show);
+                say!("    … {} more (--verbose)", r.violations.len() - show);
             }
             let mut seen = std::collections::BTreeSet::new();
             for v in &r.violations {
@@ -106,15 +116,15 @@ fn main() {
             }
         }
         let per = t0.elapsed().as_secs_f64() / seeds.len().max(1) as f64;
-        println!("== {name}: {} seeds, {per:.2} s per seed", seeds.len());
+        say!("== {name}: {} seeds, {per:.2} s per seed", seeds.len());
         for ((inv, t), (seed, n)) in first {
-            println!(
+            say!(
                 "   {inv} [{t}]: {n} of {} seeds (first: --scenario {name} --seed {seed})",
                 seeds.len()
             );
         }
     }
-    println!("{total} runs in {:.1} s", started.elapsed().as_secs_f64());
+    say!("{total} runs in {:.1} s", started.elapsed().as_secs_f64());
     if unknown {
         std::process::exit(1);
     }
@@ -144,7 +154,7 @@ fn find_defects(args: &Args) {
             Some(_) => format!("   (the table says {})", d.seed),
             None => String::new(),
         };
-        println!(
+        say!(
             "{:<32} {:<5} {:<12} {}{}",
             d.id,
             d.item,

@@ -430,7 +430,8 @@ async fn honest(w: Arc<World>, slot: u64, e: u64, r: u64) {
         }
         sim.sleep(sim.rand_range(0..ms * 3 / 4)).await;
     } else {
-        let mut delay = sim.rand_range(0..2 * ms) + sim.rand_range(500..8_000);
+        let (lo, hi) = w.sc.compute_ms;
+        let mut delay = sim.rand_range(0..2 * ms) + sim.rand_range(lo..hi.max(lo + 1));
         if sim.chance(w.sc.late_p) {
             delay += w.sc.snapshot_window * ms + sim.rand_range(0..20_000);
         }
@@ -556,7 +557,10 @@ pub fn hostile_message(w: &World, slots: Slots, e: u64, r: u64, attack: Attack) 
     match attack {
         Attack::Garbage => {
             let slot = sim.rand_range(1..u64::from(u32::MAX));
-            let mut sig = hex::encode(sim.bytes::<64>());
+            // Low s, as a careful attacker sends: it passes the stateless checks.
+            let mut rs = sim.bytes::<64>();
+            rs[32] &= 0x7f;
+            let mut sig = hex::encode(rs);
             sig.push_str(if sim.chance(0.5) { "1b" } else { "1c" });
             let sub = SnapshotSubmission {
                 request: Request {
@@ -750,6 +754,47 @@ async fn poison(w: Arc<World>, at: u64) {
     ));
 }
 
+/// Runs the cost probes of the attacks on a live epoch as soon as one is open and recorded by
+/// the tick (the first from epoch 2 on), so they meet the checks an open epoch gets.
+async fn probe_live(w: Arc<World>) {
+    let sim = w.sim.clone();
+    for e in 2..=w.sc.epochs {
+        loop {
+            sim.sleep(500).await;
+            let released = w.ledger().released.get(&e).map(|x| x.1);
+            let Some(r) = released else { continue };
+            let st = w
+                .state()
+                .peek(
+                    sequencer_functions::ports::Table::Epochs,
+                    &sequencer_functions::records::epoch_key(&w.market, e),
+                )
+                .and_then(|i| i.state);
+            let closed = w.ledger().window_closed.contains_key(&e);
+            match st.as_deref() {
+                Some(sequencer_functions::records::state::OPEN) if !closed => {
+                    let slots = Slots::of(&w.sc);
+                    let mut kinds = vec![
+                        Attack::Garbage,
+                        Attack::FutureEpoch,
+                        Attack::Replay,
+                        Attack::RandomHeader,
+                    ];
+                    if slots.flagged.is_some() {
+                        kinds.push(Attack::Flagged);
+                    }
+                    for a in kinds {
+                        crate::probe(&w, a, e, r).await;
+                    }
+                    return;
+                }
+                _ if closed => break,
+                _ => {}
+            }
+        }
+    }
+}
+
 /// Starts every actor.
 pub fn spawn_all(w: &Arc<World>) {
     let s = &w.sim;
@@ -774,6 +819,7 @@ pub fn spawn_all(w: &Arc<World>) {
     }
     s.spawn("watcher", watcher(w.clone()));
     s.spawn("ttl-sweeper", sweeper(w.clone()));
+    s.spawn("prober", probe_live(w.clone()));
     if let (Some(ttl), true) = (w.sc.record_ttl_s, w.sc.hostile.old_replays > 0) {
         s.spawn("old-replayer", old_replayer(w.clone(), ttl * 1000));
     }

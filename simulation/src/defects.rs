@@ -220,6 +220,16 @@ pub const DEFECTS: &[Defect] = &[
         fixed: false,
     },
     Defect {
+        id: "not-ready-dead-lettered-any",
+        item: "16.2",
+        title: "any well-formed message whose epoch the tick has not recorded (a stalled or failing tick) fails NotReady on five deliveries and is dead-lettered instead of answered",
+        invariant: "dead_lettered_message",
+        needle: "",
+        scenario: "everything",
+        seed: 1039,
+        fixed: false,
+    },
+    Defect {
         id: "duplicate-ids",
         item: "16.7",
         title: "two bodies under one submission id, verified at once, are both accepted and batched",
@@ -242,9 +252,9 @@ pub const DEFECTS: &[Defect] = &[
     Defect {
         id: "duplicate-id-rejected-in-batch",
         item: "16.7",
-        title: "two bodies under one id: one is batched, the receipt (first written) says `duplicate`",
+        title: "two bodies under one id: one is batched while the id's receipt (the other's, written first) says rejected",
         invariant: "batched_but_rejected",
-        needle: "rejected `duplicate`",
+        needle: "Hostile(DuplicateId)",
         scenario: "hostile",
         seed: 2,
         fixed: false,

@@ -323,6 +323,10 @@ impl Sim {
                         let id = *g.ready.iter().nth(i).unwrap_or(&0);
                         g.ready.remove(&id);
                         g.current = Some(id);
+                        // Every scheduling decision goes into the trace hash.
+                        let now = g.now;
+                        g.trace.update(now.to_le_bytes());
+                        g.trace.update(id.to_le_bytes());
                         Some(id)
                     }
                 };

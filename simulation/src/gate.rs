@@ -136,7 +136,11 @@ impl Gate {
         let crash_here = self.sim.count_call();
         // Where a crash lands: before the request leaves, or after it was applied.
         let crash_after_apply = crash_here && self.sim.chance(0.5);
-        let p = self.profile();
+        let mut p = self.profile();
+        if task.starts_with("probe") {
+            // Cost probes measure calls, not faults.
+            p = Profile::fast(p.min_ms, p.max_ms);
+        }
         let total = self.latency(&p);
         let first = total / 2;
         self.sim.sleep(first).await;

@@ -122,6 +122,8 @@ pub struct Ledger {
     pub window_closed: BTreeMap<u64, u64>,
     /// Hostile-message cost probes: (attack, port calls by op) for one message each.
     pub probes: Vec<(Attack, String, BTreeMap<String, u64>)>,
+    /// Submission ids of the cost probes (their records are no traffic's).
+    pub probe_ids: std::collections::BTreeSet<String>,
     /// Proof API answers checked at the end: (submission id, epoch, status, fate or code).
     pub proofs: Vec<(String, u64, u16, String)>,
     /// Injected events (fault windows, poison messages, reorgs), for the report.
