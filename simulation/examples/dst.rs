@@ -140,7 +140,7 @@ fn find_defects(args: &Args) {
     for d in DEFECTS {
         let sc = Scenario::named(d.scenario).expect("preset");
         let mut found = None;
-        for seed in args.start..args.start + args.seeds {
+        for seed in std::iter::once(d.seed).chain(args.start..args.start + args.seeds) {
             let v = runs
                 .entry((d.scenario, seed))
                 .or_insert_with(|| run(seed, &sc, Options::default()).violations);

@@ -556,21 +556,27 @@ pub fn hostile_message(w: &World, slots: Slots, e: u64, r: u64, attack: Attack) 
     };
     match attack {
         Attack::Garbage => {
+            // A valid signature by a random key (a signer that owns nothing) over a random slot:
+            // it passes every stateless check.
             let slot = sim.rand_range(1..u64::from(u32::MAX));
-            // Low s, as a careful attacker sends: it passes the stateless checks.
-            let mut rs = sim.bytes::<64>();
-            rs[32] &= 0x7f;
-            let mut sig = hex::encode(rs);
-            sig.push_str(if sim.chance(0.5) { "1b" } else { "1c" });
+            let mut secret = sim.bytes::<32>();
+            secret[0] = secret[0].clamp(1, 0x7f);
+            let Ok(key) = k256::ecdsa::SigningKey::from_slice(&secret) else {
+                return Vec::new();
+            };
+            let request = Request {
+                slot_id: slot,
+                deadline: e + 100,
+                snapshot_cid: cid.clone(),
+                epoch_id: e,
+                project_id: project.clone(),
+            };
+            let Ok(signature) = sign_request(&w.domain, &request, &key) else {
+                return Vec::new();
+            };
             let sub = SnapshotSubmission {
-                request: Request {
-                    slot_id: slot,
-                    deadline: e + 100,
-                    snapshot_cid: cid.clone(),
-                    epoch_id: e,
-                    project_id: project.clone(),
-                },
-                signature: sig,
+                request,
+                signature,
                 header: format!("{header:#x}"),
                 data_market: format!("{:#x}", w.market),
                 node_version: None,

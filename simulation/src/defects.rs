@@ -3,8 +3,14 @@
 //!
 //! CI runs seeds of every preset; a violation passes only when it matches a defect here that is
 //! not fixed yet. Whoever fixes one sets `fixed: true`: from then on any seed that shows it fails
-//! CI, and `every_open_defect_is_found_by_its_seed` (tests/defects.rs) asserts its seed no longer
-//! shows it. Reverting the fix makes both fail again.
+//! CI, and `every_defect_is_shown_by_its_seed_until_fixed` (tests/defects.rs) asserts its seed
+//! no longer shows it. Reverting the fix makes both fail again.
+//!
+//! A seed is where the defect showed when the table was written; any change to the handlers or
+//! the simulator moves interleavings, so the test also looks through the first seeds of the
+//! preset before it calls an open defect gone, and says which seed to write instead.
+//! `cargo run --release -p sequencer-simulation --example dst -- --defects --seeds 500` finds
+//! each one's first seed again.
 
 use crate::invariants::Violation;
 
@@ -21,9 +27,9 @@ pub struct Defect {
     pub invariant: &'static str,
     /// A substring of the violation's text (`""`: any violation of the invariant).
     pub needle: &'static str,
-    /// A preset and seed that show it.
+    /// A preset that shows it.
     pub scenario: &'static str,
-    /// The seed.
+    /// A seed of the preset that showed it.
     pub seed: u64,
     /// Fixed: any run showing it fails.
     pub fixed: bool,
@@ -46,7 +52,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "accepted_not_batched",
         needle: "",
         scenario: "race",
-        seed: 5,
+        seed: 9,
         fixed: false,
     },
     Defect {
@@ -56,7 +62,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "batched_but_rejected",
         needle: "rejected `late`",
         scenario: "rough",
-        seed: 9,
+        seed: 5,
         fixed: false,
     },
     Defect {
@@ -66,7 +72,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_stuck",
         needle: "invariant violated",
         scenario: "race",
-        seed: 75,
+        seed: 230,
         fixed: false,
     },
     Defect {
@@ -76,7 +82,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "chain_matches_documents",
         needle: "",
         scenario: "finalizers",
-        seed: 69,
+        seed: 197,
         fixed: false,
     },
     Defect {
@@ -86,7 +92,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "not_provable",
         needle: "",
         scenario: "finalizers",
-        seed: 69,
+        seed: 197,
         fixed: false,
     },
     Defect {
@@ -96,7 +102,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "honest_late",
         needle: "",
         scenario: "calm",
-        seed: 2,
+        seed: 1,
         fixed: false,
     },
     Defect {
@@ -106,7 +112,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "honest_not_yet_final",
         needle: "",
         scenario: "rough",
-        seed: 7,
+        seed: 3,
         fixed: false,
     },
     Defect {
@@ -116,7 +122,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "honest_dead_lettered",
         needle: "",
         scenario: "race",
-        seed: 12,
+        seed: 25,
         fixed: false,
     },
     Defect {
@@ -166,7 +172,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_stuck",
         needle: "nonce too low",
         scenario: "operational",
-        seed: 6,
+        seed: 3,
         fixed: false,
     },
     Defect {
@@ -226,7 +232,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "dead_lettered_message",
         needle: "",
         scenario: "everything",
-        seed: 1039,
+        seed: 19,
         fixed: false,
     },
     Defect {
@@ -256,7 +262,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "batched_but_rejected",
         needle: "Hostile(DuplicateId)",
         scenario: "hostile",
-        seed: 2,
+        seed: 8,
         fixed: false,
     },
     Defect {
@@ -266,7 +272,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "batched_without_receipt",
         needle: "",
         scenario: "race",
-        seed: 161,
+        seed: 1237,
         fixed: false,
     },
     Defect {
@@ -276,7 +282,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_slow",
         needle: "longest: finalizing",
         scenario: "rough",
-        seed: 3,
+        seed: 1,
         fixed: false,
     },
     Defect {
@@ -286,7 +292,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_slow",
         needle: "longest: anchoring",
         scenario: "rough",
-        seed: 3,
+        seed: 4,
         fixed: false,
     },
     Defect {
@@ -306,7 +312,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_closed_late",
         needle: "tick invocation failed",
         scenario: "rough",
-        seed: 1,
+        seed: 3,
         fixed: false,
     },
     Defect {
@@ -316,7 +322,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_slow",
         needle: "longest: closing",
         scenario: "race",
-        seed: 12,
+        seed: 8,
         fixed: false,
     },
 ];

@@ -855,13 +855,13 @@ fn per_epoch_rules(f: &Facts, v: &mut Vec<Violation>) {
     }
     drop(st);
     for ((e, id), keys) in claims {
-        if keys.len() > 1
-            && !f
-                .batched
-                .get(&e)
-                .and_then(|b| b.get(&id))
-                .is_some_and(|p| p.len() > 1)
-        {
+        // Said already when the id is listed twice in the batches.
+        let listed_twice = f
+            .batched
+            .get(&e)
+            .and_then(|b| b.get(&id))
+            .is_some_and(|p| p.len() > 1);
+        if keys.len() > 1 && !listed_twice {
             v.push(Violation {
                 invariant: "duplicate_ids",
                 epoch: Some(e),

@@ -20,7 +20,7 @@ pub enum Actor {
 /// A hostile message's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Attack {
-    /// A well-shaped random signature (a random signer) over a random slot.
+    /// A valid signature of a random key (a signer that owns nothing) over a random slot.
     Garbage,
     /// A slot owner's valid signature over a random header.
     RandomHeader,

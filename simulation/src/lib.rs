@@ -284,7 +284,10 @@ pub(crate) async fn probe(w: &Arc<World>, attack: Attack, e: u64, r: u64) {
     // without taking the original's place.
     let mut m = None;
     for _ in 0..20 {
-        let Some(c) = actors::hostile_message(w, slots, e, r, attack).into_iter().next() else {
+        let Some(c) = actors::hostile_message(w, slots, e, r, attack)
+            .into_iter()
+            .next()
+        else {
             break;
         };
         let answered = c.replay_of.as_ref().is_none_or(|orig| {
@@ -328,7 +331,7 @@ async fn probes(w: &Arc<World>) {
     if w.sc.record_ttl_s.is_none() {
         return;
     }
-    let Some((&e, &(_, r))) = w.ledger().released.iter().next_back().map(|(e, v)| (e, v)) else {
+    let Some((&e, &(_, r))) = w.ledger().released.iter().next_back() else {
         return;
     };
     probe(w, Attack::OldReplay, e, r).await;
