@@ -777,8 +777,26 @@ async fn probe_live(w: Arc<World>) {
                 )
                 .and_then(|i| i.state);
             let closed = w.ledger().window_closed.contains_key(&e);
+            // The replay probe needs an honest submission of the epoch already answered.
+            let answered = {
+                let ids: Vec<String> = w
+                    .ledger()
+                    .sent
+                    .iter()
+                    .filter(|s| s.actor == Actor::Honest && s.epoch == e)
+                    .map(|s| s.id.clone())
+                    .collect();
+                let st = w.state();
+                ids.iter().any(|id| {
+                    st.peek(
+                        sequencer_functions::ports::Table::Receipts,
+                        &sequencer_functions::records::receipt_key(&w.market, e, id),
+                    )
+                    .is_some()
+                })
+            };
             match st.as_deref() {
-                Some(sequencer_functions::records::state::OPEN) if !closed => {
+                Some(sequencer_functions::records::state::OPEN) if !closed && answered => {
                     let slots = Slots::of(&w.sc);
                     let mut kinds = vec![
                         Attack::Garbage,

@@ -62,7 +62,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "batched_but_rejected",
         needle: "rejected `late`",
         scenario: "rough",
-        seed: 5,
+        seed: 6,
         fixed: false,
     },
     Defect {
@@ -72,7 +72,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_stuck",
         needle: "invariant violated",
         scenario: "race",
-        seed: 230,
+        seed: 148,
         fixed: false,
     },
     Defect {
@@ -82,7 +82,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "chain_matches_documents",
         needle: "",
         scenario: "finalizers",
-        seed: 197,
+        seed: 56,
         fixed: false,
     },
     Defect {
@@ -92,7 +92,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "not_provable",
         needle: "",
         scenario: "finalizers",
-        seed: 197,
+        seed: 56,
         fixed: false,
     },
     Defect {
@@ -106,13 +106,23 @@ pub const DEFECTS: &[Defect] = &[
         fixed: false,
     },
     Defect {
+        id: "not-yet-vs-duplicate-delivery",
+        item: "16.2",
+        title: "two deliveries of one message at once: one hears \"not yet\" from a lagging node and writes a final `unknown_header` receipt, the other accepts the claim: batched while its receipt says rejected",
+        invariant: "batched_but_rejected",
+        needle: "rejected `unknown_header`",
+        scenario: "everything",
+        seed: 18,
+        fixed: false,
+    },
+    Defect {
         id: "not-yet-final",
         item: "16.2",
         title: "a header block the RPC node has not seen yet becomes a final `unknown_header` (or a release not yet seen a final `epoch_not_released`)",
         invariant: "honest_not_yet_final",
         needle: "",
         scenario: "rough",
-        seed: 3,
+        seed: 10,
         fixed: false,
     },
     Defect {
@@ -122,7 +132,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "honest_dead_lettered",
         needle: "",
         scenario: "race",
-        seed: 25,
+        seed: 8,
         fixed: false,
     },
     Defect {
@@ -172,7 +182,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_stuck",
         needle: "nonce too low",
         scenario: "operational",
-        seed: 3,
+        seed: 1,
         fixed: false,
     },
     Defect {
@@ -232,7 +242,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "dead_lettered_message",
         needle: "",
         scenario: "everything",
-        seed: 19,
+        seed: 49,
         fixed: false,
     },
     Defect {
@@ -262,7 +272,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "batched_but_rejected",
         needle: "Hostile(DuplicateId)",
         scenario: "hostile",
-        seed: 8,
+        seed: 13,
         fixed: false,
     },
     Defect {
@@ -273,6 +283,16 @@ pub const DEFECTS: &[Defect] = &[
         needle: "",
         scenario: "race",
         seed: 1237,
+        fixed: false,
+    },
+    Defect {
+        id: "finalize-vs-tick-close",
+        item: "new",
+        title: "finalize reads the epoch CLOSING, the tick then moves it CLOSING → CLOSED, finalize's CLOSING → FINALIZED is refused: NotReady, and the job waits the 30-minute visibility timeout (no fault needed)",
+        invariant: "epoch_slow",
+        needle: "changed during finalization",
+        scenario: "quiet",
+        seed: 85,
         fixed: false,
     },
     Defect {
@@ -292,7 +312,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_slow",
         needle: "longest: anchoring",
         scenario: "rough",
-        seed: 4,
+        seed: 5,
         fixed: false,
     },
     Defect {
@@ -322,7 +342,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_slow",
         needle: "longest: closing",
         scenario: "race",
-        seed: 8,
+        seed: 51,
         fixed: false,
     },
 ];
