@@ -96,6 +96,16 @@ pub const DEFECTS: &[Defect] = &[
         fixed: false,
     },
     Defect {
+        id: "mixed-batches-anchor-failed",
+        item: "16.1",
+        title: "two finalizers' batch records mix and a project lands in two batches: the contract refuses the second (`ProjectAlreadySubmitted`) and the epoch is ANCHOR_FAILED for good",
+        invariant: "epoch_stuck",
+        needle: "already submitted for epoch",
+        scenario: "finalizers",
+        seed: 1177,
+        fixed: false,
+    },
+    Defect {
         id: "late-after-not-ready",
         item: "16.2",
         title: "an epoch released but not yet recorded by the tick gives NotReady; the message returns after the 180 s visibility timeout, by then the epoch is closed: `late`",
@@ -223,6 +233,16 @@ pub const DEFECTS: &[Defect] = &[
         needle: "",
         scenario: "calm",
         seed: 1,
+        fixed: false,
+    },
+    Defect {
+        id: "retry-after-expiry",
+        item: "16.6",
+        title: "a finalize job retried after its 30-minute visibility timeout finds the epoch's record expired (a retention shorter than the retry horizon): `not recorded` for ever, the epoch never finalized",
+        invariant: "epoch_stuck",
+        needle: "is not recorded",
+        scenario: "retention",
+        seed: 1183,
         fixed: false,
     },
     Defect {
