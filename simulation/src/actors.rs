@@ -45,7 +45,8 @@ fn digest(body: &str) -> String {
     hex::encode(Sha256::digest(body.as_bytes()))
 }
 
-/// A signed `/collect` message: `slot`'s request signed with `signer_slot`'s key.
+/// A signed `/collect` message: `slot`'s request signed with `signer_slot`'s simulated key (the
+/// functions' test kit builds it).
 #[allow(clippy::too_many_arguments)]
 pub fn signed(
     w: &World,
@@ -57,24 +58,19 @@ pub fn signed(
     cid: &str,
     header: B256,
 ) -> Option<String> {
-    let key = w.key(signer_slot)?;
-    let request = Request {
-        slot_id: slot,
-        deadline: epoch + 100,
-        snapshot_cid: cid.to_string(),
-        epoch_id: epoch,
-        project_id: project.to_string(),
-    };
-    let signature = sign_request(&w.domain, &request, &key).ok()?;
-    let sub = SnapshotSubmission {
-        request,
-        signature,
-        header: format!("{header:#x}"),
-        data_market: format!("{:#x}", w.market),
-        node_version: Some("sim".into()),
-        protocol_state: None,
-    };
-    String::from_utf8(CollectMessage::encode(id, &sub)).ok()
+    sequencer_core::devkeys::sim_snapshotter_key(signer_slot)?;
+    let (body, _) = sequencer_functions::testkit::signed_message(
+        &w.domain,
+        w.market,
+        id,
+        slot,
+        signer_slot,
+        epoch,
+        project,
+        cid,
+        header,
+    );
+    Some(body)
 }
 
 /// A [`Sent`] record for a body.
@@ -443,23 +439,7 @@ async fn honest(w: Arc<World>, slot: u64, e: u64, r: u64) {
         let project = project_id((slot + e + j) % w.sc.projects);
         let variant = if sim.chance(w.sc.disagree_p) { slot } else { 0 };
         let cid = snapshot_cid(e, &project, variant);
-        let id = uuid(&sim);
-        let Some(body) = signed(&w, &id, slot, slot, e, &project, &cid, header) else {
-            continue;
-        };
-        let s = sent(
-            &w,
-            id.to_string(),
-            Actor::Honest,
-            e,
-            &project,
-            slot,
-            &cid,
-            body,
-            Some(hb),
-            Some(header),
-        );
-        deliver(&w, s);
+        send_own(&w, Actor::Honest, slot, e, &project, &cid, (hb, header));
         sim.sleep(sim.rand_range(0..100)).await;
     }
 }
@@ -470,21 +450,35 @@ async fn big_project(w: Arc<World>, slot: u64, e: u64, r: u64) {
     let (hb, header) = header_now(&w, r);
     let project = big_project_id();
     let cid = snapshot_cid(e, "big", 0);
-    let id = uuid(&sim);
-    if let Some(body) = signed(&w, &id, slot, slot, e, &project, &cid, header) {
+    send_own(&w, Actor::BigProject, slot, e, &project, &cid, (hb, header));
+}
+
+/// Signs a submission with `slot`'s own key under a fresh id, records it and hands it to the
+/// ingress.
+fn send_own(
+    w: &Arc<World>,
+    actor: Actor,
+    slot: u64,
+    e: u64,
+    project: &str,
+    cid: &str,
+    (hb, header): (u64, B256),
+) {
+    let id = uuid(&w.sim);
+    if let Some(body) = signed(w, &id, slot, slot, e, project, cid, header) {
         let s = sent(
-            &w,
+            w,
             id.to_string(),
-            Actor::BigProject,
+            actor,
             e,
-            &project,
+            project,
             slot,
-            &cid,
+            cid,
             body,
             Some(hb),
             Some(header),
         );
-        deliver(&w, s);
+        deliver(w, s);
     }
 }
 
@@ -612,50 +606,32 @@ pub fn hostile_message(w: &World, slots: Slots, e: u64, r: u64, attack: Attack) 
             Some(f) => one(f, e, &project, header, Some(hb)).into_iter().collect(),
             None => Vec::new(),
         },
-        Attack::OverCap => {
-            // Each over-cap attack is a burst of four projects from one owned slot.
+        Attack::OverCap | Attack::DuplicateId => {
+            // Over the cap: a burst of four projects from one owned slot. A duplicate id: two
+            // valid bodies (two projects) under one id, at the same instant.
             let slot = owned_slot(w, slots);
-            (0..4)
+            let n = if attack == Attack::OverCap { 4 } else { 2 };
+            (0..n)
                 .filter_map(|j| {
-                    let id = uuid(sim);
-                    let project = project_id(j % w.sc.projects.max(1));
-                    signed(w, &id, slot, slot, e, &project, &cid, header).map(|body| {
-                        sent(
-                            w,
-                            id.to_string(),
-                            actor,
-                            e,
-                            &project,
-                            slot,
-                            &cid,
-                            body,
-                            Some(hb),
-                            Some(header),
-                        )
-                    })
-                })
-                .collect()
-        }
-        Attack::DuplicateId => {
-            // Two valid bodies (two projects) under one id, at the same instant.
-            let slot = owned_slot(w, slots);
-            (0..2)
-                .filter_map(|j| {
-                    let project = project_id((j + e) % w.sc.projects.max(1));
-                    signed(w, &id, slot, slot, e, &project, &cid, header).map(|body| {
-                        sent(
-                            w,
-                            id.to_string(),
-                            actor,
-                            e,
-                            &project,
-                            slot,
-                            &cid,
-                            body,
-                            Some(hb),
-                            Some(header),
-                        )
-                    })
+                    let (id, project) = if attack == Attack::OverCap {
+                        (uuid(sim), project_id(j % w.sc.projects.max(1)))
+                    } else {
+                        (id, project_id((j + e) % w.sc.projects.max(1)))
+                    };
+                    let body = signed(w, &id, slot, slot, e, &project, &cid, header)?;
+                    let (hb, h) = (Some(hb), Some(header));
+                    Some(sent(
+                        w,
+                        id.to_string(),
+                        actor,
+                        e,
+                        &project,
+                        slot,
+                        &cid,
+                        body,
+                        hb,
+                        h,
+                    ))
                 })
                 .collect()
         }

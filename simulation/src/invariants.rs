@@ -218,15 +218,7 @@ impl<'a> Facts<'a> {
             None => out.push("no receipt".into()),
         }
         for inv in l.invocations_of(id) {
-            let mut line = format!(
-                "{} {}..{}",
-                inv.task,
-                ms(inv.started),
-                inv.ended.map_or("running".into(), ms)
-            );
-            if let Some(k) = inv.killed {
-                line.push_str(&format!(" {k}"));
-            }
+            let mut line = invocation_line(inv);
             if let Some(pos) = inv.subjects.iter().position(|s| s == id) {
                 let mid = &inv.messages[pos];
                 if inv.failed.contains(mid) {
@@ -334,15 +326,7 @@ impl<'a> Facts<'a> {
         let l = self.w.ledger();
         let subject = format!("epoch {e}");
         for inv in l.invocations_of(&subject).iter().take(12) {
-            let mut line = format!(
-                "{} {}..{}",
-                inv.task,
-                ms(inv.started),
-                inv.ended.map_or("running".into(), ms)
-            );
-            if let Some(k) = inv.killed {
-                line.push_str(&format!(" {k}"));
-            }
+            let mut line = invocation_line(inv);
             if !inv.failed.is_empty() {
                 line.push_str(" -> failed");
             }
@@ -372,6 +356,20 @@ impl<'a> Facts<'a> {
         }
         out
     }
+}
+
+/// `task t=…..t=… [crashed|timed out]`.
+fn invocation_line(inv: &crate::ledger::Invocation) -> String {
+    let mut line = format!(
+        "{} {}..{}",
+        inv.task,
+        ms(inv.started),
+        inv.ended.map_or("running".into(), ms)
+    );
+    if let Some(k) = inv.killed {
+        line.push_str(&format!(" {k}"));
+    }
+    line
 }
 
 /// A log line's fields without the constant message, at most ~220 characters.

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use k256::ecdsa::SigningKey;
 use sequencer_chain::Windows;
 use sequencer_core::devkeys;
 use sequencer_core::eip712::{address_of, Domain};
@@ -137,7 +136,6 @@ pub struct World {
     /// Snapshotter tasks still to send.
     pub senders_pending: AtomicU64,
     invocations: AtomicU64,
-    keys: Mutex<BTreeMap<u64, SigningKey>>,
 }
 
 /// Slots: honest `1..=h`, hostile owners after them, the flagged one next, the large project's
@@ -330,7 +328,6 @@ impl World {
             ingress_pending: AtomicU64::new(0),
             senders_pending: AtomicU64::new(0),
             invocations: AtomicU64::new(0),
-            keys: Mutex::new(keys),
             sc,
         })
     }
@@ -358,17 +355,6 @@ impl World {
     /// The content model.
     pub fn content(&self) -> std::sync::MutexGuard<'_, ContentModel> {
         self.content.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Slot `slot`'s signing key.
-    pub fn key(&self, slot: u64) -> Option<SigningKey> {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(k) = keys.get(&slot) {
-            return Some(k.clone());
-        }
-        let k = devkeys::sim_snapshotter_key(slot)?;
-        keys.insert(slot, k.clone());
-        Some(k)
     }
 
     /// Canonical hash of block `n`.
