@@ -238,3 +238,22 @@ async fn readme_commands_in_sequence_resume_one_chain_and_lose_nothing() {
     );
     assert!(o.stdout.is_empty() || !String::from_utf8_lossy(&o.stdout).contains("\"epoch\""));
 }
+
+/// `sequencer-local --help` names `RPC_URL` but never shows its value (it may carry an API key).
+#[test]
+fn help_never_shows_the_rpc_url_from_the_environment() {
+    let secret = "s3cr3t-k3y-0123";
+    let o = Command::new(env!("CARGO_BIN_EXE_sequencer-local"))
+        .arg("--help")
+        .env(
+            "RPC_URL",
+            format!("https://user:{secret}@rpc.example/v3/{secret}"),
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("[env: RPC_URL]"), "{text}");
+    assert!(text.contains("--json"), "{text}");
+    assert!(!text.contains(secret), "{text}");
+}

@@ -28,6 +28,7 @@ mod args;
 mod audit;
 mod batch;
 mod chain;
+mod env;
 mod net;
 mod proof_chain;
 mod proof_get;
@@ -36,7 +37,12 @@ mod report;
 mod submission;
 
 #[derive(Parser)]
-#[command(name = "seqctl", version, about = "Submission sequencer command line")]
+#[command(
+    name = "seqctl",
+    version,
+    about = "Submission sequencer command line",
+    after_help = env::HELP
+)]
 struct Cli {
     /// Print one JSON object instead of text lines.
     #[arg(long, global = true)]
@@ -69,22 +75,27 @@ enum AuditCmd {
     /// Recompute an epoch from the chain and the batch documents: each batch's CID from its
     /// bytes, both roots, one batch per project, every listed submission's EIP-712 signer
     /// against its slot's owner and its header inside the window, the plurality per project.
+    #[command(
+        override_usage = "seqctl audit epoch [OPTIONS] --rpc-url <RPC_URL> --protocol-state <PROTOCOL_STATE> --ipfs <IPFS> [MARKET] <EPOCH>"
+    )]
     Epoch {
-        /// Data market address.
-        market: String,
-        /// Epoch id.
-        epoch: String,
-        /// JSON-RPC endpoint of the protocol chain.
-        #[arg(long, env = "RPC_URL")]
+        /// [MARKET] EPOCH: the data market address (default: --market) and the epoch id.
+        #[arg(value_name = "ARGS", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        /// Data market address, when MARKET is left out.
+        #[arg(long, env = env::DATA_MARKET_ADDRESS)]
+        market: Option<String>,
+        /// JSON-RPC endpoint of the protocol chain (never printed: it may carry an API key).
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: String,
         /// ProtocolState contract (also the EIP-712 verifying contract).
-        #[arg(long, env = "PROTOCOL_STATE_ADDRESS")]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: String,
         /// IPFS node (Kubo RPC, `POST /api/v0/cat`) holding the batch documents.
-        #[arg(long, env = "IPFS_API_URL")]
+        #[arg(long, env = env::IPFS_API_URL, hide_env_values = true)]
         ipfs: String,
         /// EIP-712 chain id (default: the RPC's chain id).
-        #[arg(long)]
+        #[arg(long, env = env::CHAIN_ID)]
         chain_id: Option<u64>,
     },
 }
@@ -108,10 +119,10 @@ enum SubmissionCmd {
     /// Recover a submission's signer and print its EIP-712 digest.
     Verify {
         /// Protocol chain id.
-        #[arg(long)]
+        #[arg(long, env = env::CHAIN_ID)]
         chain_id: u64,
         /// ProtocolState contract address (the EIP-712 verifying contract).
-        #[arg(long)]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: String,
         /// One submission in `/collect` JSON form (a leading UUID is allowed), or `-`.
         file: PathBuf,
@@ -134,38 +145,42 @@ enum ProofCmd {
         batch: Option<PathBuf>,
         /// JSON-RPC endpoint of the protocol chain (never printed: it may carry an API key).
         /// Needs --protocol-state, and --batch or --ipfs for the batch document.
-        #[arg(long, requires = "protocol_state")]
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: Option<String>,
         /// ProtocolState contract (with --rpc-url).
-        #[arg(long, requires = "rpc_url")]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: Option<String>,
         /// IPFS node (Kubo RPC, `POST /api/v0/cat`), with --rpc-url: the batch document when
         /// --batch is not given, and the epoch's earlier batches, to recompute the roothash.
-        #[arg(long, requires = "rpc_url")]
+        /// Not used offline.
+        #[arg(long, env = env::IPFS_API_URL, hide_env_values = true)]
         ipfs: Option<String>,
     },
     /// Fetch a submission's proof from a sequencer's proof API and check it offline: the
     /// Merkle path, the batch bytes from IPFS (`--ipfs`), the batch and roots on chain
     /// (`--rpc-url`).
+    #[command(override_usage = "seqctl proof get [OPTIONS] --url <URL> [MARKET] <EPOCH> <ID>")]
     Get {
         /// Proof API base URL (the `proof` function URL, or the local runner's HTTP address).
-        #[arg(long)]
+        #[arg(long, env = env::PROOF_API_URL, hide_env_values = true)]
         url: String,
-        /// Data market address.
-        market: String,
-        /// Epoch id.
-        epoch: String,
-        /// Submission id (UUID).
-        id: String,
+        /// [MARKET] EPOCH ID: the data market address (default: --market), the epoch id and
+        /// the submission id (UUID).
+        #[arg(value_name = "ARGS", num_args = 2..=3, required = true)]
+        args: Vec<String>,
+        /// Data market address, when MARKET is left out.
+        #[arg(long, env = env::DATA_MARKET_ADDRESS)]
+        market: Option<String>,
         /// IPFS node (Kubo RPC, `POST /api/v0/cat`) to fetch the batch document from.
-        #[arg(long)]
+        #[arg(long, env = env::IPFS_API_URL, hide_env_values = true)]
         ipfs: Option<String>,
         /// JSON-RPC endpoint of the protocol chain, to check the batch is anchored there and,
-        /// with --ipfs, its roots (`proof verify --rpc-url`'s checks). Never printed.
-        #[arg(long, requires = "protocol_state")]
+        /// with --ipfs, its roots (`proof verify --rpc-url`'s checks). Needs --protocol-state.
+        /// Never printed.
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: Option<String>,
         /// ProtocolState contract (with --rpc-url).
-        #[arg(long)]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: Option<String>,
     },
 }
@@ -200,56 +215,60 @@ fn main() -> ExitCode {
             rpc_url,
             protocol_state,
             ipfs,
-        }) => {
-            let on_chain = match (rpc_url, protocol_state) {
-                (Some(rpc_url), Some(protocol_state)) => Some(proof_chain::ProofOnChain {
-                    rpc_url,
-                    protocol_state,
-                    ipfs,
-                }),
-                // clap requires both together.
-                _ => None,
-            };
+        }) => args::chain_pair(rpc_url, protocol_state).and_then(|pair| {
+            let on_chain = pair.map(|(rpc_url, protocol_state)| proof_chain::ProofOnChain {
+                rpc_url,
+                protocol_state,
+                ipfs,
+            });
             proof_verify::proof_verify(&file, batch.as_deref(), on_chain, json)
-        }
+        }),
         Cmd::Proof(ProofCmd::Get {
             url,
+            args,
             market,
-            epoch,
-            id,
             ipfs,
             rpc_url,
             protocol_state,
-        }) => proof_get::proof_get(
-            proof_get::ProofGet {
-                url,
-                market,
-                epoch,
-                id,
-                ipfs,
-                rpc_url,
-                protocol_state,
-            },
-            json,
-        ),
+        }) => args::market_first::<2>(args, market).and_then(|(market, rest)| {
+            let [epoch, id] = rest;
+            let (rpc_url, protocol_state) = match args::chain_pair(rpc_url, protocol_state)? {
+                Some((r, p)) => (Some(r), Some(p)),
+                None => (None, None),
+            };
+            proof_get::proof_get(
+                proof_get::ProofGet {
+                    url,
+                    market,
+                    epoch,
+                    id,
+                    ipfs,
+                    rpc_url,
+                    protocol_state,
+                },
+                json,
+            )
+        }),
         Cmd::Audit(AuditCmd::Epoch {
+            args,
             market,
-            epoch,
             rpc_url,
             protocol_state,
             ipfs,
             chain_id,
-        }) => audit::audit_epoch(
-            audit::AuditEpoch {
-                market,
-                epoch,
-                rpc_url,
-                protocol_state,
-                ipfs,
-                chain_id,
-            },
-            json,
-        ),
+        }) => args::market_first::<1>(args, market).and_then(|(market, [epoch])| {
+            audit::audit_epoch(
+                audit::AuditEpoch {
+                    market,
+                    epoch,
+                    rpc_url,
+                    protocol_state,
+                    ipfs,
+                    chain_id,
+                },
+                json,
+            )
+        }),
         Cmd::Chain(cmd) => chain::run(cmd, json),
     };
     match result {
