@@ -221,17 +221,27 @@ struct Head {
     hash: B256,
 }
 
+/// Spawns a throwaway anvil on a free loopback port, mining a block every `block_ms` (for
+/// tests; the runner keeps its chain with [`spawn_anvil_kept`]).
+pub async fn spawn_anvil(block_ms: u64) -> Result<Anvil> {
+    spawn(block_ms, None).await
+}
+
 /// Spawns anvil on a free loopback port, mining a block every `block_ms`, its chain kept in
 /// `data_dir` (loaded when there, written when it stops). A rerun therefore resumes the chain
 /// too; a state file older than the last block the runner saw is refused.
-pub async fn spawn_anvil(block_ms: u64, data_dir: &Path) -> Result<Anvil> {
+pub async fn spawn_anvil_kept(block_ms: u64, data_dir: &Path) -> Result<Anvil> {
+    spawn(block_ms, Some(data_dir)).await
+}
+
+async fn spawn(block_ms: u64, data_dir: Option<&Path>) -> Result<Anvil> {
     let bin = find_or_install_anvil().await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .context("free port")?;
-    let state = data_dir.join(ANVIL_STATE_FILE);
-    let resumed = state.is_file();
+    let state = data_dir.map(|d| d.join(ANVIL_STATE_FILE));
+    let resumed = state.as_deref().is_some_and(Path::is_file);
     let mut cmd = std::process::Command::new("sh");
     cmd.arg("-c")
         .arg(ANVIL_KEEPER)
@@ -242,12 +252,13 @@ pub async fn spawn_anvil(block_ms: u64, data_dir: &Path) -> Result<Anvil> {
             "--block-time",
             &format!("{:.3}", block_ms.max(50) as f64 / 1000.0),
         ])
-        .arg("--state")
-        .arg(&state)
         .arg("--silent")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if let Some(state) = &state {
+        cmd.arg("--state").arg(state);
+    }
     // Its own process group: Ctrl-C in the terminal reaches the runner, which then stops anvil
     // after its own last transaction, rather than both at once.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -277,13 +288,12 @@ pub async fn spawn_anvil(block_ms: u64, data_dir: &Path) -> Result<Anvil> {
             bail!(
                 "anvil ({}) exited at start ({status}){}",
                 bin.display(),
-                if resumed {
-                    format!(
+                match (&state, resumed) {
+                    (Some(state), true) => format!(
                         "; it could not load {}: start over with --fresh",
                         state.display()
-                    )
-                } else {
-                    String::new()
+                    ),
+                    _ => String::new(),
                 }
             );
         }
@@ -291,6 +301,9 @@ pub async fn spawn_anvil(block_ms: u64, data_dir: &Path) -> Result<Anvil> {
             bail!("anvil did not answer on {rpc_url}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let (Some(data_dir), Some(state)) = (data_dir, state) else {
+        return Ok(anvil);
     };
     let head_file = data_dir.join(ANVIL_HEAD_FILE);
     if resumed {

@@ -53,7 +53,7 @@ pub async fn run(args: Args) -> Result<i32> {
         .unwrap_or(if args.no_sim { 1000 } else { 250 });
     let anvil = match &args.rpc_url {
         Some(_) => None,
-        None => Some(chain::spawn_anvil(block_ms, &args.data_dir).await?),
+        None => Some(chain::spawn_anvil_kept(block_ms, &args.data_dir).await?),
     };
     let rpc_url = match (&args.rpc_url, &anvil) {
         (Some(u), _) => u.clone(),

@@ -59,7 +59,9 @@ fn script(bin: &Path, name: &str, body: &str) {
 /// rustup's homes as they are (a HOME without them would make `cargo` look for its toolchain
 /// elsewhere and try to install it).
 fn rust_env() -> Vec<(String, PathBuf)> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     [("RUSTUP_HOME", ".rustup"), ("CARGO_HOME", ".cargo")]
         .into_iter()
         .map(|(var, dir)| {
