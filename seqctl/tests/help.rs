@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+mod common;
+
 const SECRET: &str = "s3cr3t-k3y-0123";
 
 fn help(args: &[&str]) -> String {
@@ -46,16 +48,7 @@ fn help_of_every_command_hides_secrets_from_the_environment() {
     }
     // The variables are named where they apply, once for all in the top-level help.
     let top = help(&[]);
-    for v in [
-        "RPC_URL",
-        "SOURCE_RPC_URL",
-        "PROTOCOL_STATE_ADDRESS",
-        "DATA_MARKET_ADDRESS",
-        "IPFS_API_URL",
-        "PROOF_API_URL",
-        "CHAIN_ID",
-        "SEQCTL_PRIVATE_KEY",
-    ] {
+    for v in common::SEQCTL_ENV.into_iter().chain(["SEQCTL_PRIVATE_KEY"]) {
         assert!(top.contains(v), "{v} missing from seqctl --help:\n{top}");
     }
     for (cmd, vars) in [
