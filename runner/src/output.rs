@@ -49,11 +49,6 @@ impl Output {
         }
     }
 
-    /// Whether lines are JSON.
-    pub fn is_json(&self) -> bool {
-        self.json
-    }
-
     /// The table's header (nothing in JSON).
     pub fn header(&self) {
         if !self.json {
