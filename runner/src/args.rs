@@ -38,15 +38,22 @@ pub struct Args {
     /// Blocks past `end` before an epoch is released (epoch manager finality offset).
     #[arg(long, default_value_t = 1)]
     pub finality_offset: u64,
-    /// Where the state database, queues, blockstore and deployment live. Reusing it resumes.
+    /// Where the state database, queues, blockstore, deployment and the spawned anvil's chain
+    /// live. Reusing it resumes the chain and the records together; a directory that belongs to
+    /// another chain is refused.
     #[arg(long, default_value = ".local/run")]
     pub data_dir: PathBuf,
-    /// Wipe the data directory first.
+    /// Wipe the data directory first (its chain too, when anvil was spawned).
     #[arg(long)]
     pub fresh: bool,
-    /// Use this chain instead of spawning anvil (the deployment in the data directory is reused
-    /// when its contract exists there).
-    #[arg(long, env = "RPC_URL")]
+    /// Standard output as JSON lines for scripts: one `{"type":"epoch",…}` object per anchored
+    /// epoch and a `{"type":"summary",…}` at the end (after `{"type":"ready",…}` with --no-sim).
+    #[arg(long)]
+    pub json: bool,
+    /// Use this chain instead of spawning anvil. The data directory is tied to the chain it was
+    /// first used with (chain id, genesis hash, deployment block): another chain is refused. The
+    /// value is never printed (it may carry an API key).
+    #[arg(long, env = "RPC_URL", hide_env_values = true)]
     pub rpc_url: Option<String>,
     /// libp2p listen address of the ingress.
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]

@@ -10,6 +10,7 @@
 pub mod args;
 pub mod chain;
 pub mod content_http;
+pub mod output;
 pub mod releaser;
 pub mod report;
 pub mod services;
@@ -43,6 +44,7 @@ pub async fn run(args: Args) -> Result<i32> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let _lock = chain::lock_data_dir(&args.data_dir)?;
 
     // Chain and contract.
     // An outside collector gets slower blocks (a wider window in time) unless told otherwise.
@@ -51,7 +53,7 @@ pub async fn run(args: Args) -> Result<i32> {
         .unwrap_or(if args.no_sim { 1000 } else { 250 });
     let anvil = match &args.rpc_url {
         Some(_) => None,
-        None => Some(chain::spawn_anvil(block_ms).await?),
+        None => Some(chain::spawn_anvil_kept(block_ms, &args.data_dir).await?),
     };
     let rpc_url = match (&args.rpc_url, &anvil) {
         (Some(u), _) => u.clone(),
@@ -167,11 +169,13 @@ pub async fn run(args: Args) -> Result<i32> {
     )
     .await?;
 
+    let out = output::Output::new(args.json);
     let outcome = if args.no_sim {
         let info = serde_json::json!({
+            "type": "ready",
             "ingress": ingress_addr.to_string(),
             "peer_id": ingress.peer_id.to_string(),
-            "rpc_url": rpc_url,
+            "rpc_url": sequencer_chain::redact_url(&rpc_url),
             "chain_id": dep.chain_id,
             "protocol_state": dep.protocol_state.to_checksum(None),
             "data_market": dep.data_market.to_checksum(None),
@@ -186,7 +190,7 @@ pub async fn run(args: Args) -> Result<i32> {
         println!("{info}");
         // Boxed: these futures are large and deep; callers that await `run` inside their own
         // async code would otherwise hit the compiler's layout depth limit.
-        Box::pin(serve(&p, &blocks, &args)).await
+        Box::pin(serve(&p, &blocks, &args, &out)).await
     } else {
         Box::pin(simulate(
             &p,
@@ -197,6 +201,7 @@ pub async fn run(args: Args) -> Result<i32> {
             &ingress_addr,
             ingress.peer_id,
             started,
+            &out,
         ))
         .await
     };
@@ -225,6 +230,16 @@ pub async fn run(args: Args) -> Result<i32> {
     if let Some(s) = em_stats {
         eprintln!("epoch manager: {s:?}");
     }
+    out.summary(
+        code,
+        &output::RunFacts {
+            rpc_url: &rpc_url,
+            deployment: &dep,
+            resumed: reused,
+        },
+        &counters,
+        started.elapsed(),
+    );
     progress(
         started,
         if code == 0 {
@@ -250,6 +265,7 @@ async fn simulate(
     addr: &Multiaddr,
     peer: libp2p::PeerId,
     started: Instant,
+    out: &output::Output,
 ) -> Result<i32> {
     let domain = Domain {
         chain_id: dep.chain_id,
@@ -266,7 +282,7 @@ async fn simulate(
     )
     .await?;
     progress(started, "simulator connected (4 libp2p connections)");
-    report::print_header();
+    out.header();
     // Epochs released before this run (a resumed data directory) are left alone.
     let known: BTreeSet<u64> = tick::epochs(p)
         .await?
@@ -372,7 +388,7 @@ async fn simulate(
                 if row.outcomes_ok.0 != row.outcomes_ok.1 || row.proofs_ok.0 != row.proofs_ok.1 {
                     failures += 1;
                 }
-                report::print_row(&row);
+                out.row(&row);
                 printed.insert(e);
                 last_progress = Instant::now();
             }
@@ -400,8 +416,9 @@ async fn serve(
     p: &Arc<sequencer_functions::Pipeline>,
     blocks: &Arc<dyn sequencer_functions::ports::ContentStore>,
     args: &Args,
+    out: &output::Output,
 ) -> Result<i32> {
-    report::print_header();
+    out.header();
     let mut printed: BTreeSet<u64> = BTreeSet::new();
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
@@ -419,7 +436,7 @@ async fn serve(
                     args.finality_offset,
                 )
                 .await?;
-                report::print_row(&row);
+                out.row(&row);
                 printed.insert(e);
             }
         }

@@ -10,7 +10,8 @@
 //!   exactly once, catching up in order or by an on-chain skip.
 //! - `epoch MARKET EPOCH`: what is anchored for an epoch: batches, roots, transactions.
 //!
-//! Environment fallbacks: `RPC_URL`, `PROTOCOL_STATE_ADDRESS`, `DATA_MARKET_ADDRESS`.
+//! Environment fallbacks: `RPC_URL`, `SOURCE_RPC_URL`, `PROTOCOL_STATE_ADDRESS`,
+//! `DATA_MARKET_ADDRESS` (all of `crate::env`; URLs never shown in `--help`).
 //!
 //! Signing key of `deploy` and `release-epochs` ([`KeyArgs`]), never printed, first found of:
 //! `--private-key-file PATH` or `--private-key HEX` (one of the two; the flag is visible in the
@@ -33,12 +34,14 @@ use sequencer_chain::{
 };
 use serde_json::json;
 
+use crate::env;
+
 #[derive(Debug, Subcommand)]
 pub enum ChainCmd {
     /// Deploy ProtocolState, register a market, set roles and assign N simulated slots.
     Deploy {
-        /// JSON-RPC endpoint.
-        #[arg(long, env = "RPC_URL")]
+        /// JSON-RPC endpoint (never printed: it may carry an API key).
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: String,
         /// Deployer (owner) key; defaults to anvil's first funded account, on a local chain only.
         #[command(flatten)]
@@ -69,14 +72,14 @@ pub enum ChainCmd {
     /// Release the market's epochs as its source chain produces them: epoch [b, b+size-1] once
     /// the source head reaches its end + the finality offset (sequencer_chain::EpochManager).
     ReleaseEpochs {
-        /// JSON-RPC endpoint of the protocol chain.
-        #[arg(long, env = "RPC_URL")]
+        /// JSON-RPC endpoint of the protocol chain (never printed: it may carry an API key).
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: String,
         /// ProtocolState contract.
-        #[arg(long, env = "PROTOCOL_STATE_ADDRESS")]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: Address,
         /// Data market.
-        #[arg(long, env = "DATA_MARKET_ADDRESS")]
+        #[arg(long, env = env::DATA_MARKET_ADDRESS)]
         market: Address,
         /// Epoch manager key; defaults to anvil's first funded account, on a local chain only.
         #[command(flatten)]
@@ -96,7 +99,7 @@ pub enum ChainCmd {
         #[arg(long, default_value_t = EpochManagerConfig::DEFAULT_FINALITY_OFFSET)]
         finality_offset: u64,
         /// JSON-RPC endpoint of the market's source chain (default: the protocol chain).
-        #[arg(long, env = "SOURCE_RPC_URL")]
+        #[arg(long, env = env::SOURCE_RPC_URL, hide_env_values = true)]
         source_rpc_url: Option<String>,
         /// After downtime: release missed epochs in order (rate-bounded) or skip them on chain.
         #[arg(long, value_enum, default_value_t = CatchUpArg::InOrder)]
@@ -117,16 +120,21 @@ pub enum ChainCmd {
         poll_ms: u64,
     },
     /// Show an epoch's anchored batches, roots and transactions.
+    #[command(
+        override_usage = "seqctl chain epoch [OPTIONS] --rpc-url <RPC_URL> --protocol-state <PROTOCOL_STATE> [MARKET] <EPOCH>"
+    )]
     Epoch {
-        /// Data market address.
-        market: Address,
-        /// Epoch id.
-        epoch: u64,
-        /// JSON-RPC endpoint.
-        #[arg(long, env = "RPC_URL")]
+        /// [MARKET] EPOCH: the data market address (default: --market) and the epoch id.
+        #[arg(value_name = "ARGS", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        /// Data market address, when MARKET is left out.
+        #[arg(long, env = env::DATA_MARKET_ADDRESS)]
+        market: Option<String>,
+        /// JSON-RPC endpoint (never printed: it may carry an API key).
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: String,
         /// ProtocolState contract.
-        #[arg(long, env = "PROTOCOL_STATE_ADDRESS")]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: Address,
     },
 }
@@ -396,11 +404,18 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
             }
         }
         ChainCmd::Epoch {
+            args,
             market,
-            epoch,
             rpc_url,
             protocol_state,
         } => {
+            let (market, [epoch]) = crate::args::market_first::<1>(args, market)?;
+            let market: Address = market
+                .parse()
+                .with_context(|| format!("market {market:?} is not an address"))?;
+            let epoch: u64 = epoch
+                .parse()
+                .with_context(|| format!("epoch {epoch:?} is not a number"))?;
             let client = ChainClient::connect(ChainConfig::new(rpc_url, protocol_state)).await?;
             let a = client.anchored(market, epoch).await.context("read epoch")?;
             if json {

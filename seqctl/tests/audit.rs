@@ -47,7 +47,7 @@ async fn serve(docs: HashMap<String, Vec<u8>>, stop: &CancellationToken) -> Stri
     format!("http://{bound}")
 }
 
-use common::{fails, out, seqctl};
+use common::{fails, out, seqctl, seqctl_env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_holds_on_a_real_epoch_and_catches_tampering() {
@@ -166,6 +166,31 @@ async fn audit_holds_on_a_real_epoch_and_catches_tampering() {
     println!("{}", out(&o));
     assert!(o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("roothash recomputed"));
+    // The same two commands with every URL, contract and market from the environment
+    // (`seqctl --help`'s list), the market left out of the arguments: the same checks.
+    let env = vec![
+        ("PROOF_API_URL", honest.clone()),
+        ("IPFS_API_URL", honest.clone()),
+        ("RPC_URL", rpc.clone()),
+        ("PROTOCOL_STATE_ADDRESS", ps.clone()),
+        ("DATA_MARKET_ADDRESS", market.clone()),
+    ];
+    let o = seqctl_env(
+        vec!["proof".into(), "get".into(), epoch.to_string(), id.clone()],
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    for want in [
+        "batch document: CID of its bytes",
+        "anchored on chain",
+        "roothash recomputed",
+    ] {
+        assert!(out(&o).contains(want), "{want}: {}", out(&o));
+    }
+    let o = seqctl_env(vec!["audit".into(), "epoch".into(), epoch.to_string()], env).await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("checks hold"), "{}", out(&o));
 
     // 1. Tampered bytes (same JSON meaning, one byte more): only the CID check fails, and the
     //    proof check refuses the document.

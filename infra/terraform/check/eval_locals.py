@@ -149,6 +149,9 @@ def main() -> int:
             "stopTimeout over 120 s": {"ingress": {"drain_timeout_secs": 115}},
             "unknown function": {"functions": {"verifier": {"memory_size": 128}}},
             "no IPFS": {"ipfs": {}},
+            "public proof access with an open function URL": {"proof": {"enabled": True, "access": "public", "auth_type": "NONE"}},
+            "unknown proof access": {"proof": {"enabled": True, "access": "anyone"}},
+            "proof rate limit under WAF's minimum": {"proof": {"enabled": True, "access": "public", "rate_limit": 5}},
         }
         for name, extra in refused.items():
             rc, out = run(root, {**BASE, **extra})

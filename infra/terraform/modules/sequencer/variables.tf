@@ -150,17 +150,49 @@ variable "epoch_manager" {
 }
 
 variable "proof" {
-  description = "The proof/status function (functions/src/handlers/proof.rs, binary `proof`): inclusion proofs and epoch status behind a Lambda function URL. Off by default."
+  description = <<-EOT
+    The proof/status function (functions/src/handlers/proof.rs, binary `proof`): inclusion proofs,
+    epoch status and the status page behind a Lambda function URL. Off by default. Who can read it
+    (docs/deploy.md, "Opening the status page"):
+      access = "iam"    (default) the function URL takes SigV4-signed requests only; the output
+                        proof_reader_policy_json is the IAM policy to give readers.
+      access = "public" a CloudFront distribution in front of the URL, which stays AWS_IAM and is
+                        reached only by CloudFront (origin access control): anyone can read, final
+                        answers (anchored epochs: `Cache-Control: max-age=31536000, immutable`) are
+                        served from CloudFront's cache, nothing else is cached (`no-store`), and a
+                        WAF rate-based rule blocks an address past rate_limit requests per 5 minutes.
+    auth_type = "NONE" opens the function URL itself with neither cache nor rate limit: prefer
+    access = "public".
+  EOT
   type = object({
     enabled              = optional(bool, false)
-    auth_type            = optional(string, "AWS_IAM") # or NONE for a public read-only API
+    access               = optional(string, "iam")
+    auth_type            = optional(string, "AWS_IAM")
     allow_origins        = optional(list(string), [])
     reserved_concurrency = optional(number, 20)
+    rate_limit           = optional(number, 1500)
+    price_class          = optional(string, "PriceClass_100")
   })
   default = {}
   validation {
     condition     = contains(["AWS_IAM", "NONE"], var.proof.auth_type)
     error_message = "proof.auth_type is AWS_IAM or NONE."
+  }
+  validation {
+    condition     = contains(["iam", "public"], var.proof.access)
+    error_message = "proof.access is iam or public."
+  }
+  validation {
+    condition     = var.proof.access != "public" || var.proof.auth_type == "AWS_IAM"
+    error_message = "proof.access = public keeps the function URL AWS_IAM (CloudFront signs its requests): leave proof.auth_type unset."
+  }
+  validation {
+    condition     = var.proof.rate_limit >= 10 && var.proof.rate_limit <= 2000000000
+    error_message = "proof.rate_limit is requests per address per 5 minutes, 10 to 2e9 (WAF's bounds)."
+  }
+  validation {
+    condition     = contains(["PriceClass_100", "PriceClass_200", "PriceClass_All"], var.proof.price_class)
+    error_message = "proof.price_class is PriceClass_100, PriceClass_200 or PriceClass_All."
   }
 }
 
