@@ -2,7 +2,7 @@
 //! RPC's `POST /api/v0/cat?arg=<cid>` and a gateway's `GET /ipfs/<cid>`. Lets anyone outside the
 //! runner fetch the batch documents whose CIDs are on chain and recompute them.
 //!
-//! The same server answers the proof API under `/v1/` (`sequencer_functions::handlers::proof`,
+//! The same server answers the proof API under `/v1/` (`sequencer_handlers::proof`,
 //! the handler the `proof` Lambda runs): submission fates with inclusion proofs, epoch status,
 //! recent epochs, with the status page over it at `/` and `/status`; and the pipeline's counters on `/metrics` in the Prometheus text format (the
 //! names the functions' EMF lines carry, labels as Prometheus labels).
@@ -16,9 +16,9 @@ use axum::http::{header, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::Router;
-use sequencer_functions::handlers::proof::{self, ProofApi};
-use sequencer_functions::ports::ContentStore;
-use sequencer_functions::Pipeline;
+use sequencer_handlers::proof::{self, ProofApi};
+use sequencer_handlers::Pipeline;
+use sequencer_ports::ContentStore;
 use tokio_util::sync::CancellationToken;
 
 type Store = Arc<dyn ContentStore>;

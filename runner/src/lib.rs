@@ -23,14 +23,14 @@ use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use sequencer_core::eip712::Domain;
 use sequencer_core::B256;
-use sequencer_functions::handlers::tick;
-use sequencer_functions::ports::{ChainPort, Table};
-use sequencer_functions::records::{self, state};
-use sequencer_functions::PipelineConfig;
+use sequencer_handlers::records::{self, state};
+use sequencer_handlers::tick;
+use sequencer_handlers::PipelineConfig;
 use sequencer_ingress::host::HostConfig;
 use sequencer_ingress::limits::EdgeLimits;
 use sequencer_ingress::metrics::Metrics;
 use sequencer_ingress::{identity, Ingress, Settings};
+use sequencer_ports::{ChainPort, Table};
 
 pub use args::Args;
 
@@ -242,9 +242,9 @@ fn progress(started: Instant, msg: &str) {
 
 #[allow(clippy::too_many_arguments)]
 async fn simulate(
-    p: &Arc<sequencer_functions::Pipeline>,
+    p: &Arc<sequencer_handlers::Pipeline>,
     chain: &dyn ChainPort,
-    blocks: &Arc<dyn sequencer_functions::ports::ContentStore>,
+    blocks: &Arc<dyn sequencer_ports::ContentStore>,
     args: &Args,
     dep: &sequencer_chain::deploy::Deployment,
     addr: &Multiaddr,
@@ -397,8 +397,8 @@ async fn simulate(
 }
 
 async fn serve(
-    p: &Arc<sequencer_functions::Pipeline>,
-    blocks: &Arc<dyn sequencer_functions::ports::ContentStore>,
+    p: &Arc<sequencer_handlers::Pipeline>,
+    blocks: &Arc<dyn sequencer_ports::ContentStore>,
     args: &Args,
 ) -> Result<i32> {
     report::print_header();

@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use sequencer_core::finalize::{inspect_roots, BatchDocument};
 use sequencer_core::proof::{prove_inclusion, EpochBatch};
 use sequencer_core::B256;
-use sequencer_functions::handlers::finalize::{batches, read_epoch};
-use sequencer_functions::ports::{ContentStore, Table};
-use sequencer_functions::records::{self, BatchRecord, EpochRecord, Receipt};
-use sequencer_functions::Pipeline;
+use sequencer_handlers::finalize::{batches, read_epoch};
+use sequencer_handlers::records::{self, BatchRecord, EpochRecord, Receipt};
+use sequencer_handlers::Pipeline;
+use sequencer_ports::{ContentStore, Table};
 
 use snapshotter_sim::scenario::{Expect, Sent};
 

@@ -27,11 +27,11 @@ use sequencer_core::devkeys;
 use sequencer_core::eip712::{sign_request, Domain};
 use sequencer_core::finalize::BatchDocument;
 use sequencer_core::submission::SnapshotSubmission;
-use sequencer_functions::handlers::finalize::batches;
-use sequencer_functions::handlers::tick;
-use sequencer_functions::records::state;
-use sequencer_functions::testkit::ServedContent;
-use sequencer_functions::PipelineConfig;
+use sequencer_handlers::finalize::batches;
+use sequencer_handlers::records::state;
+use sequencer_handlers::tick;
+use sequencer_handlers::PipelineConfig;
+use sequencer_testsupport::ServedContent;
 use tokio_util::sync::CancellationToken;
 
 async fn serve(docs: HashMap<String, Vec<u8>>, stop: &CancellationToken) -> String {

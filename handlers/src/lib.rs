@@ -1,0 +1,27 @@
+//! The sequencer's pipeline: the handlers (verify, tick, finalize, anchor) and the proof and
+//! status queries, each a plain async function over the ports (`sequencer-ports`), so the same
+//! code runs under `lambda_runtime`, in the local runner and in tests.
+//!
+//! - [`pipeline`]: the context every handler takes ([`Pipeline`]: ports, settings, verifier,
+//!   counters) and the handlers' error ([`PipelineError`]).
+//! - [`config`]: the settings, from environment variables with documented defaults.
+//! - [`records`]: what the handlers keep in the state store.
+//! - [`verify`], [`tick`], [`finalize`], [`anchor`]: the functions.
+//! - [`proof`]: the proof and status API over the state and content stores.
+//! - [`sqs`]: running a handler over the records of an SQS event, with partial batch failures.
+//!
+//! This crate depends on the core, the ports and small pure crates only: no alloy provider, no
+//! SQLite, no AWS SDK (`cargo tree -p sequencer-handlers -e normal` shows it).
+
+pub mod anchor;
+pub mod config;
+pub mod finalize;
+pub mod pipeline;
+pub mod proof;
+pub mod records;
+pub mod sqs;
+pub mod tick;
+pub mod verify;
+
+pub use config::PipelineConfig;
+pub use pipeline::{Counters, Pipeline, PipelineError, Ports};
