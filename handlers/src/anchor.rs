@@ -13,14 +13,13 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use sequencer_core::B256;
-use sequencer_ports::{EndOutcome, SubmitOutcome};
+use sequencer_ports::{EndOutcome, PortError, SubmitOutcome};
 use serde::Serialize;
 
-use crate::finalize::batches;
-use crate::pipeline::{json, now_ms, parse, Pipeline, PipelineError};
-use crate::records::{self, state, EpochJob, EpochRecord};
-use crate::sqs::body;
-use sequencer_ports::{Item, Table, Transition};
+use crate::jobs::EpochJob;
+use crate::pipeline::{now_ms, parse, Pipeline, PipelineError};
+use crate::records::{BatchState, EpochMove, EpochRecord, EpochState};
+use crate::sqs::{body, failure};
 
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -57,46 +56,38 @@ pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
         if let Err(e) = result {
             tracing::warn!(message_id = %id, error = %e, "anchor job failed; it will be redelivered");
             failed = true;
-            let one = each_record_failure(id);
-            response.batch_item_failures.push(one);
+            response.batch_item_failures.push(failure(id));
         }
     }
     response
-}
-
-fn each_record_failure(id: String) -> aws_lambda_events::sqs::BatchItemFailure {
-    let mut f = aws_lambda_events::sqs::BatchItemFailure::default();
-    f.item_identifier = id;
-    f
 }
 
 /// Anchors one finalized epoch.
 pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineError> {
     let market = p.config.market;
     let epoch = job.epoch;
-    let store = &p.ports.state;
+    let records = p.records();
     let chain = &p.ports.chain;
-    let ekey = records::epoch_key(&market, epoch);
-    let item = store
-        .get(Table::Epochs, &ekey)
+    let entry = records
+        .epoch(epoch)
         .await?
         .ok_or_else(|| PipelineError::NotReady(format!("epoch {epoch} is not recorded")))?;
     let mut report = AnchorReport {
         epoch,
         ..AnchorReport::default()
     };
-    match item.state.as_deref() {
-        Some(state::FINALIZED) => {}
-        Some(state::ANCHORED) | Some(state::ANCHOR_FAILED) => return Ok(report),
+    match entry.state {
+        EpochState::Finalized => {}
+        EpochState::Anchored | EpochState::Failed => return Ok(report),
         other => {
             return Err(PipelineError::NotReady(format!(
-                "epoch {epoch} is {other:?}, not finalized"
+                "epoch {epoch} is {other}, not finalized"
             )))
         }
     }
-    let mut rec: EpochRecord = parse("epoch", &item.data)?;
+    let mut rec = entry.record;
 
-    let list = batches(p, epoch).await?;
+    let list = records.batches(epoch).await?;
     let recorded = rec.batches.map_or(list.len(), |n| n as usize);
     if recorded != list.len() {
         return Err(PipelineError::Corrupt(format!(
@@ -105,10 +96,11 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
         )));
     }
     report.empty = list.is_empty();
-    for (st, mut b) in list {
-        if st == state::ANCHORED {
+    for entry in list {
+        if entry.state == BatchState::Anchored {
             continue;
         }
+        let mut b = entry.record;
         let root: B256 = b
             .finalized_cids_root
             .parse()
@@ -118,7 +110,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
             .await;
         let outcome = match outcome {
             Ok(o) => o,
-            Err(e) if !e.is_retryable() => return fail(p, &ekey, rec, e.to_string()).await,
+            Err(e) if !e.is_retryable() => return fail(p, rec, e).await,
             Err(e) => return Err(e.into()),
         };
         match outcome {
@@ -147,15 +139,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
                 b.delayed = delayed;
             }
         }
-        let key = records::batch_key(&market, epoch, b.index);
-        store
-            .transition(
-                Table::Batches,
-                &key,
-                Some(state::PENDING),
-                &Item::with_state(state::ANCHORED, json(&b)?),
-            )
-            .await?;
+        records.mark_batch_anchored(epoch, &b).await?;
         tracing::info!(epoch, batch = b.index, cid = %b.cid, tx = ?b.tx_hash, "batch anchored");
     }
 
@@ -172,40 +156,33 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
                 rec.end_tx = Some(format!("{tx_hash:#x}"));
             }
             Ok(EndOutcome::AlreadyEnded) => {}
-            Err(e) if !e.is_retryable() => return fail(p, &ekey, rec, e.to_string()).await,
+            Err(e) if !e.is_retryable() => return fail(p, rec, e).await,
             Err(e) => return Err(e.into()),
         }
     }
     rec.anchored_at_ms = Some(now_ms());
-    let to = Item::with_state(state::ANCHORED, json(&rec)?).ttl(p.ttl());
-    if let Transition::Refused(cur) = store
-        .transition(Table::Epochs, &ekey, Some(state::FINALIZED), &to)
+    if let EpochMove::Refused(cur) = records
+        .move_epoch(EpochState::Finalized, EpochState::Anchored, &rec)
         .await?
     {
-        tracing::warn!(epoch, state = ?cur.and_then(|c| c.state), "epoch changed while anchoring");
+        tracing::warn!(epoch, state = ?cur.map(|c| c.state), "epoch changed while anchoring");
     }
     p.counters.inc("anchor_epochs_total");
     Ok(report)
 }
 
+/// Records that anchoring `rec`'s epoch failed for good (`ANCHOR_FAILED`, with the reason).
 async fn fail(
     p: &Pipeline,
-    ekey: &sequencer_ports::Key,
     mut rec: EpochRecord,
-    why: String,
+    why: PortError,
 ) -> Result<AnchorReport, PipelineError> {
-    tracing::error!(epoch = rec.epoch, error = %why, "anchoring failed for good");
+    tracing::error!(epoch = rec.epoch, error = %why, kind = ?why.kind(), "anchoring failed for good");
     p.counters.inc("anchor_epochs_failed_total");
     let epoch = rec.epoch;
-    rec.failure = Some(why);
-    p.ports
-        .state
-        .transition(
-            Table::Epochs,
-            ekey,
-            Some(state::FINALIZED),
-            &Item::with_state(state::ANCHOR_FAILED, json(&rec)?),
-        )
+    rec.failure = Some(why.to_string());
+    p.records()
+        .move_epoch(EpochState::Finalized, EpochState::Failed, &rec)
         .await?;
     Ok(AnchorReport {
         epoch,

@@ -11,16 +11,14 @@
 //! already finalized epoch only gets its anchor job sent again.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use sequencer_core::finalize::{finalize_epoch, Accepted, FinalizedEpoch};
-use sequencer_core::submission::SnapshotSubmission;
+use sequencer_core::finalize::{finalize_epoch, FinalizedEpoch};
+use sequencer_ports::{ErrorKind, PortError};
 use serde::Serialize;
 
-use crate::pipeline::{json, now_ms, parse, Pipeline, PipelineError};
-use crate::records::{
-    self, state, BatchRecord, EpochCounts, EpochJob, EpochRecord, Receipt, SubmissionRecord, SHARDS,
-};
+use crate::jobs::EpochJob;
+use crate::pipeline::{now_ms, parse, Pipeline, PipelineError};
+use crate::records::{BatchRecord, EpochMove, EpochState};
 use crate::sqs::{body, each_record};
-use sequencer_ports::{query_all, ErrorKind, Item, OutMessage, PortError, Table, Transition};
 
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -62,40 +60,40 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
         )));
     }
     let epoch = job.epoch;
-    let store = &p.ports.state;
-    let ekey = records::epoch_key(&market, epoch);
-    let item = store
-        .get(Table::Epochs, &ekey)
+    let records = p.records();
+    let entry = records
+        .epoch(epoch)
         .await?
         .ok_or_else(|| PipelineError::NotReady(format!("epoch {epoch} is not recorded")))?;
-    let from = item.state.clone().unwrap_or_default();
-    let mut rec: EpochRecord = parse("epoch", &item.data)?;
+    let from = entry.state;
+    let mut rec = entry.record;
     let mut report = FinalizeReport {
         epoch,
         ..FinalizeReport::default()
     };
-    match from.as_str() {
-        state::CLOSED | state::CLOSING => {}
-        state::FINALIZED => {
+    match from {
+        EpochState::Closed | EpochState::Closing => {}
+        EpochState::Finalized => {
             report.already_finalized = true;
             report.batches = rec.batches.unwrap_or(0);
             send_anchor_job(p, epoch).await?;
             return Ok(report);
         }
-        state::ANCHORED | state::ANCHOR_FAILED => {
+        EpochState::Anchored | EpochState::Failed => {
             report.already_finalized = true;
             report.batches = rec.batches.unwrap_or(0);
             return Ok(report);
         }
-        other => {
+        EpochState::Open => {
             return Err(PipelineError::NotReady(format!(
-                "epoch {epoch} is {other}, not closed"
+                "epoch {epoch} is {from}, not closed"
             )))
         }
     }
 
     let t0 = std::time::Instant::now();
-    let (accepted, counts) = read_epoch(p, epoch).await?;
+    let accepted = records.accepted_submissions(epoch).await?;
+    let counts = records.tally_receipts(epoch).await?;
     let t1 = std::time::Instant::now();
     let finalized: FinalizedEpoch = finalize_epoch(&accepted, &p.config.finalize)
         .map_err(|e| PipelineError::Invariant(e.to_string()))?;
@@ -104,13 +102,11 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
     report.compute_ms = (t2 - t1).as_secs_f64() * 1e3;
     for b in &finalized.batches {
         let cid = b.cid.to_string();
-        let key = records::batch_key(&market, epoch, b.index);
-        if let Some(existing) = store.get(Table::Batches, &key).await? {
-            let have: BatchRecord = parse("batch", &existing.data)?;
-            if have.cid != cid {
+        if let Some(existing) = records.batch(epoch, b.index).await? {
+            if existing.record.cid != cid {
                 return Err(PipelineError::Invariant(format!(
                     "epoch {epoch} batch {} was recorded as {}, finalizing again gives {cid}",
-                    b.index, have.cid
+                    b.index, existing.record.cid
                 )));
             }
         } else {
@@ -140,13 +136,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
                 block: None,
                 delayed: false,
             };
-            store
-                .put_if_absent(
-                    Table::Batches,
-                    &key,
-                    &Item::with_state(state::PENDING, json(&br)?),
-                )
-                .await?;
+            records.record_batch(epoch, &br).await?;
         }
         report.submissions += b.document.submission_ids.len() as u64;
     }
@@ -156,19 +146,18 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
     rec.batches = Some(report.batches);
     rec.below_minimum = finalized.below_minimum.clone();
     rec.finalized_at_ms = Some(now_ms());
-    let to = Item::with_state(state::FINALIZED, json(&rec)?).ttl(p.ttl());
-    match store
-        .transition(Table::Epochs, &ekey, Some(&from), &to)
+    match records
+        .move_epoch(from, EpochState::Finalized, &rec)
         .await?
     {
-        Transition::Applied => {}
-        Transition::Refused(Some(cur)) if cur.state.as_deref() == Some(state::FINALIZED) => {
+        EpochMove::Moved => {}
+        EpochMove::Refused(Some(cur)) if cur.state == EpochState::Finalized => {
             report.already_finalized = true;
         }
-        Transition::Refused(cur) => {
+        EpochMove::Refused(cur) => {
             return Err(PipelineError::NotReady(format!(
                 "epoch {epoch} changed during finalization: {:?}",
-                cur.and_then(|c| c.state)
+                cur.map(|c| c.state)
             )))
         }
     }
@@ -187,65 +176,13 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
 }
 
 async fn send_anchor_job(p: &Pipeline, epoch: u64) -> Result<(), PipelineError> {
-    let market = p.config.market;
-    let job = EpochJob { market, epoch };
-    let msg = OutMessage::new(json(&job)?)
-        .attr("market", format!("{market:#x}"))
-        .attr("epoch", epoch.to_string())
-        .fifo(
-            p.config.anchor_group.clone(),
-            format!("{market:#x}-{epoch}"),
-        );
-    p.ports.anchor_queue.send(&[msg]).await?;
+    let job = EpochJob {
+        market: p.config.market,
+        epoch,
+    };
+    p.ports
+        .anchor_queue
+        .send(&[job.fifo_message(&p.config.anchor_group)?])
+        .await?;
     Ok(())
-}
-
-/// The epoch's accepted submissions and the counts of all its receipts.
-pub async fn read_epoch(
-    p: &Pipeline,
-    epoch: u64,
-) -> Result<(Vec<Accepted>, EpochCounts), PipelineError> {
-    let market = p.config.market;
-    let store = p.ports.state.as_ref();
-    let mut accepted = Vec::new();
-    let mut counts = EpochCounts::default();
-    for shard in 0..SHARDS {
-        let pk = records::epoch_shard_pk(&market, epoch, shard);
-        for (_, item) in query_all(store, Table::Submissions, &pk).await? {
-            if item.state.as_deref() != Some(state::ACCEPTED) {
-                continue;
-            }
-            let r: SubmissionRecord = parse("submission", &item.data)?;
-            let submission: SnapshotSubmission = serde_json::from_str(&r.text).map_err(|e| {
-                PipelineError::Corrupt(format!("submission {}: {e}", r.submission_id))
-            })?;
-            accepted.push(Accepted {
-                submission_id: r.submission_id,
-                submission,
-            });
-        }
-        for (_, item) in query_all(store, Table::Receipts, &pk).await? {
-            let r: Receipt = parse("receipt", &item.data)?;
-            match (r.outcome.as_str(), r.reason) {
-                ("accepted", _) => counts.accepted += 1,
-                ("simulation", _) => counts.simulations += 1,
-                (_, Some(reason)) => *counts.rejected.entry(reason).or_default() += 1,
-                (other, None) => *counts.rejected.entry(other.to_string()).or_default() += 1,
-            }
-        }
-    }
-    Ok((accepted, counts))
-}
-
-/// The epoch's batch records, in order.
-pub async fn batches(
-    p: &Pipeline,
-    epoch: u64,
-) -> Result<Vec<(String, BatchRecord)>, PipelineError> {
-    let pk = records::batches_pk(&p.config.market, epoch);
-    let mut out = Vec::new();
-    for (_, item) in query_all(p.ports.state.as_ref(), Table::Batches, &pk).await? {
-        out.push((item.state.unwrap_or_default(), parse("batch", &item.data)?));
-    }
-    Ok(out)
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use sequencer_core::eip712::Verifier;
 
 use crate::config::PipelineConfig;
+use crate::records::Records;
 use sequencer_ports::{ChainPort, ContentStore, PortError, Queue, StateStore};
 
 /// The ports one deployment uses.
@@ -116,13 +117,13 @@ impl Pipeline {
         }
     }
 
-    /// Expiry for records written now.
-    pub fn ttl(&self) -> Option<u64> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        Some(now + self.config.record_ttl.as_secs())
+    /// The typed records of this pipeline's market in its state store.
+    pub fn records(&self) -> Records<'_> {
+        Records::new(
+            self.ports.state.as_ref(),
+            self.config.market,
+            self.config.record_ttl,
+        )
     }
 }
 

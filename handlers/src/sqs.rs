@@ -3,16 +3,16 @@
 //! `batchItemFailures`, so only those come back.
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::future::join_all;
+use tracing::Instrument;
+
+use crate::pipeline::PipelineError;
 
 /// The Lambda event types the handlers take and return (`aws_lambda_events`), for callers that
 /// do not depend on that crate themselves.
 pub mod events {
     pub use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 }
-use futures::future::join_all;
-use tracing::Instrument;
-
-use crate::pipeline::PipelineError;
 
 /// Runs `f` on every record of an SQS batch, concurrently, each in a span with its message id;
 /// returns the ids of the records that failed (`batchItemFailures`), so only those come back.
@@ -35,12 +35,17 @@ where
     for (id, result) in join_all(runs).await {
         if let Err(e) = result {
             tracing::warn!(stage, message_id = %id, error = %e, retryable = e.is_retryable(), "record failed; it will be redelivered");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
+            response.batch_item_failures.push(failure(id));
         }
     }
     response
+}
+
+/// The `batchItemFailures` entry of the record with this message id.
+pub fn failure(message_id: String) -> BatchItemFailure {
+    let mut f = BatchItemFailure::default();
+    f.item_identifier = message_id;
+    f
 }
 
 /// The body of a record (`""` when absent).

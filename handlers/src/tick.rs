@@ -15,9 +15,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::pipeline::{json, now_ms, parse, Pipeline, PipelineError};
-use crate::records::{self, state, EpochJob, EpochRecord, TickCursor};
-use sequencer_ports::{query_all, Item, OutMessage, Table, Transition};
+use crate::jobs::EpochJob;
+use crate::pipeline::{now_ms, Pipeline, PipelineError};
+use crate::records::{EpochMove, EpochRecord, EpochState};
 
 /// Most block hashes recorded per step (bounds RPC calls after a long pause; verify resolves
 /// older headers against the chain itself).
@@ -59,13 +59,9 @@ pub async fn run(
 /// One step.
 pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
     let market = p.config.market;
-    let store = &p.ports.state;
+    let records = p.records();
     let chain = &p.ports.chain;
-    let cursor_key = records::cursor_key(&market);
-    let mut cursor: TickCursor = match store.get(Table::Epochs, &cursor_key).await? {
-        Some(i) => parse("tick cursor", &i.data)?,
-        None => TickCursor::default(),
-    };
+    let mut cursor = records.tick_cursor().await?;
     let mut report = TickReport {
         head: chain.head().await?,
         ..TickReport::default()
@@ -80,13 +76,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
         let Some(hash) = chain.block_hash(n).await? else {
             break;
         };
-        store
-            .put(
-                Table::Blocks,
-                &records::block_key(&format!("{hash:#x}")),
-                &Item::data(n.to_string()).ttl(p.ttl()),
-            )
-            .await?;
+        records.record_block(hash, n).await?;
         cursor.blocks_up_to = n;
         report.blocks_recorded += 1;
     }
@@ -125,15 +115,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
                 seen_at_ms: now_ms(),
                 ..EpochRecord::default()
             };
-            let item = Item::with_state(state::OPEN, json(&rec)?).ttl(p.ttl());
-            if store
-                .put_if_absent(
-                    Table::Epochs,
-                    &records::epoch_key(&market, r.epoch_id),
-                    &item,
-                )
-                .await?
-            {
+            if records.open_epoch(&rec).await? {
                 tracing::info!(
                     epoch = r.epoch_id,
                     release_block = r.block_number,
@@ -151,72 +133,35 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
     cursor.releases_after = page.next_cursor;
 
     // Close what is due.
-    let pk = records::epoch_key(&market, 0).pk;
-    let after =
-        (cursor.low_epoch > 0).then(|| records::epoch_key(&market, cursor.low_epoch - 1).sk);
     let mut first_open: Option<u64> = None;
     let mut last_seen: Option<u64> = None;
-    let mut items = Vec::new();
-    let mut next = after;
-    loop {
-        let page = store
-            .query(Table::Epochs, &pk, next.as_deref(), 500)
-            .await?;
-        items.extend(page.items);
-        match page.next {
-            Some(n) => next = Some(n),
-            None => break,
-        }
-    }
-    for (sk, item) in items {
-        let Some(epoch) = records::epoch_of_sk(&sk) else {
-            continue;
-        };
-        let st = item.state.clone().unwrap_or_default();
-        let mut rec: EpochRecord = parse("epoch", &item.data)?;
-        let closing = match st.as_str() {
-            state::OPEN
+    for e in records.epochs_from(cursor.low_epoch).await? {
+        let epoch = e.record.epoch;
+        let mut rec = e.record;
+        let closing = match e.state {
+            EpochState::Open
                 if report.head > rec.window_end.saturating_add(p.config.close_grace_blocks) =>
             {
                 rec.closed_at_ms = Some(now_ms());
                 rec.closed_at_block = Some(report.head);
-                let to = Item::with_state(state::CLOSING, json(&rec)?).ttl(p.ttl());
-                matches!(
-                    store
-                        .transition(
-                            Table::Epochs,
-                            &records::epoch_key(&market, epoch),
-                            Some(state::OPEN),
-                            &to
-                        )
-                        .await?,
-                    Transition::Applied
-                )
+                records
+                    .move_epoch(EpochState::Open, EpochState::Closing, &rec)
+                    .await?
+                    == EpochMove::Moved
             }
-            state::CLOSING => true,
+            EpochState::Closing => true,
             _ => false,
         };
         if closing {
             let job = EpochJob { market, epoch };
-            p.ports
-                .finalize_queue
-                .send(&[OutMessage::new(json(&job)?)
-                    .attr("market", format!("{market:#x}"))
-                    .attr("epoch", epoch.to_string())])
-                .await?;
-            let to = Item::with_state(state::CLOSED, json(&rec)?).ttl(p.ttl());
-            store
-                .transition(
-                    Table::Epochs,
-                    &records::epoch_key(&market, epoch),
-                    Some(state::CLOSING),
-                    &to,
-                )
+            p.ports.finalize_queue.send(&[job.message()?]).await?;
+            records
+                .move_epoch(EpochState::Closing, EpochState::Closed, &rec)
                 .await?;
             tracing::info!(epoch, head = report.head, "epoch closed; finalize job sent");
             p.counters.inc("tick_epochs_closed_total");
             report.closed.push(epoch);
-        } else if st == state::OPEN && first_open.is_none() {
+        } else if e.state == EpochState::Open && first_open.is_none() {
             first_open = Some(epoch);
         }
         last_seen = Some(epoch);
@@ -225,25 +170,6 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
     if let Some(low) = first_open.or(last_seen.map(|e| e + 1)) {
         cursor.low_epoch = low;
     }
-    store
-        .put(Table::Epochs, &cursor_key, &Item::data(json(&cursor)?))
-        .await?;
+    records.save_tick_cursor(&cursor).await?;
     Ok(report)
-}
-
-/// Every epoch record of the market, in order (status and tests).
-pub async fn epochs(p: &Pipeline) -> Result<Vec<(u64, String, EpochRecord)>, PipelineError> {
-    let market = p.config.market;
-    let pk = records::epoch_key(&market, 0).pk;
-    let mut out = Vec::new();
-    for (sk, item) in query_all(p.ports.state.as_ref(), Table::Epochs, &pk).await? {
-        if let Some(e) = records::epoch_of_sk(&sk) {
-            out.push((
-                e,
-                item.state.unwrap_or_default(),
-                parse("epoch", &item.data)?,
-            ));
-        }
-    }
-    Ok(out)
 }

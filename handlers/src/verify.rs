@@ -19,17 +19,19 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use sequencer_core::collect::CollectMessage;
 use sequencer_core::rules::{self, EpochWindow, Rejection};
 use sequencer_core::B256;
+use sequencer_ports::{BoundedAdd, OutMessage};
 use sha2::{Digest, Sha256};
 
-use crate::pipeline::{json, now_ms, parse, Pipeline, PipelineError};
-use crate::records::{self, state, EpochRecord, Receipt, SubmissionRecord};
+use crate::pipeline::{now_ms, Pipeline, PipelineError};
+use crate::records::{
+    AcceptClaim, EpochState, Outcome, Receipt, RejectReason, SubmissionRecord, SubmissionState,
+};
 use crate::sqs::{body, each_record};
-use sequencer_ports::{BoundedAdd, Item, OutMessage, Table, Transition};
 
 /// Reason code of a submission for an epoch the tick has already closed.
-pub const LATE: &str = "late";
+pub const LATE: &str = RejectReason::LATE;
 /// Reason code of a submission id reused with another body.
-pub const DUPLICATE_ID: &str = "duplicate_submission_id";
+pub const DUPLICATE_ID: &str = RejectReason::DUPLICATE_ID;
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +40,8 @@ pub enum Verdict {
     Accepted,
     /// Accepted as a simulation (liveness), never batched.
     Simulation,
-    /// Rejected with this reason code.
-    Rejected(String),
+    /// Rejected for this reason.
+    Rejected(RejectReason),
     /// Processed before (a redelivery): nothing changed.
     Redelivered,
     /// Not a submission at all: sent to the dead-letter queue.
@@ -85,51 +87,48 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
     };
     let cfg = &p.config;
     let market = cfg.market;
+    let records = p.records();
     let id = msg.submission_id.to_string();
     let sub = &msg.submission;
     let epoch = sub.request.epoch_id;
     let slot = sub.request.slot_id;
+    let project = sub.request.project_id.as_str();
     let digest = hex::encode(Sha256::digest(body.as_bytes()));
-    let receipt_key = records::receipt_key(&market, epoch, &id);
 
-    if let Some(existing) = p.ports.state.get(Table::Receipts, &receipt_key).await? {
-        let r: Receipt = parse("receipt", &existing.data)?;
-        if r.digest == digest {
+    if let Some(existing) = records.receipt(epoch, &id).await? {
+        if existing.digest == digest {
             return Ok(Verdict::Redelivered);
         }
         tracing::warn!(submission_id = %id, "submission id reused with another body");
-        return Ok(Verdict::Rejected(DUPLICATE_ID.into()));
+        return Ok(Verdict::Rejected(RejectReason::DuplicateSubmissionId));
     }
 
-    let reject = |reason: &str, detail: String| Receipt {
-        outcome: "rejected".into(),
-        reason: Some(reason.to_string()),
-        detail: Some(detail),
+    let receipt = |outcome: Outcome| Receipt {
+        outcome,
         digest: digest.clone(),
-        project: sub.request.project_id.clone(),
+        project: project.to_string(),
         slot,
         at_ms: now_ms(),
     };
-    let rk = &receipt_key;
-    let record_rejection = |r: Receipt| async move {
-        let reason = r.reason.clone().unwrap_or_default();
-        let item = Item::with_state("REJECTED", json(&r)?).ttl(p.ttl());
-        if p.ports
-            .state
-            .put_if_absent(Table::Receipts, rk, &item)
-            .await?
-        {
+    let (records, id) = (&records, &id);
+    let reject = |reason: RejectReason, detail: String| async move {
+        let r = receipt(Outcome::Rejected {
+            reason: reason.clone(),
+            detail: Some(detail),
+        });
+        if records.write_receipt(epoch, id, &r).await? {
             Ok(Verdict::Rejected(reason))
         } else {
             // Another delivery of the same message got there first.
             Ok(Verdict::Redelivered)
         }
     };
+    let rule = |e: Rejection| reject(RejectReason::from(&e), e.to_string());
 
     // Stateless: fields, market, signature.
     let recovered = match rules::check_stateless(&p.verifier, sub, &market) {
         Ok(r) => r,
-        Err(e) => return record_rejection(reject(e.reason(), e.to_string())).await,
+        Err(e) => return rule(e).await,
     };
     let signer = recovered.signer;
 
@@ -141,47 +140,25 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         false
     };
     if let Err(e) = rules::check_signer(slot, signer, Some(owner), flagged) {
-        return record_rejection(reject(e.reason(), e.to_string())).await;
+        return rule(e).await;
     }
 
-    let accept_receipt = |outcome: &str| Receipt {
-        outcome: outcome.to_string(),
-        reason: None,
-        detail: None,
-        digest: digest.clone(),
-        project: sub.request.project_id.clone(),
-        slot,
-        at_ms: now_ms(),
-    };
-
     if let rules::Kind::Simulation = rules::kind(sub) {
-        let item =
-            Item::with_state("SIMULATION", json(&accept_receipt("simulation"))?).ttl(p.ttl());
-        p.ports
-            .state
-            .put_if_absent(Table::Receipts, &receipt_key, &item)
+        records
+            .write_receipt(epoch, id, &receipt(Outcome::Simulation))
             .await?;
         return Ok(Verdict::Simulation);
     }
 
     // Window: the epoch as the tick recorded it.
-    let epoch_item = p
-        .ports
-        .state
-        .get(Table::Epochs, &records::epoch_key(&market, epoch))
-        .await?;
-    let (window, open) = match epoch_item {
-        Some(item) => {
-            let rec: EpochRecord = parse("epoch", &item.data)?;
-            let open = item.state.as_deref() == Some(state::OPEN);
-            (
-                Some(EpochWindow {
-                    release_block: rec.release_block,
-                    window_blocks: rec.window_end.saturating_sub(rec.release_block),
-                }),
-                open,
-            )
-        }
+    let (window, open) = match records.epoch(epoch).await? {
+        Some(e) => (
+            Some(EpochWindow {
+                release_block: e.record.release_block,
+                window_blocks: e.record.window_end.saturating_sub(e.record.release_block),
+            }),
+            e.state == EpochState::Open,
+        ),
         None => {
             // The tick may not have seen the release yet: ask the chain.
             let on_chain = p.ports.chain.anchored(market, epoch).await?;
@@ -194,10 +171,10 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         }
     };
     if !open {
-        return record_rejection(reject(
-            LATE,
+        return reject(
+            RejectReason::Late,
             format!("epoch {epoch} was already closed for finalization"),
-        ))
+        )
         .await;
     }
     let header_block = match sub.header_hash() {
@@ -205,12 +182,11 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         None => None,
     };
     if let Err(e) = rules::check_window(epoch, header_block, window) {
-        return record_rejection(reject(e.reason(), e.to_string())).await;
+        return rule(e).await;
     }
     let header_block = header_block.unwrap_or_default();
 
     // First wins per (project, slot).
-    let claim_key = records::submission_key(&market, epoch, &sub.request.project_id, slot);
     let text = String::from_utf8_lossy(&msg.raw[sequencer_core::collect::UUID_LEN..]).into_owned();
     let record = SubmissionRecord {
         submission_id: id.clone(),
@@ -219,98 +195,68 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         header_block,
         verified_at_ms: now_ms(),
     };
-    let pending = Item::with_state(state::PENDING, json(&record)?);
-    if !p
-        .ports
-        .state
-        .put_if_absent(Table::Submissions, &claim_key, &pending)
+    if !records
+        .claim_submission(epoch, project, slot, &record)
         .await?
     {
-        let holder = p.ports.state.get(Table::Submissions, &claim_key).await?;
-        let ours = match &holder {
-            Some(h) => parse::<SubmissionRecord>("submission", &h.data)?.submission_id == id,
-            None => false,
-        };
-        if !ours {
-            let e = Rejection::Duplicate;
-            return record_rejection(reject(e.reason(), e.to_string())).await;
-        }
-        if holder.and_then(|h| h.state).as_deref() == Some(state::ACCEPTED) {
-            // A crash after acceptance, before the receipt: finish below.
-            return finish_accept(p, &receipt_key, accept_receipt("accepted")).await;
+        let holder = records.claim_holder(epoch, project, slot).await?;
+        match holder {
+            Some((state, held)) if held.submission_id == *id => {
+                if state == SubmissionState::Accepted {
+                    // A crash after acceptance, before the receipt: finish below.
+                    return finish_accept(records, epoch, id, receipt(Outcome::Accepted)).await;
+                }
+            }
+            _ => return rule(Rejection::Duplicate).await,
         }
     }
 
     // The per-slot cap, atomic across concurrent verifiers, idempotent per submission id.
     if !cfg.full_nodes.contains(&signer) {
-        let counter = records::slot_counter_key(&market, epoch, slot);
         let cap = u64::from(cfg.max_per_slot);
-        match p
-            .ports
-            .state
-            .add_bounded(Table::Counters, &counter, &id, cap)
-            .await?
-        {
+        match records.count_toward_cap(epoch, slot, id, cap).await? {
             BoundedAdd::Added(_) | BoundedAdd::Present(_) => {}
             BoundedAdd::Full(_) => {
                 // Release our claim so it is never finalized.
-                p.ports.state.delete(Table::Submissions, &claim_key).await?;
-                let e = Rejection::SlotEpochCap {
+                records.release_claim(epoch, project, slot).await?;
+                return rule(Rejection::SlotEpochCap {
                     cap: cfg.max_per_slot,
-                };
-                return record_rejection(reject(e.reason(), e.to_string())).await;
+                })
+                .await;
             }
         }
     }
 
-    let accepted = Item::with_state(state::ACCEPTED, json(&record)?);
-    match p
-        .ports
-        .state
-        .transition(
-            Table::Submissions,
-            &claim_key,
-            Some(state::PENDING),
-            &accepted,
-        )
-        .await?
-    {
-        Transition::Applied => {}
-        Transition::Refused(Some(cur)) if cur.state.as_deref() == Some(state::ACCEPTED) => {}
-        Transition::Refused(other) => {
+    match records.accept_claim(epoch, project, slot, &record).await? {
+        AcceptClaim::Accepted | AcceptClaim::AlreadyAccepted => {}
+        AcceptClaim::Changed(other) => {
             return Err(PipelineError::Invariant(format!(
                 "claim of submission {id} changed under us: {other:?}"
             )))
         }
     }
-    finish_accept(p, &receipt_key, accept_receipt("accepted")).await
+    finish_accept(records, epoch, id, receipt(Outcome::Accepted)).await
 }
 
 async fn finish_accept(
-    p: &Pipeline,
-    receipt_key: &sequencer_ports::Key,
+    records: &crate::records::Records<'_>,
+    epoch: u64,
+    id: &str,
     receipt: Receipt,
 ) -> Result<Verdict, PipelineError> {
-    let item = Item::with_state("ACCEPTED", json(&receipt)?).ttl(p.ttl());
-    p.ports
-        .state
-        .put_if_absent(Table::Receipts, receipt_key, &item)
-        .await?;
+    records.write_receipt(epoch, id, &receipt).await?;
     Ok(Verdict::Accepted)
 }
 
 /// The block number of a header hash: the tick's record, else the chain (then recorded).
 pub async fn header_block(p: &Pipeline, hash: B256) -> Result<Option<u64>, PipelineError> {
-    let key = records::block_key(&format!("{hash:#x}"));
-    if let Some(item) = p.ports.state.get(Table::Blocks, &key).await? {
-        return Ok(item.data.parse().ok());
+    let records = p.records();
+    if let Some(n) = records.recorded_block(hash).await? {
+        return Ok(Some(n));
     }
     let n = p.ports.chain.block_number(hash).await?;
     if let Some(n) = n {
-        p.ports
-            .state
-            .put(Table::Blocks, &key, &Item::data(n.to_string()).ttl(p.ttl()))
-            .await?;
+        records.record_block(hash, n).await?;
     }
     Ok(n)
 }

@@ -15,8 +15,11 @@ use uuid::Uuid;
 use sequencer_handlers::{anchor, finalize, tick, verify};
 
 use sequencer_embedded::poller::{drain, PollerConfig};
-use sequencer_handlers::records::{state, EpochJob};
+use sequencer_handlers::jobs::EpochJob;
+use sequencer_handlers::records::{EpochState, RejectReason};
+use sequencer_ports::Table;
 use sequencer_ports::{ContentStore, OutMessage, Queue};
+use sequencer_testsupport::faults::Op;
 use sequencer_testsupport::{block_hash_of, signed_message, Harness};
 
 use verify::Verdict;
@@ -79,7 +82,7 @@ impl Env {
 }
 
 fn rejected(reason: &str) -> Verdict {
-    Verdict::Rejected(reason.to_string())
+    Verdict::Rejected(RejectReason::from_code(reason))
 }
 
 #[tokio::test]
@@ -234,9 +237,9 @@ async fn every_rule_then_close_finalize_anchor_exactly_once() {
     );
 
     e.run_all().await;
-    let epochs = tick::epochs(&e.p).await.unwrap();
-    assert_eq!(epochs[0].1, state::ANCHORED);
-    let rec = &epochs[0].2;
+    let epochs = e.p.records().epochs().await.unwrap();
+    assert_eq!(epochs[0].state, EpochState::Anchored);
+    let rec = &epochs[0].record;
     let counts = rec.counts.clone().unwrap();
     assert_eq!(counts.accepted, 6);
     for reason in [
@@ -326,7 +329,7 @@ async fn many_batches_crash_between_steps_and_retry_gives_one_tx_per_batch() {
     .unwrap();
     assert_eq!(again.uploaded, 0);
 
-    // The chain fails once: the job comes back and the retry sends each batch once.
+    // The chain fails once: the job comes back.
     e.chain.fail_next_submits(1);
     let cfg = PollerConfig {
         wait: Duration::ZERO,
@@ -338,44 +341,41 @@ async fn many_batches_crash_between_steps_and_retry_gives_one_tx_per_batch() {
             .await
             .unwrap();
     assert_eq!(first.failed, 1);
+    assert_eq!(e.chain.transactions(), 0);
+
+    // A crash after the batch's transaction, before its record: the retry finds the batch on
+    // chain (AlreadyAnchored) and sends nothing again.
+    let job = EpochJob {
+        market: e.market,
+        epoch,
+    };
+    e.state.fail_next(Op::Transition, Table::Batches);
+    let crashed = anchor::run(&e.p, job).await;
+    assert!(
+        crashed.as_ref().is_err_and(|e| e.is_retryable()),
+        "{crashed:?}"
+    );
+    assert_eq!(e.chain.transactions(), 1, "the batch went out");
+    // And a crash after endBatchSubmissions, before the epoch's record: the retry finds it ended.
+    e.state.fail_next(Op::Transition, Table::Epochs);
+    let crashed = anchor::run(&e.p, job).await;
+    assert!(
+        crashed.as_ref().is_err_and(|e| e.is_retryable()),
+        "{crashed:?}"
+    );
+    assert_eq!(e.p.counters.get("anchor_batches_already_total"), 1);
+    assert_eq!(e.chain.transactions(), 2, "batch + endBatchSubmissions");
+    let rep = anchor::run(&e.p, job).await.unwrap();
+    assert_eq!((rep.sent, rep.already, rep.ended), (0, 0, false));
+    assert_eq!(e.p.counters.get("anchor_batches_sent_total"), 1);
+    let epochs = e.p.records().epochs().await.unwrap();
+    assert_eq!(epochs[0].state, EpochState::Anchored);
+
+    // The queued job, retried, finds the epoch anchored: one transaction per batch in all.
     drain(&e.anchor_q, &cfg, 10, |ev| anchor::handle(&e.p, ev))
         .await
         .unwrap();
     assert_eq!(e.chain.anchored_batches(epoch).len(), 1);
-    assert_eq!(e.chain.transactions(), 2);
-    // Lost record (a crash after the transaction, before the record): the chain backstop says
-    // AlreadyAnchored and nothing is sent.
-    let st = &e.p.ports.state;
-    let key = sequencer_handlers::records::batch_key(&e.market, epoch, 1);
-    let mut item = st
-        .get(sequencer_ports::Table::Batches, &key)
-        .await
-        .unwrap()
-        .unwrap();
-    item.state = Some(state::PENDING.into());
-    st.put(sequencer_ports::Table::Batches, &key, &item)
-        .await
-        .unwrap();
-    let ekey = sequencer_handlers::records::epoch_key(&e.market, epoch);
-    let mut eitem = st
-        .get(sequencer_ports::Table::Epochs, &ekey)
-        .await
-        .unwrap()
-        .unwrap();
-    eitem.state = Some(state::FINALIZED.into());
-    st.put(sequencer_ports::Table::Epochs, &ekey, &eitem)
-        .await
-        .unwrap();
-    let rep = anchor::run(
-        &e.p,
-        EpochJob {
-            market: e.market,
-            epoch,
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!((rep.sent, rep.already), (0, 1));
     assert_eq!(e.chain.transactions(), 2);
 }
 
@@ -391,11 +391,16 @@ async fn epoch_without_submissions_is_anchored_without_ending_it_on_chain() {
     // endBatchSubmissions, which the contract refuses (NoBatchSubmitted) and the epoch ended
     // ANCHOR_FAILED. Now nothing is sent and the epoch is done.
     e.run_all().await;
-    let epochs = tick::epochs(&e.p).await.unwrap();
-    assert_eq!(epochs[0].1, state::ANCHORED, "{:?}", epochs[0].2);
-    assert_eq!(epochs[0].2.batches, Some(0));
-    assert_eq!(epochs[0].2.end_tx, None);
-    assert_eq!(epochs[0].2.failure, None);
+    let epochs = e.p.records().epochs().await.unwrap();
+    assert_eq!(
+        epochs[0].state,
+        EpochState::Anchored,
+        "{:?}",
+        epochs[0].record
+    );
+    assert_eq!(epochs[0].record.batches, Some(0));
+    assert_eq!(epochs[0].record.end_tx, None);
+    assert_eq!(epochs[0].record.failure, None);
     assert_eq!(e.chain.transactions(), 0, "nothing sent for an empty epoch");
     assert_eq!(e.p.counters.get("anchor_epochs_empty_total"), 1);
     assert_eq!(e.p.counters.get("anchor_epochs_failed_total"), 0);
@@ -424,9 +429,9 @@ async fn epoch_without_submissions_is_anchored_without_ending_it_on_chain() {
     e.chain.mine(10);
     assert_eq!(tick::step(&e.p).await.unwrap().closed, vec![next]);
     e.run_all().await;
-    let epochs = tick::epochs(&e.p).await.unwrap();
-    assert_eq!(epochs[1].1, state::ANCHORED);
-    assert!(epochs[1].2.end_tx.is_some(), "{:?}", epochs[1].2);
+    let epochs = e.p.records().epochs().await.unwrap();
+    assert_eq!(epochs[1].state, EpochState::Anchored);
+    assert!(epochs[1].record.end_tx.is_some(), "{:?}", epochs[1].record);
     assert_eq!(e.chain.transactions(), 2, "one batch + endBatchSubmissions");
 }
 
@@ -443,9 +448,9 @@ async fn a_window_change_after_release_keeps_the_epochs_deadline() {
     });
     e.chain.mine(1);
     tick::step(&e.p).await.unwrap();
-    let epochs = tick::epochs(&e.p).await.unwrap();
+    let epochs = e.p.records().epochs().await.unwrap();
     assert_eq!(
-        epochs[0].2.window_end,
+        epochs[0].record.window_end,
         r + 5,
         "the window stored with the epoch"
     );
@@ -462,9 +467,9 @@ async fn a_window_change_after_release_keeps_the_epochs_deadline() {
     let (next, r2) = e.chain.release();
     e.chain.mine(1);
     tick::step(&e.p).await.unwrap();
-    let epochs = tick::epochs(&e.p).await.unwrap();
-    assert_eq!(epochs[1].0, next);
-    assert_eq!(epochs[1].2.window_end, r2 + 1);
+    let epochs = e.p.records().epochs().await.unwrap();
+    assert_eq!(epochs[1].record.epoch, next);
+    assert_eq!(epochs[1].record.window_end, r2 + 1);
     assert_eq!(e.p.counters.get("tick_epoch_windows_fallback_total"), 0);
     e.chain.mine(1);
     let outside = e.msg(2, 2, next, "p1", CID_A, block_hash_of(r2 + 2));
@@ -483,9 +488,9 @@ async fn without_per_epoch_windows_on_chain_the_market_window_is_used_and_counte
     let (_, r2) = e.chain.release();
     e.chain.mine(1);
     tick::step(&e.p).await.unwrap();
-    let epochs = tick::epochs(&e.p).await.unwrap();
+    let epochs = e.p.records().epochs().await.unwrap();
     assert_eq!(
-        (epochs[0].2.window_end, epochs[1].2.window_end),
+        (epochs[0].record.window_end, epochs[1].record.window_end),
         (r + 7, r2 + 7)
     );
     assert_eq!(e.p.counters.get("tick_epoch_windows_fallback_total"), 2);

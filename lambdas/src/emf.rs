@@ -127,6 +127,26 @@ impl Emf {
             println!("{l}");
         }
     }
+
+    /// `app` printing, after each request, what `pipeline`'s counters gained and how long the
+    /// request took (the proof function: one request per invocation).
+    pub fn per_request(
+        &'static self,
+        app: axum::Router,
+        pipeline: std::sync::Arc<sequencer_handlers::Pipeline>,
+    ) -> axum::Router {
+        app.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let p = pipeline.clone();
+                async move {
+                    let started = std::time::Instant::now();
+                    let response = next.run(req).await;
+                    self.emit(&p.counters, started.elapsed());
+                    response
+                }
+            },
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -36,9 +36,9 @@ use sequencer_chain::deploy::deploy_local;
 use sequencer_chain::{Address, ChainClient};
 use sequencer_core::eip712::Domain;
 use sequencer_embedded::poller::sqs_event;
-use sequencer_handlers::records::{self, Receipt};
+use sequencer_handlers::records::{Outcome, Receipt, Records};
 use sequencer_handlers::sqs::events::SqsEvent;
-use sequencer_ports::{Queue, Received, StateStore, Table};
+use sequencer_ports::{Queue, Received};
 use sequencer_runner::chain::{client, plan, spawn_anvil, OWNER_KEY, SEQUENCER_KEY};
 use sequencer_testsupport::signed_message;
 use serde_json::{json, Value};
@@ -336,15 +336,11 @@ async fn drain_as_event(queue: &SqsQueue, arn: &str) -> (SqsEvent, Vec<String>) 
 }
 
 async fn receipt(store: &DynamoStore, market: &Address, epoch: u64, id: &uuid::Uuid) -> Receipt {
-    let item = store
-        .get(
-            Table::Receipts,
-            &records::receipt_key(market, epoch, &id.to_string()),
-        )
+    Records::new(store, *market, Duration::from_secs(3600))
+        .receipt(epoch, &id.to_string())
         .await
         .unwrap()
-        .unwrap_or_else(|| panic!("no receipt for submission {id}"));
-    serde_json::from_str(&item.data).unwrap()
+        .unwrap_or_else(|| panic!("no receipt for submission {id}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,11 +441,11 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
     let r = lambdas.invoke("verify", &event_json(&verify_event)).await;
     assert_eq!(failures(&r), Vec::<String>::new(), "verify: {r}");
     let accepted = receipt(&store, &market, epoch, &good_id).await;
-    assert_eq!(accepted.outcome, "accepted", "{accepted:?}");
+    assert_eq!(accepted.outcome, Outcome::Accepted, "{accepted:?}");
     let rejected = receipt(&store, &market, 999, &early_id).await;
-    assert_eq!(rejected.outcome, "rejected", "{rejected:?}");
+    assert_eq!(rejected.outcome.code(), "rejected", "{rejected:?}");
     assert_eq!(
-        rejected.reason.as_deref(),
+        rejected.outcome.reason().map(|r| r.code()),
         Some("epoch_not_released"),
         "{rejected:?}"
     );

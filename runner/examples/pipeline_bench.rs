@@ -25,7 +25,7 @@ use sequencer_chain::{ChainClient, ChainConfig, Windows};
 use sequencer_core::eip712::Domain;
 use sequencer_core::{devkeys, Address};
 use sequencer_embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
-use sequencer_handlers::records::EpochJob;
+use sequencer_handlers::jobs::EpochJob;
 use sequencer_handlers::{anchor, finalize, tick, verify};
 use sequencer_handlers::{Pipeline, PipelineConfig, Ports};
 use sequencer_ports::{ChainPort, Queue};

@@ -16,13 +16,14 @@ use sequencer_embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
 use sequencer_handlers::{anchor, finalize, Pipeline, PipelineConfig, Ports};
 use sequencer_ports::{ContentStore, ErrorKind, PortError, Windows};
 
+use crate::faults::FaultyState;
 use crate::MemChain;
 
 /// A pipeline on the embedded adapters (one SQLite file and a blockstore under `dir`) and a
 /// [`MemChain`] with 6 simulated slots, windows of 5 blocks: what handler tests start from.
 pub struct Harness {
     /// The pipeline.
-    pub p: Pipeline,
+    pub p: Arc<Pipeline>,
     /// Its chain.
     pub chain: Arc<MemChain>,
     /// The submissions queue (its DLQ is the pipeline's `submissions_dlq`).
@@ -33,6 +34,8 @@ pub struct Harness {
     pub anchor_q: SqliteQueue,
     /// The content store.
     pub blocks: BlockDir,
+    /// The state store, with faults on demand (over SQLite).
+    pub state: Arc<FaultyState>,
     /// The EIP-712 domain submissions are signed for.
     pub domain: Domain,
     /// The market.
@@ -71,8 +74,9 @@ impl Harness {
         let blocks = BlockDir::new(dir.join("blocks"));
         let mut config = PipelineConfig::new(market, protocol_state, 31337);
         config.finalize.batch_size = batch_size;
+        let state = Arc::new(FaultyState::new(Arc::new(SqliteState::new(db.clone()))));
         let ports = Ports {
-            state: Arc::new(SqliteState::new(db.clone())),
+            state: state.clone(),
             content: Arc::new(blocks.clone()),
             chain: chain.clone(),
             finalize_queue: Arc::new(finalize_q.clone()),
@@ -80,7 +84,8 @@ impl Harness {
             submissions_dlq: Arc::new(submissions.dlq().unwrap()),
         };
         Self {
-            p: Pipeline::new(ports, config),
+            p: Arc::new(Pipeline::new(ports, config)),
+            state,
             chain,
             submissions,
             finalize_q,

@@ -6,13 +6,16 @@
 //! - [`MemChain`] ([`memchain`]): the protocol chain in memory;
 //! - [`signing`]: signed `/collect` messages from the simulated slot keys;
 //! - [`Harness`] ([`harness`]): a pipeline on the embedded adapters and a [`MemChain`], and
-//!   [`ServedContent`], a read-only content store over fixed documents.
+//!   [`ServedContent`], a read-only content store over fixed documents;
+//! - [`faults`]: a state store that fails the next call of a kind (a crash between two port
+//!   calls), stalls, or counts calls in flight.
 //!
 //! A test that needs a service or tool asks [`require`] first: with everything present it runs;
 //! with something missing it prints a loud skip and returns `false`, or panics when
 //! `SEQ_REQUIRE_SERVICES=1` (`scripts/test.sh` and CI set it), so a CI run can never pass by
 //! skipping. `source scripts/env.sh` sets the variables probed here.
 
+pub mod faults;
 pub mod harness;
 pub mod memchain;
 pub mod net;
