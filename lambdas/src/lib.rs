@@ -1,4 +1,5 @@
-//! What every Lambda `main` shares: JSON logs, the deadline of an invocation, and the one wiring
+//! What every Lambda `main` shares: logs as the function's logging configuration says, the
+//! deadline of an invocation, and the one wiring
 //! of the pipeline on the AWS adapters ([`aws_pipeline`]), built once per cold start from the
 //! environment ([`pipeline_from_env`]); the local runner's `--aws` mode and the pipeline
 //! benchmark reuse [`aws_pipeline`] with a chain of their own.
@@ -43,16 +44,12 @@ pub enum StartError {
     NoDlq,
 }
 
-/// JSON logs to stdout (CloudWatch), filter from `RUST_LOG` (default `info`).
+/// Logs through `lambda_runtime`'s own tracing setup, so the function's logging configuration
+/// holds: JSON lines when its log format is JSON (`AWS_LAMBDA_LOG_FORMAT`, which the Terraform
+/// module sets), at its application log level (`AWS_LAMBDA_LOG_LEVEL`); `RUST_LOG`, when set,
+/// replaces that level with tracing directives; `INFO` when neither is set.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .without_time()
-        .init();
+    lambda_runtime::tracing::init_default_subscriber();
 }
 
 /// How long this invocation may still run, less `margin` (zero when that is past): Lambda gives
@@ -167,4 +164,29 @@ pub async fn epoch_manager_from_env(
         .await
         .map_err(|e| StartError::EpochManager(e.to_string()))?;
     Ok((m, timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_is_the_deadline_less_the_margin_and_never_negative() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.deadline = now_ms + 60_000;
+        let left = time_left(&ctx, Duration::from_secs(5));
+        assert!(
+            left <= Duration::from_secs(55) && left > Duration::from_secs(50),
+            "{left:?}"
+        );
+        ctx.deadline = now_ms + 2_000;
+        assert_eq!(time_left(&ctx, Duration::from_secs(5)), Duration::ZERO);
+        // cargo lambda watch sends a deadline in 1970: nothing left, not an overflow.
+        ctx.deadline = 600_000;
+        assert_eq!(time_left(&ctx, Duration::ZERO), Duration::ZERO);
+    }
 }

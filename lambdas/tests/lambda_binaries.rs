@@ -23,6 +23,11 @@
 //! Needs `source scripts/env.sh`, `localstack/start.sh`, `scripts/ipfs.sh start` and
 //! `scripts/tools.sh anvil cargo-lambda`; skips loudly without them, fails under
 //! `SEQ_REQUIRE_SERVICES=1`.
+//!
+//! Logging as Lambda configures it: every function runs with `AWS_LAMBDA_LOG_FORMAT=JSON` (the
+//! Terraform module's `logging_config`) and no `RUST_LOG`; finalize at application log level
+//! WARN, anchor at INFO. Their output must be JSON lines only, anchor's with its INFO events and
+//! finalize's without.
 
 #![recursion_limit = "256"]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -177,7 +182,8 @@ impl Lambdas {
                     .env("AWS_LAMBDA_FUNCTION_NAME", name)
                     .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
                     .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-                    .env("RUST_LOG", "info");
+                    // The log level comes from the function's logging configuration.
+                    .env_remove("RUST_LOG");
                 for (k, v) in env {
                     cmd.env(k, v);
                 }
@@ -370,9 +376,16 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
         ("RPC_URL", anvil.rpc_url.clone()),
         ("SIGNER_PRIVATE_KEY", SEQUENCER_KEY.to_string()),
         ("SEQ_PREFIX", prefix.clone()),
+        // What Lambda sets for logging_config { log_format = "JSON" } (the Terraform module's).
+        ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_string()),
     ];
     // The epoch manager signs with the EPOCH MANAGER key, not the sequencer's.
-    let own = [("epoch-manager", "SIGNER_PRIVATE_KEY", OWNER_KEY.to_string())];
+    // And application_log_level: WARN for finalize, INFO (the module's default) for anchor.
+    let own = [
+        ("epoch-manager", "SIGNER_PRIVATE_KEY", OWNER_KEY.to_string()),
+        ("finalize", "AWS_LAMBDA_LOG_LEVEL", "WARN".to_string()),
+        ("anchor", "AWS_LAMBDA_LOG_LEVEL", "INFO".to_string()),
+    ];
     let mut lambdas = Lambdas::start(&dir, &env, &own).await;
 
     let sdk = sequencer_aws::aws_sdk_config().await;
@@ -511,6 +524,35 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
 
     // Every process served every invocation without exiting.
     lambdas.assert_all_alive();
+
+    // Logs follow the function's logging configuration: JSON lines only (tracing events and EMF
+    // metric lines alike), at its level: anchor logs the INFO event of each anchored batch,
+    // finalize at WARN does not log its INFO "epoch finalized".
+    let log = |f: &str| std::fs::read_to_string(dir.join(format!("{f}.log"))).unwrap();
+    let events = |text: &str| -> Vec<Value> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+            })
+            .collect()
+    };
+    let anchor_log = events(&log("anchor"));
+    assert!(
+        anchor_log
+            .iter()
+            .any(|v| v["level"] == "INFO" && v["fields"]["message"] == "batch anchored"),
+        "{anchor_log:?}"
+    );
+    let finalize_log = events(&log("finalize"));
+    assert!(
+        finalize_log.iter().all(|v| v["level"] != "INFO"),
+        "{finalize_log:?}"
+    );
+    assert!(
+        finalize_log.iter().any(|v| v.get("_aws").is_some()),
+        "EMF lines still printed: {finalize_log:?}"
+    );
     drop(lambdas);
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!(

@@ -50,7 +50,7 @@ locals {
     }
     finalize = {
       epochs      = ["dynamodb:GetItem", "dynamodb:PutItem"]
-      batches     = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
+      batches     = ["dynamodb:GetItem", "dynamodb:PutItem"]
       submissions = ["dynamodb:Query"]
       receipts    = ["dynamodb:Query"]
     }

@@ -69,7 +69,7 @@ variable "pipeline" {
     record_ttl_days             = optional(number) # RECORD_TTL_DAYS, default 30
     confirmations               = optional(number) # CONFIRMATIONS, default 2
     tick_poll_ms                = optional(number) # TICK_POLL_MS (tick only), default 1000
-    rust_log                    = optional(string, "info")
+    rust_log                    = optional(string) # RUST_LOG: tracing directives that replace log_level's filter, e.g. "info,sequencer_handlers=debug"
   })
   default = {}
 }
@@ -103,6 +103,16 @@ variable "ingress_image" {
 }
 
 # ------------------------------------------------------------------------------ functions
+
+variable "log_level" {
+  description = "Application log level of every function: Lambda's logging_config application_log_level, which the binaries read (AWS_LAMBDA_LOG_LEVEL) through lambda_runtime's tracing setup; logs are JSON (log_format JSON). TRACE, DEBUG, INFO, WARN, ERROR or FATAL. pipeline.rust_log, when set, replaces this filter with tracing directives."
+  type        = string
+  default     = "INFO"
+  validation {
+    condition     = contains(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"], var.log_level)
+    error_message = "log_level is one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL."
+  }
+}
 
 variable "functions" {
   description = "Per-function sizing. Keys: verify, tick, finalize, anchor, epoch-manager, proof. Unset fields keep the module's defaults (locals.tf: function_defaults)."
