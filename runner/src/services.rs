@@ -229,7 +229,7 @@ where
     }
 }
 
-/// The Lambda event types, as re-exported by the functions crate.
+/// The Lambda event types, as re-exported by the handlers crate.
 mod aws_events {
     pub use sequencer_handlers::sqs::events::{SqsBatchResponse, SqsEvent};
 }

@@ -5,7 +5,7 @@
 # ------------------------------------------------------------------------------ naming
 
 variable "prefix" {
-  description = "SEQ_PREFIX: every queue, table, function and key is named <prefix>-<name>, exactly as localstack/resources.py and the adapters (adapters/src/lib.rs) build the names. Unique per data market in an account and region."
+  description = "SEQ_PREFIX: every queue, table, function and key is named <prefix>-<name>, exactly as localstack/resources.py and the adapters (adapters/aws/src/lib.rs) build the names. Unique per data market in an account and region."
   type        = string
   validation {
     # Load balancer and target group names are at most 32 chars incl. '-kubo-api' (9).
@@ -58,7 +58,7 @@ variable "rpc_url" {
 }
 
 variable "pipeline" {
-  description = "Pipeline settings passed to every function (functions/src/config.rs, chain/src/config.rs); null leaves the code's default."
+  description = "Pipeline settings passed to every function (handlers/src/config.rs, chain/src/config.rs); null leaves the code's default."
   type = object({
     max_submissions_per_slot    = optional(number) # MAX_SUBMISSIONS_PER_SLOT, default 2
     full_node_addresses         = optional(list(string), [])
@@ -141,7 +141,7 @@ variable "schedule_expression" {
 }
 
 variable "epoch_manager" {
-  description = "The epoch-manager function (functions/lambdas/src/bin/epoch-manager.rs over chain/src/epoch_manager.rs): releases the market's epochs with its own key, on the schedule, reserved concurrency 1. null fields keep the code's defaults."
+  description = "The epoch-manager function (lambdas/src/bin/epoch-manager.rs over chain/src/epoch_manager.rs): releases the market's epochs with its own key, on the schedule, reserved concurrency 1. null fields keep the code's defaults."
   type = object({
     enabled              = optional(bool, true)
     finality_offset      = optional(number) # FINALITY_OFFSET, default 2
@@ -160,7 +160,7 @@ variable "epoch_manager" {
 }
 
 variable "proof" {
-  description = "The proof/status function (functions/src/handlers/proof.rs, binary `proof`): inclusion proofs and epoch status behind a Lambda function URL. Off by default."
+  description = "The proof/status function (api/src/lib.rs over handlers/src/query.rs, binary `proof`): inclusion proofs and epoch status behind a Lambda function URL. Off by default."
   type = object({
     enabled              = optional(bool, false)
     auth_type            = optional(string, "AWS_IAM") # or NONE for a public read-only API
