@@ -29,8 +29,9 @@ use sequencer_handlers::records::RejectReason;
 use sequencer_handlers::verify::{self, Verdict};
 use sequencer_handlers::{anchor, finalize, tick};
 use sequencer_ports::ContentStore;
+use sequencer_testsupport::events::function_url_request;
 use sequencer_testsupport::{block_hash_of, signed_message, Harness};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -120,36 +121,6 @@ async fn env_with(via: Via, limits: ApiLimits, serve_limits: ServeLimits) -> Env
     }
 }
 
-/// A function URL request (payload format 2.0), as Lambda delivers it.
-fn function_url_event(method: &str, path: &str) -> Value {
-    let (raw_path, query) = path.split_once('?').unwrap_or((path, ""));
-    json!({
-        "version": "2.0",
-        "rawPath": raw_path,
-        "rawQueryString": query,
-        "headers": {"accept": "application/json", "host": "proof.lambda-url.us-east-1.on.aws"},
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "proof",
-            "domainName": "proof.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "proof",
-            "http": {
-                "method": method,
-                "path": raw_path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "proof-api-test"
-            },
-            "requestId": Uuid::new_v4().to_string(),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000",
-            "timeEpoch": 1_767_225_600_000_i64
-        },
-        "isBase64Encoded": false
-    })
-}
-
 impl Env {
     async fn call(&self, method: &str, path: &str) -> ApiResponse {
         let (status, headers, text) = match &self.client {
@@ -169,7 +140,7 @@ impl Env {
             }
             Client::Lambda { app } => {
                 let req: LambdaRequest =
-                    serde_json::from_value(function_url_event(method, path)).unwrap();
+                    serde_json::from_value(function_url_request(method, path)).unwrap();
                 let mut adapter = lambda_http::Adapter::from(app.clone());
                 let resp = adapter
                     .call(LambdaEvent::new(req, Context::default()))

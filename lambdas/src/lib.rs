@@ -14,9 +14,11 @@ pub mod emf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use lambda_runtime::LambdaEvent;
 use sequencer_aws::{DynamoStore, QueueKind, SqsQueue};
 use sequencer_chain::{ChainClient, ChainConfig};
 use sequencer_handlers::config::ConfigError;
+use sequencer_handlers::sqs::events::{SqsBatchResponse, SqsEvent};
 use sequencer_handlers::{Pipeline, PipelineConfig, Ports};
 use sequencer_ipfs::KuboContent;
 use sequencer_ports::{ChainPort, PortError};
@@ -110,6 +112,31 @@ pub async fn pipeline_from_env() -> Result<Pipeline, StartError> {
     // Boxed: the wiring's future is large and deep; a `main` awaiting it inline would hit the
     // compiler's layout depth limit.
     Ok(Box::pin(aws_pipeline(chain, config)).await?.0)
+}
+
+/// The `main` of a queue consumer (verify, finalize, anchor): the pipeline built once from the
+/// environment, then every SQS event through `handler`, whose partial batch failures go back to
+/// Lambda (`ReportBatchItemFailures`); EMF metric lines after each invocation.
+pub async fn run_sqs<F, Fut>(
+    function: &'static str,
+    handler: F,
+) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(&'static Pipeline, SqsEvent) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = SqsBatchResponse> + Send,
+{
+    init_tracing();
+    let p = static_pipeline().await?;
+    let emf = emf::Emf::leaked(function);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |e: LambdaEvent<SqsEvent>| async move {
+            let started = std::time::Instant::now();
+            let response = handler(p, e.payload).await;
+            emf.emit(&p.counters, started.elapsed());
+            Ok::<_, lambda_runtime::Error>(response)
+        },
+    ))
+    .await
 }
 
 /// Builds the pipeline once and leaks it: it lives as long as the Lambda execution environment.

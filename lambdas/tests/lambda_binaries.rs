@@ -45,6 +45,7 @@ use sequencer_handlers::records::{Outcome, Receipt, Records};
 use sequencer_handlers::sqs::events::SqsEvent;
 use sequencer_ports::{Queue, Received};
 use sequencer_runner::chain::{client, plan, spawn_anvil, OWNER_KEY, SEQUENCER_KEY};
+use sequencer_testsupport::events::function_url_request;
 use sequencer_testsupport::signed_message;
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
@@ -272,35 +273,6 @@ fn received(body: String, group: Option<&str>) -> Received {
     }
 }
 
-/// A function URL request (payload format 2.0) for `GET path`.
-fn function_url_get(path: &str) -> Value {
-    json!({
-        "version": "2.0",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {"accept": "application/json"},
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "proof",
-            "domainName": "proof.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "proof",
-            "http": {
-                "method": "GET",
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": "lambda-binaries-test"
-            },
-            "requestId": uuid::Uuid::new_v4().to_string(),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": "01/Jan/2026:00:00:00 +0000",
-            "timeEpoch": 1_767_225_600_000_i64
-        },
-        "isBase64Encoded": false
-    })
-}
-
 fn event_json(event: &SqsEvent) -> Value {
     serde_json::to_value(event).unwrap()
 }
@@ -494,7 +466,9 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
     // proof (function URL): the accepted submission is included, in the batch on chain (whose
     // root there is the batch's finalized-CIDs root).
     let path = format!("/v1/markets/{market:#x}/epochs/{epoch}/submissions/{good_id}");
-    let r = lambdas.invoke("proof", &function_url_get(&path)).await;
+    let r = lambdas
+        .invoke("proof", &function_url_request("GET", &path))
+        .await;
     assert_eq!(r["statusCode"], 200, "proof: {r}");
     let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["fate"], "included", "proof: {body}");
@@ -511,7 +485,10 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
         "proof: {body}"
     );
     let r = lambdas
-        .invoke("proof", &function_url_get("/v1/markets/0x12/epochs"))
+        .invoke(
+            "proof",
+            &function_url_request("GET", "/v1/markets/0x12/epochs"),
+        )
         .await;
     assert_eq!(r["statusCode"], 400, "proof: {r}");
 

@@ -206,7 +206,8 @@ for b, src in bins.items():
     if b not in tf_functions:
         err("events", f"binary {b} has no function in the module")
         continue
-    if "LambdaEvent<SqsEvent>" in src and b not in consumers:
+    takes_sqs = "LambdaEvent<SqsEvent>" in src or "sequencer_lambdas::run_sqs(" in src
+    if takes_sqs and b not in consumers:
         err("events", f"{b} takes an SqsEvent but consumes no queue in the module")
     if "LambdaEvent<serde_json::Value>" in src and b not in scheduled:
         err("events", f"{b} takes a schedule event but is not scheduled")
@@ -215,7 +216,7 @@ for b, src in bins.items():
     if "lambda_http::run" in src and 'aws_lambda_function.fn["proof"]' not in functions_tf:
         err("events", f"{b} serves HTTP but has no aws_lambda_function_url")
 for f in sorted(consumers):
-    if f in bins and "LambdaEvent<SqsEvent>" not in bins[f]:
+    if f in bins and not ("LambdaEvent<SqsEvent>" in bins[f] or "sequencer_lambdas::run_sqs(" in bins[f]):
         err("events", f"{f} consumes a queue but its binary does not take an SqsEvent")
     handler = read(f"handlers/src/{f}.rs")
     if "SqsBatchResponse" not in handler:

@@ -1,19 +1,10 @@
-//! `finalize` Lambda: SQS event → `sequencer_handlers::finalize::handle` → partial batch
-//! failures (`ReportBatchItemFailures`); EMF metric lines after each invocation. Environment: see the `sequencer_lambdas` crate docs.
+//! `finalize` Lambda: SQS `finalize` → `sequencer_handlers::finalize::handle` → partial batch
+//! failures (`ReportBatchItemFailures`); EMF metric lines after each invocation
+//! (`sequencer_lambdas::run_sqs`). Environment: see the `sequencer_lambdas` crate docs.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
-use sequencer_handlers::{finalize, sqs::events::SqsEvent};
+use sequencer_handlers::finalize;
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
-    sequencer_lambdas::init_tracing();
-    let p = sequencer_lambdas::static_pipeline().await?;
-    let emf = sequencer_lambdas::emf::Emf::leaked("finalize");
-    lambda_runtime::run(service_fn(move |e: LambdaEvent<SqsEvent>| async move {
-        let started = std::time::Instant::now();
-        let response = finalize::handle(p, e.payload).await;
-        emf.emit(&p.counters, started.elapsed());
-        Ok::<_, Error>(response)
-    }))
-    .await
+async fn main() -> Result<(), lambda_runtime::Error> {
+    sequencer_lambdas::run_sqs("finalize", finalize::handle).await
 }

@@ -7,6 +7,7 @@
 //! - [`signing`]: signed `/collect` messages from the simulated slot keys;
 //! - [`Harness`] ([`harness`]): a pipeline on the embedded adapters and a [`MemChain`], and
 //!   [`ServedContent`], a read-only content store over fixed documents;
+//! - [`events`]: Lambda events as Lambda delivers them (a function URL request);
 //! - [`faults`]: a state store that fails the next call of a kind (a crash between two port
 //!   calls), stalls, or counts calls in flight.
 //!
@@ -15,6 +16,7 @@
 //! `SEQ_REQUIRE_SERVICES=1` (`scripts/test.sh` and CI set it), so a CI run can never pass by
 //! skipping. `source scripts/env.sh` sets the variables probed here.
 
+pub mod events;
 pub mod faults;
 pub mod harness;
 pub mod memchain;
