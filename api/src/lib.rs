@@ -111,14 +111,17 @@ pub fn router(state: ApiState) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_long_paths,
+        ))
         .with_state(state);
     // Routing happens inside: the trailing slash goes before a route is chosen.
     Router::new().fallback_service(NormalizePath::trim_trailing_slash(routes))
 }
 
-/// `app` with the limits: requests longer than [`MAX_PATH_BYTES`] refused, at most
-/// `max_in_flight` handled at once, each answered within `request_timeout` (else `503
-/// unavailable`, a JSON error like every other).
+/// `app` with the limits: at most `max_in_flight` requests handled at once, each answered within
+/// `request_timeout` (else `503 unavailable`, a JSON error like every other).
 pub fn with_limits(app: Router, limits: &ApiLimits) -> Router {
     app.layer(GlobalConcurrencyLimitLayer::new(
         limits.max_in_flight.max(1),
@@ -128,7 +131,6 @@ pub fn with_limits(app: Router, limits: &ApiLimits) -> Router {
         limits.request_timeout,
     ))
     .layer(middleware::map_response(json_timeouts))
-    .layer(middleware::from_fn(refuse_long_paths))
 }
 
 /// The API with its limits: what the proof Lambda and the runner serve.
@@ -136,9 +138,10 @@ pub fn app(state: ApiState, limits: &ApiLimits) -> Router {
     with_limits(router(state), limits)
 }
 
-async fn refuse_long_paths(req: Request, next: Next) -> Response {
+/// A path longer than [`MAX_PATH_BYTES`] is not one of ours: refused before it is parsed.
+async fn refuse_long_paths(State(s): State<ApiState>, req: Request, next: Next) -> Response {
     if req.uri().path().len() > MAX_PATH_BYTES {
-        return ApiError::not_found(codes::NOT_FOUND, "path too long").into_response();
+        return refuse(&s, ApiError::not_found(codes::NOT_FOUND, "path too long"));
     }
     next.run(req).await
 }
@@ -179,12 +182,32 @@ fn respond<T: Serialize>(state: &ApiState, r: Result<Answer<T>, ApiError>) -> Re
     }
 }
 
-/// A path or query that did not deserialize: the path's shape is the router's (a segment that is
-/// not UTF-8 once decoded), the query's is ours (unknown or repeated parameters).
+/// A path that did not deserialize: a segment that is not UTF-8 once percent-decoded is refused
+/// with the code of the value it stands for.
 fn path_rejection(r: PathRejection) -> ApiError {
-    ApiError::bad_request(codes::BAD_QUERY, format!("bad path: {}", r.body_text()))
+    use axum::extract::path::ErrorKind;
+    let text = error::clip(&r.body_text());
+    let code = match &r {
+        PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+            ErrorKind::InvalidUtf8InPathParam { key }
+            | ErrorKind::ParseErrorAtKey { key, .. }
+            | ErrorKind::DeserializeError { key, .. } => match key.as_str() {
+                "market" => codes::BAD_MARKET_ADDRESS,
+                "epoch" => codes::BAD_EPOCH,
+                "id" => codes::BAD_SUBMISSION_ID,
+                _ => codes::NOT_FOUND,
+            },
+            _ => codes::NOT_FOUND,
+        },
+        _ => codes::NOT_FOUND,
+    };
+    if code == codes::NOT_FOUND {
+        return ApiError::not_found(code, format!("bad path: {text}"));
+    }
+    ApiError::bad_request(code, format!("bad path: {text}"))
 }
 
+/// A query that did not deserialize: unknown or repeated parameters.
 fn query_rejection(r: QueryRejection) -> ApiError {
     let text = r.body_text();
     let detail = text

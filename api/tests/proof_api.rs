@@ -547,6 +547,7 @@ async fn bad_input_is_refused_before_any_lookup(via: Via) {
             .get("proof_errors_total{code=bad_market_address}")
             >= 3
     );
+    assert!(e.p.counters.get("proof_errors_total{code=not_found}") >= 4);
     let r = e.get("/v1/markets").await;
     assert_eq!(r.body["markets"][0], m.as_str());
     assert_eq!(r.headers["cache-control"], "no-store");
