@@ -41,7 +41,7 @@ export LOCALSTACK_PYTHON="${LOCALSTACK_PYTHON:-$SEQ_TOOLS/localstack-venv/bin/py
 export JSIPFS_CLI="${JSIPFS_CLI:-$SEQ_TOOLS/ipfs/node_modules/ipfs/src/cli.js}"
 export SEQ_IPFS_REPO="${SEQ_IPFS_REPO:-$SEQ_ROOT/.local/ipfs-repo}"
 # cargo-lambda (scripts/tools.sh cargo-lambda): `watch --only-lambda-apis` serves the Lambda
-# runtime API the real binaries run under in functions/lambdas/tests.
+# runtime API the real binaries run under in lambdas/tests.
 export CARGO_LAMBDA_BIN="${CARGO_LAMBDA_BIN:-$SEQ_TOOLS/cargo-lambda-venv/bin/cargo-lambda}"
 
 # IPFS HTTP RPC (Kubo API; scripts/ipfs.sh serves it with js-ipfs on 5002). The adapters'

@@ -14,6 +14,11 @@
 //! | `end_batch_submissions(market, epoch)` | [`ChainClient::end_batch_submissions`] |
 //! | `anchored(market, epoch)` | [`ChainClient::anchored`] |
 //!
+//! [`ChainClient`] implements the chain port (`sequencer_ports::ChainPort`) in `port.rs`, where a
+//! [`ChainError`] becomes the port's error (its kind, the contract's error name, its
+//! retryability). The values the port speaks ([`EpochRelease`], [`Windows`], [`EpochAnchors`],
+//! [`SubmitOutcome`], …) are the port's, re-exported here.
+//!
 //! The epoch manager ([`epoch_manager`], [`EpochManager`]) releases a market's epochs from its
 //! source chain on top of this client.
 //!
@@ -26,6 +31,7 @@ mod config;
 pub mod deploy;
 pub mod epoch_manager;
 mod error;
+mod port;
 mod redact;
 mod transport;
 mod types;

@@ -24,14 +24,13 @@ use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use sequencer_core::eip712::Domain;
 use sequencer_core::B256;
-use sequencer_functions::handlers::tick;
-use sequencer_functions::ports::{ChainPort, Table};
-use sequencer_functions::records::{self, state};
-use sequencer_functions::PipelineConfig;
+use sequencer_handlers::records::EpochState;
+use sequencer_handlers::PipelineConfig;
 use sequencer_ingress::host::HostConfig;
 use sequencer_ingress::limits::EdgeLimits;
 use sequencer_ingress::metrics::Metrics;
 use sequencer_ingress::{identity, Ingress, Settings};
+use sequencer_ports::ChainPort;
 
 pub use args::Args;
 
@@ -257,9 +256,9 @@ fn progress(started: Instant, msg: &str) {
 
 #[allow(clippy::too_many_arguments)]
 async fn simulate(
-    p: &Arc<sequencer_functions::Pipeline>,
+    p: &Arc<sequencer_handlers::Pipeline>,
     chain: &dyn ChainPort,
-    blocks: &Arc<dyn sequencer_functions::ports::ContentStore>,
+    blocks: &Arc<dyn sequencer_ports::ContentStore>,
     args: &Args,
     dep: &sequencer_chain::deploy::Deployment,
     addr: &Multiaddr,
@@ -284,10 +283,12 @@ async fn simulate(
     progress(started, "simulator connected (4 libp2p connections)");
     out.header();
     // Epochs released before this run (a resumed data directory) are left alone.
-    let known: BTreeSet<u64> = tick::epochs(p)
+    let known: BTreeSet<u64> = p
+        .records()
+        .epochs()
         .await?
         .into_iter()
-        .map(|(e, _, _)| e)
+        .map(|e| e.record.epoch)
         .collect();
     let mut sent = Vec::new();
     let mut submitted: BTreeSet<u64> = BTreeSet::new();
@@ -305,11 +306,12 @@ async fn simulate(
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
-        for (e, st, rec) in tick::epochs(p).await? {
+        for entry in p.records().epochs().await? {
+            let (e, st, rec) = (entry.record.epoch, entry.state, entry.record);
             if known.contains(&e) {
                 continue;
             }
-            if st == state::OPEN && !submitted.contains(&e) {
+            if st == EpochState::Open && !submitted.contains(&e) {
                 let head = chain.head().await?;
                 let at = head.min(rec.window_end);
                 let header = chain.block_hash(at).await?.context("head block hash")?;
@@ -331,12 +333,11 @@ async fn simulate(
             }
             // Once the honest submissions are verified, the misbehaving ones (their outcome
             // depends on coming second).
-            if st == state::OPEN && honest.contains_key(&e) {
+            if st == EpochState::Open && honest.contains_key(&e) {
                 let ids = honest.get(&e).cloned().unwrap_or_default();
                 let mut all = true;
                 for id in &ids {
-                    let key = records::receipt_key(&p.config.market, e, id);
-                    if p.ports.state.get(Table::Receipts, &key).await?.is_none() {
+                    if p.records().receipt(e, id).await?.is_none() {
                         all = false;
                         break;
                     }
@@ -357,22 +358,21 @@ async fn simulate(
                     misbehaved.insert(e);
                 }
             }
-            if st != state::OPEN && misbehaved.contains(&e) && !late.contains(&e) {
+            if st != EpochState::Open && misbehaved.contains(&e) && !late.contains(&e) {
                 if let Some(h) = headers.get(&e) {
                     sent.push(sim.submit_late(e, *h).await?);
                 }
                 late.insert(e);
             }
-            if st == state::ANCHOR_FAILED && !printed.contains(&e) {
+            if st == EpochState::Failed && !printed.contains(&e) {
                 eprintln!("epoch {e}: anchoring failed: {:?}", rec.failure);
                 failures += 1;
                 printed.insert(e);
             }
-            if st == state::ANCHORED && submitted.contains(&e) && !printed.contains(&e) {
+            if st == EpochState::Anchored && submitted.contains(&e) && !printed.contains(&e) {
                 // Wait for the late submission's verdict so the row is complete.
                 if let Some(s) = sent.iter().rev().find(|s| s.epoch == e) {
-                    let key = records::receipt_key(&p.config.market, e, &s.id);
-                    if p.ports.state.get(Table::Receipts, &key).await?.is_none() {
+                    if p.records().receipt(e, &s.id).await?.is_none() {
                         continue;
                     }
                 }
@@ -413,8 +413,8 @@ async fn simulate(
 }
 
 async fn serve(
-    p: &Arc<sequencer_functions::Pipeline>,
-    blocks: &Arc<dyn sequencer_functions::ports::ContentStore>,
+    p: &Arc<sequencer_handlers::Pipeline>,
+    blocks: &Arc<dyn sequencer_ports::ContentStore>,
     args: &Args,
     out: &output::Output,
 ) -> Result<i32> {
@@ -425,8 +425,9 @@ async fn serve(
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM handler")?;
     loop {
-        for (e, st, rec) in tick::epochs(p).await? {
-            if st == state::ANCHORED && !printed.contains(&e) {
+        for entry in p.records().epochs().await? {
+            let (e, st, rec) = (entry.record.epoch, entry.state, entry.record);
+            if st == EpochState::Anchored && !printed.contains(&e) {
                 let row = report::epoch_row(
                     p,
                     blocks.as_ref(),

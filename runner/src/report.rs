@@ -7,10 +7,9 @@ use anyhow::{Context, Result};
 use sequencer_core::finalize::{inspect_roots, BatchDocument};
 use sequencer_core::proof::{prove_inclusion, EpochBatch};
 use sequencer_core::B256;
-use sequencer_functions::handlers::finalize::{batches, read_epoch};
-use sequencer_functions::ports::{ContentStore, Table};
-use sequencer_functions::records::{self, BatchRecord, EpochRecord, Receipt};
-use sequencer_functions::Pipeline;
+use sequencer_handlers::records::{BatchRecord, EpochRecord, Outcome};
+use sequencer_handlers::Pipeline;
+use sequencer_ports::ContentStore;
 
 use snapshotter_sim::scenario::{Expect, Sent};
 
@@ -50,24 +49,24 @@ pub async fn epoch_row(
     finality_offset: u64,
 ) -> Result<EpochRow> {
     let epoch = rec.epoch;
-    let (_, counts) = read_epoch(p, epoch).await?;
-    let bs: Vec<BatchRecord> = batches(p, epoch)
+    let records = p.records();
+    let counts = records.tally_receipts(epoch).await?;
+    let bs: Vec<BatchRecord> = records
+        .batches(epoch)
         .await?
         .into_iter()
-        .map(|(_, b)| b)
+        .map(|b| b.record)
         .collect();
 
     // Outcomes.
     let mut ok = 0;
     for s in sent.iter().filter(|s| s.epoch == epoch) {
-        let key = records::receipt_key(&p.config.market, epoch, &s.id);
-        let got = match p.ports.state.get(Table::Receipts, &key).await? {
-            Some(i) => serde_json::from_str::<Receipt>(&i.data).ok(),
-            None => None,
-        };
+        let got = records.receipt(epoch, &s.id).await?;
         let matches = match (&s.expect, &got) {
-            (Expect::Accepted, Some(r)) => r.outcome == "accepted",
-            (Expect::Rejected(why), Some(r)) => r.reason.as_deref() == Some(*why),
+            (Expect::Accepted, Some(r)) => r.outcome == Outcome::Accepted,
+            (Expect::Rejected(why), Some(r)) => {
+                r.outcome.reason().map(|reason| reason.code()) == Some(*why)
+            }
             _ => false,
         };
         if matches {

@@ -66,14 +66,14 @@ pub(crate) async fn ipfs_cat(
         .await
         .with_context(|| format!("IPFS {url}"))?;
     let status = r.status();
-    if status == reqwest::StatusCode::NOT_FOUND {
+    if sequencer_ipfs::cat_not_found(status.as_u16(), "") {
         return Ok(None);
     }
     let body = read_body(r, "IPFS cat").await?;
     if !status.is_success() {
-        // Kubo answers 500 with "block not found" / "not found" for missing blocks.
+        // The adapter's rule for "the node does not have it" (Kubo and js-ipfs answer 500).
         let text = String::from_utf8_lossy(&body);
-        if text.contains("not found") {
+        if sequencer_ipfs::cat_not_found(status.as_u16(), &text) {
             return Ok(None);
         }
         bail!(

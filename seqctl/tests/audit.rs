@@ -27,11 +27,9 @@ use sequencer_core::devkeys;
 use sequencer_core::eip712::{sign_request, Domain};
 use sequencer_core::finalize::BatchDocument;
 use sequencer_core::submission::SnapshotSubmission;
-use sequencer_functions::handlers::finalize::batches;
-use sequencer_functions::handlers::tick;
-use sequencer_functions::records::state;
-use sequencer_functions::testkit::ServedContent;
-use sequencer_functions::PipelineConfig;
+use sequencer_handlers::records::EpochState;
+use sequencer_handlers::PipelineConfig;
+use sequencer_testsupport::ServedContent;
 use tokio_util::sync::CancellationToken;
 
 async fn serve(docs: HashMap<String, Vec<u8>>, stop: &CancellationToken) -> String {
@@ -100,14 +98,19 @@ async fn audit_holds_on_a_real_epoch_and_catches_tampering() {
     .await
     .unwrap();
     let honest = format!("http://{honest}");
-    let (epoch, _, _) = tick::epochs(&p)
+    let epoch = p
+        .records()
+        .epochs()
         .await
         .unwrap()
         .into_iter()
-        .find(|(_, st, rec)| st == state::ANCHORED && rec.batches.unwrap_or(0) >= 2)
-        .expect("an anchored epoch with two batches");
+        .find(|e| e.state == EpochState::Anchored && e.record.batches.unwrap_or(0) >= 2)
+        .expect("an anchored epoch with two batches")
+        .record
+        .epoch;
     let mut docs: Vec<(String, Vec<u8>, BatchDocument)> = Vec::new();
-    for (_, b) in batches(&p, epoch).await.unwrap() {
+    for b in p.records().batches(epoch).await.unwrap() {
+        let b = b.record;
         let bytes = p.ports.content.get(&b.cid).await.unwrap().unwrap();
         let doc: BatchDocument = serde_json::from_slice(&bytes).unwrap();
         docs.push((b.cid, bytes, doc));

@@ -22,7 +22,7 @@ use sequencer_chain::{Address, ChainClient, ChainConfig, SubmitOutcome, B256};
 use sequencer_core::finalize::{finalize_epoch, Accepted, Batch, FinalizeConfig};
 use sequencer_core::proof::{prove_inclusion, EpochBatch, InclusionProof};
 use sequencer_core::submission::{Request, SnapshotSubmission};
-use sequencer_functions::testkit::ServedContent;
+use sequencer_testsupport::ServedContent;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

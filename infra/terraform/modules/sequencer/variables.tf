@@ -5,7 +5,7 @@
 # ------------------------------------------------------------------------------ naming
 
 variable "prefix" {
-  description = "SEQ_PREFIX: every queue, table, function and key is named <prefix>-<name>, exactly as localstack/resources.py and the adapters (adapters/src/lib.rs) build the names. Unique per data market in an account and region."
+  description = "SEQ_PREFIX: every queue, table, function and key is named <prefix>-<name>, exactly as localstack/resources.py and the adapters (adapters/aws/src/lib.rs) build the names. Unique per data market in an account and region."
   type        = string
   validation {
     # Load balancer and target group names are at most 32 chars incl. '-kubo-api' (9).
@@ -58,7 +58,7 @@ variable "rpc_url" {
 }
 
 variable "pipeline" {
-  description = "Pipeline settings passed to every function (functions/src/config.rs, chain/src/config.rs); null leaves the code's default."
+  description = "Pipeline settings passed to every function (handlers/src/config.rs, chain/src/config.rs); null leaves the code's default."
   type = object({
     max_submissions_per_slot    = optional(number) # MAX_SUBMISSIONS_PER_SLOT, default 2
     full_node_addresses         = optional(list(string), [])
@@ -69,7 +69,7 @@ variable "pipeline" {
     record_ttl_days             = optional(number) # RECORD_TTL_DAYS, default 30
     confirmations               = optional(number) # CONFIRMATIONS, default 2
     tick_poll_ms                = optional(number) # TICK_POLL_MS (tick only), default 1000
-    rust_log                    = optional(string, "info")
+    rust_log                    = optional(string) # RUST_LOG: tracing directives that replace log_level's filter, e.g. "info,sequencer_handlers=debug"
   })
   default = {}
 }
@@ -104,6 +104,16 @@ variable "ingress_image" {
 
 # ------------------------------------------------------------------------------ functions
 
+variable "log_level" {
+  description = "Application log level of every function: Lambda's logging_config application_log_level, which the binaries read (AWS_LAMBDA_LOG_LEVEL) through lambda_runtime's tracing setup; logs are JSON (log_format JSON). TRACE, DEBUG, INFO, WARN, ERROR or FATAL. pipeline.rust_log, when set, replaces this filter with tracing directives."
+  type        = string
+  default     = "INFO"
+  validation {
+    condition     = contains(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"], var.log_level)
+    error_message = "log_level is one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL."
+  }
+}
+
 variable "functions" {
   description = "Per-function sizing. Keys: verify, tick, finalize, anchor, epoch-manager, proof. Unset fields keep the module's defaults (locals.tf: function_defaults)."
   type = map(object({
@@ -131,7 +141,7 @@ variable "schedule_expression" {
 }
 
 variable "epoch_manager" {
-  description = "The epoch-manager function (functions/lambdas/src/bin/epoch-manager.rs over chain/src/epoch_manager.rs): releases the market's epochs with its own key, on the schedule, reserved concurrency 1. null fields keep the code's defaults."
+  description = "The epoch-manager function (lambdas/src/bin/epoch-manager.rs over chain/src/epoch_manager.rs): releases the market's epochs with its own key, on the schedule, reserved concurrency 1. null fields keep the code's defaults."
   type = object({
     enabled              = optional(bool, true)
     finality_offset      = optional(number) # FINALITY_OFFSET, default 2
@@ -151,7 +161,7 @@ variable "epoch_manager" {
 
 variable "proof" {
   description = <<-EOT
-    The proof/status function (functions/src/handlers/proof.rs, binary `proof`): inclusion proofs,
+    The proof/status function (api/src/lib.rs over handlers/src/query.rs, binary `proof`): inclusion proofs,
     epoch status and the status page behind a Lambda function URL. Off by default. Who can read it
     (docs/deploy.md, "Opening the status page"):
       access = "iam"    (default) the function URL takes SigV4-signed requests only; the output
