@@ -2,14 +2,14 @@
 //! becomes SQS message attributes, the buffer reservation it holds, and the tickets that keep the
 //! files it came from (a replayed spill file, a write-ahead-log segment) until it is settled.
 //!
-//! This module depends on nothing else in the crate, so [`crate::sink`], [`crate::spill`] and
-//! [`crate::wal`] can all use it without importing each other.
+//! This module depends on nothing else in the crate but the metric handles, so [`crate::sink`],
+//! [`crate::spill`] and [`crate::wal`] can all use it without importing each other.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use prometheus_client::metrics::gauge::Gauge;
+use crate::metrics::Gauge;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
 

@@ -18,7 +18,6 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -123,7 +122,7 @@ impl Readiness {
 }
 
 struct HttpState {
-    registry: Registry,
+    metrics: Metrics,
     readiness: Arc<Readiness>,
     draining: Arc<AtomicBool>,
 }
@@ -142,13 +141,13 @@ async fn readyz(State(s): State<Arc<HttpState>>) -> (StatusCode, String) {
     }
 }
 
-async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
+async fn metrics_text(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&s.registry),
+        s.metrics.render(),
     )
 }
 
@@ -163,7 +162,7 @@ pub struct HttpError {
 /// Binds `addr` and serves until `stop` is cancelled. Returns the bound address and the task.
 pub async fn serve(
     addr: SocketAddr,
-    registry: Registry,
+    metrics: Metrics,
     readiness: Arc<Readiness>,
     draining: Arc<AtomicBool>,
     stop: CancellationToken,
@@ -175,14 +174,14 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| HttpError { addr, source })?;
     let state = Arc::new(HttpState {
-        registry,
+        metrics,
         readiness,
         draining,
     });
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_text))
         .with_state(state);
     let task = tokio::spawn(async move {
         let r = axum::serve(listener, app)

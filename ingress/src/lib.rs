@@ -46,6 +46,10 @@ use crate::rate::PeerGate;
 use crate::sink::SubmissionSink;
 use crate::wal::Wal;
 
+/// How often histogram samples are drained into their buckets (the exporter keeps raw samples
+/// until then): a few seconds of samples at the highest message rates is a few hundred KiB.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// Everything the ingress needs besides its key and sink.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -217,6 +221,19 @@ impl Ingress {
 
         let draining = Arc::new(AtomicBool::new(false));
         let stop_http = CancellationToken::new();
+        // Histogram samples wait in the recorder until drained: keep that bounded.
+        {
+            let (metrics, stop) = (metrics.clone(), stop_http.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(METRICS_UPKEEP);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => metrics.run_upkeep(),
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
         let (http_addr, http_task) = match settings.http_listen {
             Some(addr) => {
                 let readiness = http::Readiness::spawn(
@@ -227,7 +244,7 @@ impl Ingress {
                 );
                 let (a, t) = http::serve(
                     addr,
-                    metrics.registry(),
+                    metrics.clone(),
                     readiness,
                     draining.clone(),
                     stop_http.clone(),
