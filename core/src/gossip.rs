@@ -29,10 +29,11 @@ pub const DEFAULT_RENDEZVOUS: &str = "powerloom-snapshot-sequencer-network";
 /// Project id of the collectors' mesh-formation heartbeat on `<prefix>/all`.
 pub const MESH_FORMATION_PROJECT: &str = "test:mesh-formation:local-collector";
 
-/// Largest gossip message taken apart. A collector's envelope of one submission is ~1 KiB; room
-/// for a few maximal submissions, far below gossipsub's 1 MiB transport cap, so one message can
-/// never make the validator hold more than this.
-pub const MAX_GOSSIP_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest gossip message taken apart. A collector's envelope of one submission is ~1 KiB; this is
+/// room for two maximal (16 KiB) submissions or several real ones, far below gossipsub's 1 MiB
+/// transport cap, so one message can never make the validator (or a peer's forward queue) hold
+/// more than this.
+pub const MAX_GOSSIP_MESSAGE_BYTES: usize = 32 * 1024;
 
 /// Most submissions one envelope may carry. Deployed collectors send one; the envelope's type
 /// allows a list, so a few are accepted rather than punishing a future batching collector.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dispatcher;
 pub mod edge;
 pub mod envelope;
+pub mod gossip;
 pub mod guard;
 pub mod host;
 pub mod http;
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod metrics;
 pub mod rate;
 pub mod reject;
+pub mod seen;
 pub mod sink;
 pub mod spill;
 pub mod wal;
@@ -113,6 +115,8 @@ pub struct Ingress {
     pub http_addr: Option<SocketAddr>,
     /// Metric handles.
     pub metrics: Metrics,
+    /// Mesh health (empty with gossipsub off).
+    pub gossip_health: gossip::health::SharedHealth,
     /// Messages found in the spill file and the write-ahead log at start and being replayed.
     pub replaying: usize,
     host: Host,
@@ -247,6 +251,7 @@ impl Ingress {
                     metrics.clone(),
                     readiness,
                     draining.clone(),
+                    host.health.clone(),
                     stop_http.clone(),
                 )
                 .await?;
@@ -258,6 +263,7 @@ impl Ingress {
             peer_id: host.peer_id,
             listen_addrs: host.listen_addrs.clone(),
             http_addr,
+            gossip_health: host.health.clone(),
             metrics,
             replaying,
             host,

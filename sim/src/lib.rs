@@ -4,6 +4,7 @@
 //! deployed collectors do, and [`scenario`], the runner's cast of honest and misbehaving
 //! snapshotters. The `snapshotter-sim` binary is the ingress's load generator.
 
+pub mod gossip;
 pub mod scenario;
 
 use std::time::Duration;
