@@ -207,7 +207,12 @@ pub struct Cli {
     pub gossip_bootstrap: Vec<Multiaddr>,
     /// Kademlia mode: `server` answers DHT queries and holds provider records (a bootstrap node),
     /// `client` only queries (behind NAT).
-    #[arg(long, env = "INGRESS_GOSSIP_KAD_MODE", value_enum, default_value = "server")]
+    #[arg(
+        long,
+        env = "INGRESS_GOSSIP_KAD_MODE",
+        value_enum,
+        default_value = "server"
+    )]
     pub gossip_kad_mode: KadModeArg,
     /// Rendezvous string advertised in the DHT (the collectors' RENDEZVOUS_POINT).
     #[arg(long, env = "INGRESS_GOSSIP_RENDEZVOUS", default_value = sequencer_core::gossip::DEFAULT_RENDEZVOUS)]
@@ -326,7 +331,10 @@ mod tests {
         assert_eq!(s.host.handshake_timeout, l::HANDSHAKE_TIMEOUT);
         assert_eq!(s.dispatcher.linger, dispatcher::LINGER);
         assert_eq!(s.drain_timeout, dispatcher::DRAIN_TIMEOUT);
-        let g = s.host.gossip.expect("gossipsub is on by default in the binary");
+        let g = s
+            .host
+            .gossip
+            .expect("gossipsub is on by default in the binary");
         assert_eq!(g.topic_prefix, sequencer_core::gossip::DEFAULT_TOPIC_PREFIX);
         assert_eq!(g.kad_mode, KadMode::Server);
         assert_eq!(g.max_inbound, l::GOSSIP_MAX_INBOUND);
@@ -339,7 +347,10 @@ mod tests {
             &["x", "--any-market", "--gossip-topic-prefix", ""][..],
         ] {
             let cli = Cli::try_parse_from(args).expect("parse");
-            assert!(cli.settings().expect("settings").host.gossip.is_none(), "{args:?}");
+            assert!(
+                cli.settings().expect("settings").host.gossip.is_none(),
+                "{args:?}"
+            );
         }
         let cli = Cli::try_parse_from([
             "x",

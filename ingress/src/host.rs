@@ -381,8 +381,7 @@ async fn swarm_loop(
         .map(|g| (g.settings.advertise_interval, g.settings.discovery_interval))
         .unwrap_or((Duration::from_secs(3600), Duration::from_secs(3600)));
     let mut health = tokio::time::interval(Duration::from_secs(1));
-    let mut advertise =
-        tokio::time::interval_at(Instant::now() + advertise_every, advertise_every);
+    let mut advertise = tokio::time::interval_at(Instant::now() + advertise_every, advertise_every);
     let mut discover = tokio::time::interval_at(Instant::now() + discover_every, discover_every);
     loop {
         let on = gossip.is_some();
@@ -585,7 +584,13 @@ impl GossipLoop {
                 };
                 if !accepting {
                     self.metrics.path.ignore("draining");
-                    self.report_now(swarm, message_id, propagation_source, topic, MessageAcceptance::Ignore);
+                    self.report_now(
+                        swarm,
+                        message_id,
+                        propagation_source,
+                        topic,
+                        MessageAcceptance::Ignore,
+                    );
                     return;
                 }
                 let addr = Self::p2p(swarm).and_then(|p| p.addr_of(&propagation_source));
@@ -603,18 +608,28 @@ impl GossipLoop {
                     Err(mpsc::error::TrySendError::Full(job))
                     | Err(mpsc::error::TrySendError::Closed(job)) => {
                         self.metrics.path.ignore("validation_queue_full");
-                        self.report_now(swarm, job.id, job.from, job.topic, MessageAcceptance::Ignore);
+                        self.report_now(
+                            swarm,
+                            job.id,
+                            job.from,
+                            job.topic,
+                            MessageAcceptance::Ignore,
+                        );
                     }
                 }
             }
-            P2pEvent::Gossipsub(gossipsub::Event::SlowPeer { peer_id, failed_messages }) => {
+            P2pEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            }) => {
                 tracing::debug!(peer = %peer_id, ?failed_messages, "gossip peer too slow for its forwards");
             }
             P2pEvent::Gossipsub(_) => {}
             P2pEvent::Kad(kad::Event::OutboundQueryProgressed {
                 result:
                     kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
-                        providers, ..
+                        providers,
+                        ..
                     })),
                 ..
             }) => self.dial_found(swarm, providers),
@@ -693,10 +708,10 @@ impl GossipLoop {
         if let Some(p) = Self::p2p(swarm) {
             // False when gossipsub already dropped it from its cache (older than the history
             // window): nothing left to forward or penalise.
-            let _ = p
-                .inner
-                .gossipsub
-                .report_message_validation_result(&v.id, &v.from, v.acceptance);
+            let _ =
+                p.inner
+                    .gossipsub
+                    .report_message_validation_result(&v.id, &v.from, v.acceptance);
         }
     }
 
@@ -722,7 +737,10 @@ impl GossipLoop {
                 .get_or_create(&[("topic", label)])
                 .set(i64::try_from(subs).unwrap_or(i64::MAX));
         }
-        let queued = self.settings.validation_queue.saturating_sub(self.jobs.capacity());
+        let queued = self
+            .settings
+            .validation_queue
+            .saturating_sub(self.jobs.capacity());
         self.health.set(MeshHealth {
             all: (self.all.1.to_string(), am, as_),
             zero: (self.zero.1.to_string(), zm, zs),

@@ -15,7 +15,9 @@
 use std::sync::Arc;
 
 use metrics::{Key, Label, Metadata, Recorder};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 use crate::reject::Reject;
 
@@ -28,11 +30,8 @@ fn latency_buckets() -> Vec<f64> {
     (0..16).map(|i| 0.000_25 * f64::powi(2.0, i)).collect()
 }
 
-const METADATA: Metadata<'static> = Metadata::new(
-    module_path!(),
-    metrics::Level::INFO,
-    Some(module_path!()),
-);
+const METADATA: Metadata<'static> =
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
 /// The recorder one [`Metrics`] writes to and the handle `/metrics` renders.
 struct Registry {
@@ -96,7 +95,8 @@ impl Registry {
                 .filter_map(|p| p.split_once("=\""))
                 .map(|(k, v)| (k, v.trim_end_matches('"')))
                 .collect();
-            let mut want: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let mut want: Vec<(&str, &str)> =
+                labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
             got.sort_unstable();
             want.sort_unstable();
             if got == want {
@@ -129,7 +129,11 @@ pub struct Counter {
 }
 
 impl Counter {
-    fn register(registry: &Arc<Registry>, name: &'static str, labels: Vec<(&'static str, String)>) -> Self {
+    fn register(
+        registry: &Arc<Registry>,
+        name: &'static str,
+        labels: Vec<(&'static str, String)>,
+    ) -> Self {
         let handle = registry
             .recorder
             .register_counter(&Registry::key(name, &labels), &METADATA);
@@ -167,7 +171,11 @@ pub struct Gauge {
 }
 
 impl Gauge {
-    fn register(registry: &Arc<Registry>, name: &'static str, labels: Vec<(&'static str, String)>) -> Self {
+    fn register(
+        registry: &Arc<Registry>,
+        name: &'static str,
+        labels: Vec<(&'static str, String)>,
+    ) -> Self {
         let handle = registry
             .recorder
             .register_gauge(&Registry::key(name, &labels), &METADATA);
@@ -219,7 +227,11 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    fn register(registry: &Arc<Registry>, name: &'static str, labels: Vec<(&'static str, String)>) -> Self {
+    fn register(
+        registry: &Arc<Registry>,
+        name: &'static str,
+        labels: Vec<(&'static str, String)>,
+    ) -> Self {
         let handle = registry
             .recorder
             .register_histogram(&Registry::key(name, &labels), &METADATA);
@@ -345,7 +357,9 @@ impl PathMetrics {
 
     /// Counts one gossip message ignored for `reason`.
     pub fn ignore(&self, reason: &'static str) {
-        self.gossip_ignored.get_or_create(&[("reason", reason)]).inc();
+        self.gossip_ignored
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
     /// Current count of `path`'s `outcome` (tests).
@@ -364,7 +378,9 @@ impl PathMetrics {
 
     /// Current count of ignored gossip messages for `reason` (tests).
     pub fn ignored_count(&self, reason: &'static str) -> u64 {
-        self.gossip_ignored.get_or_create(&[("reason", reason)]).get()
+        self.gossip_ignored
+            .get_or_create(&[("reason", reason)])
+            .get()
     }
 }
 
@@ -430,45 +446,126 @@ impl Default for Metrics {
 /// Name, help text.
 const COUNTERS: &[(&str, &str)] = &[
     ("ingress_connections_accepted_total", "Connections admitted"),
-    ("ingress_streams_accepted_total", "/collect streams admitted"),
-    ("ingress_bytes_received_total", "Bytes read from /collect streams"),
-    ("ingress_messages_received_total", "Messages decoded from /collect"),
-    ("ingress_messages_accepted_total", "Messages accepted into the buffer (both paths)"),
-    ("ingress_messages_enqueued_total", "Messages acknowledged by the queue"),
-    ("ingress_messages_spilled_total", "Messages spilled to the local file at shutdown"),
-    ("ingress_messages_replayed_total", "Messages replayed from the spill file at start"),
+    (
+        "ingress_streams_accepted_total",
+        "/collect streams admitted",
+    ),
+    (
+        "ingress_bytes_received_total",
+        "Bytes read from /collect streams",
+    ),
+    (
+        "ingress_messages_received_total",
+        "Messages decoded from /collect",
+    ),
+    (
+        "ingress_messages_accepted_total",
+        "Messages accepted into the buffer (both paths)",
+    ),
+    (
+        "ingress_messages_enqueued_total",
+        "Messages acknowledged by the queue",
+    ),
+    (
+        "ingress_messages_spilled_total",
+        "Messages spilled to the local file at shutdown",
+    ),
+    (
+        "ingress_messages_replayed_total",
+        "Messages replayed from the spill file at start",
+    ),
     ("ingress_rejects_total", "Drops and refusals by reason"),
-    ("ingress_throttled_total", "Reader waits on a peer's token bucket"),
-    ("ingress_backpressure_waits_total", "Reader waits because the buffer was full"),
+    (
+        "ingress_throttled_total",
+        "Reader waits on a peer's token bucket",
+    ),
+    (
+        "ingress_backpressure_waits_total",
+        "Reader waits because the buffer was full",
+    ),
     ("ingress_sink_retries_total", "Queue call retries by reason"),
-    ("ingress_spill_quarantined_total", "Damaged spill or WAL lines moved to a quarantine file"),
-    ("ingress_wal_appended_total", "Messages appended to the write-ahead log and fsynced"),
-    ("ingress_wal_commits_total", "Write-ahead log group commits (one fsync each)"),
-    ("ingress_wal_commit_failures_total", "Write-ahead log group commits that failed"),
-    ("ingress_path_messages_total", "Submissions by path and outcome"),
-    ("ingress_path_rejects_total", "Submissions refused, by path and reason"),
-    ("ingress_path_duplicates_total", "Submissions seen before within the window, by path and the path first seen on"),
-    ("ingress_gossip_ignored_total", "Gossip messages dropped without penalty, by reason"),
-    ("ingress_gossip_messages_total", "Gossip messages by topic and validation verdict"),
+    (
+        "ingress_spill_quarantined_total",
+        "Damaged spill or WAL lines moved to a quarantine file",
+    ),
+    (
+        "ingress_wal_appended_total",
+        "Messages appended to the write-ahead log and fsynced",
+    ),
+    (
+        "ingress_wal_commits_total",
+        "Write-ahead log group commits (one fsync each)",
+    ),
+    (
+        "ingress_wal_commit_failures_total",
+        "Write-ahead log group commits that failed",
+    ),
+    (
+        "ingress_path_messages_total",
+        "Submissions by path and outcome",
+    ),
+    (
+        "ingress_path_rejects_total",
+        "Submissions refused, by path and reason",
+    ),
+    (
+        "ingress_path_duplicates_total",
+        "Submissions seen before within the window, by path and the path first seen on",
+    ),
+    (
+        "ingress_gossip_ignored_total",
+        "Gossip messages dropped without penalty, by reason",
+    ),
+    (
+        "ingress_gossip_messages_total",
+        "Gossip messages by topic and validation verdict",
+    ),
 ];
 
 const GAUGES: &[(&str, &str)] = &[
     ("ingress_connections_open", "Open libp2p connections"),
     ("ingress_streams_open", "Open /collect streams"),
-    ("ingress_buffer_messages", "Messages buffered, not yet acknowledged by the queue"),
-    ("ingress_buffer_bytes", "Bytes buffered, not yet acknowledged by the queue"),
+    (
+        "ingress_buffer_messages",
+        "Messages buffered, not yet acknowledged by the queue",
+    ),
+    (
+        "ingress_buffer_bytes",
+        "Bytes buffered, not yet acknowledged by the queue",
+    ),
     ("ingress_draining", "1 while draining after SIGTERM"),
-    ("ingress_queue_ready", "1 while the last queue probe succeeded"),
-    ("ingress_gossip_mesh_peers", "Gossipsub mesh peers per topic"),
+    (
+        "ingress_queue_ready",
+        "1 while the last queue probe succeeded",
+    ),
+    (
+        "ingress_gossip_mesh_peers",
+        "Gossipsub mesh peers per topic",
+    ),
     ("ingress_gossip_topic_peers", "Peers subscribed to a topic"),
-    ("ingress_gossip_connections", "Connections admitted to speak gossipsub"),
-    ("ingress_gossip_validation_queue", "Gossip messages waiting for validation"),
-    ("ingress_gossip_cache_bytes", "Bytes of accepted gossip messages in gossipsub's history window"),
+    (
+        "ingress_gossip_connections",
+        "Connections admitted to speak gossipsub",
+    ),
+    (
+        "ingress_gossip_validation_queue",
+        "Gossip messages waiting for validation",
+    ),
+    (
+        "ingress_gossip_cache_bytes",
+        "Bytes of accepted gossip messages in gossipsub's history window",
+    ),
 ];
 
 const HISTOGRAMS: &[(&str, &str)] = &[
-    ("ingress_sink_call_seconds", "Latency of one queue call by outcome"),
-    ("ingress_read_to_enqueued_seconds", "Time from reading a message to the queue acknowledging it"),
+    (
+        "ingress_sink_call_seconds",
+        "Latency of one queue call by outcome",
+    ),
+    (
+        "ingress_read_to_enqueued_seconds",
+        "Time from reading a message to the queue acknowledging it",
+    ),
 ];
 
 impl Metrics {
@@ -476,13 +573,16 @@ impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
         for (name, help) in COUNTERS {
-            r.recorder.describe_counter((*name).into(), None, (*help).into());
+            r.recorder
+                .describe_counter((*name).into(), None, (*help).into());
         }
         for (name, help) in GAUGES {
-            r.recorder.describe_gauge((*name).into(), None, (*help).into());
+            r.recorder
+                .describe_gauge((*name).into(), None, (*help).into());
         }
         for (name, help) in HISTOGRAMS {
-            r.recorder.describe_histogram((*name).into(), None, (*help).into());
+            r.recorder
+                .describe_histogram((*name).into(), None, (*help).into());
         }
         let c = |name| Counter::register(&r, name, Vec::new());
         let g = |name| Gauge::register(&r, name, Vec::new());

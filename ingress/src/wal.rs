@@ -27,8 +27,8 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use crate::envelope::Envelope;
-use crate::spill::{FileGuard, Replay, SpillError, SpillRecord, SpillWriter};
 use crate::metrics::Counter;
+use crate::spill::{FileGuard, Replay, SpillError, SpillRecord, SpillWriter};
 
 /// A segment is rotated once it holds this many bytes. Small enough that replay after a crash
 /// resends little that the queue already had; large enough that rotation is rare (at 1 KiB per

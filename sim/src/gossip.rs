@@ -27,7 +27,9 @@ const RECEIVED_KEPT: usize = 10_000;
 pub fn envelope(epoch: u64, submission_json: &[u8], snapshotter: &PeerId) -> Vec<u8> {
     let mut out = format!("{{\"epoch_id\":{epoch},\"submissions\":[").into_bytes();
     out.extend_from_slice(submission_json);
-    out.extend_from_slice(format!("],\"snapshotter_id\":\"{snapshotter}\",\"signature\":null}}").as_bytes());
+    out.extend_from_slice(
+        format!("],\"snapshotter_id\":\"{snapshotter}\",\"signature\":null}}").as_bytes(),
+    );
     out
 }
 
@@ -138,10 +140,8 @@ fn build(key: Keypair, o: &PeerOptions) -> Result<Swarm<PeerBehaviour>, SimError
     let gossipsub =
         gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
             .map_err(|e| err(e.to_string()))?;
-    let identify = identify::Behaviour::new(identify::Config::new(
-        "ipfs/0.1.0".into(),
-        key.public(),
-    ));
+    let identify =
+        identify::Behaviour::new(identify::Config::new("ipfs/0.1.0".into(), key.public()));
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -352,7 +352,10 @@ mod tests {
                 mesh_formation: 0
             })
         );
-        assert_eq!(parse(&discovery_heartbeat(&p, 1)), Ok(GossipPayload::Heartbeat));
+        assert_eq!(
+            parse(&discovery_heartbeat(&p, 1)),
+            Ok(GossipPayload::Heartbeat)
+        );
         assert_eq!(
             parse(&mesh_formation_heartbeat(&p, 1)),
             Ok(GossipPayload::Submissions {

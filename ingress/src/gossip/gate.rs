@@ -117,7 +117,14 @@ impl P2pGate {
             self.outbound += 1;
         }
         *self.per_peer.entry(peer).or_default() += 1;
-        self.admitted.insert(id, Admitted { peer, addr, inbound });
+        self.admitted.insert(
+            id,
+            Admitted {
+                peer,
+                addr,
+                inbound,
+            },
+        );
         self.metrics.path.gossip_connections.inc();
         true
     }
@@ -241,11 +248,12 @@ impl NetworkBehaviour for P2pGate {
                     return;
                 }
                 let mine = self.per_peer.get(&c.peer_id).copied().unwrap_or(1);
-                self.inner
-                    .on_swarm_event(FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                self.inner.on_swarm_event(FromSwarm::ConnectionEstablished(
+                    ConnectionEstablished {
                         other_established: mine.saturating_sub(1),
                         ..c
-                    }));
+                    },
+                ));
                 if mine == 1 {
                     self.inner
                         .gossipsub

@@ -90,6 +90,8 @@ mod tests {
         assert_eq!(h.state(), "pruned");
         h.connections = (0, 0);
         assert_eq!(h.state(), "alone");
-        assert!(h.detail().starts_with("gossipsub alone: mesh /p/all=0 /p/0=0;"));
+        assert!(h
+            .detail()
+            .starts_with("gossipsub alone: mesh /p/all=0 /p/0=0;"));
     }
 }

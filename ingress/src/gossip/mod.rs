@@ -195,7 +195,9 @@ pub fn gossipsub_config(s: &GossipSettings) -> Result<gossipsub::Config, GossipE
 /// The deployed peers' score parameters (their `gossipconfig` package): mesh-delivery and
 /// behaviour penalties off, invalid messages penalised (weight −100 × topic weight 10), very
 /// lenient thresholds.
-pub fn score_params(topics: &[TopicHash]) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+pub fn score_params(
+    topics: &[TopicHash],
+) -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
     let topic = gossipsub::TopicScoreParams {
         topic_weight: 10.0,
         time_in_mesh_weight: 10.0,

@@ -11,8 +11,11 @@
 //!   submission, too large, or any submission refused by the edge checks (none of the message's
 //!   submissions is queued);
 //! - `Ignore` (not forwarded, no penalty): heartbeats and mesh-formation entries (counted, never
-//!   queued); a throttled or banned sender; the validation queue full; the cache budget spent
-//!   (the submissions were queued, only forwarding is skipped); shutdown;
+//!   queued); a submission for a data market this ingress does not serve (`foreign_market`: the
+//!   topics may be shared by several markets, and honest peers relay them all, so it is skipped,
+//!   not punished; submissions of ours in the same message are still queued); a throttled or
+//!   banned sender; the validation queue full; the cache budget spent (the submissions were
+//!   queued, only forwarding is skipped); shutdown;
 //! - `Accept`: every submission queued, then forwarded by gossipsub.
 //!
 //! A throttled message is ignored, not delayed: gossip cannot be slowed the way a `/collect`
@@ -219,6 +222,7 @@ impl Validator {
         }
         let peer = job.author.unwrap_or(job.from).to_string();
         let mut ready = Vec::with_capacity(texts.len());
+        let mut foreign = 0;
         for text in texts {
             m.count(Path::Gossipsub, "received");
             let msg = match wire::queue_body(text) {
@@ -230,6 +234,12 @@ impl Validator {
             };
             let meta = meta(&msg, &peer);
             if let Err(why) = crate::edge::check(&self.policy, &msg, &meta.attributes()) {
+                if let crate::edge::EdgeReject::Market(_) = why {
+                    m.count(Path::Gossipsub, "ignored");
+                    m.ignore("foreign_market");
+                    foreign += 1;
+                    continue;
+                }
                 m.reject(Path::Gossipsub, why.as_str());
                 tracing::debug!(peer = %job.from, reason = why.as_str(), error = %why, "gossip submission refused at the edge");
                 return Outcome::Reject(why.as_str());
@@ -251,6 +261,10 @@ impl Validator {
                 return Outcome::Stop;
             }
             m.count(Path::Gossipsub, "accepted");
+        }
+        if foreign > 0 {
+            // Counted per submission above; the message is not vouched for.
+            return Outcome::Ignore("foreign_market_message");
         }
         Outcome::Accept
     }
