@@ -164,8 +164,8 @@ pub fn parse(data: &[u8]) -> Result<GossipPayload<'_>, GossipError> {
     if data.len() > MAX_GOSSIP_MESSAGE_BYTES {
         return Err(GossipError::Oversize(data.len()));
     }
-    let text = std::str::from_utf8(data)
-        .map_err(|_| GossipError::NotEnvelope("not UTF-8".into()))?;
+    let text =
+        std::str::from_utf8(data).map_err(|_| GossipError::NotEnvelope("not UTF-8".into()))?;
     let trimmed = text.trim();
     if !trimmed.starts_with('{') {
         return Err(GossipError::NotEnvelope("not a JSON object".into()));
@@ -358,9 +358,18 @@ mod tests {
 
     #[test]
     fn malformed_messages_have_reasons() {
-        assert_eq!(parse(b"[1]").map_err(|e| e.reason()), Err("gossip_not_envelope"));
-        assert_eq!(parse(b"{").map_err(|e| e.reason()), Err("gossip_not_envelope"));
-        assert_eq!(parse(b"{\"a\":1}").map_err(|e| e.reason()), Err("gossip_not_envelope"));
+        assert_eq!(
+            parse(b"[1]").map_err(|e| e.reason()),
+            Err("gossip_not_envelope")
+        );
+        assert_eq!(
+            parse(b"{").map_err(|e| e.reason()),
+            Err("gossip_not_envelope")
+        );
+        assert_eq!(
+            parse(b"{\"a\":1}").map_err(|e| e.reason()),
+            Err("gossip_not_envelope")
+        );
         assert_eq!(
             parse(br#"{"submissions":[1]}"#).map_err(|e| e.reason()),
             Err("bad_json")
@@ -393,7 +402,10 @@ mod tests {
         let respelled = SUB
             .replace("\"slotId\":7", "\"slotId\":\"7\"")
             .replace("\"signature\":\"aa\"", "\"signature\":\"0xAA\"")
-            .replace("0x00000000000000000000000000000000000000aa", "00000000000000000000000000000000000000AA")
+            .replace(
+                "0x00000000000000000000000000000000000000aa",
+                "00000000000000000000000000000000000000AA",
+            )
             .replace("\"v1\"", "\"v2\"");
         let r: SnapshotSubmission = serde_json::from_str(&respelled).expect("json");
         assert_eq!(content_id(&r), id);
@@ -407,7 +419,10 @@ mod tests {
             ("\"signature\":\"aa\"", "\"signature\":\"ab\""),
             ("\"header\":\"0x01\"", "\"header\":\"0x02\""),
             ("00aa\"", "00ab\""),
-            ("\"nodeVersion\"", "\"protocolState\":\"0x01\",\"nodeVersion\""),
+            (
+                "\"nodeVersion\"",
+                "\"protocolState\":\"0x01\",\"nodeVersion\"",
+            ),
         ] {
             let t: SnapshotSubmission =
                 serde_json::from_str(&SUB.replacen(from, to, 1)).expect("json");

