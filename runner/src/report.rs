@@ -57,25 +57,55 @@ pub async fn epoch_row(
         .map(|(_, b)| b)
         .collect();
 
-    // Outcomes.
-    let mut ok = 0;
-    for s in sent.iter().filter(|s| s.epoch == epoch) {
-        let key = records::receipt_key(&p.config.market, epoch, &s.id);
-        let got = match p.ports.state.get(Table::Receipts, &key).await? {
+    // Outcomes. A submission sent on both paths has two ids: one is accepted and the other a
+    // `duplicate`, or both are rejected for its reason.
+    let receipt = |id: String| async move {
+        let key = records::receipt_key(&p.config.market, epoch, &id);
+        Ok::<_, anyhow::Error>(match p.ports.state.get(Table::Receipts, &key).await? {
             Some(i) => serde_json::from_str::<Receipt>(&i.data).ok(),
             None => None,
+        })
+    };
+    let is = |r: &Option<Receipt>, e: &Expect| match (e, r) {
+        (Expect::Accepted, Some(r)) => r.outcome == "accepted",
+        (Expect::Rejected(why), Some(r)) => r.reason.as_deref() == Some(*why),
+        _ => false,
+    };
+    let mut ok = 0;
+    let mut accepted_ids = std::collections::BTreeMap::new();
+    for s in sent.iter().filter(|s| s.epoch == epoch) {
+        let got = receipt(s.id.clone()).await?;
+        let (matches, alt) = match &s.alt_id {
+            None => (is(&got, &s.expect), None),
+            Some(alt) => {
+                let other = receipt(alt.clone()).await?;
+                let dup = Expect::Rejected("duplicate");
+                let m = match s.expect {
+                    Expect::Accepted => {
+                        (is(&got, &s.expect) && is(&other, &dup))
+                            || (is(&other, &s.expect) && is(&got, &dup))
+                    }
+                    Expect::Rejected(_) => is(&got, &s.expect) && is(&other, &s.expect),
+                };
+                (m, Some((alt.clone(), other)))
+            }
         };
-        let matches = match (&s.expect, &got) {
-            (Expect::Accepted, Some(r)) => r.outcome == "accepted",
-            (Expect::Rejected(why), Some(r)) => r.reason.as_deref() == Some(*why),
-            _ => false,
-        };
+        if s.expect == Expect::Accepted {
+            let winner = match &alt {
+                Some((alt, other)) if is(other, &Expect::Accepted) => alt.clone(),
+                _ => s.id.clone(),
+            };
+            accepted_ids.insert(s.id.clone(), winner);
+        }
         if matches {
             ok += 1;
         } else {
             eprintln!(
-                "  ! epoch {epoch} submission {}: expected {:?}, got {got:?}",
-                s.id, s.expect
+                "  ! epoch {epoch} submission {}: expected {:?}, got {got:?}{}",
+                s.id,
+                s.expect,
+                alt.map(|(a, o)| format!(" and for its gossip copy {a}: {o:?}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -130,19 +160,18 @@ pub async fn epoch_row(
         .collect();
     for s in &sample {
         let market = format!("{:#x}", p.config.market);
-        match prove_inclusion(&market, epoch, &refs, &s.id) {
+        // The id the batch holds: of a dual-path submission, the copy that was accepted.
+        let id = accepted_ids.get(&s.id).unwrap_or(&s.id);
+        match prove_inclusion(&market, epoch, &refs, id) {
             Some(proof) => {
                 let bytes = &docs[(proof.batch_index - 1) as usize].0;
                 if proof.verify_with_batch(bytes).is_ok() && chain_ok {
                     proofs_ok += 1;
                 } else {
-                    eprintln!("  ! epoch {epoch}: proof of {} does not verify", s.id);
+                    eprintln!("  ! epoch {epoch}: proof of {id} does not verify");
                 }
             }
-            None => eprintln!(
-                "  ! epoch {epoch}: accepted submission {} is in no batch",
-                s.id
-            ),
+            None => eprintln!("  ! epoch {epoch}: accepted submission {id} is in no batch"),
         }
     }
 

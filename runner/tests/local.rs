@@ -160,3 +160,29 @@ async fn killed_runner_resumes_without_loss_or_duplicate_transactions() {
         "closed but never ended: {due_not_ended:?} (head {head_at_stop})"
     );
 }
+
+/// The newest collectors' default: every submission on `/collect` and on gossipsub. Each is
+/// counted once (one copy accepted, the other `duplicate`, before the per-slot cap), and the
+/// proofs hold for the id the batch holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_paths_count_each_submission_once_and_every_check_holds() {
+    if anvil_bin("both_paths_count_each_submission_once_and_every_check_holds").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let args = sequencer_runner::Args::parse_from([
+        "sequencer-local",
+        "--epochs",
+        "2",
+        "--slots",
+        "10",
+        "--projects",
+        "5",
+        "--path",
+        "both",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let code = sequencer_runner::run(args).await.expect("runs");
+    assert_eq!(code, 0, "every outcome and proof check held");
+}

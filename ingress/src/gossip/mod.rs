@@ -349,7 +349,10 @@ pub fn build(key: &Keypair, s: &GossipSettings, metrics: &Metrics) -> Result<P2p
     kcfg.set_query_timeout(Duration::from_secs(30));
     // Records are re-announced by the advertise timer, like the collectors do.
     kcfg.set_provider_publication_interval(None);
-    kcfg.set_periodic_bootstrap_interval(Some(Duration::from_secs(300)));
+    // Refresh the routing table from the bootstrap peers; with none, this node is the bootstrap.
+    kcfg.set_periodic_bootstrap_interval(
+        (!s.bootstrap.is_empty()).then_some(Duration::from_secs(300)),
+    );
     let mut kad = kad::Behaviour::with_config(peer_id, store, kcfg);
     kad.set_mode(Some(match s.kad_mode {
         KadMode::Client => kad::Mode::Client,
