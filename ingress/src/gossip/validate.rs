@@ -23,7 +23,7 @@
 //! relay stays far below the default rate (500 submissions/s per peer after a burst of 5 000).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use libp2p::gossipsub::{MessageAcceptance, MessageId};
@@ -135,51 +135,81 @@ enum Outcome {
 
 impl Validator {
     /// Judges jobs until cancelled or the job channel closes; sends one verdict per job judged.
+    /// Up to one message per core is judged at a time (parsing, the content id and the edge
+    /// checks are CPU work; the order of verdicts does not matter to gossipsub).
     pub async fn run(self, mut jobs: mpsc::Receiver<Job>, verdicts: mpsc::Sender<Verdict>) {
-        let mut budget = CacheBudget {
+        let budget = Arc::new(Mutex::new(CacheBudget {
             limit: self.cache_bytes,
             window: self.history,
             held: VecDeque::new(),
             total: 0,
-        };
+        }));
+        let width = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        let slots = Arc::new(tokio::sync::Semaphore::new(width));
+        let this = Arc::new(self);
+        let mut running = tokio::task::JoinSet::new();
         loop {
             let job = tokio::select! {
                 j = jobs.recv() => j,
-                _ = self.cancel.cancelled() => None,
+                _ = this.cancel.cancelled() => None,
             };
             let Some(job) = job else { break };
-            self.metrics.path.gossip_validation_queue.dec();
-            let len = job.data.len();
-            let outcome = match self.judge(&job).await {
-                Outcome::Accept if !budget.try_take(len, &self.metrics) => {
-                    Outcome::Ignore("cache_budget")
-                }
-                o => o,
+            this.metrics.path.gossip_validation_queue.dec();
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
             };
-            let acceptance = match outcome {
-                Outcome::Accept => MessageAcceptance::Accept,
-                Outcome::Reject(reason) => {
-                    self.metrics.reject(Reject::Gossip(reason));
-                    tracing::debug!(peer = %job.from, reason, "gossip message rejected");
-                    MessageAcceptance::Reject
-                }
-                Outcome::Ignore(reason) => {
-                    self.metrics.path.ignore(reason);
-                    MessageAcceptance::Ignore
-                }
-                Outcome::Stop => break,
-            };
-            let v = Verdict {
+            let (v, budget, verdicts) = (this.clone(), budget.clone(), verdicts.clone());
+            running.spawn(async move {
+                let _slot = slot;
+                v.judge_one(job, &budget, &verdicts).await;
+            });
+            // Reap finished tasks so the set stays small.
+            while running.try_join_next().is_some() {}
+        }
+        while running.join_next().await.is_some() {}
+        // Dropping the validator drops the buffer handle, so the drain is not held up by it.
+    }
+
+    async fn judge_one(
+        &self,
+        job: Job,
+        budget: &Mutex<CacheBudget>,
+        verdicts: &mpsc::Sender<Verdict>,
+    ) {
+        let len = job.data.len();
+        let outcome = match self.judge(&job).await {
+            Outcome::Accept
+                if !budget
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .try_take(len, &self.metrics) =>
+            {
+                Outcome::Ignore("cache_budget")
+            }
+            o => o,
+        };
+        let acceptance = match outcome {
+            Outcome::Accept => MessageAcceptance::Accept,
+            Outcome::Reject(reason) => {
+                self.metrics.reject(Reject::Gossip(reason));
+                tracing::debug!(peer = %job.from, reason, "gossip message rejected");
+                MessageAcceptance::Reject
+            }
+            Outcome::Ignore(reason) => {
+                self.metrics.path.ignore(reason);
+                MessageAcceptance::Ignore
+            }
+            // Shutdown: no verdict; gossipsub drops the message from its cache in time.
+            Outcome::Stop => return,
+        };
+        let _ = verdicts
+            .send(Verdict {
                 id: job.id,
                 from: job.from,
                 topic: job.topic,
                 acceptance,
-            };
-            if verdicts.send(v).await.is_err() {
-                break;
-            }
-        }
-        // Dropping `self` drops the buffer handle, so the drain is not held up by the validator.
+            })
+            .await;
     }
 
     /// One token per submission (at least one per message) from the sender's buckets.
