@@ -296,6 +296,7 @@ pub async fn start(
         Some(g) => {
             let (jobs_tx, jobs_rx) = mpsc::channel(g.validation_queue.max(1));
             let (verdicts_tx, verdicts_rx) = mpsc::channel(g.validation_queue.max(1));
+            let pending_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let validator = Validator {
                 gate: gate.clone(),
                 buffer: buffer.clone(),
@@ -305,9 +306,16 @@ pub async fn start(
                 cache_bytes: g.cache_bytes,
                 history: g.heartbeat * 12,
                 cancel: stop_readers.clone(),
+                pending_bytes: pending_bytes.clone(),
             };
             let task = tokio::spawn(validator.run(jobs_rx, verdicts_tx));
-            let state = GossipLoop::new(g.clone(), jobs_tx, metrics.clone(), health.clone());
+            let state = GossipLoop::new(
+                g.clone(),
+                jobs_tx,
+                pending_bytes,
+                metrics.clone(),
+                health.clone(),
+            );
             (Some((state, verdicts_rx)), Some(task))
         }
         None => (None, None),
@@ -457,6 +465,7 @@ async fn swarm_loop(
 struct GossipLoop {
     settings: GossipSettings,
     jobs: mpsc::Sender<Job>,
+    pending_bytes: Arc<std::sync::atomic::AtomicUsize>,
     metrics: Metrics,
     health: SharedHealth,
     zero: (TopicHash, Arc<str>),
@@ -470,6 +479,7 @@ impl GossipLoop {
     fn new(
         settings: GossipSettings,
         jobs: mpsc::Sender<Job>,
+        pending_bytes: Arc<std::sync::atomic::AtomicUsize>,
         metrics: Metrics,
         health: SharedHealth,
     ) -> Self {
@@ -495,6 +505,7 @@ impl GossipLoop {
             all: (all.hash(), Arc::from(all.hash().as_str())),
             settings,
             jobs,
+            pending_bytes,
             metrics,
             health,
             keys,
@@ -594,6 +605,21 @@ impl GossipLoop {
                     return;
                 }
                 let addr = Self::p2p(swarm).and_then(|p| p.addr_of(&propagation_source));
+                let len = message.data.len();
+                let held = self
+                    .pending_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if held + len > self.settings.validation_bytes {
+                    self.metrics.path.ignore("validation_queue_full");
+                    self.report_now(
+                        swarm,
+                        message_id,
+                        propagation_source,
+                        topic,
+                        MessageAcceptance::Ignore,
+                    );
+                    return;
+                }
                 let job = Job {
                     from: propagation_source,
                     addr,
@@ -603,10 +629,15 @@ impl GossipLoop {
                     data: message.data,
                     received_at: std::time::Instant::now(),
                 };
+                // Counted before the send: the validator may take the job (and subtract) at once.
+                self.pending_bytes
+                    .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
                 match self.jobs.try_send(job) {
                     Ok(()) => self.metrics.path.gossip_validation_queue.inc(),
                     Err(mpsc::error::TrySendError::Full(job))
                     | Err(mpsc::error::TrySendError::Closed(job)) => {
+                        self.pending_bytes
+                            .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
                         self.metrics.path.ignore("validation_queue_full");
                         self.report_now(
                             swarm,

@@ -273,10 +273,15 @@ pub const GOSSIP_MAX_TRANSMIT_BYTES: usize = 1024 * 1024;
 /// (`MAX_GOSSIP_MESSAGE_BYTES`, 32 KiB) = 512 KiB per peer.
 pub const GOSSIP_SEND_QUEUE: usize = 16;
 
-/// Gossip messages waiting for the validator. Full: new messages are ignored (no penalty,
-/// counted `validation_queue_full`); it only fills while the buffer pushes back. 512 × 32 KiB =
-/// 16 MiB at most (each is also held in gossipsub's cache until judged).
-pub const GOSSIP_VALIDATION_QUEUE: usize = 512;
+/// Gossip messages waiting for the validator. Full (by count, or by [`GOSSIP_VALIDATION_BYTES`]):
+/// new messages are ignored (no penalty, counted `validation_queue_full`). It absorbs an epoch's
+/// burst (≈ 12 000 typical 1.3 KiB envelopes fit the byte bound) and fills only while the buffer
+/// pushes back or the validator is behind.
+pub const GOSSIP_VALIDATION_QUEUE: usize = 16_384;
+
+/// Bytes of gossip messages waiting for the validator (each is also held in gossipsub's cache
+/// until judged): the memory bound of the validation queue, whatever the messages' sizes.
+pub const GOSSIP_VALIDATION_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bytes of accepted gossip messages gossipsub may keep for its history window (12 heartbeats of
 /// 700 ms ≈ 8.4 s, for IWANT answers). Past it, valid messages are still queued but ignored for
@@ -306,7 +311,7 @@ pub const GOSSIP_PEER_WORST_BYTES: usize = GOSSIP_MAX_TRANSMIT_BYTES
 ///
 /// ```text
 /// (64 + 16) × (1 MiB + 2 × 256 KiB + 16 × 32 KiB) = 80 × 2 MiB = 160 MiB
-/// validation queue 512 × 32 KiB                                =  16 MiB
+/// validation queue (by bytes)                                  =  16 MiB
 /// accepted-message cache                                        =  32 MiB
 /// Kademlia providers 64 × 20 × 16 KiB + records 64 × 4 KiB      ≈  20 MiB
 ///                                                        total ≈ 229 MiB
@@ -318,7 +323,7 @@ pub const GOSSIP_BUDGET_BYTES: usize = 229 * 1024 * 1024;
 
 const _: () = {
     let peers = (GOSSIP_MAX_INBOUND + GOSSIP_MAX_OUTBOUND) * GOSSIP_PEER_WORST_BYTES;
-    let queue = GOSSIP_VALIDATION_QUEUE * sequencer_core::gossip::MAX_GOSSIP_MESSAGE_BYTES;
+    let queue = GOSSIP_VALIDATION_BYTES;
     let kad = KAD_MAX_PROVIDER_KEYS * 20 * 16 * 1024 + KAD_MAX_RECORDS * KAD_MAX_RECORD_BYTES;
     assert!(peers + queue + GOSSIP_CACHE_BYTES + kad <= GOSSIP_BUDGET_BYTES);
     assert!(GOSSIP_MAX_INBOUND_PER_ADDR < GOSSIP_MAX_INBOUND);

@@ -87,6 +87,8 @@ pub struct GossipSettings {
     pub max_outbound: usize,
     /// Messages waiting for the validator.
     pub validation_queue: usize,
+    /// Bytes of messages waiting for the validator.
+    pub validation_bytes: usize,
     /// Bytes of accepted messages kept for gossipsub's history window.
     pub cache_bytes: usize,
 }
@@ -106,6 +108,7 @@ impl Default for GossipSettings {
             max_inbound_per_addr: l::GOSSIP_MAX_INBOUND_PER_ADDR,
             max_outbound: l::GOSSIP_MAX_OUTBOUND,
             validation_queue: l::GOSSIP_VALIDATION_QUEUE,
+            validation_bytes: l::GOSSIP_VALIDATION_BYTES,
             cache_bytes: l::GOSSIP_CACHE_BYTES,
         }
     }

@@ -91,6 +91,8 @@ pub struct Validator {
     pub history: Duration,
     /// Stops the validator (shutdown: readers stop).
     pub cancel: CancellationToken,
+    /// Bytes of jobs waiting (the swarm task adds, the validator subtracts).
+    pub pending_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Accepted message sizes inside the history window.
@@ -155,6 +157,8 @@ impl Validator {
             };
             let Some(job) = job else { break };
             this.metrics.path.gossip_validation_queue.dec();
+            this.pending_bytes
+                .fetch_sub(job.data.len(), std::sync::atomic::Ordering::Relaxed);
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 break;
             };
