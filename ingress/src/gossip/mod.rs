@@ -23,7 +23,6 @@ pub mod health;
 pub mod validate;
 
 use std::collections::HashSet;
-use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use libp2p::gossipsub::{self, IdentTopic, MessageId, TopicHash};
@@ -382,7 +381,89 @@ pub fn split_peer(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
     }
 }
 
-/// Dials per round, as a `NonZeroUsize` for APIs that want one.
-pub fn dials_per_round() -> NonZeroUsize {
-    NonZeroUsize::new(DIALS_PER_ROUND).unwrap_or(NonZeroUsize::MIN)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reject labels of the gossip path that are not edge reasons, and every ignore reason.
+    const REJECTS: [&str; 5] = [
+        "gossip_oversize",
+        "gossip_not_envelope",
+        "gossip_too_many_submissions",
+        "gossip_wrong_topic",
+        "gossip_connections_full",
+    ];
+    const IGNORES: [&str; 11] = [
+        "heartbeat",
+        "mesh_formation",
+        "mesh_formation_message",
+        "foreign_market",
+        "foreign_market_message",
+        "throttled",
+        "banned",
+        "validation_queue_full",
+        "cache_budget",
+        "draining",
+        "shutdown",
+    ];
+
+    #[test]
+    fn readme_lists_every_gossip_reason() {
+        let readme = include_str!("../../README.md");
+        for r in REJECTS.iter().chain(&IGNORES) {
+            assert!(
+                readme.contains(&format!("`{r}`")),
+                "ingress/README.md does not list `{r}`"
+            );
+        }
+        // Core's parse reasons are among them.
+        for e in [
+            wire::GossipError::Oversize(0),
+            wire::GossipError::NotEnvelope(String::new()),
+            wire::GossipError::TooManySubmissions(0),
+        ] {
+            assert!(REJECTS.contains(&e.reason()));
+        }
+    }
+
+    #[test]
+    fn the_deployed_parameters_build_and_namespaces_are_the_collectors() {
+        let s = GossipSettings::default();
+        let c = gossipsub_config(&s).expect("valid");
+        assert_eq!(
+            (c.mesh_n(), c.mesh_n_low(), c.mesh_n_high(), c.gossip_lazy()),
+            (10, 8, 16, 10)
+        );
+        assert_eq!((c.history_length(), c.history_gossip()), (12, 6));
+        assert_eq!(c.heartbeat_interval(), Duration::from_millis(700));
+        assert_eq!(c.max_transmit_size(), 1024 * 1024);
+        assert!(c.flood_publish());
+        assert_eq!(
+            s.namespaces(),
+            vec![
+                "powerloom-snapshot-sequencer-network",
+                "/powerloom/snapshot-submissions/0",
+                "floodsub:/powerloom/snapshot-submissions/0",
+                "/powerloom/snapshot-submissions/all",
+                "floodsub:/powerloom/snapshot-submissions/all",
+            ]
+        );
+        let (params, thresholds) = score_params(&[s.topics().1.hash()]);
+        assert!(params.validate().is_ok());
+        assert!(thresholds.validate().is_ok());
+    }
+
+    #[test]
+    fn message_ids_are_go_libp2p_pubsubs() {
+        let source = PeerId::random();
+        let m = gossipsub::Message {
+            source: Some(source),
+            data: vec![],
+            sequence_number: Some(0x0102_0304_0506_0708),
+            topic: TopicHash::from_raw("t"),
+        };
+        let mut want = source.to_bytes();
+        want.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(message_id(&m).0, want);
+    }
 }
