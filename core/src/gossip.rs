@@ -380,7 +380,7 @@ mod tests {
         );
         let many = format!(
             r#"{{"submissions":[{}]}}"#,
-            vec![SUB; MAX_SUBMISSIONS_PER_MESSAGE + 1].join(",")
+            [SUB; MAX_SUBMISSIONS_PER_MESSAGE + 1].join(",")
         );
         assert_eq!(
             parse(many.as_bytes()).map_err(|e| e.reason()),

@@ -214,7 +214,7 @@ async fn run_case(a: &Args, case: Case, port: u16, msgs: Arc<Vec<Vec<u8>>>) -> a
                     }
                 }
                 sent += 1;
-                if per.is_none() && sent % 64 == 0 {
+                if per.is_none() && sent.is_multiple_of(64) {
                     tokio::task::yield_now().await;
                 }
             }

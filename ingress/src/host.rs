@@ -320,10 +320,6 @@ pub async fn start(
         }
         None => (None, None),
     };
-    let (gossip, verdicts) = match gossip {
-        Some((g, v)) => (Some(g), Some(v)),
-        None => (None, None),
-    };
 
     let (ready_tx, ready_rx) = oneshot::channel::<()>();
     let swarm_task = tokio::spawn(swarm_loop(
@@ -334,7 +330,6 @@ pub async fn start(
         stop_swarm.clone(),
         ready_tx,
         gossip,
-        verdicts,
     ));
     let _ = ready_rx.await;
 
@@ -374,9 +369,12 @@ async fn swarm_loop(
     stop_accepting: CancellationToken,
     stop_swarm: CancellationToken,
     ready: oneshot::Sender<()>,
-    mut gossip: Option<GossipLoop>,
-    mut verdicts: Option<mpsc::Receiver<Verdict>>,
+    gossip: Option<(GossipLoop, mpsc::Receiver<Verdict>)>,
 ) {
+    let (mut gossip, mut verdicts) = match gossip {
+        Some((g, v)) => (Some(g), Some(v)),
+        None => (None, None),
+    };
     let _ = ready.send(());
     let mut prune = tokio::time::interval(Duration::from_secs(30));
     let mut accepting = true;

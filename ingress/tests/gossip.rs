@@ -215,7 +215,7 @@ async fn invalid_gossip_is_rejected_by_the_edge_reasons_and_only_valid_gossip_is
             let s = std::str::from_utf8(g).expect("utf-8");
             let start = s.find("[").expect("[") + 1;
             let end = s.rfind("],\"snapshotter_id\"").expect("end");
-            s[start..end].as_bytes().to_vec()
+            s.as_bytes()[start..end].to_vec()
         }),
         "only valid submissions are queued",
     );
@@ -343,17 +343,17 @@ async fn a_heartbeat_flood_from_many_peer_ids_on_one_address_is_throttled_and_th
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.is_cancelled() && n < 20_000 {
-                let hb = if n % 2 == 0 {
+                let hb = if n.is_multiple_of(2) {
                     discovery_heartbeat(&f.peer_id, n)
                 } else {
                     mesh_formation_heartbeat(&f.peer_id, n)
                 };
-                let topic = if n % 2 == 0 { &f.zero } else { &f.all };
+                let topic = if n.is_multiple_of(2) { &f.zero } else { &f.all };
                 if f.publish(topic, hb).await.is_err() {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 n += 1;
-                if n % 50 == 0 {
+                if n.is_multiple_of(50) {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
