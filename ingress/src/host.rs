@@ -592,14 +592,7 @@ impl GossipLoop {
                     self.zero.1.clone()
                 };
                 if !accepting {
-                    self.metrics.path.ignore("draining");
-                    self.report_now(
-                        swarm,
-                        message_id,
-                        propagation_source,
-                        topic,
-                        MessageAcceptance::Ignore,
-                    );
+                    self.ignore_now(swarm, "draining", message_id, propagation_source, topic);
                     return;
                 }
                 let addr = Self::p2p(swarm).and_then(|p| p.addr_of(&propagation_source));
@@ -608,13 +601,12 @@ impl GossipLoop {
                     .pending_bytes
                     .load(std::sync::atomic::Ordering::Relaxed);
                 if held + len > self.settings.validation_bytes {
-                    self.metrics.path.ignore("validation_queue_full");
-                    self.report_now(
+                    self.ignore_now(
                         swarm,
+                        "validation_queue_full",
                         message_id,
                         propagation_source,
                         topic,
-                        MessageAcceptance::Ignore,
                     );
                     return;
                 }
@@ -636,13 +628,12 @@ impl GossipLoop {
                     | Err(mpsc::error::TrySendError::Closed(job)) => {
                         self.pending_bytes
                             .fetch_sub(len, std::sync::atomic::Ordering::Relaxed);
-                        self.metrics.path.ignore("validation_queue_full");
-                        self.report_now(
+                        self.ignore_now(
                             swarm,
+                            "validation_queue_full",
                             job.id,
                             job.from,
                             job.topic,
-                            MessageAcceptance::Ignore,
                         );
                     }
                 }
@@ -702,6 +693,19 @@ impl GossipLoop {
         if dialed > 0 {
             tracing::info!(dialed, "dialing peers found through the rendezvous");
         }
+    }
+
+    /// Counts an ignored message and tells gossipsub at once.
+    fn ignore_now(
+        &mut self,
+        swarm: &mut Swarm<Behaviour>,
+        reason: &'static str,
+        id: gossipsub::MessageId,
+        from: PeerId,
+        topic: Arc<str>,
+    ) {
+        self.metrics.path.ignore(reason);
+        self.report_now(swarm, id, from, topic, MessageAcceptance::Ignore);
     }
 
     fn report_now(

@@ -119,6 +119,21 @@ impl Reader {
     fn value(&self) -> f64 {
         self.registry.value(self.name, &self.labels)
     }
+
+    /// The key to register under, and the reader of what gets registered there.
+    fn new(
+        registry: &Arc<Registry>,
+        name: &'static str,
+        labels: Vec<(&'static str, String)>,
+    ) -> (Key, Self) {
+        let key = Registry::key(name, &labels);
+        let reader = Self {
+            registry: registry.clone(),
+            name,
+            labels,
+        };
+        (key, reader)
+    }
 }
 
 /// A monotonic counter.
@@ -134,17 +149,9 @@ impl Counter {
         name: &'static str,
         labels: Vec<(&'static str, String)>,
     ) -> Self {
-        let handle = registry
-            .recorder
-            .register_counter(&Registry::key(name, &labels), &METADATA);
-        Self {
-            handle,
-            reader: Reader {
-                registry: registry.clone(),
-                name,
-                labels,
-            },
-        }
+        let (key, reader) = Reader::new(registry, name, labels);
+        let handle = registry.recorder.register_counter(&key, &METADATA);
+        Self { handle, reader }
     }
 
     /// Adds one.
@@ -176,17 +183,9 @@ impl Gauge {
         name: &'static str,
         labels: Vec<(&'static str, String)>,
     ) -> Self {
-        let handle = registry
-            .recorder
-            .register_gauge(&Registry::key(name, &labels), &METADATA);
-        Self {
-            handle,
-            reader: Reader {
-                registry: registry.clone(),
-                name,
-                labels,
-            },
-        }
+        let (key, reader) = Reader::new(registry, name, labels);
+        let handle = registry.recorder.register_gauge(&key, &METADATA);
+        Self { handle, reader }
     }
 
     /// Adds one.

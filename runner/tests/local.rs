@@ -23,8 +23,13 @@ async fn runs_epochs_and_every_check_holds() {
     if anvil_bin("runs_epochs_and_every_check_holds").is_none() {
         return;
     }
+    small_run(&[]).await;
+}
+
+/// Two epochs of 10 slots and 5 projects with `extra` flags; every check must hold.
+async fn small_run(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let args = sequencer_runner::Args::parse_from([
+    let mut argv = vec![
         "sequencer-local",
         "--epochs",
         "2",
@@ -32,9 +37,10 @@ async fn runs_epochs_and_every_check_holds() {
         "10",
         "--projects",
         "5",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    ];
+    argv.extend_from_slice(extra);
+    argv.extend_from_slice(&["--data-dir", dir.path().to_str().unwrap()]);
+    let args = sequencer_runner::Args::parse_from(argv);
     let code = sequencer_runner::run(args).await.expect("runs");
     assert_eq!(code, 0, "every outcome and proof check held");
 }
@@ -169,20 +175,5 @@ async fn both_paths_count_each_submission_once_and_every_check_holds() {
     if anvil_bin("both_paths_count_each_submission_once_and_every_check_holds").is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let args = sequencer_runner::Args::parse_from([
-        "sequencer-local",
-        "--epochs",
-        "2",
-        "--slots",
-        "10",
-        "--projects",
-        "5",
-        "--path",
-        "both",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
-    let code = sequencer_runner::run(args).await.expect("runs");
-    assert_eq!(code, 0, "every outcome and proof check held");
+    small_run(&["--path", "both"]).await;
 }

@@ -120,21 +120,8 @@ impl Default for PeerOptions {
 
 fn build(key: Keypair, o: &PeerOptions) -> Result<Swarm<PeerBehaviour>, SimError> {
     let err = |e: String| SimError::Build(e);
-    let config = gossipsub::ConfigBuilder::default()
-        .mesh_n(10)
-        .mesh_n_low(8)
-        .mesh_n_high(16)
-        .gossip_lazy(10)
-        .mesh_outbound_min(4)
-        .retain_scores(6)
-        .heartbeat_interval(o.heartbeat)
+    let config = sequencer_ingress::gossip::deployed_mesh(o.heartbeat)
         .heartbeat_initial_delay(Duration::from_millis(100))
-        .history_length(12)
-        .history_gossip(6)
-        .flood_publish(true)
-        .max_transmit_size(1024 * 1024)
-        .validation_mode(gossipsub::ValidationMode::Strict)
-        .message_id_fn(sequencer_ingress::gossip::message_id)
         .build()
         .map_err(|e| err(e.to_string()))?;
     let gossipsub =

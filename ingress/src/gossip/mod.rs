@@ -163,16 +163,19 @@ pub fn message_id(m: &gossipsub::Message) -> MessageId {
     MessageId::new(&id)
 }
 
-/// The gossipsub configuration of PROTOCOL.md §10.
-pub fn gossipsub_config(s: &GossipSettings) -> Result<gossipsub::Config, GossipError> {
-    gossipsub::ConfigBuilder::default()
-        .mesh_n(10)
+/// The deployed peers' mesh (PROTOCOL.md §10, their `gossipconfig`): D 10, D_lo 8, D_hi 16,
+/// D_lazy 10, D_out 4, D_score 6, history 12/6, gossip factor 0.25, flood publish, opportunistic
+/// graft every 30 heartbeats (4 peers), backoffs 5 min / 30 s, fanout TTL 60 s, 1 MiB, StrictSign,
+/// their message id, with `heartbeat`. Shared with the simulator's collectors.
+pub fn deployed_mesh(heartbeat: Duration) -> gossipsub::ConfigBuilder {
+    let mut b = gossipsub::ConfigBuilder::default();
+    b.mesh_n(10)
         .mesh_n_low(8)
         .mesh_n_high(16)
         .gossip_lazy(10)
         .mesh_outbound_min(4)
         .retain_scores(6)
-        .heartbeat_interval(s.heartbeat)
+        .heartbeat_interval(heartbeat)
         .history_length(12)
         .history_gossip(6)
         .gossip_factor(0.25)
@@ -184,8 +187,15 @@ pub fn gossipsub_config(s: &GossipSettings) -> Result<gossipsub::Config, GossipE
         .fanout_ttl(Duration::from_secs(60))
         .max_transmit_size(l::GOSSIP_MAX_TRANSMIT_BYTES)
         .validation_mode(gossipsub::ValidationMode::Strict)
+        .message_id_fn(message_id);
+    b
+}
+
+/// The ingress's gossipsub configuration: the deployed mesh, every message validated by us first,
+/// and its own queue bounds.
+pub fn gossipsub_config(s: &GossipSettings) -> Result<gossipsub::Config, GossipError> {
+    deployed_mesh(s.heartbeat)
         .validate_messages()
-        .message_id_fn(message_id)
         .connection_handler_queue_len(l::GOSSIP_SEND_QUEUE)
         // IDONTWANT is an optimisation for large messages; ours are ≤ 32 KiB and each one would
         // sit in a per-peer control queue, so it is never sent.
