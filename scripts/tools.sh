@@ -2,7 +2,7 @@
 # Idempotent installer for the tools the tests and local runs need.
 #
 #   scripts/tools.sh [--check] [component...]
-#       components: node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium
+#       components: node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium js-tests
 #       (no component: all of them, plus what the test command itself runs: node, curl, flock,
 #       setsid, cargo); --check: report what is missing, install nothing.
 #
@@ -62,6 +62,11 @@ PYTHON_HCL2_VERSION="8.1.4"
 CDKTF_AWS_VERSION="21.22.1"
 AWS_PROVIDER_SCHEMA_VERSION="6.25.0"
 TERRAFORM_WRAPPER_VERSION="1.0.3.post3"
+# js-tests: the independent js-libp2p peers of the ingress tests, each tree locked in its
+# package-lock.json and installed there (node_modules is gitignored): the /collect client
+# (js-libp2p 3.x) and the gossipsub collectors (@chainsafe/libp2p-gossipsub 14.1.2 on libp2p 2.x).
+# The tests install a missing tree themselves; CI installs them here, once, before the tests run.
+JS_TEST_DIRS=("$ROOT/ingress/tests/js" "$ROOT/ingress/tests/js-gossip")
 
 NODE22_BIN="$TOOLS/node22/node_modules/${NODE_PKG:-none}/bin/node"
 ANVIL_BIN="$TOOLS/anvil/node_modules/@foundry-rs/anvil-${ANVIL_PLATFORM:-none}/bin/anvil"
@@ -73,7 +78,7 @@ CARGO_LAMBDA_BIN="$CARGO_LAMBDA_VENV/bin/cargo-lambda"
 TF_TOOLS="$TOOLS/terraform"
 TF_SCHEMA="$TF_TOOLS/aws-provider-${AWS_PROVIDER_SCHEMA_VERSION}.schema.json"
 
-ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium)
+ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium js-tests)
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -132,6 +137,14 @@ ipfs_present() {
     [[ -f "$IPFS_DIR/node_modules/ipfs/package.json" ]] &&
         grep -q "\"version\": *\"${IPFS_VERSION}\"" "$IPFS_DIR/node_modules/ipfs/package.json" &&
         cmp -s "$IPFS_LOCK_SRC/package-lock.json" "$IPFS_DIR/package-lock.json"
+}
+
+js-tests_present() {
+    # Installed from the committed lockfile, and that lockfile has not changed since (stamp).
+    local d
+    for d in "${JS_TEST_DIRS[@]}"; do
+        [[ -d "$d/node_modules/libp2p" ]] && cmp -s "$d/package-lock.json" "$d/node_modules/.installed-lock.json" || return 1
+    done
 }
 
 nextest_present() {
@@ -202,6 +215,15 @@ install_ipfs() {
     cp "$IPFS_LOCK_SRC/package.json" "$IPFS_LOCK_SRC/package-lock.json" "$IPFS_DIR/"
     (cd "$IPFS_DIR" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
     ipfs_present || die "ipfs: node_modules/ipfs ${IPFS_VERSION} missing under $IPFS_DIR after install"
+}
+
+install_js-tests() {
+    local d
+    for d in "${JS_TEST_DIRS[@]}"; do
+        (cd "$d" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+        cp "$d/package-lock.json" "$d/node_modules/.installed-lock.json"
+    done
+    js-tests_present || die "js-tests: node_modules missing under ${JS_TEST_DIRS[*]} after install"
 }
 
 install_localstack() {
@@ -477,7 +499,7 @@ main() {
     for c in ${todo[@]+"${todo[@]}"}; do
         case "$c" in
             node22) if [[ -n "$NODE_PKG" ]]; then need npm node22; else need node22 node22; fi ;;
-            anvil | dynamodb | ipfs) need npm "$c" ;;
+            anvil | dynamodb | ipfs | js-tests) need npm "$c" ;;
             terraform) need npm terraform && need python3-venv terraform ;;
             cargo-lambda) need python3-venv cargo-lambda ;;
             localstack) need python3.13 localstack ;;

@@ -335,3 +335,26 @@ fn consensus_counts_spellings_as_one_vote_and_ties_on_canonical_cids() {
         assert_eq!(listed, sent, "{name}");
     }
 }
+
+/// The content id of a submission (docs/gossipsub.md, "Content id"), computed from the rule by
+/// `tests/vectors/gen_content_id.py` with Python's standard library.
+#[test]
+fn content_ids_match_the_rule_computed_elsewhere() {
+    let v = load("tests/vectors/content_id.json");
+    assert_eq!(
+        s(&v, "domain").as_bytes(),
+        sequencer_core::gossip::CONTENT_ID_DOMAIN
+    );
+    let cases = v["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 10);
+    for c in cases {
+        let sub: SnapshotSubmission =
+            serde_json::from_str(s(c, "submission")).unwrap_or_else(|e| panic!("{c}: {e}"));
+        assert_eq!(
+            sequencer_core::gossip::content_id(&sub).to_string(),
+            s(c, "contentId"),
+            "{}",
+            s(c, "name")
+        );
+    }
+}

@@ -81,6 +81,10 @@ pub struct Args {
     /// for an outside collector with its own keys.
     #[arg(long, value_parser = parse_assign)]
     pub assign: Vec<(u64, sequencer_core::Address)>,
+    /// Which path the simulated collectors send by: `collect`, `gossipsub` (mesh only) or `both`
+    /// (each submission once per path, the newest collectors' default).
+    #[arg(long, value_enum, default_value = "collect")]
+    pub path: snapshotter_sim::scenario::SimPath,
     /// Inclusion proofs checked per epoch.
     #[arg(long, default_value_t = 5)]
     pub proofs_per_epoch: usize,

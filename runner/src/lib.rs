@@ -108,6 +108,8 @@ pub async fn run(args: Args) -> Result<i32> {
         host: HostConfig {
             listen: vec![args.listen.parse().context("--listen is not a multiaddr")?],
             edge: sequencer_ingress::edge::EdgePolicy::markets([dep.data_market]),
+            gossip: (args.path != snapshotter_sim::scenario::SimPath::Collect)
+                .then(|| sequencer_ingress::gossip::GossipSettings::default().one_host_fleet()),
             ..HostConfig::default()
         },
         // Every simulated snapshotter dials from this host: relax the per-address limits.
@@ -278,6 +280,7 @@ async fn simulate(
         (dep.slots.len() as u64).min(args.slots),
         args.projects,
         4,
+        args.path,
     )
     .await?;
     progress(started, "simulator connected (4 libp2p connections)");

@@ -172,10 +172,18 @@ async fn readme_commands_in_sequence_resume_one_chain_and_lose_nothing() {
         chain_id: ready["chain_id"].as_u64().unwrap(),
         verifying_contract: protocol_state,
     };
-    let mut sim =
-        snapshotter_sim::scenario::Simulator::connect(&addr, peer, domain, market, 10, 4, 1)
-            .await
-            .unwrap();
+    let mut sim = snapshotter_sim::scenario::Simulator::connect(
+        &addr,
+        peer,
+        domain,
+        market,
+        10,
+        4,
+        1,
+        snapshotter_sim::scenario::SimPath::Collect,
+    )
+    .await
+    .unwrap();
     let before = c.market_info(market).await.unwrap().current_epoch;
     let (epoch, release) = loop {
         let info = c.market_info(market).await.unwrap();

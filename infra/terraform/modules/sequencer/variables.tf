@@ -270,8 +270,16 @@ variable "ingress" {
     deregistration_delay_secs = optional(number, 30)
     env                       = optional(map(string), {})
     log_retention_days        = optional(number, 30)
+    gossip                    = optional(bool, true)                                # INGRESS_GOSSIP: gossipsub beside /collect, same port
+    gossip_topic_prefix       = optional(string, "/powerloom/snapshot-submissions") # INGRESS_GOSSIP_TOPIC_PREFIX
+    gossip_bootstrap          = optional(list(string), [])                          # INGRESS_GOSSIP_BOOTSTRAP (/…/p2p/<id>); none: the ingress is the bootstrap node
+    gossip_kad_mode           = optional(string, "server")                          # INGRESS_GOSSIP_KAD_MODE
   })
   default = {}
+  validation {
+    condition     = contains(["client", "server"], var.ingress.gossip_kad_mode)
+    error_message = "ingress.gossip_kad_mode is client or server."
+  }
   validation {
     condition     = var.ingress.drain_timeout_secs + var.ingress.stop_timeout_margin_secs <= 120
     error_message = "Fargate's stopTimeout is at most 120 s: drain_timeout_secs + stop_timeout_margin_secs must be <= 120."
