@@ -98,8 +98,7 @@ impl MarketSettings {
         if self.epochs_in_a_day() == 0 {
             return Err(SettingsError::DaySize {
                 day_size: self.day_size,
-                epoch_duration: u128::from(self.source_block_time)
-                    * u128::from(self.epoch_size),
+                epoch_duration: u128::from(self.source_block_time) * u128::from(self.epoch_size),
             });
         }
         if self.daily_snapshot_quota == 0 {
@@ -260,5 +259,112 @@ mod tests {
         }
         // The local runner's simulator window (16 × 250 ms) is far too short for a real node.
         assert!(window_warning(16, 250).is_some());
+    }
+}
+
+// ------------------------------------------------------------------ the operator's kit
+
+/// What a snapshotter operator needs to point an unmodified node (snapshotter-lite-v2) and a
+/// collector at a market: printed by `seqctl market snapshotter-env`, the local runner's
+/// outside-collector mode and the Terraform outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SnapshotterKit {
+    /// `PROTOCOL_STATE_CONTRACT`, EIP-55 (the node signs with it as `verifyingContract`).
+    pub protocol_state: String,
+    /// `DATA_MARKET_CONTRACT`, EIP-55 (the stock collector compares it to `sequencers.json`
+    /// case-sensitively, so both are written the same way).
+    pub data_market: String,
+    /// `POWERLOOM_RPC_URL`: the public RPC of the protocol chain, as the operator hands it out.
+    pub powerloom_rpc_url: String,
+    /// The protocol chain's id (the EIP-712 domain's `chainId`; the node reads it from the RPC).
+    pub chain_id: u64,
+    /// `SOURCE_CHAIN_ID` of the market (what `SOURCE_RPC_URL` must serve).
+    pub source_chain_id: u64,
+    /// The sequencer's libp2p address with `/p2p/<peer id>`.
+    pub sequencer_multiaddr: String,
+    /// The sequencer's peer id.
+    pub sequencer_peer_id: String,
+    /// `LOCAL_COLLECTOR_PORT` the node dials.
+    pub local_collector_port: u16,
+    /// `environment` of the `sequencers.json` entry.
+    pub environment: String,
+}
+
+impl SnapshotterKit {
+    /// `KEY=value` lines: the node's `.env` entries and the collector's.
+    pub fn env_lines(&self) -> Vec<String> {
+        vec![
+            format!("PROTOCOL_STATE_CONTRACT={}", self.protocol_state),
+            format!("DATA_MARKET_CONTRACT={}", self.data_market),
+            format!("POWERLOOM_RPC_URL={}", self.powerloom_rpc_url),
+            format!("POWERLOOM_CHAIN_ID={}", self.chain_id),
+            format!("SOURCE_CHAIN_ID={}", self.source_chain_id),
+            format!("LOCAL_COLLECTOR_PORT={}", self.local_collector_port),
+            "DATA_MARKET_IN_REQUEST=true".to_string(),
+            format!("SEQUENCER_MULTIADDR={}", self.sequencer_multiaddr),
+            format!("SEQUENCER_PEER_ID={}", self.sequencer_peer_id),
+        ]
+    }
+
+    /// The entry for the stock collector's `sequencers.json`: an array of
+    /// `{id, maddr, dataMarketAddress, environment}`, as its discovery code reads it.
+    pub fn sequencers_json(&self) -> serde_json::Value {
+        serde_json::json!([{
+            "id": self.sequencer_peer_id,
+            "maddr": self.sequencer_multiaddr,
+            "dataMarketAddress": self.data_market,
+            "environment": self.environment,
+        }])
+    }
+
+    /// Everything as one JSON object (`env`, `sequencers_json`, and the fields).
+    pub fn to_json(&self) -> serde_json::Value {
+        let env: serde_json::Map<String, serde_json::Value> = self
+            .env_lines()
+            .into_iter()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            })
+            .collect();
+        serde_json::json!({
+            "env": env,
+            "sequencers_json": self.sequencers_json(),
+            "kit": self,
+        })
+    }
+}
+
+#[cfg(test)]
+mod kit_tests {
+    use super::*;
+
+    #[test]
+    fn sequencers_json_has_the_stock_collectors_keys() {
+        let k = SnapshotterKit {
+            protocol_state: "0x5FbDB2315678afecb367f032d93F642f64180aa3".into(),
+            data_market: "0x0C2E22fe7526fAeF28E7A58c84f8723dEFcE200c".into(),
+            powerloom_rpc_url: "https://rpc.example".into(),
+            chain_id: 31337,
+            source_chain_id: 1,
+            sequencer_multiaddr: "/dns4/seq.example/tcp/9100/p2p/12D3KooWA".into(),
+            sequencer_peer_id: "12D3KooWA".into(),
+            local_collector_port: 50051,
+            environment: "prod".into(),
+        };
+        let j = k.sequencers_json();
+        let e = &j[0];
+        let mut keys: Vec<&str> = e
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["dataMarketAddress", "environment", "id", "maddr"]);
+        assert_eq!(e["dataMarketAddress"], k.data_market);
+        assert!(k.env_lines().contains(
+            &"PROTOCOL_STATE_CONTRACT=0x5FbDB2315678afecb367f032d93F642f64180aa3".to_string()
+        ));
     }
 }

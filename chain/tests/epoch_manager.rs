@@ -746,7 +746,11 @@ async fn bad_input_gets_a_typed_error_and_no_transaction() {
         .get_storage_at(client.protocol_state(), slot)
         .await
         .expect("storage");
-    assert_eq!((word >> 8usize) & U256::from(0xffu64), U256::from(2u64), "epochSize where expected");
+    assert_eq!(
+        (word >> 8usize) & U256::from(0xffu64),
+        U256::from(2u64),
+        "epochSize where expected"
+    );
     let mask: U256 = U256::from(0xffu64) << 8usize;
     let cleared: U256 = word & !mask;
     client

@@ -32,8 +32,7 @@ use sequencer_chain::{
     bindings::ProtocolState,
     deploy::{sim_snapshotter_key, DeployPlan},
     market::{MarketSettings, SettingsError, TIME_SCALE},
-    CatchUp, ChainClient, ChainError, EpochManager, EpochManagerConfig, Revert, SlotCount,
-    Windows,
+    CatchUp, ChainClient, ChainError, EpochManager, EpochManagerConfig, Revert, SlotCount, Windows,
 };
 
 sol! {
@@ -78,22 +77,102 @@ fn hex4(s: [u8; 4]) -> String {
 fn selectors_and_topics_recomputed_from_their_signatures() {
     // (signature, §9's selector, the hand-written interface's, our bindings')
     let fns: [(&str, &str, [u8; 4], [u8; 4]); 16] = [
-        ("allSnapshotters(address)", "3d15d0f4", P::allSnapshottersCall::SELECTOR, ProtocolState::allSnapshottersCall::SELECTOR),
-        ("slotSnapshotterMapping(uint256)", "948a463e", P::slotSnapshotterMappingCall::SELECTOR, ProtocolState::slotSnapshotterMappingCall::SELECTOR),
-        ("EPOCH_SIZE(address)", "c12c2aa9", P::EPOCH_SIZECall::SELECTOR, ProtocolState::EPOCH_SIZECall::SELECTOR),
-        ("SOURCE_CHAIN_ID(address)", "40e29707", P::SOURCE_CHAIN_IDCall::SELECTOR, ProtocolState::SOURCE_CHAIN_IDCall::SELECTOR),
-        ("SOURCE_CHAIN_BLOCK_TIME(address)", "0f34e6a9", P::SOURCE_CHAIN_BLOCK_TIMECall::SELECTOR, ProtocolState::SOURCE_CHAIN_BLOCK_TIMECall::SELECTOR),
-        ("dayCounter(address)", "02143405", P::dayCounterCall::SELECTOR, ProtocolState::dayCounterCall::SELECTOR),
-        ("DAY_SIZE(address)", "", P::DAY_SIZECall::SELECTOR, ProtocolState::DAY_SIZECall::SELECTOR),
-        ("epochsInADay(address)", "", P::epochsInADayCall::SELECTOR, ProtocolState::epochsInADayCall::SELECTOR),
-        ("dailySnapshotQuota(address)", "", P::dailySnapshotQuotaCall::SELECTOR, ProtocolState::dailySnapshotQuotaCall::SELECTOR),
-        ("getTotalNodeCount()", "4110fe25", P::getTotalNodeCountCall::SELECTOR, ProtocolState::getTotalNodeCountCall::SELECTOR),
-        ("maxSnapshotsCid(address,string,uint256)", "7e9ce892", P::maxSnapshotsCidCall::SELECTOR, ProtocolState::maxSnapshotsCidCall::SELECTOR),
-        ("snapshotStatus(address,string,uint256)", "1f588588", P::snapshotStatusCall::SELECTOR, ProtocolState::snapshotStatusCall::SELECTOR),
-        ("epochInfo(address,uint256)", "c9ab0c83", P::epochInfoCall::SELECTOR, ProtocolState::epochInfoCall::SELECTOR),
-        ("currentEpoch(address)", "", P::currentEpochCall::SELECTOR, ProtocolState::currentEpochCall::SELECTOR),
-        ("checkSlotTaskStatusForDay(address,uint256,uint256)", "", P::checkSlotTaskStatusForDayCall::SELECTOR, ProtocolState::checkSlotTaskStatusForDayCall::SELECTOR),
-        ("updateRewards(address,uint256[],uint256[],uint256,uint256)", "", P::updateRewardsCall::SELECTOR, ProtocolState::updateRewardsCall::SELECTOR),
+        (
+            "allSnapshotters(address)",
+            "3d15d0f4",
+            P::allSnapshottersCall::SELECTOR,
+            ProtocolState::allSnapshottersCall::SELECTOR,
+        ),
+        (
+            "slotSnapshotterMapping(uint256)",
+            "948a463e",
+            P::slotSnapshotterMappingCall::SELECTOR,
+            ProtocolState::slotSnapshotterMappingCall::SELECTOR,
+        ),
+        (
+            "EPOCH_SIZE(address)",
+            "c12c2aa9",
+            P::EPOCH_SIZECall::SELECTOR,
+            ProtocolState::EPOCH_SIZECall::SELECTOR,
+        ),
+        (
+            "SOURCE_CHAIN_ID(address)",
+            "40e29707",
+            P::SOURCE_CHAIN_IDCall::SELECTOR,
+            ProtocolState::SOURCE_CHAIN_IDCall::SELECTOR,
+        ),
+        (
+            "SOURCE_CHAIN_BLOCK_TIME(address)",
+            "0f34e6a9",
+            P::SOURCE_CHAIN_BLOCK_TIMECall::SELECTOR,
+            ProtocolState::SOURCE_CHAIN_BLOCK_TIMECall::SELECTOR,
+        ),
+        (
+            "dayCounter(address)",
+            "02143405",
+            P::dayCounterCall::SELECTOR,
+            ProtocolState::dayCounterCall::SELECTOR,
+        ),
+        (
+            "DAY_SIZE(address)",
+            "",
+            P::DAY_SIZECall::SELECTOR,
+            ProtocolState::DAY_SIZECall::SELECTOR,
+        ),
+        (
+            "epochsInADay(address)",
+            "",
+            P::epochsInADayCall::SELECTOR,
+            ProtocolState::epochsInADayCall::SELECTOR,
+        ),
+        (
+            "dailySnapshotQuota(address)",
+            "",
+            P::dailySnapshotQuotaCall::SELECTOR,
+            ProtocolState::dailySnapshotQuotaCall::SELECTOR,
+        ),
+        (
+            "getTotalNodeCount()",
+            "4110fe25",
+            P::getTotalNodeCountCall::SELECTOR,
+            ProtocolState::getTotalNodeCountCall::SELECTOR,
+        ),
+        (
+            "maxSnapshotsCid(address,string,uint256)",
+            "7e9ce892",
+            P::maxSnapshotsCidCall::SELECTOR,
+            ProtocolState::maxSnapshotsCidCall::SELECTOR,
+        ),
+        (
+            "snapshotStatus(address,string,uint256)",
+            "1f588588",
+            P::snapshotStatusCall::SELECTOR,
+            ProtocolState::snapshotStatusCall::SELECTOR,
+        ),
+        (
+            "epochInfo(address,uint256)",
+            "c9ab0c83",
+            P::epochInfoCall::SELECTOR,
+            ProtocolState::epochInfoCall::SELECTOR,
+        ),
+        (
+            "currentEpoch(address)",
+            "",
+            P::currentEpochCall::SELECTOR,
+            ProtocolState::currentEpochCall::SELECTOR,
+        ),
+        (
+            "checkSlotTaskStatusForDay(address,uint256,uint256)",
+            "",
+            P::checkSlotTaskStatusForDayCall::SELECTOR,
+            ProtocolState::checkSlotTaskStatusForDayCall::SELECTOR,
+        ),
+        (
+            "updateRewards(address,uint256[],uint256[],uint256,uint256)",
+            "",
+            P::updateRewardsCall::SELECTOR,
+            ProtocolState::updateRewardsCall::SELECTOR,
+        ),
     ];
     for (sig, table, ours_by_hand, bindings) in fns {
         let k = selector(sig);
@@ -109,19 +188,38 @@ fn selectors_and_topics_recomputed_from_their_signatures() {
         P::epochInfoCall::SELECTOR
     );
     let events: [(&str, &str, B256, B256); 3] = [
-        ("DayStartedEvent(address,uint256,uint256)", "9bf380fe", P::DayStartedEvent::SIGNATURE_HASH, ProtocolState::DayStartedEvent::SIGNATURE_HASH),
-        ("DailyTaskCompletedEvent(address,address,uint256,uint256,uint256)", "7da483c8", P::DailyTaskCompletedEvent::SIGNATURE_HASH, ProtocolState::DailyTaskCompletedEvent::SIGNATURE_HASH),
-        ("EpochReleased(address,uint256,uint256,uint256,uint256)", "", P::EpochReleased::SIGNATURE_HASH, ProtocolState::EpochReleased::SIGNATURE_HASH),
+        (
+            "DayStartedEvent(address,uint256,uint256)",
+            "9bf380fe",
+            P::DayStartedEvent::SIGNATURE_HASH,
+            ProtocolState::DayStartedEvent::SIGNATURE_HASH,
+        ),
+        (
+            "DailyTaskCompletedEvent(address,address,uint256,uint256,uint256)",
+            "7da483c8",
+            P::DailyTaskCompletedEvent::SIGNATURE_HASH,
+            ProtocolState::DailyTaskCompletedEvent::SIGNATURE_HASH,
+        ),
+        (
+            "EpochReleased(address,uint256,uint256,uint256,uint256)",
+            "",
+            P::EpochReleased::SIGNATURE_HASH,
+            ProtocolState::EpochReleased::SIGNATURE_HASH,
+        ),
     ];
     for (sig, prefix, by_hand, bindings) in events {
         let k = keccak256(sig.as_bytes());
-        assert!(alloy::hex::encode(k).starts_with(prefix), "{sig}: §9's topic");
+        assert!(
+            alloy::hex::encode(k).starts_with(prefix),
+            "{sig}: §9's topic"
+        );
         assert_eq!(k, by_hand, "{sig}");
         assert_eq!(k, bindings, "{sig}");
     }
     // Indexed exactly as the node's ABI has them: only the market.
     let abi: serde_json::Value =
-        serde_json::from_str(include_str!("../../contracts/out/ProtocolState.json")).expect("artifact");
+        serde_json::from_str(include_str!("../../contracts/out/ProtocolState.json"))
+            .expect("artifact");
     for name in ["DayStartedEvent", "DailyTaskCompletedEvent"] {
         let ev = abi["abi"]
             .as_array()
@@ -187,75 +285,239 @@ async fn every_view_answers_in_powerloom_shape() {
     let s1 = sim_snapshotter_key(1).expect("key").address();
 
     assert!(exact(&c, ps, P::allSnapshottersCall { addr: s1 }).await);
-    assert!(!exact(&c, ps, P::allSnapshottersCall { addr: Address::repeat_byte(7) }).await);
-    assert_eq!(exact(&c, ps, P::slotSnapshotterMappingCall { slotId: U256::from(1) }).await, s1);
-    assert_eq!(exact(&c, ps, P::EPOCH_SIZECall { dataMarket: m }).await, 10u8);
-    assert_eq!(exact(&c, ps, P::SOURCE_CHAIN_IDCall { dataMarket: m }).await, U256::from(8453));
+    assert!(
+        !exact(
+            &c,
+            ps,
+            P::allSnapshottersCall {
+                addr: Address::repeat_byte(7)
+            }
+        )
+        .await
+    );
+    assert_eq!(
+        exact(
+            &c,
+            ps,
+            P::slotSnapshotterMappingCall {
+                slotId: U256::from(1)
+            }
+        )
+        .await,
+        s1
+    );
+    assert_eq!(
+        exact(&c, ps, P::EPOCH_SIZECall { dataMarket: m }).await,
+        10u8
+    );
+    assert_eq!(
+        exact(&c, ps, P::SOURCE_CHAIN_IDCall { dataMarket: m }).await,
+        U256::from(8453)
+    );
     assert_eq!(
         exact(&c, ps, P::SOURCE_CHAIN_BLOCK_TIMECall { dataMarket: m }).await,
         U256::from(20_000)
     );
-    assert_eq!(exact(&c, ps, P::DAY_SIZECall { dataMarket: m }).await, U256::from(600_000));
-    assert_eq!(exact(&c, ps, P::epochsInADayCall { dataMarket: m }).await, U256::from(3));
-    assert_eq!(exact(&c, ps, P::dailySnapshotQuotaCall { dataMarket: m }).await, U256::from(2));
-    assert_eq!(exact(&c, ps, P::dayCounterCall { dataMarket: m }).await, U256::from(1));
-    assert_eq!(exact(&c, ps, P::getTotalNodeCountCall {}).await, U256::from(5));
+    assert_eq!(
+        exact(&c, ps, P::DAY_SIZECall { dataMarket: m }).await,
+        U256::from(600_000)
+    );
+    assert_eq!(
+        exact(&c, ps, P::epochsInADayCall { dataMarket: m }).await,
+        U256::from(3)
+    );
+    assert_eq!(
+        exact(&c, ps, P::dailySnapshotQuotaCall { dataMarket: m }).await,
+        U256::from(2)
+    );
+    assert_eq!(
+        exact(&c, ps, P::dayCounterCall { dataMarket: m }).await,
+        U256::from(1)
+    );
+    assert_eq!(
+        exact(&c, ps, P::getTotalNodeCountCall {}).await,
+        U256::from(5)
+    );
     let cur = exact(&c, ps, P::currentEpochCall { dataMarket: m }).await;
-    assert_eq!((cur.begin, cur.end, cur.epochId), (U256::ZERO, U256::ZERO, U256::ZERO));
+    assert_eq!(
+        (cur.begin, cur.end, cur.epochId),
+        (U256::ZERO, U256::ZERO, U256::ZERO)
+    );
 
     // An epoch, a batch in time: Powerloom's epochInfo is (timestamp, release block, end).
     let (rel, e1) = c.release_epoch(m, 101, 110).await.expect("release");
-    let block = c.provider().get_block_by_number(rel.block.into()).await.expect("block").expect("block");
-    let info = exact(&c, ps, P::epochInfoCall { dataMarket: m, epochId: U256::from(e1) }).await;
+    let block = c
+        .provider()
+        .get_block_by_number(rel.block.into())
+        .await
+        .expect("block")
+        .expect("block");
+    let info = exact(
+        &c,
+        ps,
+        P::epochInfoCall {
+            dataMarket: m,
+            epochId: U256::from(e1),
+        },
+    )
+    .await;
     assert_eq!(
         (info.timestamp, info.blocknumber, info.epochEnd),
-        (U256::from(block.header.timestamp), U256::from(rel.block), U256::from(110))
+        (
+            U256::from(block.header.timestamp),
+            U256::from(rel.block),
+            U256::from(110)
+        )
     );
-    let never = exact(&c, ps, P::epochInfoCall { dataMarket: m, epochId: U256::from(99) }).await;
-    assert_eq!((never.timestamp, never.blocknumber, never.epochEnd), (U256::ZERO, U256::ZERO, U256::ZERO));
+    let never = exact(
+        &c,
+        ps,
+        P::epochInfoCall {
+            dataMarket: m,
+            epochId: U256::from(99),
+        },
+    )
+    .await;
+    assert_eq!(
+        (never.timestamp, never.blocknumber, never.epochEnd),
+        (U256::ZERO, U256::ZERO, U256::ZERO)
+    );
     let cur = exact(&c, ps, P::currentEpochCall { dataMarket: m }).await;
-    assert_eq!((cur.begin, cur.end, cur.epochId), (U256::from(101), U256::from(110), U256::from(1)));
+    assert_eq!(
+        (cur.begin, cur.end, cur.epochId),
+        (U256::from(101), U256::from(110), U256::from(1))
+    );
     // Our own record of the epoch, under its own name, with the day.
     let a = c.anchored(m, e1).await.expect("anchored");
-    assert_eq!((a.begin, a.end, a.release_block), (101, 110, Some(rel.block)));
+    assert_eq!(
+        (a.begin, a.end, a.release_block),
+        (101, 110, Some(rel.block))
+    );
     assert_eq!(c.epoch_day(m, e1).await.expect("day"), Some(1));
     assert_eq!(c.epoch_day(m, 99).await.expect("day"), None);
 
-    let pending = exact(&c, ps, P::snapshotStatusCall { dataMarket: m, projectId: "p:a".into(), epochId: U256::from(e1) }).await;
-    assert_eq!((pending.status, pending.snapshotCid.as_str(), pending.timestamp), (0u8, "", U256::ZERO));
-    let max = exact(&c, ps, P::maxSnapshotsCidCall { dataMarket: m, projectId: "p:a".into(), epochId: U256::from(e1) }).await;
+    let pending = exact(
+        &c,
+        ps,
+        P::snapshotStatusCall {
+            dataMarket: m,
+            projectId: "p:a".into(),
+            epochId: U256::from(e1),
+        },
+    )
+    .await;
+    assert_eq!(
+        (
+            pending.status,
+            pending.snapshotCid.as_str(),
+            pending.timestamp
+        ),
+        (0u8, "", U256::ZERO)
+    );
+    let max = exact(
+        &c,
+        ps,
+        P::maxSnapshotsCidCall {
+            dataMarket: m,
+            projectId: "p:a".into(),
+            epochId: U256::from(e1),
+        },
+    )
+    .await;
     assert_eq!((max._0.as_str(), max._1), ("", 0u8));
     let sent = c
-        .submit_batch(m, e1, "batch-1", &strings(&["p:a", "p:b"]), &strings(&[CID_A, CID_B]), root(1))
+        .submit_batch(
+            m,
+            e1,
+            "batch-1",
+            &strings(&["p:a", "p:b"]),
+            &strings(&[CID_A, CID_B]),
+            root(1),
+        )
         .await
         .expect("submit");
     let sent_block = match sent {
         sequencer_chain::SubmitOutcome::Anchored { block, .. } => block,
         other => panic!("{other:?}"),
     };
-    let ts = c.provider().get_block_by_number(sent_block.into()).await.expect("block").expect("block").header.timestamp;
-    let st = exact(&c, ps, P::snapshotStatusCall { dataMarket: m, projectId: "p:a".into(), epochId: U256::from(e1) }).await;
-    assert_eq!((st.status, st.snapshotCid.as_str(), st.timestamp), (1u8, CID_A, U256::from(ts)));
-    let max = exact(&c, ps, P::maxSnapshotsCidCall { dataMarket: m, projectId: "p:b".into(), epochId: U256::from(e1) }).await;
+    let ts = c
+        .provider()
+        .get_block_by_number(sent_block.into())
+        .await
+        .expect("block")
+        .expect("block")
+        .header
+        .timestamp;
+    let st = exact(
+        &c,
+        ps,
+        P::snapshotStatusCall {
+            dataMarket: m,
+            projectId: "p:a".into(),
+            epochId: U256::from(e1),
+        },
+    )
+    .await;
+    assert_eq!(
+        (st.status, st.snapshotCid.as_str(), st.timestamp),
+        (1u8, CID_A, U256::from(ts))
+    );
+    let max = exact(
+        &c,
+        ps,
+        P::maxSnapshotsCidCall {
+            dataMarket: m,
+            projectId: "p:b".into(),
+            epochId: U256::from(e1),
+        },
+    )
+    .await;
     assert_eq!((max._0.as_str(), max._1), (CID_B, 1u8));
     let viaclient = c.snapshot_status(m, "p:b", e1).await.expect("status");
     assert!(viaclient.finalized && viaclient.snapshot_cid == CID_B);
 
     // A delayed batch records nothing in Powerloom's views (as Powerloom's contract).
     let (_, e2) = c.release_epoch(m, 111, 120).await.expect("release 2");
-    c.provider().raw_request::<_, serde_json::Value>("anvil_mine".into(), (U256::from(1_001),)).await.expect("mine");
-    c.submit_batch(m, e2, "batch-late", &strings(&["p:a"]), &strings(&[CID_A]), root(2))
+    c.provider()
+        .raw_request::<_, serde_json::Value>("anvil_mine".into(), (U256::from(1_001),))
         .await
-        .expect("delayed");
-    let st = exact(&c, ps, P::snapshotStatusCall { dataMarket: m, projectId: "p:a".into(), epochId: U256::from(e2) }).await;
+        .expect("mine");
+    c.submit_batch(
+        m,
+        e2,
+        "batch-late",
+        &strings(&["p:a"]),
+        &strings(&[CID_A]),
+        root(2),
+    )
+    .await
+    .expect("delayed");
+    let st = exact(
+        &c,
+        ps,
+        P::snapshotStatusCall {
+            dataMarket: m,
+            projectId: "p:a".into(),
+            epochId: U256::from(e2),
+        },
+    )
+    .await;
     assert_eq!((st.status, st.snapshotCid.as_str()), (0u8, ""));
 
     // Slot count follows the highest slot id; allSnapshotters follows reassignment.
     let newcomer = Address::repeat_byte(0x51);
-    c.assign_slots(&[(40, newcomer), (1, Address::ZERO)]).await.expect("assign");
-    assert_eq!(exact(&c, ps, P::getTotalNodeCountCall {}).await, U256::from(40));
+    c.assign_slots(&[(40, newcomer), (1, Address::ZERO)])
+        .await
+        .expect("assign");
+    assert_eq!(
+        exact(&c, ps, P::getTotalNodeCountCall {}).await,
+        U256::from(40)
+    );
     assert!(exact(&c, ps, P::allSnapshottersCall { addr: newcomer }).await);
-    assert!(!exact(&c, ps, P::allSnapshottersCall { addr: s1 }).await, "slot 1 was its only slot");
+    assert!(
+        !exact(&c, ps, P::allSnapshottersCall { addr: s1 }).await,
+        "slot 1 was its only slot"
+    );
     assert_eq!(c.total_node_count().await.expect("count"), 40);
     assert!(!c.is_snapshotter(s1).await.expect("snapshotter"));
 
@@ -263,9 +525,15 @@ async fn every_view_answers_in_powerloom_shape() {
     let err = c
         .provider()
         .call(
-            TransactionRequest::default()
-                .to(ps)
-                .input(Bytes::from(P::EPOCH_SIZECall { dataMarket: Address::repeat_byte(9) }.abi_encode()).into()),
+            TransactionRequest::default().to(ps).input(
+                Bytes::from(
+                    P::EPOCH_SIZECall {
+                        dataMarket: Address::repeat_byte(9),
+                    }
+                    .abi_encode(),
+                )
+                .into(),
+            ),
         )
         .await;
     assert!(err.is_err(), "EPOCH_SIZE of an unknown market must revert");
@@ -288,7 +556,10 @@ async fn market_settings_are_validated_and_only_the_owner_changes_them() {
     let m = env.market();
     let on = c.market_settings(m).await.expect("settings");
     assert_eq!(on.settings, env.deployment.settings);
-    assert_eq!(on.settings.source_chain_id, 31337, "default source chain: this chain");
+    assert_eq!(
+        on.settings.source_chain_id, 31337,
+        "default source chain: this chain"
+    );
     assert_eq!((on.day, on.day_start_epoch), (1, 1));
     assert_eq!(on.epochs_in_a_day, 86_400 / 10);
 
@@ -312,7 +583,10 @@ async fn market_settings_are_validated_and_only_the_owner_changes_them() {
     assert_eq!(on.epochs_in_a_day, 60, "1 h of 12 s × 5 blocks");
     let ps = env.deployment.protocol_state;
     assert_eq!(exact(c, ps, P::EPOCH_SIZECall { dataMarket: m }).await, 5u8);
-    assert_eq!(exact(c, ps, P::dailySnapshotQuotaCall { dataMarket: m }).await, U256::from(7));
+    assert_eq!(
+        exact(c, ps, P::dailySnapshotQuotaCall { dataMarket: m }).await,
+        U256::from(7)
+    );
 
     // Each invalid value, sent raw past the client's check: the contract's own custom error.
     let raw = |s: MarketSettings| ProtocolState::updateMarketSettingsCall {
@@ -324,15 +598,51 @@ async fn market_settings_are_validated_and_only_the_owner_changes_them() {
         dailyQuota: U256::from(s.daily_snapshot_quota),
     };
     let cases = [
-        (MarketSettings { epoch_size: 0, ..good }, Revert::InvalidEpochSize(U256::ZERO)),
-        (MarketSettings { epoch_size: 256, ..good }, Revert::InvalidEpochSize(U256::from(256))),
-        (MarketSettings { source_chain_id: 0, ..good }, Revert::InvalidSourceChain(U256::ZERO)),
-        (MarketSettings { source_block_time: 0, ..good }, Revert::InvalidBlockTime(U256::ZERO)),
         (
-            MarketSettings { day_size: 59 * TIME_SCALE, ..good },
-            Revert::InvalidDaySize { day_size: U256::from(590_000), epoch_duration: U256::from(600_000) },
+            MarketSettings {
+                epoch_size: 0,
+                ..good
+            },
+            Revert::InvalidEpochSize(U256::ZERO),
         ),
-        (MarketSettings { daily_snapshot_quota: 0, ..good }, Revert::InvalidDailyQuota(U256::ZERO)),
+        (
+            MarketSettings {
+                epoch_size: 256,
+                ..good
+            },
+            Revert::InvalidEpochSize(U256::from(256)),
+        ),
+        (
+            MarketSettings {
+                source_chain_id: 0,
+                ..good
+            },
+            Revert::InvalidSourceChain(U256::ZERO),
+        ),
+        (
+            MarketSettings {
+                source_block_time: 0,
+                ..good
+            },
+            Revert::InvalidBlockTime(U256::ZERO),
+        ),
+        (
+            MarketSettings {
+                day_size: 59 * TIME_SCALE,
+                ..good
+            },
+            Revert::InvalidDaySize {
+                day_size: U256::from(590_000),
+                epoch_duration: U256::from(600_000),
+            },
+        ),
+        (
+            MarketSettings {
+                daily_snapshot_quota: 0,
+                ..good
+            },
+            Revert::InvalidDailyQuota(U256::ZERO),
+        ),
     ];
     let from = c.signer_address().expect("signer");
     for (bad, want) in cases {
@@ -341,22 +651,47 @@ async fn market_settings_are_validated_and_only_the_owner_changes_them() {
             other => panic!("{bad:?}: {other:?}"),
         }
         // The client refuses the same settings without sending anything.
-        let nonce = c.provider().get_transaction_count(from).await.expect("nonce");
+        let nonce = c
+            .provider()
+            .get_transaction_count(from)
+            .await
+            .expect("nonce");
         assert!(matches!(
             c.update_market_settings(m, &bad).await,
             Err(ChainError::Settings(_))
         ));
         assert!(matches!(
-            c.register_market_with(Address::repeat_byte(0x77), &bad, Windows { snapshot_blocks: 1, batch_blocks: 1 }).await,
+            c.register_market_with(
+                Address::repeat_byte(0x77),
+                &bad,
+                Windows {
+                    snapshot_blocks: 1,
+                    batch_blocks: 1
+                }
+            )
+            .await,
             Err(ChainError::Settings(_))
         ));
-        assert_eq!(c.provider().get_transaction_count(from).await.expect("nonce"), nonce);
+        assert_eq!(
+            c.provider()
+                .get_transaction_count(from)
+                .await
+                .expect("nonce"),
+            nonce
+        );
     }
     assert_eq!(
-        MarketSettings { epoch_size: 300, ..good }.validate(),
+        MarketSettings {
+            epoch_size: 300,
+            ..good
+        }
+        .validate(),
         Err(SettingsError::EpochSize(300))
     );
-    assert_eq!(c.market_settings(m).await.expect("unchanged").settings, good);
+    assert_eq!(
+        c.market_settings(m).await.expect("unchanged").settings,
+        good
+    );
 }
 
 fn anvil_fast(bin: &std::path::PathBuf) -> AnvilInstance {
@@ -393,8 +728,15 @@ async fn assert_days(c: &ChainClient, market: Address, per_day: u64) -> u64 {
     );
     for s in &starts {
         let first = (s.day - 1) * per_day + 1;
-        let r = releases.iter().find(|r| r.epoch_id == first).expect("first epoch of the day");
-        assert_eq!(s.tx_hash, r.tx_hash, "day {} started by the release of epoch {first}", s.day);
+        let r = releases
+            .iter()
+            .find(|r| r.epoch_id == first)
+            .expect("first epoch of the day");
+        assert_eq!(
+            s.tx_hash, r.tx_hash,
+            "day {} started by the release of epoch {first}",
+            s.day
+        );
     }
     for r in &releases {
         assert_eq!(
@@ -431,7 +773,10 @@ async fn days_roll_over_once_across_a_restart_and_two_racing_managers() {
         .await
         .expect("a");
     let sa = a
-        .run_until(Some(Instant::now() + Duration::from_secs(3)), std::future::pending())
+        .run_until(
+            Some(Instant::now() + Duration::from_secs(3)),
+            std::future::pending(),
+        )
         .await
         .expect("a");
     drop(a);
@@ -440,7 +785,10 @@ async fn days_roll_over_once_across_a_restart_and_two_racing_managers() {
         .await
         .expect("restarted");
     let sr = restarted
-        .run_until(Some(Instant::now() + Duration::from_secs(3)), std::future::pending())
+        .run_until(
+            Some(Instant::now() + Duration::from_secs(3)),
+            std::future::pending(),
+        )
         .await
         .expect("restarted");
     assert!(sr.released >= 4, "{sr:?}");
@@ -480,10 +828,22 @@ async fn rewards_are_recorded_once_per_slot_and_day() {
     let (c, d) = deploy(&anvil, &settings(2, 2, 3)).await;
     let (ps, m) = (d.protocol_state, d.data_market);
     let counts = [
-        SlotCount { slot: 1, submissions: 3 },
-        SlotCount { slot: 2, submissions: 2 },
-        SlotCount { slot: 3, submissions: 9 },
-        SlotCount { slot: 4, submissions: 0 },
+        SlotCount {
+            slot: 1,
+            submissions: 3,
+        },
+        SlotCount {
+            slot: 2,
+            submissions: 2,
+        },
+        SlotCount {
+            slot: 3,
+            submissions: 9,
+        },
+        SlotCount {
+            slot: 4,
+            submissions: 0,
+        },
     ];
     // Day 1 has not ended: refused before anything is sent.
     match c.update_rewards(m, 1, &counts, 2).await {
@@ -538,19 +898,34 @@ async fn rewards_are_recorded_once_per_slot_and_day() {
     }
 
     let from = c.signer_address().expect("signer");
-    let nonce0 = c.provider().get_transaction_count(from).await.expect("nonce");
+    let nonce0 = c
+        .provider()
+        .get_transaction_count(from)
+        .await
+        .expect("nonce");
     let out = c.update_rewards(m, 1, &counts, 2).await.expect("rewards");
     assert_eq!(out.recorded, vec![1, 3, 4]);
     assert_eq!(out.already, vec![2]);
-    let s = |n: u64| sim_snapshotter_key(n).expect("key").address().to_checksum(None);
+    let s = |n: u64| {
+        sim_snapshotter_key(n)
+            .expect("key")
+            .address()
+            .to_checksum(None)
+    };
     assert_eq!(out.completed, vec![(1, s(1)), (3, s(3))]);
     assert_eq!(out.txs.len(), 1);
     // Again: everything is recorded, nothing is sent.
     let again = c.update_rewards(m, 1, &counts, 2).await.expect("again");
-    assert!(again.recorded.is_empty() && again.txs.is_empty(), "{again:?}");
+    assert!(
+        again.recorded.is_empty() && again.txs.is_empty(),
+        "{again:?}"
+    );
     assert_eq!(again.already, vec![1, 2, 3, 4]);
     assert_eq!(
-        c.provider().get_transaction_count(from).await.expect("nonce"),
+        c.provider()
+            .get_transaction_count(from)
+            .await
+            .expect("nonce"),
         nonce0 + 1,
         "one transaction in all"
     );
@@ -569,9 +944,17 @@ async fn rewards_are_recorded_once_per_slot_and_day() {
     let mut got: Vec<(u64, Address, u64)> = logs
         .iter()
         .map(|l| {
-            let e = l.log_decode::<P::DailyTaskCompletedEvent>().expect("decode").inner.data;
+            let e = l
+                .log_decode::<P::DailyTaskCompletedEvent>()
+                .expect("decode")
+                .inner
+                .data;
             assert_eq!(e.dataMarketAddress, m);
-            (e.slotId.to::<u64>(), e.snapshotterAddress, e.dayId.to::<u64>())
+            (
+                e.slotId.to::<u64>(),
+                e.snapshotterAddress,
+                e.dayId.to::<u64>(),
+            )
         })
         .collect();
     got.sort();
@@ -579,13 +962,24 @@ async fn rewards_are_recorded_once_per_slot_and_day() {
     assert_eq!(got, vec![(1, addr(1), 1), (3, addr(3), 1)]);
     for (slot, met) in [(1, true), (2, false), (3, true), (4, false), (5, false)] {
         assert_eq!(
-            exact(&c, ps, P::checkSlotTaskStatusForDayCall { dataMarket: m, slotId: U256::from(slot), day: U256::from(1) }).await,
+            exact(
+                &c,
+                ps,
+                P::checkSlotTaskStatusForDayCall {
+                    dataMarket: m,
+                    slotId: U256::from(slot),
+                    day: U256::from(1)
+                }
+            )
+            .await,
             met,
             "slot {slot}"
         );
     }
     assert_eq!(
-        c.rewards_recorded(m, 1, &[1, 2, 3, 4, 5]).await.expect("recorded"),
+        c.rewards_recorded(m, 1, &[1, 2, 3, 4, 5])
+            .await
+            .expect("recorded"),
         vec![true, true, true, true, false]
     );
     let eligible = ProtocolState::new(ps, c.provider().clone())
@@ -596,11 +990,22 @@ async fn rewards_are_recorded_once_per_slot_and_day() {
     assert_eq!(eligible, U256::from(2));
     // Day 2 is separate; a slot id far from the others lands in its own word.
     let out = c
-        .update_rewards(m, 1, &[SlotCount { slot: 1_000_000, submissions: 3 }], 0)
+        .update_rewards(
+            m,
+            1,
+            &[SlotCount {
+                slot: 1_000_000,
+                submissions: 3,
+            }],
+            0,
+        )
         .await
         .expect("big slot id");
     assert_eq!(out.recorded, vec![1_000_000]);
-    assert_eq!(out.completed, vec![(1_000_000, Address::ZERO.to_checksum(None))]);
+    assert_eq!(
+        out.completed,
+        vec![(1_000_000, Address::ZERO.to_checksum(None))]
+    );
 }
 
 async fn env_client(anvil: &AnvilInstance, c: &ChainClient, key: usize) -> ChainClient {

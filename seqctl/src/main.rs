@@ -20,6 +20,7 @@ use sequencer_core::submission::{parse_address, SnapshotSubmission};
 use serde_json::json;
 
 mod chain;
+mod market;
 mod remote;
 
 #[derive(Parser)]
@@ -49,6 +50,9 @@ enum Cmd {
     /// Recompute what a sequencer did from the chain and IPFS alone.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// A market's kit for snapshotter operators.
+    #[command(subcommand)]
+    Market(market::MarketCmd),
 }
 
 #[derive(Subcommand)]
@@ -238,6 +242,7 @@ fn main() -> ExitCode {
             json,
         ),
         Cmd::Chain(cmd) => chain::run(cmd, json),
+        Cmd::Market(cmd) => market::run(cmd, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -326,8 +326,7 @@ impl ChainClient {
                 match self.send_call(&call).await {
                     Ok(tx) => {
                         out.recorded.extend(chunk.iter().map(|c| c.slot));
-                        out.completed
-                            .extend(self.completed_in(market, &tx).await?);
+                        out.completed.extend(self.completed_in(market, &tx).await?);
                         out.txs.push(tx);
                     }
                     Err(e @ ChainError::Revert(Revert::RewardsAlreadyRecorded { .. }))
