@@ -2,7 +2,7 @@
 # Idempotent installer for the tools the tests and local runs need.
 #
 #   scripts/tools.sh [component...]     components: node22 anvil localstack dynamodb ipfs nextest
-#                                        cargo-lambda terraform chromium (no argument: all of them)
+#                                        cargo-lambda terraform chromium collector-py (no argument: all of them)
 #
 # Everything lands under $ROOT/.tools (gitignored), except chromium (Debian's package, apt-get). A component that is already present with the
 # pinned version is skipped. npm installs run in the background while pip runs, so a cold install
@@ -52,7 +52,7 @@ CARGO_LAMBDA_BIN="$CARGO_LAMBDA_VENV/bin/cargo-lambda"
 TF_TOOLS="$TOOLS/terraform"
 TF_SCHEMA="$TF_TOOLS/aws-provider-${AWS_PROVIDER_SCHEMA_VERSION}.schema.json"
 
-ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium)
+ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium collector-py)
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -225,6 +225,20 @@ install_nextest() {
 }
 
 # ---------------------------------------------------------------------------------------------
+
+# --- collector-py: the Python gRPC client of seqctl/tests/collector_grpc.rs (grpcio,
+# grpcio-tools, eth-account pinned in tests/collector/requirements.txt), a venv at
+# .tools/collector-venv made by tests/collector/setup.sh (idempotent: a stamp of the
+# requirements' hash). Python 3.11 or newer. Self-contained: nothing else here depends on it.
+COLLECTOR_VENV="${COLLECTOR_VENV:-$TOOLS/collector-venv}"
+collector-py_present() {
+    [[ -x "$COLLECTOR_VENV/bin/python" ]] &&
+        [[ "$(cat "$COLLECTOR_VENV/.requirements.sha256" 2>/dev/null)" == "$(sha256sum "$ROOT/tests/collector/requirements.txt" | cut -d' ' -f1)" ]]
+}
+install_collector-py() {
+    COLLECTOR_VENV="$COLLECTOR_VENV" bash "$ROOT/tests/collector/setup.sh"
+    collector-py_present || die "collector-py: venv incomplete after install"
+}
 
 run_logged() { # <component>: run install_<component> with output in its log; report time
     local c="$1" t0 rc=0
