@@ -77,7 +77,10 @@ fn collector(sequencer: &Multiaddr, extra: &[(&str, &str)]) -> Bin {
         .env("SEQUENCER_MULTIADDR", sequencer.to_string())
         .env("DATA_MARKET_CONTRACT", MARKET)
         .env("COLLECTOR_BACKOFF_MS", "100")
-        .env("RUST_LOG", std::env::var("COLLECTOR_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("COLLECTOR_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     for (k, v) in extra {
@@ -91,7 +94,9 @@ fn collector(sequencer: &Multiaddr, extra: &[(&str, &str)]) -> Bin {
 }
 
 async fn health(b: &Bin) -> Option<(u16, Value)> {
-    let r = reqwest::get(format!("http://{}/health", b.http)).await.ok()?;
+    let r = reqwest::get(format!("http://{}/health", b.http))
+        .await
+        .ok()?;
     let code = r.status().as_u16();
     Some((code, r.json().await.ok()?))
 }
@@ -142,7 +147,11 @@ fn addr(port: u16, peer: PeerId) -> Multiaddr {
 fn received(sink: &MemorySink) -> Vec<SnapshotSubmission> {
     sink.messages()
         .iter()
-        .map(|m| CollectMessage::parse(&m.body).expect("a /collect message").submission)
+        .map(|m| {
+            CollectMessage::parse(&m.body)
+                .expect("a /collect message")
+                .submission
+        })
         .collect()
 }
 
@@ -162,7 +171,10 @@ async fn holds_while_the_sequencer_is_down_and_delivers_across_restarts() {
     let mut c = grpc(&bin).await;
     let sent: Vec<SnapshotSubmission> = (1..=5).map(|i| submission(i, &format!("p:{i}"))).collect();
     for s in &sent {
-        let r = c.submit_snapshot(proto::SnapshotSubmission::from(s)).await.expect("accepted");
+        let r = c
+            .submit_snapshot(proto::SnapshotSubmission::from(s))
+            .await
+            .expect("accepted");
         assert_eq!(r.into_inner().message, "Success");
     }
     wait_health(&bin, "held", |_, v| v["buffer"]["depth"] == 5).await;
@@ -181,7 +193,10 @@ async fn holds_while_the_sequencer_is_down_and_delivers_across_restarts() {
         .map(|m| CollectMessage::parse(&m.body).unwrap().submission_id)
         .collect();
     assert_eq!(ids.len(), 5);
-    let v = wait_health(&bin, "up", |code, v| code == 200 && v["buffer"]["depth"] == 0).await;
+    let v = wait_health(&bin, "up", |code, v| {
+        code == 200 && v["buffer"]["depth"] == 0
+    })
+    .await;
     assert_eq!(v["counts"]["forwarded"], 5, "{v}");
 
     // The sequencer restarts (same key, same port): held again, delivered again.
@@ -195,7 +210,10 @@ async fn holds_while_the_sequencer_is_down_and_delivers_across_restarts() {
     let sink2 = Arc::new(MemorySink::new());
     let _ing2 = ingress(port, key, sink2.clone(), dir.path()).await;
     assert_eq!(sink2.wait_for(3, WAIT).await, 3);
-    let v = wait_health(&bin, "up again", |code, v| code == 200 && v["counts"]["forwarded"] == 8).await;
+    let v = wait_health(&bin, "up again", |code, v| {
+        code == 200 && v["counts"]["forwarded"] == 8
+    })
+    .await;
     assert_eq!(v["counts"]["dropped"], serde_json::json!({}), "{v}");
     assert!(v["counts"]["connects"].as_u64().unwrap() >= 2, "{v}");
 
@@ -285,6 +303,8 @@ async fn a_sequencer_address_without_its_peer_id_is_refused_at_start() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = tokio::task::spawn_blocking(move || c.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || c.wait().unwrap())
+        .await
+        .unwrap();
     assert!(!status.success());
 }
