@@ -298,7 +298,7 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
                     }
                 }
                 None => eprintln!(
-                    "warning: the chain's block time could not be measured (give --block-ms); snapshot window {snapshot_window} blocks not checked against the node's timing"
+                    "note: the chain's block time could not be measured (give --block-ms); snapshot window {snapshot_window} blocks not checked against the node's timing"
                 ),
             }
             let scaled = |what: &str, v: f64| {
