@@ -43,6 +43,8 @@ export SEQ_IPFS_REPO="${SEQ_IPFS_REPO:-$SEQ_ROOT/.local/ipfs-repo}"
 # cargo-lambda (scripts/tools.sh cargo-lambda): `watch --only-lambda-apis` serves the Lambda
 # runtime API the real binaries run under in lambdas/tests.
 export CARGO_LAMBDA_BIN="${CARGO_LAMBDA_BIN:-$SEQ_TOOLS/cargo-lambda-venv/bin/cargo-lambda}"
+# Python gRPC client of the collector test (bash tests/collector/setup.sh makes the venv).
+export COLLECTOR_PYTHON="${COLLECTOR_PYTHON:-$SEQ_TOOLS/collector-venv/bin/python}"
 
 # IPFS HTTP RPC (Kubo API; scripts/ipfs.sh serves it with js-ipfs on 5002). The adapters'
 # own default, without this file, is Kubo's http://127.0.0.1:5001.

@@ -2,7 +2,7 @@
 # Idempotent installer for the tools the tests and local runs need.
 #
 #   scripts/tools.sh [--check] [component...]
-#       components: node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium js-tests
+#       components: node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium js-tests collector-py
 #       (no component: all of them, plus what the test command itself runs: node, curl, flock,
 #       setsid, cargo); --check: report what is missing, install nothing.
 #
@@ -78,7 +78,7 @@ CARGO_LAMBDA_BIN="$CARGO_LAMBDA_VENV/bin/cargo-lambda"
 TF_TOOLS="$TOOLS/terraform"
 TF_SCHEMA="$TF_TOOLS/aws-provider-${AWS_PROVIDER_SCHEMA_VERSION}.schema.json"
 
-ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium js-tests)
+ALL_COMPONENTS=(node22 anvil localstack dynamodb ipfs nextest cargo-lambda terraform chromium js-tests collector-py)
 
 log() { printf '[tools] %s\n' "$*" >&2; }
 die() { printf '[tools] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -439,6 +439,20 @@ is_root() { [[ "$(id -u)" == 0 ]]; }
 
 # ---------------------------------------------------------------------------------------------
 
+# --- collector-py: the Python gRPC client of seqctl/tests/collector_grpc.rs (grpcio,
+# grpcio-tools, eth-account pinned in tests/collector/requirements.txt), a venv at
+# .tools/collector-venv made by tests/collector/setup.sh (idempotent: a stamp of the
+# requirements' hash). Python 3.11 or newer. Self-contained: nothing else here depends on it.
+COLLECTOR_VENV="${COLLECTOR_VENV:-$TOOLS/collector-venv}"
+collector-py_present() {
+    [[ -x "$COLLECTOR_VENV/bin/python" ]] &&
+        [[ "$(cat "$COLLECTOR_VENV/.requirements.sha256" 2>/dev/null)" == "$(sha256sum "$ROOT/tests/collector/requirements.txt" | cut -d' ' -f1)" ]]
+}
+install_collector-py() {
+    COLLECTOR_VENV="$COLLECTOR_VENV" bash "$ROOT/tests/collector/setup.sh"
+    collector-py_present || die "collector-py: venv incomplete after install"
+}
+
 run_logged() { # <component>: run install_<component> with output in its log; report time
     local c="$1" t0 rc=0
     t0="$(now)"
@@ -500,6 +514,7 @@ main() {
         case "$c" in
             node22) if [[ -n "$NODE_PKG" ]]; then need npm node22; else need node22 node22; fi ;;
             anvil | dynamodb | ipfs | js-tests) need npm "$c" ;;
+            collector-py) need python3-venv collector-py ;;
             terraform) need npm terraform && need python3-venv terraform ;;
             cargo-lambda) need python3-venv cargo-lambda ;;
             localstack) need python3.13 localstack ;;

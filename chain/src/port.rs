@@ -34,6 +34,12 @@ impl Revert {
             Revert::NoBatchSubmitted(_) => "NoBatchSubmitted",
             Revert::NotPendingOwner(_) => "NotPendingOwner",
             Revert::InvalidWindow { .. } => "InvalidWindow",
+            Revert::InvalidSourceChain(_) => "InvalidSourceChain",
+            Revert::InvalidBlockTime(_) => "InvalidBlockTime",
+            Revert::InvalidDaySize { .. } => "InvalidDaySize",
+            Revert::InvalidDailyQuota(_) => "InvalidDailyQuota",
+            Revert::DayNotEnded { .. } => "DayNotEnded",
+            Revert::RewardsAlreadyRecorded { .. } => "RewardsAlreadyRecorded",
             Revert::Other(_) => "Other",
         }
     }
@@ -77,6 +83,7 @@ fn classify(e: &ChainError) -> (ErrorKind, Option<&'static str>) {
         ChainError::Config(_)
         | ChainError::NoSigner
         | ChainError::Signer(_)
+        | ChainError::Settings(_)
         | ChainError::SimulatedSlotsOnPublicChain { .. } => (ErrorKind::Config, None),
         ChainError::Decode(_) => (ErrorKind::Corrupt, None),
     }

@@ -22,10 +22,18 @@ pub struct Args {
     /// Epoch size in blocks.
     #[arg(long, default_value_t = 4)]
     pub epoch_size: u64,
-    /// snapshotSubmissionWindow, blocks (16 × 250 ms: 4 s for a submission to travel the
-    /// ingress, the queue and verify, with room for a loaded machine).
-    #[arg(long, default_value_t = 16)]
-    pub window: u64,
+    /// snapshotSubmissionWindow, blocks [default: 16 (16 × 250 ms: 4 s for a simulated
+    /// submission to travel the ingress, the queue and verify, with room for a loaded machine);
+    /// with --no-sim, what unmodified snapshotter nodes need at the block time
+    /// (sequencer_chain::market::recommended_snapshot_window: 52 blocks at 1 s)].
+    #[arg(long)]
+    pub window: Option<u64>,
+    /// Epochs in a day of the local market (DAY_SIZE is set to match; days roll over on chain).
+    #[arg(long, default_value_t = 20)]
+    pub epochs_per_day: u64,
+    /// dailySnapshotQuota of the local market.
+    #[arg(long, default_value_t = 10)]
+    pub daily_quota: u64,
     /// batchSubmissionWindow, blocks.
     #[arg(long, default_value_t = 200)]
     pub batch_window: u64,

@@ -510,5 +510,6 @@ pub fn plan(slots: u64, epoch_size: u64, window: u64, batch_window: u64) -> Resu
         sequencer: Some(key(SEQUENCER_KEY)?),
         epoch_manager: Some(key(OWNER_KEY)?),
         slots,
+        ..DeployPlan::default()
     })
 }

@@ -36,6 +36,12 @@ pub use args::Args;
 
 /// Runs the sequencer as `args` say; returns the process exit code (0: every check held).
 pub async fn run(args: Args) -> Result<i32> {
+    run_until(args, tokio_util::sync::CancellationToken::new()).await
+}
+
+/// [`run`], also ending (cleanly, exit code as the run had it) when `stop` is cancelled: for
+/// callers that drive the runner as a library, e.g. the outside-collector test.
+pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) -> Result<i32> {
     let started = Instant::now();
     if args.fresh && args.data_dir.exists() {
         std::fs::remove_dir_all(&args.data_dir)
@@ -59,7 +65,24 @@ pub async fn run(args: Args) -> Result<i32> {
         (None, Some(a)) => a.rpc_url.clone(),
         (None, None) => bail!("no chain"),
     };
-    let mut plan = chain::plan(args.slots, args.epoch_size, args.window, args.batch_window)?;
+    let window = args.window.unwrap_or(if args.no_sim {
+        sequencer_chain::market::recommended_snapshot_window(block_ms)
+    } else {
+        16
+    });
+    let mut plan = chain::plan(args.slots, args.epoch_size, window, args.batch_window)?;
+    // The local source chain is the protocol chain: its block time, and short days.
+    plan.source_block_time = block_ms.saturating_mul(sequencer_chain::market::TIME_SCALE) / 1000;
+    plan.day_size = plan
+        .source_block_time
+        .saturating_mul(args.epoch_size)
+        .saturating_mul(args.epochs_per_day.max(1));
+    plan.daily_snapshot_quota = args.daily_quota.max(1);
+    if args.no_sim {
+        if let Some(w) = sequencer_chain::market::window_warning(window, block_ms) {
+            eprintln!("warning: {w}");
+        }
+    }
     if let Some(m) = args.market {
         plan.market = m;
     } else if args.aws {
@@ -172,8 +195,22 @@ pub async fn run(args: Args) -> Result<i32> {
 
     let out = output::Output::new(args.json);
     let outcome = if args.no_sim {
+        let kit = sequencer_chain::market::SnapshotterKit {
+            protocol_state: dep.protocol_state.to_checksum(None),
+            data_market: dep.data_market.to_checksum(None),
+            // Redacted like every URL the runner prints: a hosted URL's key is not for handing
+            // out (a local anvil's URL is unchanged by it).
+            powerloom_rpc_url: sequencer_chain::redact_url(&rpc_url),
+            chain_id: dep.chain_id,
+            source_chain_id: dep.settings.source_chain_id,
+            sequencer_multiaddr: ingress_addr.to_string(),
+            sequencer_peer_id: ingress.peer_id.to_string(),
+            local_collector_port: 50051,
+            environment: "local".into(),
+        };
         let info = serde_json::json!({
             "type": "ready",
+            "snapshotter_kit": kit.to_json(),
             "ingress": ingress_addr.to_string(),
             "peer_id": ingress.peer_id.to_string(),
             "rpc_url": sequencer_chain::redact_url(&rpc_url),
@@ -189,9 +226,15 @@ pub async fn run(args: Args) -> Result<i32> {
             "proof_api": format!("http://{content_addr}/v1/markets/{:#x}", dep.data_market),
         });
         println!("{info}");
+        // The same line in the data directory, for scripts and tests that drive the runner.
+        std::fs::write(
+            args.data_dir.join("snapshotter-kit.json"),
+            serde_json::to_vec_pretty(&info)?,
+        )
+        .context("writing snapshotter-kit.json")?;
         // Boxed: these futures are large and deep; callers that await `run` inside their own
         // async code would otherwise hit the compiler's layout depth limit.
-        Box::pin(serve(&p, &blocks, &args, &out)).await
+        Box::pin(serve(&p, &blocks, &args, &out, &stop)).await
     } else {
         Box::pin(simulate(
             &p,
@@ -420,6 +463,7 @@ async fn serve(
     blocks: &Arc<dyn sequencer_ports::ContentStore>,
     args: &Args,
     out: &output::Output,
+    stop_token: &tokio_util::sync::CancellationToken,
 ) -> Result<i32> {
     out.header();
     let mut printed: BTreeSet<u64> = BTreeSet::new();
@@ -447,6 +491,7 @@ async fn serve(
         tokio::select! {
             _ = &mut stop => return Ok(0),
             _ = term.recv() => return Ok(0),
+            _ = stop_token.cancelled() => return Ok(0),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }

@@ -199,6 +199,7 @@ mod tests {
                 batch_blocks: 200,
             },
             slots: vec![],
+            settings: Default::default(),
         };
         let facts = RunFacts {
             rpc_url: "https://user:s3cr3t@rpc.example:8443/v3/s3cr3t?key=s3cr3t",

@@ -53,9 +53,29 @@ pub enum ChainCmd {
         /// Epoch size in blocks.
         #[arg(long, default_value_t = 10)]
         epoch_size: u64,
-        /// snapshotSubmissionWindow in blocks.
-        #[arg(long, default_value_t = 20)]
-        snapshot_window: u64,
+        /// snapshotSubmissionWindow in protocol-chain blocks. Default: what unmodified
+        /// snapshotter nodes need at this chain's block time (measured, or --block-ms):
+        /// ceil(50 s / block time) + 2, e.g. 27 blocks at 2 s, 52 at 1 s, 7 at 12 s
+        /// (sequencer_chain::market::recommended_snapshot_window); 20 when it cannot be measured.
+        /// A shorter window is registered as given, with a warning.
+        #[arg(long)]
+        snapshot_window: Option<u64>,
+        /// Protocol chain block time in milliseconds for the window default and check (default:
+        /// measured from the last 100 blocks).
+        #[arg(long)]
+        block_ms: Option<u64>,
+        /// SOURCE_CHAIN_ID of the market (default: this chain's id).
+        #[arg(long)]
+        source_chain_id: Option<u64>,
+        /// SOURCE_CHAIN_BLOCK_TIME in seconds (decimals allowed; stored × 10 000).
+        #[arg(long, default_value_t = 1.0)]
+        source_block_time: f64,
+        /// DAY_SIZE in seconds (stored × 10 000); epochsInADay = day / (block time × epoch size).
+        #[arg(long, default_value_t = 86_400.0)]
+        day_seconds: f64,
+        /// dailySnapshotQuota: submissions a slot needs per day for DailyTaskCompletedEvent.
+        #[arg(long, default_value_t = sequencer_chain::market::POWERLOOM_DAILY_QUOTA)]
+        daily_quota: u64,
         /// batchSubmissionWindow in blocks.
         #[arg(long, default_value_t = 60)]
         batch_window: u64,
@@ -261,12 +281,38 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
             slots,
             epoch_size,
             snapshot_window,
+            block_ms,
+            source_chain_id,
+            source_block_time,
+            day_seconds,
+            daily_quota,
             batch_window,
             market,
             sequencer,
             epoch_manager,
         } => {
             let client = connect(&rpc_url, Address::ZERO, key.resolve()?).await?;
+            let block_ms = match block_ms {
+                Some(b) => Some(b),
+                None => client.measured_block_ms(100).await?,
+            };
+            let snapshot_window = snapshot_window.unwrap_or_else(|| {
+                block_ms.map_or(20, sequencer_chain::market::recommended_snapshot_window)
+            });
+            match block_ms {
+                Some(ms) => {
+                    if let Some(w) = sequencer_chain::market::window_warning(snapshot_window, ms) {
+                        eprintln!("warning: {w}");
+                    }
+                }
+                None => eprintln!(
+                    "note: the chain's block time could not be measured (give --block-ms); snapshot window {snapshot_window} blocks not checked against the node's timing"
+                ),
+            }
+            let scaled = |what: &str, v: f64| {
+                sequencer_chain::market::MarketSettings::scaled_seconds(v)
+                    .with_context(|| format!("{what} {v} is not a number of seconds"))
+            };
             let plan = DeployPlan {
                 market: market.unwrap_or_else(local_market_address),
                 epoch_size,
@@ -277,6 +323,10 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
                 sequencer,
                 epoch_manager,
                 slots,
+                source_chain_id,
+                source_block_time: scaled("--source-block-time", source_block_time)?,
+                day_size: scaled("--day-seconds", day_seconds)?,
+                daily_snapshot_quota: daily_quota,
             };
             let (_, d) = deploy_local(&client, &plan).await.context("deploy")?;
             if json {
@@ -292,6 +342,14 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
                 println!(
                     "# deployed in block {}; epoch size {} blocks, snapshot window {}, batch window {}",
                     d.deploy_block, d.epoch_size, d.windows.snapshot_blocks, d.windows.batch_blocks
+                );
+                println!(
+                    "# source chain {} ({} s blocks), {} epochs a day, daily quota {}",
+                    d.settings.source_chain_id,
+                    d.settings.source_block_time as f64
+                        / sequencer_chain::market::TIME_SCALE as f64,
+                    d.settings.epochs_in_a_day(),
+                    d.settings.daily_snapshot_quota
                 );
                 println!("# {} simulated slots (key of slot n = keccak256(\"powerloom-sequencer/sim-snapshotter/<n>\"))", d.slots.len());
                 for (slot, addr) in d.slots.iter().take(5) {

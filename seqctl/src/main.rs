@@ -29,6 +29,7 @@ mod audit;
 mod batch;
 mod chain;
 mod env;
+mod market;
 mod net;
 mod proof_chain;
 mod proof_get;
@@ -68,6 +69,9 @@ enum Cmd {
     /// Recompute what a sequencer did from the chain and IPFS alone.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// A market's kit for snapshotter operators.
+    #[command(subcommand)]
+    Market(market::MarketCmd),
 }
 
 #[derive(Subcommand)]
@@ -270,6 +274,7 @@ fn main() -> ExitCode {
             )
         }),
         Cmd::Chain(cmd) => chain::run(cmd, json),
+        Cmd::Market(cmd) => market::run(cmd, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
