@@ -31,6 +31,12 @@ contract ProtocolState {
     error NoBatchSubmitted(uint256 epochId);
     error NotPendingOwner(address caller);
     error InvalidWindow(uint256 snapshotWindow, uint256 batchWindow);
+    error InvalidSourceChain(uint256 sourceChainId);
+    error InvalidBlockTime(uint256 sourceChainBlockTime);
+    error InvalidDaySize(uint256 daySize, uint256 epochDuration);
+    error InvalidDailyQuota(uint256 dailySnapshotQuota);
+    error DayNotEnded(uint256 day, uint256 currentDay);
+    error RewardsAlreadyRecorded(uint256 slotId, uint256 day);
 
     // ------------------------------------------------------------------ events
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
@@ -64,36 +70,75 @@ contract ProtocolState {
     /// @notice Blocks [fromBegin, toBegin - 1] of the market's source chain were skipped: no epoch
     ///         covers them, ever. The next released epoch begins at toBegin.
     event EpochsSkipped(address indexed dataMarketAddress, uint256 fromBegin, uint256 toBegin, uint256 timestamp);
+    /// @notice Powerloom's day event: emitted by the `releaseEpoch` that opens day `dayId` (before
+    ///         that epoch's `EpochReleased`, in the same transaction).
+    event DayStartedEvent(address indexed dataMarketAddress, uint256 dayId, uint256 timestamp);
+    /// @notice Powerloom's reward event: `slotId` met the market's `dailySnapshotQuota` on `dayId`.
+    event DailyTaskCompletedEvent(
+        address indexed dataMarketAddress, address snapshotterAddress, uint256 slotId, uint256 dayId, uint256 timestamp
+    );
+    /// @notice The market's settings, at registration and at every change (`epochsInADay` derived).
+    event MarketSettingsUpdated(
+        address indexed dataMarketAddress,
+        uint256 epochSize,
+        uint256 sourceChainId,
+        uint256 sourceChainBlockTime,
+        uint256 daySize,
+        uint256 epochsInADay,
+        uint256 dailyQuota
+    );
 
     // ------------------------------------------------------------------ storage
+    // Packed so that `releaseEpoch` reads two storage slots of the market and writes one (two
+    // on the release that starts a day), and writes two slots for the epoch. Block numbers,
+    // timestamps, epoch ids, day numbers and windows are held in 64 bits: `releaseEpoch` and
+    // the window setters refuse anything larger, and nothing real comes near 2^64.
     struct Market {
+        // slot 0: read and written by every release
         bool registered;
-        uint256 epochSize;
-        uint256 snapshotSubmissionWindow;
-        uint256 batchSubmissionWindow;
-        uint256 currentEpochId;
-        uint256 lastEpochEnd;
+        uint8 epochSize; // blocks per epoch, 1..255 (Powerloom's EPOCH_SIZE is a uint8)
+        uint64 currentEpochId;
+        uint64 lastEpochEnd;
+        uint64 epochsInADay; // daySize / (sourceChainBlockTime * epochSize), >= 1
+        // slot 1: read by every release, written when a day starts and by the window setter
+        uint64 snapshotSubmissionWindow;
+        uint64 batchSubmissionWindow;
+        uint64 dayCounter; // starts at 1
+        uint64 dayStartEpochId; // first epoch id of the current day
+        // settings read by views and `updateRewards` only
+        uint256 sourceChainId;
+        uint256 sourceChainBlockTime; // seconds * 10_000
+        uint256 daySize; // seconds * 10_000 (Powerloom: 864_000_000 = 24 h)
+        uint256 dailySnapshotQuota;
     }
 
     struct Epoch {
-        uint256 begin;
-        uint256 end;
-        uint256 timestamp;
-        uint256 releaseBlock;
+        // slot 0
+        uint64 begin;
+        uint64 end;
+        uint64 timestamp;
+        uint64 releaseBlock; // 0 = never released
+        // slot 1: the market's windows when the epoch was released (its deadlines, whatever
+        // `updateSubmissionWindows` does afterwards), its day, and the end flag.
         bool batchSubmissionsEnded;
-        // The market's windows when the epoch was released: its deadlines, whatever
-        // `updateSubmissionWindows` does afterwards. Packed with the flag into one slot (windows
-        // are bounded to uint64 at registration and update), so a release costs one more SSTORE.
         uint64 snapshotSubmissionWindow;
         uint64 batchSubmissionWindow;
+        uint64 day;
     }
 
     // Packed into two slots: a batch record costs two SSTOREs.
     struct Batch {
         uint64 epochId; // 0 = never submitted (epoch ids start at 1)
         uint64 blockNumber;
+        uint64 timestamp;
         bool delayed;
         bytes32 finalizedCidsRootHash;
+    }
+
+    /// Powerloom's snapshot status (`snapshotStatus`, `maxSnapshotsCid`): a uint8 in the ABI.
+    enum SnapshotStatus {
+        PENDING,
+        FINALIZED
     }
 
     struct ProjectStatus {
@@ -111,9 +156,17 @@ contract ProtocolState {
     mapping(address => mapping(uint256 => string[])) private epochBatches;
     mapping(address => mapping(string => Batch)) private batches;
     mapping(address => mapping(uint256 => mapping(string => ProjectStatus))) private projects;
-    /// @notice The address `transferOwnership` named, until it accepts (zero: none). Declared last
-    ///         so that the earlier storage slots keep their places.
+    /// @notice The address `transferOwnership` named, until it accepts (zero: none).
     address public pendingOwner;
+    /// Slots each address is the snapshotter of (`allSnapshotters`).
+    mapping(address => uint256) private snapshotterSlotCount;
+    /// Highest slot id ever given a snapshotter (`getTotalNodeCount`).
+    uint256 private highestSlotId;
+    /// Rewards bookkeeping, two bits per slot: bit 2k = recorded, bit 2k+1 = quota met, for slot
+    /// id 128 * word + k. One bulk call for consecutive slot ids touches one word per 128 slots.
+    mapping(address => mapping(uint256 => mapping(uint256 => uint256))) private rewardBits;
+    /// Eligible nodes of a day as the sequencer reported them (first non-zero report wins).
+    mapping(address => mapping(uint256 => uint256)) private dayEligibleNodes;
 
     constructor() {
         owner = msg.sender;
@@ -154,23 +207,77 @@ contract ProtocolState {
         pendingOwner = address(0);
     }
 
-    /// @notice Register a data market. Windows are in blocks; the epoch size is in blocks too.
+    /// @notice Register a data market with its settings. Windows and the epoch size are in
+    ///         blocks (epoch size 1..255, a uint8 as in Powerloom); `sourceChainBlockTime` and
+    ///         `daySize` are seconds * 10_000 (Powerloom's units: 12 s = 120_000, 24 h =
+    ///         864_000_000); `epochsInADay` is derived, daySize / (sourceChainBlockTime * epochSize),
+    ///         and must be at least 1. Day 1 starts with epoch 1.
     function registerDataMarket(
         address dataMarket,
         uint256 epochSize,
         uint256 snapshotWindow,
-        uint256 batchWindow
+        uint256 batchWindow,
+        uint256 sourceChainId,
+        uint256 sourceChainBlockTime,
+        uint256 daySize,
+        uint256 dailyQuota
     ) external onlyOwner {
         if (dataMarket == address(0)) revert ZeroAddress();
         if (markets[dataMarket].registered) revert MarketAlreadyRegistered(dataMarket);
-        if (epochSize == 0) revert InvalidEpochSize(epochSize);
         _checkWindows(snapshotWindow, batchWindow);
         Market storage m = markets[dataMarket];
         m.registered = true;
-        m.epochSize = epochSize;
-        m.snapshotSubmissionWindow = snapshotWindow;
-        m.batchSubmissionWindow = batchWindow;
+        m.snapshotSubmissionWindow = uint64(snapshotWindow);
+        m.batchSubmissionWindow = uint64(batchWindow);
+        m.dayCounter = 1;
+        m.dayStartEpochId = 1;
+        _applySettings(dataMarket, m, epochSize, sourceChainId, sourceChainBlockTime, daySize, dailyQuota);
         emit DataMarketRegistered(dataMarket, epochSize, snapshotWindow, batchWindow);
+    }
+
+    /// @notice Change a market's settings (owner). A new epoch size applies from the next
+    ///         release; a new `epochsInADay` to the current day (counted from its first epoch).
+    function updateMarketSettings(
+        address dataMarket,
+        uint256 epochSize,
+        uint256 sourceChainId,
+        uint256 sourceChainBlockTime,
+        uint256 daySize,
+        uint256 dailyQuota
+    ) external onlyOwner knownMarket(dataMarket) {
+        _applySettings(
+            dataMarket, markets[dataMarket], epochSize, sourceChainId, sourceChainBlockTime, daySize, dailyQuota
+        );
+    }
+
+    function _applySettings(
+        address dataMarket,
+        Market storage m,
+        uint256 epochSize,
+        uint256 sourceChainId,
+        uint256 sourceChainBlockTime,
+        uint256 daySize,
+        uint256 dailyQuota
+    ) private {
+        if (epochSize == 0 || epochSize > type(uint8).max) revert InvalidEpochSize(epochSize);
+        if (sourceChainId == 0) revert InvalidSourceChain(sourceChainId);
+        if (sourceChainBlockTime == 0 || sourceChainBlockTime > type(uint64).max) {
+            revert InvalidBlockTime(sourceChainBlockTime);
+        }
+        // Both bounded above, so the product cannot overflow.
+        uint256 epochDuration = sourceChainBlockTime * epochSize;
+        uint256 epochsPerDay = daySize / epochDuration;
+        if (epochsPerDay == 0 || epochsPerDay > type(uint64).max) revert InvalidDaySize(daySize, epochDuration);
+        if (dailyQuota == 0) revert InvalidDailyQuota(dailyQuota);
+        m.epochSize = uint8(epochSize);
+        m.epochsInADay = uint64(epochsPerDay);
+        m.sourceChainId = sourceChainId;
+        m.sourceChainBlockTime = sourceChainBlockTime;
+        m.daySize = daySize;
+        m.dailySnapshotQuota = dailyQuota;
+        emit MarketSettingsUpdated(
+            dataMarket, epochSize, sourceChainId, sourceChainBlockTime, daySize, epochsPerDay, dailyQuota
+        );
     }
 
     /// @notice New windows for epochs released from now on; released epochs keep theirs
@@ -181,8 +288,8 @@ contract ProtocolState {
         knownMarket(dataMarket)
     {
         _checkWindows(snapshotWindow, batchWindow);
-        markets[dataMarket].snapshotSubmissionWindow = snapshotWindow;
-        markets[dataMarket].batchSubmissionWindow = batchWindow;
+        markets[dataMarket].snapshotSubmissionWindow = uint64(snapshotWindow);
+        markets[dataMarket].batchSubmissionWindow = uint64(batchWindow);
         emit SubmissionWindowsUpdated(dataMarket, snapshotWindow, batchWindow);
     }
 
@@ -233,6 +340,11 @@ contract ProtocolState {
         address old = slots[slotId];
         if (old == snapshotter) return;
         slots[slotId] = snapshotter;
+        if (old != address(0)) snapshotterSlotCount[old] -= 1;
+        if (snapshotter != address(0)) {
+            snapshotterSlotCount[snapshotter] += 1;
+            if (slotId > highestSlotId) highestSlotId = slotId;
+        }
         emit SnapshotterAddressChanged(slotId, snapshotter, old);
     }
 
@@ -251,7 +363,11 @@ contract ProtocolState {
 
     // ------------------------------------------------------------------ epoch manager
     /// @notice Release the next epoch of a market: blocks [begin, end], exactly epochSize long and
-    ///         contiguous with the previous epoch (the first one may begin anywhere).
+    ///         contiguous with the previous epoch (the first one may begin anywhere). Once
+    ///         `epochsInADay` epochs of the current day are out, the release starts the next day
+    ///         first (`dayCounter` + 1, `DayStartedEvent`, then `EpochReleased`, as Powerloom's
+    ///         contract orders them): the day rolls over inside the release's own transaction, so
+    ///         it happens exactly once whoever releases, however often a manager restarts.
     function releaseEpoch(address dataMarket, uint256 begin, uint256 end)
         external
         knownMarket(dataMarket)
@@ -259,23 +375,33 @@ contract ProtocolState {
     {
         if (!epochManagers[dataMarket][msg.sender]) revert NotEpochManager(msg.sender);
         Market storage m = markets[dataMarket];
-        uint256 expectedBegin = m.currentEpochId == 0 ? begin : m.lastEpochEnd + 1;
-        if (begin != expectedBegin || end < begin || end - begin + 1 != m.epochSize) {
+        uint256 expectedBegin = m.currentEpochId == 0 ? begin : uint256(m.lastEpochEnd) + 1;
+        if (begin != expectedBegin || end < begin || end - begin + 1 != m.epochSize || end > type(uint64).max) {
             revert InvalidEpochRange(begin, end, expectedBegin);
         }
-        epochId = ++m.currentEpochId;
-        m.lastEpochEnd = end;
-        // Both fit: `_checkWindows` bounds them whenever they are set.
-        epochs[dataMarket][epochId] = Epoch(
-            begin,
-            end,
-            block.timestamp,
-            block.number,
+        uint64 id = m.currentEpochId + 1;
+        m.currentEpochId = id;
+        m.lastEpochEnd = uint64(end);
+        uint64 day = m.dayCounter;
+        if (uint256(id) >= uint256(m.dayStartEpochId) + m.epochsInADay) {
+            day += 1;
+            m.dayCounter = day;
+            m.dayStartEpochId = id;
+            emit DayStartedEvent(dataMarket, day, block.timestamp);
+        }
+        // begin <= end < 2^64 (checked above); timestamps and block numbers stay far below 2^64.
+        epochs[dataMarket][id] = Epoch(
+            uint64(begin),
+            uint64(end),
+            uint64(block.timestamp),
+            uint64(block.number),
             false,
-            uint64(m.snapshotSubmissionWindow),
-            uint64(m.batchSubmissionWindow)
+            m.snapshotSubmissionWindow,
+            m.batchSubmissionWindow,
+            day
         );
-        emit EpochReleased(dataMarket, epochId, begin, end, block.timestamp);
+        emit EpochReleased(dataMarket, id, begin, end, block.timestamp);
+        return id;
     }
 
     /// @notice Skip whole epochs of a market: the next epoch begins at `newBegin` instead of
@@ -287,11 +413,14 @@ contract ProtocolState {
     function skipEpochs(address dataMarket, uint256 newBegin) external knownMarket(dataMarket) {
         if (msg.sender != owner && !epochManagers[dataMarket][msg.sender]) revert NotEpochManager(msg.sender);
         Market storage m = markets[dataMarket];
-        uint256 expectedBegin = m.lastEpochEnd + 1;
-        if (m.currentEpochId == 0 || newBegin <= expectedBegin || (newBegin - expectedBegin) % m.epochSize != 0) {
+        uint256 expectedBegin = uint256(m.lastEpochEnd) + 1;
+        if (
+            m.currentEpochId == 0 || newBegin <= expectedBegin || (newBegin - expectedBegin) % m.epochSize != 0
+                || newBegin - 1 > type(uint64).max
+        ) {
             revert InvalidSkip(newBegin, expectedBegin);
         }
-        m.lastEpochEnd = newBegin - 1;
+        m.lastEpochEnd = uint64(newBegin - 1);
         emit EpochsSkipped(dataMarket, expectedBegin, newBegin, block.timestamp);
     }
 
@@ -319,11 +448,12 @@ contract ProtocolState {
         Batch storage b = batches[dataMarket][batchCid];
         if (b.epochId != 0) revert BatchAlreadySubmitted(batchCid);
 
-        bool delayed = block.number > e.releaseBlock + e.batchSubmissionWindow;
+        bool delayed = block.number > uint256(e.releaseBlock) + e.batchSubmissionWindow;
         _markProjects(projects[dataMarket][epochId], epochBatches[dataMarket][epochId].length + 1, epochId, projectIds, snapshotCids);
         // Both fit: epochId <= currentEpochId (a counter) and block numbers stay far below 2^64.
         b.epochId = uint64(epochId);
         b.blockNumber = uint64(block.number);
+        b.timestamp = uint64(block.timestamp);
         b.delayed = delayed;
         b.finalizedCidsRootHash = finalizedCidsRootHash;
         epochBatches[dataMarket][epochId].push(batchCid);
@@ -362,6 +492,146 @@ contract ProtocolState {
         if (epochBatches[dataMarket][epochId].length == 0) revert NoBatchSubmitted(epochId);
         e.batchSubmissionsEnded = true;
         emit BatchSubmissionsCompleted(dataMarket, epochId, block.timestamp);
+    }
+
+    /// @notice Powerloom's bulk rewards call (its selector and argument order): records, once per
+    ///         (market, slot, day), how many of a slot's submissions made it into the finalized
+    ///         batches of an ended day, and emits `DailyTaskCompletedEvent` (with the slot's
+    ///         current snapshotter) for each slot that met the market's `dailySnapshotQuota`.
+    ///         SEQUENCER of the market; only for a day that has ended (1 <= day < dayCounter,
+    ///         else `DayNotEnded`). A slot already recorded for that day reverts the whole call
+    ///         (`RewardsAlreadyRecorded`): a sender reads `rewardsRecorded` first and sends what is
+    ///         missing. `eligibleNodes` (Powerloom: the slots sharing the day's reward pool) is
+    ///         kept per day, the first non-zero report wins; this contract pays out no tokens.
+    function updateRewards(
+        address dataMarket,
+        uint256[] calldata slotIds,
+        uint256[] calldata submissionsList,
+        uint256 day,
+        uint256 eligibleNodes
+    ) external knownMarket(dataMarket) onlySequencer(dataMarket) {
+        if (slotIds.length != submissionsList.length) revert LengthMismatch(slotIds.length, submissionsList.length);
+        if (slotIds.length == 0) revert EmptyBatch();
+        Market storage m = markets[dataMarket];
+        uint256 current = m.dayCounter;
+        if (day == 0 || day >= current) revert DayNotEnded(day, current);
+        if (eligibleNodes != 0 && dayEligibleNodes[dataMarket][day] == 0) {
+            dayEligibleNodes[dataMarket][day] = eligibleNodes;
+        }
+        uint256 quota = m.dailySnapshotQuota;
+        mapping(uint256 => uint256) storage bits = rewardBits[dataMarket][day];
+        for (uint256 i = 0; i < slotIds.length; i++) {
+            uint256 slotId = slotIds[i];
+            uint256 word = slotId >> 7;
+            uint256 shift = (slotId & 127) << 1;
+            uint256 w = bits[word];
+            if ((w >> shift) & 1 != 0) revert RewardsAlreadyRecorded(slotId, day);
+            bool met = submissionsList[i] >= quota;
+            bits[word] = w | ((met ? uint256(3) : uint256(1)) << shift);
+            if (met) emit DailyTaskCompletedEvent(dataMarket, slots[slotId], slotId, day, block.timestamp);
+        }
+    }
+
+    // ------------------------------------------------------------------ views Powerloom's node reads
+    // Same selectors and return shapes as Powerloom's ProtocolState (PROTOCOL.md section 9).
+    // Market-scoped settings revert `UnknownMarket` for an unregistered market, as a call into a
+    // missing market contract reverts there: a misconfigured node stops at start.
+
+    /// @notice Whether `addr` is the snapshotter of at least one slot.
+    function allSnapshotters(address addr) external view returns (bool) {
+        return snapshotterSlotCount[addr] != 0;
+    }
+
+    /// @notice The highest slot id ever given a snapshotter: slots are numbered from 1, so
+    ///         [1, getTotalNodeCount()] covers every slot (the node's slot-based work split).
+    function getTotalNodeCount() external view returns (uint256) {
+        return highestSlotId;
+    }
+
+    function EPOCH_SIZE(address dataMarket) external view knownMarket(dataMarket) returns (uint8) {
+        return markets[dataMarket].epochSize;
+    }
+
+    function SOURCE_CHAIN_ID(address dataMarket) external view knownMarket(dataMarket) returns (uint256) {
+        return markets[dataMarket].sourceChainId;
+    }
+
+    /// @notice Seconds * 10_000.
+    function SOURCE_CHAIN_BLOCK_TIME(address dataMarket) external view knownMarket(dataMarket) returns (uint256) {
+        return markets[dataMarket].sourceChainBlockTime;
+    }
+
+    /// @notice Seconds * 10_000.
+    function DAY_SIZE(address dataMarket) external view knownMarket(dataMarket) returns (uint256) {
+        return markets[dataMarket].daySize;
+    }
+
+    function epochsInADay(address dataMarket) external view knownMarket(dataMarket) returns (uint256) {
+        return markets[dataMarket].epochsInADay;
+    }
+
+    function dailySnapshotQuota(address dataMarket) external view knownMarket(dataMarket) returns (uint256) {
+        return markets[dataMarket].dailySnapshotQuota;
+    }
+
+    function dayCounter(address dataMarket) external view knownMarket(dataMarket) returns (uint256) {
+        return markets[dataMarket].dayCounter;
+    }
+
+    /// @notice Powerloom's 3-value epoch record: release timestamp, release block, last block.
+    ///         Zeros for an epoch never released. The full record is `epochDetails`.
+    function epochInfo(address dataMarket, uint256 epochId)
+        external
+        view
+        returns (uint256 timestamp, uint256 blocknumber, uint256 epochEnd)
+    {
+        Epoch storage e = epochs[dataMarket][epochId];
+        return (e.timestamp, e.releaseBlock, e.end);
+    }
+
+    /// @notice The last released epoch (zeros before the first release).
+    function currentEpoch(address dataMarket)
+        external
+        view
+        knownMarket(dataMarket)
+        returns (uint256 begin, uint256 end, uint256 epochId)
+    {
+        uint256 id = markets[dataMarket].currentEpochId;
+        Epoch storage e = epochs[dataMarket][id];
+        return (e.begin, e.end, id);
+    }
+
+    /// @notice FINALIZED with the CID and the anchoring block's timestamp when the project was
+    ///         anchored in time for the epoch (no validators here: the sequencer's anchor is final);
+    ///         PENDING, "", 0 otherwise (delayed batches included, as Powerloom records nothing for them).
+    function snapshotStatus(address dataMarket, string calldata projectId, uint256 epochId)
+        external
+        view
+        returns (SnapshotStatus status, string memory snapshotCid, uint256 timestamp)
+    {
+        ProjectStatus storage p = projects[dataMarket][epochId][projectId];
+        if (p.batchNumber == 0) return (SnapshotStatus.PENDING, "", 0);
+        Batch storage b = batches[dataMarket][epochBatches[dataMarket][epochId][p.batchNumber - 1]];
+        if (b.delayed) return (SnapshotStatus.PENDING, "", 0);
+        return (SnapshotStatus.FINALIZED, p.snapshotCid, b.timestamp);
+    }
+
+    /// @notice The finalized CID of (market, project, epoch) and its status (see `snapshotStatus`).
+    function maxSnapshotsCid(address dataMarket, string calldata projectId, uint256 epochId)
+        external
+        view
+        returns (string memory, SnapshotStatus)
+    {
+        ProjectStatus storage p = projects[dataMarket][epochId][projectId];
+        if (p.batchNumber == 0) return ("", SnapshotStatus.PENDING);
+        Batch storage b = batches[dataMarket][epochBatches[dataMarket][epochId][p.batchNumber - 1]];
+        if (b.delayed) return ("", SnapshotStatus.PENDING);
+        return (p.snapshotCid, SnapshotStatus.FINALIZED);
+    }
+
+    /// @notice Whether `slotId` met the daily quota on `day` (recorded by `updateRewards`).
+    function checkSlotTaskStatusForDay(address dataMarket, uint256 slotId, uint256 day) external view returns (bool) {
+        return (rewardBits[dataMarket][day][slotId >> 7] >> (((slotId & 127) << 1) + 1)) & 1 != 0;
     }
 
     // ------------------------------------------------------------------ views
@@ -412,14 +682,69 @@ contract ProtocolState {
         return flagged[dataMarket][snapshotter];
     }
 
-    /// @notice releaseBlock == 0 means the epoch was never released.
-    function epochInfo(address dataMarket, uint256 epochId)
+    /// @notice Everything recorded for an epoch (releaseBlock == 0: never released). Our own view;
+    ///         `epochInfo` answers in Powerloom's shape.
+    function epochDetails(address dataMarket, uint256 epochId)
         external
         view
-        returns (uint256 begin, uint256 end, uint256 timestamp, uint256 releaseBlock, bool batchSubmissionsEnded)
+        returns (
+            uint256 begin,
+            uint256 end,
+            uint256 timestamp,
+            uint256 releaseBlock,
+            bool batchSubmissionsEnded,
+            uint256 day
+        )
     {
         Epoch storage e = epochs[dataMarket][epochId];
-        return (e.begin, e.end, e.timestamp, e.releaseBlock, e.batchSubmissionsEnded);
+        return (e.begin, e.end, e.timestamp, e.releaseBlock, e.batchSubmissionsEnded, e.day);
+    }
+
+    /// @notice A market's settings and day state in one call.
+    function marketSettings(address dataMarket)
+        external
+        view
+        knownMarket(dataMarket)
+        returns (
+            uint256 epochSize,
+            uint256 sourceChainId,
+            uint256 sourceChainBlockTime,
+            uint256 daySize,
+            uint256 epochsPerDay,
+            uint256 dailyQuota,
+            uint256 currentDay,
+            uint256 dayStartEpochId
+        )
+    {
+        Market storage m = markets[dataMarket];
+        return (
+            m.epochSize,
+            m.sourceChainId,
+            m.sourceChainBlockTime,
+            m.daySize,
+            m.epochsInADay,
+            m.dailySnapshotQuota,
+            m.dayCounter,
+            m.dayStartEpochId
+        );
+    }
+
+    /// @notice For each of `slotIds`, whether `updateRewards` recorded it for `day`.
+    function rewardsRecorded(address dataMarket, uint256 day, uint256[] calldata slotIds)
+        external
+        view
+        returns (bool[] memory recorded)
+    {
+        recorded = new bool[](slotIds.length);
+        mapping(uint256 => uint256) storage bits = rewardBits[dataMarket][day];
+        for (uint256 i = 0; i < slotIds.length; i++) {
+            recorded[i] = (bits[slotIds[i] >> 7] >> ((slotIds[i] & 127) << 1)) & 1 != 0;
+        }
+    }
+
+    /// @notice Eligible nodes the sequencer reported for `day` (0: none reported).
+    function eligibleNodesForDay(address dataMarket, uint256 day) external view returns (uint256) {
+        return dayEligibleNodes[dataMarket][day];
     }
 
     /// @notice The windows an epoch was released under (its deadlines: snapshots until

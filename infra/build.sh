@@ -4,7 +4,7 @@
 #   infra/build.sh [--x86_64] [--no-image] [--push REPOSITORY_URI]
 #
 #   1. Lambda zips: `cargo lambda build --release --arm64 --output-format zip` of every binary
-#      of functions/lambdas (verify, tick, finalize, anchor, epoch-manager, proof) with the
+#      of lambdas/ (verify, tick, finalize, anchor, epoch-manager, proof) with the
 #      aws-kms feature, --locked, paths remapped; each zip is then rewritten with fixed
 #      timestamps and modes so equal sources give byte-equal zips -> target/lambda/<bin>/bootstrap.zip
 #      (the module's lambda_zip_dir) and target/lambda/SHA256SUMS.
@@ -38,7 +38,7 @@ done
 log() { printf '[build] %s\n' "$*" >&2; }
 SHA="$(git rev-parse --short=12 HEAD)"
 export SOURCE_DATE_EPOCH="$(git log -1 --format=%ct HEAD)"
-if [[ -n "$(git status --porcelain -- Cargo.lock Cargo.toml core functions adapters chain ingress)" ]]; then
+if [[ -n "$(git status --porcelain -- Cargo.lock Cargo.toml core ports handlers api adapters chain lambdas ingress)" ]]; then
     log "WARNING: uncommitted changes in the sources; the artifacts are not reproducible from $SHA"
 fi
 

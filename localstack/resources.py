@@ -39,8 +39,8 @@ QUEUES = [
 ]
 BUCKETS = ["batches"]
 # name -> (has sort key, ttl enabled). Exactly the tables of the state port's `Table::ALL`
-# (functions/src/ports/state.rs); every one has a string pk and sk, as `DynamoStore` writes them
-# (adapters/src/dynamo.rs).
+# (ports/src/state.rs); every one has a string pk and sk, as `DynamoStore` writes them
+# (adapters/aws/src/dynamo.rs).
 TABLES = {
     "submissions": (True, False),
     "receipts": (True, True),

@@ -10,6 +10,7 @@
 #      contracts  contracts/check.sh: committed ABI/bytecode == a fresh solc build
 #      terraform  infra/terraform/check.sh: fmt, (validate where a provider exists), HCL schema
 #                 check against the AWS provider, drift vs the code, checkov offline (~25 s)
+#      layers     scripts/check-layers.sh: the crates' dependency graph keeps the layers (~1 s)
 #   6. doctests   cargo test --workspace --doc (only with SEQ_DOC_TESTS=1)
 # and prints the time of each phase at the end, pass or fail.
 #
@@ -132,6 +133,10 @@ phase contracts bash contracts/check.sh
 # The Terraform: formatted, every resource/argument known to the AWS provider, no drift from the
 # code, checkov clean (infra/terraform/README.md).
 phase terraform bash infra/terraform/check.sh
+
+# The layers in the dependency graph: ports and handlers free of providers, SQLite, AWS SDK and
+# HTTP; no SQLite in any Lambda (scripts/check-layers.sh, ~1 s).
+phase layers bash scripts/check-layers.sh
 
 # 4. emulators
 ls_up() { curl -fsS --max-time 2 "$AWS_ENDPOINT_URL/_localstack/health" >/dev/null 2>&1; }

@@ -1,6 +1,7 @@
 //! Gas per `submitSubmissionBatch` for 1, 10, 50 and 100 projects, and submit-to-receipt latency
 //! of `ChainClient::submit_batch` (existence check, estimate, sign, send, receipt) on a local
-//! anvil (automine). Prints a markdown table.
+//! anvil (automine). Prints a markdown table, then `releaseEpoch` gas (an ordinary release and
+//! one that starts a day: the market has 5 epochs a day) and `updateRewards` gas per slot count.
 //!
 //! Run: `source scripts/env.sh && cargo run -p sequencer-chain --example gas_report`
 //! (`RUNS=9` by default; needs `ANVIL_BIN`).
@@ -50,6 +51,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             snapshot_blocks: 20,
             batch_blocks: 1_000_000,
         },
+        // 5 epochs a day: every fifth release also starts a day.
+        day_size: 5 * 10 * sequencer_chain::market::TIME_SCALE,
         ..DeployPlan::default()
     };
     let (c, d) = deploy_local(&client, &plan).await?;
@@ -59,7 +62,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut begin = 1u64;
     let mut run_id = 0usize;
-    let mut release_gas = 0;
+    let mut release_gas = Vec::new();
+    let mut day_start_gas = Vec::new();
     let mut end_gas = Vec::new();
     for n in SIZES {
         let mut gas = Vec::new();
@@ -70,7 +74,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let (rel, epoch) = c
                 .release_epoch(market, begin, begin + plan.epoch_size - 1)
                 .await?;
-            release_gas = rel.gas_used;
+            if epoch > 1 && (epoch - 1) % 5 == 0 {
+                day_start_gas.push(rel.gas_used);
+            } else if epoch > 1 {
+                release_gas.push(rel.gas_used);
+            }
             begin += plan.epoch_size;
             let pids: Vec<String> = (0..n).map(|i| project_id(run_id, i)).collect();
             let cids: Vec<String> = (0..n).map(|i| snapshot_cid(run_id, i)).collect();
@@ -127,11 +135,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             max.as_secs_f64() * 1e3
         );
     }
-    end_gas.sort_unstable();
+    let med = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
     println!();
     println!(
-        "releaseEpoch: {release_gas} gas; endBatchSubmissions: {} gas (median); {runs} runs per size.",
-        end_gas.get(end_gas.len() / 2).copied().unwrap_or_default()
+        "releaseEpoch: {} gas (median of {}), {} gas when it starts a day (median of {}); endBatchSubmissions: {} gas (median); {runs} runs per size.",
+        med(release_gas.clone()),
+        release_gas.len(),
+        med(day_start_gas.clone()),
+        day_start_gas.len(),
+        med(end_gas)
     );
+    // updateRewards for a finished day: N consecutive slots, every other one at the quota.
+    println!();
+    println!("| updateRewards slots | gas used | gas per slot |");
+    println!("| ---: | ---: | ---: |");
+    let day = c.day_counter(market).await? - 1;
+    let mut first = 1u64;
+    for n in [1u64, 100, 250] {
+        let counts: Vec<sequencer_chain::SlotCount> = (first..first + n)
+            .map(|slot| sequencer_chain::SlotCount {
+                slot,
+                submissions: if slot % 2 == 0 { 1_000 } else { 10 },
+            })
+            .collect();
+        first += n;
+        let out = c.update_rewards(market, day, &counts, 0).await?;
+        let gas: u64 = out.txs.iter().map(|t| t.gas_used).sum();
+        println!("| {n} | {gas} | {} |", gas / n);
+    }
     Ok(())
 }

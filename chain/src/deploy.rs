@@ -14,7 +14,10 @@
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use serde::{Deserialize, Serialize};
 
-use crate::{ChainClient, ChainError, Result, Windows};
+use crate::{
+    market::{MarketSettings, POWERLOOM_DAILY_QUOTA, POWERLOOM_DAY_SIZE, TIME_SCALE},
+    ChainClient, ChainError, Result, Windows,
+};
 
 /// The first funded account of anvil/hardhat's standard test mnemonic (public knowledge; only
 /// ever used when the chain id is 31337).
@@ -72,6 +75,28 @@ pub struct DeployPlan {
     pub epoch_manager: Option<Address>,
     /// Number of simulated slots, assigned to slots `1..=slots`.
     pub slots: u64,
+    /// `SOURCE_CHAIN_ID`; `None`: the protocol chain's own id (the epoch manager's default
+    /// source chain).
+    pub source_chain_id: Option<u64>,
+    /// `SOURCE_CHAIN_BLOCK_TIME`, seconds × 10 000.
+    pub source_block_time: u64,
+    /// `DAY_SIZE`, seconds × 10 000.
+    pub day_size: u64,
+    /// `dailySnapshotQuota`.
+    pub daily_snapshot_quota: u64,
+}
+
+impl DeployPlan {
+    /// The market settings this plan registers on chain `chain_id`.
+    pub fn settings(&self, chain_id: u64) -> MarketSettings {
+        MarketSettings {
+            epoch_size: self.epoch_size,
+            source_chain_id: self.source_chain_id.unwrap_or(chain_id),
+            source_block_time: self.source_block_time,
+            day_size: self.day_size,
+            daily_snapshot_quota: self.daily_snapshot_quota,
+        }
+    }
 }
 
 impl Default for DeployPlan {
@@ -86,6 +111,10 @@ impl Default for DeployPlan {
             sequencer: None,
             epoch_manager: None,
             slots: 10,
+            source_chain_id: None,
+            source_block_time: TIME_SCALE,
+            day_size: POWERLOOM_DAY_SIZE,
+            daily_snapshot_quota: POWERLOOM_DAILY_QUOTA,
         }
     }
 }
@@ -119,6 +148,9 @@ pub struct Deployment {
     /// Simulated slots: (slot id, snapshotter address).
     #[serde(serialize_with = "crate::types::checksummed_slots")]
     pub slots: Vec<(u64, Address)>,
+    /// Market settings registered (absent in deployments recorded before they existed).
+    #[serde(default)]
+    pub settings: MarketSettings,
 }
 
 /// Deploys ProtocolState with `client`'s key as owner, registers the market, grants the roles and
@@ -136,18 +168,15 @@ pub async fn deploy_local(
             chain_id: client.chain_id(),
         });
     }
+    let settings = plan.settings(client.chain_id());
+    settings.validate()?;
     let deployed = client.deploy_protocol_state().await?;
     let address = deployed
         .contract_address
         .ok_or_else(|| ChainError::Decode("no contract address".into()))?;
     let c = client.with_contract(address);
-    c.register_market(
-        plan.market,
-        plan.epoch_size,
-        plan.windows.snapshot_blocks,
-        plan.windows.batch_blocks,
-    )
-    .await?;
+    c.register_market_with(plan.market, &settings, plan.windows)
+        .await?;
     let sequencer = plan.sequencer.unwrap_or(owner);
     let epoch_manager = plan.epoch_manager.unwrap_or(owner);
     c.set_sequencer(plan.market, sequencer, true).await?;
@@ -171,6 +200,7 @@ pub async fn deploy_local(
         epoch_size: plan.epoch_size,
         windows: plan.windows,
         slots,
+        settings,
     };
     Ok((c, deployment))
 }

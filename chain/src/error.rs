@@ -104,6 +104,39 @@ pub enum Revert {
         /// Requested batch window.
         batch_window: U256,
     },
+    /// A source chain id of 0 (`registerDataMarket`, `updateMarketSettings`).
+    #[error("invalid source chain id {0}")]
+    InvalidSourceChain(U256),
+    /// A source block time of 0 or above 2^64 - 1 (seconds × 10 000).
+    #[error("invalid source block time {0} (seconds × 10 000)")]
+    InvalidBlockTime(U256),
+    /// A day shorter than one epoch (both seconds × 10 000).
+    #[error("day size {day_size} is shorter than one epoch ({epoch_duration})")]
+    InvalidDaySize {
+        /// Requested day size.
+        day_size: U256,
+        /// Block time × epoch size.
+        epoch_duration: U256,
+    },
+    /// A daily snapshot quota of 0.
+    #[error("invalid daily snapshot quota {0}")]
+    InvalidDailyQuota(U256),
+    /// `updateRewards` for a day that has not ended (or day 0).
+    #[error("day {day} has not ended (current day {current_day})")]
+    DayNotEnded {
+        /// Requested day.
+        day: U256,
+        /// The market's current day.
+        current_day: U256,
+    },
+    /// `updateRewards` for a (slot, day) recorded already.
+    #[error("rewards of slot {slot_id} for day {day} are recorded already")]
+    RewardsAlreadyRecorded {
+        /// The slot.
+        slot_id: U256,
+        /// The day.
+        day: U256,
+    },
     /// A revert this ABI does not know (a string reason, a panic code, or raw data).
     #[error("reverted: {0}")]
     Other(String),
@@ -146,6 +179,21 @@ impl From<E> for Revert {
             E::InvalidWindow(x) => Self::InvalidWindow {
                 snapshot_window: x.snapshotWindow,
                 batch_window: x.batchWindow,
+            },
+            E::InvalidSourceChain(x) => Self::InvalidSourceChain(x.sourceChainId),
+            E::InvalidBlockTime(x) => Self::InvalidBlockTime(x.sourceChainBlockTime),
+            E::InvalidDaySize(x) => Self::InvalidDaySize {
+                day_size: x.daySize,
+                epoch_duration: x.epochDuration,
+            },
+            E::InvalidDailyQuota(x) => Self::InvalidDailyQuota(x.dailySnapshotQuota),
+            E::DayNotEnded(x) => Self::DayNotEnded {
+                day: x.day,
+                current_day: x.currentDay,
+            },
+            E::RewardsAlreadyRecorded(x) => Self::RewardsAlreadyRecorded {
+                slot_id: x.slotId,
+                day: x.day,
             },
         }
     }
@@ -245,6 +293,9 @@ pub enum ChainError {
         /// The node's chain id.
         chain_id: u64,
     },
+    /// Market settings the contract would refuse; nothing was sent.
+    #[error("market settings: {0}")]
+    Settings(#[from] crate::market::SettingsError),
     /// A batch CID anchored under another epoch than the one asked for.
     #[error("batch {batch_cid} is anchored for epoch {anchored_epoch}, not {epoch}")]
     BatchInOtherEpoch {
@@ -278,6 +329,7 @@ impl ChainError {
             | Self::Signer(_)
             | Self::Decode(_)
             | Self::SimulatedSlotsOnPublicChain { .. }
+            | Self::Settings(_)
             | Self::BatchInOtherEpoch { .. } => false,
         }
     }

@@ -13,6 +13,16 @@
 //! | `submit_batch(..) -> Anchored \| AlreadyAnchored` | [`ChainClient::submit_batch`] |
 //! | `end_batch_submissions(market, epoch)` | [`ChainClient::end_batch_submissions`] |
 //! | `anchored(market, epoch)` | [`ChainClient::anchored`] |
+//! | `update_rewards(market, day, counts)` | [`ChainClient::update_rewards`] (once per slot and day) |
+//! | `epoch_day(market, epoch)`, `day_starts(market, from, to)` | [`ChainClient::epoch_day`], [`ChainClient::day_starts`] |
+//!
+//! Market settings (source chain, block time, day, quota) and the sizing of the submission
+//! window for unmodified snapshotter nodes: [`market`].
+//!
+//! [`ChainClient`] implements the chain port (`sequencer_ports::ChainPort`) in `port.rs`, where a
+//! [`ChainError`] becomes the port's error (its kind, the contract's error name, its
+//! retryability). The values the port speaks ([`EpochRelease`], [`Windows`], [`EpochAnchors`],
+//! [`SubmitOutcome`], …) are the port's, re-exported here.
 //!
 //! The epoch manager ([`epoch_manager`], [`EpochManager`]) releases a market's epochs from its
 //! source chain on top of this client.
@@ -26,11 +36,16 @@ mod config;
 pub mod deploy;
 pub mod epoch_manager;
 mod error;
+pub mod market;
+mod port;
 mod redact;
 mod transport;
 mod types;
 
-pub use client::{ChainClient, MarketInfo, Result, WriterCounters};
+pub use client::{
+    ChainClient, DayStart, MarketInfo, Result, RewardsOutcome, SlotCount, SnapshotStatus,
+    WriterCounters, REWARD_SLOTS_PER_TX,
+};
 pub use config::{ChainConfig, SignerSource};
 pub use epoch_manager::{
     CatchUp, EpochManager, EpochManagerConfig, EpochManagerError, EpochRange, Lag, StepReport,

@@ -260,6 +260,10 @@ async fn ownership_moves_only_when_the_pending_owner_accepts() {
         epochSize: U256::from(10),
         snapshotWindow: U256::from(2),
         batchWindow: U256::from(3),
+        sourceChainId: U256::from(1),
+        sourceChainBlockTime: U256::from(120_000),
+        daySize: U256::from(864_000_000u64),
+        dailyQuota: U256::from(1),
     };
 
     // Only the owner may start a transfer.
@@ -441,6 +445,10 @@ async fn window_change_applies_to_epochs_released_after_it() {
         epochSize: U256::from(10),
         snapshotWindow: huge,
         batchWindow: U256::from(1),
+        sourceChainId: U256::from(1),
+        sourceChainBlockTime: U256::from(120_000),
+        daySize: U256::from(864_000_000u64),
+        dailyQuota: U256::from(1),
     };
     assert!(matches!(
         revert_of(c.send_call(&register).await),

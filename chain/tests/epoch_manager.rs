@@ -732,17 +732,30 @@ async fn bad_input_gets_a_typed_error_and_no_transaction() {
         .await
         .expect("mine");
     // epochSize 0 (impossible through registerDataMarket; a foreign contract could say so):
-    // write it into storage. markets is slot 1; Market.epochSize is the struct's second word.
+    // write it into storage. markets is slot 1; Market.epochSize is the uint8 right after the
+    // `registered` flag in the struct's first word (byte 1 from the low end).
     let base = keccak256([market.into_word().0, B256::from(U256::from(1)).0].concat());
-    let slot = U256::from_be_bytes(base.0) + U256::from(1);
+    let slot = U256::from_be_bytes(base.0);
     let nonce1 = client
         .provider()
         .get_transaction_count(from)
         .await
         .expect("nonce");
+    let word: U256 = client
+        .provider()
+        .get_storage_at(client.protocol_state(), slot)
+        .await
+        .expect("storage");
+    assert_eq!(
+        (word >> 8usize) & U256::from(0xffu64),
+        U256::from(2u64),
+        "epochSize where expected"
+    );
+    let mask: U256 = U256::from(0xffu64) << 8usize;
+    let cleared: U256 = word & !mask;
     client
         .provider()
-        .anvil_set_storage_at(client.protocol_state(), slot, B256::ZERO)
+        .anvil_set_storage_at(client.protocol_state(), slot, B256::from(cleared))
         .await
         .expect("set storage");
     assert_eq!(

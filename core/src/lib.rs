@@ -9,6 +9,7 @@ pub mod collect;
 pub mod devkeys;
 pub mod eip712;
 pub mod finalize;
+pub mod gossip;
 pub mod merkle;
 pub mod proof;
 pub mod rules;

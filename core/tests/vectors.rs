@@ -116,7 +116,7 @@ fn cids_match_multiformats() {
             assert_eq!(s(c, "generatorRule"), "bytes[i] = (i*31+7) % 251");
             rule_bytes(len.as_u64().expect("length") as usize)
         } else {
-            let path = workspace().join("..").join(s(c, "file"));
+            let path = workspace().join(s(c, "file"));
             std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         };
         assert_eq!(
@@ -211,7 +211,7 @@ fn merkle_roots_proofs_and_growth_match_the_python_tree() {
 
 #[test]
 fn real_batch_gives_its_published_roothash() {
-    let path = workspace().join("../shared/vectors/sample-batch-epoch-11267.json");
+    let path = workspace().join("tests/vectors/sample-batch-epoch-11267.json");
     let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let doc: BatchDocument = serde_json::from_slice(&text).expect("batch document");
     assert_eq!(doc.submission_ids.len(), 51);
@@ -333,5 +333,28 @@ fn consensus_counts_spellings_as_one_vote_and_ties_on_canonical_cids() {
         listed.sort();
         sent.sort();
         assert_eq!(listed, sent, "{name}");
+    }
+}
+
+/// The content id of a submission (docs/gossipsub.md, "Content id"), computed from the rule by
+/// `tests/vectors/gen_content_id.py` with Python's standard library.
+#[test]
+fn content_ids_match_the_rule_computed_elsewhere() {
+    let v = load("tests/vectors/content_id.json");
+    assert_eq!(
+        s(&v, "domain").as_bytes(),
+        sequencer_core::gossip::CONTENT_ID_DOMAIN
+    );
+    let cases = v["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 10);
+    for c in cases {
+        let sub: SnapshotSubmission =
+            serde_json::from_str(s(c, "submission")).unwrap_or_else(|e| panic!("{c}: {e}"));
+        assert_eq!(
+            sequencer_core::gossip::content_id(&sub).to_string(),
+            s(c, "contentId"),
+            "{}",
+            s(c, "name")
+        );
     }
 }

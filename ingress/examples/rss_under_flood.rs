@@ -14,17 +14,15 @@
 //! target/debug/examples/rss_under_flood --connections 200 --streams 4 --seconds 20
 //! ```
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
 use futures::AsyncWriteExt;
-use libp2p::{Multiaddr, PeerId};
 use sequencer_ingress::limits;
+use snapshotter_sim::bench::{median, mib, IngressProcess};
 use snapshotter_sim::{rss_kib, Client, SubmissionFactory};
-use tokio::io::AsyncBufReadExt;
 
 #[derive(Parser)]
 struct Args {
@@ -51,93 +49,52 @@ struct Args {
     port: u16,
 }
 
-fn median(v: &mut [u64]) -> u64 {
-    v.sort_unstable();
-    v.get(v.len() / 2).copied().unwrap_or(0)
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let key_file = std::env::temp_dir().join(format!("rss-flood-{}.key", std::process::id()));
-    let spill = std::env::temp_dir().join(format!("rss-flood-{}.jsonl", std::process::id()));
-    let listen = if a.quic {
-        format!("/ip4/127.0.0.1/udp/{}/quic-v1", a.port)
-    } else {
-        format!("/ip4/127.0.0.1/tcp/{}", a.port)
-    };
-    let peer: PeerId = {
-        let out = std::process::Command::new(&a.ingress_bin)
-            .args(["--print-peer-id", "--key-file"])
-            .arg(&key_file)
-            .output()
-            .with_context(|| format!("running {}", a.ingress_bin))?;
-        String::from_utf8(out.stdout)?.trim().parse()?
-    };
     let total_streams = a.connections * a.streams;
     let n = (a.connections + 16).to_string();
     let ns = (total_streams + 16).to_string();
-    let http = format!("127.0.0.1:{}", a.port + 1);
     // Loopback is one address: relax the per-address limits to the totals. Peers get one message
     // a second and are never banned, so they stay throttled and keep writing.
-    let mut child = tokio::process::Command::new(&a.ingress_bin)
-        .args([
-            "--sink",
-            "memory",
-            "--listen",
-            &listen,
-            "--http-listen",
-            &http,
-        ])
-        .arg("--key-file")
-        .arg(&key_file)
-        .args(["--max-connections", &n, "--max-connections-per-ip", &n])
-        .args(["--max-pending", &n, "--max-pending-per-addr", &n])
-        .args(["--max-streams-total", &ns, "--max-streams-per-addr", &ns])
-        .args(["--max-streams-per-peer", &a.streams.to_string()])
-        .args(["--max-streams-per-connection", &a.streams.to_string()])
-        .args(["--peer-rate", "1", "--peer-burst", "1"])
-        .args(["--addr-rate", "1e12", "--addr-burst", "1e12"])
-        .args([
-            "--peer-abuse-after-secs",
-            "1000000",
-            "--ban-address-with-peer",
-            "false",
-        ])
-        .arg("--spill-path")
-        .arg(&spill)
-        .args(["--log", "warn"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the ingress")?;
-    let pid = child.id().context("child pid")?;
-    if let Some(err) = child.stderr.take() {
-        tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(err).lines();
-            while let Ok(Some(l)) = lines.next_line().await {
-                eprintln!("ingress: {l}");
-            }
-        });
-    }
-    let addr: Multiaddr = listen.parse()?;
-    // Wait for the listener.
-    let mut up = false;
-    for _ in 0..100 {
-        if Client::connect(&addr, peer).await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if !up {
-        bail!("ingress did not come up on {listen}");
-    }
+    let flags: Vec<String> = [
+        "--any-market",
+        "--gossip",
+        "false",
+        "--max-connections",
+        &n,
+        "--max-connections-per-ip",
+        &n,
+        "--max-pending",
+        &n,
+        "--max-pending-per-addr",
+        &n,
+        "--max-streams-total",
+        &ns,
+        "--max-streams-per-addr",
+        &ns,
+        "--max-streams-per-peer",
+        &a.streams.to_string(),
+        "--max-streams-per-connection",
+        &a.streams.to_string(),
+        "--peer-rate",
+        "1",
+        "--peer-burst",
+        "1",
+        "--addr-rate",
+        "1e12",
+        "--addr-burst",
+        "1e12",
+        "--peer-abuse-after-secs",
+        "1000000",
+        "--ban-address-with-peer",
+        "false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let ingress = IngressProcess::start(&a.ingress_bin, a.port, a.quic, &flags).await?;
+    let (pid, peer, addr) = (ingress.pid, ingress.peer, ingress.addr.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(pid).context("rss")?;
 
@@ -216,8 +173,6 @@ async fn main() -> anyhow::Result<()> {
     for w in writers {
         w.abort();
     }
-    let _ = child.kill().await;
-    let _ = std::fs::remove_file(&key_file);
-    let _ = std::fs::remove_file(&spill);
+    ingress.stop().await;
     Ok(())
 }

@@ -10,6 +10,7 @@ use libp2p::Multiaddr;
 
 use crate::dispatcher::{self, DispatcherConfig};
 use crate::edge::EdgePolicy;
+use crate::gossip::{GossipSettings, KadMode};
 use crate::host::HostConfig;
 use crate::limits as l;
 use crate::limits::EdgeLimits;
@@ -42,6 +43,15 @@ pub const DEFAULT_QUEUE_NAME: &str = "seq-submissions";
 
 fn linger_ms_default() -> u64 {
     u64::try_from(dispatcher::LINGER.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Kademlia mode flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KadModeArg {
+    /// Query the DHT, answer nobody (what the collectors run).
+    Client,
+    /// Also answer queries and hold provider records: a bootstrap node for the market.
+    Server,
 }
 
 /// Which sink to send to.
@@ -184,6 +194,41 @@ pub struct Cli {
     /// Queue calls in flight.
     #[arg(long, env = "INGRESS_MAX_IN_FLIGHT", default_value_t = dispatcher::MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
+    /// Gossipsub beside /collect on the same listen addresses (`true`/`false`). On by default; it
+    /// is off when the topic prefix is empty.
+    #[arg(long, env = "INGRESS_GOSSIP", action = clap::ArgAction::Set, default_value_t = true)]
+    pub gossip: bool,
+    /// Gossipsub topic prefix: `<prefix>/all` (submissions) and `<prefix>/0` (heartbeats).
+    #[arg(long, env = "INGRESS_GOSSIP_TOPIC_PREFIX", default_value = sequencer_core::gossip::DEFAULT_TOPIC_PREFIX)]
+    pub gossip_topic_prefix: String,
+    /// Bootstrap peers (`/ip4/…/tcp/…/p2p/<peer id>`, comma separated). None: this ingress is the
+    /// market's bootstrap node (use --gossip-kad-mode server).
+    #[arg(long, env = "INGRESS_GOSSIP_BOOTSTRAP", value_delimiter = ',')]
+    pub gossip_bootstrap: Vec<Multiaddr>,
+    /// Kademlia mode: `server` answers DHT queries and holds provider records (a bootstrap node),
+    /// `client` only queries (behind NAT).
+    #[arg(
+        long,
+        env = "INGRESS_GOSSIP_KAD_MODE",
+        value_enum,
+        default_value = "server"
+    )]
+    pub gossip_kad_mode: KadModeArg,
+    /// Rendezvous string advertised in the DHT (the collectors' RENDEZVOUS_POINT).
+    #[arg(long, env = "INGRESS_GOSSIP_RENDEZVOUS", default_value = sequencer_core::gossip::DEFAULT_RENDEZVOUS)]
+    pub gossip_rendezvous: String,
+    /// Addresses announced to peers (e.g. `/dns4/<load balancer>/tcp/9100`), comma separated.
+    #[arg(long, env = "INGRESS_EXTERNAL_ADDRS", value_delimiter = ',')]
+    pub external_addrs: Vec<Multiaddr>,
+    /// Inbound connections admitted to gossipsub, Kademlia and identify.
+    #[arg(long, env = "INGRESS_GOSSIP_MAX_INBOUND", default_value_t = l::GOSSIP_MAX_INBOUND)]
+    pub gossip_max_inbound: usize,
+    /// The same, per remote address (IPv4, IPv6 /64).
+    #[arg(long, env = "INGRESS_GOSSIP_MAX_INBOUND_PER_ADDR", default_value_t = l::GOSSIP_MAX_INBOUND_PER_ADDR)]
+    pub gossip_max_inbound_per_addr: usize,
+    /// Outbound connections to gossip peers (bootstrap peers, peers found in the DHT).
+    #[arg(long, env = "INGRESS_GOSSIP_MAX_OUTBOUND", default_value_t = l::GOSSIP_MAX_OUTBOUND)]
+    pub gossip_max_outbound: usize,
     /// Log filter (tracing EnvFilter syntax), JSON output.
     #[arg(long, env = "INGRESS_LOG", default_value = "info")]
     pub log: String,
@@ -200,6 +245,27 @@ impl Cli {
         }
     }
 
+    /// Gossipsub settings from the flags (`None`: off).
+    pub fn gossip_settings(&self) -> Option<GossipSettings> {
+        if !self.gossip || self.gossip_topic_prefix.trim().is_empty() {
+            return None;
+        }
+        Some(GossipSettings {
+            topic_prefix: self.gossip_topic_prefix.trim().to_owned(),
+            bootstrap: self.gossip_bootstrap.clone(),
+            kad_mode: match self.gossip_kad_mode {
+                KadModeArg::Client => KadMode::Client,
+                KadModeArg::Server => KadMode::Server,
+            },
+            rendezvous: self.gossip_rendezvous.clone(),
+            external_addrs: self.external_addrs.clone(),
+            max_inbound: self.gossip_max_inbound,
+            max_inbound_per_addr: self.gossip_max_inbound_per_addr,
+            max_outbound: self.gossip_max_outbound,
+            ..GossipSettings::default()
+        })
+    }
+
     /// Library settings from the flags.
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         Ok(Settings {
@@ -212,6 +278,7 @@ impl Cli {
                 read_chunk_bytes: l::READ_CHUNK_BYTES,
                 handshake_timeout: Duration::from_secs(self.handshake_timeout_secs),
                 edge: self.edge_policy()?,
+                gossip: self.gossip_settings(),
             },
             limits: EdgeLimits {
                 max_connections: self.max_connections,
@@ -264,6 +331,42 @@ mod tests {
         assert_eq!(s.host.handshake_timeout, l::HANDSHAKE_TIMEOUT);
         assert_eq!(s.dispatcher.linger, dispatcher::LINGER);
         assert_eq!(s.drain_timeout, dispatcher::DRAIN_TIMEOUT);
+        let g = s
+            .host
+            .gossip
+            .expect("gossipsub is on by default in the binary");
+        assert_eq!(g.topic_prefix, sequencer_core::gossip::DEFAULT_TOPIC_PREFIX);
+        assert_eq!(g.kad_mode, KadMode::Server);
+        assert_eq!(g.max_inbound, l::GOSSIP_MAX_INBOUND);
+    }
+
+    #[test]
+    fn gossip_is_off_when_asked_or_without_a_prefix() {
+        for args in [
+            &["x", "--any-market", "--gossip", "false"][..],
+            &["x", "--any-market", "--gossip-topic-prefix", ""][..],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parse");
+            assert!(
+                cli.settings().expect("settings").host.gossip.is_none(),
+                "{args:?}"
+            );
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--any-market",
+            "--gossip-topic-prefix",
+            "/m/x",
+            "--gossip-bootstrap",
+            "/ip4/10.0.0.1/tcp/9100/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+            "--gossip-kad-mode",
+            "client",
+        ])
+        .expect("parse");
+        let g = cli.settings().expect("settings").host.gossip.expect("on");
+        assert_eq!(g.topics().1.hash().as_str(), "/m/x/all");
+        assert_eq!(g.bootstrap.len(), 1);
+        assert_eq!(g.kad_mode, KadMode::Client);
     }
 
     #[test]

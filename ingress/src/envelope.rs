@@ -2,14 +2,14 @@
 //! becomes SQS message attributes, the buffer reservation it holds, and the tickets that keep the
 //! files it came from (a replayed spill file, a write-ahead-log segment) until it is settled.
 //!
-//! This module depends on nothing else in the crate, so [`crate::sink`], [`crate::spill`] and
-//! [`crate::wal`] can all use it without importing each other.
+//! This module depends on nothing else in the crate but the metric handles, so [`crate::sink`],
+//! [`crate::spill`] and [`crate::wal`] can all use it without importing each other.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use prometheus_client::metrics::gauge::Gauge;
+use crate::metrics::Gauge;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -37,9 +37,10 @@ pub struct Envelope {
 /// Message attributes of one submission.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvelopeMeta {
-    /// Client-chosen submission id (UUID text).
+    /// Submission id (UUID text): the client's on `/collect`, the content id on gossipsub.
     pub submission_id: String,
-    /// Remote libp2p peer id.
+    /// The peer that sent it: the `/collect` stream's remote, or the gossip message's signed
+    /// author.
     pub peer: String,
     /// Data market contract address as sent.
     pub market: String,
@@ -49,6 +50,14 @@ pub struct EnvelopeMeta {
     pub slot: u64,
     /// Project id.
     pub project: String,
+    /// Content id of the submission (`sequencer_core::gossip::content_id`), the same on both
+    /// paths: lets the pipeline tie a submission's two receipts together. Empty in records written
+    /// before it existed.
+    #[serde(default)]
+    pub content_id: String,
+    /// The path it arrived by (`collect`, `gossipsub`); empty in older records.
+    #[serde(default)]
+    pub path: String,
 }
 
 impl Envelope {
@@ -92,6 +101,8 @@ impl Envelope {
             + m.peer.len()
             + m.market.len()
             + m.project.len()
+            + m.content_id.len()
+            + m.path.len()
             + ENVELOPE_OVERHEAD
     }
 
@@ -122,6 +133,8 @@ impl EnvelopeMeta {
             ("project", m.project.clone()),
             ("submission_id", m.submission_id.clone()),
             ("peer", m.peer.clone()),
+            ("content_id", m.content_id.clone()),
+            ("path", m.path.clone()),
         ];
         all.into_iter().filter(|(_, v)| !v.is_empty()).collect()
     }

@@ -3,10 +3,12 @@
 //!
 //! `/readyz` never calls the queue: a background task probes it every
 //! [`READY_PROBE_INTERVAL`] (each probe bounded by [`READY_TIMEOUT`]) and caches the outcome, so
-//! a load balancer polling `/readyz` cannot pile up SDK calls or wait on a dead endpoint. The body
-//! carries a reason code only (`ready`, `draining`, `starting`, `queue_throttled`,
+//! a load balancer polling `/readyz` cannot pile up SDK calls or wait on a dead endpoint. The
+//! body's first line is a reason code only (`ready`, `draining`, `starting`, `queue_throttled`,
 //! `queue_server`, `queue_transport`, `queue_client`, `queue_timeout`, `probe_stale`); the SDK's
-//! error text goes to the log, never to the answer.
+//! error text goes to the log, never to the answer. With gossipsub on, a second line gives the
+//! mesh health ([`crate::gossip::health::MeshHealth::detail`]); it never changes the status:
+//! `/collect` serves without a mesh.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,10 +20,10 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::gossip::health::SharedHealth;
 use crate::metrics::Metrics;
 use crate::sink::SubmissionSink;
 
@@ -123,9 +125,10 @@ impl Readiness {
 }
 
 struct HttpState {
-    registry: Registry,
+    metrics: Metrics,
     readiness: Arc<Readiness>,
     draining: Arc<AtomicBool>,
+    health: SharedHealth,
 }
 
 async fn healthz() -> &'static str {
@@ -133,22 +136,29 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(s): State<Arc<HttpState>>) -> (StatusCode, String) {
-    if s.draining.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".into());
-    }
-    match s.readiness.answer() {
-        (true, code) => (StatusCode::OK, format!("{code}\n")),
-        (false, code) => (StatusCode::SERVICE_UNAVAILABLE, format!("{code}\n")),
-    }
+    let (status, code) = if s.draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else {
+        match s.readiness.answer() {
+            (true, code) => (StatusCode::OK, code),
+            (false, code) => (StatusCode::SERVICE_UNAVAILABLE, code),
+        }
+    };
+    let detail = s
+        .health
+        .get()
+        .map(|h| format!("{}\n", h.detail()))
+        .unwrap_or_default();
+    (status, format!("{code}\n{detail}"))
 }
 
-async fn metrics(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
+async fn metrics_text(State(s): State<Arc<HttpState>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&s.registry),
+        s.metrics.render(),
     )
 }
 
@@ -163,9 +173,10 @@ pub struct HttpError {
 /// Binds `addr` and serves until `stop` is cancelled. Returns the bound address and the task.
 pub async fn serve(
     addr: SocketAddr,
-    registry: Registry,
+    metrics: Metrics,
     readiness: Arc<Readiness>,
     draining: Arc<AtomicBool>,
+    health: SharedHealth,
     stop: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), HttpError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -175,14 +186,15 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| HttpError { addr, source })?;
     let state = Arc::new(HttpState {
-        registry,
+        metrics,
         readiness,
         draining,
+        health,
     });
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_text))
         .with_state(state);
     let task = tokio::spawn(async move {
         let r = axum::serve(listener, app)

@@ -13,6 +13,7 @@ pub mod config;
 pub mod dispatcher;
 pub mod edge;
 pub mod envelope;
+pub mod gossip;
 pub mod guard;
 pub mod host;
 pub mod http;
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod metrics;
 pub mod rate;
 pub mod reject;
+pub mod seen;
 pub mod sink;
 pub mod spill;
 pub mod wal;
@@ -45,6 +47,10 @@ use crate::metrics::Metrics;
 use crate::rate::PeerGate;
 use crate::sink::SubmissionSink;
 use crate::wal::Wal;
+
+/// How often histogram samples are drained into their buckets (the exporter keeps raw samples
+/// until then): a few seconds of samples at the highest message rates is a few hundred KiB.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// Everything the ingress needs besides its key and sink.
 #[derive(Debug, Clone)]
@@ -109,6 +115,8 @@ pub struct Ingress {
     pub http_addr: Option<SocketAddr>,
     /// Metric handles.
     pub metrics: Metrics,
+    /// Mesh health (empty with gossipsub off).
+    pub gossip_health: gossip::health::SharedHealth,
     /// Messages found in the spill file and the write-ahead log at start and being replayed.
     pub replaying: usize,
     host: Host,
@@ -217,6 +225,19 @@ impl Ingress {
 
         let draining = Arc::new(AtomicBool::new(false));
         let stop_http = CancellationToken::new();
+        // Histogram samples wait in the recorder until drained: keep that bounded.
+        {
+            let (metrics, stop) = (metrics.clone(), stop_http.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(METRICS_UPKEEP);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => metrics.run_upkeep(),
+                        _ = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
         let (http_addr, http_task) = match settings.http_listen {
             Some(addr) => {
                 let readiness = http::Readiness::spawn(
@@ -227,9 +248,10 @@ impl Ingress {
                 );
                 let (a, t) = http::serve(
                     addr,
-                    metrics.registry(),
+                    metrics.clone(),
                     readiness,
                     draining.clone(),
+                    host.health.clone(),
                     stop_http.clone(),
                 )
                 .await?;
@@ -241,6 +263,7 @@ impl Ingress {
             peer_id: host.peer_id,
             listen_addrs: host.listen_addrs.clone(),
             http_addr,
+            gossip_health: host.health.clone(),
             metrics,
             replaying,
             host,

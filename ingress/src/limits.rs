@@ -243,3 +243,88 @@ const _: () = {
     assert!(MAX_PENDING_PER_ADDR < MAX_PENDING_INCOMING);
     assert!(MAX_STREAMS_PER_ADDR < MAX_STREAMS_TOTAL);
 };
+
+// ---- gossipsub (see the README's "Gossipsub" and "Memory budget") --------------------------------
+
+/// Inbound connections admitted to the peer-to-peer protocols (gossipsub, Kademlia, identify);
+/// further connections still serve `/collect` but get no gossipsub handler. A mesh needs
+/// `D_hi` = 16 peers per topic; 64 leaves room for every topic peer of a market's mesh while each
+/// costs at most ≈ 2.5 MiB (see [`GOSSIP_PEER_WORST_BYTES`]), so the whole set stays a small part
+/// of the task's memory.
+pub const GOSSIP_MAX_INBOUND: usize = 64;
+
+/// Inbound peer-to-peer connections per address ([`crate::rate::AddrKey`]): a host runs one
+/// collector, a NAT a few; 8 means an attacker needs 8 addresses to take the inbound set.
+pub const GOSSIP_MAX_INBOUND_PER_ADDR: usize = 8;
+
+/// Outbound peer-to-peer connections (bootstrap peers, peers found through the rendezvous), kept
+/// apart from the inbound ones so peers that fill the inbound set cannot eclipse the ones we
+/// chose. One mesh's worth (`D_hi`).
+pub const GOSSIP_MAX_OUTBOUND: usize = 16;
+
+/// Largest gossipsub RPC (all messages and control in one frame): the deployed peers' 1 MiB
+/// (PROTOCOL.md §10). Lower would refuse RPCs honest go peers send; it is the decode buffer one
+/// peer can make us hold.
+pub const GOSSIP_MAX_TRANSMIT_BYTES: usize = 1024 * 1024;
+
+/// Messages (forwards, IHAVE/IWANT) waiting to be written to one peer. The ingress is a sink:
+/// forwarding is a courtesy to the mesh, so a slow peer loses forwards (counted by gossipsub as
+/// a slow peer) rather than making us buffer for it. 16 × the largest accepted message
+/// (`MAX_GOSSIP_MESSAGE_BYTES`, 32 KiB) = 512 KiB per peer.
+pub const GOSSIP_SEND_QUEUE: usize = 16;
+
+/// Gossip messages waiting for the validator. Full (by count, or by [`GOSSIP_VALIDATION_BYTES`]):
+/// new messages are ignored (no penalty, counted `validation_queue_full`). It absorbs an epoch's
+/// burst (≈ 12 000 typical 1.3 KiB envelopes fit the byte bound) and fills only while the buffer
+/// pushes back or the validator is behind.
+pub const GOSSIP_VALIDATION_QUEUE: usize = 16_384;
+
+/// Bytes of gossip messages waiting for the validator (each is also held in gossipsub's cache
+/// until judged): the memory bound of the validation queue, whatever the messages' sizes.
+pub const GOSSIP_VALIDATION_BYTES: usize = 16 * 1024 * 1024;
+
+/// Bytes of accepted gossip messages gossipsub may keep for its history window (12 heartbeats of
+/// 700 ms ≈ 8.4 s, for IWANT answers). Past it, valid messages are still queued but ignored for
+/// propagation (`cache_budget`), so a flood of valid-looking messages cannot grow the cache. 32 MiB
+/// is ≈ 25 000 typical submissions in 8.4 s, above any market's epoch burst.
+pub const GOSSIP_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Kademlia keys with provider records held (ours: the rendezvous and the four topic namespaces;
+/// as a bootstrap node, the collectors' too). Each key holds at most 20 providers of ≤ 16 KiB
+/// (the packet cap): 64 keys ≤ 20 MiB.
+pub const KAD_MAX_PROVIDER_KEYS: usize = 64;
+
+/// Kademlia value records held (the collectors use none; a server must still answer PUT_VALUE).
+pub const KAD_MAX_RECORDS: usize = 64;
+
+/// Largest Kademlia value record.
+pub const KAD_MAX_RECORD_BYTES: usize = 4 * 1024;
+
+/// Worst-case memory of one peer-to-peer connection: the gossipsub RPC decode buffer, the windows
+/// of its gossipsub and Kademlia streams, and its send queue of maximal messages.
+pub const GOSSIP_PEER_WORST_BYTES: usize = GOSSIP_MAX_TRANSMIT_BYTES
+    + 2 * YAMUX_STREAM_WINDOW
+    + GOSSIP_SEND_QUEUE * sequencer_core::gossip::MAX_GOSSIP_MESSAGE_BYTES;
+
+/// Worst-case memory of gossipsub with the defaults: every peer-to-peer connection at its worst,
+/// the validation queue full, the cache budget spent, and the Kademlia stores full:
+///
+/// ```text
+/// (64 + 16) × (1 MiB + 2 × 256 KiB + 16 × 32 KiB) = 80 × 2 MiB = 160 MiB
+/// validation queue (by bytes)                                  =  16 MiB
+/// accepted-message cache                                        =  32 MiB
+/// Kademlia providers 64 × 20 × 16 KiB + records 64 × 4 KiB      ≈  20 MiB
+///                                                        total ≈ 229 MiB
+/// ```
+///
+/// Added to the `/collect` worst case (≈ 1.67 GiB) it stays inside the 2 GiB task; checked at
+/// compile time below.
+pub const GOSSIP_BUDGET_BYTES: usize = 229 * 1024 * 1024;
+
+const _: () = {
+    let peers = (GOSSIP_MAX_INBOUND + GOSSIP_MAX_OUTBOUND) * GOSSIP_PEER_WORST_BYTES;
+    let queue = GOSSIP_VALIDATION_BYTES;
+    let kad = KAD_MAX_PROVIDER_KEYS * 20 * 16 * 1024 + KAD_MAX_RECORDS * KAD_MAX_RECORD_BYTES;
+    assert!(peers + queue + GOSSIP_CACHE_BYTES + kad <= GOSSIP_BUDGET_BYTES);
+    assert!(GOSSIP_MAX_INBOUND_PER_ADDR < GOSSIP_MAX_INBOUND);
+};

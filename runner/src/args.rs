@@ -22,10 +22,18 @@ pub struct Args {
     /// Epoch size in blocks.
     #[arg(long, default_value_t = 4)]
     pub epoch_size: u64,
-    /// snapshotSubmissionWindow, blocks (16 × 250 ms: 4 s for a submission to travel the
-    /// ingress, the queue and verify, with room for a loaded machine).
-    #[arg(long, default_value_t = 16)]
-    pub window: u64,
+    /// snapshotSubmissionWindow, blocks [default: 16 (16 × 250 ms: 4 s for a simulated
+    /// submission to travel the ingress, the queue and verify, with room for a loaded machine);
+    /// with --no-sim, what unmodified snapshotter nodes need at the block time
+    /// (sequencer_chain::market::recommended_snapshot_window: 52 blocks at 1 s)].
+    #[arg(long)]
+    pub window: Option<u64>,
+    /// Epochs in a day of the local market (DAY_SIZE is set to match; days roll over on chain).
+    #[arg(long, default_value_t = 20)]
+    pub epochs_per_day: u64,
+    /// dailySnapshotQuota of the local market.
+    #[arg(long, default_value_t = 10)]
+    pub daily_quota: u64,
     /// batchSubmissionWindow, blocks.
     #[arg(long, default_value_t = 200)]
     pub batch_window: u64,
@@ -38,15 +46,22 @@ pub struct Args {
     /// Blocks past `end` before an epoch is released (epoch manager finality offset).
     #[arg(long, default_value_t = 1)]
     pub finality_offset: u64,
-    /// Where the state database, queues, blockstore and deployment live. Reusing it resumes.
+    /// Where the state database, queues, blockstore, deployment and the spawned anvil's chain
+    /// live. Reusing it resumes the chain and the records together; a directory that belongs to
+    /// another chain is refused.
     #[arg(long, default_value = ".local/run")]
     pub data_dir: PathBuf,
-    /// Wipe the data directory first.
+    /// Wipe the data directory first (its chain too, when anvil was spawned).
     #[arg(long)]
     pub fresh: bool,
-    /// Use this chain instead of spawning anvil (the deployment in the data directory is reused
-    /// when its contract exists there).
-    #[arg(long, env = "RPC_URL")]
+    /// Standard output as JSON lines for scripts: one `{"type":"epoch",…}` object per anchored
+    /// epoch and a `{"type":"summary",…}` at the end (after `{"type":"ready",…}` with --no-sim).
+    #[arg(long)]
+    pub json: bool,
+    /// Use this chain instead of spawning anvil. The data directory is tied to the chain it was
+    /// first used with (chain id, genesis hash, deployment block): another chain is refused. The
+    /// value is never printed (it may carry an API key).
+    #[arg(long, env = "RPC_URL", hide_env_values = true)]
     pub rpc_url: Option<String>,
     /// libp2p listen address of the ingress.
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
@@ -74,6 +89,10 @@ pub struct Args {
     /// for an outside collector with its own keys.
     #[arg(long, value_parser = parse_assign)]
     pub assign: Vec<(u64, sequencer_core::Address)>,
+    /// Which path the simulated collectors send by: `collect`, `gossipsub` (mesh only) or `both`
+    /// (each submission once per path, the newest collectors' default).
+    #[arg(long, value_enum, default_value = "collect")]
+    pub path: snapshotter_sim::scenario::SimPath,
     /// Inclusion proofs checked per epoch.
     #[arg(long, default_value_t = 5)]
     pub proofs_per_epoch: usize,

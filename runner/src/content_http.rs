@@ -2,23 +2,26 @@
 //! RPC's `POST /api/v0/cat?arg=<cid>` and a gateway's `GET /ipfs/<cid>`. Lets anyone outside the
 //! runner fetch the batch documents whose CIDs are on chain and recompute them.
 //!
-//! The same server answers the proof API under `/v1/` (`sequencer_functions::handlers::proof`,
-//! the handler the `proof` Lambda runs): submission fates with inclusion proofs, epoch status,
-//! recent epochs, with the status page over it at `/` and `/status`; and the pipeline's counters on `/metrics` in the Prometheus text format (the
-//! names the functions' EMF lines carry, labels as Prometheus labels).
+//! The same server answers the proof API under `/v1/` (`sequencer_api`, the router the `proof`
+//! Lambda serves): submission fates with inclusion proofs, epoch status, recent epochs, with the
+//! status page over it at `/` and `/status`; and the pipeline's counters on `/metrics` in the
+//! Prometheus text format (the names the functions' EMF lines carry, labels as Prometheus
+//! labels). It is served by `sequencer_api::serve` (hyper: header-read timeout, connection
+//! limit) with the API's request timeout and in-flight limit over every route.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, Method, StatusCode, Uri};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::Router;
-use sequencer_functions::handlers::proof::{self, ProofApi};
-use sequencer_functions::ports::ContentStore;
-use sequencer_functions::Pipeline;
+use sequencer_api::serve::ServeLimits;
+use sequencer_api::{ApiLimits, ApiState};
+use sequencer_handlers::Pipeline;
+use sequencer_ports::ContentStore;
 use tokio_util::sync::CancellationToken;
 
 type Store = Arc<dyn ContentStore>;
@@ -50,25 +53,6 @@ async fn cat(State(s): State<Store>, Query(q): Query<HashMap<String, String>>) -
 
 async fn gateway(State(s): State<Store>, Path(cid): Path<String>) -> Response {
     fetch(&s, &cid).await
-}
-
-async fn proof(
-    State((p, api)): State<(Arc<Pipeline>, Arc<ProofApi>)>,
-    method: Method,
-    uri: Uri,
-) -> Response {
-    let r = api
-        .handle(&p, method.as_str(), uri.path(), uri.query().unwrap_or(""))
-        .await;
-    (
-        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, r.cache_control()),
-        ],
-        r.body_text(),
-    )
-        .into_response()
 }
 
 /// `Pipeline.counters` in the Prometheus text format: `verify_rejected_total{reason=late}` becomes
@@ -107,14 +91,6 @@ pub fn render_metrics(counters: &std::collections::BTreeMap<String, u64>) -> Str
     out
 }
 
-async fn status() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        proof::STATUS_PAGE,
-    )
-        .into_response()
-}
-
 async fn metrics(State(p): State<Arc<Pipeline>>) -> Response {
     (
         [(
@@ -126,8 +102,8 @@ async fn metrics(State(p): State<Arc<Pipeline>>) -> Response {
         .into_response()
 }
 
-/// Serves `store` on `addr`, and the proof API over `pipeline` under `/v1/` and its counters on
-/// `/metrics` when given; returns the bound address.
+/// Serves `store` on `addr`, and the proof API over `pipeline` (with the status page) and its
+/// counters on `/metrics` when given; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     store: Store,
@@ -142,24 +118,20 @@ pub async fn serve(
         app = app
             .merge(
                 Router::new()
-                    .route("/", get(status))
-                    .route("/status", get(status))
                     .route("/metrics", get(metrics))
                     .with_state(p.clone()),
             )
-            .merge(
-                Router::new()
-                    .route("/v1/{*rest}", any(proof))
-                    .with_state((p, Arc::new(ProofApi::default()))),
-            );
+            .merge(sequencer_api::router(ApiState::new(p)));
     }
+    let app = sequencer_api::with_limits(app, &ApiLimits::default());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-    });
+    tokio::spawn(sequencer_api::serve::serve(
+        listener,
+        app,
+        ServeLimits::default(),
+        stop.cancelled_owned(),
+    ));
     Ok(bound)
 }
 

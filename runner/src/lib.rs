@@ -10,6 +10,7 @@
 pub mod args;
 pub mod chain;
 pub mod content_http;
+pub mod output;
 pub mod releaser;
 pub mod report;
 pub mod services;
@@ -23,19 +24,24 @@ use libp2p::multiaddr::Protocol;
 use libp2p::Multiaddr;
 use sequencer_core::eip712::Domain;
 use sequencer_core::B256;
-use sequencer_functions::handlers::tick;
-use sequencer_functions::ports::{ChainPort, Table};
-use sequencer_functions::records::{self, state};
-use sequencer_functions::PipelineConfig;
+use sequencer_handlers::records::EpochState;
+use sequencer_handlers::PipelineConfig;
 use sequencer_ingress::host::HostConfig;
 use sequencer_ingress::limits::EdgeLimits;
 use sequencer_ingress::metrics::Metrics;
 use sequencer_ingress::{identity, Ingress, Settings};
+use sequencer_ports::ChainPort;
 
 pub use args::Args;
 
 /// Runs the sequencer as `args` say; returns the process exit code (0: every check held).
 pub async fn run(args: Args) -> Result<i32> {
+    run_until(args, tokio_util::sync::CancellationToken::new()).await
+}
+
+/// [`run`], also ending (cleanly, exit code as the run had it) when `stop` is cancelled: for
+/// callers that drive the runner as a library, e.g. the outside-collector test.
+pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) -> Result<i32> {
     let started = Instant::now();
     if args.fresh && args.data_dir.exists() {
         std::fs::remove_dir_all(&args.data_dir)
@@ -43,6 +49,7 @@ pub async fn run(args: Args) -> Result<i32> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let _lock = chain::lock_data_dir(&args.data_dir)?;
 
     // Chain and contract.
     // An outside collector gets slower blocks (a wider window in time) unless told otherwise.
@@ -51,14 +58,31 @@ pub async fn run(args: Args) -> Result<i32> {
         .unwrap_or(if args.no_sim { 1000 } else { 250 });
     let anvil = match &args.rpc_url {
         Some(_) => None,
-        None => Some(chain::spawn_anvil(block_ms).await?),
+        None => Some(chain::spawn_anvil_kept(block_ms, &args.data_dir).await?),
     };
     let rpc_url = match (&args.rpc_url, &anvil) {
         (Some(u), _) => u.clone(),
         (None, Some(a)) => a.rpc_url.clone(),
         (None, None) => bail!("no chain"),
     };
-    let mut plan = chain::plan(args.slots, args.epoch_size, args.window, args.batch_window)?;
+    let window = args.window.unwrap_or(if args.no_sim {
+        sequencer_chain::market::recommended_snapshot_window(block_ms)
+    } else {
+        16
+    });
+    let mut plan = chain::plan(args.slots, args.epoch_size, window, args.batch_window)?;
+    // The local source chain is the protocol chain: its block time, and short days.
+    plan.source_block_time = block_ms.saturating_mul(sequencer_chain::market::TIME_SCALE) / 1000;
+    plan.day_size = plan
+        .source_block_time
+        .saturating_mul(args.epoch_size)
+        .saturating_mul(args.epochs_per_day.max(1));
+    plan.daily_snapshot_quota = args.daily_quota.max(1);
+    if args.no_sim {
+        if let Some(w) = sequencer_chain::market::window_warning(window, block_ms) {
+            eprintln!("warning: {w}");
+        }
+    }
     if let Some(m) = args.market {
         plan.market = m;
     } else if args.aws {
@@ -107,6 +131,8 @@ pub async fn run(args: Args) -> Result<i32> {
         host: HostConfig {
             listen: vec![args.listen.parse().context("--listen is not a multiaddr")?],
             edge: sequencer_ingress::edge::EdgePolicy::markets([dep.data_market]),
+            gossip: (args.path != snapshotter_sim::scenario::SimPath::Collect)
+                .then(|| sequencer_ingress::gossip::GossipSettings::default().one_host_fleet()),
             ..HostConfig::default()
         },
         // Every simulated snapshotter dials from this host: relax the per-address limits.
@@ -167,11 +193,27 @@ pub async fn run(args: Args) -> Result<i32> {
     )
     .await?;
 
+    let out = output::Output::new(args.json);
     let outcome = if args.no_sim {
+        let kit = sequencer_chain::market::SnapshotterKit {
+            protocol_state: dep.protocol_state.to_checksum(None),
+            data_market: dep.data_market.to_checksum(None),
+            // Redacted like every URL the runner prints: a hosted URL's key is not for handing
+            // out (a local anvil's URL is unchanged by it).
+            powerloom_rpc_url: sequencer_chain::redact_url(&rpc_url),
+            chain_id: dep.chain_id,
+            source_chain_id: dep.settings.source_chain_id,
+            sequencer_multiaddr: ingress_addr.to_string(),
+            sequencer_peer_id: ingress.peer_id.to_string(),
+            local_collector_port: 50051,
+            environment: "local".into(),
+        };
         let info = serde_json::json!({
+            "type": "ready",
+            "snapshotter_kit": kit.to_json(),
             "ingress": ingress_addr.to_string(),
             "peer_id": ingress.peer_id.to_string(),
-            "rpc_url": rpc_url,
+            "rpc_url": sequencer_chain::redact_url(&rpc_url),
             "chain_id": dep.chain_id,
             "protocol_state": dep.protocol_state.to_checksum(None),
             "data_market": dep.data_market.to_checksum(None),
@@ -184,9 +226,15 @@ pub async fn run(args: Args) -> Result<i32> {
             "proof_api": format!("http://{content_addr}/v1/markets/{:#x}", dep.data_market),
         });
         println!("{info}");
+        // The same line in the data directory, for scripts and tests that drive the runner.
+        std::fs::write(
+            args.data_dir.join("snapshotter-kit.json"),
+            serde_json::to_vec_pretty(&info)?,
+        )
+        .context("writing snapshotter-kit.json")?;
         // Boxed: these futures are large and deep; callers that await `run` inside their own
         // async code would otherwise hit the compiler's layout depth limit.
-        Box::pin(serve(&p, &blocks, &args)).await
+        Box::pin(serve(&p, &blocks, &args, &out, &stop)).await
     } else {
         Box::pin(simulate(
             &p,
@@ -197,6 +245,7 @@ pub async fn run(args: Args) -> Result<i32> {
             &ingress_addr,
             ingress.peer_id,
             started,
+            &out,
         ))
         .await
     };
@@ -225,6 +274,16 @@ pub async fn run(args: Args) -> Result<i32> {
     if let Some(s) = em_stats {
         eprintln!("epoch manager: {s:?}");
     }
+    out.summary(
+        code,
+        &output::RunFacts {
+            rpc_url: &rpc_url,
+            deployment: &dep,
+            resumed: reused,
+        },
+        &counters,
+        started.elapsed(),
+    );
     progress(
         started,
         if code == 0 {
@@ -242,14 +301,15 @@ fn progress(started: Instant, msg: &str) {
 
 #[allow(clippy::too_many_arguments)]
 async fn simulate(
-    p: &Arc<sequencer_functions::Pipeline>,
+    p: &Arc<sequencer_handlers::Pipeline>,
     chain: &dyn ChainPort,
-    blocks: &Arc<dyn sequencer_functions::ports::ContentStore>,
+    blocks: &Arc<dyn sequencer_ports::ContentStore>,
     args: &Args,
     dep: &sequencer_chain::deploy::Deployment,
     addr: &Multiaddr,
     peer: libp2p::PeerId,
     started: Instant,
+    out: &output::Output,
 ) -> Result<i32> {
     let domain = Domain {
         chain_id: dep.chain_id,
@@ -263,15 +323,18 @@ async fn simulate(
         (dep.slots.len() as u64).min(args.slots),
         args.projects,
         4,
+        args.path,
     )
     .await?;
     progress(started, "simulator connected (4 libp2p connections)");
-    report::print_header();
+    out.header();
     // Epochs released before this run (a resumed data directory) are left alone.
-    let known: BTreeSet<u64> = tick::epochs(p)
+    let known: BTreeSet<u64> = p
+        .records()
+        .epochs()
         .await?
         .into_iter()
-        .map(|(e, _, _)| e)
+        .map(|e| e.record.epoch)
         .collect();
     let mut sent = Vec::new();
     let mut submitted: BTreeSet<u64> = BTreeSet::new();
@@ -289,11 +352,12 @@ async fn simulate(
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     loop {
-        for (e, st, rec) in tick::epochs(p).await? {
+        for entry in p.records().epochs().await? {
+            let (e, st, rec) = (entry.record.epoch, entry.state, entry.record);
             if known.contains(&e) {
                 continue;
             }
-            if st == state::OPEN && !submitted.contains(&e) {
+            if st == EpochState::Open && !submitted.contains(&e) {
                 let head = chain.head().await?;
                 let at = head.min(rec.window_end);
                 let header = chain.block_hash(at).await?.context("head block hash")?;
@@ -315,12 +379,11 @@ async fn simulate(
             }
             // Once the honest submissions are verified, the misbehaving ones (their outcome
             // depends on coming second).
-            if st == state::OPEN && honest.contains_key(&e) {
+            if st == EpochState::Open && honest.contains_key(&e) {
                 let ids = honest.get(&e).cloned().unwrap_or_default();
                 let mut all = true;
                 for id in &ids {
-                    let key = records::receipt_key(&p.config.market, e, id);
-                    if p.ports.state.get(Table::Receipts, &key).await?.is_none() {
+                    if p.records().receipt(e, id).await?.is_none() {
                         all = false;
                         break;
                     }
@@ -341,22 +404,21 @@ async fn simulate(
                     misbehaved.insert(e);
                 }
             }
-            if st != state::OPEN && misbehaved.contains(&e) && !late.contains(&e) {
+            if st != EpochState::Open && misbehaved.contains(&e) && !late.contains(&e) {
                 if let Some(h) = headers.get(&e) {
                     sent.push(sim.submit_late(e, *h).await?);
                 }
                 late.insert(e);
             }
-            if st == state::ANCHOR_FAILED && !printed.contains(&e) {
+            if st == EpochState::Failed && !printed.contains(&e) {
                 eprintln!("epoch {e}: anchoring failed: {:?}", rec.failure);
                 failures += 1;
                 printed.insert(e);
             }
-            if st == state::ANCHORED && submitted.contains(&e) && !printed.contains(&e) {
+            if st == EpochState::Anchored && submitted.contains(&e) && !printed.contains(&e) {
                 // Wait for the late submission's verdict so the row is complete.
                 if let Some(s) = sent.iter().rev().find(|s| s.epoch == e) {
-                    let key = records::receipt_key(&p.config.market, e, &s.id);
-                    if p.ports.state.get(Table::Receipts, &key).await?.is_none() {
+                    if p.records().receipt(e, &s.id).await?.is_none() {
                         continue;
                     }
                 }
@@ -372,7 +434,7 @@ async fn simulate(
                 if row.outcomes_ok.0 != row.outcomes_ok.1 || row.proofs_ok.0 != row.proofs_ok.1 {
                     failures += 1;
                 }
-                report::print_row(&row);
+                out.row(&row);
                 printed.insert(e);
                 last_progress = Instant::now();
             }
@@ -397,19 +459,22 @@ async fn simulate(
 }
 
 async fn serve(
-    p: &Arc<sequencer_functions::Pipeline>,
-    blocks: &Arc<dyn sequencer_functions::ports::ContentStore>,
+    p: &Arc<sequencer_handlers::Pipeline>,
+    blocks: &Arc<dyn sequencer_ports::ContentStore>,
     args: &Args,
+    out: &output::Output,
+    stop_token: &tokio_util::sync::CancellationToken,
 ) -> Result<i32> {
-    report::print_header();
+    out.header();
     let mut printed: BTreeSet<u64> = BTreeSet::new();
     let stop = tokio::signal::ctrl_c();
     tokio::pin!(stop);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("SIGTERM handler")?;
     loop {
-        for (e, st, rec) in tick::epochs(p).await? {
-            if st == state::ANCHORED && !printed.contains(&e) {
+        for entry in p.records().epochs().await? {
+            let (e, st, rec) = (entry.record.epoch, entry.state, entry.record);
+            if st == EpochState::Anchored && !printed.contains(&e) {
                 let row = report::epoch_row(
                     p,
                     blocks.as_ref(),
@@ -419,13 +484,14 @@ async fn serve(
                     args.finality_offset,
                 )
                 .await?;
-                report::print_row(&row);
+                out.row(&row);
                 printed.insert(e);
             }
         }
         tokio::select! {
             _ = &mut stop => return Ok(0),
             _ = term.recv() => return Ok(0),
+            _ = stop_token.cancelled() => return Ok(0),
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }

@@ -7,10 +7,9 @@ use anyhow::{Context, Result};
 use sequencer_core::finalize::{inspect_roots, BatchDocument};
 use sequencer_core::proof::{prove_inclusion, EpochBatch};
 use sequencer_core::B256;
-use sequencer_functions::handlers::finalize::{batches, read_epoch};
-use sequencer_functions::ports::{ContentStore, Table};
-use sequencer_functions::records::{self, BatchRecord, EpochRecord, Receipt};
-use sequencer_functions::Pipeline;
+use sequencer_handlers::records::{BatchRecord, EpochRecord, Outcome, Receipt};
+use sequencer_handlers::Pipeline;
+use sequencer_ports::ContentStore;
 
 use snapshotter_sim::scenario::{Expect, Sent};
 
@@ -50,32 +49,59 @@ pub async fn epoch_row(
     finality_offset: u64,
 ) -> Result<EpochRow> {
     let epoch = rec.epoch;
-    let (_, counts) = read_epoch(p, epoch).await?;
-    let bs: Vec<BatchRecord> = batches(p, epoch)
+    let records = p.records();
+    let counts = records.tally_receipts(epoch).await?;
+    let bs: Vec<BatchRecord> = records
+        .batches(epoch)
         .await?
         .into_iter()
-        .map(|(_, b)| b)
+        .map(|b| b.record)
         .collect();
 
-    // Outcomes.
+    // Outcomes. A submission sent on both paths has two ids: one is accepted and the other a
+    // `duplicate`, or both are rejected for its reason.
+    let is = |r: &Option<Receipt>, e: &Expect| match (e, r) {
+        (Expect::Accepted, Some(r)) => r.outcome == Outcome::Accepted,
+        (Expect::Rejected(why), Some(r)) => {
+            r.outcome.reason().map(|reason| reason.code()) == Some(*why)
+        }
+        _ => false,
+    };
     let mut ok = 0;
+    let mut accepted_ids = std::collections::BTreeMap::new();
     for s in sent.iter().filter(|s| s.epoch == epoch) {
-        let key = records::receipt_key(&p.config.market, epoch, &s.id);
-        let got = match p.ports.state.get(Table::Receipts, &key).await? {
-            Some(i) => serde_json::from_str::<Receipt>(&i.data).ok(),
-            None => None,
+        let got = records.receipt(epoch, &s.id).await?;
+        let (matches, alt) = match &s.alt_id {
+            None => (is(&got, &s.expect), None),
+            Some(alt) => {
+                let other = records.receipt(epoch, alt).await?;
+                let dup = Expect::Rejected("duplicate");
+                let m = match s.expect {
+                    Expect::Accepted => {
+                        (is(&got, &s.expect) && is(&other, &dup))
+                            || (is(&other, &s.expect) && is(&got, &dup))
+                    }
+                    Expect::Rejected(_) => is(&got, &s.expect) && is(&other, &s.expect),
+                };
+                (m, Some((alt.clone(), other)))
+            }
         };
-        let matches = match (&s.expect, &got) {
-            (Expect::Accepted, Some(r)) => r.outcome == "accepted",
-            (Expect::Rejected(why), Some(r)) => r.reason.as_deref() == Some(*why),
-            _ => false,
-        };
+        if s.expect == Expect::Accepted {
+            let winner = match &alt {
+                Some((alt, other)) if is(other, &Expect::Accepted) => alt.clone(),
+                _ => s.id.clone(),
+            };
+            accepted_ids.insert(s.id.clone(), winner);
+        }
         if matches {
             ok += 1;
         } else {
             eprintln!(
-                "  ! epoch {epoch} submission {}: expected {:?}, got {got:?}",
-                s.id, s.expect
+                "  ! epoch {epoch} submission {}: expected {:?}, got {got:?}{}",
+                s.id,
+                s.expect,
+                alt.map(|(a, o)| format!(" and for its gossip copy {a}: {o:?}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -130,19 +156,18 @@ pub async fn epoch_row(
         .collect();
     for s in &sample {
         let market = format!("{:#x}", p.config.market);
-        match prove_inclusion(&market, epoch, &refs, &s.id) {
+        // The id the batch holds: of a dual-path submission, the copy that was accepted.
+        let id = accepted_ids.get(&s.id).unwrap_or(&s.id);
+        match prove_inclusion(&market, epoch, &refs, id) {
             Some(proof) => {
                 let bytes = &docs[(proof.batch_index - 1) as usize].0;
                 if proof.verify_with_batch(bytes).is_ok() && chain_ok {
                     proofs_ok += 1;
                 } else {
-                    eprintln!("  ! epoch {epoch}: proof of {} does not verify", s.id);
+                    eprintln!("  ! epoch {epoch}: proof of {id} does not verify");
                 }
             }
-            None => eprintln!(
-                "  ! epoch {epoch}: accepted submission {} is in no batch",
-                s.id
-            ),
+            None => eprintln!("  ! epoch {epoch}: accepted submission {id} is in no batch"),
         }
     }
 

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
-use sequencer_functions::embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
-use sequencer_functions::handlers::{anchor, finalize, tick, verify};
-use sequencer_functions::poller::{poll_once, PollerConfig};
-use sequencer_functions::ports::{ChainPort, OutMessage, Queue};
-use sequencer_functions::{Pipeline, PipelineConfig, Ports};
+use sequencer_embedded::poller::{poll_once, PollerConfig};
+use sequencer_embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
+use sequencer_handlers::{anchor, finalize, tick, verify};
+use sequencer_handlers::{Pipeline, PipelineConfig, Ports};
 use sequencer_ingress::sink::{EntryResult, Envelope, SinkError, SubmissionSink};
+use sequencer_ports::{ChainPort, OutMessage, Queue};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -78,38 +78,21 @@ pub fn embedded(
 }
 
 /// The pipeline on the AWS adapters (SQS, DynamoDB, IPFS HTTP) against `AWS_ENDPOINT_URL*` and
-/// `IPFS_API_URL`; queues and tables named with `SEQ_PREFIX` must exist
-/// (`localstack/resources.py` creates them).
+/// `IPFS_API_URL`, wired exactly as the Lambdas wire it (`sequencer_lambdas::aws_pipeline`);
+/// queues and tables named with `SEQ_PREFIX` must exist (`localstack/resources.py` creates them).
 pub async fn aws(
     chain: Arc<dyn ChainPort>,
     config: PipelineConfig,
 ) -> Result<(Arc<Pipeline>, Queues)> {
-    use sequencer_adapters::{DynamoStore, KuboContent, QueueKind, SqsQueue};
-    let adapters = sequencer_adapters::Config::from_env();
-    let sdk = sequencer_adapters::aws_sdk_config().await;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let prefix = adapters.prefix.clone();
-    let submissions = SqsQueue::for_kind(&sqs, &prefix, QueueKind::Submissions)
+    let (p, q) = sequencer_lambdas::aws_pipeline(chain, config)
         .await
-        .context("submissions queue")?;
-    let dlq = submissions
-        .dlq_url()
-        .context("submissions queue has a DLQ")?
-        .to_string();
+        .context("the pipeline on the AWS adapters")?;
     let queues = Queues {
-        submissions: Arc::new(submissions),
-        finalize: Arc::new(SqsQueue::for_kind(&sqs, &prefix, QueueKind::Finalize).await?),
-        anchor: Arc::new(SqsQueue::for_kind(&sqs, &prefix, QueueKind::Anchor).await?),
+        submissions: Arc::new(q.submissions),
+        finalize: Arc::new(q.finalize),
+        anchor: Arc::new(q.anchor),
     };
-    let ports = Ports {
-        state: Arc::new(DynamoStore::from_env(prefix).await),
-        content: Arc::new(KuboContent::from_config(&adapters).context("IPFS client")?),
-        chain,
-        finalize_queue: queues.finalize.clone(),
-        anchor_queue: queues.anchor.clone(),
-        submissions_dlq: Arc::new(SqsQueue::new(sqs, dlq)),
-    };
-    Ok((Arc::new(Pipeline::new(ports, config)), queues))
+    Ok((Arc::new(p), queues))
 }
 
 /// The ingress's sink: the submissions queue (any adapter), body byte-exact, the ingress's
@@ -246,7 +229,7 @@ where
     }
 }
 
-/// The Lambda event types, as re-exported by the functions crate.
+/// The Lambda event types, as re-exported by the handlers crate.
 mod aws_events {
-    pub use sequencer_functions::handlers::events::{SqsBatchResponse, SqsEvent};
+    pub use sequencer_handlers::sqs::events::{SqsBatchResponse, SqsEvent};
 }

@@ -23,8 +23,13 @@ async fn runs_epochs_and_every_check_holds() {
     if anvil_bin("runs_epochs_and_every_check_holds").is_none() {
         return;
     }
+    small_run(&[]).await;
+}
+
+/// Two epochs of 10 slots and 5 projects with `extra` flags; every check must hold.
+async fn small_run(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let args = sequencer_runner::Args::parse_from([
+    let mut argv = vec![
         "sequencer-local",
         "--epochs",
         "2",
@@ -32,9 +37,10 @@ async fn runs_epochs_and_every_check_holds() {
         "10",
         "--projects",
         "5",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    ];
+    argv.extend_from_slice(extra);
+    argv.extend_from_slice(&["--data-dir", dir.path().to_str().unwrap()]);
+    let args = sequencer_runner::Args::parse_from(argv);
     let code = sequencer_runner::run(args).await.expect("runs");
     assert_eq!(code, 0, "every outcome and proof check held");
 }
@@ -159,4 +165,15 @@ async fn killed_runner_resumes_without_loss_or_duplicate_transactions() {
         due_not_ended.is_empty(),
         "closed but never ended: {due_not_ended:?} (head {head_at_stop})"
     );
+}
+
+/// The newest collectors' default: every submission on `/collect` and on gossipsub. Each is
+/// counted once (one copy accepted, the other `duplicate`, before the per-slot cap), and the
+/// proofs hold for the id the batch holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_paths_count_each_submission_once_and_every_check_holds() {
+    if anvil_bin("both_paths_count_each_submission_once_and_every_check_holds").is_none() {
+        return;
+    }
+    small_run(&["--path", "both"]).await;
 }

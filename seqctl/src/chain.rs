@@ -10,7 +10,8 @@
 //!   exactly once, catching up in order or by an on-chain skip.
 //! - `epoch MARKET EPOCH`: what is anchored for an epoch: batches, roots, transactions.
 //!
-//! Environment fallbacks: `RPC_URL`, `PROTOCOL_STATE_ADDRESS`, `DATA_MARKET_ADDRESS`.
+//! Environment fallbacks: `RPC_URL`, `SOURCE_RPC_URL`, `PROTOCOL_STATE_ADDRESS`,
+//! `DATA_MARKET_ADDRESS` (all of `crate::env`; URLs never shown in `--help`).
 //!
 //! Signing key of `deploy` and `release-epochs` ([`KeyArgs`]), never printed, first found of:
 //! `--private-key-file PATH` or `--private-key HEX` (one of the two; the flag is visible in the
@@ -33,12 +34,14 @@ use sequencer_chain::{
 };
 use serde_json::json;
 
+use crate::env;
+
 #[derive(Debug, Subcommand)]
 pub enum ChainCmd {
     /// Deploy ProtocolState, register a market, set roles and assign N simulated slots.
     Deploy {
-        /// JSON-RPC endpoint.
-        #[arg(long, env = "RPC_URL")]
+        /// JSON-RPC endpoint (never printed: it may carry an API key).
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: String,
         /// Deployer (owner) key; defaults to anvil's first funded account, on a local chain only.
         #[command(flatten)]
@@ -50,9 +53,29 @@ pub enum ChainCmd {
         /// Epoch size in blocks.
         #[arg(long, default_value_t = 10)]
         epoch_size: u64,
-        /// snapshotSubmissionWindow in blocks.
-        #[arg(long, default_value_t = 20)]
-        snapshot_window: u64,
+        /// snapshotSubmissionWindow in protocol-chain blocks. Default: what unmodified
+        /// snapshotter nodes need at this chain's block time (measured, or --block-ms):
+        /// ceil(50 s / block time) + 2, e.g. 27 blocks at 2 s, 52 at 1 s, 7 at 12 s
+        /// (sequencer_chain::market::recommended_snapshot_window); 20 when it cannot be measured.
+        /// A shorter window is registered as given, with a warning.
+        #[arg(long)]
+        snapshot_window: Option<u64>,
+        /// Protocol chain block time in milliseconds for the window default and check (default:
+        /// measured from the last 100 blocks).
+        #[arg(long)]
+        block_ms: Option<u64>,
+        /// SOURCE_CHAIN_ID of the market (default: this chain's id).
+        #[arg(long)]
+        source_chain_id: Option<u64>,
+        /// SOURCE_CHAIN_BLOCK_TIME in seconds (decimals allowed; stored × 10 000).
+        #[arg(long, default_value_t = 1.0)]
+        source_block_time: f64,
+        /// DAY_SIZE in seconds (stored × 10 000); epochsInADay = day / (block time × epoch size).
+        #[arg(long, default_value_t = 86_400.0)]
+        day_seconds: f64,
+        /// dailySnapshotQuota: submissions a slot needs per day for DailyTaskCompletedEvent.
+        #[arg(long, default_value_t = sequencer_chain::market::POWERLOOM_DAILY_QUOTA)]
+        daily_quota: u64,
         /// batchSubmissionWindow in blocks.
         #[arg(long, default_value_t = 60)]
         batch_window: u64,
@@ -69,14 +92,14 @@ pub enum ChainCmd {
     /// Release the market's epochs as its source chain produces them: epoch [b, b+size-1] once
     /// the source head reaches its end + the finality offset (sequencer_chain::EpochManager).
     ReleaseEpochs {
-        /// JSON-RPC endpoint of the protocol chain.
-        #[arg(long, env = "RPC_URL")]
+        /// JSON-RPC endpoint of the protocol chain (never printed: it may carry an API key).
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: String,
         /// ProtocolState contract.
-        #[arg(long, env = "PROTOCOL_STATE_ADDRESS")]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: Address,
         /// Data market.
-        #[arg(long, env = "DATA_MARKET_ADDRESS")]
+        #[arg(long, env = env::DATA_MARKET_ADDRESS)]
         market: Address,
         /// Epoch manager key; defaults to anvil's first funded account, on a local chain only.
         #[command(flatten)]
@@ -96,7 +119,7 @@ pub enum ChainCmd {
         #[arg(long, default_value_t = EpochManagerConfig::DEFAULT_FINALITY_OFFSET)]
         finality_offset: u64,
         /// JSON-RPC endpoint of the market's source chain (default: the protocol chain).
-        #[arg(long, env = "SOURCE_RPC_URL")]
+        #[arg(long, env = env::SOURCE_RPC_URL, hide_env_values = true)]
         source_rpc_url: Option<String>,
         /// After downtime: release missed epochs in order (rate-bounded) or skip them on chain.
         #[arg(long, value_enum, default_value_t = CatchUpArg::InOrder)]
@@ -117,16 +140,21 @@ pub enum ChainCmd {
         poll_ms: u64,
     },
     /// Show an epoch's anchored batches, roots and transactions.
+    #[command(
+        override_usage = "seqctl chain epoch [OPTIONS] --rpc-url <RPC_URL> --protocol-state <PROTOCOL_STATE> [MARKET] <EPOCH>"
+    )]
     Epoch {
-        /// Data market address.
-        market: Address,
-        /// Epoch id.
-        epoch: u64,
-        /// JSON-RPC endpoint.
-        #[arg(long, env = "RPC_URL")]
+        /// [MARKET] EPOCH: the data market address (default: --market) and the epoch id.
+        #[arg(value_name = "ARGS", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        /// Data market address, when MARKET is left out.
+        #[arg(long, env = env::DATA_MARKET_ADDRESS)]
+        market: Option<String>,
+        /// JSON-RPC endpoint (never printed: it may carry an API key).
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: String,
         /// ProtocolState contract.
-        #[arg(long, env = "PROTOCOL_STATE_ADDRESS")]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: Address,
     },
 }
@@ -253,12 +281,38 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
             slots,
             epoch_size,
             snapshot_window,
+            block_ms,
+            source_chain_id,
+            source_block_time,
+            day_seconds,
+            daily_quota,
             batch_window,
             market,
             sequencer,
             epoch_manager,
         } => {
             let client = connect(&rpc_url, Address::ZERO, key.resolve()?).await?;
+            let block_ms = match block_ms {
+                Some(b) => Some(b),
+                None => client.measured_block_ms(100).await?,
+            };
+            let snapshot_window = snapshot_window.unwrap_or_else(|| {
+                block_ms.map_or(20, sequencer_chain::market::recommended_snapshot_window)
+            });
+            match block_ms {
+                Some(ms) => {
+                    if let Some(w) = sequencer_chain::market::window_warning(snapshot_window, ms) {
+                        eprintln!("warning: {w}");
+                    }
+                }
+                None => eprintln!(
+                    "note: the chain's block time could not be measured (give --block-ms); snapshot window {snapshot_window} blocks not checked against the node's timing"
+                ),
+            }
+            let scaled = |what: &str, v: f64| {
+                sequencer_chain::market::MarketSettings::scaled_seconds(v)
+                    .with_context(|| format!("{what} {v} is not a number of seconds"))
+            };
             let plan = DeployPlan {
                 market: market.unwrap_or_else(local_market_address),
                 epoch_size,
@@ -269,6 +323,10 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
                 sequencer,
                 epoch_manager,
                 slots,
+                source_chain_id,
+                source_block_time: scaled("--source-block-time", source_block_time)?,
+                day_size: scaled("--day-seconds", day_seconds)?,
+                daily_snapshot_quota: daily_quota,
             };
             let (_, d) = deploy_local(&client, &plan).await.context("deploy")?;
             if json {
@@ -284,6 +342,14 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
                 println!(
                     "# deployed in block {}; epoch size {} blocks, snapshot window {}, batch window {}",
                     d.deploy_block, d.epoch_size, d.windows.snapshot_blocks, d.windows.batch_blocks
+                );
+                println!(
+                    "# source chain {} ({} s blocks), {} epochs a day, daily quota {}",
+                    d.settings.source_chain_id,
+                    d.settings.source_block_time as f64
+                        / sequencer_chain::market::TIME_SCALE as f64,
+                    d.settings.epochs_in_a_day(),
+                    d.settings.daily_snapshot_quota
                 );
                 println!("# {} simulated slots (key of slot n = keccak256(\"powerloom-sequencer/sim-snapshotter/<n>\"))", d.slots.len());
                 for (slot, addr) in d.slots.iter().take(5) {
@@ -396,11 +462,18 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
             }
         }
         ChainCmd::Epoch {
+            args,
             market,
-            epoch,
             rpc_url,
             protocol_state,
         } => {
+            let (market, [epoch]) = crate::args::market_first::<1>(args, market)?;
+            let market: Address = market
+                .parse()
+                .with_context(|| format!("market {market:?} is not an address"))?;
+            let epoch: u64 = epoch
+                .parse()
+                .with_context(|| format!("epoch {epoch:?} is not a number"))?;
             let client = ChainClient::connect(ChainConfig::new(rpc_url, protocol_state)).await?;
             let a = client.anchored(market, epoch).await.context("read epoch")?;
             if json {

@@ -5,25 +5,45 @@
 //! recompute an epoch from the chain and IPFS alone (`audit epoch`). Exit status 0
 //! means the check held; 1 means it did not (the reason is printed); 2 is a usage or
 //! input error.
+//!
+//! The parts, one file per command:
+//! - `batch` (`batch inspect`), `submission` (`submission verify`), `proof_verify`
+//!   (`proof verify`, offline): files in, checks out;
+//! - `proof_chain` (`proof verify --rpc-url`, and the chain checks `proof get` shares),
+//!   `proof_get` (`proof get`), `audit` (`audit epoch`): ask a sequencer, IPFS and the chain,
+//!   trusting none of them;
+//! - `chain` (`chain deploy | release-epochs | epoch`): operator commands against a chain;
+//! - shared: `args` (market, epoch and id arguments), `net` (runtime, HTTP, IPFS `cat`, chain
+//!   connection, URL redaction), `report` (the printed or JSON check report).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use sequencer_core::collect::CollectMessage;
-use sequencer_core::eip712::{Domain, Verifier};
-use sequencer_core::finalize::{inspect_roots, BatchDocument};
-use sequencer_core::proof::InclusionProof;
-use sequencer_core::submission::{parse_address, SnapshotSubmission};
 use serde_json::json;
 
+mod args;
+mod audit;
+mod batch;
 mod chain;
-mod remote;
+mod env;
+mod market;
+mod net;
+mod proof_chain;
+mod proof_get;
+mod proof_verify;
+mod report;
+mod submission;
 
 #[derive(Parser)]
-#[command(name = "seqctl", version, about = "Submission sequencer command line")]
+#[command(
+    name = "seqctl",
+    version,
+    about = "Submission sequencer command line",
+    after_help = env::HELP
+)]
 struct Cli {
     /// Print one JSON object instead of text lines.
     #[arg(long, global = true)]
@@ -49,6 +69,9 @@ enum Cmd {
     /// Recompute what a sequencer did from the chain and IPFS alone.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// A market's kit for snapshotter operators.
+    #[command(subcommand)]
+    Market(market::MarketCmd),
 }
 
 #[derive(Subcommand)]
@@ -56,22 +79,27 @@ enum AuditCmd {
     /// Recompute an epoch from the chain and the batch documents: each batch's CID from its
     /// bytes, both roots, one batch per project, every listed submission's EIP-712 signer
     /// against its slot's owner and its header inside the window, the plurality per project.
+    #[command(
+        override_usage = "seqctl audit epoch [OPTIONS] --rpc-url <RPC_URL> --protocol-state <PROTOCOL_STATE> --ipfs <IPFS> [MARKET] <EPOCH>"
+    )]
     Epoch {
-        /// Data market address.
-        market: String,
-        /// Epoch id.
-        epoch: String,
-        /// JSON-RPC endpoint of the protocol chain.
-        #[arg(long, env = "RPC_URL")]
+        /// [MARKET] EPOCH: the data market address (default: --market) and the epoch id.
+        #[arg(value_name = "ARGS", num_args = 1..=2, required = true)]
+        args: Vec<String>,
+        /// Data market address, when MARKET is left out.
+        #[arg(long, env = env::DATA_MARKET_ADDRESS)]
+        market: Option<String>,
+        /// JSON-RPC endpoint of the protocol chain (never printed: it may carry an API key).
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: String,
         /// ProtocolState contract (also the EIP-712 verifying contract).
-        #[arg(long, env = "PROTOCOL_STATE_ADDRESS")]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: String,
         /// IPFS node (Kubo RPC, `POST /api/v0/cat`) holding the batch documents.
-        #[arg(long, env = "IPFS_API_URL")]
+        #[arg(long, env = env::IPFS_API_URL, hide_env_values = true)]
         ipfs: String,
         /// EIP-712 chain id (default: the RPC's chain id).
-        #[arg(long)]
+        #[arg(long, env = env::CHAIN_ID)]
         chain_id: Option<u64>,
     },
 }
@@ -95,10 +123,10 @@ enum SubmissionCmd {
     /// Recover a submission's signer and print its EIP-712 digest.
     Verify {
         /// Protocol chain id.
-        #[arg(long)]
+        #[arg(long, env = env::CHAIN_ID)]
         chain_id: u64,
         /// ProtocolState contract address (the EIP-712 verifying contract).
-        #[arg(long)]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: String,
         /// One submission in `/collect` JSON form (a leading UUID is allowed), or `-`.
         file: PathBuf,
@@ -121,38 +149,42 @@ enum ProofCmd {
         batch: Option<PathBuf>,
         /// JSON-RPC endpoint of the protocol chain (never printed: it may carry an API key).
         /// Needs --protocol-state, and --batch or --ipfs for the batch document.
-        #[arg(long, requires = "protocol_state")]
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: Option<String>,
         /// ProtocolState contract (with --rpc-url).
-        #[arg(long, requires = "rpc_url")]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: Option<String>,
         /// IPFS node (Kubo RPC, `POST /api/v0/cat`), with --rpc-url: the batch document when
         /// --batch is not given, and the epoch's earlier batches, to recompute the roothash.
-        #[arg(long, requires = "rpc_url")]
+        /// Not used offline.
+        #[arg(long, env = env::IPFS_API_URL, hide_env_values = true)]
         ipfs: Option<String>,
     },
     /// Fetch a submission's proof from a sequencer's proof API and check it offline: the
     /// Merkle path, the batch bytes from IPFS (`--ipfs`), the batch and roots on chain
     /// (`--rpc-url`).
+    #[command(override_usage = "seqctl proof get [OPTIONS] --url <URL> [MARKET] <EPOCH> <ID>")]
     Get {
         /// Proof API base URL (the `proof` function URL, or the local runner's HTTP address).
-        #[arg(long)]
+        #[arg(long, env = env::PROOF_API_URL, hide_env_values = true)]
         url: String,
-        /// Data market address.
-        market: String,
-        /// Epoch id.
-        epoch: String,
-        /// Submission id (UUID).
-        id: String,
+        /// [MARKET] EPOCH ID: the data market address (default: --market), the epoch id and
+        /// the submission id (UUID).
+        #[arg(value_name = "ARGS", num_args = 2..=3, required = true)]
+        args: Vec<String>,
+        /// Data market address, when MARKET is left out.
+        #[arg(long, env = env::DATA_MARKET_ADDRESS)]
+        market: Option<String>,
         /// IPFS node (Kubo RPC, `POST /api/v0/cat`) to fetch the batch document from.
-        #[arg(long)]
+        #[arg(long, env = env::IPFS_API_URL, hide_env_values = true)]
         ipfs: Option<String>,
         /// JSON-RPC endpoint of the protocol chain, to check the batch is anchored there and,
-        /// with --ipfs, its roots (`proof verify --rpc-url`'s checks). Never printed.
-        #[arg(long, requires = "protocol_state")]
+        /// with --ipfs, its roots (`proof verify --rpc-url`'s checks). Needs --protocol-state.
+        /// Never printed.
+        #[arg(long, env = env::RPC_URL, hide_env_values = true)]
         rpc_url: Option<String>,
         /// ProtocolState contract (with --rpc-url).
-        #[arg(long)]
+        #[arg(long, env = env::PROTOCOL_STATE_ADDRESS)]
         protocol_state: Option<String>,
     },
 }
@@ -174,70 +206,75 @@ fn main() -> ExitCode {
     let json = cli.json;
     let result = match cli.cmd {
         Cmd::Batch(BatchCmd::Inspect { file, previous_ids }) => {
-            batch_inspect(&file, previous_ids.as_deref(), json)
+            batch::batch_inspect(&file, previous_ids.as_deref(), json)
         }
         Cmd::Submission(SubmissionCmd::Verify {
             chain_id,
             protocol_state,
             file,
-        }) => submission_verify(chain_id, &protocol_state, &file, json),
+        }) => submission::submission_verify(chain_id, &protocol_state, &file, json),
         Cmd::Proof(ProofCmd::Verify {
             file,
             batch,
             rpc_url,
             protocol_state,
             ipfs,
-        }) => {
-            let on_chain = match (rpc_url, protocol_state) {
-                (Some(rpc_url), Some(protocol_state)) => Some(remote::ProofOnChain {
-                    rpc_url,
-                    protocol_state,
-                    ipfs,
-                }),
-                // clap requires both together.
-                _ => None,
-            };
-            proof_verify(&file, batch.as_deref(), on_chain, json)
-        }
+        }) => args::chain_pair(rpc_url, protocol_state).and_then(|pair| {
+            let on_chain = pair.map(|(rpc_url, protocol_state)| proof_chain::ProofOnChain {
+                rpc_url,
+                protocol_state,
+                ipfs,
+            });
+            proof_verify::proof_verify(&file, batch.as_deref(), on_chain, json)
+        }),
         Cmd::Proof(ProofCmd::Get {
             url,
+            args,
             market,
-            epoch,
-            id,
             ipfs,
             rpc_url,
             protocol_state,
-        }) => remote::proof_get(
-            remote::ProofGet {
-                url,
-                market,
-                epoch,
-                id,
-                ipfs,
-                rpc_url,
-                protocol_state,
-            },
-            json,
-        ),
+        }) => args::market_first::<2>(args, market).and_then(|(market, rest)| {
+            let [epoch, id] = rest;
+            let (rpc_url, protocol_state) = match args::chain_pair(rpc_url, protocol_state)? {
+                Some((r, p)) => (Some(r), Some(p)),
+                None => (None, None),
+            };
+            proof_get::proof_get(
+                proof_get::ProofGet {
+                    url,
+                    market,
+                    epoch,
+                    id,
+                    ipfs,
+                    rpc_url,
+                    protocol_state,
+                },
+                json,
+            )
+        }),
         Cmd::Audit(AuditCmd::Epoch {
+            args,
             market,
-            epoch,
             rpc_url,
             protocol_state,
             ipfs,
             chain_id,
-        }) => remote::audit_epoch(
-            remote::AuditEpoch {
-                market,
-                epoch,
-                rpc_url,
-                protocol_state,
-                ipfs,
-                chain_id,
-            },
-            json,
-        ),
+        }) => args::market_first::<1>(args, market).and_then(|(market, [epoch])| {
+            audit::audit_epoch(
+                audit::AuditEpoch {
+                    market,
+                    epoch,
+                    rpc_url,
+                    protocol_state,
+                    ipfs,
+                    chain_id,
+                },
+                json,
+            )
+        }),
         Cmd::Chain(cmd) => chain::run(cmd, json),
+        Cmd::Market(cmd) => market::run(cmd, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -253,7 +290,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn read_input(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
     if path == Path::new("-") {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -262,171 +299,5 @@ fn read_input(path: &Path) -> Result<Vec<u8>> {
         Ok(buf)
     } else {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-    }
-}
-
-fn previous_ids(path: &Path) -> Result<Vec<String>> {
-    let bytes = read_input(path)?;
-    let text = String::from_utf8(bytes).context("previous ids are not UTF-8")?;
-    if let Ok(ids) = serde_json::from_str::<Vec<String>>(&text) {
-        return Ok(ids);
-    }
-    if let Ok(doc) = serde_json::from_str::<BatchDocument>(&text) {
-        return Ok(doc.submission_ids);
-    }
-    if let Ok(docs) = serde_json::from_str::<Vec<BatchDocument>>(&text) {
-        return Ok(docs.into_iter().flat_map(|d| d.submission_ids).collect());
-    }
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect())
-}
-
-fn batch_inspect(file: &Path, previous: Option<&Path>, json: bool) -> Result<()> {
-    let bytes = read_input(file)?;
-    let doc: BatchDocument = serde_json::from_slice(&bytes).context("not a batch document")?;
-    let previous = previous.map(previous_ids).transpose()?.unwrap_or_default();
-    let roots = inspect_roots(&doc, &previous)?;
-    let cid = sequencer_core::cids::raw_cid(&bytes);
-    let matches = doc.roothash.parse().ok() == Some(roots.roothash);
-    if json {
-        println!(
-            "{}",
-            json!({
-                "ok": matches,
-                "roothash": roots.roothash.to_string(),
-                "finalized_cids_root": roots.finalized_cids_root.to_string(),
-                "document_roothash": doc.roothash,
-                "cid": cid.to_string(),
-                "submissions": doc.submission_ids.len(),
-                "previous_ids": previous.len(),
-                "projects": doc.pids.len(),
-            })
-        );
-    } else {
-        println!("roothash {}", roots.roothash);
-        println!("finalized_cids_root {}", roots.finalized_cids_root);
-        println!("cid {cid}");
-        println!(
-            "submissions {} projects {}",
-            doc.submission_ids.len(),
-            doc.pids.len()
-        );
-    }
-    if doc.submission_ids.len() != doc.submissions.len() || doc.pids.len() != doc.cids.len() {
-        bail!(CheckFailed(format!(
-            "arrays are not parallel: {} submissionIDs vs {} submissions, {} pids vs {} cids",
-            doc.submission_ids.len(),
-            doc.submissions.len(),
-            doc.pids.len(),
-            doc.cids.len()
-        )));
-    }
-    if !matches {
-        bail!(CheckFailed(format!(
-            "roothash differs: the document says {}, its ids give {}{}",
-            doc.roothash,
-            roots.roothash,
-            if previous.is_empty() {
-                " (if this is not the epoch's first batch, pass --previous-ids)"
-            } else {
-                ""
-            }
-        )));
-    }
-    Ok(())
-}
-
-fn submission_verify(chain_id: u64, protocol_state: &str, file: &Path, json: bool) -> Result<()> {
-    let verifying_contract = parse_address(protocol_state)
-        .with_context(|| format!("--protocol-state {protocol_state:?} is not an address"))?;
-    let bytes = read_input(file)?;
-    let trimmed = bytes.trim_ascii();
-    let submission: SnapshotSubmission = if trimmed.first() == Some(&b'{') {
-        serde_json::from_slice(trimmed).context("not a submission")?
-    } else {
-        CollectMessage::parse(trimmed)
-            .context("not a /collect message")?
-            .submission
-    };
-    let verifier = Verifier::new(Domain {
-        chain_id,
-        verifying_contract,
-    });
-    let digest = verifier.digest(&submission.request);
-    match verifier.recover(&submission) {
-        Ok(r) => {
-            if json {
-                println!(
-                    "{}",
-                    json!({"ok": true, "digest": digest.to_string(), "signer": r.signer.to_checksum(None)})
-                );
-            } else {
-                println!("digest {digest}");
-                println!("signer {}", r.signer.to_checksum(None));
-            }
-            Ok(())
-        }
-        Err(e) => {
-            if !json {
-                println!("digest {digest}");
-            }
-            bail!(CheckFailed(format!(
-                "invalid signature ({}): {e}",
-                e.reason()
-            )))
-        }
-    }
-}
-
-/// Printed (and in `--json`, `"chain": …`) when a proof is checked offline only.
-const NOT_ON_CHAIN: &str = "not checked against the chain (give --rpc-url and --protocol-state): \
-     a self-made tree and document pass these checks";
-
-fn proof_verify(
-    file: &Path,
-    batch: Option<&Path>,
-    on_chain: Option<remote::ProofOnChain>,
-    json: bool,
-) -> Result<()> {
-    let proof: InclusionProof =
-        serde_json::from_slice(&read_input(file)?).context("not an inclusion-proof document")?;
-    let batch_bytes = batch.map(read_input).transpose()?;
-    let result = match &batch_bytes {
-        Some(b) => proof.verify_with_batch(b),
-        None => proof.verify(),
-    };
-    result.map_err(|e| CheckFailed(format!("proof does not hold: {e}")))?;
-    let summary = json!({"submission_id": proof.submission_id, "data_market": proof.data_market,
-                         "epoch_id": proof.epoch_id, "batch_index": proof.batch_index,
-                         "batch_cid": proof.batch_cid, "leaf_index": proof.leaf_index,
-                         "roothash": proof.roothash.to_string(), "batch_checked": batch.is_some()});
-    if !json {
-        println!(
-            "ok submission {} is leaf {} under roothash {} (batch {} {})",
-            proof.submission_id,
-            proof.leaf_index,
-            proof.roothash,
-            proof.batch_index,
-            proof.batch_cid
-        );
-    }
-    match on_chain {
-        Some(c) => remote::proof_verify_on_chain(&proof, batch_bytes.as_deref(), c, summary, json),
-        None => {
-            if json {
-                let mut s = summary;
-                s["ok"] = json!(true);
-                s["chain_checked"] = json!(false);
-                s["chain"] = json!(NOT_ON_CHAIN);
-                println!("{s}");
-            } else {
-                println!("{NOT_ON_CHAIN}");
-            }
-            Ok(())
-        }
     }
 }

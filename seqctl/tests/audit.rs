@@ -27,11 +27,9 @@ use sequencer_core::devkeys;
 use sequencer_core::eip712::{sign_request, Domain};
 use sequencer_core::finalize::BatchDocument;
 use sequencer_core::submission::SnapshotSubmission;
-use sequencer_functions::handlers::finalize::batches;
-use sequencer_functions::handlers::tick;
-use sequencer_functions::records::state;
-use sequencer_functions::testkit::ServedContent;
-use sequencer_functions::PipelineConfig;
+use sequencer_handlers::records::EpochState;
+use sequencer_handlers::PipelineConfig;
+use sequencer_testsupport::ServedContent;
 use tokio_util::sync::CancellationToken;
 
 async fn serve(docs: HashMap<String, Vec<u8>>, stop: &CancellationToken) -> String {
@@ -47,7 +45,7 @@ async fn serve(docs: HashMap<String, Vec<u8>>, stop: &CancellationToken) -> Stri
     format!("http://{bound}")
 }
 
-use common::{fails, out, seqctl};
+use common::{fails, out, seqctl, seqctl_env};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_holds_on_a_real_epoch_and_catches_tampering() {
@@ -100,14 +98,19 @@ async fn audit_holds_on_a_real_epoch_and_catches_tampering() {
     .await
     .unwrap();
     let honest = format!("http://{honest}");
-    let (epoch, _, _) = tick::epochs(&p)
+    let epoch = p
+        .records()
+        .epochs()
         .await
         .unwrap()
         .into_iter()
-        .find(|(_, st, rec)| st == state::ANCHORED && rec.batches.unwrap_or(0) >= 2)
-        .expect("an anchored epoch with two batches");
+        .find(|e| e.state == EpochState::Anchored && e.record.batches.unwrap_or(0) >= 2)
+        .expect("an anchored epoch with two batches")
+        .record
+        .epoch;
     let mut docs: Vec<(String, Vec<u8>, BatchDocument)> = Vec::new();
-    for (_, b) in batches(&p, epoch).await.unwrap() {
+    for b in p.records().batches(epoch).await.unwrap() {
+        let b = b.record;
         let bytes = p.ports.content.get(&b.cid).await.unwrap().unwrap();
         let doc: BatchDocument = serde_json::from_slice(&bytes).unwrap();
         docs.push((b.cid, bytes, doc));
@@ -166,6 +169,31 @@ async fn audit_holds_on_a_real_epoch_and_catches_tampering() {
     println!("{}", out(&o));
     assert!(o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("roothash recomputed"));
+    // The same two commands with every URL, contract and market from the environment
+    // (`seqctl --help`'s list), the market left out of the arguments: the same checks.
+    let env = vec![
+        ("PROOF_API_URL", honest.clone()),
+        ("IPFS_API_URL", honest.clone()),
+        ("RPC_URL", rpc.clone()),
+        ("PROTOCOL_STATE_ADDRESS", ps.clone()),
+        ("DATA_MARKET_ADDRESS", market.clone()),
+    ];
+    let o = seqctl_env(
+        vec!["proof".into(), "get".into(), epoch.to_string(), id.clone()],
+        env.clone(),
+    )
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    for want in [
+        "batch document: CID of its bytes",
+        "anchored on chain",
+        "roothash recomputed",
+    ] {
+        assert!(out(&o).contains(want), "{want}: {}", out(&o));
+    }
+    let o = seqctl_env(vec!["audit".into(), "epoch".into(), epoch.to_string()], env).await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("checks hold"), "{}", out(&o));
 
     // 1. Tampered bytes (same JSON meaning, one byte more): only the CID check fails, and the
     //    proof check refuses the document.

@@ -12,7 +12,7 @@ fn root() -> PathBuf {
 }
 
 fn sample() -> PathBuf {
-    root().join("../shared/vectors/sample-batch-epoch-11267.json")
+    root().join("tests/vectors/sample-batch-epoch-11267.json")
 }
 
 fn seqctl(args: &[&str]) -> Output {

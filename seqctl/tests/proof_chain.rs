@@ -22,14 +22,14 @@ use sequencer_chain::{Address, ChainClient, ChainConfig, SubmitOutcome, B256};
 use sequencer_core::finalize::{finalize_epoch, Accepted, Batch, FinalizeConfig};
 use sequencer_core::proof::{prove_inclusion, EpochBatch, InclusionProof};
 use sequencer_core::submission::{Request, SnapshotSubmission};
-use sequencer_functions::testkit::ServedContent;
+use sequencer_testsupport::ServedContent;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 /// Stands for an API key in the RPC URL: must never appear in any output.
 const SECRET: &str = "sEcReT-api-key-31337";
 
-use common::{fails, out, seqctl};
+use common::{fails, out, seqctl, seqctl_env};
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
     let p = dir.join(name);
@@ -214,6 +214,30 @@ async fn proofs_hold_against_the_chain_and_forgeries_do_not() {
         assert!(out(&o).contains(want), "{want}: {}", out(&o));
     }
     assert!(!out(&o).contains("not checked against the chain"));
+    no_secret(&o);
+    // The chain inputs from the environment instead (RPC_URL, PROTOCOL_STATE_ADDRESS,
+    // IPFS_API_URL): the same checks, and the URL still never printed.
+    let o = seqctl_env(
+        vec!["proof".into(), "verify".into(), gf.clone()],
+        vec![
+            ("RPC_URL", rpc_secret.clone()),
+            ("PROTOCOL_STATE_ADDRESS", ps.clone()),
+            ("IPFS_API_URL", ipfs.clone()),
+        ],
+    )
+    .await;
+    assert!(o.status.success(), "{}", out(&o));
+    assert!(out(&o).contains("ok   roothash recomputed"), "{}", out(&o));
+    no_secret(&o);
+    // Half of the pair in the environment is a usage error naming both sources, not a silent
+    // offline check; the URL is not echoed.
+    let o = seqctl_env(
+        vec!["proof".into(), "verify".into(), gf.clone()],
+        vec![("RPC_URL", rpc_secret.clone())],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(out(&o).contains("PROTOCOL_STATE_ADDRESS"), "{}", out(&o));
     no_secret(&o);
     let last_id = batches[2].document.submission_ids[0].clone();
     let last = prove(&last_id);

@@ -4,6 +4,8 @@
 //! deployed collectors do, and [`scenario`], the runner's cast of honest and misbehaving
 //! snapshotters. The `snapshotter-sim` binary is the ingress's load generator.
 
+pub mod bench;
+pub mod gossip;
 pub mod scenario;
 
 use std::time::Duration;
@@ -335,11 +337,5 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
 
 /// CPU time (user + system) this process has used so far (Linux `/proc/self/stat`, 100 Hz ticks).
 pub fn process_cpu_seconds() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the command name (which is in parentheses and may contain spaces).
-    let rest = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / 100.0)
+    bench::cpu_seconds_of(std::process::id())
 }

@@ -11,9 +11,15 @@
 //!   is sent twice byte for byte (a redelivery: changes nothing);
 //! - not its slot: an unassigned slot (`unknown_slot`);
 //! - late: slot 5 submits after the epoch was closed (`late`).
+//!
+//! Each submission goes by the chosen [`SimPath`]: `/collect` (the client's UUID is its id),
+//! gossipsub (a collector's envelope on `<prefix>/all`; its id is the content id), or both, as a
+//! dual-path collector sends it (then one of the two copies is accepted and the other rejected
+//! `duplicate`, or both are rejected for the same reason).
 
 use std::collections::BTreeMap;
 
+use crate::gossip::{envelope, GossipPeer, PeerOptions};
 use crate::Client;
 use anyhow::{Context, Result};
 use futures::AsyncWriteExt;
@@ -35,11 +41,35 @@ pub enum Expect {
     Rejected(&'static str),
 }
 
+/// Which path the simulated collectors send by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimPath {
+    /// `/collect` streams (the reference collectors).
+    Collect,
+    /// Gossipsub envelopes only (the newest collectors' mesh-only mode).
+    Gossipsub,
+    /// Both, each submission once per path (the newest collectors' default).
+    Both,
+}
+
+impl SimPath {
+    fn collect(self) -> bool {
+        self != SimPath::Gossipsub
+    }
+    fn gossip(self) -> bool {
+        self != SimPath::Collect
+    }
+}
+
 /// One message the simulator sent.
 #[derive(Debug, Clone)]
 pub struct Sent {
-    /// Submission id.
+    /// Submission id: the `/collect` UUID, or the content id when it went by gossipsub only.
     pub id: String,
+    /// The content id of the gossip copy when the submission went by both paths: of `id` and
+    /// this, an accepted submission has one accepted and the other a `duplicate`; a rejected one
+    /// has both rejected for its reason.
+    pub alt_id: Option<String>,
     /// Epoch.
     pub epoch: u64,
     /// What it should become.
@@ -57,6 +87,8 @@ pub struct Simulator {
     slots: u64,
     projects: u64,
     clients: Vec<(Client, libp2p::Stream)>,
+    peers: Vec<GossipPeer>,
+    path: SimPath,
     /// Per epoch: each slot's first project and one honest message to replay.
     pending: BTreeMap<u64, Pending>,
 }
@@ -75,7 +107,9 @@ pub fn honest_cid(project: &str, epoch: u64) -> String {
 }
 
 impl Simulator {
-    /// Connects `connections` simulated collectors to the ingress.
+    /// Connects `connections` simulated collectors to the ingress, sending by `path` (gossip
+    /// peers wait until the ingress is in their mesh of both topics).
+    #[allow(clippy::too_many_arguments)]
     pub async fn connect(
         addr: &Multiaddr,
         server: PeerId,
@@ -84,14 +118,34 @@ impl Simulator {
         slots: u64,
         projects: u64,
         connections: usize,
+        path: SimPath,
     ) -> Result<Self> {
         let mut clients = Vec::new();
+        let mut peers = Vec::new();
         for _ in 0..connections.max(1) {
-            let c = Client::connect(addr, server)
+            if path.collect() {
+                let c = Client::connect(addr, server)
+                    .await
+                    .context("simulator connecting to the ingress")?;
+                let s = c.open().await.context("opening a /collect stream")?;
+                clients.push((c, s));
+            }
+            if path.gossip() {
+                let p = GossipPeer::connect(
+                    libp2p::identity::Keypair::generate_ed25519(),
+                    addr,
+                    server,
+                    &PeerOptions::default(),
+                )
                 .await
-                .context("simulator connecting to the ingress")?;
-            let s = c.open().await.context("opening a /collect stream")?;
-            clients.push((c, s));
+                .context("simulator joining the ingress's gossipsub mesh")?;
+                for t in [&p.all, &p.zero] {
+                    if !p.wait_mesh(t, 1, std::time::Duration::from_secs(20)).await {
+                        anyhow::bail!("the ingress did not join the simulator's mesh of {t}");
+                    }
+                }
+                peers.push(p);
+            }
         }
         Ok(Self {
             domain,
@@ -99,6 +153,8 @@ impl Simulator {
             slots,
             projects: projects.max(1),
             clients,
+            peers,
+            path,
             pending: BTreeMap::new(),
         })
     }
@@ -111,7 +167,7 @@ impl Simulator {
         project: &str,
         cid: &str,
         header: B256,
-    ) -> Result<(String, Vec<u8>)> {
+    ) -> Result<(Sent, Vec<u8>)> {
         let key = devkeys::sim_snapshotter_key(signer_slot).context("simulated key")?;
         let request = Request {
             slot_id: slot,
@@ -131,14 +187,50 @@ impl Simulator {
             protocol_state: None,
         };
         let id = Uuid::new_v4();
-        Ok((id.to_string(), CollectMessage::encode(&id, &sub)))
+        let content = sequencer_core::gossip::content_id(&sub).to_string();
+        let sent = match self.path {
+            SimPath::Collect => Sent {
+                id: id.to_string(),
+                alt_id: None,
+                epoch,
+                expect: Expect::Accepted,
+            },
+            SimPath::Gossipsub => Sent {
+                id: content,
+                alt_id: None,
+                epoch,
+                expect: Expect::Accepted,
+            },
+            SimPath::Both => Sent {
+                id: id.to_string(),
+                alt_id: Some(content),
+                epoch,
+                expect: Expect::Accepted,
+            },
+        };
+        Ok((sent, CollectMessage::encode(&id, &sub)))
     }
 
-    async fn write(&mut self, i: usize, bytes: &[u8]) -> Result<()> {
-        let n = self.clients.len();
-        let (_, stream) = &mut self.clients[i % n];
-        stream.write_all(bytes).await.context("writing /collect")?;
-        stream.flush().await.context("flushing /collect")?;
+    /// Sends one `/collect` message by the chosen path(s): as is on a stream, and/or its
+    /// submission in a collector's envelope on gossipsub (`<prefix>/0` for epoch 0).
+    async fn write(&mut self, i: usize, bytes: &[u8], epoch: u64) -> Result<()> {
+        if self.path.collect() {
+            let n = self.clients.len();
+            let (_, stream) = &mut self.clients[i % n];
+            stream.write_all(bytes).await.context("writing /collect")?;
+            stream.flush().await.context("flushing /collect")?;
+        }
+        if self.path.gossip() {
+            let n = self.peers.len();
+            let p = &self.peers[i % n];
+            let json = bytes
+                .get(sequencer_core::collect::UUID_LEN..)
+                .unwrap_or_default();
+            let topic = if epoch == 0 { &p.zero } else { &p.all };
+            p.publish(topic, envelope(epoch, json, &p.peer_id))
+                .await
+                .context("publishing on gossipsub")?;
+        }
         Ok(())
     }
 
@@ -166,17 +258,13 @@ impl Simulator {
                         cid = honest_cid(&project, epoch + 1_000_000);
                     }
                 }
-                let (id, bytes) = self.message(slot, slot, epoch, &project, &cid, header)?;
-                self.write(k, &bytes).await?;
+                let (s, bytes) = self.message(slot, slot, epoch, &project, &cid, header)?;
+                self.write(k, &bytes, epoch).await?;
                 k += 1;
                 if duplicate.is_none() {
                     duplicate = Some(bytes);
                 }
-                sent.push(Sent {
-                    id,
-                    epoch,
-                    expect: Expect::Accepted,
-                });
+                sent.push(s);
             }
         }
         self.pending.insert(epoch, (first_project, duplicate));
@@ -204,18 +292,18 @@ impl Simulator {
         let unassigned = self.slots + 1_000;
         bad.push((unassigned, 1, p0.clone(), "unknown_slot"));
         for (slot, signer, project, reason) in bad {
-            let (id, bytes) = self.message(slot, signer, epoch, &project, &cid, header)?;
-            self.write(k, &bytes).await?;
+            let (s, bytes) = self.message(slot, signer, epoch, &project, &cid, header)?;
+            self.write(k, &bytes, epoch).await?;
             k += 1;
             sent.push(Sent {
-                id,
-                epoch,
                 expect: Expect::Rejected(reason),
+                ..s
             });
         }
         if let Some(bytes) = duplicate {
-            // The same message again: the sequencer must change nothing.
-            self.write(k, &bytes).await?;
+            // The same message again (on gossipsub: a new gossip message with the same body):
+            // the sequencer must change nothing.
+            self.write(k, &bytes, epoch).await?;
         }
         Ok(sent)
     }
@@ -225,12 +313,11 @@ impl Simulator {
         let slot = 5.min(self.slots).max(1);
         let project = project_id(self.projects + 3);
         let cid = honest_cid(&project, epoch);
-        let (id, bytes) = self.message(slot, slot, epoch, &project, &cid, header)?;
-        self.write(0, &bytes).await?;
+        let (s, bytes) = self.message(slot, slot, epoch, &project, &cid, header)?;
+        self.write(0, &bytes, epoch).await?;
         Ok(Sent {
-            id,
-            epoch,
             expect: Expect::Rejected("late"),
+            ..s
         })
     }
 
@@ -239,6 +326,9 @@ impl Simulator {
         for (c, mut s) in self.clients {
             let _ = s.close().await;
             c.close().await;
+        }
+        for p in self.peers {
+            p.close().await;
         }
     }
 }

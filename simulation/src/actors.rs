@@ -6,18 +6,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sequencer_chain::epoch_manager::{plan, CatchUp};
 use sequencer_core::cids::raw_cid;
 use sequencer_core::collect::CollectMessage;
 use sequencer_core::eip712::sign_request;
+use sequencer_core::gossip::content_id;
 use sequencer_core::submission::{Request, SnapshotSubmission};
 use sequencer_core::B256;
-use sequencer_functions::handlers::tick;
-use sequencer_functions::ports::OutMessage;
+use sequencer_handlers::records::EpochState;
+use sequencer_handlers::tick;
+use sequencer_ports::{OutMessage, Queue};
 use sha2::{Digest, Sha256};
 
 use crate::exec::Sim;
 use crate::ledger::{Actor, Attack, Logged, Sent};
+use crate::model::state::{now, ReadOnly};
 use crate::world::{Func, Slots, World, BASE_MS};
 
 /// The id of project `i`.
@@ -46,7 +48,7 @@ fn digest(body: &str) -> String {
 }
 
 /// A signed `/collect` message: `slot`'s request signed with `signer_slot`'s simulated key (the
-/// functions' test kit builds it).
+/// handlers' test kit builds it).
 #[allow(clippy::too_many_arguments)]
 pub fn signed(
     w: &World,
@@ -59,7 +61,7 @@ pub fn signed(
     header: B256,
 ) -> Option<String> {
     sequencer_core::devkeys::sim_snapshotter_key(signer_slot)?;
-    let (body, _) = sequencer_functions::testkit::signed_message(
+    let (body, _) = sequencer_testsupport::signed_message(
         &w.domain,
         w.market,
         id,
@@ -102,44 +104,71 @@ fn sent(
         arrived_at: None,
         head_at_arrival: None,
         replay_of: None,
+        path: PATH_COLLECT,
     }
 }
 
+/// The ingress path of a `/collect` stream.
+pub const PATH_COLLECT: &str = "collect";
+/// The ingress path of a gossipsub message.
+pub const PATH_GOSSIP: &str = "gossipsub";
+
 /// The ingress: the message reaches it after a network delay (stamped in the ledger with the
 /// head at arrival), lingers 20 ms in its buffer, and is sent to the submissions queue with the
-/// attributes the real ingress stamps (`ingress/src/envelope.rs`) until SQS takes it.
+/// attributes the real ingress stamps (`ingress/src/envelope.rs` `EnvelopeMeta::attributes`)
+/// until SQS takes it.
 pub fn deliver(w: &Arc<World>, s: Sent) {
-    w.ingress_pending.fetch_add(1, Ordering::SeqCst);
+    deliver_copies(w, s, 1);
+}
+
+/// [`deliver`] through `copies` ingress replicas (a gossip message reaches every replica in the
+/// mesh, and each sends it to the queue): one message in the ledger, the earliest arrival its.
+pub fn deliver_copies(w: &Arc<World>, s: Sent, copies: u64) {
     let idx = w.ledger().send(s.clone());
-    let w2 = w.clone();
-    w.sim.spawn(format!("ingress#{idx}"), async move {
-        let sim = w2.sim.clone();
-        sim.sleep(sim.rand_range(5..300)).await;
-        let head = w2.chain().head();
-        {
-            let mut l = w2.ledger();
-            l.sent[idx].arrived_at = Some(sim.now());
-            l.sent[idx].head_at_arrival = Some(head);
-        }
-        sim.sleep(20).await;
-        let mut msg = OutMessage::new(s.body.clone())
-            .attr("market", format!("{:#x}", w2.market))
-            .attr("peer", format!("12D3KooWsim{}", s.slot % 1000));
-        if s.epoch > 0 {
-            msg = msg.attr("epoch", s.epoch.to_string());
-        }
-        if s.slot > 0 {
-            msg = msg.attr("slot", s.slot.to_string());
-        }
-        if !s.project.is_empty() {
-            msg = msg.attr("project", s.project.clone());
-        }
-        if s.id.len() == 36 {
-            msg = msg.attr("submission_id", s.id.clone());
-        }
-        w2.ingress_send(msg).await;
-        w2.ingress_pending.fetch_sub(1, Ordering::SeqCst);
-    });
+    // What the ingress derives from a message that parses: the content id, the same on every
+    // path (`sequencer_core::gossip::content_id`).
+    let content_id = CollectMessage::parse(s.body.as_bytes())
+        .ok()
+        .map(|m| content_id(&m.submission).to_string());
+    for copy in 0..copies.max(1) {
+        w.ingress_pending.fetch_add(1, Ordering::SeqCst);
+        let (w2, s, content_id) = (w.clone(), s.clone(), content_id.clone());
+        w.sim.spawn(format!("ingress#{idx}.{copy}"), async move {
+            let sim = w2.sim.clone();
+            sim.sleep(sim.rand_range(5..300)).await;
+            let head = w2.chain().head();
+            {
+                let mut l = w2.ledger();
+                let sent = &mut l.sent[idx];
+                if sent.arrived_at.is_none() {
+                    sent.arrived_at = Some(sim.now());
+                    sent.head_at_arrival = Some(head);
+                }
+            }
+            sim.sleep(20).await;
+            let mut msg = OutMessage::new(s.body.clone())
+                .attr("market", format!("{:#x}", w2.market))
+                .attr("peer", format!("12D3KooWsim{}", s.slot % 1000))
+                .attr("path", s.path);
+            if s.epoch > 0 {
+                msg = msg.attr("epoch", s.epoch.to_string());
+            }
+            if s.slot > 0 {
+                msg = msg.attr("slot", s.slot.to_string());
+            }
+            if !s.project.is_empty() {
+                msg = msg.attr("project", s.project.clone());
+            }
+            if s.id.len() == 36 {
+                msg = msg.attr("submission_id", s.id.clone());
+            }
+            if let Some(c) = content_id {
+                msg = msg.attr("content_id", c);
+            }
+            w2.ingress_send(msg).await;
+            w2.ingress_pending.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
 }
 
 /// Blocks every `block_ms` (±5 %), an occasional shallow reorg, and the moment each window
@@ -184,9 +213,11 @@ async fn miner(w: Arc<World>) {
     }
 }
 
-/// Releases epochs of `epoch_size` blocks of the source chain (the protocol chain here) by the
-/// real rule ([`sequencer_chain::epoch_manager::plan`]), inside invocations of ~58 s every
-/// minute like the scheduled Lambda, until the scenario's epochs are out.
+/// Releases epochs of `epoch_size` blocks of the source chain (the protocol chain here), inside
+/// invocations of ~58 s every minute like the scheduled Lambda, until the scenario's epochs are
+/// out. The rule is the epoch manager's (`sequencer_chain::epoch_manager::plan`, in order, no
+/// finality offset): `[b, b + size − 1]` is due once the head reaches its last block, one
+/// release a poll.
 async fn epoch_manager(w: Arc<World>) {
     let sim = w.sim.clone();
     let every = w.deploy.schedule_s * 1000;
@@ -203,18 +234,12 @@ async fn epoch_manager(w: Arc<World>) {
             }
             let due = {
                 let c = w.chain();
-                plan(
-                    c.next_begin(),
-                    w.sc.epoch_size,
-                    c.head(),
-                    0,
-                    CatchUp::InOrder { max_per_sec: 5 },
-                )
-                .ok()
-                .and_then(|p| p.release)
+                let begin = c.next_begin();
+                let end = begin + w.sc.epoch_size.max(1) - 1;
+                (c.head() >= end).then_some((begin, end))
             };
-            if let Some(range) = due {
-                let (e, block) = w.chain().release(range.begin, range.end);
+            if let Some((begin, end)) = due {
+                let (e, block) = w.chain().release(begin, end);
                 sim.trace(|| format!("release epoch {e} in block {block}"));
                 w.ledger().released.insert(e, (sim.now(), block));
             }
@@ -225,8 +250,9 @@ async fn epoch_manager(w: Arc<World>) {
 }
 
 /// EventBridge every minute; reserved concurrency 1 throttles a run while the previous one is
-/// still going (Lambda retries it until the event is 60 s old); each run is `tick::run`'s loop
-/// over virtual time: a step, then another every `TICK_POLL_MS` until 5 s before the timeout.
+/// still going (Lambda retries it until the event is 60 s old); each run is `tick::run` on the
+/// pipeline's (virtual) clock, as the tick Lambda calls it: a step, then another every
+/// `TICK_POLL_MS`, for the time left less its 5 s margin; killed at the timeout.
 async fn tick_schedule(w: Arc<World>) {
     let sim = w.sim.clone();
     let every = w.deploy.schedule_s * 1000;
@@ -251,9 +277,9 @@ async fn tick_schedule(w: Arc<World>) {
         n += 1;
         let task = format!("tick#{n}");
         let start = sim.now();
-        let loop_deadline = start + timeout - margin;
+        let budget = Duration::from_millis(timeout.saturating_sub(margin));
+        let poll = Duration::from_millis(poll);
         let p = w.tick.clone();
-        let s2 = sim.clone();
         let crash = w.crash_point(400);
         w.ledger().invocations.push(crate::ledger::Invocation {
             task: task.clone(),
@@ -267,13 +293,10 @@ async fn tick_schedule(w: Arc<World>) {
         let h = sim.spawn_invocation(
             task.clone(),
             async move {
-                loop {
-                    tick::step(&p).await.map_err(|e| e.to_string())?;
-                    if s2.now() + poll >= loop_deadline {
-                        return Ok::<(), String>(());
-                    }
-                    s2.sleep(poll).await;
-                }
+                tick::run(&p, budget, poll)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             },
             start + timeout,
             crash,
@@ -316,19 +339,18 @@ async fn poller(w: Arc<World>, f: Func) {
     let window = spec.batching_window_s.unwrap_or(0) * 1000;
     let wait = Duration::from_secs(w.deploy.long_poll_s);
     loop {
-        let mut batch =
-            match sequencer_functions::ports::Queue::receive(&q, batch_size.min(10), wait).await {
-                Ok(v) if !v.is_empty() => v,
-                Ok(_) => continue,
-                Err(_) => {
-                    sim.sleep(1_000).await;
-                    continue;
-                }
-            };
+        let mut batch = match q.receive(batch_size.min(10), wait).await {
+            Ok(v) if !v.is_empty() => v,
+            Ok(_) => continue,
+            Err(_) => {
+                sim.sleep(1_000).await;
+                continue;
+            }
+        };
         let until = sim.now() + window;
         while batch.len() < batch_size && sim.now() < until {
             let want = (batch_size - batch.len()).min(10);
-            match sequencer_functions::ports::Queue::receive(&q, want, Duration::ZERO).await {
+            match q.receive(want, Duration::ZERO).await {
                 Ok(more) if !more.is_empty() => batch.extend(more),
                 _ => {
                     sim.sleep(200.min(until.saturating_sub(sim.now())).max(1))
@@ -350,7 +372,7 @@ async fn poller(w: Arc<World>, f: Func) {
             .map(|m| m.receipt.clone())
             .collect();
         if !done.is_empty() {
-            let _ = sequencer_functions::ports::Queue::ack(&q, &done).await;
+            let _ = q.ack(&done).await;
         }
     }
 }
@@ -478,7 +500,20 @@ fn send_own(
             Some(hb),
             Some(header),
         );
-        deliver(w, s);
+        let text = s.body[36..].to_string();
+        deliver(w, s.clone());
+        if w.sim.chance(w.sc.gossip_p) {
+            // Published on gossipsub too (PROTOCOL.md §10): the same text under its content id,
+            // received by every ingress replica.
+            if let Ok(g) = sequencer_core::gossip::queue_body(&text) {
+                let mut copy = s;
+                copy.id = g.submission_id.to_string();
+                copy.body = String::from_utf8_lossy(&g.raw).into_owned();
+                copy.digest = digest(&copy.body);
+                copy.path = PATH_GOSSIP;
+                deliver_copies(w, copy, w.sc.ingress_replicas);
+            }
+        }
     }
 }
 
@@ -745,51 +780,46 @@ async fn probe_live(w: Arc<World>) {
             sim.sleep(500).await;
             let released = w.ledger().released.get(&e).map(|x| x.1);
             let Some(r) = released else { continue };
-            let st = w
-                .state()
-                .peek(
-                    sequencer_functions::ports::Table::Epochs,
-                    &sequencer_functions::records::epoch_key(&w.market, e),
-                )
-                .and_then(|i| i.state);
             let closed = w.ledger().window_closed.contains_key(&e);
             // The replay probe needs an honest submission of the epoch already answered.
-            let answered = {
-                let ids: Vec<String> = w
-                    .ledger()
-                    .sent
-                    .iter()
-                    .filter(|s| s.actor == Actor::Honest && s.epoch == e)
-                    .map(|s| s.id.clone())
-                    .collect();
+            let ids: Vec<String> = w
+                .ledger()
+                .sent
+                .iter()
+                .filter(|s| s.actor == Actor::Honest && s.epoch == e)
+                .map(|s| s.id.clone())
+                .collect();
+            let (open, answered) = {
                 let st = w.state();
-                ids.iter().any(|id| {
-                    st.peek(
-                        sequencer_functions::ports::Table::Receipts,
-                        &sequencer_functions::records::receipt_key(&w.market, e, id),
-                    )
-                    .is_some()
-                })
+                let view = ReadOnly(&st);
+                let records = w.records(&view);
+                let open = now(records.epoch(e))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|x| x.state == EpochState::Open);
+                let answered = ids
+                    .iter()
+                    .any(|id| now(records.receipt(e, id)).ok().flatten().is_some());
+                (open, answered)
             };
-            match st.as_deref() {
-                Some(sequencer_functions::records::state::OPEN) if !closed && answered => {
-                    let slots = Slots::of(&w.sc);
-                    let mut kinds = vec![
-                        Attack::Garbage,
-                        Attack::FutureEpoch,
-                        Attack::Replay,
-                        Attack::RandomHeader,
-                    ];
-                    if slots.flagged.is_some() {
-                        kinds.push(Attack::Flagged);
-                    }
-                    for a in kinds {
-                        crate::probe(&w, a, e, r).await;
-                    }
-                    return;
+            if open && !closed && answered {
+                let slots = Slots::of(&w.sc);
+                let mut kinds = vec![
+                    Attack::Garbage,
+                    Attack::FutureEpoch,
+                    Attack::Replay,
+                    Attack::RandomHeader,
+                ];
+                if slots.flagged.is_some() {
+                    kinds.push(Attack::Flagged);
                 }
-                _ if closed => break,
-                _ => {}
+                for a in kinds {
+                    crate::probe(&w, a, e, r).await;
+                }
+                return;
+            }
+            if closed {
+                break;
             }
         }
     }

@@ -367,7 +367,71 @@ pub const DEFECTS: &[Defect] = &[
     },
 ];
 
-/// The open defect `v` shows, if any.
+/// The open defect `v` shows, if any: a violation passes CI only when this is `Some`.
 pub fn known(v: &Violation) -> Option<&'static Defect> {
-    DEFECTS.iter().find(|d| !d.fixed && d.matches(v))
+    known_in(DEFECTS, v)
+}
+
+/// The open defect of `table` that `v` shows, if any.
+pub fn known_in<'a>(table: &'a [Defect], v: &Violation) -> Option<&'a Defect> {
+    table.iter().find(|d| !d.fixed && d.matches(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Scenario, PRESETS};
+
+    fn violation(invariant: &'static str, what: &str) -> Violation {
+        Violation {
+            invariant,
+            epoch: Some(3),
+            subject: None,
+            what: what.to_string(),
+            why: vec!["evidence".into()],
+        }
+    }
+
+    /// The rule CI applies to every violation of every seed.
+    #[test]
+    fn an_open_defect_passes_a_new_violation_fails_and_a_fixed_one_fails_again() {
+        let d = DEFECTS
+            .iter()
+            .find(|d| d.id == "anchor-failed-funding")
+            .expect("listed");
+        let shown = violation(
+            d.invariant,
+            &format!("ANCHOR_FAILED; failure: {}", d.needle),
+        );
+        assert_eq!(known(&shown).map(|d| d.id), Some(d.id), "open: passes");
+        // The same invariant without the defect's needle is another defect: NEW.
+        let other = violation(d.invariant, "CLOSED at the end, for another reason");
+        assert!(known_in(&[*d], &other).is_none(), "needle decides");
+        // An invariant no defect lists: NEW.
+        assert!(known(&violation("one_tx_per_batch", "2 transactions")).is_none());
+        // Marked fixed, the same violation fails again.
+        let fixed = Defect { fixed: true, ..*d };
+        assert!(known_in(&[fixed], &shown).is_none(), "fixed: fails");
+    }
+
+    #[test]
+    fn every_defect_names_a_preset_and_an_invariant_and_ids_are_unique() {
+        let mut ids = std::collections::BTreeSet::new();
+        for d in DEFECTS {
+            assert!(ids.insert(d.id), "{} listed twice", d.id);
+            assert!(
+                PRESETS.contains(&d.scenario),
+                "{}: preset {}",
+                d.id,
+                d.scenario
+            );
+            assert!(Scenario::named(d.scenario).is_some(), "{}", d.id);
+            assert!(
+                crate::invariants::INVARIANTS.contains(&d.invariant),
+                "{}: no invariant {}",
+                d.id,
+                d.invariant
+            );
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! The deployment's timing and concurrency, as the Terraform module sets them
 //! (`infra/terraform/modules/sequencer/locals.tf` `function_defaults`, `variables.tf`
-//! `schedule_expression`, the tick Lambda's margin and poll in `functions/lambdas/src/bin/tick.rs`).
+//! `schedule_expression`, the tick Lambda's margin and poll in `lambdas/src/bin/tick.rs`).
 //! A test reads those files and fails when they and this table drift apart.
 
 /// One function's settings.
@@ -241,7 +241,7 @@ mod tests {
             "schedule_expression default"
         );
 
-        let tick = repo_file("functions/lambdas/src/bin/tick.rs");
+        let tick = repo_file("lambdas/src/bin/tick.rs");
         assert!(
             tick.contains(&format!(
                 "const MARGIN: Duration = Duration::from_secs({});",

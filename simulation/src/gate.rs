@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use sequencer_ports::{ErrorKind, Port, PortError};
+
 use crate::exec::Sim;
 
 /// Latency and failures of one port, changeable during a run (fault windows).
@@ -61,9 +63,18 @@ pub enum Fate {
 #[derive(Clone)]
 pub struct Gate {
     sim: Sim,
-    port: &'static str,
+    port: Port,
     profile: Arc<Mutex<Profile>>,
     counts: Arc<Mutex<CallCounts>>,
+}
+
+fn port_name(p: Port) -> &'static str {
+    match p {
+        Port::State => "state",
+        Port::Queue => "queue",
+        Port::Content => "content",
+        Port::Chain => "chain",
+    }
 }
 
 fn function_of(task: &str) -> String {
@@ -72,18 +83,18 @@ fn function_of(task: &str) -> String {
 
 impl Gate {
     /// A gate for `port` with `profile`, counting into `counts`.
-    pub fn new(
-        sim: Sim,
-        port: &'static str,
-        profile: Profile,
-        counts: Arc<Mutex<CallCounts>>,
-    ) -> Self {
+    pub fn new(sim: Sim, port: Port, profile: Profile, counts: Arc<Mutex<CallCounts>>) -> Self {
         Self {
             sim,
             port,
             profile: Arc::new(Mutex::new(profile)),
             counts,
         }
+    }
+
+    /// The port's short name in counts and traces (`state`, `queue`, `content`, `chain`).
+    pub fn name(&self) -> &'static str {
+        port_name(self.port)
     }
 
     /// The scheduler.
@@ -117,21 +128,23 @@ impl Gate {
     /// (synchronously, at one instant) unless the call failed first, waits again, maybe crashes
     /// again. `apply` returns the answer and extra latency (ms) before the caller gets it (a
     /// chain write waits for its block). `what` names the call's arguments and `summary` its
-    /// answer in the trace.
-    pub async fn call<T, E>(
+    /// answer in the trace. An injected failure is the port's `Unavailable` (a timeout, a 5xx,
+    /// a dropped connection: what every adapter reports a transport failure as).
+    pub async fn call<T>(
         &self,
         op: &'static str,
         what: String,
-        fail: impl FnOnce(&'static str) -> E,
-        apply: impl FnOnce() -> (Result<T, E>, u64),
-        summary: impl Fn(&Result<T, E>) -> String,
-    ) -> Result<T, E> {
+        apply: impl FnOnce() -> (Result<T, PortError>, u64),
+        summary: impl Fn(&Result<T, PortError>) -> String,
+    ) -> Result<T, PortError> {
+        let port = self.name();
+        let fail = |why: &str| PortError::new(self.port, ErrorKind::Unavailable, why);
         let task = self.sim.current_name();
         *self
             .counts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((function_of(&task), format!("{}.{op}", self.port)))
+            .entry((function_of(&task), format!("{port}.{op}")))
             .or_default() += 1;
         let crash_here = self.sim.count_call();
         // Where a crash lands: before the request leaves, or after it was applied.
@@ -146,7 +159,7 @@ impl Gate {
         self.sim.sleep(first).await;
         if crash_here && !crash_after_apply {
             self.sim
-                .trace(|| format!("{task} CRASH before {}.{op} {what}", self.port));
+                .trace(|| format!("{task} CRASH before {}.{op} {what}", port));
             match self.sim.crash_current().await {}
         }
         let fate = if self.sim.chance(p.fail_p) {
@@ -161,20 +174,19 @@ impl Gate {
             Fate::LostAnswer => {
                 let (r, extra) = apply();
                 let s = summary(&r);
-                self.sim.trace(|| {
-                    format!("{task} {}.{op} {what} applied, answer lost: {s}", self.port)
-                });
+                self.sim
+                    .trace(|| format!("{task} {}.{op} {what} applied, answer lost: {s}", port));
                 (Err(fail("injected: applied, answer lost")), extra)
             }
             Fate::Ok => apply(),
         };
         let s = summary(&result);
         self.sim
-            .trace(|| format!("{task} {}.{op} {what} -> {s}", self.port));
+            .trace(|| format!("{task} {}.{op} {what} -> {s}", port));
         self.sim.sleep(total - first + extra).await;
         if crash_after_apply {
             self.sim
-                .trace(|| format!("{task} CRASH after {}.{op}", self.port));
+                .trace(|| format!("{task} CRASH after {}.{op}", port));
             match self.sim.crash_current().await {}
         }
         result

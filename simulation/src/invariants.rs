@@ -26,6 +26,7 @@
 //! | `future_epoch_records` | no record is written for an epoch that was never released |
 //! | `hostile_cost` | one hostile message costs at most its ceiling of state writes and chain calls |
 //! | `retention` | records of one epoch carry one retention: TTL tables get TTLs, no record of an expiring epoch lives for ever |
+//! | `virtual_clock` | every TTL and handler timestamp lies within the run's virtual time: no handler reads the wall clock |
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,14 +37,42 @@ use sequencer_core::merkle::IncrementalTree;
 use sequencer_core::proof::{prove_inclusion, EpochBatch};
 use sequencer_core::submission::SnapshotSubmission;
 use sequencer_core::B256;
-use sequencer_functions::ports::{Item, Table};
-use sequencer_functions::records::{state, EpochRecord, Receipt, SubmissionRecord};
+use sequencer_handlers::query::Fate;
+use sequencer_handlers::records::{EpochRecord, EpochState, Outcome, Receipt};
+use sequencer_ports::{Item, Table};
 
 use crate::deploy::TTL_TABLES;
-use crate::ledger::{Actor, Attack, Sent};
+use crate::ledger::{Actor, Answer, Attack, Sent};
 use crate::model::chain::{OnChainBatch, TxKind};
 use crate::model::content::node_cid;
+use crate::model::state::{now, ReadOnly, StateModel};
 use crate::world::{queues, World, BASE_MS};
+
+/// Every invariant's name, as violations carry it.
+pub const INVARIANTS: &[&str] = &[
+    "on_time_not_batched",
+    "honest_late",
+    "honest_not_yet_final",
+    "honest_dead_lettered",
+    "accepted_not_batched",
+    "not_provable",
+    "proof_api",
+    "chain_matches_documents",
+    "one_tx_per_batch",
+    "epoch_stuck",
+    "epoch_slow",
+    "epoch_closed_late",
+    "batched_but_rejected",
+    "batched_without_receipt",
+    "slot_cap",
+    "first_wins",
+    "duplicate_ids",
+    "dead_lettered_message",
+    "future_epoch_records",
+    "hostile_cost",
+    "retention",
+    "virtual_clock",
+];
 
 /// One broken promise.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +125,17 @@ fn ms(t: u64) -> String {
     format!("t={:.1}s", t as f64 / 1000.0)
 }
 
-fn epoch_of_pk(pk: &str) -> Option<u64> {
-    pk.split('#').nth(1)?.parse().ok()
+/// The epoch an item of `table` belongs to, read from its key. The one place the simulator
+/// reads the handlers' key scheme (`handlers/src/records/keys.rs`), for the checks that look at
+/// raw items (retention, records of epochs never released); everything else reads through the
+/// typed records layer. `the_key_scheme_is_the_handlers` pins it to what `Records` writes.
+pub fn epoch_of_key(table: Table, pk: &str, sk: &str) -> Option<u64> {
+    match table {
+        Table::Epochs => sk.parse().ok(),
+        Table::Blocks => None,
+        // `market#epoch#…` (submissions, receipts, counters) and `market#epoch` (batches).
+        _ => pk.split('#').nth(1)?.parse().ok(),
+    }
 }
 
 /// What the checks read, gathered once.
@@ -109,7 +147,11 @@ struct Facts<'a> {
     /// epoch → id → (batch index, submission text)
     batched: BTreeMap<u64, BTreeMap<String, Vec<(u32, String)>>>,
     receipts: BTreeMap<(u64, String), Receipt>,
-    epochs: BTreeMap<u64, (String, EpochRecord)>,
+    epochs: BTreeMap<u64, (EpochState, EpochRecord)>,
+    /// Accepted claims: (epoch, submission id) → the (project, slot) claims it holds.
+    claims: BTreeMap<(u64, String), Vec<(String, u64)>>,
+    /// Every item the pipeline wrote, those the TTL sweeper deleted included.
+    all: StateModel,
     dlq: Vec<crate::model::queue::Peeked>,
     /// Released epochs not anchored at the end: their submissions are judged with the epoch.
     unanchored: BTreeSet<u64>,
@@ -145,30 +187,49 @@ impl<'a> Facts<'a> {
             }
             chain.insert(*e, b);
         }
-        let st = w.state();
-        let mut receipts = BTreeMap::new();
-        for (pk, sk, item) in st.scan_with_expired(Table::Receipts) {
-            if let (Some(e), Ok(r)) = (
-                epoch_of_pk(&pk),
-                serde_json::from_str::<Receipt>(&item.data),
-            ) {
-                receipts.insert((e, sk), r);
+        // What the pipeline wrote, expired items included, read through the typed records.
+        let all = w.state().with_expired();
+        let (receipts, epochs, claims) = {
+            let view = ReadOnly(&all);
+            let records = w.records(&view);
+            let named: BTreeSet<(u64, String)> = w
+                .ledger()
+                .sent
+                .iter()
+                .filter(|s| s.epoch > 0)
+                .map(|s| (s.epoch, s.id.clone()))
+                .collect();
+            let mut receipts = BTreeMap::new();
+            for (e, id) in named.iter() {
+                if let Ok(Some(r)) = now(records.receipt(*e, id)) {
+                    receipts.insert((*e, id.clone()), r);
+                }
             }
-        }
-        let mut epochs = BTreeMap::new();
-        for (_, sk, item) in st.scan_with_expired(Table::Epochs) {
-            if let (Ok(e), Ok(rec)) = (
-                sk.parse::<u64>(),
-                serde_json::from_str::<EpochRecord>(&item.data),
-            ) {
-                epochs.insert(e, (item.state.clone().unwrap_or_default(), rec));
+            let epochs: BTreeMap<u64, (EpochState, EpochRecord)> = now(records.epochs())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|x| (x.record.epoch, (x.state, x.record)))
+                .collect();
+            let mut claims: BTreeMap<(u64, String), Vec<(String, u64)>> = BTreeMap::new();
+            let named_epochs: BTreeSet<u64> = named.iter().map(|(e, _)| *e).collect();
+            for e in named_epochs {
+                for a in now(records.accepted_submissions(e)).unwrap_or_default() {
+                    claims.entry((e, a.submission_id)).or_default().push((
+                        a.submission.request.project_id.clone(),
+                        a.submission.request.slot_id,
+                    ));
+                }
             }
-        }
-        drop(st);
+            (receipts, epochs, claims)
+        };
         let dlq = w.queues().peek(queues::SUBMISSIONS_DLQ);
         let unanchored = releases
             .keys()
-            .filter(|e| epochs.get(e).is_none_or(|(st, _)| st != state::ANCHORED))
+            .filter(|e| {
+                epochs
+                    .get(e)
+                    .is_none_or(|(st, _)| *st != EpochState::Anchored)
+            })
             .copied()
             .collect();
         Facts {
@@ -180,6 +241,8 @@ impl<'a> Facts<'a> {
             batched,
             receipts,
             epochs,
+            claims,
+            all,
             dlq,
         }
     }
@@ -208,9 +271,9 @@ impl<'a> Facts<'a> {
         match self.receipts.get(&(e, id.to_string())) {
             Some(r) => out.push(format!(
                 "receipt: {}{} at {}",
-                r.outcome,
-                r.reason
-                    .as_ref()
+                r.outcome.code(),
+                r.outcome
+                    .reason()
                     .map(|x| format!(" ({x})"))
                     .unwrap_or_default(),
                 ms((r.at_ms - BASE_MS).max(0) as u64)
@@ -413,6 +476,7 @@ pub fn check(w: &World) -> Vec<Violation> {
     dead_letters(&f, &mut v);
     future_records(&f, &mut v);
     retention(&f, &mut v);
+    virtual_clock(&f, &mut v);
     v
 }
 
@@ -550,19 +614,17 @@ fn honest(f: &Facts, v: &mut Vec<Violation>) {
         .iter()
         .map(|m| m.body.get(..36).unwrap_or("").to_string())
         .collect();
-    let api: BTreeMap<String, (u16, String)> =
+    let api: BTreeMap<String, Answer> =
         f.w.ledger()
             .proofs
             .iter()
-            .map(|(id, _, st, fate)| (id.clone(), (*st, fate.clone())))
+            .map(|(id, _, a)| (id.clone(), a.clone()))
             .collect();
-    // Bodies replayed under another id before the original: (epoch, body tail) → replay ids.
-    let mut replays: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for s in sent.iter().filter(|s| s.replay_of.is_some()) {
-        replays
-            .entry(s.body[36..].to_string())
-            .or_default()
-            .push(s.id.clone());
+    // One signed text under several ids: its `/collect` and gossipsub copies, replays. Body
+    // tail (the text after the id) → ids. Any one of them batched keeps the promise.
+    let mut copies: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in sent.iter().filter(|s| s.body.len() > 36) {
+        copies.entry(&s.body[36..]).or_default().push(&s.id);
     }
     let chain = f.w.chain();
     for s in sent
@@ -587,12 +649,12 @@ fn honest(f: &Facts, v: &mut Vec<Violation>) {
             continue;
         }
         let mine = f.batched.get(&e).and_then(|b| b.get(&s.id));
-        let by_replay = replays
+        let by_copy = copies
             .get(&s.body[36..])
             .into_iter()
             .flatten()
-            .find(|rid| f.batched.get(&e).is_some_and(|b| b.contains_key(*rid)));
-        if mine.is_some() || by_replay.is_some() {
+            .find(|id| **id != s.id && f.batched.get(&e).is_some_and(|b| b.contains_key(**id)));
+        if mine.is_some() || by_copy.is_some() {
             if let Some(m) = mine {
                 if m.len() > 1 {
                     v.push(Violation {
@@ -608,8 +670,8 @@ fn honest(f: &Facts, v: &mut Vec<Violation>) {
             continue;
         }
         let receipt = f.receipts.get(&(e, s.id.clone()));
-        let reason = receipt.and_then(|r| r.reason.clone());
-        let (invariant, what) = match (receipt.map(|r| r.outcome.as_str()), reason.as_deref()) {
+        let reason = receipt.and_then(|r| r.outcome.reason()).map(|r| r.code());
+        let (invariant, what) = match (receipt.map(|r| r.outcome.code()), reason) {
             (Some("rejected"), Some("late")) => (
                 "honest_late",
                 format!("rejected `late` although the ingress received it with head {h} ≤ window end {end}"),
@@ -642,7 +704,7 @@ fn honest(f: &Facts, v: &mut Vec<Violation>) {
     }
 }
 
-fn provable(f: &Facts, v: &mut Vec<Violation>, s: &Sent, api: &BTreeMap<String, (u16, String)>) {
+fn provable(f: &Facts, v: &mut Vec<Violation>, s: &Sent, api: &BTreeMap<String, Answer>) {
     let e = s.epoch;
     let batches = &f.chain[&e];
     let docs: Vec<(&OnChainBatch, &(Vec<u8>, BatchDocument))> = batches
@@ -678,48 +740,42 @@ fn provable(f: &Facts, v: &mut Vec<Violation>, s: &Sent, api: &BTreeMap<String, 
             }
         }
     }
+    // Every record of the epoch is gone from the live store (past the retention).
     let gone = || {
         let st = f.w.state();
-        let market = f.w.market;
-        !st.has_partition(
-            Table::Batches,
-            &sequencer_functions::records::batches_pk(&market, e),
-        ) && (0..sequencer_functions::records::SHARDS).all(|sh| {
-            !st.has_partition(
-                Table::Submissions,
-                &sequencer_functions::records::epoch_shard_pk(&market, e, sh),
-            )
-        })
+        let view = ReadOnly(&st);
+        let records = f.w.records(&view);
+        now(records.batches(e)).is_ok_and(|b| b.is_empty())
+            && now(records.accepted_submissions(e)).is_ok_and(|a| a.is_empty())
     };
     if f.receipts
         .get(&(e, s.id.clone()))
-        .is_some_and(|r| r.outcome == "rejected")
+        .is_some_and(|r| matches!(r.outcome, Outcome::Rejected { .. }))
     {
         // `batched_but_rejected` says it.
         return;
     }
+    let unknown = |a: &Answer| matches!(a, Answer::UnknownEpoch | Answer::UnknownSubmission);
     match api.get(&s.id) {
-        Some((200, fate)) if fate == "included" => {}
+        Some(Answer::Fate(Fate::Included)) => {}
         // Past the retention, with every record of the epoch gone: a consistent answer.
-        Some((404, code)) if code.starts_with("unknown_") && gone() => {}
+        Some(a) if unknown(a) && gone() => {}
         // A receipt never written: `batched_without_receipt` says it.
-        Some((404, _)) if !f.receipts.contains_key(&(e, s.id.clone())) => {}
-        Some((404, code)) if code.starts_with("unknown_") => v.push(Violation {
+        Some(a) if unknown(a) && !f.receipts.contains_key(&(e, s.id.clone())) => {}
+        Some(a) if unknown(a) => v.push(Violation {
             invariant: "proof_api",
             epoch: Some(e),
             subject: Some(s.id.clone()),
             what: format!(
-                "the proof API answered `{code}` for an anchored submission whose epoch's batches and submissions are still stored: the epoch's records expired apart"
+                "the proof API answered `{a}` for an anchored submission whose epoch's batches and submissions are still stored: the epoch's records expired apart"
             ),
             why: f.story(e, &s.id),
         }),
-        Some((st, fate)) => v.push(Violation {
+        Some(a) => v.push(Violation {
             invariant: "proof_api",
             epoch: Some(e),
             subject: Some(s.id.clone()),
-            what: format!(
-                "the proof API answered {st} `{fate}` for a batched, anchored submission"
-            ),
+            what: format!("the proof API answered `{a}` for a batched, anchored submission"),
             why: f.story(e, &s.id),
         }),
         None => {}
@@ -739,14 +795,14 @@ fn batched_but_rejected(f: &Facts, v: &mut Vec<Violation>) {
                 });
                 continue;
             };
-            if r.outcome == "rejected" {
+            if let Some(reason) = r.outcome.reason() {
                 v.push(Violation {
                     invariant: "batched_but_rejected",
                     epoch: Some(*e),
                     subject: Some(id.clone()),
                     what: format!(
                         "in an anchored batch, but its receipt says rejected `{}`: the proof API tells its snapshotter it was rejected",
-                        r.reason.as_deref().unwrap_or("?")
+                        reason
                     ),
                     why: f.story(*e, id),
                 });
@@ -764,7 +820,7 @@ fn accepted_batched(f: &Facts, v: &mut Vec<Violation>) {
             .map(|s| s.id.clone())
             .collect();
     for ((e, id), r) in &f.receipts {
-        if r.outcome != "accepted" || honest.contains(id) || f.unanchored.contains(e) {
+        if r.outcome != Outcome::Accepted || honest.contains(id) || f.unanchored.contains(e) {
             // Honest submissions are judged (more precisely) by `honest`.
             continue;
         }
@@ -838,21 +894,8 @@ fn per_epoch_rules(f: &Facts, v: &mut Vec<Violation>) {
         }
     }
     // One id, two accepted bodies (claims of two projects carrying one id).
-    let st = f.w.state();
-    let mut claims: BTreeMap<(u64, String), Vec<String>> = BTreeMap::new();
-    for (pk, sk, item) in st.scan(Table::Submissions) {
-        if item.state.as_deref() != Some(state::ACCEPTED) {
-            continue;
-        }
-        if let (Some(e), Ok(r)) = (
-            epoch_of_pk(&pk),
-            serde_json::from_str::<SubmissionRecord>(&item.data),
-        ) {
-            claims.entry((e, r.submission_id)).or_default().push(sk);
-        }
-    }
-    drop(st);
-    for ((e, id), keys) in claims {
+    for ((e, id), keys) in &f.claims {
+        let (e, id) = (*e, id.clone());
         // Said already when the id is listed twice in the batches.
         let listed_twice = f
             .batched
@@ -864,7 +907,13 @@ fn per_epoch_rules(f: &Facts, v: &mut Vec<Violation>) {
                 invariant: "duplicate_ids",
                 epoch: Some(e),
                 subject: Some(id.clone()),
-                what: format!("one id has {} accepted claims: {keys:?}", keys.len()),
+                what: format!(
+                    "one id has {} accepted claims: {:?}",
+                    keys.len(),
+                    keys.iter()
+                        .map(|(p, slot)| format!("{} slot {slot}", short(p)))
+                        .collect::<Vec<_>>()
+                ),
                 why: f.story(e, &id),
             });
         }
@@ -883,10 +932,10 @@ fn epochs_anchored(f: &Facts, v: &mut Vec<Violation>) {
         let accepted = f
             .receipts
             .iter()
-            .filter(|((x, _), r)| x == e && r.outcome == "accepted")
+            .filter(|((x, _), r)| x == e && r.outcome == Outcome::Accepted)
             .count();
         let (invariant, what) = match rec {
-            Some((st, r)) if st == state::ANCHORED => {
+            Some((EpochState::Anchored, r)) => {
                 let t = r.anchored_at_ms.map_or(0, |t| (t - BASE_MS).max(0) as u64);
                 if has_batches && !ended {
                     ("epoch_stuck", "ANCHORED but `endBatchSubmissions` never ran".to_string())
@@ -963,6 +1012,54 @@ fn epochs_anchored(f: &Facts, v: &mut Vec<Violation>) {
     }
 }
 
+/// The handlers stamp records and expiries by the pipeline's clock, virtual time here: a stamp
+/// outside the run is a read of the wall clock the simulator does not control (runs no longer
+/// repeat, and expiry is untestable). Checks every TTL, receipt time and epoch timestamp.
+fn virtual_clock(f: &Facts, v: &mut Vec<Violation>) {
+    let lo_ms = BASE_MS;
+    let hi_ms = BASE_MS + f.w.sim.now() as i64;
+    let ttl_s = f.w.reader.config.record_ttl.as_secs() as i64;
+    let (lo_s, hi_s) = (lo_ms / 1000, hi_ms / 1000 + 1 + ttl_s);
+    let mut bad: Vec<String> = Vec::new();
+    for t in Table::ALL {
+        for (pk, sk, i) in f.all.scan(t) {
+            if let Some(ttl) = i.ttl {
+                if !(lo_s..=hi_s).contains(&(ttl as i64)) {
+                    bad.push(format!("{} {pk}|{sk}: ttl {ttl}", t.name()));
+                }
+            }
+        }
+    }
+    let stamp = |what: String, at: Option<i64>, bad: &mut Vec<String>| {
+        if let Some(at) = at {
+            if !(lo_ms..=hi_ms).contains(&at) {
+                bad.push(format!("{what} at {at} ms"));
+            }
+        }
+    };
+    for ((e, id), r) in &f.receipts {
+        stamp(format!("receipt {e}/{id}"), Some(r.at_ms), &mut bad);
+    }
+    for (e, (_, r)) in &f.epochs {
+        stamp(format!("epoch {e} seen"), Some(r.seen_at_ms), &mut bad);
+        stamp(format!("epoch {e} closed"), r.closed_at_ms, &mut bad);
+        stamp(format!("epoch {e} finalized"), r.finalized_at_ms, &mut bad);
+        stamp(format!("epoch {e} anchored"), r.anchored_at_ms, &mut bad);
+    }
+    if !bad.is_empty() {
+        v.push(Violation {
+            invariant: "virtual_clock",
+            epoch: None,
+            subject: None,
+            what: format!(
+                "{} stamps outside the run (Unix ms {lo_ms}..={hi_ms}; TTLs up to {hi_s} s): a handler reads the wall clock instead of `Pipeline::now_ms`",
+                bad.len()
+            ),
+            why: bad.into_iter().take(6).collect(),
+        });
+    }
+}
+
 /// The tick closes an epoch at most this long after its window closed on chain: the grace
 /// blocks, the 5 s gap between its runs, a failed run (no retry until the next minute).
 pub const CLOSE_BOUND_MS: u64 = 2 * 60 * 1000;
@@ -1007,7 +1104,7 @@ fn future_records(f: &Facts, v: &mut Vec<Violation>) {
             if probes.contains(&sk) {
                 continue;
             }
-            if let Some(e) = epoch_of_pk(&pk) {
+            if let Some(e) = epoch_of_key(t, &pk, &sk) {
                 if e > 0 && !released.contains(&e) {
                     *per.entry((e, t.name())).or_default() += 1;
                 }
@@ -1100,11 +1197,7 @@ fn retention(f: &Facts, v: &mut Vec<Violation>) {
         })
         .collect();
     drop(st);
-    let epoch_of = |t: Table, pk: &str, sk: &str| match t {
-        Table::Epochs => sk.parse::<u64>().ok(),
-        Table::Blocks => None,
-        _ => epoch_of_pk(pk),
-    };
+    let epoch_of = epoch_of_key;
     for (t, pk, sk, i) in &all {
         if i.ttl.is_some() {
             if let Some(e) = epoch_of(*t, pk, sk) {
@@ -1148,5 +1241,89 @@ fn retention(f: &Facts, v: &mut Vec<Violation>) {
             ),
             why: Vec::new(),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use sequencer_core::Address;
+    use sequencer_handlers::records::{BatchRecord, Records, SubmissionRecord};
+    use sequencer_ports::Port;
+
+    use super::*;
+    use crate::exec::Sim;
+    use crate::gate::{CallCounts, Gate, Profile};
+    use crate::model::state::SimState;
+
+    /// [`epoch_of_key`] reads what the handlers' records layer writes: one record of every
+    /// table, written through `Records`, gives its epoch back (blocks belong to none).
+    #[test]
+    fn the_key_scheme_is_the_handlers() {
+        let sim = Sim::new(1, false);
+        let model = Arc::new(Mutex::new(StateModel::default()));
+        let counts = Arc::new(Mutex::new(CallCounts::new()));
+        let gate = Gate::new(sim.clone(), Port::State, Profile::fast(1, 1), counts);
+        let store = SimState::new(gate, model.clone());
+        let e = 42;
+        let done = Arc::new(Mutex::new(false));
+        let d = done.clone();
+        sim.spawn("writer", async move {
+            let r = Records::new(&store, Address::repeat_byte(7), Duration::from_secs(60));
+            let sub = SubmissionRecord {
+                submission_id: "id".into(),
+                text: "{}".into(),
+                signer: Address::ZERO,
+                header_block: 1,
+                verified_at_ms: 0,
+            };
+            let batch = BatchRecord {
+                index: 1,
+                cid: "c".into(),
+                roothash: "r".into(),
+                finalized_cids_root: "f".into(),
+                pids: vec![],
+                cids: vec![],
+                first_leaf_index: 0,
+                submissions: 0,
+                bytes: 0,
+                tx_hash: None,
+                block: None,
+                delayed: false,
+            };
+            let receipt = Receipt {
+                outcome: Outcome::Accepted,
+                digest: "d".into(),
+                project: "p".into(),
+                slot: 3,
+                at_ms: 0,
+            };
+            let ok = r
+                .open_epoch(&EpochRecord {
+                    epoch: e,
+                    ..EpochRecord::default()
+                })
+                .await
+                .is_ok()
+                && r.write_receipt(e, "id", &receipt).await.is_ok()
+                && r.claim_submission(e, "p", 3, &sub).await.is_ok()
+                && r.count_toward_cap(e, 3, "id", 5).await.is_ok()
+                && r.record_batch(e, &batch).await.is_ok()
+                && r.record_block(B256::ZERO, 9).await.is_ok();
+            *d.lock().unwrap_or_else(|p| p.into_inner()) = ok;
+        });
+        sim.run(60_000, || false);
+        assert!(*done.lock().unwrap_or_else(|p| p.into_inner()), "written");
+        let m = model.lock().unwrap_or_else(|p| p.into_inner());
+        for t in Table::ALL {
+            let items = m.scan(t);
+            assert!(!items.is_empty(), "{} written", t.name());
+            for (pk, sk, _) in items {
+                let want = (t != Table::Blocks).then_some(e);
+                assert_eq!(epoch_of_key(t, &pk, &sk), want, "{} {pk}|{sk}", t.name());
+            }
+        }
     }
 }

@@ -40,6 +40,30 @@ pub enum Attack {
     Flagged,
 }
 
+/// What the proof API answered about a submission (`sequencer_handlers::query::Queries`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 200, with this fate.
+    Fate(sequencer_handlers::query::Fate),
+    /// 404 `unknown_epoch`.
+    UnknownEpoch,
+    /// 404 `unknown_submission`.
+    UnknownSubmission,
+    /// 500: a store failed or the records are inconsistent.
+    Failed(String),
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Answer::Fate(fate) => write!(f, "200 {fate:?}"),
+            Answer::UnknownEpoch => f.write_str("404 unknown_epoch"),
+            Answer::UnknownSubmission => f.write_str("404 unknown_submission"),
+            Answer::Failed(e) => write!(f, "500 {e}"),
+        }
+    }
+}
+
 /// One message sent to the ingress.
 #[derive(Debug, Clone)]
 pub struct Sent {
@@ -71,6 +95,9 @@ pub struct Sent {
     pub head_at_arrival: Option<u64>,
     /// The id of the honest message this one replays.
     pub replay_of: Option<String>,
+    /// The ingress path: `collect` (a `/collect` stream) or `gossipsub` (a gossip message, its
+    /// id the content id, received by more than one ingress replica).
+    pub path: &'static str,
 }
 
 /// One handler invocation.
@@ -124,8 +151,8 @@ pub struct Ledger {
     pub probes: Vec<(Attack, String, BTreeMap<String, u64>)>,
     /// Submission ids of the cost probes (their records are no traffic's).
     pub probe_ids: std::collections::BTreeSet<String>,
-    /// Proof API answers checked at the end: (submission id, epoch, status, fate or code).
-    pub proofs: Vec<(String, u64, u16, String)>,
+    /// Proof API answers checked at the end: (submission id, epoch, answer).
+    pub proofs: Vec<(String, u64, Answer)>,
     /// Injected events (fault windows, poison messages, reorgs), for the report.
     pub injected: Vec<(u64, String)>,
 }

@@ -16,21 +16,22 @@
 //! | [`actors`] | miner, epoch manager, tick schedule, event source mappings, ingress, snapshotters honest and hostile, TTL sweeper, operator |
 //! | [`invariants`] | what must hold after a run |
 //!
-//! # The handler API this crate depends on
+//! # What this crate depends on
 //!
-//! Kept narrow so a move of the handlers to other crates is a matter of import paths:
+//! The core, the ports (`sequencer-ports`), the handlers (`sequencer-handlers`) and the test
+//! kit's signing (`sequencer-testsupport` without its SQLite harness); no alloy provider, no AWS
+//! SDK, no SQLite, no libp2p (`scripts/check-layers.sh`). From the handlers:
 //!
-//! - `sequencer_functions::{Pipeline, PipelineConfig, Ports, Clock}`, `Pipeline::with_clock`;
-//! - the port traits and values in `sequencer_functions::ports` (`StateStore`, `Queue`,
-//!   `ContentStore`, `ChainPort`, `Item`, `Key`, `Page`, `Table`, `Transition`, `BoundedAdd`,
-//!   `OutMessage`, `Received` and the error types);
-//! - the Lambda entry points `handlers::{verify, finalize, anchor}::handle(&Pipeline, SqsEvent)`,
-//!   `handlers::tick::step(&Pipeline)` (the simulator runs `tick::run`'s loop itself on virtual
-//!   time: `run` sleeps on tokio's clock), `handlers::verify::verify_body` (cost probes),
-//!   `handlers::proof::ProofApi::handle` (final proof checks), `handlers::events` and
-//!   `poller::sqs_event` (the `SqsEvent` Lambda builds);
-//! - the records in `sequencer_functions::records` (`state`, `Receipt`, `EpochRecord`,
-//!   `SubmissionRecord`) the invariants read.
+//! - `Pipeline`, `PipelineConfig`, `Ports`, and the `Clock` the simulator replaces
+//!   (`Pipeline::with_clock`): record timestamps and expiries are on virtual time;
+//! - the Lambda entry points `{verify, finalize, anchor}::handle(&Pipeline, SqsEvent)`,
+//!   `tick::step(&Pipeline)` (the simulator runs `tick::run`'s loop itself on virtual time:
+//!   `run` sleeps on tokio's clock), `verify::verify_body` (cost probes), `query::Queries`
+//!   (the proof API's answers);
+//! - the typed records layer (`records::Records` over a read-only view of the store,
+//!   [`world::World::records`]) the actors and invariants read the pipeline's state through.
+//!
+//! `docs/simulation.md` says what to do when a port gains a method or a defect is fixed.
 
 pub mod actors;
 pub mod capture;
@@ -48,16 +49,17 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use sequencer_functions::handlers::proof::ProofApi;
-use sequencer_functions::handlers::verify;
-use sequencer_functions::records::state;
+use sequencer_handlers::query::{Queries, QueryError};
+use sequencer_handlers::records::EpochState;
+use sequencer_handlers::verify;
 use tracing_subscriber::layer::SubscriberExt;
 
 pub use invariants::Violation;
 pub use scenario::Scenario;
 
 use crate::gate::Profile;
-use crate::ledger::{Actor, Attack};
+use crate::ledger::{Actor, Answer, Attack};
+use crate::model::state::{now, ReadOnly};
 use crate::world::{Slots, World};
 
 /// What one run gave.
@@ -182,12 +184,15 @@ pub fn run(seed: u64, sc: &Scenario, opts: Options) -> RunReport {
         stats.insert("txs", c.txs.len() as u64);
         stats.insert("reorgs", c.reorgs.len() as u64);
     }
-    let anchored = w
-        .state()
-        .scan(sequencer_functions::ports::Table::Epochs)
-        .iter()
-        .filter(|(_, _, i)| i.state.as_deref() == Some(state::ANCHORED))
-        .count();
+    let anchored = {
+        let st = w.state();
+        let view = ReadOnly(&st);
+        now(w.records(&view).epochs())
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e.state == EpochState::Anchored)
+            .count()
+    };
     stats.insert("anchored", anchored as u64);
     RunReport {
         seed,
@@ -215,13 +220,13 @@ fn settled(w: &Arc<World>) -> bool {
         return false;
     }
     let st = w.state();
+    let view = ReadOnly(&st);
+    let records = w.records(&view);
     (1..=released).all(|e| {
-        st.peek(
-            sequencer_functions::ports::Table::Epochs,
-            &sequencer_functions::records::epoch_key(&w.market, e),
-        )
-        .and_then(|i| i.state)
-        .is_some_and(|s| s != state::OPEN && s != state::CLOSING)
+        now(records.epoch(e))
+            .ok()
+            .flatten()
+            .is_some_and(|x| !matches!(x.state, EpochState::Open | EpochState::Closing))
     })
 }
 
@@ -254,7 +259,8 @@ fn audit(w: &Arc<World>, probing: bool) {
 }
 
 async fn proofs(w: &Arc<World>) {
-    let api = ProofApi::default();
+    // The answers the proof API serves (`sequencer-api` renders these views over HTTP).
+    let api = Queries::default();
     let honest: Vec<(String, u64)> = w
         .ledger()
         .sent
@@ -263,14 +269,13 @@ async fn proofs(w: &Arc<World>) {
         .map(|s| (s.id.clone(), s.epoch))
         .collect();
     for (id, e) in honest {
-        let path = format!("/v1/markets/{:#x}/epochs/{e}/submissions/{id}", w.market);
-        let r = api.handle(&w.reader, "GET", &path, "").await;
-        let fate = r.body["fate"]
-            .as_str()
-            .or_else(|| r.body["error"]["code"].as_str())
-            .unwrap_or("?")
-            .to_string();
-        w.ledger().proofs.push((id, e, r.status, fate));
+        let answer = match api.submission(&w.reader, e, &id).await {
+            Ok(a) => Answer::Fate(a.view.fate),
+            Err(QueryError::UnknownEpoch(_)) => Answer::UnknownEpoch,
+            Err(QueryError::UnknownSubmission { .. }) => Answer::UnknownSubmission,
+            Err(QueryError::Failed(err)) => Answer::Failed(err.to_string()),
+        };
+        w.ledger().proofs.push((id, e, answer));
     }
 }
 
@@ -291,11 +296,11 @@ pub(crate) async fn probe(w: &Arc<World>, attack: Attack, e: u64, r: u64) {
             break;
         };
         let answered = c.replay_of.as_ref().is_none_or(|orig| {
-            w.state()
-                .peek(
-                    sequencer_functions::ports::Table::Receipts,
-                    &sequencer_functions::records::receipt_key(&w.market, c.epoch, orig),
-                )
+            let st = w.state();
+            let view = ReadOnly(&st);
+            now(w.records(&view).receipt(c.epoch, orig))
+                .ok()
+                .flatten()
                 .is_some()
         });
         if answered {

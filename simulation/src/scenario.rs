@@ -144,6 +144,11 @@ pub struct Scenario {
     pub straggler_p: f64,
     /// Chance an honest snapshotter's CID differs from the others'.
     pub disagree_p: f64,
+    /// Chance an honest submission is also published on gossipsub (its content id as its id),
+    /// besides its `/collect` stream: one copy is batched, the other answered `duplicate`.
+    pub gossip_p: f64,
+    /// Ingress replicas a gossip message reaches (each sends it to the queue).
+    pub ingress_replicas: u64,
     /// Hostile traffic.
     pub hostile: Hostile,
     /// Verify event-source pollers (at most the module's maximum concurrency).
@@ -198,6 +203,8 @@ impl Scenario {
             compute_ms: (500, 8_000),
             straggler_p: 0.1,
             disagree_p: 0.1,
+            gossip_p: 0.2,
+            ingress_replicas: 2,
             hostile: Hostile::default(),
             verify_workers: 4,
             faults: Faults::none(),

@@ -3,18 +3,20 @@
 //! and the plumbing that runs the real handlers as killable invocations.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use sequencer_chain::Windows;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageAttribute};
 use sequencer_core::devkeys;
 use sequencer_core::eip712::{address_of, Domain};
 use sequencer_core::{Address, B256};
-use sequencer_functions::handlers::events::{SqsBatchResponse, SqsEvent};
-use sequencer_functions::handlers::{anchor, finalize, verify};
-use sequencer_functions::poller::sqs_event;
-use sequencer_functions::ports::{Queue, Received};
-use sequencer_functions::{Clock, Pipeline, PipelineConfig, Ports};
+use sequencer_handlers::records::Records;
+use sequencer_handlers::{anchor, finalize, verify};
+use sequencer_handlers::{Clock, Pipeline, PipelineConfig, Ports};
+use sequencer_ports::{OutMessage, Port, Queue, Received, Windows};
 
 use crate::deploy::{Deployment, Function, MODULE};
 use crate::exec::{JoinHandle, Killed, Sim};
@@ -23,7 +25,7 @@ use crate::ledger::{Invocation, Ledger};
 use crate::model::chain::{ChainModel, SimChain};
 use crate::model::content::{ContentModel, SimContent};
 use crate::model::queue::{QueueModel, QueueSpec, SimQueue};
-use crate::model::state::{SimState, StateModel};
+use crate::model::state::{ReadOnly, SimState, StateModel};
 use crate::scenario::Scenario;
 
 /// Unix ms at virtual time 0 (2026-01-01T00:00:00Z).
@@ -51,6 +53,9 @@ struct SimClock(Sim);
 impl Clock for SimClock {
     fn now_ms(&self) -> i64 {
         BASE_MS + self.0.now() as i64
+    }
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(self.0.sleep(d.as_millis() as u64))
     }
 }
 
@@ -256,25 +261,25 @@ impl World {
         let gates = Gates {
             state: Gate::new(
                 sim.clone(),
-                "state",
+                Port::State,
                 sc.faults.state.clone(),
                 counts.clone(),
             ),
             queue: Gate::new(
                 sim.clone(),
-                "queue",
+                Port::Queue,
                 sc.faults.queue.clone(),
                 counts.clone(),
             ),
             content: Gate::new(
                 sim.clone(),
-                "content",
+                Port::Content,
                 sc.faults.content.clone(),
                 counts.clone(),
             ),
             chain: Gate::new(
                 sim.clone(),
-                "chain",
+                Port::Chain,
                 sc.faults.chain.clone(),
                 counts.clone(),
             ),
@@ -357,6 +362,13 @@ impl World {
         self.content.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The handlers' typed records of the market over a read-only view of the store (no
+    /// latency, fault or count): how actors and invariants read what the pipeline keeps,
+    /// `crate::model::state::now(w.records(&view).epoch(e))`.
+    pub fn records<'a>(&self, view: &'a ReadOnly<'a>) -> Records<'a> {
+        Records::new(view, self.market, self.reader.config.record_ttl)
+    }
+
     /// Canonical hash of block `n`.
     pub fn block_hash(&self, n: u64) -> B256 {
         self.chain().hash(n)
@@ -416,8 +428,7 @@ impl World {
             });
             l.invocations.len() - 1
         };
-        let arn = format!("arn:aws:sqs:sim:000000000000:{}", f.name());
-        let event: SqsEvent = sqs_event(&arn, batch);
+        let event = self.sqs_event(f, batch);
         let expected = match f {
             Func::Verify => 8 * batch.len() as u64,
             Func::Finalize => 60,
@@ -472,6 +483,54 @@ impl World {
         }
     }
 
+    /// The `SqsEvent` Lambda's event source mapping passes `f` for `batch`: the messages with
+    /// their attributes, and the system attributes Lambda adds (receive count, FIFO group,
+    /// `SentTimestamp` in virtual Unix ms).
+    fn sqs_event(&self, f: Func, batch: &[Received]) -> SqsEvent {
+        let arn = format!("arn:aws:sqs:sim:000000000000:{}", f.name());
+        let now = BASE_MS as u64 + self.sim.now();
+        let q = self.queues();
+        let mut event = SqsEvent::default();
+        event.records = batch
+            .iter()
+            .map(|r| {
+                let sent = q
+                    .sent_at
+                    .get(&r.message_id)
+                    .map_or(now, |t| BASE_MS as u64 + t);
+                let mut m = SqsMessage::default();
+                m.message_id = Some(r.message_id.clone());
+                m.receipt_handle = Some(r.receipt.clone());
+                m.body = Some(r.body.clone());
+                let mut system = std::collections::HashMap::from([
+                    (
+                        "ApproximateReceiveCount".to_string(),
+                        r.receive_count.to_string(),
+                    ),
+                    ("SentTimestamp".to_string(), sent.to_string()),
+                ]);
+                if let Some(g) = &r.group_id {
+                    system.insert("MessageGroupId".to_string(), g.clone());
+                }
+                m.attributes = system;
+                m.message_attributes = r
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut a = SqsMessageAttribute::default();
+                        a.string_value = Some(v.clone());
+                        a.data_type = Some("String".to_string());
+                        (k.clone(), a)
+                    })
+                    .collect();
+                m.event_source = Some("aws:sqs".to_string());
+                m.event_source_arn = Some(arn.clone());
+                m
+            })
+            .collect();
+        event
+    }
+
     /// Every queue the pipeline reads is empty.
     pub fn queues_empty(&self) -> bool {
         let q = self.queues();
@@ -500,7 +559,7 @@ impl World {
 
     /// Sends through the ingress's queue port until it succeeds (the ingress keeps a WAL and
     /// never drops an accepted message).
-    pub async fn ingress_send(&self, msg: sequencer_functions::ports::OutMessage) {
+    pub async fn ingress_send(&self, msg: OutMessage) {
         loop {
             if self
                 .submissions

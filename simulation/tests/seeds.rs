@@ -4,8 +4,9 @@
 //! the seed and the command that replays it.
 
 use sequencer_simulation::defects::DEFECTS;
+use sequencer_simulation::invariants::INVARIANTS;
 use sequencer_simulation::scenario::PRESETS;
-use sequencer_simulation::{run, Options, Scenario};
+use sequencer_simulation::{run, Options, RunReport, Scenario};
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -14,20 +15,25 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn sweep(preset: &str) {
+fn sweep(preset: &str) -> Vec<RunReport> {
     let sc = Scenario::named(preset).expect("preset");
     let start = env("SIM_START", 1);
     let n = env("SIM_SEEDS", 4);
     let mut failures = Vec::new();
+    let mut reports = Vec::new();
     for seed in start..start + n {
         let t = std::time::Instant::now();
         let r = run(seed, &sc, Options::default());
         println!("{} [{:.2} s]", r.summary(), t.elapsed().as_secs_f64());
+        for v in &r.violations {
+            assert!(INVARIANTS.contains(&v.invariant), "unlisted invariant: {v}");
+        }
         for v in r.unknown() {
             failures.push(format!(
                 "seed {seed} (cargo run --release -p sequencer-simulation --example dst -- --scenario {preset} --seed {seed}):\n  {v}"
             ));
         }
+        reports.push(r);
     }
     assert!(
         failures.is_empty(),
@@ -35,6 +41,7 @@ fn sweep(preset: &str) {
         failures.len(),
         failures.join("\n")
     );
+    reports
 }
 
 /// The control: a healthy run breaks nothing but the defects every run has (issue 16 item 6's
@@ -43,14 +50,12 @@ fn sweep(preset: &str) {
 /// on a pipeline that works.
 #[test]
 fn quiet() {
-    sweep("quiet");
-    let sc = Scenario::named("quiet").expect("preset");
     let race = DEFECTS
         .iter()
         .find(|d| d.id == "finalize-vs-tick-close")
         .expect("listed");
-    for seed in env("SIM_START", 1)..env("SIM_START", 1) + env("SIM_SEEDS", 4) {
-        let r = run(seed, &sc, Options::default());
+    for r in sweep("quiet") {
+        let seed = r.seed;
         let other: Vec<String> = r
             .violations
             .iter()

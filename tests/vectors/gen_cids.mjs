@@ -16,9 +16,10 @@ const { CID, sha256, raw, bases } = await import('./js/deps.mjs')
 const mfPkg = JSON.parse(readFileSync(join(here, 'js', 'node_modules', 'multiformats', 'package.json'), 'utf8'))
 
 const OUT = join(here, 'cids.json')
-// Workspace root is here/../..; the shared data lives beside it (../shared relative to the root).
-const SAMPLE_REL = 'shared/vectors/sample-batch-epoch-11267.json'
-const SAMPLE_PATH = join(here, '..', '..', '..', SAMPLE_REL)
+// Paths in the vectors are relative to the workspace root (here/../..); the real batch is kept
+// next to this script (tests/vectors/README.md says where it came from).
+const SAMPLE_REL = 'tests/vectors/sample-batch-epoch-11267.json'
+const SAMPLE_PATH = join(here, '..', '..', SAMPLE_REL)
 
 const hex = (u8) => Buffer.from(u8).toString('hex')
 

@@ -20,7 +20,7 @@ from Crypto.Hash import keccak as _keccak
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "merkle.json")
-SAMPLE = os.path.join(HERE, "..", "..", "..", "shared", "vectors", "sample-batch-epoch-11267.json")
+SAMPLE = os.path.join(HERE, "sample-batch-epoch-11267.json")
 
 HEIGHT = 32
 

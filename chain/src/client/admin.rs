@@ -6,7 +6,7 @@ use alloy::{
 };
 
 use super::{ChainClient, Result};
-use crate::{bindings::ProtocolState, types::TxOutcome, ChainError};
+use crate::{bindings::ProtocolState, market::MarketSettings, types::TxOutcome, ChainError};
 
 impl ChainClient {
     /// Local nodes only (anvil/hardhat): mines `blocks` empty blocks (`anvil_mine`), for an epoch
@@ -22,7 +22,10 @@ impl ChainClient {
         .await
     }
 
-    /// Registers a data market (owner only). Windows and epoch size in blocks.
+    /// Registers a data market (owner only) with the local-development settings
+    /// ([`MarketSettings::default`]: this chain as its source chain, 1 s blocks, Powerloom's day
+    /// and quota) and `epoch_size`. Windows and epoch size in blocks. A real market is
+    /// registered with [`Self::register_market_with`].
     pub async fn register_market(
         &self,
         market: Address,
@@ -30,11 +33,21 @@ impl ChainClient {
         snapshot_window: u64,
         batch_window: u64,
     ) -> Result<TxOutcome> {
+        let settings = MarketSettings {
+            epoch_size,
+            source_chain_id: self.chain_id(),
+            ..MarketSettings::default()
+        };
+        // Sent as given: the contract's own checks answer (typed reverts), as they always did.
         self.send_call(&ProtocolState::registerDataMarketCall {
             dataMarket: market,
             epochSize: U256::from(epoch_size),
             snapshotWindow: U256::from(snapshot_window),
             batchWindow: U256::from(batch_window),
+            sourceChainId: U256::from(settings.source_chain_id),
+            sourceChainBlockTime: U256::from(settings.source_block_time),
+            daySize: U256::from(settings.day_size),
+            dailyQuota: U256::from(settings.daily_snapshot_quota),
         })
         .await
     }

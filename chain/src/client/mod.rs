@@ -10,9 +10,12 @@
 //!   replaced (same nonce, fees bumped, never above `MAX_FEE_PER_GAS_CEILING_WEI`); a write is
 //!   reported only once `CHAIN_CONFIRMATIONS` deep and still canonical.
 //! - [`admin`]: typed owner / epoch-manager calls and local-chain administration.
+//! - [`market`]: market settings, the views Powerloom's node reads, day starts, and the
+//!   once-per-(market, slot, day) bulk `updateRewards`.
 
 mod admin;
 mod fees;
+mod market;
 mod reads;
 mod retry;
 mod writes;
@@ -33,6 +36,7 @@ use alloy::{
     transports::http::reqwest,
 };
 
+pub use market::{DayStart, RewardsOutcome, SlotCount, SnapshotStatus, REWARD_SLOTS_PER_TX};
 pub use reads::MarketInfo;
 pub use writes::WriterCounters;
 

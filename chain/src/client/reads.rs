@@ -269,7 +269,7 @@ impl ChainClient {
     pub async fn anchored(&self, market: Address, epoch: u64) -> Result<EpochAnchors> {
         let e = U256::from(epoch);
         let info = self
-            .view(ProtocolState::epochInfoCall {
+            .view(ProtocolState::epochDetailsCall {
                 dataMarket: market,
                 epochId: e,
             })

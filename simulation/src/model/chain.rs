@@ -1,24 +1,33 @@
 //! The protocol chain as the chain port sees it through `sequencer_chain::ChainClient` and the
-//! ProtocolState contract (contracts/ProtocolState.sol): blocks with hashes that change under a
+//! ProtocolState contract (`contracts/ProtocolState.sol`): blocks with hashes that change under a
 //! reorg; `EpochReleased` with the windows fixed at release; slot owners and flags; exactly-once
 //! anchoring (the client reads the chain before it sends; the contract refuses a batch CID twice,
 //! a project twice in one epoch, anything after `endBatchSubmissions`, an end without a batch);
 //! writes mined in the next block; and faults: "not yet" answers from a node behind the head (a
 //! load-balanced RPC whose nodes lag), slow and failing calls (the gate), funding outages,
 //! `nonce too low`, a revoked role, receipts that time out after the transaction was sent.
+//!
+//! Failures are the [`PortError`]s the chain adapter makes of the client's errors
+//! (`chain/src/port.rs`): a contract revert is `Reverted` with the contract's error name as its
+//! code (`NotSequencer` is `Permission`), a node's `insufficient funds` is `Funds` and its
+//! `nonce too low` is `Nonce`, neither retryable (the client's verdict on a node's refusal), a
+//! receipt that did not come in time is `Pending` (retryable), a transport failure (the gate's)
+//! `Unavailable`. Messages are the client's.
+//!
+//! Two halves, as in every model: [`ChainModel`] holds the semantics, [`SimChain`] is the port,
+//! each trait method one [`SimChain::read`] line (reads: answered by a node that may lag) or a
+//! write through [`SimChain::write`] (refusals, mined in the next block). A new `ChainPort`
+//! method is a model method and one line in `impl ChainPort for SimChain`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use alloy_json_rpc::{ErrorPayload, RpcError};
-use alloy_transport::TransportErrorKind;
 use async_trait::async_trait;
-use sequencer_chain::{
-    AnchoredBatch, ChainError, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage, Revert,
-    SubmitOutcome, Windows, U256,
-};
 use sequencer_core::{Address, B256};
-use sequencer_functions::ports::ChainPort;
+use sequencer_ports::{
+    AnchoredBatch, ChainPort, EndOutcome, EpochAnchors, EpochRelease, ErrorKind, PortError,
+    ReleasesPage, SubmitOutcome, Windows,
+};
 use sha2::{Digest, Sha256};
 
 use crate::exec::Sim;
@@ -288,9 +297,17 @@ impl ChainModel {
     }
 
     /// Refusals every write of the key gets before anything is sent.
-    fn write_refusal(&self, now: u64, roll: f64) -> Option<ChainError> {
+    fn write_refusal(&self, now: u64, roll: f64) -> Option<PortError> {
         if Self::in_window(&self.faults.role_revoked, now) {
-            return Some(ChainError::Revert(Revert::NotSequencer(SEQUENCER)));
+            return Some(
+                PortError::chain(
+                    ErrorKind::Permission,
+                    format!(
+                        "contract reverted: caller {SEQUENCER} is not a sequencer of the market"
+                    ),
+                )
+                .with_code("NotSequencer"),
+            );
         }
         if Self::in_window(&self.faults.funding_outages, now) {
             return Some(node_error("insufficient funds for gas * price + value"));
@@ -318,15 +335,18 @@ impl ChainModel {
         pids: &[String],
         cids: &[String],
         root: B256,
-    ) -> Result<SubmitOutcome, ChainError> {
+    ) -> Result<SubmitOutcome, PortError> {
         // The client reads the chain before it sends (exactly once after any crash).
         if let Some(b) = self.batches.get(cid) {
             if b.epoch != epoch {
-                return Err(ChainError::BatchInOtherEpoch {
-                    batch_cid: cid.to_string(),
-                    epoch,
-                    anchored_epoch: b.epoch,
-                });
+                return Err(PortError::chain(
+                    ErrorKind::Refused,
+                    format!(
+                        "batch {cid} for epoch {epoch} is anchored in epoch {}",
+                        b.epoch
+                    ),
+                )
+                .with_code("BatchInOtherEpoch"));
             }
             return Ok(SubmitOutcome::AlreadyAnchored {
                 tx_hash: Some(b.tx),
@@ -336,33 +356,40 @@ impl ChainModel {
             });
         }
         // The contract's checks, found by eth_estimateGas before anything is sent.
-        let e = U256::from(epoch);
         let Some(&(_, _, _, release)) = self.release_of(epoch) else {
-            return Err(Revert::EpochNotReleased(e).into());
+            return Err(revert(
+                "EpochNotReleased",
+                format!("epoch {epoch} is not released"),
+            ));
         };
         if self.ended.contains_key(&epoch) {
-            return Err(Revert::EpochEnded(e).into());
+            return Err(revert(
+                "EpochEnded",
+                format!("epoch {epoch}: batch submissions already ended"),
+            ));
         }
         if pids.len() != cids.len() {
-            return Err(Revert::LengthMismatch {
-                project_ids: U256::from(pids.len()),
-                snapshot_cids: U256::from(cids.len()),
-            }
-            .into());
+            return Err(revert(
+                "LengthMismatch",
+                format!(
+                    "{} project ids but {} snapshot cids",
+                    pids.len(),
+                    cids.len()
+                ),
+            ));
         }
         if pids.is_empty() {
-            return Err(Revert::EmptyBatch.into());
+            return Err(revert("EmptyBatch", "empty batch"));
         }
         if cid.is_empty() {
-            return Err(Revert::EmptyBatchCid.into());
+            return Err(revert("EmptyBatchCid", "empty batch cid"));
         }
         let have = self.epoch_projects.entry(epoch).or_default();
         if let Some(p) = pids.iter().find(|p| have.contains(*p)) {
-            return Err(Revert::ProjectAlreadySubmitted {
-                project_id: p.clone(),
-                epoch: e,
-            }
-            .into());
+            return Err(revert(
+                "ProjectAlreadySubmitted",
+                format!("project {p} already submitted for epoch {epoch}"),
+            ));
         }
         have.extend(pids.iter().cloned());
         let block = self.head + 1;
@@ -408,16 +435,21 @@ impl ChainModel {
         })
     }
 
-    fn end(&mut self, now: u64, task: &str, epoch: u64) -> Result<EndOutcome, ChainError> {
+    fn end(&mut self, now: u64, task: &str, epoch: u64) -> Result<EndOutcome, PortError> {
         if self.ended.contains_key(&epoch) {
             return Ok(EndOutcome::AlreadyEnded);
         }
-        let e = U256::from(epoch);
         if self.release_of(epoch).is_none() {
-            return Err(Revert::EpochNotReleased(e).into());
+            return Err(revert(
+                "EpochNotReleased",
+                format!("epoch {epoch} is not released"),
+            ));
         }
         if self.epoch_batches.get(&epoch).is_none_or(Vec::is_empty) {
-            return Err(Revert::NoBatchSubmitted(e).into());
+            return Err(revert(
+                "NoBatchSubmitted",
+                format!("epoch {epoch}: no batch submitted, batch submissions cannot be ended"),
+            ));
         }
         let block = self.head + 1;
         let tx = self.tx_hash();
@@ -433,17 +465,33 @@ impl ChainModel {
     }
 }
 
-/// A JSON-RPC error answer of the node with `message` (code -32000, like geth and anvil).
-pub fn node_error(message: &str) -> ChainError {
-    ChainError::Rpc(RpcError::ErrorResp(ErrorPayload {
-        code: -32000,
-        message: message.to_string().into(),
-        data: None,
-    }))
+/// A contract revert as the chain adapter reports it: `Reverted`, the error's name as the code.
+fn revert(name: &str, message: impl std::fmt::Display) -> PortError {
+    PortError::chain(ErrorKind::Reverted, format!("contract reverted: {message}")).with_code(name)
 }
 
-fn transient(why: &'static str) -> ChainError {
-    ChainError::Rpc(TransportErrorKind::custom_str(why))
+/// A node's refusal of our transaction (`insufficient funds …`, `nonce too low`) as the chain
+/// adapter reports it: the kind its wording gives, not retryable (the client's verdict on an
+/// error answer of the node, which is no transport failure).
+pub fn node_error(message: &str) -> PortError {
+    let m = message.to_ascii_lowercase();
+    let kind = if m.contains("insufficient funds") {
+        ErrorKind::Funds
+    } else if m.contains("nonce too low") || m.contains("nonce too high") {
+        ErrorKind::Nonce
+    } else {
+        ErrorKind::Refused
+    };
+    PortError::chain(
+        kind,
+        format!("rpc: server returned an error response: error code -32000: {message}"),
+    )
+    .with_retryable(false)
+}
+
+/// A receipt that did not come in time, our transaction mined or not.
+fn receipt_timeout(tx: B256) -> PortError {
+    PortError::chain(ErrorKind::Pending, format!("no receipt for {tx:#x} yet"))
 }
 
 /// The chain port over a [`ChainModel`], through a [`Gate`].
@@ -482,19 +530,62 @@ impl SimChain {
         }
     }
 
+    /// One read through the gate, answered by a node that may lag: `f` gets the model and the
+    /// head that node has seen.
     async fn read<T: std::fmt::Debug>(
         &self,
         op: &'static str,
         what: String,
         f: impl FnOnce(&ChainModel, u64) -> T,
-    ) -> Result<T, ChainError> {
+    ) -> Result<T, PortError> {
         let lag = self.lag();
         self.gate
             .call(
                 op,
                 format!("{what} lag {lag}"),
-                transient,
                 || (Ok(self.with(|m| f(m, m.view(lag)))), 0),
+                |r| format!("{r:?}"),
+            )
+            .await
+    }
+
+    /// One transaction of the sequencer's key through the gate: the key's refusals first (a
+    /// revoked role, a funding outage, `nonce too low`), then `f` (the client's read-before-send
+    /// and the contract, given the time and the sending task), mined in the next block. A
+    /// transaction `f` sent (`sent` gives its hash) has its receipt time out with the
+    /// scenario's chance, after it was mined.
+    async fn write<T: std::fmt::Debug>(
+        &self,
+        op: &'static str,
+        what: String,
+        f: impl FnOnce(&mut ChainModel, u64, &str) -> Result<T, PortError>,
+        sent: impl Fn(&T) -> Option<B256>,
+    ) -> Result<T, PortError> {
+        let now = self.sim().now();
+        let task = self.sim().current_name();
+        let roll = self.sim().rand_range(0..1_000_000) as f64 / 1e6;
+        let timeout = {
+            let p = self.with(|m| m.faults.receipt_timeout_p);
+            self.sim().chance(p)
+        };
+        let latency = self.write_latency();
+        self.gate
+            .call(
+                op,
+                what,
+                || {
+                    let r = self.with(|m| match m.write_refusal(now, roll) {
+                        Some(e) => Err(e),
+                        None => f(m, now, &task),
+                    });
+                    match r {
+                        Ok(o) => match sent(&o) {
+                            Some(tx) if timeout => (Err(receipt_timeout(tx)), latency),
+                            _ => (Ok(o), latency),
+                        },
+                        Err(e) => (Err(e), 0),
+                    }
+                },
                 |r| format!("{r:?}"),
             )
             .await
@@ -509,18 +600,18 @@ impl SimChain {
 
 #[async_trait]
 impl ChainPort for SimChain {
-    async fn head(&self) -> Result<u64, ChainError> {
+    async fn head(&self) -> Result<u64, PortError> {
         self.read("head", String::new(), |_, view| view).await
     }
 
-    async fn block_hash(&self, number: u64) -> Result<Option<B256>, ChainError> {
+    async fn block_hash(&self, number: u64) -> Result<Option<B256>, PortError> {
         self.read("block_hash", number.to_string(), |m, view| {
             (number <= view).then(|| m.hash(number))
         })
         .await
     }
 
-    async fn block_number(&self, hash: B256) -> Result<Option<u64>, ChainError> {
+    async fn block_number(&self, hash: B256) -> Result<Option<u64>, PortError> {
         self.read("block_number", format!("{hash:#x}"), |m, view| {
             m.by_hash.get(&hash).copied().filter(|n| *n <= view)
         })
@@ -531,7 +622,7 @@ impl ChainPort for SimChain {
         &self,
         _market: Address,
         cursor: u64,
-    ) -> Result<ReleasesPage, ChainError> {
+    ) -> Result<ReleasesPage, PortError> {
         self.read("releases_after", cursor.to_string(), |m, view| {
             let safe = view.saturating_sub(m.confirmations);
             ReleasesPage {
@@ -556,21 +647,21 @@ impl ChainPort for SimChain {
         .await
     }
 
-    async fn slot_owner(&self, slot: u64) -> Result<Address, ChainError> {
+    async fn slot_owner(&self, slot: u64) -> Result<Address, PortError> {
         self.read("slot_owner", slot.to_string(), |m, _| {
             m.owners.get(&slot).copied().unwrap_or(Address::ZERO)
         })
         .await
     }
 
-    async fn is_flagged(&self, _market: Address, who: Address) -> Result<bool, ChainError> {
+    async fn is_flagged(&self, _market: Address, who: Address) -> Result<bool, PortError> {
         self.read("is_flagged", format!("{who:#x}"), |m, _| {
             m.flagged.contains(&who)
         })
         .await
     }
 
-    async fn windows(&self, _market: Address) -> Result<Windows, ChainError> {
+    async fn windows(&self, _market: Address) -> Result<Windows, PortError> {
         self.read("windows", String::new(), |m, _| m.windows).await
     }
 
@@ -578,7 +669,7 @@ impl ChainPort for SimChain {
         &self,
         _market: Address,
         epoch: u64,
-    ) -> Result<Option<Windows>, ChainError> {
+    ) -> Result<Option<Windows>, PortError> {
         self.read("epoch_windows", epoch.to_string(), |m, view| {
             m.release_of(epoch)
                 .filter(|r| r.3 <= view)
@@ -587,7 +678,7 @@ impl ChainPort for SimChain {
         .await
     }
 
-    async fn anchored(&self, _market: Address, epoch: u64) -> Result<EpochAnchors, ChainError> {
+    async fn anchored(&self, _market: Address, epoch: u64) -> Result<EpochAnchors, PortError> {
         self.read("anchored", epoch.to_string(), |m, view| {
             m.anchors(epoch, view)
         })
@@ -602,63 +693,31 @@ impl ChainPort for SimChain {
         project_ids: &[String],
         cids: &[String],
         root: B256,
-    ) -> Result<SubmitOutcome, ChainError> {
-        let now = self.sim().now();
-        let task = self.sim().current_name();
-        let roll = self.sim().rand_range(0..1_000_000) as f64 / 1e6;
-        let timeout = {
-            let p = self.with(|m| m.faults.receipt_timeout_p);
-            self.sim().chance(p)
-        };
-        let latency = self.write_latency();
-        self.gate
-            .call(
-                "submit_batch",
-                format!("epoch {epoch} {batch_cid} {} projects", project_ids.len()),
-                transient,
-                || {
-                    let r = self.with(|m| {
-                        if let Some(e) = m.write_refusal(now, roll) {
-                            return Err(e);
-                        }
-                        m.submit(now, &task, epoch, batch_cid, project_ids, cids, root)
-                    });
-                    match r {
-                        Ok(SubmitOutcome::Anchored { tx_hash, .. }) if timeout => {
-                            (Err(ChainError::ReceiptTimeout(tx_hash)), latency)
-                        }
-                        Ok(o) => (Ok(o), latency),
-                        Err(e) => (Err(e), 0),
-                    }
-                },
-                |r| format!("{r:?}"),
-            )
-            .await
+    ) -> Result<SubmitOutcome, PortError> {
+        let what = format!("epoch {epoch} {batch_cid} {} projects", project_ids.len());
+        self.write(
+            "submit_batch",
+            what,
+            |m, now, task| m.submit(now, task, epoch, batch_cid, project_ids, cids, root),
+            |o| match o {
+                SubmitOutcome::Anchored { tx_hash, .. } => Some(*tx_hash),
+                SubmitOutcome::AlreadyAnchored { .. } => None,
+            },
+        )
+        .await
     }
 
-    async fn end_batch(&self, _market: Address, epoch: u64) -> Result<EndOutcome, ChainError> {
-        let now = self.sim().now();
-        let task = self.sim().current_name();
-        let roll = self.sim().rand_range(0..1_000_000) as f64 / 1e6;
-        let latency = self.write_latency();
-        self.gate
-            .call(
-                "end_batch",
-                format!("epoch {epoch}"),
-                transient,
-                || {
-                    let r = self.with(|m| {
-                        if let Some(e) = m.write_refusal(now, roll) {
-                            return Err(e);
-                        }
-                        m.end(now, &task, epoch)
-                    });
-                    let l = if r.is_ok() { latency } else { 0 };
-                    (r, l)
-                },
-                |r| format!("{r:?}"),
-            )
-            .await
+    async fn end_batch(&self, _market: Address, epoch: u64) -> Result<EndOutcome, PortError> {
+        self.write(
+            "end_batch",
+            format!("epoch {epoch}"),
+            |m, now, task| m.end(now, task, epoch),
+            |o| match o {
+                EndOutcome::Ended { tx_hash, .. } => Some(*tx_hash),
+                EndOutcome::AlreadyEnded => None,
+            },
+        )
+        .await
     }
 }
 
@@ -693,13 +752,13 @@ mod tests {
         ));
         assert!(matches!(
             c.submit(0, "t", e, "b2", &p("a"), &p("y"), B256::ZERO),
-            Err(ChainError::Revert(Revert::ProjectAlreadySubmitted { .. }))
+            Err(ref e) if e.code() == Some("ProjectAlreadySubmitted")
         ));
         assert!(matches!(c.end(0, "t", e), Ok(EndOutcome::Ended { .. })));
         assert!(matches!(c.end(0, "t", e), Ok(EndOutcome::AlreadyEnded)));
         assert!(matches!(
             c.submit(0, "t", e, "b3", &p("b"), &p("y"), B256::ZERO),
-            Err(ChainError::Revert(Revert::EpochEnded(_)))
+            Err(ref e) if e.code() == Some("EpochEnded")
         ));
         assert_eq!(c.txs.len(), 2);
     }
@@ -727,9 +786,16 @@ mod tests {
             c.anchors(e, c.view(1)).release_block.is_none(),
             "a node one block behind"
         );
-        assert!(node_error("insufficient funds for gas * price + value")
-            .is_retryable()
-            .eq(&false));
-        assert!(transient("reset").is_retryable());
+        let funds = node_error("insufficient funds for gas * price + value");
+        assert_eq!(
+            (funds.kind(), funds.is_retryable()),
+            (&ErrorKind::Funds, false)
+        );
+        let nonce = node_error("nonce too low");
+        assert_eq!(
+            (nonce.kind(), nonce.is_retryable()),
+            (&ErrorKind::Nonce, false)
+        );
+        assert!(receipt_timeout(B256::ZERO).is_retryable());
     }
 }

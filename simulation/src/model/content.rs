@@ -1,5 +1,5 @@
 //! The content store as an IPFS node behaves for `POST /api/v0/add?cid-version=1&raw-leaves=true`
-//! (adapters/src/kubo.rs): a document of at most one 256 KiB chunk is stored as one raw block
+//! (`adapters/ipfs/src/kubo.rs`): a document of at most one 256 KiB chunk is stored as one raw block
 //! and its CID is `CIDv1(raw, sha2-256)`; a larger one is chunked into 256 KiB raw leaves under a
 //! UnixFS file node (dag-pb) and the node answers that root's CID (`bafybei…`). The embedded
 //! blockstore accepts any size as one raw block; a real node does not, which is what this model
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use sequencer_core::cids::{raw_cid, Cid, MAX_RAW_BLOCK_BYTES, SHA2_256};
-use sequencer_functions::ports::{ContentError, ContentStore};
+use sequencer_ports::{ContentStore, ErrorKind, PortError};
 use sha2::{Digest, Sha256};
 
 use crate::gate::Gate;
@@ -94,7 +94,7 @@ pub fn node_cid(bytes: &[u8]) -> Cid {
     }
 }
 
-/// The node's blocks.
+/// The node's blocks, and what the Kubo adapter makes of the node's answers.
 #[derive(Debug, Default)]
 pub struct ContentModel {
     docs: BTreeMap<String, Vec<u8>>,
@@ -105,11 +105,34 @@ impl ContentModel {
     pub fn peek(&self, cid: &str) -> Option<Vec<u8>> {
         self.docs.get(cid).cloned()
     }
+
+    // ---- The port's operations, one per `ContentStore` method. ----
+
+    /// `add?cid-version=1&raw-leaves=true` as the Kubo adapter sees it: the node stores the
+    /// document under its own CID ([`node_cid`]); the adapter refuses an answer other than the
+    /// locally computed raw CID (`CidMismatch`).
+    pub fn put(&mut self, bytes: &[u8]) -> Result<String, PortError> {
+        let got = node_cid(bytes).to_string();
+        self.docs.insert(got.clone(), bytes.to_vec());
+        let expected = raw_cid(bytes).to_string();
+        if got == expected {
+            Ok(got)
+        } else {
+            Err(PortError::content(
+                ErrorKind::CidMismatch { expected, got },
+                "IPFS add answered another CID than the document's",
+            ))
+        }
+    }
+
+    /// `cat`.
+    pub fn get(&self, cid: &str) -> Result<Option<Vec<u8>>, PortError> {
+        Ok(self.docs.get(cid).cloned())
+    }
 }
 
-/// The content port: the node's behaviour as the Kubo adapter sees it. The adapter refuses an
-/// answer other than the locally computed `raw_cid` (`CidMismatch`), so this port does the same
-/// with the node's CID, as the adapter would.
+/// The content port over a [`ContentModel`], through a [`Gate`]. A new `ContentStore` method
+/// is a model method above and one line in `impl ContentStore for SimContent`.
 #[derive(Clone)]
 pub struct SimContent {
     gate: Gate,
@@ -126,63 +149,55 @@ impl SimContent {
     pub fn gate(&self) -> &Gate {
         &self.gate
     }
-}
 
-fn unavailable(why: &'static str) -> ContentError {
-    ContentError::Unavailable(why.to_string())
+    /// Runs one operation of the model through the gate, at one instant; `extra_ms` more before
+    /// the answer (a large upload).
+    async fn op<T>(
+        &self,
+        op: &'static str,
+        what: String,
+        extra_ms: u64,
+        f: impl FnOnce(&mut ContentModel) -> Result<T, PortError>,
+        summary: impl Fn(&T) -> String,
+    ) -> Result<T, PortError> {
+        self.gate
+            .call(
+                op,
+                what,
+                || {
+                    let r = f(&mut self.model.lock().unwrap_or_else(|e| e.into_inner()));
+                    (r, extra_ms)
+                },
+                |r| match r {
+                    Ok(v) => summary(v),
+                    Err(e) => e.to_string(),
+                },
+            )
+            .await
+    }
 }
 
 #[async_trait]
 impl ContentStore for SimContent {
-    async fn put(&self, bytes: &[u8]) -> Result<String, ContentError> {
-        self.gate
-            .call(
-                "put",
-                format!("{} bytes", bytes.len()),
-                unavailable,
-                || {
-                    let got = node_cid(bytes).to_string();
-                    self.model
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .docs
-                        .insert(got.clone(), bytes.to_vec());
-                    let expected = raw_cid(bytes).to_string();
-                    // What the Kubo adapter does with the node's answer.
-                    let r = if got == expected {
-                        Ok(got)
-                    } else {
-                        Err(ContentError::CidMismatch { expected, got })
-                    };
-                    (r, bytes.len() as u64 / 100_000)
-                },
-                |r| format!("{r:?}"),
-            )
+    async fn put(&self, bytes: &[u8]) -> Result<String, PortError> {
+        let what = format!("{} bytes", bytes.len());
+        let extra = bytes.len() as u64 / 100_000;
+        self.op("put", what, extra, |m| m.put(bytes), String::clone)
             .await
     }
 
-    async fn get(&self, cid: &str) -> Result<Option<Vec<u8>>, ContentError> {
-        self.gate
-            .call(
-                "get",
-                cid.to_string(),
-                unavailable,
-                || {
-                    let d = self
-                        .model
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .docs
-                        .get(cid)
-                        .cloned();
-                    (Ok(d), 0)
-                },
-                |r| match r {
-                    Ok(Some(d)) => format!("{} bytes", d.len()),
-                    other => format!("{other:?}"),
-                },
-            )
-            .await
+    async fn get(&self, cid: &str) -> Result<Option<Vec<u8>>, PortError> {
+        self.op(
+            "get",
+            cid.to_string(),
+            0,
+            |m| m.get(cid),
+            |d| {
+                d.as_ref()
+                    .map_or("none".into(), |d| format!("{} bytes", d.len()))
+            },
+        )
+        .await
     }
 }
 

@@ -8,19 +8,28 @@
 //! is in flight; a deduplication id seen in the last 5 minutes is dropped at send.
 //! Deleting or changing the visibility with a stale receipt handle (one from an earlier
 //! delivery) succeeds and does nothing, as SQS documents.
+//!
+//! Two halves, as in every model: [`QueueModel`] holds the semantics (one synchronous method per
+//! `Queue` operation, taking the queue's name and the time), [`SimQueue`] is the port, each
+//! trait method one [`SimQueue::op`] line through the gate. A new `Queue` method is a model
+//! method and one line in `impl Queue for SimQueue`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sequencer_functions::ports::{OutMessage, Queue, QueueError, Received};
+use sequencer_ports::{ErrorKind, OutMessage, PortError, Queue, Received};
 
 use crate::exec::Sim;
 use crate::gate::Gate;
 
 /// SQS's FIFO deduplication interval.
 pub const DEDUP_INTERVAL_MS: u64 = 5 * 60 * 1000;
+
+fn refused(why: impl Into<String>) -> PortError {
+    PortError::queue(ErrorKind::Refused, why)
+}
 
 /// A queue's settings (from the Terraform module).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +73,8 @@ pub struct QueueModel {
     pub duplicate_p: f64,
     /// Messages moved to a DLQ by the redrive policy: (time, queue, message id).
     pub redriven: Vec<(u64, String, String)>,
+    /// When each message was sent (virtual ms): its `SentTimestamp`.
+    pub sent_at: BTreeMap<String, u64>,
 }
 
 /// A message as it sits in a queue (for the invariants).
@@ -115,10 +126,10 @@ impl QueueModel {
         self.queues.get(queue).map_or(0, |q| q.msgs.len())
     }
 
-    fn q(&mut self, name: &str) -> Result<&mut Q, QueueError> {
-        self.queues.get_mut(name).ok_or_else(|| {
-            QueueError::Refused(format!("AWS.SimpleQueueService.NonExistentQueue: {name}"))
-        })
+    fn q(&mut self, name: &str) -> Result<&mut Q, PortError> {
+        self.queues
+            .get_mut(name)
+            .ok_or_else(|| refused(format!("AWS.SimpleQueueService.NonExistentQueue: {name}")))
     }
 
     /// `SendMessageBatch`.
@@ -127,10 +138,10 @@ impl QueueModel {
         name: &str,
         now: u64,
         messages: &[OutMessage],
-    ) -> Result<Vec<String>, QueueError> {
+    ) -> Result<Vec<String>, PortError> {
         if messages.len() > 10 {
-            return Err(QueueError::Refused(
-                "AWS.SimpleQueueService.TooManyEntriesInBatchRequest".into(),
+            return Err(refused(
+                "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
             ));
         }
         let fifo = self.q(name)?.spec.fifo;
@@ -142,18 +153,14 @@ impl QueueModel {
                     .sum::<usize>()
                 > 256 * 1024
             {
-                return Err(QueueError::Refused(
-                    "AWS.SimpleQueueService.BatchRequestTooLong".into(),
-                ));
+                return Err(refused("AWS.SimpleQueueService.BatchRequestTooLong"));
             }
             if m.attributes.values().any(String::is_empty) {
-                return Err(QueueError::Refused(
-                    "InvalidParameterValue: empty attribute".into(),
-                ));
+                return Err(refused("InvalidParameterValue: empty attribute"));
             }
             if fifo && (m.group_id.is_none() || m.dedup_id.is_none()) {
-                return Err(QueueError::Refused(
-                    "MissingParameter: MessageGroupId/MessageDeduplicationId".into(),
+                return Err(refused(
+                    "MissingParameter: MessageGroupId/MessageDeduplicationId",
                 ));
             }
         }
@@ -173,6 +180,8 @@ impl QueueModel {
                 }
                 q.dedup.insert(d, now);
             }
+            self.sent_at.insert(id.clone(), now);
+            let q = self.q(name)?;
             q.msgs.insert(
                 seq,
                 Msg {
@@ -198,7 +207,7 @@ impl QueueModel {
         now: u64,
         max: usize,
         sim: &Sim,
-    ) -> Result<Vec<Received>, QueueError> {
+    ) -> Result<Vec<Received>, PortError> {
         let max = max.clamp(1, 10);
         let dup_p = self.duplicate_p;
         let (spec, candidates): (QueueSpec, Vec<u64>) = {
@@ -309,7 +318,7 @@ impl QueueModel {
     }
 
     /// `DeleteMessageBatch`: deletes the deliveries whose handle is current.
-    pub fn ack(&mut self, name: &str, receipts: &[String]) -> Result<(), QueueError> {
+    pub fn ack(&mut self, name: &str, receipts: &[String]) -> Result<(), PortError> {
         let q = self.q(name)?;
         q.msgs
             .retain(|_, m| !m.receipt.as_ref().is_some_and(|r| receipts.contains(r)));
@@ -323,7 +332,7 @@ impl QueueModel {
         now: u64,
         receipt: &str,
         delay_ms: u64,
-    ) -> Result<(), QueueError> {
+    ) -> Result<(), PortError> {
         let q = self.q(name)?;
         for m in q.msgs.values_mut() {
             if m.receipt.as_deref() == Some(receipt) {
@@ -332,6 +341,31 @@ impl QueueModel {
             }
         }
         Ok(())
+    }
+
+    /// What the handlers' `dead_letter` does on SQS: the message, with its reason as an
+    /// attribute, sent to `dlq`, and deleted here.
+    pub fn dead_letter(
+        &mut self,
+        name: &str,
+        dlq: &str,
+        now: u64,
+        message: &Received,
+        reason: &str,
+    ) -> Result<(), PortError> {
+        let mut attributes = message.attributes.clone();
+        attributes.insert("dead_letter_reason".into(), reason.to_string());
+        let out = OutMessage {
+            body: message.body.clone(),
+            attributes,
+            group_id: message.group_id.clone(),
+            dedup_id: message
+                .group_id
+                .as_ref()
+                .map(|_| message.message_id.clone()),
+        };
+        self.send(dlq, now, &[out])?;
+        self.ack(name, std::slice::from_ref(&message.receipt))
     }
 }
 
@@ -360,8 +394,24 @@ impl SimQueue {
     }
 }
 
-fn unavailable(why: &'static str) -> QueueError {
-    QueueError::Unavailable(why.to_string())
+impl SimQueue {
+    /// Runs one operation of the model through the gate, at one instant.
+    async fn op<T: std::fmt::Debug>(
+        &self,
+        op: &'static str,
+        what: String,
+        f: impl FnOnce(&mut QueueModel, u64) -> Result<T, PortError>,
+    ) -> Result<T, PortError> {
+        let now = self.gate.sim().now();
+        self.gate
+            .call(
+                op,
+                format!("{} {what}", self.name),
+                || (self.with(|m| f(m, now)), 0),
+                |r| format!("{r:?}"),
+            )
+            .await
+    }
 }
 
 #[async_trait]
@@ -370,37 +420,28 @@ impl Queue for SimQueue {
         &self.name
     }
 
-    async fn send(&self, messages: &[OutMessage]) -> Result<(), QueueError> {
-        let now = self.gate.sim().now();
-        self.gate
-            .call(
-                "send",
-                format!("{} x{}", self.name, messages.len()),
-                unavailable,
-                || {
-                    (
-                        self.with(|m| m.send(&self.name, now, messages)).map(|_| ()),
-                        0,
-                    )
-                },
-                |r| format!("{r:?}"),
-            )
-            .await
+    async fn send(&self, messages: &[OutMessage]) -> Result<(), PortError> {
+        let what = format!("x{}", messages.len());
+        self.op("send", what, |m, now| {
+            m.send(&self.name, now, messages).map(|_| ())
+        })
+        .await
     }
 
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, QueueError> {
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, PortError> {
         // Long polling: look again every second of the wait until something is visible.
         let sim = self.gate.sim().clone();
         let until = sim.now() + wait.as_millis() as u64;
         loop {
-            let now = sim.now();
             let got = self
                 .gate
                 .call(
                     "receive",
                     format!("{} max {max}", self.name),
-                    unavailable,
-                    || (self.with(|m| m.receive(&self.name, now, max, &sim)), 0),
+                    || {
+                        let now = sim.now();
+                        (self.with(|m| m.receive(&self.name, now, max, &sim)), 0)
+                    },
                     |r| match r {
                         Ok(v) => format!(
                             "{:?}",
@@ -419,84 +460,39 @@ impl Queue for SimQueue {
         }
     }
 
-    async fn ack(&self, receipts: &[String]) -> Result<(), QueueError> {
-        self.gate
-            .call(
-                "ack",
-                format!("{} {receipts:?}", self.name),
-                unavailable,
-                || (self.with(|m| m.ack(&self.name, receipts)), 0),
-                |r| format!("{r:?}"),
-            )
-            .await
+    async fn ack(&self, receipts: &[String]) -> Result<(), PortError> {
+        self.op("ack", format!("{receipts:?}"), |m, _| {
+            m.ack(&self.name, receipts)
+        })
+        .await
     }
 
-    async fn nack(&self, receipt: &str, delay: Duration) -> Result<(), QueueError> {
-        let now = self.gate.sim().now();
-        self.gate
-            .call(
-                "nack",
-                format!("{} {receipt} +{delay:?}", self.name),
-                unavailable,
-                || {
-                    (
-                        self.with(|m| m.nack(&self.name, now, receipt, delay.as_millis() as u64)),
-                        0,
-                    )
-                },
-                |r| format!("{r:?}"),
-            )
-            .await
+    async fn nack(&self, receipt: &str, delay: Duration) -> Result<(), PortError> {
+        let ms = delay.as_millis() as u64;
+        self.op("nack", format!("{receipt} +{delay:?}"), |m, now| {
+            m.nack(&self.name, now, receipt, ms)
+        })
+        .await
     }
 
-    async fn dead_letter(&self, message: &Received, reason: &str) -> Result<(), QueueError> {
-        let now = self.gate.sim().now();
+    async fn dead_letter(&self, message: &Received, reason: &str) -> Result<(), PortError> {
         let Some(dlq) = self.dlq.clone() else {
-            return Err(QueueError::Refused(format!(
-                "{} has no dead-letter queue",
-                self.name
-            )));
+            return Err(refused(format!("{} has no dead-letter queue", self.name)));
         };
-        self.gate
-            .call(
-                "dead_letter",
-                format!("{} {} {reason}", self.name, message.message_id),
-                unavailable,
-                || {
-                    let out = OutMessage {
-                        body: message.body.clone(),
-                        attributes: {
-                            let mut a = message.attributes.clone();
-                            a.insert("dead_letter_reason".into(), reason.to_string());
-                            a
-                        },
-                        group_id: message.group_id.clone(),
-                        dedup_id: message
-                            .group_id
-                            .as_ref()
-                            .map(|_| message.message_id.clone()),
-                    };
-                    let r = self.with(|m| {
-                        m.send(&dlq, now, &[out])?;
-                        m.ack(&self.name, std::slice::from_ref(&message.receipt))
-                    });
-                    (r, 0)
-                },
-                |r| format!("{r:?}"),
-            )
-            .await
+        let what = format!("{} {reason}", message.message_id);
+        self.op("dead_letter", what, |m, now| {
+            m.dead_letter(&self.name, &dlq, now, message, reason)
+        })
+        .await
     }
 
-    async fn depth(&self) -> Result<u64, QueueError> {
-        self.gate
-            .call(
-                "depth",
-                self.name.clone(),
-                unavailable,
-                || (Ok(self.with(|m| m.depth(&self.name)) as u64), 0),
-                |r| format!("{r:?}"),
-            )
-            .await
+    async fn depth(&self) -> Result<u64, PortError> {
+        self.op(
+            "depth",
+            String::new(),
+            |m, _| Ok(m.depth(&self.name) as u64),
+        )
+        .await
     }
 }
 

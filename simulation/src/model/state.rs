@@ -1,17 +1,25 @@
-//! The state store as DynamoDB behaves for the operations the port uses (adapters/src/dynamo.rs):
+//! The state store as DynamoDB behaves for the operations the port uses
+//! (`adapters/aws/src/dynamo.rs`):
 //! strongly consistent reads; `put_if_absent` = `attribute_not_exists(pk)`; `transition` = a
 //! condition on `state` returning the old item on failure (`ALL_OLD`); `add_bounded` = `ADD` to a
 //! string set under `size < :cap OR contains(:member)`; `query` pages in sort-key order that stop
 //! at `limit` items or 1 MB, whichever comes first; items up to 400 KB; TTL expiry is lazy (an
 //! expired item is still read until the sweeper deletes it, as DynamoDB deletes within days).
 //! Every write is journaled for the invariants' explanations.
+//!
+//! Two halves: [`StateModel`] holds the semantics, one synchronous method per port operation
+//! with the trait method's name and arguments; [`SimState`] is the port, each trait method one
+//! [`SimState::op`] line that runs the model's method through the gate (latency, faults, crash
+//! points, counting, the journal, the trace). A new `StateStore` method is a model method and one
+//! line in the `impl StateStore for SimState` below (the compiler points there).
+//! [`ReadOnly`] is the view the invariants read through the handlers' typed records layer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use sequencer_functions::ports::{
-    BoundedAdd, Item, Key, Page, StateError, StateStore, Table, Transition,
+use sequencer_ports::{
+    BoundedAdd, ErrorKind, Item, Key, Page, PortError, StateStore, Table, Transition,
 };
 
 use crate::gate::Gate;
@@ -99,14 +107,6 @@ impl StateModel {
         all.into_iter().map(|((pk, sk), i)| (pk, sk, i)).collect()
     }
 
-    /// Whether anything of a partition is still stored in `table`.
-    pub fn has_partition(&self, table: Table, pk: &str) -> bool {
-        self.items
-            .range((table, pk.to_string(), String::new())..)
-            .next()
-            .is_some_and(|((t, p, _), _)| *t == table && p == pk)
-    }
-
     /// Members of a bounded counter.
     pub fn members(&self, table: Table, key: &Key) -> BTreeSet<String> {
         self.items
@@ -160,21 +160,28 @@ impl StateModel {
         });
     }
 
-    fn check_size(key: &Key, item: &Item, members: &BTreeSet<String>) -> Result<(), StateError> {
+    fn check_size(key: &Key, item: &Item, members: &BTreeSet<String>) -> Result<(), PortError> {
         let n = size(key, item, members);
         if n > MAX_ITEM_BYTES {
-            return Err(StateError::Unavailable(format!(
-                "ValidationException: Item size {n} has exceeded the maximum allowed size"
-            )));
+            // The DynamoDB adapter reports every SDK error as unavailable.
+            return Err(PortError::state(
+                ErrorKind::Unavailable,
+                format!("ValidationException: Item size {n} has exceeded the maximum allowed size"),
+            )
+            .with_code("ValidationException"));
         }
         Ok(())
     }
 
-    fn get(&self, table: Table, key: &Key) -> Option<Item> {
-        self.peek(table, key)
+    // ---- The port's operations, one per `StateStore` method, same names and arguments. ----
+
+    /// `GetItem`, strongly consistent.
+    pub fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, PortError> {
+        Ok(self.peek(table, key))
     }
 
-    fn put(&mut self, table: Table, key: &Key, item: &Item) -> Result<(), StateError> {
+    /// `PutItem`.
+    pub fn put(&mut self, table: Table, key: &Key, item: &Item) -> Result<(), PortError> {
         Self::check_size(key, item, &BTreeSet::new())?;
         self.items.insert(
             Self::k(table, key),
@@ -186,7 +193,13 @@ impl StateModel {
         Ok(())
     }
 
-    fn put_if_absent(&mut self, table: Table, key: &Key, item: &Item) -> Result<bool, StateError> {
+    /// `PutItem` with `attribute_not_exists(pk)`.
+    pub fn put_if_absent(
+        &mut self,
+        table: Table,
+        key: &Key,
+        item: &Item,
+    ) -> Result<bool, PortError> {
         if self.items.contains_key(&Self::k(table, key)) {
             return Ok(false);
         }
@@ -194,13 +207,14 @@ impl StateModel {
         Ok(true)
     }
 
-    fn transition(
+    /// `PutItem` conditioned on `state` (or on absence), `ALL_OLD` on a failed condition.
+    pub fn transition(
         &mut self,
         table: Table,
         key: &Key,
         from: Option<&str>,
         item: &Item,
-    ) -> Result<Transition, StateError> {
+    ) -> Result<Transition, PortError> {
         let cur = self.items.get(&Self::k(table, key));
         let holds = match (from, cur) {
             (None, None) => true,
@@ -222,13 +236,14 @@ impl StateModel {
         Ok(Transition::Applied)
     }
 
-    fn add_bounded(
+    /// `UpdateItem ADD` to a string set under `size < :cap OR contains(:member)`.
+    pub fn add_bounded(
         &mut self,
         table: Table,
         key: &Key,
         member: &str,
         ceiling: u64,
-    ) -> Result<BoundedAdd, StateError> {
+    ) -> Result<BoundedAdd, PortError> {
         let k = Self::k(table, key);
         let entry = self.items.entry(k).or_insert_with(|| Stored {
             // `UpdateItem` creates the item with only its key and the set: no data, no TTL.
@@ -250,7 +265,14 @@ impl StateModel {
         Ok(BoundedAdd::Added(n + 1))
     }
 
-    fn query(&self, table: Table, pk: &str, after: Option<&str>, limit: usize) -> Page {
+    /// `Query` of a partition: pages cut at `limit` items or 1 MB.
+    pub fn query(
+        &self,
+        table: Table,
+        pk: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, PortError> {
         let lo = (table, pk.to_string(), after.unwrap_or("").to_string());
         let mut items = Vec::new();
         let mut bytes = 0usize;
@@ -273,13 +295,34 @@ impl StateModel {
         let next = (more || items.len() >= limit.max(1))
             .then(|| items.last().map(|(sk, _)| sk.clone()))
             .flatten();
-        Page { items, next }
+        Ok(Page { items, next })
     }
 
-    fn delete(&mut self, table: Table, key: &Key) {
+    /// `DeleteItem`.
+    pub fn delete(&mut self, table: Table, key: &Key) -> Result<(), PortError> {
         self.items.remove(&Self::k(table, key));
+        Ok(())
+    }
+
+    /// A copy with the items the TTL sweeper deleted back in (a live item wins): what the
+    /// pipeline wrote, for the invariants, so an expired record does not hide it.
+    pub fn with_expired(&self) -> StateModel {
+        let mut items = self.items.clone();
+        for (k, i) in &self.expired {
+            items.entry(k.clone()).or_insert_with(|| Stored {
+                item: i.clone(),
+                members: BTreeSet::new(),
+            });
+        }
+        StateModel {
+            items,
+            ..StateModel::default()
+        }
     }
 }
+
+/// A write to journal: its table and key, and whether an answer means it changed the item.
+type Journaled<'k, T> = (Table, &'k Key, fn(&T) -> bool);
 
 /// The state port over a [`StateModel`], through a [`Gate`].
 #[derive(Clone)]
@@ -303,15 +346,41 @@ impl SimState {
         f(&mut self.model.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn journal(&self, op: &'static str, table: Table, key: &Key, applied: bool) {
-        let at = self.gate.sim().now();
-        let task = self.gate.sim().current_name();
-        self.with(|m| m.log(at, &task, op, table, key, applied));
+    /// Runs one operation of the model through the gate, at one instant. A write (`write`:
+    /// the table and key it writes, and whether an answer means it changed the item) is
+    /// journaled.
+    async fn op<T>(
+        &self,
+        op: &'static str,
+        what: String,
+        write: Option<Journaled<'_, T>>,
+        f: impl FnOnce(&mut StateModel) -> Result<T, PortError>,
+        summary: impl Fn(&T) -> String,
+    ) -> Result<T, PortError> {
+        self.gate
+            .call(
+                op,
+                what,
+                || {
+                    let at = self.gate.sim().now();
+                    let task = self.gate.sim().current_name();
+                    let r = self.with(|m| {
+                        let r = f(m);
+                        if let Some((table, key, changed)) = write {
+                            let applied = r.as_ref().is_ok_and(changed);
+                            m.log(at, &task, op, table, key, applied);
+                        }
+                        r
+                    });
+                    (r, 0)
+                },
+                |r| match r {
+                    Ok(v) => summary(v),
+                    Err(e) => e.to_string(),
+                },
+            )
+            .await
     }
-}
-
-fn unavailable(why: &'static str) -> StateError {
-    StateError::Unavailable(why.to_string())
 }
 
 fn what(table: Table, key: &Key) -> String {
@@ -322,59 +391,48 @@ fn item_summary(i: &Item) -> String {
     format!("{}:{}B", i.state.as_deref().unwrap_or("-"), i.data.len())
 }
 
+fn written(what: String, item: &Item) -> String {
+    format!("{what} {}", item_summary(item))
+}
+
 #[async_trait]
 impl StateStore for SimState {
-    async fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, StateError> {
-        self.gate
-            .call(
-                "get",
-                what(table, key),
-                unavailable,
-                || (Ok(self.with(|m| m.get(table, key))), 0),
-                |r| match r {
-                    Ok(Some(i)) => item_summary(i),
-                    Ok(None) => "none".into(),
-                    Err(e) => format!("{e}"),
-                },
-            )
-            .await
+    async fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, PortError> {
+        let w = what(table, key);
+        self.op(
+            "get",
+            w,
+            None,
+            |m| m.get(table, key),
+            |r| r.as_ref().map_or("none".into(), item_summary),
+        )
+        .await
     }
 
-    async fn put(&self, table: Table, key: &Key, item: &Item) -> Result<(), StateError> {
-        self.gate
-            .call(
-                "put",
-                format!("{} {}", what(table, key), item_summary(item)),
-                unavailable,
-                || {
-                    let r = self.with(|m| m.put(table, key, item));
-                    self.journal("put", table, key, r.is_ok());
-                    (r, 0)
-                },
-                |r| format!("{r:?}"),
-            )
-            .await
+    async fn put(&self, table: Table, key: &Key, item: &Item) -> Result<(), PortError> {
+        let w = written(what(table, key), item);
+        let write = Some((table, key, (|_| true) as fn(&()) -> bool));
+        self.op(
+            "put",
+            w,
+            write,
+            |m| m.put(table, key, item),
+            |r| format!("{r:?}"),
+        )
+        .await
     }
 
-    async fn put_if_absent(
-        &self,
-        table: Table,
-        key: &Key,
-        item: &Item,
-    ) -> Result<bool, StateError> {
-        self.gate
-            .call(
-                "put_if_absent",
-                format!("{} {}", what(table, key), item_summary(item)),
-                unavailable,
-                || {
-                    let r = self.with(|m| m.put_if_absent(table, key, item));
-                    self.journal("put_if_absent", table, key, matches!(r, Ok(true)));
-                    (r, 0)
-                },
-                |r| format!("{r:?}"),
-            )
-            .await
+    async fn put_if_absent(&self, table: Table, key: &Key, item: &Item) -> Result<bool, PortError> {
+        let w = written(what(table, key), item);
+        let write = Some((table, key, (|r| *r) as fn(&bool) -> bool));
+        self.op(
+            "put_if_absent",
+            w,
+            write,
+            |m| m.put_if_absent(table, key, item),
+            |r| format!("{r:?}"),
+        )
+        .await
     }
 
     async fn transition(
@@ -383,32 +441,23 @@ impl StateStore for SimState {
         key: &Key,
         from: Option<&str>,
         item: &Item,
-    ) -> Result<Transition, StateError> {
-        self.gate
-            .call(
-                "transition",
-                format!("{} {from:?}->{}", what(table, key), item_summary(item)),
-                unavailable,
-                || {
-                    let r = self.with(|m| m.transition(table, key, from, item));
-                    self.journal(
-                        "transition",
-                        table,
-                        key,
-                        matches!(r, Ok(Transition::Applied)),
-                    );
-                    (r, 0)
-                },
-                |r| match r {
-                    Ok(Transition::Applied) => "applied".into(),
-                    Ok(Transition::Refused(i)) => format!(
-                        "refused({})",
-                        i.as_ref().map_or("absent".into(), item_summary)
-                    ),
-                    Err(e) => format!("{e}"),
-                },
-            )
-            .await
+    ) -> Result<Transition, PortError> {
+        let w = format!("{} {from:?}->{}", what(table, key), item_summary(item));
+        let applied = (|r| matches!(r, Transition::Applied)) as fn(&Transition) -> bool;
+        self.op(
+            "transition",
+            w,
+            Some((table, key, applied)),
+            |m| m.transition(table, key, from, item),
+            |r| match r {
+                Transition::Applied => "applied".into(),
+                Transition::Refused(i) => format!(
+                    "refused({})",
+                    i.as_ref().map_or("absent".into(), item_summary)
+                ),
+            },
+        )
+        .await
     }
 
     async fn add_bounded(
@@ -417,25 +466,17 @@ impl StateStore for SimState {
         key: &Key,
         member: &str,
         ceiling: u64,
-    ) -> Result<BoundedAdd, StateError> {
-        self.gate
-            .call(
-                "add_bounded",
-                format!("{} +{member} cap {ceiling}", what(table, key)),
-                unavailable,
-                || {
-                    let r = self.with(|m| m.add_bounded(table, key, member, ceiling));
-                    self.journal(
-                        "add_bounded",
-                        table,
-                        key,
-                        matches!(r, Ok(BoundedAdd::Added(_))),
-                    );
-                    (r, 0)
-                },
-                |r| format!("{r:?}"),
-            )
-            .await
+    ) -> Result<BoundedAdd, PortError> {
+        let w = format!("{} +{member} cap {ceiling}", what(table, key));
+        let added = (|r| matches!(r, BoundedAdd::Added(_))) as fn(&BoundedAdd) -> bool;
+        self.op(
+            "add_bounded",
+            w,
+            Some((table, key, added)),
+            |m| m.add_bounded(table, key, member, ceiling),
+            |r| format!("{r:?}"),
+        )
+        .await
     }
 
     async fn query(
@@ -444,34 +485,157 @@ impl StateStore for SimState {
         pk: &str,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Page, StateError> {
-        self.gate
-            .call(
-                "query",
-                format!("{}[{pk}] after {after:?} limit {limit}", table.name()),
-                unavailable,
-                || (Ok(self.with(|m| m.query(table, pk, after, limit))), 0),
-                |r| match r {
-                    Ok(p) => format!("{} items next {:?}", p.items.len(), p.next),
-                    Err(e) => format!("{e}"),
-                },
-            )
-            .await
+    ) -> Result<Page, PortError> {
+        let w = format!("{}[{pk}] after {after:?} limit {limit}", table.name());
+        self.op(
+            "query",
+            w,
+            None,
+            |m| m.query(table, pk, after, limit),
+            |p| format!("{} items next {:?}", p.items.len(), p.next),
+        )
+        .await
     }
 
-    async fn delete(&self, table: Table, key: &Key) -> Result<(), StateError> {
-        self.gate
-            .call(
-                "delete",
-                what(table, key),
-                unavailable,
-                || {
-                    self.with(|m| m.delete(table, key));
-                    self.journal("delete", table, key, true);
-                    (Ok(()), 0)
-                },
-                |r| format!("{r:?}"),
-            )
-            .await
+    async fn delete(&self, table: Table, key: &Key) -> Result<(), PortError> {
+        let write = Some((table, key, (|_| true) as fn(&()) -> bool));
+        self.op(
+            "delete",
+            what(table, key),
+            write,
+            |m| m.delete(table, key),
+            |r| format!("{r:?}"),
+        )
+        .await
+    }
+}
+
+/// A read-only view of a [`StateModel`]: a `StateStore` whose reads answer at once, with no
+/// latency, fault or count, and whose writes are refused. The invariants and the actors read
+/// the pipeline's records through it and the handlers' typed records layer
+/// (`sequencer_handlers::records::Records`, see `World::records`), so they follow the key
+/// scheme and the stored formats wherever the handlers take them. Poll its futures with [`now`].
+pub struct ReadOnly<'a>(pub &'a StateModel);
+
+fn read_only() -> PortError {
+    PortError::state(ErrorKind::Refused, "a read-only view of the store")
+}
+
+#[async_trait]
+impl StateStore for ReadOnly<'_> {
+    async fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, PortError> {
+        self.0.get(table, key)
+    }
+    async fn put(&self, _: Table, _: &Key, _: &Item) -> Result<(), PortError> {
+        Err(read_only())
+    }
+    async fn put_if_absent(&self, _: Table, _: &Key, _: &Item) -> Result<bool, PortError> {
+        Err(read_only())
+    }
+    async fn transition(
+        &self,
+        _: Table,
+        _: &Key,
+        _: Option<&str>,
+        _: &Item,
+    ) -> Result<Transition, PortError> {
+        Err(read_only())
+    }
+    async fn add_bounded(
+        &self,
+        _: Table,
+        _: &Key,
+        _: &str,
+        _: u64,
+    ) -> Result<BoundedAdd, PortError> {
+        Err(read_only())
+    }
+    async fn query(
+        &self,
+        table: Table,
+        pk: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, PortError> {
+        self.0.query(table, pk, after, limit)
+    }
+    async fn delete(&self, _: Table, _: &Key) -> Result<(), PortError> {
+        Err(read_only())
+    }
+}
+
+/// The answer of a future that never waits (a read through a [`ReadOnly`] view).
+pub fn now<T>(
+    f: impl std::future::Future<Output = Result<T, sequencer_handlers::PipelineError>>,
+) -> Result<T, sequencer_handlers::PipelineError> {
+    use futures::FutureExt as _;
+    f.now_or_never().unwrap_or_else(|| {
+        Err(sequencer_handlers::PipelineError::Invariant(
+            "a read of a read-only view waited".into(),
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(sk: &str) -> Key {
+        Key::new("p", sk)
+    }
+
+    /// The DynamoDB semantics the handlers rely on. A new operation gets its case here.
+    #[test]
+    fn conditional_writes_bounded_sets_pages_and_lazy_expiry() {
+        let mut m = StateModel::default();
+        let t = Table::Epochs;
+        let open = Item::with_state("OPEN", "{}").ttl(Some(100));
+        assert_eq!(m.put_if_absent(t, &k("a"), &open), Ok(true));
+        assert_eq!(m.put_if_absent(t, &k("a"), &Item::data("x")), Ok(false));
+        // A transition whose condition fails returns the item as it is (ALL_OLD).
+        let closed = Item::with_state("CLOSED", "{}");
+        assert_eq!(
+            m.transition(t, &k("a"), Some("CLOSING"), &closed),
+            Ok(Transition::Refused(Some(open.clone())))
+        );
+        assert_eq!(
+            m.transition(t, &k("a"), Some("OPEN"), &closed),
+            Ok(Transition::Applied)
+        );
+        assert_eq!(
+            m.transition(t, &k("b"), Some("OPEN"), &closed),
+            Ok(Transition::Refused(None))
+        );
+        // A bounded set counts a member once and refuses past its ceiling.
+        let c = Table::Counters;
+        assert_eq!(m.add_bounded(c, &k("n"), "x", 2), Ok(BoundedAdd::Added(1)));
+        assert_eq!(
+            m.add_bounded(c, &k("n"), "x", 2),
+            Ok(BoundedAdd::Present(1))
+        );
+        assert_eq!(m.add_bounded(c, &k("n"), "y", 2), Ok(BoundedAdd::Added(2)));
+        assert_eq!(m.add_bounded(c, &k("n"), "z", 2), Ok(BoundedAdd::Full(2)));
+        // Pages stop at the limit with a next key.
+        for i in 0..5 {
+            m.put(Table::Receipts, &k(&format!("{i}")), &Item::data("{}"))
+                .expect("put");
+        }
+        let p1 = m.query(Table::Receipts, "p", None, 3).expect("query");
+        assert_eq!((p1.items.len(), p1.next.as_deref()), (3, Some("2")));
+        let p2 = m
+            .query(Table::Receipts, "p", p1.next.as_deref(), 3)
+            .expect("q");
+        assert_eq!((p2.items.len(), p2.next), (2, None));
+        // Too large an item is refused.
+        let big = Item::data("x".repeat(MAX_ITEM_BYTES));
+        assert!(m.put(t, &k("big"), &big).is_err());
+        // Expired items stay readable until the sweeper takes them, and the invariants still
+        // see them after.
+        m.put(t, &k("old"), &Item::data("{}").ttl(Some(10)))
+            .expect("put");
+        assert!(m.get(t, &k("old")).expect("get").is_some());
+        assert_eq!(m.sweep(11, || true), 1);
+        assert!(m.get(t, &k("old")).expect("get").is_none());
+        assert!(m.with_expired().get(t, &k("old")).expect("get").is_some());
     }
 }

@@ -42,7 +42,7 @@ async fn pipeline_on_the_emulators_with_duplicates_and_poison() {
     // SAFETY of the process environment: nextest runs each test in a process of its own.
     std::env::set_var("SEQ_PREFIX", &prefix);
 
-    let sdk = sequencer_adapters::aws_sdk_config().await;
+    let sdk = sequencer_aws::aws_sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let url = |name: String| {
         let sqs = sqs.clone();

@@ -1,9 +1,34 @@
-//! Helpers shared by the integration tests of several crates (a dev-dependency only).
+//! Helpers shared by the integration tests of several crates (a dev-dependency only):
+//!
+//! - service probes that skip loudly (below: [`require`], [`missing`], [`anvil_bin`]) and the
+//!   emulator resources ([`create_resources`]);
+//! - [`net`]: unique names, a dead endpoint, a scripted HTTP server for failure tests;
+//! - [`MemChain`] ([`memchain`]): the protocol chain in memory;
+//! - [`signing`]: signed `/collect` messages from the simulated slot keys;
+//! - [`Harness`] ([`harness`], feature `harness`, on by default): a pipeline on the embedded
+//!   adapters and a [`MemChain`], and [`ServedContent`], a read-only content store over fixed
+//!   documents;
+//! - [`events`]: Lambda events as Lambda delivers them (a function URL request);
+//! - [`faults`]: a state store that fails the next call of a kind (a crash between two port
+//!   calls), stalls, or counts calls in flight.
 //!
 //! A test that needs a service or tool asks [`require`] first: with everything present it runs;
 //! with something missing it prints a loud skip and returns `false`, or panics when
 //! `SEQ_REQUIRE_SERVICES=1` (`scripts/test.sh` and CI set it), so a CI run can never pass by
 //! skipping. `source scripts/env.sh` sets the variables probed here.
+
+pub mod events;
+pub mod faults;
+#[cfg(feature = "harness")]
+pub mod harness;
+pub mod memchain;
+pub mod net;
+pub mod signing;
+
+#[cfg(feature = "harness")]
+pub use harness::{Harness, ServedContent};
+pub use memchain::{block_hash_of, MemChain};
+pub use signing::signed_message;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,6 +89,14 @@ pub fn require(test: &str, missing: &[String]) -> bool {
     }
     eprintln!("\n!!!!! SKIPPED {test}: {missing:?} not available ({HOW_TO_START}) !!!!!\n");
     false
+}
+
+/// `true` when `service` is `up`; otherwise a loud skip or a panic as [`require`].
+pub fn require_service(service: &str, up: bool) -> bool {
+    if up {
+        return true;
+    }
+    require(service, &[service.to_string()])
 }
 
 /// The anvil binary (`ANVIL_BIN`), or a loud skip / panic as [`require`].

@@ -43,7 +43,7 @@ module "sequencer" {
   alarm_topic_arns = [aws_sns_topic.alarms.arn]
 
   epoch_manager = { enabled = var.epoch_manager_enabled }
-  proof         = { enabled = var.proof_enabled }
+  proof         = { enabled = var.proof_enabled, access = var.proof_access }
 }
 
 # CloudWatch cannot publish to a topic encrypted with the AWS-managed aws/sns key: a key of our

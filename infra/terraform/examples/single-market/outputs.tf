@@ -27,3 +27,13 @@ output "proof_url" {
   description = "Proof API URL (when enabled)."
   value       = module.sequencer.proof_url
 }
+
+output "status_url" {
+  description = "Status page (/status) and proof API (/v1/): CloudFront with proof_access = \"public\", the function URL with \"iam\"."
+  value       = module.sequencer.status_url
+}
+
+output "proof_reader_policy_json" {
+  description = "With proof_access = \"iam\": the IAM policy that lets a reader call the proof URL."
+  value       = module.sequencer.proof_reader_policy_json
+}

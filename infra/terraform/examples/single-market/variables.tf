@@ -78,3 +78,9 @@ variable "proof_enabled" {
   type        = bool
   default     = false
 }
+
+variable "proof_access" {
+  description = "Who reads the proof API and status page: \"iam\" (SigV4-signed requests to the function URL) or \"public\" (CloudFront with caching of final answers and a WAF rate limit). docs/deploy.md."
+  type        = string
+  default     = "iam"
+}

@@ -35,9 +35,14 @@ resource "aws_lambda_function" "fn" {
     variables = merge(local.function_env[each.key], lookup(var.function_env, each.key, {}))
   }
 
+  # JSON logs at var.log_level: Lambda sets AWS_LAMBDA_LOG_FORMAT and AWS_LAMBDA_LOG_LEVEL, which
+  # the binaries' tracing setup (lambda_runtime::tracing::init_default_subscriber) follows; the
+  # EMF metric lines are JSON already.
   logging_config {
-    log_format = "Text" # the binaries already print JSON lines (tracing-subscriber json)
-    log_group  = aws_cloudwatch_log_group.fn[each.key].name
+    log_format            = "JSON"
+    application_log_level = var.log_level
+    system_log_level      = "WARN"
+    log_group             = aws_cloudwatch_log_group.fn[each.key].name
   }
 
   tracing_config {

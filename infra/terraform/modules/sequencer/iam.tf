@@ -1,11 +1,12 @@
 # ------------------------------------------------------------------------------ function roles
 # One role per function, each granted exactly the calls its code makes (check/drift.py derives
-# them from functions/src/handlers/*.rs and the adapters and compares):
-#  - every pipeline function builds all ports at cold start (functions/lambdas/src/lib.rs):
+# them from the handlers' calls of the records layer, handlers/src/*.rs over
+# handlers/src/records/, and compares):
+#  - every pipeline function builds all ports at cold start (lambdas/src/lib.rs aws_pipeline):
 #    GetQueueUrl of every queue and DLQ, GetQueueAttributes of every queue (SqsQueue::for_kind);
 #  - its event source mapping: ReceiveMessage, DeleteMessage, ChangeMessageVisibility,
 #    GetQueueAttributes on the queue it consumes;
-#  - DynamoDB: the item calls its handler makes on each table (get -> GetItem, put /
+#  - DynamoDB: the item calls its handler makes on each table through the records layer (get -> GetItem, put /
 #    put_if_absent / transition -> PutItem, add_bounded -> UpdateItem, query -> Query,
 #    delete -> DeleteItem);
 #  - SendMessage to the queue it feeds; kms:Sign + GetPublicKey on its own signing key.
@@ -50,7 +51,7 @@ locals {
     }
     finalize = {
       epochs      = ["dynamodb:GetItem", "dynamodb:PutItem"]
-      batches     = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
+      batches     = ["dynamodb:GetItem", "dynamodb:PutItem"]
       submissions = ["dynamodb:Query"]
       receipts    = ["dynamodb:Query"]
     }

@@ -1,8 +1,12 @@
 # ------------------------------------------------------------------------------ ingress: ECS Fargate behind an NLB
 # libp2p /collect on 9100 (TCP, and UDP for QUIC), /healthz /readyz /metrics on 9101
-# (ingress/README.md). Client addresses reach the tasks unchanged (preserve_client_ip on an ip
-# target group), so INGRESS_MAX_CONNECTIONS_PER_IP holds behind the balancer; the task security
-# group therefore admits the clients' CIDRs on 9100, and the VPC (the NLB's health checks) on 9101.
+# (ingress/README.md). Gossipsub, Kademlia and identify (ingress.gossip, on by default) share the
+# /collect listener, so 9100 is also the gossipsub port: no other port, listener or rule. Client
+# addresses reach the tasks unchanged (preserve_client_ip on an ip target group), so
+# INGRESS_MAX_CONNECTIONS_PER_IP and the gossip per-address caps and rates hold behind the
+# balancer; the task security group therefore admits the clients' CIDRs on 9100, and the VPC (the
+# NLB's health checks) on 9101. The NLB's name is announced to gossip peers
+# (INGRESS_EXTERNAL_ADDRS), so the DHT provider records point at the balancer, not at a task.
 
 data "aws_vpc" "this" {
   id = var.vpc_id
@@ -13,6 +17,16 @@ locals {
   ingress_listen    = var.ingress.quic ? "/ip4/0.0.0.0/tcp/9100,/ip4/0.0.0.0/udp/9100/quic-v1" : "/ip4/0.0.0.0/tcp/9100"
   ingress_stop_secs = var.ingress.drain_timeout_secs + var.ingress.stop_timeout_margin_secs
   ingress_log_group = "/ecs/${var.prefix}-ingress"
+  ingress_gossip_env = var.ingress.gossip ? merge({
+    INGRESS_GOSSIP_TOPIC_PREFIX = var.ingress.gossip_topic_prefix
+    INGRESS_GOSSIP_KAD_MODE     = var.ingress.gossip_kad_mode
+    INGRESS_EXTERNAL_ADDRS = join(",", concat(
+      ["/dns4/${aws_lb.ingress.dns_name}/tcp/9100"],
+      var.ingress.quic ? ["/dns4/${aws_lb.ingress.dns_name}/udp/9100/quic-v1"] : [],
+    ))
+    }, length(var.ingress.gossip_bootstrap) > 0 ? {
+    INGRESS_GOSSIP_BOOTSTRAP = join(",", var.ingress.gossip_bootstrap)
+  } : {}) : {}
   ingress_env = merge({
     INGRESS_LISTEN             = local.ingress_listen
     INGRESS_HTTP_LISTEN        = "0.0.0.0:9101"
@@ -22,8 +36,9 @@ locals {
     INGRESS_DRAIN_TIMEOUT_SECS = tostring(var.ingress.drain_timeout_secs)
     INGRESS_SPILL_PATH         = "/var/lib/ingress/spill/ingress-spill.jsonl"
     INGRESS_LOG                = "info"
+    INGRESS_GOSSIP             = tostring(var.ingress.gossip)
     AWS_REGION                 = local.region
-  }, var.ingress.env)
+  }, local.ingress_gossip_env, var.ingress.env)
 }
 
 resource "aws_ecs_cluster" "this" {

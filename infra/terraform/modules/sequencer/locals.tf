@@ -8,14 +8,14 @@ locals {
   partition  = data.aws_partition.current.partition
   tags       = merge({ "sequencer:prefix" = var.prefix, "sequencer:market" = lower(var.data_market_address) }, var.tags)
 
-  # Queues and tables: the names localstack/resources.py creates and adapters/src/{sqs,dynamo}.rs
+  # Queues and tables: the names localstack/resources.py creates and adapters/aws/src/{sqs,dynamo}.rs
   # look up (<prefix>-<base>[-dlq][.fifo]). check/drift.py compares both lists.
   queues = {
     submissions = { fifo = false, consumer = "verify" }
     finalize    = { fifo = false, consumer = "finalize" }
     anchor      = { fifo = true, consumer = "anchor" }
   }
-  # name -> ttl enabled (all keys are pk + sk strings: adapters/src/dynamo.rs).
+  # name -> ttl enabled (all keys are pk + sk strings: adapters/aws/src/dynamo.rs).
   tables = {
     submissions = false
     receipts    = true
@@ -75,8 +75,8 @@ locals {
 
   ipfs_api_url = var.ipfs.kubo_on_ecs ? "http://${aws_lb.kubo[0].dns_name}:5001" : var.ipfs.api_url
 
-  # Environment every pipeline function reads (functions/src/config.rs, adapters/src/lib.rs,
-  # chain/src/config.rs). Unset optional settings are left out so the code's defaults apply.
+  # Environment every pipeline function reads (handlers/src/config.rs, adapters/aws/src/lib.rs,
+  # adapters/ipfs/src/lib.rs, chain/src/config.rs). Unset optional settings are left out so the code's defaults apply.
   pipeline_env = { for k, v in {
     SEQ_PREFIX                  = var.prefix
     DATA_MARKET_ADDRESS         = var.data_market_address
@@ -108,7 +108,7 @@ locals {
   }
 
   # The epoch manager reads only the chain client's settings plus its own
-  # (functions/lambdas/src/lib.rs epoch_manager_from_env).
+  # (lambdas/src/lib.rs epoch_manager_from_env).
   epoch_manager_env = { for k, v in {
     RPC_URL                = var.rpc_url
     PROTOCOL_STATE_ADDRESS = var.protocol_state_address

@@ -1,5 +1,5 @@
 # ------------------------------------------------------------------------------ log metrics
-# The functions keep their counters in memory (functions/src/pipeline.rs) and log JSON lines
+# The functions keep their counters in memory (handlers/src/pipeline.rs) and log JSON lines
 # (tracing-subscriber json: {"level":..,"fields":{"message":..,..},"target":..}); the pipeline's
 # progress metrics come from those lines. Messages are the code's own (anchor.rs "batch
 # anchored", tick.rs "epoch closed; finalize job sent", epoch_manager.rs "released epoch").

@@ -57,8 +57,27 @@ output "ingress_multiaddrs" {
 }
 
 output "proof_url" {
-  description = "Function URL of the proof API (null while proof.enabled = false)."
+  description = "Function URL of the proof API (null while proof.enabled = false). With proof.access = \"public\" it answers CloudFront only: use status_url."
   value       = var.proof.enabled ? aws_lambda_function_url.proof[0].function_url : null
+}
+
+output "status_url" {
+  description = "Where the status page and proof API are read: the CloudFront URL with proof.access = \"public\", the function URL (SigV4-signed requests) with \"iam\"; null while proof.enabled = false. The page is at /status, the API under /v1/."
+  value       = local.proof_public ? "https://${aws_cloudfront_distribution.proof[0].domain_name}/" : (var.proof.enabled ? aws_lambda_function_url.proof[0].function_url : null)
+}
+
+output "proof_reader_policy_json" {
+  description = "With proof.access = \"iam\": an IAM policy letting its holder read the proof API and status page through the function URL (attach it to the readers' role or user). Null otherwise."
+  value = var.proof.enabled && var.proof.access == "iam" && var.proof.auth_type == "AWS_IAM" ? jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "ReadProofApi"
+      Effect    = "Allow"
+      Action    = "lambda:InvokeFunctionUrl"
+      Resource  = aws_lambda_function.fn["proof"].arn
+      Condition = { StringEquals = { "lambda:FunctionUrlAuthType" = "AWS_IAM" } }
+    }]
+  }) : null
 }
 
 output "ipfs_api_url" {

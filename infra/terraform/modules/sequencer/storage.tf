@@ -41,7 +41,7 @@ resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
 }
 
 # ------------------------------------------------------------------------------ DynamoDB
-# Exactly the state port's tables (functions/src/ports/state.rs `Table::ALL`), each with string
+# Exactly the state port's tables (ports/src/state.rs `Table::ALL`), each with string
 # pk + sk as DynamoStore writes them; on demand; TTL attribute `ttl` where records expire.
 
 resource "aws_dynamodb_table" "t" {

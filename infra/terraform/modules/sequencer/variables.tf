@@ -5,7 +5,7 @@
 # ------------------------------------------------------------------------------ naming
 
 variable "prefix" {
-  description = "SEQ_PREFIX: every queue, table, function and key is named <prefix>-<name>, exactly as localstack/resources.py and the adapters (adapters/src/lib.rs) build the names. Unique per data market in an account and region."
+  description = "SEQ_PREFIX: every queue, table, function and key is named <prefix>-<name>, exactly as localstack/resources.py and the adapters (adapters/aws/src/lib.rs) build the names. Unique per data market in an account and region."
   type        = string
   validation {
     # Load balancer and target group names are at most 32 chars incl. '-kubo-api' (9).
@@ -58,7 +58,7 @@ variable "rpc_url" {
 }
 
 variable "pipeline" {
-  description = "Pipeline settings passed to every function (functions/src/config.rs, chain/src/config.rs); null leaves the code's default."
+  description = "Pipeline settings passed to every function (handlers/src/config.rs, chain/src/config.rs); null leaves the code's default."
   type = object({
     max_submissions_per_slot    = optional(number) # MAX_SUBMISSIONS_PER_SLOT, default 2
     full_node_addresses         = optional(list(string), [])
@@ -69,7 +69,7 @@ variable "pipeline" {
     record_ttl_days             = optional(number) # RECORD_TTL_DAYS, default 30
     confirmations               = optional(number) # CONFIRMATIONS, default 2
     tick_poll_ms                = optional(number) # TICK_POLL_MS (tick only), default 1000
-    rust_log                    = optional(string, "info")
+    rust_log                    = optional(string) # RUST_LOG: tracing directives that replace log_level's filter, e.g. "info,sequencer_handlers=debug"
   })
   default = {}
 }
@@ -104,6 +104,16 @@ variable "ingress_image" {
 
 # ------------------------------------------------------------------------------ functions
 
+variable "log_level" {
+  description = "Application log level of every function: Lambda's logging_config application_log_level, which the binaries read (AWS_LAMBDA_LOG_LEVEL) through lambda_runtime's tracing setup; logs are JSON (log_format JSON). TRACE, DEBUG, INFO, WARN, ERROR or FATAL. pipeline.rust_log, when set, replaces this filter with tracing directives."
+  type        = string
+  default     = "INFO"
+  validation {
+    condition     = contains(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"], var.log_level)
+    error_message = "log_level is one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL."
+  }
+}
+
 variable "functions" {
   description = "Per-function sizing. Keys: verify, tick, finalize, anchor, epoch-manager, proof. Unset fields keep the module's defaults (locals.tf: function_defaults)."
   type = map(object({
@@ -131,7 +141,7 @@ variable "schedule_expression" {
 }
 
 variable "epoch_manager" {
-  description = "The epoch-manager function (functions/lambdas/src/bin/epoch-manager.rs over chain/src/epoch_manager.rs): releases the market's epochs with its own key, on the schedule, reserved concurrency 1. null fields keep the code's defaults."
+  description = "The epoch-manager function (lambdas/src/bin/epoch-manager.rs over chain/src/epoch_manager.rs): releases the market's epochs with its own key, on the schedule, reserved concurrency 1. null fields keep the code's defaults."
   type = object({
     enabled              = optional(bool, true)
     finality_offset      = optional(number) # FINALITY_OFFSET, default 2
@@ -150,17 +160,49 @@ variable "epoch_manager" {
 }
 
 variable "proof" {
-  description = "The proof/status function (functions/src/handlers/proof.rs, binary `proof`): inclusion proofs and epoch status behind a Lambda function URL. Off by default."
+  description = <<-EOT
+    The proof/status function (api/src/lib.rs over handlers/src/query.rs, binary `proof`): inclusion proofs,
+    epoch status and the status page behind a Lambda function URL. Off by default. Who can read it
+    (docs/deploy.md, "Opening the status page"):
+      access = "iam"    (default) the function URL takes SigV4-signed requests only; the output
+                        proof_reader_policy_json is the IAM policy to give readers.
+      access = "public" a CloudFront distribution in front of the URL, which stays AWS_IAM and is
+                        reached only by CloudFront (origin access control): anyone can read, final
+                        answers (anchored epochs: `Cache-Control: max-age=31536000, immutable`) are
+                        served from CloudFront's cache, nothing else is cached (`no-store`), and a
+                        WAF rate-based rule blocks an address past rate_limit requests per 5 minutes.
+    auth_type = "NONE" opens the function URL itself with neither cache nor rate limit: prefer
+    access = "public".
+  EOT
   type = object({
     enabled              = optional(bool, false)
-    auth_type            = optional(string, "AWS_IAM") # or NONE for a public read-only API
+    access               = optional(string, "iam")
+    auth_type            = optional(string, "AWS_IAM")
     allow_origins        = optional(list(string), [])
     reserved_concurrency = optional(number, 20)
+    rate_limit           = optional(number, 1500)
+    price_class          = optional(string, "PriceClass_100")
   })
   default = {}
   validation {
     condition     = contains(["AWS_IAM", "NONE"], var.proof.auth_type)
     error_message = "proof.auth_type is AWS_IAM or NONE."
+  }
+  validation {
+    condition     = contains(["iam", "public"], var.proof.access)
+    error_message = "proof.access is iam or public."
+  }
+  validation {
+    condition     = var.proof.access != "public" || var.proof.auth_type == "AWS_IAM"
+    error_message = "proof.access = public keeps the function URL AWS_IAM (CloudFront signs its requests): leave proof.auth_type unset."
+  }
+  validation {
+    condition     = var.proof.rate_limit >= 10 && var.proof.rate_limit <= 2000000000
+    error_message = "proof.rate_limit is requests per address per 5 minutes, 10 to 2e9 (WAF's bounds)."
+  }
+  validation {
+    condition     = contains(["PriceClass_100", "PriceClass_200", "PriceClass_All"], var.proof.price_class)
+    error_message = "proof.price_class is PriceClass_100, PriceClass_200 or PriceClass_All."
   }
 }
 
@@ -228,8 +270,16 @@ variable "ingress" {
     deregistration_delay_secs = optional(number, 30)
     env                       = optional(map(string), {})
     log_retention_days        = optional(number, 30)
+    gossip                    = optional(bool, true)                                # INGRESS_GOSSIP: gossipsub beside /collect, same port
+    gossip_topic_prefix       = optional(string, "/powerloom/snapshot-submissions") # INGRESS_GOSSIP_TOPIC_PREFIX
+    gossip_bootstrap          = optional(list(string), [])                          # INGRESS_GOSSIP_BOOTSTRAP (/…/p2p/<id>); none: the ingress is the bootstrap node
+    gossip_kad_mode           = optional(string, "server")                          # INGRESS_GOSSIP_KAD_MODE
   })
   default = {}
+  validation {
+    condition     = contains(["client", "server"], var.ingress.gossip_kad_mode)
+    error_message = "ingress.gossip_kad_mode is client or server."
+  }
   validation {
     condition     = var.ingress.drain_timeout_secs + var.ingress.stop_timeout_margin_secs <= 120
     error_message = "Fargate's stopTimeout is at most 120 s: drain_timeout_secs + stop_timeout_margin_secs must be <= 120."

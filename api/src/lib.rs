@@ -1,0 +1,330 @@
+//! The proof and status HTTP API: `GET`, JSON, over the queries of `sequencer_handlers::query`.
+//! The same [`app`] is served by `lambda_http` in the `proof` Lambda (a function URL) and by
+//! [`serve::serve`] (hyper) in the local runner.
+//!
+//! | route | answer |
+//! | --- | --- |
+//! | `GET /v1/markets/{market}/epochs/{epoch}/submissions/{id}` | the submission's fate (`SubmissionView`): `included` with its proof, `accepted`, `not_batched`, `simulation`, `rejected` |
+//! | `GET /v1/markets/{market}/epochs/{epoch}` | epoch status with batches (`EpochStatusView`) |
+//! | `GET /v1/markets/{market}/epochs?before=&limit=` | recent epochs, newest first (`EpochListView`) |
+//! | `GET /v1/markets` | the market this deployment sequences |
+//! | `GET /`, `/status` | the status page ([`STATUS_PAGE`]) |
+//!
+//! - [`params`]: the typed path and query values; each bad value is refused with its own code
+//!   ([`codes`]) before any lookup.
+//! - [`error`]: `{"error":{"code","message"}}` with the right status.
+//! - [`with_limits`]: a request timeout (`503 unavailable`) and a limit on requests in flight
+//!   (tower-http, tower); [`serve`] adds a header-read timeout and a connection limit where the
+//!   runner serves it.
+//!
+//! Answers about an anchored epoch are final: cached in memory (bounded, by the queries) and sent
+//! with `Cache-Control: public, max-age=31536000, immutable`; everything else is `no-store`.
+
+pub mod error;
+pub mod params;
+pub mod serve;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use sequencer_handlers::query::{Answer, Queries, DEFAULT_LIMIT};
+use sequencer_handlers::Pipeline;
+use serde::Serialize;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::normalize_path::NormalizePath;
+use tower_http::timeout::TimeoutLayer;
+
+pub use error::{codes, ApiError};
+
+/// The status page (plain HTML, CSS and a little JavaScript over this API): recent epochs at a
+/// glance, one epoch's batches, a submission's fate. Served at `/` and `/status`.
+pub const STATUS_PAGE: &str = include_str!("status.html");
+
+/// Longest path served; anything longer is not one of ours (refused before routing).
+pub const MAX_PATH_BYTES: usize = 256;
+
+/// `Cache-Control` of a final answer.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// `Cache-Control` of every other answer.
+pub const NO_STORE: &str = "no-store";
+
+/// What the handlers answer from: the pipeline (its ports, market and counters) and the queries
+/// with their caches (one per process).
+#[derive(Clone)]
+pub struct ApiState {
+    /// The pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// The queries and their caches.
+    pub queries: Arc<Queries>,
+}
+
+impl ApiState {
+    /// State over `pipeline` with fresh caches.
+    pub fn new(pipeline: Arc<Pipeline>) -> Self {
+        Self {
+            pipeline,
+            queries: Arc::new(Queries::default()),
+        }
+    }
+}
+
+/// Limits every server of the API applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// A request not answered within this gets `503 unavailable` (waiting for a slot included).
+    pub request_timeout: Duration,
+    /// Requests handled at once; more wait (within their timeout).
+    pub max_in_flight: usize,
+}
+
+impl Default for ApiLimits {
+    /// 10 s (under the proof Lambda's 15 s timeout, well above a cold proof: a few store reads
+    /// and one document per batch) and 64 requests in flight (each holds at most one epoch's
+    /// submission ids).
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// The API's routes, without limits (merge other routes into it, then [`with_limits`]). A
+/// trailing slash is ignored (`/status/` is `/status`).
+pub fn router(state: ApiState) -> Router {
+    let routes = Router::new()
+        .route("/", get(status_page))
+        .route("/status", get(status_page))
+        .route("/v1/markets", get(markets))
+        .route("/v1/markets/{market}/epochs", get(epochs))
+        .route("/v1/markets/{market}/epochs/{epoch}", get(epoch))
+        .route(
+            "/v1/markets/{market}/epochs/{epoch}/submissions/{id}",
+            get(submission),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_long_paths,
+        ))
+        .with_state(state);
+    // Routing happens inside: the trailing slash goes before a route is chosen.
+    Router::new().fallback_service(NormalizePath::trim_trailing_slash(routes))
+}
+
+/// `app` with the limits: at most `max_in_flight` requests handled at once, each answered within
+/// `request_timeout` (else `503 unavailable`, a JSON error like every other).
+pub fn with_limits(app: Router, limits: &ApiLimits) -> Router {
+    app.layer(GlobalConcurrencyLimitLayer::new(
+        limits.max_in_flight.max(1),
+    ))
+    .layer(TimeoutLayer::with_status_code(
+        StatusCode::SERVICE_UNAVAILABLE,
+        limits.request_timeout,
+    ))
+    .layer(middleware::map_response(json_timeouts))
+}
+
+/// The API with its limits: what the proof Lambda and the runner serve.
+pub fn app(state: ApiState, limits: &ApiLimits) -> Router {
+    with_limits(router(state), limits)
+}
+
+/// A path longer than [`MAX_PATH_BYTES`] is not one of ours: refused before it is parsed.
+async fn refuse_long_paths(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    if req.uri().path().len() > MAX_PATH_BYTES {
+        return refuse(&s, ApiError::not_found(codes::NOT_FOUND, "path too long"));
+    }
+    next.run(req).await
+}
+
+/// The timeout layer answers with an empty body: give it the API's JSON error.
+async fn json_timeouts(r: Response) -> Response {
+    let empty = axum::body::HttpBody::size_hint(r.body()).exact() == Some(0);
+    if r.status() == StatusCode::SERVICE_UNAVAILABLE && empty {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            codes::UNAVAILABLE,
+            "the request took too long; retry",
+        )
+        .into_response();
+    }
+    r
+}
+
+/// A successful answer: JSON, cacheable for ever when settled.
+fn answer<T: Serialize>(a: Answer<T>) -> Response {
+    let cache = if a.settled { IMMUTABLE } else { NO_STORE };
+    ([(header::CACHE_CONTROL, cache)], Json(a.view)).into_response()
+}
+
+/// Counts an error answer by code (`proof_errors_total{code=…}`) and sends it.
+fn refuse(state: &ApiState, e: ApiError) -> Response {
+    state
+        .pipeline
+        .counters
+        .inc(&format!("proof_errors_total{{code={}}}", e.code));
+    e.into_response()
+}
+
+fn respond<T: Serialize>(state: &ApiState, r: Result<Answer<T>, ApiError>) -> Response {
+    match r {
+        Ok(a) => answer(a),
+        Err(e) => refuse(state, e),
+    }
+}
+
+/// A path that did not deserialize: a segment that is not UTF-8 once percent-decoded is refused
+/// with the code of the value it stands for.
+fn path_rejection(r: PathRejection) -> ApiError {
+    use axum::extract::path::ErrorKind;
+    let text = error::clip(&r.body_text());
+    let code = match &r {
+        PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+            ErrorKind::InvalidUtf8InPathParam { key }
+            | ErrorKind::ParseErrorAtKey { key, .. }
+            | ErrorKind::DeserializeError { key, .. } => match key.as_str() {
+                "market" => codes::BAD_MARKET_ADDRESS,
+                "epoch" => codes::BAD_EPOCH,
+                "id" => codes::BAD_SUBMISSION_ID,
+                _ => codes::NOT_FOUND,
+            },
+            _ => codes::NOT_FOUND,
+        },
+        _ => codes::NOT_FOUND,
+    };
+    if code == codes::NOT_FOUND {
+        return ApiError::not_found(code, format!("bad path: {text}"));
+    }
+    ApiError::bad_request(code, format!("bad path: {text}"))
+}
+
+/// A query that did not deserialize: unknown or repeated parameters.
+fn query_rejection(r: QueryRejection) -> ApiError {
+    let text = r.body_text();
+    let detail = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    ApiError::bad_request(
+        codes::BAD_QUERY,
+        format!("bad query: {}", error::clip(detail)),
+    )
+}
+
+/// The market of the path, if it is this deployment's.
+fn our_market(state: &ApiState, market: params::Param<params::Market>) -> Result<(), ApiError> {
+    let params::Market(m) = market.get()?;
+    let ours = state.pipeline.config.market;
+    if m != ours {
+        return Err(ApiError::not_found(
+            codes::UNKNOWN_MARKET,
+            format!("this sequencer serves market {ours:#x}, not {m:#x}"),
+        ));
+    }
+    Ok(())
+}
+
+async fn status_page() -> Html<&'static str> {
+    Html(STATUS_PAGE)
+}
+
+async fn markets(
+    State(s): State<ApiState>,
+    query: Result<Query<params::NoQuery>, QueryRejection>,
+) -> Response {
+    if let Err(r) = query {
+        return refuse(&s, query_rejection(r));
+    }
+    answer(Answer {
+        view: s.queries.markets(&s.pipeline),
+        settled: false,
+    })
+}
+
+async fn epochs(
+    State(s): State<ApiState>,
+    path: Result<Path<params::MarketPath>, PathRejection>,
+    query: Result<Query<params::ListQuery>, QueryRejection>,
+) -> Response {
+    let r = async {
+        let Path(p) = path.map_err(path_rejection)?;
+        our_market(&s, p.market)?;
+        let Query(q) = query.map_err(query_rejection)?;
+        let before = q.before.map(params::Param::get).transpose()?;
+        let limit = q.limit.map(params::Param::get).transpose()?;
+        Ok(s.queries
+            .epochs(
+                &s.pipeline,
+                before.map(|b| b.0),
+                limit.map_or(DEFAULT_LIMIT, |l| l.0),
+            )
+            .await?)
+    }
+    .await;
+    respond(&s, r)
+}
+
+async fn epoch(
+    State(s): State<ApiState>,
+    path: Result<Path<params::EpochPath>, PathRejection>,
+    query: Result<Query<params::NoQuery>, QueryRejection>,
+) -> Response {
+    let r = async {
+        let Path(p) = path.map_err(path_rejection)?;
+        our_market(&s, p.market)?;
+        let params::Epoch(epoch) = p.epoch.get()?;
+        query.map_err(query_rejection)?;
+        Ok(s.queries.epoch(&s.pipeline, epoch).await?)
+    }
+    .await;
+    respond(&s, r)
+}
+
+async fn submission(
+    State(s): State<ApiState>,
+    path: Result<Path<params::SubmissionPath>, PathRejection>,
+    query: Result<Query<params::NoQuery>, QueryRejection>,
+) -> Response {
+    let r = async {
+        let Path(p) = path.map_err(path_rejection)?;
+        our_market(&s, p.market)?;
+        let params::SubmissionEpoch(epoch) = p.epoch.get()?;
+        let params::SubmissionId(id) = p.id.get()?;
+        query.map_err(query_rejection)?;
+        Ok(s.queries.submission(&s.pipeline, epoch, &id).await?)
+    }
+    .await;
+    respond(&s, r)
+}
+
+async fn not_found(State(s): State<ApiState>, uri: Uri) -> Response {
+    refuse(
+        &s,
+        ApiError::not_found(
+            codes::NOT_FOUND,
+            format!(
+                "no route {}; try /v1/markets/{{market}}/epochs[/{{epoch}}[/submissions/{{id}}]]",
+                error::clip(uri.path())
+            ),
+        ),
+    )
+}
+
+async fn method_not_allowed(State(s): State<ApiState>, method: Method) -> Response {
+    refuse(
+        &s,
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            codes::METHOD_NOT_ALLOWED,
+            format!("{method} is not served; use GET"),
+        ),
+    )
+}

@@ -1,0 +1,88 @@
+//! The one typed records layer over the state store: everything the handlers, the proof and
+//! status queries and the local runner keep or read goes through [`Records`].
+//!
+//! - [`keys`]: the key scheme, private to this module: no other code builds a key.
+//! - [`epochs`]: [`EpochRecord`] and its [`EpochState`], whose allowed transitions
+//!   (open → closing → closed → finalized → anchored, and failed) are enforced in
+//!   [`EpochState::can_become`] and nowhere else; the tick's [`TickCursor`].
+//! - [`submissions`]: claims of (project, slot) and accepted submissions ([`SubmissionRecord`]),
+//!   the per-slot cap.
+//! - [`receipts`]: the outcome of every submission id ([`Receipt`], [`Outcome`],
+//!   [`RejectReason`]) and the one tally of an epoch's receipts ([`EpochCounts`]).
+//! - [`batches`]: finalized batches ([`BatchRecord`], [`BatchState`]).
+//! - [`blocks`]: protocol-chain block hashes the tick records for verify.
+//!
+//! Stored JSON and key formats are those the previous handlers wrote, byte for byte: a state
+//! store written before this layer reads the same.
+//!
+//! Each table's reads and writes are methods of [`Records`] in that table's module, so a reader
+//! (and `infra/terraform/check/drift.py`, which derives each function's IAM actions from them)
+//! finds every store call of a table in one file.
+
+mod batches;
+mod blocks;
+mod epochs;
+mod keys;
+mod receipts;
+mod submissions;
+
+use std::time::Duration;
+
+use sequencer_core::Address;
+use sequencer_ports::StateStore;
+
+use crate::pipeline::{Clock, SystemClock};
+
+pub use batches::{BatchEntry, BatchRecord, BatchState};
+pub use epochs::{EpochEntry, EpochMove, EpochRecord, EpochState, TickCursor};
+pub use keys::{shard_of, SHARDS};
+pub use receipts::{EpochCounts, Outcome, Receipt, RejectReason};
+pub use submissions::{AcceptClaim, SubmissionRecord, SubmissionState};
+
+/// The typed records of one market in a state store. Cheap to build (a reference, the market
+/// and the expiry of new records); build one where it is needed.
+#[derive(Clone, Copy)]
+pub struct Records<'a> {
+    store: &'a dyn StateStore,
+    market: Address,
+    ttl: Duration,
+    clock: &'a dyn Clock,
+}
+
+impl std::fmt::Debug for Records<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("market", &self.market)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Records<'a> {
+    /// The records of `market` in `store`; records that expire get `ttl` from the time they are
+    /// written.
+    pub fn new(store: &'a dyn StateStore, market: Address, ttl: Duration) -> Self {
+        Self {
+            store,
+            market,
+            ttl,
+            clock: &SystemClock,
+        }
+    }
+
+    /// The same records reading the time from `clock` (the pipeline's).
+    pub fn with_clock(self, clock: &'a dyn Clock) -> Self {
+        Self { clock, ..self }
+    }
+
+    /// The market.
+    pub fn market(&self) -> Address {
+        self.market
+    }
+
+    /// Expiry (Unix seconds) of a record written now.
+    fn expiry(&self) -> Option<u64> {
+        let now = u64::try_from(self.clock.now_ms() / 1000).unwrap_or(0);
+        Some(now.saturating_add(self.ttl.as_secs()))
+    }
+}

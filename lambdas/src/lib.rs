@@ -1,0 +1,219 @@
+//! What every Lambda `main` shares: logs as the function's logging configuration says, the
+//! deadline of an invocation, and the one wiring
+//! of the pipeline on the AWS adapters ([`aws_pipeline`]), built once per cold start from the
+//! environment ([`pipeline_from_env`]); the local runner's `--aws` mode and the pipeline
+//! benchmark reuse [`aws_pipeline`] with a chain of their own.
+//!
+//! Environment: the pipeline's (`sequencer_handlers::config`: `DATA_MARKET_ADDRESS`,
+//! `PROTOCOL_STATE_ADDRESS`, `CHAIN_ID`, …), the adapters' (`SEQ_PREFIX`, AWS endpoints and
+//! region: `sequencer_aws`; `IPFS_API_URL`, …: `sequencer_ipfs`), the chain client's (`RPC_URL`,
+//! `SIGNER_PRIVATE_KEY` or `KMS_KEY_ID`, see `sequencer_chain::ChainConfig`).
+
+pub mod emf;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_runtime::LambdaEvent;
+use sequencer_aws::{DynamoStore, QueueKind, SqsQueue};
+use sequencer_chain::{ChainClient, ChainConfig};
+use sequencer_handlers::config::ConfigError;
+use sequencer_handlers::sqs::events::{SqsBatchResponse, SqsEvent};
+use sequencer_handlers::{Pipeline, PipelineConfig, Ports};
+use sequencer_ipfs::KuboContent;
+use sequencer_ports::{ChainPort, PortError};
+
+/// A cold start failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Pipeline settings.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Chain client.
+    #[error(transparent)]
+    Chain(#[from] sequencer_chain::ChainError),
+    /// A queue could not be resolved.
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// The IPFS client.
+    #[error("IPFS: {0}")]
+    Ipfs(#[from] sequencer_ipfs::KuboConfigError),
+    /// The epoch manager refused to start (wrong market, key without the role, …).
+    #[error("epoch manager: {0}")]
+    EpochManager(String),
+    /// The submissions queue has no DLQ.
+    #[error("the submissions queue has no dead-letter queue")]
+    NoDlq,
+}
+
+/// Logs through `lambda_runtime`'s own tracing setup, so the function's logging configuration
+/// holds: JSON lines when its log format is JSON (`AWS_LAMBDA_LOG_FORMAT`, which the Terraform
+/// module sets), at its application log level (`AWS_LAMBDA_LOG_LEVEL`); `RUST_LOG`, when set,
+/// replaces that level with tracing directives; `INFO` when neither is set.
+pub fn init_tracing() {
+    lambda_runtime::tracing::init_default_subscriber();
+}
+
+/// How long this invocation may still run, less `margin` (zero when that is past): Lambda gives
+/// each invocation its deadline as milliseconds since the Unix epoch (`Context::deadline`).
+pub fn time_left(ctx: &lambda_runtime::Context, margin: Duration) -> Duration {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(ctx.deadline.saturating_sub(now_ms)).saturating_sub(margin)
+}
+
+/// The pipeline's queues on SQS: where the ingress sends submissions, and the job queues.
+#[derive(Debug, Clone)]
+pub struct AwsQueues {
+    /// Submissions (the verify function's queue; its DLQ takes poison messages).
+    pub submissions: SqsQueue,
+    /// Finalize jobs.
+    pub finalize: SqsQueue,
+    /// Anchor jobs (FIFO).
+    pub anchor: SqsQueue,
+}
+
+/// The pipeline on SQS, DynamoDB and IPFS over `chain`: queues and tables named with
+/// `SEQ_PREFIX` (they must exist; `localstack/resources.py` and the Terraform module create
+/// them), endpoints from `AWS_ENDPOINT_URL*` and `IPFS_API_URL`. The one place the AWS
+/// deployment is wired: the Lambdas, the local runner's `--aws` mode and the benchmark use it.
+pub async fn aws_pipeline(
+    chain: Arc<dyn ChainPort>,
+    config: PipelineConfig,
+) -> Result<(Pipeline, AwsQueues), StartError> {
+    let prefix = sequencer_aws::Config::from_env().prefix;
+    let ipfs = sequencer_ipfs::Config::from_env();
+    let sdk = sequencer_aws::aws_sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queues = AwsQueues {
+        submissions: SqsQueue::for_kind(&sqs, &prefix, QueueKind::Submissions).await?,
+        finalize: SqsQueue::for_kind(&sqs, &prefix, QueueKind::Finalize).await?,
+        anchor: SqsQueue::for_kind(&sqs, &prefix, QueueKind::Anchor).await?,
+    };
+    let dlq_url = queues.submissions.dlq_url().ok_or(StartError::NoDlq)?;
+    let ports = Ports {
+        state: Arc::new(DynamoStore::from_sdk(&sdk, prefix.clone())),
+        content: Arc::new(KuboContent::from_config(&ipfs)?),
+        chain,
+        finalize_queue: Arc::new(queues.finalize.clone()),
+        anchor_queue: Arc::new(queues.anchor.clone()),
+        submissions_dlq: Arc::new(SqsQueue::new(sqs.clone(), dlq_url)),
+    };
+    Ok((Pipeline::new(ports, config), queues))
+}
+
+/// The pipeline of a Lambda: settings and the chain client from the environment, on
+/// [`aws_pipeline`].
+pub async fn pipeline_from_env() -> Result<Pipeline, StartError> {
+    let config = PipelineConfig::from_env()?;
+    let chain = Arc::new(ChainClient::connect(ChainConfig::from_env()?).await?);
+    // Boxed: the wiring's future is large and deep; a `main` awaiting it inline would hit the
+    // compiler's layout depth limit.
+    Ok(Box::pin(aws_pipeline(chain, config)).await?.0)
+}
+
+/// The `main` of a queue consumer (verify, finalize, anchor): the pipeline built once from the
+/// environment, then every SQS event through `handler`, whose partial batch failures go back to
+/// Lambda (`ReportBatchItemFailures`); EMF metric lines after each invocation.
+pub async fn run_sqs<F, Fut>(
+    function: &'static str,
+    handler: F,
+) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(&'static Pipeline, SqsEvent) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = SqsBatchResponse> + Send,
+{
+    init_tracing();
+    let p = static_pipeline().await?;
+    let emf = emf::Emf::leaked(function);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |e: LambdaEvent<SqsEvent>| async move {
+            let started = std::time::Instant::now();
+            let response = handler(p, e.payload).await;
+            emf.emit(&p.counters, started.elapsed());
+            Ok::<_, lambda_runtime::Error>(response)
+        },
+    ))
+    .await
+}
+
+/// Builds the pipeline once and leaks it: it lives as long as the Lambda execution environment.
+pub async fn static_pipeline() -> Result<&'static Pipeline, StartError> {
+    Ok(Box::leak(Box::new(Box::pin(pipeline_from_env()).await?)))
+}
+
+/// The epoch manager from the environment (see the `epoch-manager` binary), and its release
+/// timeout.
+pub async fn epoch_manager_from_env(
+) -> Result<(sequencer_chain::EpochManager, std::time::Duration), StartError> {
+    use sequencer_chain::epoch_manager::{CatchUp, EpochManagerConfig};
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let num = |k: &str, d: u64| -> Result<u64, StartError> {
+        match get(k) {
+            None => Ok(d),
+            Some(v) => v.trim().parse().map_err(|_| {
+                StartError::Config(ConfigError(format!("{k} is not a number: {v:?}")))
+            }),
+        }
+    };
+    let market = get("DATA_MARKET_ADDRESS")
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| StartError::Config(ConfigError("DATA_MARKET_ADDRESS is required".into())))?;
+    let mut cfg = EpochManagerConfig::new(market);
+    cfg.finality_offset = num("FINALITY_OFFSET", cfg.finality_offset)?;
+    cfg.poll_interval =
+        std::time::Duration::from_millis(num("EPOCH_MANAGER_POLL_MS", 500)?.max(10));
+    cfg.release_timeout = std::time::Duration::from_secs(num("RELEASE_TIMEOUT_SECS", 20)?.max(1));
+    let rate = u32::try_from(num("CATCH_UP_MAX_PER_SEC", 5)?.max(1)).unwrap_or(u32::MAX);
+    cfg.catch_up = match get("CATCH_UP").as_deref().map(str::trim) {
+        None | Some("in-order") => CatchUp::InOrder { max_per_sec: rate },
+        Some("skip") => CatchUp::SkipToHead { max_backlog: 1 },
+        Some(other) => {
+            return Err(StartError::Config(ConfigError(format!(
+                "CATCH_UP must be in-order or skip, not {other:?}"
+            ))))
+        }
+    };
+    let protocol = ChainClient::connect(ChainConfig::from_env()?).await?;
+    let source = match get("SOURCE_RPC_URL") {
+        Some(url) => {
+            let mut c = ChainConfig::from_env()?;
+            c.rpc_url = url;
+            c.signer = None;
+            Some(ChainClient::connect(c).await?)
+        }
+        None => None,
+    };
+    let timeout = cfg.release_timeout;
+    let m = sequencer_chain::EpochManager::new(protocol, source, cfg)
+        .await
+        .map_err(|e| StartError::EpochManager(e.to_string()))?;
+    Ok((m, timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_is_the_deadline_less_the_margin_and_never_negative() {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let mut ctx = lambda_runtime::Context::default();
+        ctx.deadline = now_ms + 60_000;
+        let left = time_left(&ctx, Duration::from_secs(5));
+        assert!(
+            left <= Duration::from_secs(55) && left > Duration::from_secs(50),
+            "{left:?}"
+        );
+        ctx.deadline = now_ms + 2_000;
+        assert_eq!(time_left(&ctx, Duration::from_secs(5)), Duration::ZERO);
+        // cargo lambda watch sends a deadline in 1970: nothing left, not an overflow.
+        ctx.deadline = 600_000;
+        assert_eq!(time_left(&ctx, Duration::ZERO), Duration::ZERO);
+    }
+}

@@ -1,0 +1,183 @@
+//! The chain port: what the handlers read from and write to the protocol state contract, and the
+//! values it answers with. The adapter is `sequencer_chain::ChainClient` (alloy over JSON-RPC, a
+//! local key or KMS), which implements [`ChainPort`] in its own crate; tests use an in-memory
+//! chain (`sequencer_testsupport::MemChain`).
+
+use alloy_primitives::{Address, BlockHash, TxHash, B256};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::PortError;
+
+/// The protocol chain.
+#[async_trait]
+pub trait ChainPort: Send + Sync {
+    /// Head block number.
+    async fn head(&self) -> Result<u64, PortError>;
+    /// Hash of block `number`, `None` if it does not exist yet.
+    async fn block_hash(&self, number: u64) -> Result<Option<B256>, PortError>;
+    /// Number of the block with this hash, `None` if unknown.
+    async fn block_number(&self, hash: B256) -> Result<Option<u64>, PortError>;
+    /// Confirmed `EpochReleased` events of `market` after block `cursor`.
+    async fn releases_after(&self, market: Address, cursor: u64)
+        -> Result<ReleasesPage, PortError>;
+    /// The snapshotter of `slot` (zero if none).
+    async fn slot_owner(&self, slot: u64) -> Result<Address, PortError>;
+    /// Whether `who` is flagged on `market`.
+    async fn is_flagged(&self, market: Address, who: Address) -> Result<bool, PortError>;
+    /// The market's windows, in blocks: what epochs released from now on get.
+    async fn windows(&self, market: Address) -> Result<Windows, PortError>;
+    /// The windows `epoch` was released under (its deadlines, whatever the market's windows
+    /// became since), `None` when the contract does not keep them (the caller falls back to
+    /// [`Self::windows`]) or the epoch is not released.
+    async fn epoch_windows(
+        &self,
+        market: Address,
+        epoch: u64,
+    ) -> Result<Option<Windows>, PortError>;
+    /// What is on chain for an epoch (release block, anchored batches, ended).
+    async fn anchored(&self, market: Address, epoch: u64) -> Result<EpochAnchors, PortError>;
+    /// Anchors one batch exactly once (`AlreadyAnchored` when it is on chain).
+    async fn submit_batch(
+        &self,
+        market: Address,
+        epoch: u64,
+        batch_cid: &str,
+        project_ids: &[String],
+        cids: &[String],
+        root: B256,
+    ) -> Result<SubmitOutcome, PortError>;
+    /// Ends an epoch's batch submissions exactly once.
+    async fn end_batch(&self, market: Address, epoch: u64) -> Result<EndOutcome, PortError>;
+}
+
+/// Serializes an address EIP-55 checksummed (serde's default for [`Address`] is lower case),
+/// like every address the command line prints. Deserializing accepts either case.
+pub fn checksummed<S: Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&a.to_checksum(None))
+}
+
+/// One `EpochReleased` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EpochRelease {
+    /// The data market.
+    #[serde(serialize_with = "checksummed")]
+    pub market: Address,
+    /// Epoch id (starts at 1).
+    pub epoch_id: u64,
+    /// First block of the epoch (source chain numbering, as released).
+    pub begin: u64,
+    /// Last block of the epoch.
+    pub end: u64,
+    /// `block.timestamp` of the release.
+    pub timestamp: u64,
+    /// The protocol-chain block R that holds the release: the window opens here.
+    pub block_number: u64,
+    /// Hash of block R (lets a caller re-check it is still canonical).
+    pub block_hash: BlockHash,
+    /// The release transaction.
+    pub tx_hash: TxHash,
+}
+
+/// Releases found after a cursor, and the cursor to pass next time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleasesPage {
+    /// Releases in blocks `(cursor, next_cursor]`, in chain order.
+    pub releases: Vec<EpochRelease>,
+    /// The highest block scanned (head − confirmations); unchanged when nothing is safe yet.
+    pub next_cursor: u64,
+}
+
+/// A market's windows, in protocol-chain blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Windows {
+    /// `snapshotSubmissionWindow(market)`: submissions for epoch E carry a header in `[R, R + this]`.
+    pub snapshot_blocks: u64,
+    /// `batchSubmissionWindow(market)`: batches after `R + this` are recorded as delayed.
+    pub batch_blocks: u64,
+}
+
+/// Outcome of [`ChainPort::submit_batch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum SubmitOutcome {
+    /// We sent the transaction and it was mined.
+    Anchored {
+        /// Our transaction.
+        tx_hash: TxHash,
+        /// Its block.
+        block: u64,
+        /// Gas it used.
+        gas_used: u64,
+        /// Past the batch window: `DelayedBatchSubmitted` was emitted.
+        delayed: bool,
+    },
+    /// The batch CID was on chain already for this epoch; nothing was sent.
+    AlreadyAnchored {
+        /// The transaction that anchored it, when its log was found.
+        tx_hash: Option<TxHash>,
+        /// Block it was anchored in.
+        block: u64,
+        /// The root recorded with it.
+        root: B256,
+        /// Whether it was recorded as delayed.
+        delayed: bool,
+    },
+}
+
+/// Outcome of [`ChainPort::end_batch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EndOutcome {
+    /// We sent `endBatchSubmissions` and it was mined.
+    Ended {
+        /// Our transaction.
+        tx_hash: TxHash,
+        /// Its block.
+        block: u64,
+    },
+    /// The epoch's batch submissions were ended already; nothing was sent.
+    AlreadyEnded,
+}
+
+/// A batch anchored on chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnchoredBatch {
+    /// The batch CID.
+    pub batch_cid: String,
+    /// `finalizedCidsRootHash` recorded with it.
+    pub root: B256,
+    /// Block it was anchored in.
+    pub block: u64,
+    /// Recorded as delayed (past the batch window).
+    pub delayed: bool,
+    /// The anchoring transaction, when its log was found.
+    pub tx_hash: Option<TxHash>,
+}
+
+/// What is on chain for one epoch of a market.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EpochAnchors {
+    /// The market.
+    #[serde(serialize_with = "checksummed")]
+    pub market: Address,
+    /// The epoch.
+    pub epoch_id: u64,
+    /// Release block R, `None` when the epoch was never released.
+    pub release_block: Option<u64>,
+    /// Epoch range `[begin, end]` as released.
+    pub begin: u64,
+    /// Last block of the epoch.
+    pub end: u64,
+    /// Batches in submission order.
+    pub batches: Vec<AnchoredBatch>,
+    /// `endBatchSubmissions` was called.
+    pub ended: bool,
+}
+
+impl EpochAnchors {
+    /// The anchored batch with this CID, if any.
+    pub fn batch(&self, cid: &str) -> Option<&AnchoredBatch> {
+        self.batches.iter().find(|b| b.batch_cid == cid)
+    }
+}

@@ -1,0 +1,273 @@
+//! One conformance suite per port, run against every adapter (each adapter crate's tests, with
+//! `sequencer-ports` as a dev-dependency with the `conformance` feature) so the adapters cannot
+//! drift apart. Each check panics with a message on a violation; callers are tests.
+//!
+//! The checks use keys under a random `ns` prefix, so they can run against a shared emulator.
+
+#![allow(clippy::unwrap_used, clippy::panic, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use crate::{
+    BoundedAdd, ContentStore, Item, Key, OutMessage, Queue, StateStore, Table, Transition,
+};
+
+/// The state store contract.
+pub async fn state_store(store: &dyn StateStore, ns: &str) {
+    let t = Table::Epochs;
+    let k = Key::new(format!("{ns}#pk"), "a");
+    assert_eq!(store.get(t, &k).await.unwrap(), None, "absent at first");
+
+    // Conditional put: first wins, the second changes nothing.
+    let first = Item::with_state("OPEN", r#"{"n":1}"#).ttl(Some(4_000_000_000));
+    assert!(store.put_if_absent(t, &k, &first).await.unwrap());
+    assert!(!store
+        .put_if_absent(t, &k, &Item::data(r#"{"n":2}"#))
+        .await
+        .unwrap());
+    assert_eq!(store.get(t, &k).await.unwrap(), Some(first.clone()));
+
+    // Transitions test the state.
+    let closed = Item::with_state("CLOSED", r#"{"n":3}"#);
+    assert_eq!(
+        store
+            .transition(t, &k, Some("OPEN"), &closed)
+            .await
+            .unwrap(),
+        Transition::Applied
+    );
+    match store.transition(t, &k, Some("OPEN"), &first).await.unwrap() {
+        Transition::Refused(Some(cur)) => assert_eq!(cur, closed),
+        other => panic!("stale transition must be refused with the item, got {other:?}"),
+    }
+    let absent = Key::new(format!("{ns}#pk"), "zz-absent");
+    assert_eq!(
+        store
+            .transition(t, &absent, Some("OPEN"), &closed)
+            .await
+            .unwrap(),
+        Transition::Refused(None)
+    );
+    assert_eq!(
+        store.transition(t, &absent, None, &closed).await.unwrap(),
+        Transition::Applied,
+        "from None means: only if absent"
+    );
+    assert!(matches!(
+        store.transition(t, &absent, None, &closed).await.unwrap(),
+        Transition::Refused(Some(_))
+    ));
+
+    // Unconditional put overwrites; delete removes.
+    store.put(t, &k, &Item::data("{}")).await.unwrap();
+    assert_eq!(store.get(t, &k).await.unwrap(), Some(Item::data("{}")));
+    store.delete(t, &k).await.unwrap();
+    assert_eq!(store.get(t, &k).await.unwrap(), None);
+    store.delete(t, &k).await.unwrap();
+
+    // Tables are separate namespaces.
+    let shared = Key::new(format!("{ns}#same"), "x");
+    store
+        .put(Table::Batches, &shared, &Item::data("1"))
+        .await
+        .unwrap();
+    assert_eq!(store.get(Table::Blocks, &shared).await.unwrap(), None);
+
+    // Bounded, idempotent counter.
+    let c = Key::new(format!("{ns}#slot"), "count");
+    let tc = Table::Counters;
+    assert_eq!(
+        store.add_bounded(tc, &c, "id-1", 2).await.unwrap(),
+        BoundedAdd::Added(1)
+    );
+    assert_eq!(
+        store.add_bounded(tc, &c, "id-1", 2).await.unwrap(),
+        BoundedAdd::Present(1)
+    );
+    assert_eq!(
+        store.add_bounded(tc, &c, "id-2", 2).await.unwrap(),
+        BoundedAdd::Added(2)
+    );
+    assert_eq!(
+        store.add_bounded(tc, &c, "id-3", 2).await.unwrap(),
+        BoundedAdd::Full(2)
+    );
+    assert_eq!(
+        store.add_bounded(tc, &c, "id-2", 2).await.unwrap(),
+        BoundedAdd::Present(2),
+        "a counted member is present even at the ceiling"
+    );
+
+    // Pagination in sort-key order, across pages.
+    let pk = format!("{ns}#q");
+    let tq = Table::Submissions;
+    let mut want = BTreeSet::new();
+    for i in [7u32, 3, 11, 0, 5, 9, 1, 10, 2, 8, 4, 6] {
+        let sk = format!("{i:04}");
+        store
+            .put(tq, &Key::new(&pk, &sk), &Item::data(format!("{i}")))
+            .await
+            .unwrap();
+        want.insert(sk);
+    }
+    store
+        .put(
+            tq,
+            &Key::new(format!("{ns}#q2"), "0000"),
+            &Item::data("other"),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.query(tq, &pk, after.as_deref(), 5).await.unwrap();
+        assert!(page.items.len() <= 5);
+        pages += 1;
+        got.extend(page.items.into_iter().map(|(sk, _)| sk));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+        assert!(pages < 10, "pagination must end");
+    }
+    assert_eq!(
+        got,
+        want.into_iter().collect::<Vec<_>>(),
+        "sorted, complete"
+    );
+    let tail = store.query(tq, &pk, Some("0009"), 100).await.unwrap();
+    assert_eq!(tail.items.len(), 2);
+    assert_eq!(tail.next, None);
+
+    // Concurrent bounded adds never exceed the ceiling.
+    let cc = Key::new(format!("{ns}#race"), "count");
+    let members: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+    let results =
+        futures::future::join_all(members.iter().map(|m| store.add_bounded(tc, &cc, m, 3))).await;
+    let added = results
+        .iter()
+        .filter(|r| matches!(r, Ok(BoundedAdd::Added(_))))
+        .count();
+    assert_eq!(added, 3, "exactly the ceiling wins: {results:?}");
+}
+
+/// The queue contract. `queue` must be empty and have a visibility timeout of at least 2 s;
+/// `dlq` is its dead-letter queue.
+pub async fn queue(queue: &dyn Queue, dlq: &dyn Queue, fifo: bool) {
+    let wait = Duration::from_millis(200);
+    let msg = |i: u32| {
+        let m = OutMessage::new(format!("body-{i}")).attr("k", format!("v{i}"));
+        if fifo {
+            m.fifo("g", format!("d-{i}"))
+        } else {
+            m
+        }
+    };
+    queue.send(&[msg(1), msg(2), msg(3)]).await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.extend(queue.receive(10, wait).await.unwrap());
+        if got.len() >= 3 || (fifo && !got.is_empty()) {
+            break;
+        }
+    }
+    if fifo {
+        assert_eq!(got[0].body, "body-1", "FIFO delivers the group in order");
+    }
+    // Drain everything (a FIFO group may come in several receives).
+    for _ in 0..20 {
+        if got.len() >= 3 {
+            break;
+        }
+        let more = queue.receive(10, wait).await.unwrap();
+        if more.is_empty() && fifo {
+            // The group is blocked while earlier messages are in flight: ack what we have.
+            queue
+                .ack(&got.iter().map(|r| r.receipt.clone()).collect::<Vec<_>>())
+                .await
+                .unwrap();
+        }
+        got.extend(more);
+    }
+    let bodies: BTreeSet<_> = got.iter().map(|r| r.body.clone()).collect();
+    assert_eq!(
+        bodies,
+        ["body-1", "body-2", "body-3"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+    let two = got.iter().find(|r| r.body == "body-2").unwrap().clone();
+    assert_eq!(two.attributes.get("k").map(String::as_str), Some("v2"));
+    assert_eq!(two.receive_count, 1);
+
+    // In flight: invisible to others.
+    assert!(
+        queue.receive(10, wait).await.unwrap().is_empty(),
+        "in-flight messages are invisible"
+    );
+
+    // Done with the others (a FIFO group stays blocked while any of its messages is in flight).
+    let rest: Vec<String> = got
+        .iter()
+        .filter(|r| r.body != "body-2")
+        .map(|r| r.receipt.clone())
+        .collect();
+    queue.ack(&rest).await.unwrap();
+
+    // Nack makes it visible again, with a higher receive count and the same message id.
+    queue.nack(&two.receipt, Duration::ZERO).await.unwrap();
+    let mut again = Vec::new();
+    for _ in 0..20 {
+        again = queue.receive(10, wait).await.unwrap();
+        if !again.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(again.len(), 1, "only the nacked one comes back");
+    assert_eq!(again[0].body, "body-2");
+    assert_eq!(again[0].message_id, two.message_id);
+    assert_eq!(again[0].receive_count, 2);
+
+    // Dead-letter moves it to the DLQ with its reason.
+    queue.dead_letter(&again[0], "poison: test").await.unwrap();
+    let mut dead = Vec::new();
+    for _ in 0..20 {
+        dead = dlq.receive(10, wait).await.unwrap();
+        if !dead.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].body, "body-2");
+    assert_eq!(
+        dead[0]
+            .attributes
+            .get("dead_letter_reason")
+            .map(String::as_str),
+        Some("poison: test")
+    );
+    dlq.ack(&[dead[0].receipt.clone()]).await.unwrap();
+    assert!(
+        queue.receive(10, wait).await.unwrap().is_empty(),
+        "queue empty"
+    );
+}
+
+/// The content store contract.
+pub async fn content_store(store: &dyn ContentStore) {
+    let bytes = b"hello world\n";
+    let cid = store.put(bytes).await.unwrap();
+    assert_eq!(
+        cid, "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4",
+        "CIDv1 raw sha2-256, as `ipfs add --cid-version=1` gives"
+    );
+    assert_eq!(store.put(bytes).await.unwrap(), cid, "idempotent");
+    assert_eq!(store.get(&cid).await.unwrap().as_deref(), Some(&bytes[..]));
+    let unique = format!("conformance {:?}", std::time::SystemTime::now());
+    let other = sequencer_core::cids::raw_cid(unique.as_bytes()).to_string();
+    assert_eq!(store.get(&other).await.unwrap(), None, "unknown CID");
+}
