@@ -292,7 +292,7 @@ HANDLER_SRC = {
     "tick": ["handlers/src/tick.rs"],
     "finalize": ["handlers/src/finalize.rs"],
     "anchor": ["handlers/src/anchor.rs"],
-    "proof": ["handlers/src/query.rs"],
+    "proof": ["handlers/src/query/mod.rs", "handlers/src/query/proof.rs", "handlers/src/query/status.rs"],
 }
 for fn, paths in HANDLER_SRC.items():
     src = "".join(read(p).split("#[cfg(test)]")[0] for p in paths)

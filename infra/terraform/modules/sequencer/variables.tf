@@ -161,7 +161,7 @@ variable "epoch_manager" {
 
 variable "proof" {
   description = <<-EOT
-    The proof/status function (api/src/lib.rs over handlers/src/query.rs, binary `proof`): inclusion proofs,
+    The proof/status function (api/src/lib.rs over handlers/src/query/, binary `proof`): inclusion proofs,
     epoch status and the status page behind a Lambda function URL. Off by default. Who can read it
     (docs/deploy.md, "Opening the status page"):
       access = "iam"    (default) the function URL takes SigV4-signed requests only; the output
