@@ -14,22 +14,27 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
-
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent, Service};
+use sequencer_api::ingress::{IngressHealth, IngressPath, IngressResult};
 use sequencer_api::serve::{serve, ServeLimits};
-use sequencer_api::{app, codes, ApiLimits, ApiState, IMMUTABLE};
+use sequencer_api::{app, codes, ApiConfig, ApiLimits, ApiState, IMMUTABLE};
+use sequencer_core::cids::raw_cid;
 use sequencer_core::proof::InclusionProof;
 use sequencer_core::B256;
 use sequencer_embedded::poller::{drain, PollerConfig};
+use sequencer_handlers::query::Queries;
 use sequencer_handlers::records::RejectReason;
 use sequencer_handlers::verify::{self, Verdict};
 use sequencer_handlers::{anchor, finalize, tick};
-use sequencer_ports::ContentStore;
+use sequencer_ports::{ContentStore, ErrorKind, OutMessage, PortError, Queue, Received, Table};
 use sequencer_testsupport::events::function_url_request;
+use sequencer_testsupport::faults::Op;
 use sequencer_testsupport::{block_hash_of, signed_message, Harness};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,9 +94,19 @@ async fn env(via: Via) -> Env {
 }
 
 async fn env_with(via: Via, limits: ApiLimits, serve_limits: ServeLimits) -> Env {
+    env_state(via, limits, serve_limits, |s| s).await
+}
+
+/// [`env_with`] with the API's state shaped by `shape` (sources, settings, queries).
+async fn env_state(
+    via: Via,
+    limits: ApiLimits,
+    serve_limits: ServeLimits,
+    shape: impl FnOnce(ApiState) -> ApiState,
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::new(dir.path(), 1);
-    let state = ApiState::new(h.p.clone());
+    let state = shape(ApiState::new(h.p.clone()));
     let router = app(state.clone(), &limits);
     let client = match via {
         Via::Served => {
@@ -276,6 +291,9 @@ both!(
     percent_encoding_and_trailing_slashes_are_the_routers,
     a_slow_store_is_answered_unavailable_at_the_request_timeout,
     requests_in_flight_are_bounded,
+    the_live_summary_tells_head_ages_lag_failures_dead_letters_and_ingress,
+    the_summary_survives_an_unreadable_dlq_and_a_failing_ingress_source,
+    batch_documents_are_the_exact_bytes_their_cid_names,
 );
 
 async fn every_fate_of_a_submission_and_a_proof_that_verifies(via: Via) {
@@ -779,4 +797,329 @@ async fn served_connections_beyond_the_limit_wait_for_one_to_close() {
         .unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+/// Ingress health as a test source reports it: one replica, the given counts on both paths.
+fn replica(name: &str, at_ms: i64, accepted: u64) -> IngressHealth {
+    IngressHealth {
+        replica: name.into(),
+        at_ms,
+        connections: 3,
+        streams: 2,
+        paths: ["collect", "gossipsub"]
+            .into_iter()
+            .map(|p| IngressPath {
+                path: p.into(),
+                accepted,
+                rejected: 1,
+                accepted_per_sec: None,
+            })
+            .collect(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn the_live_summary_tells_head_ages_lag_failures_dead_letters_and_ingress(via: Via) {
+    // The source reports a replica whose counts grow by 100 per call, 2 s apart.
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    let started = now_ms();
+    let source = move || -> IngressResult {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![replica(
+            "task-1",
+            started + 2_000 * n as i64,
+            100 * (n + 1),
+        )])
+    };
+    let config = ApiConfig {
+        explorer_tx_url: Some("https://scan.example/tx/{tx}".into()),
+        ..ApiConfig::default()
+    };
+    let e = env_state(via, ApiLimits::default(), ServeLimits::default(), |s| {
+        s.with_queries(Queries::default().with_summary_ttl(Duration::ZERO))
+            .with_ingress(Arc::new(source))
+            .with_config(config)
+    })
+    .await;
+    let path = format!("/v1/markets/{}/status", e.m());
+
+    // Before the first tick: no head, no epoch, an empty DLQ.
+    let r = e.get(&path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert!(r.body["chain"]["head"].is_null());
+    assert!(r.body["latest"].is_null());
+    assert_eq!(r.body["epochs"], serde_json::json!([]));
+    assert_eq!(r.body["deadLetters"][0]["queue"], "submissions-dlq");
+    assert_eq!(r.body["deadLetters"][0]["depth"], 0);
+    assert_eq!(
+        r.body["page"]["explorerTxUrl"],
+        "https://scan.example/tx/{tx}"
+    );
+    assert_eq!(
+        r.body["page"]["ipfsGatewayUrl"],
+        "https://ipfs.io/ipfs/{cid}"
+    );
+    assert_eq!(r.body["page"]["pollMs"], 5000);
+
+    // Epoch 1 anchored; epoch 2's anchoring refused for good; epoch 3 open with live counts.
+    let (e1, h) = e.open_epoch().await;
+    e.submit(1, 1, e1, "p1", CID_A, h).await;
+    e.submit(2, 5, e1, "p1", CID_A, h).await; // not the slot's snapshotter
+    e.close().await;
+    e.finalize().await;
+    e.anchor().await;
+    let (e2, h) = e.open_epoch().await;
+    e.submit(1, 1, e2, "p1", CID_A, h).await;
+    e.close().await;
+    e.finalize().await;
+    e.chain.revert_next_submits(1);
+    e.anchor().await;
+    let (e3, h) = e.open_epoch().await;
+    e.submit(1, 1, e3, "p1", CID_A, h).await;
+    e.submit(3, 3, e3, "p2", CID_B, h).await;
+    // Two poison messages in the submissions DLQ.
+    e.submissions
+        .send(&[OutMessage::new("x"), OutMessage::new("y")])
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let m = e.submissions.receive(1, Duration::ZERO).await.unwrap();
+        e.submissions
+            .dead_letter(&m[0], "test poison")
+            .await
+            .unwrap();
+    }
+
+    let r = e.get(&path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let b = &r.body;
+    let head = e.chain.head_now();
+    assert_eq!(b["chain"]["head"], head, "{b}");
+    let tick_age = b["chain"]["tickAgeMs"].as_i64().unwrap();
+    assert!((0..60_000).contains(&tick_age), "{tick_age}");
+    assert_eq!(b["latest"]["epochId"], e3);
+    assert_eq!(b["latest"]["state"], "OPEN");
+    assert!(b["latest"]["ageMs"].as_i64().unwrap() >= 0);
+    assert_eq!(b["latest"]["counts"]["accepted"], 2);
+    let release3 = b["latest"]["releaseBlock"].as_u64().unwrap();
+    assert_eq!(b["releaseLag"]["blocks"], head - release3);
+    let release2 = b["epochs"][1]["releaseBlock"].as_u64().unwrap();
+    let release1 = b["epochs"][2]["releaseBlock"].as_u64().unwrap();
+    let mut gaps = [release3 - release2, release2 - release1];
+    gaps.sort_unstable();
+    assert_eq!(b["releaseLag"]["typicalBlocks"], gaps[1]);
+    let ids: Vec<u64> = b["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["epochId"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![e3, e2, e1], "newest first");
+    assert_eq!(b["epochs"][2]["state"], "ANCHORED");
+    assert_eq!(
+        b["epochs"][2]["counts"]["rejectedByReason"]["not_slot_snapshotter"],
+        1
+    );
+    assert!(b["epochs"][2]["closeToAnchoredMs"].as_i64().unwrap() >= 0);
+    assert!(b["next_before"].is_null());
+    assert_eq!(b["anchorFailures"]["window"], 3);
+    assert_eq!(b["anchorFailures"]["count"], 1);
+    assert_eq!(b["anchorFailures"]["latest"][0]["epochId"], e2);
+    assert!(
+        b["anchorFailures"]["latest"][0]["failure"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{b}"
+    );
+    assert_eq!(b["deadLetters"][0]["depth"], 2);
+    // Ingress: the replica as reported; the second report (2 s later, +100) gives 50/s.
+    assert_eq!(b["ingress"][0]["replica"], "task-1");
+    assert_eq!(b["ingress"][0]["connections"], 3);
+    assert_eq!(b["ingress"][0]["paths"][1]["path"], "gossipsub");
+    assert_eq!(b["ingress"][0]["paths"][0]["accepted"], 200);
+    assert_eq!(b["ingress"][0]["paths"][0]["acceptedPerSec"], 50.0, "{b}");
+    assert!(b.get("ingressError").is_none());
+
+    // Live: the next block shows at once (no summary is kept across requests here).
+    e.chain.mine(1);
+    tick::step(&e.p).await.unwrap();
+    let r = e.get(&path).await;
+    assert_eq!(r.body["chain"]["head"], head + 1);
+
+    // Bad input is refused like everywhere else.
+    for (p, status, want) in [
+        (
+            "/v1/markets/0x12/status".to_string(),
+            400,
+            codes::BAD_MARKET_ADDRESS,
+        ),
+        (
+            format!("/v1/markets/0x{}/status", "ab".repeat(20)),
+            404,
+            codes::UNKNOWN_MARKET,
+        ),
+        (format!("{path}?x=1"), 400, codes::BAD_QUERY),
+    ] {
+        let r = e.get(&p).await;
+        assert_eq!((r.status, code(&r)), (status, want), "{p}: {}", r.body);
+    }
+}
+
+/// A dead-letter queue whose depth cannot be read.
+struct UnreadableQueue;
+
+#[async_trait::async_trait]
+impl Queue for UnreadableQueue {
+    fn name(&self) -> &str {
+        "anchor-dlq.fifo"
+    }
+    async fn send(&self, _: &[OutMessage]) -> Result<(), PortError> {
+        unreachable!()
+    }
+    async fn receive(&self, _: usize, _: Duration) -> Result<Vec<Received>, PortError> {
+        unreachable!()
+    }
+    async fn ack(&self, _: &[String]) -> Result<(), PortError> {
+        unreachable!()
+    }
+    async fn nack(&self, _: &str, _: Duration) -> Result<(), PortError> {
+        unreachable!()
+    }
+    async fn dead_letter(&self, _: &Received, _: &str) -> Result<(), PortError> {
+        unreachable!()
+    }
+    async fn depth(&self) -> Result<u64, PortError> {
+        Err(PortError::queue(
+            ErrorKind::Refused,
+            "AccessDenied: sqs:GetQueueAttributes",
+        ))
+    }
+}
+
+async fn the_summary_survives_an_unreadable_dlq_and_a_failing_ingress_source(via: Via) {
+    let failing = || -> IngressResult { Err("heartbeats unreadable: table throttled".into()) };
+    let e = env_state(via, ApiLimits::default(), ServeLimits::default(), |s| {
+        let dlq = s.pipeline.ports.submissions_dlq.clone();
+        s.with_dead_letters(vec![dlq, Arc::new(UnreadableQueue)])
+            .with_ingress(Arc::new(failing))
+    })
+    .await;
+    let path = format!("/v1/markets/{}/status", e.m());
+    let r = e.get(&path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert_eq!(b["deadLetters"][0]["depth"], 0);
+    assert_eq!(b["deadLetters"][1]["queue"], "anchor-dlq.fifo");
+    assert!(b["deadLetters"][1]["depth"].is_null());
+    assert!(b["deadLetters"][1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("AccessDenied"));
+    assert!(b["ingress"].is_null());
+    assert!(b["ingressError"].as_str().unwrap().contains("throttled"));
+    // The summary is kept for a moment: many open pages cost one computation per interval.
+    let again = e.get(&path).await;
+    assert_eq!(again.body["nowMs"], b["nowMs"]);
+    // Without a source, the summary says "not wired" (null, no error), not "no replica".
+    let plain = env_state(via, ApiLimits::default(), ServeLimits::default(), |s| {
+        s.with_queries(Queries::default().with_summary_ttl(Duration::ZERO))
+    })
+    .await;
+    let r = plain
+        .get(&format!("/v1/markets/{}/status", plain.m()))
+        .await;
+    assert!(
+        r.body["ingress"].is_null() && r.body.get("ingressError").is_none(),
+        "{}",
+        r.body
+    );
+    // A store that fails is an error the page can show, not a half summary.
+    plain.state.fail_next(Op::Get, Table::Epochs);
+    let r = plain
+        .get(&format!("/v1/markets/{}/status", plain.m()))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (503, codes::UNAVAILABLE),
+        "{}",
+        r.body
+    );
+}
+
+async fn batch_documents_are_the_exact_bytes_their_cid_names(via: Via) {
+    let e = env(via).await;
+    let (epoch, h) = e.open_epoch().await;
+    e.submit(1, 1, epoch, "p1", CID_A, h).await;
+    e.submit(2, 2, epoch, "p2", CID_B, h).await;
+    let doc = |i: &str| format!("/v1/markets/{}/epochs/{epoch}/batches/{i}/document", e.m());
+    // Open: no batch yet.
+    let r = e.get(&doc("1")).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (404, codes::UNKNOWN_BATCH),
+        "{}",
+        r.body
+    );
+    e.close().await;
+    e.finalize().await;
+    e.anchor().await;
+    let st = e
+        .get(&format!("/v1/markets/{}/epochs/{epoch}", e.m()))
+        .await;
+    for i in 1..=2u32 {
+        let r = e.get(&doc(&i.to_string())).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.immutable, "a CID names its bytes");
+        assert!(r.headers["content-type"].starts_with("application/json"));
+        let cid = st.body["batches"][(i - 1) as usize]["cid"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            raw_cid(r.text.as_bytes()).to_string(),
+            cid,
+            "the bytes hash to the CID"
+        );
+        assert_eq!(
+            r.text.as_bytes(),
+            e.blocks.get(cid).await.unwrap().unwrap().as_slice(),
+            "byte for byte"
+        );
+    }
+    for (i, status, want) in [
+        ("3", 404, codes::UNKNOWN_BATCH),
+        ("0", 400, codes::BAD_BATCH_INDEX),
+        ("x", 400, codes::BAD_BATCH_INDEX),
+        ("4294967296", 400, codes::BAD_BATCH_INDEX),
+    ] {
+        let r = e.get(&doc(i)).await;
+        assert_eq!((r.status, code(&r)), (status, want), "{i}: {}", r.body);
+    }
+    let r = e
+        .get(&format!(
+            "/v1/markets/{}/epochs/77/batches/1/document",
+            e.m()
+        ))
+        .await;
+    assert_eq!((r.status, code(&r)), (404, codes::UNKNOWN_EPOCH));
+    // The content store lost the document: unavailable (retry), never other bytes.
+    let cid = st.body["batches"][1]["cid"].as_str().unwrap();
+    std::fs::remove_file(e.blocks.dir().join(cid)).unwrap();
+    let r = e.get(&doc("2")).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (503, codes::UNAVAILABLE),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.headers["cache-control"], "no-store");
 }

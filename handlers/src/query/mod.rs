@@ -5,9 +5,14 @@
 //! | query | view |
 //! | --- | --- |
 //! | [`Queries::submission`] | [`SubmissionView`]: the submission's [`Fate`]: `included` (batch, leaf, 32 siblings, `roothash`, anchoring tx and block), `accepted` (not yet anchored, with the proof once finalized), `not_batched`, `simulation`, `rejected` (reason and when) |
+//! | [`Queries::batch_document`] | [`BatchBytes`]: a batch document's exact bytes (what a proof is checked against, by its CID) |
 //! | [`Queries::epoch`] | [`EpochStatusView`]: release block, window, state, counts accepted / rejected by reason, batches with CIDs, both roots and transactions |
 //! | [`Queries::epochs`] | [`EpochListView`]: recent epochs, newest first; `next_before` pages on |
 //! | [`Queries::markets`] | [`MarketsView`]: the market this deployment sequences |
+//! | [`Queries::status`] | [`StatusView`]: the live summary: chain head, newest epoch and its age, release lag, recent epochs, anchor failures, dead-letter depth, ingress health ([`IngressHealth`]) |
+//!
+//! The views are written along their jobs: [`proof`] (a submission's fate and inclusion proof),
+//! [`status`] (epochs, their batches and the epoch list) and [`summary`] (the live summary).
 //!
 //! An answer about an anchored epoch never changes ([`Answer::settled`]): it is cached in memory
 //! (bounded, [`CACHE_RESPONSES`]) and may be cached by HTTP caches. Proofs are rebuilt from the
@@ -16,18 +21,23 @@
 //! epoch reads each document once.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::BatchEntry;
 
 mod cache;
-mod proof;
-mod status;
+pub mod proof;
+pub mod status;
+pub mod summary;
 
 use cache::Bounded;
-pub use proof::{AnchorView, Fate, SubmissionView};
+pub use proof::{AnchorView, BatchBytes, Fate, SubmissionView};
 pub use status::{
     BatchView, CountsView, EpochListView, EpochStatusView, EpochSummary, MarketsView,
+};
+pub use summary::{
+    IngressHealth, IngressPath, IngressReport, LiveSources, StatusView, SUMMARY_EPOCHS, SUMMARY_TTL,
 };
 
 /// Default page size of the epoch list.
@@ -63,6 +73,14 @@ pub enum QueryError {
         /// The submission id.
         id: String,
     },
+    /// No batch of this index in this (recorded) epoch (not finalized yet, or fewer batches).
+    #[error("epoch {epoch} has no batch {index} (not finalized yet, or fewer batches)")]
+    UnknownBatch {
+        /// The epoch.
+        epoch: u64,
+        /// The batch index asked for.
+        index: u32,
+    },
     /// A store failed, or stored data is inconsistent.
     #[error(transparent)]
     Failed(#[from] PipelineError),
@@ -83,6 +101,8 @@ type EpochLeaves = Arc<Vec<(BatchEntry, Vec<String>)>>;
 pub struct Queries {
     answers: Mutex<Bounded<Cached>>,
     leaves: Mutex<Bounded<EpochLeaves>>,
+    summary: Mutex<Option<(Instant, Arc<StatusView>)>>,
+    summary_ttl: Duration,
 }
 
 impl Default for Queries {
@@ -97,7 +117,15 @@ impl Queries {
         Self {
             answers: Mutex::new(Bounded::new(answers)),
             leaves: Mutex::new(Bounded::new(epochs)),
+            summary: Mutex::new(None),
+            summary_ttl: SUMMARY_TTL,
         }
+    }
+
+    /// How long a computed status summary is served again (zero: every request computes it).
+    pub fn with_summary_ttl(mut self, ttl: Duration) -> Self {
+        self.summary_ttl = ttl;
+        self
     }
 
     /// Cached answers right now (tests, metrics).

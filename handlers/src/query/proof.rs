@@ -265,4 +265,47 @@ impl Queries {
         }
         Ok(out)
     }
+
+    /// The exact bytes of batch `index` of `epoch`, as the content store holds them under the
+    /// batch's CID: what a browser or `seqctl` checks a proof against (and hashes to the CID).
+    /// Always final once found: a batch's CID never changes after finalization records it, and
+    /// a CID names its bytes.
+    pub async fn batch_document(
+        &self,
+        p: &Pipeline,
+        epoch: u64,
+        index: u32,
+    ) -> Result<Answer<BatchBytes>, QueryError> {
+        p.counters.inc("proof_requests_total");
+        let records = p.records();
+        let Some(batch) = records.batch(epoch, index).await? else {
+            return Err(match records.epoch(epoch).await? {
+                None => QueryError::UnknownEpoch(epoch),
+                Some(_) => QueryError::UnknownBatch { epoch, index },
+            });
+        };
+        let cid = batch.record.cid;
+        let stored = p
+            .ports
+            .content
+            .get(&cid)
+            .await
+            .map_err(PipelineError::from)?;
+        let bytes = stored.ok_or_else(|| {
+            PipelineError::NotReady(format!("batch {index} ({cid}) is not in the content store"))
+        })?;
+        Ok(Answer {
+            view: BatchBytes { cid, bytes },
+            settled: true,
+        })
+    }
+}
+
+/// A batch document's bytes and the CID they are stored under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchBytes {
+    /// The batch CID.
+    pub cid: String,
+    /// The document, byte for byte.
+    pub bytes: Vec<u8>,
 }

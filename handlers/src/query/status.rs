@@ -236,6 +236,19 @@ impl Queries {
         limit: u64,
     ) -> Result<Answer<EpochListView>, QueryError> {
         p.counters.inc("proof_requests_total");
+        Ok(Answer {
+            view: self.epoch_list(p, before, limit).await?,
+            settled: false,
+        })
+    }
+
+    /// The page of [`Queries::epochs`] (uncounted: the status summary reads it too).
+    pub(super) async fn epoch_list(
+        &self,
+        p: &Pipeline,
+        before: Option<u64>,
+        limit: u64,
+    ) -> Result<EpochListView, QueryError> {
         let records = p.records();
         let before = match before {
             Some(b) => b,
@@ -262,13 +275,10 @@ impl Queries {
             Some(o) if o < lowest => Some(lowest),
             _ => None,
         };
-        Ok(Answer {
-            view: EpochListView {
-                data_market: format!("{:#x}", p.config.market),
-                epochs,
-                next_before,
-            },
-            settled: false,
+        Ok(EpochListView {
+            data_market: format!("{:#x}", p.config.market),
+            epochs,
+            next_before,
         })
     }
 
