@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::status::EpochSummary;
 use super::{Queries, QueryError};
-use crate::pipeline::{now_ms, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::records::{EpochState, TickCursor};
 
 /// Epochs the summary carries (newest first): the trend charts' width. One state-store query.
@@ -260,7 +260,7 @@ impl Queries {
     ) -> Result<StatusView, QueryError> {
         let records = p.records();
         let cursor = records.tick_cursor().await?;
-        let now = now_ms();
+        let now = p.now_ms();
         let chain = chain_view(&cursor, now);
         let page = self.epoch_list(p, None, SUMMARY_EPOCHS).await?;
         let latest = page.epochs.first().map(|e| LatestEpochView {

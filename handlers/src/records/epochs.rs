@@ -16,7 +16,7 @@ use sequencer_ports::{Item, Table, Transition};
 use super::keys;
 use super::receipts::EpochCounts;
 use super::Records;
-use crate::pipeline::{json, now_ms, parse, PipelineError};
+use crate::pipeline::{json, parse, PipelineError};
 
 /// Where an epoch is in its lifecycle (the stored item's `state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -362,7 +362,7 @@ impl Records<'_> {
     /// Saves the tick's cursor, stamped with the time (the status view's chain-head age).
     pub async fn save_tick_cursor(&self, cursor: &TickCursor) -> Result<(), PipelineError> {
         let stamped = TickCursor {
-            saved_at_ms: Some(now_ms()),
+            saved_at_ms: Some(self.clock.now_ms()),
             ..cursor.clone()
         };
         Ok(self
