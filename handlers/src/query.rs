@@ -23,6 +23,7 @@ use sequencer_core::proof::{prove_inclusion, EpochBatch, InclusionProof};
 use sequencer_core::B256;
 use serde::Serialize;
 
+use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{
     BatchEntry, BatchRecord, BatchState, EpochCounts, EpochEntry, EpochRecord, EpochState, Outcome,
@@ -392,9 +393,9 @@ impl Queries {
     fn hit(&self, p: &Pipeline, key: &str) -> Option<Cached> {
         let hit = self.answers.lock().ok().and_then(|c| c.get(key));
         if hit.is_some() {
-            p.counters.inc("proof_cache_hits_total");
+            p.metrics.inc(&m::PROOF_CACHE_HITS, []);
         } else {
-            p.counters.inc("proof_requests_total");
+            p.metrics.inc(&m::PROOF_REQUESTS, []);
         }
         hit
     }
@@ -635,7 +636,7 @@ impl Queries {
         before: Option<u64>,
         limit: u64,
     ) -> Result<Answer<EpochListView>, QueryError> {
-        p.counters.inc("proof_requests_total");
+        p.metrics.inc(&m::PROOF_REQUESTS, []);
         let records = p.records();
         let before = match before {
             Some(b) => b,
@@ -674,7 +675,7 @@ impl Queries {
 
     /// The market this deployment sequences.
     pub fn markets(&self, p: &Pipeline) -> MarketsView {
-        p.counters.inc("proof_requests_total");
+        p.metrics.inc(&m::PROOF_REQUESTS, []);
         MarketsView {
             markets: vec![format!("{:#x}", p.config.market)],
         }

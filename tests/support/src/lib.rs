@@ -7,6 +7,8 @@
 //! - [`signing`]: signed `/collect` messages from the simulated slot keys;
 //! - [`Harness`] ([`harness`]): a pipeline on the embedded adapters and a [`MemChain`], and
 //!   [`ServedContent`], a read-only content store over fixed documents;
+//! - [`metrics`]: [`MetricsProbe`], what a pipeline recorded, read back by the metrics
+//!   catalogue's definitions (the [`Harness`] has one);
 //! - [`events`]: Lambda events as Lambda delivers them (a function URL request);
 //! - [`faults`]: a state store that fails the next call of a kind (a crash between two port
 //!   calls), stalls, or counts calls in flight.
@@ -20,11 +22,13 @@ pub mod events;
 pub mod faults;
 pub mod harness;
 pub mod memchain;
+pub mod metrics;
 pub mod net;
 pub mod signing;
 
 pub use harness::{Harness, ServedContent};
 pub use memchain::{block_hash_of, MemChain};
+pub use metrics::MetricsProbe;
 pub use signing::signed_message;
 
 use std::path::{Path, PathBuf};
