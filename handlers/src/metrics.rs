@@ -94,7 +94,7 @@ macro_rules! catalogue {
                 kind: catalogue!(@kind $kind),
                 labels: &[$($label),*],
                 unit: Unit::$unit,
-                help: concat!($($doc),+),
+                help: concat!($($doc),+).trim_ascii(),
             }
         ),+];
     };

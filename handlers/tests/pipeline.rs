@@ -453,7 +453,10 @@ async fn epoch_without_submissions_is_anchored_without_ending_it_on_chain() {
     assert_eq!(e.metrics.counter(&m::ANCHOR_EPOCHS_EMPTY, []), 1);
     assert_eq!(e.metrics.counter(&m::ANCHOR_EPOCHS_FAILED, []), 0);
     // Nothing went on chain: no close → anchored latency for it.
-    assert!(e.metrics.samples(&m::ANCHOR_CLOSE_TO_ANCHORED, []).is_empty());
+    assert!(e
+        .metrics
+        .samples(&m::ANCHOR_CLOSE_TO_ANCHORED, [])
+        .is_empty());
     // The chain would have refused the end (what the handler no longer asks for).
     let refused = sequencer_ports::ChainPort::end_batch(e.chain.as_ref(), e.market, empty).await;
     assert!(
@@ -562,8 +565,17 @@ async fn a_revert_no_retry_can_fix_fails_the_epoch_once_and_counts_it() {
     e.chain.revert_next_submits(1);
     e.run_all().await;
     let epochs = e.p.records().epochs().await.unwrap();
-    assert_eq!(epochs[0].state, EpochState::Failed, "{:?}", epochs[0].record);
-    assert!(epochs[0].record.failure.as_deref().is_some_and(|f| f.contains("already anchored")));
+    assert_eq!(
+        epochs[0].state,
+        EpochState::Failed,
+        "{:?}",
+        epochs[0].record
+    );
+    assert!(epochs[0]
+        .record
+        .failure
+        .as_deref()
+        .is_some_and(|f| f.contains("already anchored")));
     assert_eq!(e.chain.transactions(), 0);
     // The job again (a redelivery): the epoch stays failed, counted once.
     let job = EpochJob {
@@ -573,5 +585,8 @@ async fn a_revert_no_retry_can_fix_fails_the_epoch_once_and_counts_it() {
     anchor::run(&e.p, job).await.unwrap();
     assert_eq!(e.metrics.counter(&m::ANCHOR_EPOCHS_FAILED, []), 1);
     assert_eq!(e.metrics.counter(&m::ANCHOR_EPOCHS, []), 0);
-    assert!(e.metrics.samples(&m::ANCHOR_CLOSE_TO_ANCHORED, []).is_empty());
+    assert!(e
+        .metrics
+        .samples(&m::ANCHOR_CLOSE_TO_ANCHORED, [])
+        .is_empty());
 }

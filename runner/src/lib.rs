@@ -10,6 +10,7 @@
 pub mod args;
 pub mod chain;
 pub mod content_http;
+pub mod metrics;
 pub mod output;
 pub mod releaser;
 pub mod report;
@@ -124,6 +125,10 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
     } else {
         services::embedded(&args.data_dir, seq_chain.clone(), config)?
     };
+    // One /metrics page for the process: the pipeline's registry and the ingress's.
+    let ingress_metrics = Metrics::new();
+    let (exporter, recorder) = metrics::Exporter::new(Some(ingress_metrics.clone()));
+    let p = Arc::new(p.with_recorder(recorder));
     let blocks = p.ports.content.clone();
 
     // Ingress → embedded submissions queue.
@@ -147,7 +152,7 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
         queue: queues.submissions.clone(),
         twice: args.deliver_twice,
     });
-    let ingress = Ingress::start(settings, key, sink, Metrics::new(), None)
+    let ingress = Ingress::start(settings, key, sink, ingress_metrics, None)
         .await
         .context("starting the ingress")?;
     let mut ingress_addr: Multiaddr = ingress
@@ -164,6 +169,7 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
         args.content_listen,
         blocks.clone(),
         Some(p.clone()),
+        Some(exporter.clone()),
         stop_http.clone(),
     )
     .await
@@ -262,7 +268,7 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
     }
     drop(anvil);
     let code = outcome?;
-    let counters = p.counters.snapshot();
+    let counters = exporter.counters();
     eprintln!(
         "counters: {}",
         counters

@@ -11,8 +11,8 @@ use sequencer_api::{ApiLimits, ApiState};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     sequencer_lambdas::init_tracing();
+    let emf = sequencer_lambdas::emf::Emf::install("proof")?;
     let p = Arc::new(Box::pin(sequencer_lambdas::pipeline_from_env()).await?);
     let app = sequencer_api::app(ApiState::new(p.clone()), &ApiLimits::default());
-    let emf = sequencer_lambdas::emf::Emf::leaked("proof");
     lambda_http::run(emf.per_request(app, p)).await
 }
