@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::jobs::EpochJob;
 use crate::metrics as m;
-use crate::pipeline::{now_ms, parse, Pipeline, PipelineError};
+use crate::pipeline::{parse, Pipeline, PipelineError};
 use crate::records::{BatchState, EpochMove, EpochRecord, EpochState};
 use crate::sqs::{body, failure};
 
@@ -161,7 +161,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
             Err(e) => return Err(e.into()),
         }
     }
-    let anchored_at = now_ms();
+    let anchored_at = p.now_ms();
     rec.anchored_at_ms = Some(anchored_at);
     match records
         .move_epoch(EpochState::Finalized, EpochState::Anchored, &rec)

@@ -34,4 +34,4 @@ pub mod verify;
 
 pub use config::PipelineConfig;
 pub use metrics::Metrics;
-pub use pipeline::{Pipeline, PipelineError, Ports};
+pub use pipeline::{Clock, Pipeline, PipelineError, Ports, SystemClock};

@@ -1,7 +1,10 @@
 //! The handlers' context: ports, settings and metrics, built once per process (a Lambda cold
 //! start, the local runner) and shared by every invocation.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sequencer_core::eip712::Verifier;
 
@@ -55,6 +58,32 @@ impl PipelineError {
     }
 }
 
+/// Where the handlers read the time and wait (record timestamps and expiries, the tick's loop):
+/// the system clock in every deployment; the deterministic simulation (`sequencer-simulation`)
+/// runs them on virtual time.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+    /// Waits `d`.
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
 /// Ports, settings and metrics.
 pub struct Pipeline {
     /// Ports.
@@ -65,6 +94,8 @@ pub struct Pipeline {
     pub verifier: Verifier,
     /// Where counts and latencies go (`crate::metrics`), labelled with the market.
     pub metrics: Metrics,
+    /// The clock records are stamped and expire by ([`SystemClock`] unless replaced).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Pipeline {
@@ -76,7 +107,19 @@ impl Pipeline {
             metrics: Metrics::global(config.market),
             ports,
             config,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same pipeline reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Milliseconds since the Unix epoch, by [`Self::clock`].
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// The same pipeline recording into `recorder` instead (the runner's Prometheus exporter, a
@@ -93,6 +136,7 @@ impl Pipeline {
             self.config.market,
             self.config.record_ttl,
         )
+        .with_clock(self.clock.as_ref())
     }
 }
 
@@ -110,14 +154,6 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
 pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String, PipelineError> {
     serde_json::to_string(v)
         .map_err(|e| PipelineError::Invariant(format!("record does not serialize: {e}")))
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

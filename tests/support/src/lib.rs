@@ -5,8 +5,9 @@
 //! - [`net`]: unique names, a dead endpoint, a scripted HTTP server for failure tests;
 //! - [`MemChain`] ([`memchain`]): the protocol chain in memory;
 //! - [`signing`]: signed `/collect` messages from the simulated slot keys;
-//! - [`Harness`] ([`harness`]): a pipeline on the embedded adapters and a [`MemChain`], and
-//!   [`ServedContent`], a read-only content store over fixed documents;
+//! - [`Harness`] ([`harness`], feature `harness`, on by default): a pipeline on the embedded
+//!   adapters and a [`MemChain`], and [`ServedContent`], a read-only content store over fixed
+//!   documents;
 //! - [`metrics`]: [`MetricsProbe`], what a pipeline recorded, read back by the metrics
 //!   catalogue's definitions (the [`Harness`] has one);
 //! - [`events`]: Lambda events as Lambda delivers them (a function URL request);
@@ -20,12 +21,14 @@
 
 pub mod events;
 pub mod faults;
+#[cfg(feature = "harness")]
 pub mod harness;
 pub mod memchain;
 pub mod metrics;
 pub mod net;
 pub mod signing;
 
+#[cfg(feature = "harness")]
 pub use harness::{Harness, ServedContent};
 pub use memchain::{block_hash_of, MemChain};
 pub use metrics::MetricsProbe;
