@@ -272,7 +272,10 @@ mod tests {
     use super::*;
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
-    fn series(r: &DebuggingRecorder) -> Vec<(String, Vec<(String, String)>, DebugValue)> {
+    /// Name, labels and value of a recorded series.
+    type Recorded = (String, Vec<(String, String)>, DebugValue);
+
+    fn series(r: &DebuggingRecorder) -> Vec<Recorded> {
         r.snapshotter()
             .snapshot()
             .into_vec()
