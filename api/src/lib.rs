@@ -248,8 +248,8 @@ fn answer<T: Serialize>(a: Answer<T>) -> Response {
 fn refuse(state: &ApiState, e: ApiError) -> Response {
     state
         .pipeline
-        .counters
-        .inc(&format!("proof_errors_total{{code={}}}", e.code));
+        .metrics
+        .inc(&sequencer_handlers::metrics::PROOF_ERRORS, [e.code]);
     e.into_response()
 }
 

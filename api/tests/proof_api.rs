@@ -27,6 +27,7 @@ use sequencer_api::{codes, ApiConfig, ApiLimits};
 use sequencer_core::cids::raw_cid;
 use sequencer_core::proof::InclusionProof;
 use sequencer_handlers::query::Queries;
+use sequencer_handlers::metrics as m;
 use sequencer_handlers::records::RejectReason;
 use sequencer_handlers::tick;
 use sequencer_handlers::verify::Verdict;
@@ -173,7 +174,7 @@ async fn every_fate_of_a_submission_and_a_proof_that_verifies(via: Via) {
     assert_eq!(r.body["proof"]["leafIndex"], 2);
 
     // Cached: the same answer again without a lookup.
-    let before = e.p.counters.get("proof_cache_hits_total");
+    let before = e.metrics.counter(&m::PROOF_CACHE_HITS, []);
     let again = e
         .get(&format!(
             "/v1/markets/{}/epochs/{epoch}/submissions/{b1}",
@@ -181,7 +182,7 @@ async fn every_fate_of_a_submission_and_a_proof_that_verifies(via: Via) {
         ))
         .await;
     assert_eq!(again.body, r.body);
-    assert_eq!(e.p.counters.get("proof_cache_hits_total"), before + 1);
+    assert_eq!(e.metrics.counter(&m::PROOF_CACHE_HITS, []), before + 1);
     assert!(e.api.queries.cached() >= 3);
 
     // Status of the anchored epoch.
@@ -333,13 +334,9 @@ async fn bad_input_is_refused_before_any_lookup(via: Via) {
             "{method}"
         );
     }
-    assert_eq!(e.p.counters.get("proof_requests_total"), 0, "no lookups");
-    assert!(
-        e.p.counters
-            .get("proof_errors_total{code=bad_market_address}")
-            >= 3
-    );
-    assert!(e.p.counters.get("proof_errors_total{code=not_found}") >= 4);
+    assert_eq!(e.metrics.counter(&m::PROOF_REQUESTS, []), 0, "no lookups");
+    assert!(e.metrics.counter(&m::PROOF_ERRORS, ["bad_market_address"]) >= 3);
+    assert!(e.metrics.counter(&m::PROOF_ERRORS, ["not_found"]) >= 4);
     let r = e.get("/v1/markets").await;
     assert_eq!(r.body["markets"][0], m.as_str());
     assert_eq!(r.headers["cache-control"], "no-store");

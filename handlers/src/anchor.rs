@@ -17,6 +17,7 @@ use sequencer_ports::{EndOutcome, PortError, SubmitOutcome};
 use serde::Serialize;
 
 use crate::jobs::EpochJob;
+use crate::metrics as m;
 use crate::pipeline::{parse, Pipeline, PipelineError};
 use crate::records::{BatchState, EpochMove, EpochRecord, EpochState};
 use crate::sqs::{body, failure};
@@ -121,7 +122,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
                 ..
             } => {
                 report.sent += 1;
-                p.counters.inc("anchor_batches_sent_total");
+                p.metrics.inc(&m::ANCHOR_BATCHES_SENT, []);
                 b.tx_hash = Some(format!("{tx_hash:#x}"));
                 b.block = Some(block);
                 b.delayed = delayed;
@@ -133,7 +134,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
                 ..
             } => {
                 report.already += 1;
-                p.counters.inc("anchor_batches_already_total");
+                p.metrics.inc(&m::ANCHOR_BATCHES_ALREADY, []);
                 b.tx_hash = tx_hash.map(|t| format!("{t:#x}"));
                 b.block = Some(block);
                 b.delayed = delayed;
@@ -148,7 +149,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
             epoch,
             "epoch has no batch: nothing to anchor, not ended on chain"
         );
-        p.counters.inc("anchor_epochs_empty_total");
+        p.metrics.inc(&m::ANCHOR_EPOCHS_EMPTY, []);
     } else {
         match chain.end_batch(market, epoch).await {
             Ok(EndOutcome::Ended { tx_hash, .. }) => {
@@ -160,14 +161,24 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
             Err(e) => return Err(e.into()),
         }
     }
-    rec.anchored_at_ms = Some(p.now_ms());
-    if let EpochMove::Refused(cur) = records
+    let anchored_at = p.now_ms();
+    rec.anchored_at_ms = Some(anchored_at);
+    match records
         .move_epoch(EpochState::Finalized, EpochState::Anchored, &rec)
         .await?
     {
-        tracing::warn!(epoch, state = ?cur.map(|c| c.state), "epoch changed while anchoring");
+        // Once per epoch: only the run that moved it records how long it took since the close.
+        EpochMove::Moved => {
+            if let (false, Some(closed)) = (report.empty, rec.closed_at_ms) {
+                let secs = anchored_at.saturating_sub(closed).max(0) as f64 / 1e3;
+                p.metrics.observe(&m::ANCHOR_CLOSE_TO_ANCHORED, [], secs);
+            }
+        }
+        EpochMove::Refused(cur) => {
+            tracing::warn!(epoch, state = ?cur.map(|c| c.state), "epoch changed while anchoring");
+        }
     }
-    p.counters.inc("anchor_epochs_total");
+    p.metrics.inc(&m::ANCHOR_EPOCHS, []);
     Ok(report)
 }
 
@@ -178,7 +189,7 @@ async fn fail(
     why: PortError,
 ) -> Result<AnchorReport, PipelineError> {
     tracing::error!(epoch = rec.epoch, error = %why, kind = ?why.kind(), "anchoring failed for good");
-    p.counters.inc("anchor_epochs_failed_total");
+    p.metrics.inc(&m::ANCHOR_EPOCHS_FAILED, []);
     let epoch = rec.epoch;
     rec.failure = Some(why.to_string());
     p.records()

@@ -16,6 +16,7 @@ use sequencer_ports::{ErrorKind, PortError};
 use serde::Serialize;
 
 use crate::jobs::EpochJob;
+use crate::metrics as m;
 use crate::pipeline::{parse, Pipeline, PipelineError};
 use crate::records::{BatchRecord, EpochMove, EpochState};
 use crate::sqs::{body, each_record};
@@ -161,9 +162,9 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
             )))
         }
     }
-    p.counters.inc("finalize_epochs_total");
-    p.counters
-        .add("finalize_batches_total", u64::from(report.batches));
+    p.metrics.inc(&m::FINALIZE_EPOCHS, []);
+    p.metrics
+        .add(&m::FINALIZE_BATCHES, [], u64::from(report.batches));
     tracing::info!(
         epoch,
         batches = report.batches,

@@ -3,7 +3,9 @@
 //! code runs under `lambda_runtime`, in the local runner and in tests.
 //!
 //! - [`pipeline`]: the context every handler takes ([`Pipeline`]: ports, settings, verifier,
-//!   counters) and the handlers' error ([`PipelineError`]).
+//!   metrics) and the handlers' error ([`PipelineError`]).
+//! - [`metrics`]: every metric the pipeline records (names, labels, units, help) in one table,
+//!   recorded through the `metrics` facade with the market as a label on every series.
 //! - [`config`]: the settings, from environment variables with documented defaults.
 //! - [`records`]: the one typed records layer over the state store: keys, the epoch lifecycle
 //!   and its allowed transitions, submissions, receipts and their tally, batches, the tick's
@@ -22,6 +24,7 @@ pub mod anchor;
 pub mod config;
 pub mod finalize;
 pub mod jobs;
+pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod records;
@@ -30,4 +33,5 @@ pub mod tick;
 pub mod verify;
 
 pub use config::PipelineConfig;
-pub use pipeline::{Clock, Counters, Pipeline, PipelineError, Ports, SystemClock};
+pub use metrics::Metrics;
+pub use pipeline::{Clock, Pipeline, PipelineError, Ports, SystemClock};

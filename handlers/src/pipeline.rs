@@ -1,15 +1,15 @@
-//! The handlers' context: ports, settings and counters, built once per process (a Lambda cold
+//! The handlers' context: ports, settings and metrics, built once per process (a Lambda cold
 //! start, the local runner) and shared by every invocation.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sequencer_core::eip712::Verifier;
 
 use crate::config::PipelineConfig;
+use crate::metrics::Metrics;
 use crate::records::Records;
 use sequencer_ports::{ChainPort, ContentStore, PortError, Queue, StateStore};
 
@@ -28,45 +28,6 @@ pub struct Ports {
     pub anchor_queue: Arc<dyn Queue>,
     /// Dead-letter queue of the submissions queue: verify sends poison messages here.
     pub submissions_dlq: Arc<dyn Queue>,
-}
-
-/// Counters by name, for logs, metrics and the local runner's table. Names follow the ingress's
-/// style: `<stage>_<what>_total`, reasons as a suffix label `{reason=…}`.
-#[derive(Debug, Default)]
-pub struct Counters {
-    inner: Mutex<BTreeMap<String, u64>>,
-}
-
-impl Counters {
-    /// The map. A panic elsewhere while the lock was held poisons it; counts are plain numbers
-    /// that a panic cannot leave half-written, so they are kept (and the poisoning logged)
-    /// rather than silently reset or dropped.
-    fn map(&self) -> MutexGuard<'_, BTreeMap<String, u64>> {
-        self.inner.lock().unwrap_or_else(|poisoned| {
-            tracing::error!("counters lock poisoned by a panic; keeping the counts");
-            poisoned.into_inner()
-        })
-    }
-
-    /// Adds `n` to `name`.
-    pub fn add(&self, name: &str, n: u64) {
-        *self.map().entry(name.to_string()).or_default() += n;
-    }
-
-    /// Adds one.
-    pub fn inc(&self, name: &str) {
-        self.add(name, 1);
-    }
-
-    /// The current values.
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.map().clone()
-    }
-
-    /// One value.
-    pub fn get(&self, name: &str) -> u64 {
-        self.map().get(name).copied().unwrap_or(0)
-    }
 }
 
 /// A handler error: transient ones make the message come back.
@@ -123,7 +84,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// Ports, settings and counters.
+/// Ports, settings and metrics.
 pub struct Pipeline {
     /// Ports.
     pub ports: Ports,
@@ -131,20 +92,21 @@ pub struct Pipeline {
     pub config: PipelineConfig,
     /// EIP-712 verifier of the configured domain.
     pub verifier: Verifier,
-    /// Counters.
-    pub counters: Counters,
+    /// Where counts and latencies go (`crate::metrics`), labelled with the market.
+    pub metrics: Metrics,
     /// The clock records are stamped and expire by ([`SystemClock`] unless replaced).
     pub clock: Arc<dyn Clock>,
 }
 
 impl Pipeline {
-    /// A pipeline.
+    /// A pipeline recording into the `metrics` facade's recorder (the global one: the Lambdas
+    /// install their EMF writer there).
     pub fn new(ports: Ports, config: PipelineConfig) -> Self {
         Self {
             verifier: config.verifier(),
+            metrics: Metrics::global(config.market),
             ports,
             config,
-            counters: Counters::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -158,6 +120,13 @@ impl Pipeline {
     /// Milliseconds since the Unix epoch, by [`Self::clock`].
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The same pipeline recording into `recorder` instead (the runner's Prometheus exporter, a
+    /// test's debugging recorder).
+    pub fn with_recorder(mut self, recorder: Arc<dyn metrics::Recorder + Send + Sync>) -> Self {
+        self.metrics = Metrics::with_recorder(self.config.market, recorder);
+        self
     }
 
     /// The typed records of this pipeline's market in its state store.
@@ -194,6 +163,7 @@ mod tests {
     #[test]
     fn a_record_that_does_not_serialize_is_a_loud_invariant_error() {
         // JSON object keys must be strings: a map keyed by tuples cannot be written.
+        use std::collections::BTreeMap;
         let bad: BTreeMap<(u8, u8), u8> = BTreeMap::from([((1, 2), 3)]);
         let err = json(&bad).expect_err("must not become an empty string");
         assert!(matches!(err, PipelineError::Invariant(_)), "{err}");
@@ -202,22 +172,5 @@ mod tests {
             json(&BTreeMap::from([("a", 1)])).expect("plain data"),
             r#"{"a":1}"#
         );
-    }
-
-    #[test]
-    fn counters_survive_a_panic_while_locked() {
-        let c = Arc::new(Counters::default());
-        c.add("verify_accepted_total", 2);
-        let held = Arc::clone(&c);
-        let crashed = std::thread::spawn(move || {
-            let _guard = held.inner.lock();
-            panic!("a handler panicked while counting");
-        })
-        .join();
-        assert!(crashed.is_err());
-        assert!(c.inner.is_poisoned());
-        c.inc("verify_accepted_total");
-        assert_eq!(c.get("verify_accepted_total"), 3);
-        assert_eq!(c.snapshot().get("verify_accepted_total"), Some(&3));
     }
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::jobs::EpochJob;
+use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{EpochMove, EpochRecord, EpochState};
 
@@ -92,7 +93,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
             let windows = match chain.epoch_windows(market, r.epoch_id).await? {
                 Some(w) => w,
                 None => {
-                    p.counters.inc("tick_epoch_windows_fallback_total");
+                    p.metrics.inc(&m::TICK_EPOCH_WINDOWS_FALLBACK, []);
                     match market_windows {
                         Some(w) => w,
                         None => {
@@ -124,7 +125,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
                     window_end = rec.window_end,
                     "epoch opened"
                 );
-                p.counters.inc("tick_epochs_opened_total");
+                p.metrics.inc(&m::TICK_EPOCHS_OPENED, []);
                 report.opened.push(r.epoch_id);
             }
             if cursor.low_epoch == 0 {
@@ -161,7 +162,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
                 .move_epoch(EpochState::Closing, EpochState::Closed, &rec)
                 .await?;
             tracing::info!(epoch, head = report.head, "epoch closed; finalize job sent");
-            p.counters.inc("tick_epochs_closed_total");
+            p.metrics.inc(&m::TICK_EPOCHS_CLOSED, []);
             report.closed.push(epoch);
         } else if e.state == EpochState::Open && first_open.is_none() {
             first_open = Some(epoch);

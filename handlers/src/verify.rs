@@ -22,6 +22,7 @@ use sequencer_core::B256;
 use sequencer_ports::{BoundedAdd, OutMessage};
 use sha2::{Digest, Sha256};
 
+use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{
     AcceptClaim, EpochState, Outcome, Receipt, RejectReason, SubmissionRecord, SubmissionState,
@@ -61,15 +62,11 @@ pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
 pub async fn verify_body(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError> {
     let verdict = verify_inner(p, body).await?;
     match &verdict {
-        Verdict::Accepted => p.counters.inc("verify_accepted_total"),
-        Verdict::Simulation => p.counters.inc("verify_simulations_total"),
-        Verdict::Rejected(r) => p
-            .counters
-            .inc(&format!("verify_rejected_total{{reason={r}}}")),
-        Verdict::Redelivered => p.counters.inc("verify_redelivered_total"),
-        Verdict::DeadLettered(r) => p
-            .counters
-            .inc(&format!("verify_dead_lettered_total{{reason={r}}}")),
+        Verdict::Accepted => p.metrics.inc(&m::VERIFY_ACCEPTED, []),
+        Verdict::Simulation => p.metrics.inc(&m::VERIFY_SIMULATIONS, []),
+        Verdict::Rejected(r) => p.metrics.inc(&m::VERIFY_REJECTED, [r.code()]),
+        Verdict::Redelivered => p.metrics.inc(&m::VERIFY_REDELIVERED, []),
+        Verdict::DeadLettered(r) => p.metrics.inc(&m::VERIFY_DEAD_LETTERED, [r]),
     }
     Ok(verdict)
 }

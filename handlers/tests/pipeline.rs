@@ -16,6 +16,7 @@ use sequencer_handlers::{anchor, finalize, tick, verify};
 
 use sequencer_embedded::poller::{drain, PollerConfig};
 use sequencer_handlers::jobs::EpochJob;
+use sequencer_handlers::metrics as m;
 use sequencer_handlers::records::{EpochState, RejectReason};
 use sequencer_ports::Table;
 use sequencer_ports::{ContentStore, OutMessage, Queue};
@@ -288,6 +289,53 @@ async fn every_rule_then_close_finalize_anchor_exactly_once() {
     anchor::run(&e.p, job).await.unwrap();
     e.run_all().await;
     assert_eq!(e.chain.transactions(), txs);
+
+    // Counted with labels as labels, each outcome once.
+    let m = &e.metrics;
+    assert_eq!(m.counter(&m::VERIFY_ACCEPTED, []), 6);
+    assert_eq!(m.counter(&m::VERIFY_SIMULATIONS, []), 1);
+    assert_eq!(m.counter(&m::VERIFY_REDELIVERED, []), 1);
+    for (reason, n) in [
+        ("slot_epoch_cap", 1),
+        ("duplicate", 1),
+        ("not_slot_snapshotter", 2),
+        ("unknown_slot", 1),
+        ("outside_window", 1),
+        ("unknown_header", 1),
+        ("epoch_not_released", 1),
+        ("bad_snapshot_cid", 1),
+        ("wrong_data_market", 1),
+        ("flagged_signer", 1),
+        ("duplicate_submission_id", 1),
+        ("late", 1),
+        ("never_seen", 0),
+    ] {
+        assert_eq!(m.counter(&m::VERIFY_REJECTED, [reason]), n, "{reason}");
+    }
+    let series = m.all_series();
+    let dead: Vec<_> = series
+        .iter()
+        .filter(|(name, _)| name == m::VERIFY_DEAD_LETTERED.name)
+        .collect();
+    assert_eq!(dead.len(), 1, "{series:?}");
+    assert!(dead[0].1[1].1.starts_with("malformed:"), "{dead:?}");
+    assert_eq!(m.counter(&m::VERIFY_DEAD_LETTERED, [&dead[0].1[1].1]), 1);
+    assert_eq!(m.counter(&m::TICK_EPOCHS_OPENED, []), 1);
+    assert_eq!(m.counter(&m::TICK_EPOCHS_CLOSED, []), 1);
+    assert_eq!(m.counter(&m::ANCHOR_BATCHES_SENT, []), 1);
+    assert_eq!(m.counter(&m::ANCHOR_EPOCHS_FAILED, []), 0);
+    // Close → anchored once for the epoch, however often anchor ran for it; not negative, and
+    // not longer than this test has been running.
+    let lat = m.samples(&m::ANCHOR_CLOSE_TO_ANCHORED, []);
+    assert_eq!(lat.len(), 1, "{lat:?}");
+    assert!((0.0..60.0).contains(&lat[0]), "{lat:?}");
+    // Every series is a catalogue metric carrying the market, then its own label keys.
+    for (name, labels) in &series {
+        let d = m::ALL.iter().find(|d| d.name == name).expect(name);
+        assert_eq!(labels[0], ("market".into(), format!("{:#x}", e.market)));
+        let keys: Vec<&str> = labels[1..].iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, d.labels, "{name}");
+    }
 }
 
 #[tokio::test]
@@ -363,11 +411,11 @@ async fn many_batches_crash_between_steps_and_retry_gives_one_tx_per_batch() {
         crashed.as_ref().is_err_and(|e| e.is_retryable()),
         "{crashed:?}"
     );
-    assert_eq!(e.p.counters.get("anchor_batches_already_total"), 1);
+    assert_eq!(e.metrics.counter(&m::ANCHOR_BATCHES_ALREADY, []), 1);
     assert_eq!(e.chain.transactions(), 2, "batch + endBatchSubmissions");
     let rep = anchor::run(&e.p, job).await.unwrap();
     assert_eq!((rep.sent, rep.already, rep.ended), (0, 0, false));
-    assert_eq!(e.p.counters.get("anchor_batches_sent_total"), 1);
+    assert_eq!(e.metrics.counter(&m::ANCHOR_BATCHES_SENT, []), 1);
     let epochs = e.p.records().epochs().await.unwrap();
     assert_eq!(epochs[0].state, EpochState::Anchored);
 
@@ -402,8 +450,13 @@ async fn epoch_without_submissions_is_anchored_without_ending_it_on_chain() {
     assert_eq!(epochs[0].record.end_tx, None);
     assert_eq!(epochs[0].record.failure, None);
     assert_eq!(e.chain.transactions(), 0, "nothing sent for an empty epoch");
-    assert_eq!(e.p.counters.get("anchor_epochs_empty_total"), 1);
-    assert_eq!(e.p.counters.get("anchor_epochs_failed_total"), 0);
+    assert_eq!(e.metrics.counter(&m::ANCHOR_EPOCHS_EMPTY, []), 1);
+    assert_eq!(e.metrics.counter(&m::ANCHOR_EPOCHS_FAILED, []), 0);
+    // Nothing went on chain: no close → anchored latency for it.
+    assert!(e
+        .metrics
+        .samples(&m::ANCHOR_CLOSE_TO_ANCHORED, [])
+        .is_empty());
     // The chain would have refused the end (what the handler no longer asks for).
     let refused = sequencer_ports::ChainPort::end_batch(e.chain.as_ref(), e.market, empty).await;
     assert!(
@@ -433,6 +486,7 @@ async fn epoch_without_submissions_is_anchored_without_ending_it_on_chain() {
     assert_eq!(epochs[1].state, EpochState::Anchored);
     assert!(epochs[1].record.end_tx.is_some(), "{:?}", epochs[1].record);
     assert_eq!(e.chain.transactions(), 2, "one batch + endBatchSubmissions");
+    assert_eq!(e.metrics.samples(&m::ANCHOR_CLOSE_TO_ANCHORED, []).len(), 1);
 }
 
 #[tokio::test]
@@ -470,7 +524,7 @@ async fn a_window_change_after_release_keeps_the_epochs_deadline() {
     let epochs = e.p.records().epochs().await.unwrap();
     assert_eq!(epochs[1].record.epoch, next);
     assert_eq!(epochs[1].record.window_end, r2 + 1);
-    assert_eq!(e.p.counters.get("tick_epoch_windows_fallback_total"), 0);
+    assert_eq!(e.metrics.counter(&m::TICK_EPOCH_WINDOWS_FALLBACK, []), 0);
     e.chain.mine(1);
     let outside = e.msg(2, 2, next, "p1", CID_A, block_hash_of(r2 + 2));
     assert_eq!(e.verify(&outside).await, rejected("outside_window"));
@@ -493,5 +547,46 @@ async fn without_per_epoch_windows_on_chain_the_market_window_is_used_and_counte
         (epochs[0].record.window_end, epochs[1].record.window_end),
         (r + 7, r2 + 7)
     );
-    assert_eq!(e.p.counters.get("tick_epoch_windows_fallback_total"), 2);
+    assert_eq!(e.metrics.counter(&m::TICK_EPOCH_WINDOWS_FALLBACK, []), 2);
+}
+
+#[tokio::test]
+async fn a_revert_no_retry_can_fix_fails_the_epoch_once_and_counts_it() {
+    // What the anchor-failed alarm reads: `anchor_epochs_failed_total` for the market, once per
+    // epoch however often its job comes back, and no close → anchored latency for it.
+    let e = env();
+    let (epoch, r) = e.chain.release();
+    e.chain.mine(1);
+    tick::step(&e.p).await.unwrap();
+    let body = e.msg(1, 1, epoch, "p1", CID_A, block_hash_of(r + 1));
+    assert_eq!(e.verify(&body).await, Verdict::Accepted);
+    e.chain.mine(10);
+    assert_eq!(tick::step(&e.p).await.unwrap().closed, vec![epoch]);
+    e.chain.revert_next_submits(1);
+    e.run_all().await;
+    let epochs = e.p.records().epochs().await.unwrap();
+    assert_eq!(
+        epochs[0].state,
+        EpochState::Failed,
+        "{:?}",
+        epochs[0].record
+    );
+    assert!(epochs[0]
+        .record
+        .failure
+        .as_deref()
+        .is_some_and(|f| f.contains("already anchored")));
+    assert_eq!(e.chain.transactions(), 0);
+    // The job again (a redelivery): the epoch stays failed, counted once.
+    let job = EpochJob {
+        market: e.market,
+        epoch,
+    };
+    anchor::run(&e.p, job).await.unwrap();
+    assert_eq!(e.metrics.counter(&m::ANCHOR_EPOCHS_FAILED, []), 1);
+    assert_eq!(e.metrics.counter(&m::ANCHOR_EPOCHS, []), 0);
+    assert!(e
+        .metrics
+        .samples(&m::ANCHOR_CLOSE_TO_ANCHORED, [])
+        .is_empty());
 }

@@ -16,8 +16,9 @@
 #                block checked against hashicorp/aws 6.25.0 (the @cdktf/provider-aws 21.22.1
 #                bindings): unknown types, unknown/misspelled arguments, blocks written as
 #                arguments (and back), missing required ones; module calls vs module variables
-#   4. drift     names, environment variables, event shapes and IAM actions vs the code and
-#                localstack/resources.py (check/drift.py)
+#   4. drift     names, environment variables, event shapes, IAM actions and the metrics the
+#                alarms and dashboard read vs the code and localstack/resources.py
+#                (check/drift.py; check/test_drift.py breaks copies of the tree it must catch)
 #   5. checkov   checkov --framework terraform --skip-download; every skip is justified in place
 #                (#checkov:skip=ID:reason next to the resource)
 #
@@ -101,6 +102,7 @@ say "schema: ok ($(took "$t0"))"
 # 4. drift between infra and code
 t0="$(now)"
 "$HCL_PY" "$TF_DIR/check/drift.py" "$ROOT" || die "drift check"
+"$HCL_PY" "$TF_DIR/check/test_drift.py" "$ROOT" || die "drift check's own test (broken trees it must catch)"
 say "drift: ok ($(took "$t0"))"
 
 # 5. checkov, offline

@@ -1,139 +1,132 @@
-//! CloudWatch Embedded Metric Format: after each invocation a function prints what its counters
-//! (`Pipeline.counters`, named like the ingress's metrics: `<stage>_<what>_total`, a label as
-//! `{reason=…}`) gained during it, and how long it took, as JSON lines CloudWatch turns into
-//! metrics (namespace [`NAMESPACE`], dimension `Function`, plus the label when there is one).
-//! No agent and no API call: the lines go to stdout with the logs.
+//! CloudWatch Embedded Metric Format: the functions' metrics (`sequencer_handlers::metrics`, the
+//! one catalogue) go to CloudWatch as JSON lines on stdout, written by
+//! `metrics_cloudwatch_embedded`, a maintained recorder for the `metrics` facade (releases
+//! through 2026, several contributors; it aggregates counters and histogram values between
+//! flushes and writes one EMF document per label set). No agent and no API call.
+//!
+//! - Namespace: `METRICS_NAMESPACE` (default [`DEFAULT_NAMESPACE`]; the Terraform module sets
+//!   `Sequencer/<prefix>`).
+//! - Dimensions: the series' labels, so `[market]` or `[market, reason]`, `[market, code]`: the
+//!   pipeline's `Metrics` puts the market on every series, so two markets (two deployments, one
+//!   namespace or not) never share a metric in one account.
+//! - Flushed after every invocation (every request for the proof function): counters carry what
+//!   that invocation added, histograms its values (the crate keeps up to 100 values of a series
+//!   between flushes; ours record one per epoch anchored or one per invocation), and
+//!   `<function>_invocation_ms` how long it took. A series with nothing new is left out.
+//!
+//! We flush by hand rather than through the crate's `lambda` feature (its tower layer): that
+//! feature pulls `lambda_http` with its default features into every function, and the flush is
+//! one call at the point each `main` already marks the end of an invocation. The document is
+//! written with a single `write_all`, so a log line can never land inside it.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::io::Write;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
+use metrics_cloudwatch_embedded::Collector;
+use sequencer_handlers::metrics::{invocation_ms, HistogramDef};
+use sequencer_handlers::Pipeline;
 
-/// CloudWatch namespace.
-pub const NAMESPACE: &str = "Sequencer";
+/// CloudWatch namespace when `METRICS_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "Sequencer";
 
-/// `verify_rejected_total{reason=duplicate}` → (`verify_rejected_total`, [(reason, duplicate)]).
-pub fn split_labels(name: &str) -> (&str, Vec<(&str, &str)>) {
-    match name.split_once('{') {
-        Some((base, rest)) => {
-            let labels = rest
-                .trim_end_matches('}')
-                .split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.trim(), v.trim().trim_matches('"')))
-                .collect();
-            (base, labels)
-        }
-        None => (name, Vec::new()),
-    }
+/// `METRICS_NAMESPACE`, or [`DEFAULT_NAMESPACE`].
+pub fn namespace_from_env() -> String {
+    namespace(std::env::var("METRICS_NAMESPACE").ok().as_deref())
 }
 
-/// A counter's labels, `(name, value)`.
-type Labels<'a> = Vec<(&'a str, &'a str)>;
-
-/// The EMF lines for one invocation: one per label set, the unlabelled counters and the
-/// duration together.
-pub fn lines(
-    function: &str,
-    deltas: &BTreeMap<String, u64>,
-    duration: Duration,
-    timestamp_ms: u64,
-) -> Vec<String> {
-    let mut groups: BTreeMap<Labels, Vec<(&str, u64)>> = BTreeMap::new();
-    for (name, n) in deltas.iter().filter(|(_, n)| **n > 0) {
-        let (base, labels) = split_labels(name);
-        groups.entry(labels).or_default().push((base, *n));
-    }
-    let duration_ms = duration.as_secs_f64() * 1e3;
-    let invocation = format!("{function}_invocation_ms");
-    groups.entry(Vec::new()).or_default();
-    groups
-        .into_iter()
-        .map(|(labels, values)| {
-            let mut dims = vec![Value::from("Function")];
-            let mut doc = Map::new();
-            doc.insert("Function".into(), Value::from(function));
-            for (k, v) in &labels {
-                dims.push(Value::from(*k));
-                doc.insert((*k).to_string(), Value::from(*v));
-            }
-            let mut metrics: Vec<Value> = values
-                .iter()
-                .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
-                .collect();
-            for (name, n) in &values {
-                doc.insert((*name).to_string(), Value::from(*n));
-            }
-            if labels.is_empty() {
-                metrics.push(json!({"Name": invocation, "Unit": "Milliseconds"}));
-                doc.insert(invocation.clone(), Value::from(duration_ms));
-            }
-            doc.insert(
-                "_aws".into(),
-                json!({"Timestamp": timestamp_ms, "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE, "Dimensions": [dims], "Metrics": metrics}]}),
-            );
-            Value::Object(doc).to_string()
-        })
-        .collect()
+/// The namespace a `METRICS_NAMESPACE` value gives (unset or blank: the default).
+fn namespace(value: Option<&str>) -> String {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE)
+        .to_string()
 }
 
-/// Prints each invocation's gains of a process's counters.
-#[derive(Debug)]
+/// The EMF recorder could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[error("CloudWatch EMF recorder: {0}")]
+pub struct EmfError(String);
+
+/// The process's EMF writer (the facade's global recorder) for one function.
 pub struct Emf {
-    function: &'static str,
-    last: Mutex<BTreeMap<String, u64>>,
+    collector: &'static Collector,
+    invocation: Option<&'static HistogramDef<0>>,
 }
+
+impl std::fmt::Debug for Emf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emf")
+            .field("namespace", &&*self.collector.config.cloudwatch_namespace)
+            .field("invocation", &self.invocation.map(|d| d.name))
+            .finish()
+    }
+}
+
+/// The collector, installed once per process.
+static COLLECTOR: OnceLock<&'static Collector> = OnceLock::new();
 
 impl Emf {
-    /// For one function (`verify`, `tick`, …).
-    pub fn new(function: &'static str) -> Self {
-        Self {
-            function,
-            last: Mutex::new(BTreeMap::new()),
-        }
+    /// Installs the EMF writer as the global recorder with the namespace of
+    /// [`namespace_from_env`] and describes the catalogue to it (its units go into every
+    /// document), for `function` (`verify`, `tick`, …: its `<function>_invocation_ms`). A
+    /// pipeline built with `Pipeline::new` records into it. A second call in the process keeps
+    /// the first writer.
+    pub fn install(function: &'static str) -> Result<&'static Self, EmfError> {
+        Self::install_with(&namespace_from_env(), function)
     }
 
-    /// One for the whole execution environment (a Lambda `main` keeps it for its lifetime).
-    pub fn leaked(function: &'static str) -> &'static Self {
-        Box::leak(Box::new(Self::new(function)))
-    }
-
-    /// Prints what `counters` gained since the last call, and `duration`.
-    pub fn emit(&self, counters: &sequencer_handlers::Counters, duration: Duration) {
-        let now = counters.snapshot();
-        let deltas = match self.last.lock() {
-            Ok(mut last) => {
-                let d = now
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.saturating_sub(last.get(k).copied().unwrap_or(0)),
-                        )
-                    })
-                    .collect();
-                *last = now;
-                d
+    /// [`Emf::install`] with this namespace.
+    pub fn install_with(
+        namespace: &str,
+        function: &'static str,
+    ) -> Result<&'static Self, EmfError> {
+        let collector = match COLLECTOR.get() {
+            Some(c) => *c,
+            None => {
+                let c = metrics_cloudwatch_embedded::Builder::new()
+                    .cloudwatch_namespace(namespace.to_string())
+                    .init()
+                    .map_err(|e| EmfError(e.to_string()))?;
+                metrics::with_recorder(sequencer_handlers::metrics::describe);
+                *COLLECTOR.get_or_init(|| c)
             }
-            Err(_) => return,
         };
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        for l in lines(self.function, &deltas, duration, ts) {
-            println!("{l}");
+        Ok(Box::leak(Box::new(Self {
+            collector,
+            invocation: invocation_ms(function),
+        })))
+    }
+
+    /// Writes what was recorded since the last flush to `out`.
+    pub fn flush_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let mut doc = Vec::new();
+        self.collector.flush(&mut doc)?;
+        if doc.is_empty() {
+            return Ok(());
+        }
+        out.write_all(&doc)?;
+        out.flush()
+    }
+
+    /// The end of an invocation of `p`'s function: records how long it took, then prints what
+    /// the invocation recorded. A failed write is logged, never the invocation's failure.
+    pub fn invocation_done(&self, p: &Pipeline, took: Duration) {
+        if let Some(def) = self.invocation {
+            p.metrics.observe(def, [], took.as_secs_f64() * 1e3);
+        }
+        if let Err(e) = self.flush_to(&mut std::io::stdout().lock()) {
+            tracing::warn!(error = %e, "EMF metrics could not be written");
         }
     }
 
-    /// `app` printing, after each request, what `pipeline`'s counters gained and how long the
-    /// request took (the proof function: one request per invocation).
+    /// `app` flushing after each request, with how long the request took (the proof function:
+    /// one request per invocation).
     pub fn per_request(
         &'static self,
         app: axum::Router,
-        pipeline: std::sync::Arc<sequencer_handlers::Pipeline>,
+        pipeline: std::sync::Arc<Pipeline>,
     ) -> axum::Router {
         app.layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
@@ -141,7 +134,7 @@ impl Emf {
                 async move {
                     let started = std::time::Instant::now();
                     let response = next.run(req).await;
-                    self.emit(&p.counters, started.elapsed());
+                    self.invocation_done(&p, started.elapsed());
                     response
                 }
             },
@@ -153,43 +146,107 @@ impl Emf {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use sequencer_core::Address;
+    use sequencer_handlers::metrics::{self as m, Metrics};
+    use serde_json::Value;
 
+    fn docs(emf: &Emf) -> Vec<Value> {
+        let mut out = Vec::new();
+        emf.flush_to(&mut out).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The document of `market` whose dimensions are `dims` (market first).
+    fn doc<'a>(all: &'a [Value], market: &str, dims: &[&str]) -> &'a Value {
+        all.iter()
+            .find(|d| {
+                d["market"] == market
+                    && d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
+                        .as_array()
+                        .is_some_and(|a| {
+                            a.iter()
+                                .map(|v| v.as_str().unwrap())
+                                .eq(dims.iter().copied())
+                        })
+            })
+            .unwrap_or_else(|| panic!("no {dims:?} document for {market} in {all:#?}"))
+    }
+
+    fn unit(d: &Value, name: &str) -> String {
+        d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["Name"] == name)
+            .map(|m| m["Unit"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{name} not declared in {d}"))
+    }
+
+    // The only test of this binary that installs the global recorder (one per process).
     #[test]
-    fn one_line_per_label_set_with_the_duration_on_the_plain_one() {
-        let mut d = BTreeMap::new();
-        d.insert("verify_accepted_total".to_string(), 3);
-        d.insert("verify_rejected_total{reason=duplicate}".to_string(), 2);
-        d.insert("verify_rejected_total{reason=late}".to_string(), 0);
-        let l = lines("verify", &d, Duration::from_millis(12), 1000);
-        assert_eq!(l.len(), 2, "{l:?}");
-        let plain: Value = serde_json::from_str(&l[0]).unwrap();
+    fn per_invocation_documents_namespaced_and_dimensioned_by_market() {
+        let emf = Emf::install_with("Sequencer/test", "verify").unwrap();
+        let (a, b) = (Address::repeat_byte(0xaa), Address::repeat_byte(0xbb));
+        let (ma, mb) = (Metrics::global(a), Metrics::global(b));
+        ma.add(&m::VERIFY_ACCEPTED, [], 3);
+        ma.inc(&m::VERIFY_REJECTED, ["late"]);
+        ma.inc(&m::VERIFY_REJECTED, ["late"]);
+        mb.inc(&m::VERIFY_ACCEPTED, []);
+        ma.observe(&m::ANCHOR_CLOSE_TO_ANCHORED, [], 12.5);
+        let all = docs(emf);
+        let (sa, sb) = (format!("{a:#x}"), format!("{b:#x}"));
+        for d in &all {
+            let ns = &d["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(ns["Namespace"], "Sequencer/test", "{d}");
+            assert_eq!(ns["Dimensions"][0][0], "market", "{d}");
+        }
+        let plain = doc(&all, &sa, &["market"]);
         assert_eq!(plain["verify_accepted_total"], 3);
-        assert_eq!(plain["verify_invocation_ms"], 12.0);
-        assert_eq!(plain["Function"], "verify");
-        let m = &plain["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(m["Namespace"], NAMESPACE);
-        assert_eq!(m["Dimensions"][0][0], "Function");
-        let reason: Value = serde_json::from_str(&l[1]).unwrap();
-        assert_eq!(reason["reason"], "duplicate");
-        assert_eq!(reason["verify_rejected_total"], 2);
+        assert_eq!(unit(plain, "verify_accepted_total"), "Count");
         assert_eq!(
-            reason["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][1],
-            "reason"
+            plain["anchor_close_to_anchored_seconds"],
+            serde_json::json!([12.5])
         );
-        assert!(reason.get("verify_invocation_ms").is_none());
+        assert_eq!(unit(plain, "anchor_close_to_anchored_seconds"), "Seconds");
+        let late = doc(&all, &sa, &["market", "reason"]);
+        assert_eq!(
+            (&late["reason"], &late["verify_rejected_total"]),
+            (&"late".into(), &2.into())
+        );
+        // The other market's count is its own, in its own document.
+        assert_eq!(doc(&all, &sb, &["market"])["verify_accepted_total"], 1);
+        assert_eq!(all.len(), 3, "{all:#?}");
+
+        // The next invocation prints only what it added.
+        ma.inc(&m::VERIFY_ACCEPTED, []);
+        let next = docs(emf);
+        assert_eq!(next.len(), 1, "{next:#?}");
+        assert_eq!(next[0]["verify_accepted_total"], 1);
+        assert!(docs(emf).is_empty(), "nothing new, nothing printed");
+
+        // A second install keeps the first writer; the function's invocation histogram is its own.
+        let again = Emf::install_with("Other", "anchor").unwrap();
+        assert_eq!(
+            again.invocation.map(|d| d.name),
+            Some("anchor_invocation_ms")
+        );
+        ma.observe(again.invocation.unwrap(), [], 40.0);
+        let d = docs(again);
+        assert_eq!(
+            d[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+            "Sequencer/test"
+        );
+        assert_eq!(unit(&d[0], "anchor_invocation_ms"), "Milliseconds");
     }
 
     #[test]
-    fn emits_only_what_an_invocation_added() {
-        let c = sequencer_handlers::Counters::default();
-        let emf = Emf::new("verify");
-        c.add("verify_accepted_total", 5);
-        emf.emit(&c, Duration::ZERO);
-        let last = emf.last.lock().unwrap().clone();
-        assert_eq!(last["verify_accepted_total"], 5);
-        assert_eq!(
-            split_labels("a_total{code=x}"),
-            ("a_total", vec![("code", "x")])
-        );
+    fn the_namespace_is_the_variables_value_or_the_default() {
+        assert_eq!(namespace(None), DEFAULT_NAMESPACE);
+        assert_eq!(namespace(Some("  ")), DEFAULT_NAMESPACE);
+        assert_eq!(namespace(Some(" Sequencer/m1 ")), "Sequencer/m1");
     }
 }

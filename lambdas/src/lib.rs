@@ -5,7 +5,8 @@
 //! benchmark reuse [`aws_pipeline`] with a chain of their own.
 //!
 //! Environment: the pipeline's (`sequencer_handlers::config`: `DATA_MARKET_ADDRESS`,
-//! `PROTOCOL_STATE_ADDRESS`, `CHAIN_ID`, …), the adapters' (`SEQ_PREFIX`, AWS endpoints and
+//! `PROTOCOL_STATE_ADDRESS`, `CHAIN_ID`, …), `METRICS_NAMESPACE` (the CloudWatch namespace of
+//! the EMF lines, default `Sequencer`: [`emf`]), the adapters' (`SEQ_PREFIX`, AWS endpoints and
 //! region: `sequencer_aws`; `IPFS_API_URL`, …: `sequencer_ipfs`), the chain client's (`RPC_URL`,
 //! `SIGNER_PRIVATE_KEY` or `KMS_KEY_ID`, see `sequencer_chain::ChainConfig`).
 
@@ -47,6 +48,9 @@ pub enum StartError {
     /// The status page's settings.
     #[error(transparent)]
     Status(#[from] sequencer_api::config::ApiConfigError),
+    /// The CloudWatch EMF recorder.
+    #[error(transparent)]
+    Metrics(#[from] emf::EmfError),
 }
 
 /// Logs through `lambda_runtime`'s own tracing setup, so the function's logging configuration
@@ -134,9 +138,10 @@ pub async fn pipeline_and_queues_from_env() -> Result<(Pipeline, AwsQueues), Sta
     Box::pin(aws_pipeline(chain, config)).await
 }
 
-/// The `main` of a queue consumer (verify, finalize, anchor): the pipeline built once from the
-/// environment, then every SQS event through `handler`, whose partial batch failures go back to
-/// Lambda (`ReportBatchItemFailures`); EMF metric lines after each invocation.
+/// The `main` of a queue consumer (verify, finalize, anchor): the EMF writer and the pipeline
+/// built once from the environment, then every SQS event through `handler`, whose partial batch
+/// failures go back to Lambda (`ReportBatchItemFailures`); EMF metric lines after each
+/// invocation.
 pub async fn run_sqs<F, Fut>(
     function: &'static str,
     handler: F,
@@ -146,22 +151,27 @@ where
     Fut: std::future::Future<Output = SqsBatchResponse> + Send,
 {
     init_tracing();
-    let p = static_pipeline().await?;
-    let emf = emf::Emf::leaked(function);
+    let (p, emf) = static_pipeline(function).await?;
     lambda_runtime::run(lambda_runtime::service_fn(
         move |e: LambdaEvent<SqsEvent>| async move {
             let started = std::time::Instant::now();
             let response = handler(p, e.payload).await;
-            emf.emit(&p.counters, started.elapsed());
+            emf.invocation_done(p, started.elapsed());
             Ok::<_, lambda_runtime::Error>(response)
         },
     ))
     .await
 }
 
-/// Builds the pipeline once and leaks it: it lives as long as the Lambda execution environment.
-pub async fn static_pipeline() -> Result<&'static Pipeline, StartError> {
-    Ok(Box::leak(Box::new(Box::pin(pipeline_from_env()).await?)))
+/// Installs the EMF writer for `function` (the facade's global recorder, which the pipeline
+/// records into), then builds the pipeline once and leaks it: both live as long as the Lambda
+/// execution environment.
+pub async fn static_pipeline(
+    function: &'static str,
+) -> Result<(&'static Pipeline, &'static emf::Emf), StartError> {
+    let emf = emf::Emf::install(function)?;
+    let p = Box::leak(Box::new(Box::pin(pipeline_from_env()).await?));
+    Ok((p, emf))
 }
 
 /// The epoch manager from the environment (see the `epoch-manager` binary), and its release

@@ -348,6 +348,8 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
         ("RPC_URL", anvil.rpc_url.clone()),
         ("SIGNER_PRIVATE_KEY", SEQUENCER_KEY.to_string()),
         ("SEQ_PREFIX", prefix.clone()),
+        // The namespace the Terraform module gives the functions (locals.tf METRICS_NAMESPACE).
+        ("METRICS_NAMESPACE", format!("Sequencer/{prefix}")),
         // What Lambda sets for logging_config { log_format = "JSON" } (the Terraform module's).
         ("AWS_LAMBDA_LOG_FORMAT", "JSON".to_string()),
     ];
@@ -529,6 +531,33 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
     assert!(
         finalize_log.iter().any(|v| v.get("_aws").is_some()),
         "EMF lines still printed: {finalize_log:?}"
+    );
+    // The EMF documents: the module's namespace, the market the first dimension of every one,
+    // and the anchor's epochs counted under its market (what the Terraform alarms read).
+    let mk = format!("{market:#x}");
+    for f in ["verify", "tick", "finalize", "anchor", "proof"] {
+        let docs: Vec<Value> = events(&log(f))
+            .into_iter()
+            .filter(|v| v.get("_aws").is_some())
+            .collect();
+        assert!(!docs.is_empty(), "{f}: no EMF document");
+        for d in &docs {
+            let cw = &d["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(cw["Namespace"], format!("Sequencer/{prefix}"), "{f}: {d}");
+            assert_eq!(cw["Dimensions"][0][0], "market", "{f}: {d}");
+            assert_eq!(d["market"], mk.as_str(), "{f}: {d}");
+        }
+        let invocation = format!("{f}_invocation_ms");
+        assert!(
+            docs.iter().any(|d| d.get(&invocation).is_some()),
+            "{f}: no {invocation}: {docs:?}"
+        );
+    }
+    assert!(
+        events(&log("anchor"))
+            .iter()
+            .any(|d| d["anchor_epochs_total"].as_u64() >= Some(1)),
+        "anchor_epochs_total never written"
     );
     drop(lambdas);
     let _ = std::fs::remove_dir_all(&dir);

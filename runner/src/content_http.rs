@@ -6,9 +6,9 @@
 //! Lambda serves): submission fates with inclusion proofs, epoch status, recent epochs, the live
 //! summary (with the dead-letter queues' depth and the in-process ingress's health, see
 //! [`ingress_health`]), with the status page over it at `/` and `/status` (batch links go to this
-//! server's own `/ipfs/<cid>`); and the pipeline's counters on `/metrics` in the
-//! Prometheus text format (the names the functions' EMF lines carry, labels as Prometheus
-//! labels). It is served by `sequencer_api::serve` (hyper: header-read timeout, connection
+//! server's own `/ipfs/<cid>`); and the process's metrics on `/metrics` in the
+//! Prometheus text format (`crate::metrics`: the pipeline's, named and labelled as the
+//! functions' EMF lines are, then the ingress's). It is served by `sequencer_api::serve` (hyper: header-read timeout, connection
 //! limit) with the API's request timeout and in-flight limit over every route.
 
 use std::collections::HashMap;
@@ -23,8 +23,8 @@ use axum::Router;
 use sequencer_api::ingress::{IngressHealth, IngressPath, IngressResult};
 use sequencer_api::serve::ServeLimits;
 use sequencer_api::{ApiConfig, ApiLimits, ApiState, IngressSource};
-use sequencer_handlers::Pipeline;
 use sequencer_ingress::metrics::{Metrics, Path as IngressPathLabel};
+use crate::metrics::Exporter;
 use sequencer_ports::ContentStore;
 use tokio_util::sync::CancellationToken;
 
@@ -59,49 +59,13 @@ async fn gateway(State(s): State<Store>, Path(cid): Path<String>) -> Response {
     fetch(&s, &cid).await
 }
 
-/// `Pipeline.counters` in the Prometheus text format: `verify_rejected_total{reason=late}` becomes
-/// `verify_rejected_total{reason="late"}`, one `# TYPE` line per name.
-pub fn render_metrics(counters: &std::collections::BTreeMap<String, u64>) -> String {
-    let mut by_name: std::collections::BTreeMap<&str, Vec<(String, u64)>> = Default::default();
-    for (name, v) in counters {
-        let (base, labels) = match name.split_once('{') {
-            Some((b, rest)) => {
-                let labels: Vec<String> = rest
-                    .trim_end_matches('}')
-                    .split(',')
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| {
-                        let v = v.trim().trim_matches('"');
-                        let v = v
-                            .replace('\\', "\\\\")
-                            .replace('"', "\\\"")
-                            .replace('\n', "\\n");
-                        format!("{}=\"{v}\"", k.trim())
-                    })
-                    .collect();
-                (b, format!("{{{}}}", labels.join(",")))
-            }
-            None => (name.as_str(), String::new()),
-        };
-        by_name.entry(base).or_default().push((labels, *v));
-    }
-    let mut out = String::new();
-    for (name, series) in by_name {
-        out.push_str(&format!("# TYPE {name} counter\n"));
-        for (labels, v) in series {
-            out.push_str(&format!("{name}{labels} {v}\n"));
-        }
-    }
-    out
-}
-
-async fn metrics(State(p): State<Arc<Pipeline>>) -> Response {
+async fn metrics(State(m): State<Exporter>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render_metrics(&p.counters.snapshot()),
+        m.render(),
     )
         .into_response()
 }
@@ -143,12 +107,13 @@ pub fn ingress_health(replica: String, metrics: Metrics) -> impl IngressSource {
     }
 }
 
-/// Serves `store` on `addr`, and the proof API of `api` (with the status page) and its
-/// pipeline's counters on `/metrics` when given; returns the bound address.
+/// Serves `store` on `addr`, the proof API of `api` (with the status page) when given, and
+/// `metrics` on `/metrics` when given; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     store: Store,
     api: Option<ApiState>,
+    metrics: Option<Exporter>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let mut app = Router::new()
@@ -156,13 +121,14 @@ pub async fn serve(
         .route("/ipfs/{cid}", get(gateway))
         .with_state(store);
     if let Some(api) = api {
-        app = app
-            .merge(
-                Router::new()
-                    .route("/metrics", get(metrics))
-                    .with_state(api.pipeline.clone()),
-            )
-            .merge(sequencer_api::router(api));
+        app = app.merge(sequencer_api::router(api));
+    }
+    if let Some(m) = metrics {
+        app = app.merge(
+            Router::new()
+                .route("/metrics", get(self::metrics))
+                .with_state(m),
+        );
     }
     let app = sequencer_api::with_limits(app, &ApiLimits::default());
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -174,26 +140,4 @@ pub async fn serve(
         stop.cancelled_owned(),
     ));
     Ok(bound)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::render_metrics;
-
-    #[test]
-    fn counters_render_as_prometheus_text() {
-        let mut c = std::collections::BTreeMap::new();
-        c.insert("verify_accepted_total".to_string(), 80);
-        c.insert("verify_rejected_total{reason=late}".to_string(), 1);
-        c.insert("verify_rejected_total{reason=duplicate}".to_string(), 4);
-        c.insert("verify_rejected_total_x".to_string(), 2);
-        let text = render_metrics(&c);
-        assert_eq!(
-            text,
-            "# TYPE verify_accepted_total counter\nverify_accepted_total 80\n\
-             # TYPE verify_rejected_total counter\nverify_rejected_total{reason=\"duplicate\"} 4\n\
-             verify_rejected_total{reason=\"late\"} 1\n\
-             # TYPE verify_rejected_total_x counter\nverify_rejected_total_x 2\n"
-        );
-    }
 }

@@ -10,6 +10,7 @@
 pub mod args;
 pub mod chain;
 pub mod content_http;
+pub mod metrics;
 pub mod output;
 pub mod releaser;
 pub mod report;
@@ -124,6 +125,10 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
     } else {
         services::embedded(&args.data_dir, seq_chain.clone(), config)?
     };
+    // One /metrics page for the process: the pipeline's registry and the ingress's.
+    let ingress_metrics = Metrics::new();
+    let (exporter, recorder) = metrics::Exporter::new(Some(ingress_metrics.clone()));
+    let p = Arc::new(p.with_recorder(recorder));
     let blocks = p.ports.content.clone();
 
     // Ingress → embedded submissions queue.
@@ -147,7 +152,6 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
         queue: queues.submissions.clone(),
         twice: args.deliver_twice,
     });
-    let ingress_metrics = Metrics::new();
     let ingress = Ingress::start(settings, key, sink, ingress_metrics.clone(), None)
         .await
         .context("starting the ingress")?;
@@ -172,6 +176,7 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
         args.content_listen,
         blocks.clone(),
         Some(api),
+        Some(exporter.clone()),
         stop_http.clone(),
     )
     .await
@@ -270,7 +275,7 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
     }
     drop(anvil);
     let code = outcome?;
-    let counters = p.counters.snapshot();
+    let counters = exporter.counters();
     eprintln!(
         "counters: {}",
         counters

@@ -54,12 +54,13 @@ fn queue(db: &Db, name: &str, fifo: bool) -> SqliteQueue {
     )
 }
 
-/// Opens the embedded adapters in `data_dir` and builds the pipeline.
+/// Opens the embedded adapters in `data_dir` and builds the pipeline (recording into the
+/// facade's recorder until given its own: `Pipeline::with_recorder`).
 pub fn embedded(
     data_dir: &Path,
     chain: Arc<dyn ChainPort>,
     config: PipelineConfig,
-) -> Result<(Arc<Pipeline>, Queues)> {
+) -> Result<(Pipeline, Queues)> {
     let db = Db::open(&data_dir.join("sequencer.sqlite")).context("opening the state database")?;
     let submissions = queue(&db, SUBMISSIONS, false);
     let finalize = queue(&db, FINALIZE, false);
@@ -84,16 +85,13 @@ pub fn embedded(
         anchor_queue: queues.anchor.clone(),
         submissions_dlq: Arc::new(dlq),
     };
-    Ok((Arc::new(Pipeline::new(ports, config)), queues))
+    Ok((Pipeline::new(ports, config), queues))
 }
 
 /// The pipeline on the AWS adapters (SQS, DynamoDB, IPFS HTTP) against `AWS_ENDPOINT_URL*` and
 /// `IPFS_API_URL`, wired exactly as the Lambdas wire it (`sequencer_lambdas::aws_pipeline`);
 /// queues and tables named with `SEQ_PREFIX` must exist (`localstack/resources.py` creates them).
-pub async fn aws(
-    chain: Arc<dyn ChainPort>,
-    config: PipelineConfig,
-) -> Result<(Arc<Pipeline>, Queues)> {
+pub async fn aws(chain: Arc<dyn ChainPort>, config: PipelineConfig) -> Result<(Pipeline, Queues)> {
     let (p, q) = sequencer_lambdas::aws_pipeline(chain, config)
         .await
         .context("the pipeline on the AWS adapters")?;
@@ -107,7 +105,7 @@ pub async fn aws(
             .map(|q| Arc::new(q) as Arc<dyn Queue>)
             .collect(),
     };
-    Ok((Arc::new(p), queues))
+    Ok((p, queues))
 }
 
 /// The ingress's sink: the submissions queue (any adapter), body byte-exact, the ingress's
@@ -205,7 +203,7 @@ impl Loops {
                 while !stop.is_cancelled() {
                     if let Err(e) = tick::step(&p).await {
                         tracing::warn!(error = %e, "tick failed; retrying");
-                        p.counters.inc("tick_errors_total");
+                        p.metrics.inc(&sequencer_handlers::metrics::TICK_ERRORS, []);
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(tick_every) => {}

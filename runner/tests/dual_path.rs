@@ -80,8 +80,9 @@ async fn a_submission_on_both_paths_is_one_submission_before_the_per_slot_cap() 
         Verdict::Rejected(RejectReason::from_code("slot_epoch_cap"))
     );
     assert_eq!(
-        h.p.counters.snapshot().get("verify_accepted_total"),
-        Some(&2)
+        h.metrics
+            .counter(&sequencer_handlers::metrics::VERIFY_ACCEPTED, []),
+        2
     );
 }
 

@@ -38,6 +38,7 @@ async fn serve(docs: HashMap<String, Vec<u8>>, stop: &CancellationToken) -> Stri
         addr,
         Arc::new(ServedContent(docs.into_iter().collect())),
         None,
+        None,
         stop.clone(),
     )
     .await
@@ -88,11 +89,13 @@ async fn audit_holds_on_a_real_epoch_and_catches_tampering() {
     );
     let config = PipelineConfig::new(d.data_market, d.protocol_state, d.chain_id);
     let (p, _queues) = sequencer_runner::services::embedded(dir.path(), chain, config).unwrap();
+    let p = Arc::new(p);
     let stop = CancellationToken::new();
     let honest = sequencer_runner::content_http::serve(
         "127.0.0.1:0".parse().unwrap(),
         p.ports.content.clone(),
         Some(sequencer_api::ApiState::new(p.clone())),
+        None,
         stop.clone(),
     )
     .await

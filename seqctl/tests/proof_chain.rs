@@ -135,6 +135,7 @@ async fn proofs_hold_against_the_chain_and_forgeries_do_not() {
         "127.0.0.1:0".parse().unwrap(),
         Arc::new(ServedContent(served.into_iter().collect())),
         None,
+        None,
         stop.clone(),
     )
     .await

@@ -23,6 +23,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::BatchEntry;
 
@@ -136,9 +137,9 @@ impl Queries {
     fn hit(&self, p: &Pipeline, key: &str) -> Option<Cached> {
         let hit = self.answers.lock().ok().and_then(|c| c.get(key));
         if hit.is_some() {
-            p.counters.inc("proof_cache_hits_total");
+            p.metrics.inc(&m::PROOF_CACHE_HITS, []);
         } else {
-            p.counters.inc("proof_requests_total");
+            p.metrics.inc(&m::PROOF_REQUESTS, []);
         }
         hit
     }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::status::BatchView;
 use super::{Answer, Cached, EpochLeaves, Queries, QueryError};
+use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{BatchState, EpochEntry, EpochState, Outcome};
 
@@ -276,7 +277,7 @@ impl Queries {
         epoch: u64,
         index: u32,
     ) -> Result<Answer<BatchBytes>, QueryError> {
-        p.counters.inc("proof_requests_total");
+        p.metrics.inc(&m::PROOF_REQUESTS, []);
         let records = p.records();
         let Some(batch) = records.batch(epoch, index).await? else {
             return Err(match records.epoch(epoch).await? {

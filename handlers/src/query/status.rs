@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{Answer, Cached, Queries, QueryError};
+use crate::metrics as m;
 use crate::pipeline::Pipeline;
 use crate::records::{BatchRecord, BatchState, EpochCounts, EpochEntry, EpochRecord, EpochState};
 
@@ -235,7 +236,7 @@ impl Queries {
         before: Option<u64>,
         limit: u64,
     ) -> Result<Answer<EpochListView>, QueryError> {
-        p.counters.inc("proof_requests_total");
+        p.metrics.inc(&m::PROOF_REQUESTS, []);
         Ok(Answer {
             view: self.epoch_list(p, before, limit).await?,
             settled: false,
@@ -284,7 +285,7 @@ impl Queries {
 
     /// The market this deployment sequences.
     pub fn markets(&self, p: &Pipeline) -> MarketsView {
-        p.counters.inc("proof_requests_total");
+        p.metrics.inc(&m::PROOF_REQUESTS, []);
         MarketsView {
             markets: vec![format!("{:#x}", p.config.market)],
         }

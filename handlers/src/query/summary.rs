@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::status::EpochSummary;
 use super::{Queries, QueryError};
+use crate::metrics as m;
 use crate::pipeline::Pipeline;
 use crate::records::{EpochState, TickCursor};
 
@@ -237,7 +238,7 @@ impl Queries {
         sources: &LiveSources,
         ingress: impl std::future::Future<Output = IngressReport>,
     ) -> Result<Arc<StatusView>, QueryError> {
-        p.counters.inc("proof_requests_total");
+        p.metrics.inc(&m::PROOF_REQUESTS, []);
         if let Ok(kept) = self.summary.lock() {
             if let Some((at, view)) = kept.as_ref() {
                 if at.elapsed() < self.summary_ttl {

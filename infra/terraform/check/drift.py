@@ -19,7 +19,13 @@ Reads the code (no build) and the module's HCL (python-hcl2) and checks that
   4. IAM: per function, the DynamoDB actions on each table are exactly those its handler's state
      calls need (the handler's calls of the records layer, handlers/src/records/, followed to the
      store calls inside them), the queues it sends to are exactly those it sends to; the ingress
-     task role has exactly the SQS calls of ingress/src/sink/sqs.rs.
+     task role has exactly the SQS calls of ingress/src/sink/sqs.rs;
+  5. metrics: every metric the alarms and the dashboard read in the functions' namespace
+     (monitoring.tf) is one of the catalogue (handlers/src/metrics.rs) that a Lambda records
+     (a handler or lambdas/src), with exactly its dimensions (market, then its label keys) and
+     the market's value as the code writes it; the namespace the module gives the functions
+     (METRICS_NAMESPACE) is the one it reads; only the log metric filters' own metrics are read
+     without dimensions.
 Exit 1 with one line per mismatch.
 """
 
@@ -126,7 +132,7 @@ if not code_queues:
 # ------------------------------------------------------------------------------ 2. environment
 ENV_CALL = re.compile(r'(?:get|var|text|millis|num|env)\(\s*(?:&get,\s*)?"([A-Z][A-Z0-9_]+)"')
 lambdas_lib = read("lambdas/src/lib.rs")
-pipeline_src = "".join(read(p) for p in ["handlers/src/config.rs", "adapters/aws/src/lib.rs", "adapters/ipfs/src/lib.rs", "chain/src/config.rs"])
+pipeline_src = "".join(read(p) for p in ["handlers/src/config.rs", "adapters/aws/src/lib.rs", "adapters/ipfs/src/lib.rs", "chain/src/config.rs", "lambdas/src/emf.rs"])
 bin_dir = ROOT / "lambdas/src/bin"
 bins = {p.stem: p.read_text() for p in sorted(bin_dir.glob("*.rs"))}
 
@@ -339,10 +345,104 @@ have_ingress = set(re.findall(r'"(sqs:\w+)"', m.group(1))) if m else set()
 if need_ingress != have_ingress:
     err("iam", f"ingress task role: code calls {sorted(need_ingress)}, terraform grants {sorted(have_ingress)}")
 
+# ------------------------------------------------------------------------------ 5. metrics
+CATALOGUE_LINE = re.compile(r'^\s*(counter|histogram) (\w+) = "([a-z0-9_]+)" \[([^\]]*)\] (\w+);', re.M)
+metrics_rs = read("handlers/src/metrics.rs")
+catalogue = {
+    name: {"kind": kind, "id": ident, "labels": re.findall(r'"([a-z_]+)"', labels)}
+    for kind, ident, name, labels, _unit in CATALOGUE_LINE.findall(metrics_rs)
+}
+if not catalogue:
+    err("metrics", "handlers/src/metrics.rs: no catalogue lines (`counter ID = \"name\" [labels] Unit;`); update this check")
+if 'pub const MARKET_LABEL: &str = "market";' not in metrics_rs or 'format!("{market:#x}")' not in metrics_rs:
+    err("metrics", "handlers/src/metrics.rs: the market label is no longer `market` = {market:#x} (lowercase hex); update monitoring.tf and this check")
+
+# What a Lambda records: the catalogue constants the handlers and the proof API use (the
+# runner's own loop, e.g. TICK_ERRORS, is not a Lambda), and the functions' invocation times
+# (lambdas/src/emf.rs).
+handler_src = "".join(
+    f.read_text().split("#[cfg(test)]")[0]
+    for d in ("handlers/src", "api/src")
+    for f in sorted((ROOT / d).rglob("*.rs"))
+    if f.name != "metrics.rs"
+)
+used_ids = set(re.findall(r"\b(?:m|metrics)::([A-Z][A-Z0-9_]+)\b", handler_src))
+emf_rs = read("lambdas/src/emf.rs")
+lambda_emitted = {n for n, d in catalogue.items() if d["id"] in used_ids}
+if "invocation_ms(function)" in emf_rs:
+    lambda_emitted |= {n for n in catalogue if n.endswith("_invocation_ms")}
+if "metrics_cloudwatch_embedded" not in emf_rs or ".cloudwatch_namespace(" not in emf_rs:
+    err("metrics", "lambdas/src/emf.rs no longer writes EMF with a namespace through metrics_cloudwatch_embedded; update this check")
+if loc["pipeline_env"].find("METRICS_NAMESPACE = local.metric_namespace") < 0 and \
+        "METRICS_NAMESPACE           = local.metric_namespace" not in locals_src:
+    err("metrics", "locals.tf: pipeline_env must set METRICS_NAMESPACE = local.metric_namespace (the namespace monitoring.tf reads)")
+
+monitoring_src = read("infra/terraform/modules/sequencer/monitoring.tf")
+mon = hcl_locals("monitoring.tf")
+log_metric_names = set(re.findall(r"^\s+(\w+)\s*=\s*\{ fn = ", monitoring_src, re.M))
+if mon.get("metric_market") != "${lower(var.data_market_address)}":
+    err("metrics", f"monitoring.tf: metric_market must be lower(var.data_market_address) (the code writes lowercase hex), not {mon.get('metric_market')}")
+MARKET_REF = "${local.metric_market}"
+
+# (where, name, dimension keys) of every read of the namespace.
+reads: list[tuple[str, str, list[str]]] = []
+with (MOD / "monitoring.tf").open() as fh:
+    mon_doc = hcl2.load(fh)
+for block in mon_doc.get("resource", []):
+    for rname, body in deep_unq(block).get("aws_cloudwatch_metric_alarm", {}).items():
+        if body.get("namespace") != "${local.metric_namespace}":
+            continue
+        dims = body.get("dimensions") or {}
+        if dims and dims.get("market") != MARKET_REF:
+            err("metrics", f"alarm {rname}: dimension market = {dims.get('market')}, not local.metric_market")
+        reads.append((f"alarm {rname}", body.get("metric_name", ""), list(dims)))
+        if "extended_statistic" in body and catalogue.get(body.get("metric_name"), {}).get("kind") == "counter":
+            err("metrics", f"alarm {rname}: a percentile of the counter {body.get('metric_name')}")
+line = mon.get("emf_line")
+if line is None:
+    err("metrics", "monitoring.tf: local.emf_line (the dashboard's lines of the code's series) not found; update this check")
+else:
+    names = re.findall(r'"([a-z0-9_]+)"', line.split(":", 1)[0])
+    shape = line.split("=>", 1)[1] if "=>" in line else ""
+    if shape.strip().rstrip("}").strip() != '[local.metric_namespace, name, "market", local.metric_market]':
+        err("metrics", f"monitoring.tf: emf_line must be [local.metric_namespace, name, \"market\", local.metric_market], not {shape}")
+    reads += [("dashboard", n, ["market"]) for n in names]
+    for n in re.findall(r'emf_line\["([^"]+)"\]', monitoring_src):
+        if n not in names:
+            err("metrics", f"dashboard: emf_line[\"{n}\"] is not in local.emf_line")
+    for n in re.findall(r'for n in \[([^\]]*)\] : local\.emf_line\[n\]', monitoring_src):
+        for m in re.findall(r'"([^"]+)"', n):
+            if m not in names:
+                err("metrics", f"dashboard: emf_line[\"{m}\"] is not in local.emf_line")
+SEARCH = re.compile(r"SEARCH\('\{\$\{local\.metric_namespace\},([^}]*)\} MetricName=\\+\"(\w+)\\+\"([^']*)'")
+for dims, name, rest in SEARCH.findall(monitoring_src):
+    if f'market=\\"{MARKET_REF}\\"' not in rest:
+        err("metrics", f"dashboard SEARCH of {name}: not filtered on market = local.metric_market")
+    reads.append(("dashboard SEARCH", name, [d.strip() for d in dims.split(",")]))
+if "SEARCH(" in monitoring_src and not SEARCH.search(monitoring_src):
+    err("metrics", "monitoring.tf: a SEARCH expression this check cannot read; update it")
+for name in re.findall(r'\[local\.metric_namespace,\s*"(\w+)"', monitoring_src):
+    reads.append(("dashboard", name, []))
+
+for where, name, dims in reads:
+    if not dims and name in log_metric_names:
+        continue
+    d = catalogue.get(name)
+    if d is None:
+        err("metrics", f"{where} reads {name}, which the code never records (not in handlers/src/metrics.rs)")
+        continue
+    want = ["market"] + d["labels"]
+    if sorted(dims) != sorted(want):
+        err("metrics", f"{where} reads {name} with dimensions {dims}; the code writes {want}")
+    if name not in lambda_emitted:
+        err("metrics", f"{where} reads {name}, which no Lambda records (only the local runner)")
+if not reads:
+    err("metrics", "monitoring.tf reads none of the code's metrics; update this check")
+
 for n in notes:
     print(f"[drift] note: {n}")
 for e in errors:
     print(e)
-print(f"[drift] names, environment, event shapes and IAM of {len(tf_functions)} functions + ingress: "
-      f"{len(errors)} mismatch(es)")
+print(f"[drift] names, environment, event shapes and IAM of {len(tf_functions)} functions + ingress, "
+      f"{len(reads)} metric reads: {len(errors)} mismatch(es)")
 sys.exit(1 if errors else 0)

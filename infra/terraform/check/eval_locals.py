@@ -116,6 +116,7 @@ def main() -> int:
                 if f != "epoch-manager":
                     check(name, e.get("SEQ_PREFIX") == "m1", f"{f}: SEQ_PREFIX")
                     check(name, e.get("ANCHOR_GROUP_ID") == "m1-anchor", f"{f}: ANCHOR_GROUP_ID")
+                    check(name, e.get("METRICS_NAMESPACE") == "Sequencer/m1", f"{f}: METRICS_NAMESPACE")
                     check(name, e.get("IPFS_API_URL") == v["ipfs"], f"{f}: IPFS_API_URL")
                 else:
                     check(name, "SEQ_PREFIX" not in e and "IPFS_API_URL" not in e, "epoch-manager gets pipeline settings")

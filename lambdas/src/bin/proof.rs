@@ -16,6 +16,7 @@ use sequencer_ports::Queue;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     sequencer_lambdas::init_tracing();
+    let emf = sequencer_lambdas::emf::Emf::install("proof")?;
     let config = ApiConfig::from_env()?;
     let (p, queues) = Box::pin(sequencer_lambdas::pipeline_and_queues_from_env()).await?;
     let p = Arc::new(p);
@@ -28,6 +29,5 @@ async fn main() -> Result<(), Error> {
         .with_config(config)
         .with_dead_letters(dead_letters);
     let app = sequencer_api::app(state, &ApiLimits::default());
-    let emf = sequencer_lambdas::emf::Emf::leaked("proof");
     lambda_http::run(emf.per_request(app, p)).await
 }

@@ -1,6 +1,7 @@
 //! `tick` Lambda (EventBridge schedule, every minute): follows the chain head inside the
 //! invocation until shortly before its deadline (`TICK_POLL_MS`, default 1000, between steps), so
-//! epochs shorter than a minute are served. Environment: see the `sequencer_lambdas` crate docs.
+//! epochs shorter than a minute are served; EMF metric lines after each invocation. Environment:
+//! see the `sequencer_lambdas` crate docs.
 
 use std::time::Duration;
 
@@ -13,20 +14,19 @@ const MARGIN: Duration = Duration::from_secs(5);
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     sequencer_lambdas::init_tracing();
-    let p = sequencer_lambdas::static_pipeline().await?;
+    let (p, emf) = sequencer_lambdas::static_pipeline("tick").await?;
     let poll = Duration::from_millis(
         std::env::var("TICK_POLL_MS")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(1000),
     );
-    let emf = sequencer_lambdas::emf::Emf::leaked("tick");
     lambda_runtime::run(service_fn(
         move |e: LambdaEvent<serde_json::Value>| async move {
             let left = sequencer_lambdas::time_left(&e.context, MARGIN);
             let started = std::time::Instant::now();
             let report = tick::run(p, left, poll).await;
-            emf.emit(&p.counters, started.elapsed());
+            emf.invocation_done(p, started.elapsed());
             Ok::<_, Error>(serde_json::to_value(report?)?)
         },
     ))

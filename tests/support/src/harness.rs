@@ -17,6 +17,7 @@ use sequencer_handlers::{anchor, finalize, Pipeline, PipelineConfig, Ports};
 use sequencer_ports::{ContentStore, ErrorKind, PortError, Windows};
 
 use crate::faults::FaultyState;
+use crate::metrics::MetricsProbe;
 use crate::MemChain;
 
 /// A pipeline on the embedded adapters (one SQLite file and a blockstore under `dir`) and a
@@ -24,6 +25,8 @@ use crate::MemChain;
 pub struct Harness {
     /// The pipeline.
     pub p: Arc<Pipeline>,
+    /// What the pipeline recorded (its metrics go to a recorder of this harness's own).
+    pub metrics: MetricsProbe,
     /// Its chain.
     pub chain: Arc<MemChain>,
     /// The submissions queue (its DLQ is the pipeline's `submissions_dlq`).
@@ -83,8 +86,10 @@ impl Harness {
             anchor_queue: Arc::new(anchor_q.clone()),
             submissions_dlq: Arc::new(submissions.dlq().unwrap()),
         };
+        let (metrics, recorder) = MetricsProbe::new(market);
         Self {
-            p: Arc::new(Pipeline::new(ports, config)),
+            p: Arc::new(Pipeline::new(ports, config).with_recorder(recorder)),
+            metrics,
             state,
             chain,
             submissions,

@@ -8,6 +8,8 @@
 //! - [`Harness`] ([`harness`], feature `harness`, on by default): a pipeline on the embedded
 //!   adapters and a [`MemChain`], and [`ServedContent`], a read-only content store over fixed
 //!   documents;
+//! - [`metrics`]: [`MetricsProbe`], what a pipeline recorded, read back by the metrics
+//!   catalogue's definitions (the [`Harness`] has one);
 //! - [`events`]: Lambda events as Lambda delivers them (a function URL request);
 //! - [`faults`]: a state store that fails the next call of a kind (a crash between two port
 //!   calls), stalls, or counts calls in flight.
@@ -22,12 +24,14 @@ pub mod faults;
 #[cfg(feature = "harness")]
 pub mod harness;
 pub mod memchain;
+pub mod metrics;
 pub mod net;
 pub mod signing;
 
 #[cfg(feature = "harness")]
 pub use harness::{Harness, ServedContent};
 pub use memchain::{block_hash_of, MemChain};
+pub use metrics::MetricsProbe;
 pub use signing::signed_message;
 
 use std::path::{Path, PathBuf};

@@ -77,6 +77,9 @@ locals {
 
   # Environment every pipeline function reads (handlers/src/config.rs, adapters/aws/src/lib.rs,
   # adapters/ipfs/src/lib.rs, chain/src/config.rs). Unset optional settings are left out so the code's defaults apply.
+  # The CloudWatch namespace of the functions' EMF metrics (lambdas/src/emf.rs; monitoring.tf).
+  metric_namespace = "Sequencer/${var.prefix}"
+
   pipeline_env = { for k, v in {
     SEQ_PREFIX                  = var.prefix
     DATA_MARKET_ADDRESS         = var.data_market_address
@@ -95,6 +98,7 @@ locals {
     RECORD_TTL_DAYS             = var.pipeline.record_ttl_days == null ? null : tostring(var.pipeline.record_ttl_days)
     CONFIRMATIONS               = var.pipeline.confirmations == null ? null : tostring(var.pipeline.confirmations)
     ANCHOR_GROUP_ID             = local.anchor_group_id
+    METRICS_NAMESPACE           = local.metric_namespace
     RUST_LOG                    = var.pipeline.rust_log
   } : k => v if v != null }
 

@@ -1,22 +1,33 @@
-# ------------------------------------------------------------------------------ log metrics
-# The functions keep their counters in memory (handlers/src/pipeline.rs) and log JSON lines
-# (tracing-subscriber json: {"level":..,"fields":{"message":..,..},"target":..}); the pipeline's
-# progress metrics come from those lines. Messages are the code's own (anchor.rs "batch
-# anchored", tick.rs "epoch closed; finalize job sent", epoch_manager.rs "released epoch").
+# ------------------------------------------------------------------------------ metrics
+# The functions write their metrics as CloudWatch EMF lines (lambdas/src/emf.rs): the catalogue of
+# handlers/src/metrics.rs, in namespace local.metric_namespace (METRICS_NAMESPACE, locals.tf),
+# every series with the dimension `market` (the data market, lowercase hex) and its own labels as
+# further dimensions (`reason`, `code`). A query names all of a series' dimensions, so the alarms
+# and widgets below give `market` = local.metric_market; two markets in one account never mix.
+# check/drift.py checks that every metric read here is one the code records, with the same
+# dimensions.
+#
+# Only the epoch manager still has log metric filters: it lives in the chain crate, outside the
+# catalogue, and logs each release with its lag ("released epoch", lag_ms).
 
 locals {
-  metric_namespace = "Sequencer/${var.prefix}"
-  log_metrics = merge(
-    {
-      BatchesAnchored = { fn = "anchor", pattern = "{ $.fields.message = \"batch anchored\" }", value = "1" }
-      EpochsClosed    = { fn = "tick", pattern = "{ $.fields.message = \"epoch closed; finalize job sent\" }", value = "1" }
-      AnchorFailed    = { fn = "anchor", pattern = "{ $.fields.message = \"anchoring failed for good\" }", value = "1" }
-    },
-    var.epoch_manager.enabled ? {
-      EpochsReleased = { fn = "epoch-manager", pattern = "{ $.fields.message = \"released epoch\" }", value = "1" }
-      ReleaseLagMs   = { fn = "epoch-manager", pattern = "{ $.fields.message = \"released epoch\" }", value = "$.fields.lag_ms" }
-    } : {},
-  )
+  metric_market = lower(var.data_market_address)
+  # [namespace, name, "market", <market>]: a dashboard line of one of the code's series.
+  emf_line = { for name in [
+    "verify_accepted_total", "tick_epochs_closed_total", "finalize_epochs_total", "anchor_epochs_total",
+    "anchor_epochs_failed_total", "anchor_batches_sent_total", "anchor_batches_already_total",
+    "anchor_close_to_anchored_seconds", "proof_requests_total",
+  ] : name => [local.metric_namespace, name, "market", local.metric_market] }
+  # SEARCH over every value of a label: the dimension set names market and the label.
+  emf_by_label = {
+    rejected      = "SEARCH('{${local.metric_namespace},market,reason} MetricName=\"verify_rejected_total\" market=\"${local.metric_market}\"', 'Sum', 60)"
+    dead_lettered = "SEARCH('{${local.metric_namespace},market,reason} MetricName=\"verify_dead_lettered_total\" market=\"${local.metric_market}\"', 'Sum', 60)"
+    proof_errors  = "SEARCH('{${local.metric_namespace},market,code} MetricName=\"proof_errors_total\" market=\"${local.metric_market}\"', 'Sum', 60)"
+  }
+  log_metrics = var.epoch_manager.enabled ? {
+    EpochsReleased = { fn = "epoch-manager", pattern = "{ $.fields.message = \"released epoch\" }", value = "1" }
+    ReleaseLagMs   = { fn = "epoch-manager", pattern = "{ $.fields.message = \"released epoch\" }", value = "$.fields.lag_ms" }
+  } : {}
   alarm_actions = var.alarm_topic_arns
 }
 
@@ -145,9 +156,10 @@ resource "aws_cloudwatch_metric_alarm" "ingress_no_healthy" {
 
 resource "aws_cloudwatch_metric_alarm" "no_anchor" {
   alarm_name          = "${var.prefix}-no-epoch-anchored"
-  alarm_description   = "No batch anchored for ${var.alarms.no_anchor_minutes} minutes (an epoch with no submissions has no batch: size this above the longest quiet period)."
+  alarm_description   = "No epoch recorded anchored for ${var.alarms.no_anchor_minutes} minutes (an epoch without submissions counts too): the tick, finalize or anchor is stuck, or the chain is."
   namespace           = local.metric_namespace
-  metric_name         = "BatchesAnchored"
+  metric_name         = "anchor_epochs_total"
+  dimensions          = { market = local.metric_market }
   statistic           = "Sum"
   period              = 60
   evaluation_periods  = var.alarms.no_anchor_minutes
@@ -158,14 +170,14 @@ resource "aws_cloudwatch_metric_alarm" "no_anchor" {
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
   tags                = local.tags
-  depends_on          = [aws_cloudwatch_log_metric_filter.m]
 }
 
 resource "aws_cloudwatch_metric_alarm" "anchor_failed" {
   alarm_name          = "${var.prefix}-anchor-failed"
   alarm_description   = "An epoch went ANCHOR_FAILED (a revert no retry can fix): read the anchor log for the reason."
   namespace           = local.metric_namespace
-  metric_name         = "AnchorFailed"
+  metric_name         = "anchor_epochs_failed_total"
+  dimensions          = { market = local.metric_market }
   statistic           = "Sum"
   period              = 300
   evaluation_periods  = 1
@@ -175,7 +187,23 @@ resource "aws_cloudwatch_metric_alarm" "anchor_failed" {
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
   tags                = local.tags
-  depends_on          = [aws_cloudwatch_log_metric_filter.m]
+}
+
+resource "aws_cloudwatch_metric_alarm" "close_to_anchored" {
+  alarm_name          = "${var.prefix}-close-to-anchored-slow"
+  alarm_description   = "Epochs take more than ${var.alarms.close_to_anchored_secs} s (p90) from closing to anchored: finalize or anchor is slow or retrying (IPFS, gas, RPC)."
+  namespace           = local.metric_namespace
+  metric_name         = "anchor_close_to_anchored_seconds"
+  dimensions          = { market = local.metric_market }
+  extended_statistic  = "p90"
+  period              = 300
+  evaluation_periods  = 2
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.alarms.close_to_anchored_secs
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
 }
 
 resource "aws_cloudwatch_metric_alarm" "release_lag" {
@@ -205,7 +233,12 @@ locals {
     { title = "Oldest message age (s)", metrics = [for q in keys(local.queues) : ["AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName", local.queue_name[q]]], stat = "Maximum" },
     { title = "DLQ depth", metrics = [for q in keys(local.queues) : ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", local.dlq_name[q]]], stat = "Maximum" },
     { title = "Submissions sent / received", metrics = [["AWS/SQS", "NumberOfMessagesSent", "QueueName", local.queue_name["submissions"]], ["AWS/SQS", "NumberOfMessagesDeleted", "QueueName", local.queue_name["submissions"]]], stat = "Sum" },
-    { title = "Epochs closed / batches anchored / released", metrics = concat([[local.metric_namespace, "EpochsClosed"], [local.metric_namespace, "BatchesAnchored"]], var.epoch_manager.enabled ? [[local.metric_namespace, "EpochsReleased"]] : []), stat = "Sum" },
+    { title = "Submissions accepted / rejected by reason", metrics = [concat(local.emf_line["verify_accepted_total"], [{ label = "accepted" }]), [{ expression = local.emf_by_label.rejected, id = "rejected", label = "" }]], stat = "Sum" },
+    { title = "Dead-lettered by reason", metrics = [[{ expression = local.emf_by_label.dead_lettered, id = "dead", label = "" }]], stat = "Sum" },
+    { title = "Epochs closed / finalized / anchored / failed", metrics = concat([for n in ["tick_epochs_closed_total", "finalize_epochs_total", "anchor_epochs_total", "anchor_epochs_failed_total"] : local.emf_line[n]], var.epoch_manager.enabled ? [[local.metric_namespace, "EpochsReleased"]] : []), stat = "Sum" },
+    { title = "Close -> anchored (s): p50 / p99 / max", metrics = [for st in ["p50", "p99", "Maximum"] : concat(local.emf_line["anchor_close_to_anchored_seconds"], [{ stat = st, label = st }])], stat = "p50" },
+    { title = "Batch transactions: sent / found anchored", metrics = [local.emf_line["anchor_batches_sent_total"], local.emf_line["anchor_batches_already_total"]], stat = "Sum" },
+    { title = "Proof API: lookups / errors by code", metrics = [local.emf_line["proof_requests_total"], [{ expression = local.emf_by_label.proof_errors, id = "perr", label = "" }]], stat = "Sum" },
     { title = "Epoch release lag (ms)", metrics = var.epoch_manager.enabled ? [[local.metric_namespace, "ReleaseLagMs"]] : [], stat = "Maximum" },
     { title = "Function errors", metrics = [for f in local.fn_names : ["AWS/Lambda", "Errors", "FunctionName", f]], stat = "Sum" },
     { title = "Function throttles", metrics = [for f in local.fn_names : ["AWS/Lambda", "Throttles", "FunctionName", f]], stat = "Sum" },

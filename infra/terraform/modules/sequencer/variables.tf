@@ -346,7 +346,8 @@ variable "alarm_topic_arns" {
 variable "alarms" {
   description = "Alarm thresholds."
   type = object({
-    no_anchor_minutes       = optional(number, 15) # no batch anchored for this long
+    no_anchor_minutes       = optional(number, 15)  # no epoch recorded anchored for this long
+    close_to_anchored_secs  = optional(number, 600) # p90 of an epoch's close -> anchored over 5 min
     oldest_message_secs     = optional(number, 300)
     submissions_oldest_secs = optional(number, 60)
     error_threshold         = optional(number, 1)
