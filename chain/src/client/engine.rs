@@ -1,17 +1,19 @@
-//! The single writer: exactly-once batch anchoring and epoch ending, stuck-transaction
-//! replacement under a fee ceiling, and confirmation depth with a reorg re-check.
+//! The transaction engine: one writer per client that sends a call exactly as far as it must:
+//! nonce, fees, replacement of a stuck transaction under a fee ceiling, confirmation depth with
+//! a reorg re-check. It knows nothing of batches or epochs: what a write must not do twice is
+//! an [`Effect`] the caller passes (the anchoring semantics are in `anchoring.rs`).
 //!
 //! One write, holding the client's writer lock:
 //!
 //! 1. Wait until nothing from our key is pending (a predecessor's transaction is waited for,
 //!    not replaced), unless it is this same write left in flight by an earlier call of this
 //!    client, which is resumed (replaced with bumped fees if it is still stuck).
-//! 2. Ask the chain whether the effect is there already ([`Guard`]: the batch CID recorded
-//!    for the epoch, or the epoch ended); if so report that, once it is confirmed.
+//! 2. Ask the chain whether the effect is there already ([`Effect::find`]); if so report that,
+//!    once it is confirmed.
 //! 3. Estimate gas (a revert comes back typed, nothing is sent), sign with the nonce and fees
 //!    capped at `MAX_FEE_PER_GAS_CEILING_WEI`, send; "already known" is success.
 //! 4. Poll for a receipt of any transaction sent for this nonce. After `TX_REPLACE_AFTER_MS`
-//!    without one, check the guard again (the original may have landed meanwhile), then sign a
+//!    without one, check the effect again (the original may have landed meanwhile), then sign a
 //!    replacement with the same nonce and both fees raised by `FEE_BUMP_PERCENT` (at least the
 //!    10 % nodes require). When the ceiling leaves no room, do not replace: keep waiting, and
 //!    after `RECEIPT_TIMEOUT_SECS` report `ReceiptTimeout` (or the node's fee refusal when it
@@ -19,33 +21,30 @@
 //!    `replacement transaction underpriced`) are re-priced: a refused replacement like a stuck
 //!    one; a refused send with nothing of ours pooled after one poll, raising only the max fee
 //!    (the tip stays the node's estimate), up to the ceiling. After any error the
-//!    guard is checked before the error is returned.
+//!    effect is checked before the error is returned.
 //! 5. Wait until the receipt's block is `CHAIN_CONFIRMATIONS` deep, then re-check that the
 //!    receipt is still there in the same, canonical block. If it was reorged out, start again
-//!    at 1 (the guard makes the resend idempotent).
+//!    at 1 (the effect check makes the resend idempotent).
 
 use std::time::{Duration, Instant};
+
+use std::future::Future;
 
 use alloy::{
     eips::{eip2718::Encodable2718, BlockId},
     network::{EthereumWallet, NetworkTransactionBuilder, ReceiptResponse, TransactionBuilder},
-    primitives::{Address, Bytes, TxHash, TxKind, U256},
+    primitives::{Address, Bytes, TxHash, TxKind},
     providers::Provider,
     rpc::types::{TransactionReceipt, TransactionRequest},
-    sol_types::{SolCall, SolEvent},
+    sol_types::SolCall,
 };
 use tracing::{debug, info, warn};
 
 use super::{
     fees::{self, Fees},
-    reads::to_u64,
     ChainClient, Result,
 };
-use crate::{
-    bindings::ProtocolState::{self, BatchSubmissionsCompleted, DelayedBatchSubmitted},
-    types::{EndOutcome, SubmitOutcome, TxOutcome},
-    ChainError,
-};
+use crate::{bindings::ProtocolState, types::TxOutcome, ChainError};
 
 /// How often one write starts over after its transaction was reorged out. Each round already
 /// waited `CHAIN_CONFIRMATIONS` blocks; a chain that drops the same write three times in a row
@@ -83,35 +82,50 @@ pub(super) struct InFlight {
     sent: Vec<TxHash>,
 }
 
-/// The on-chain effect a write must not produce twice.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Guard<'a> {
-    /// None beyond the nonce (admin calls).
-    Nonce,
-    /// `batch_cid` recorded for `epoch` of `market`.
-    Batch {
-        market: Address,
-        epoch: u64,
-        cid: &'a str,
-    },
-    /// `epoch` of `market` ended.
-    Ended { market: Address, epoch: u64 },
+/// The on-chain effect a write must not produce twice, and how to find it: the engine asks
+/// before it sends, before each replacement and after any error, and never sends while it is
+/// there.
+pub(super) trait Effect: Sync {
+    /// What the chain says about the effect when it is there.
+    type Found: Send + Sync + std::fmt::Debug;
+
+    /// The effect on chain, `None` when it is not there.
+    fn find<'a>(
+        &'a self,
+        c: &'a ChainClient,
+    ) -> impl Future<Output = Result<Option<Self::Found>>> + Send + 'a;
+
+    /// The block a found effect is in (its confirmations are waited for there, and it must
+    /// still be in that block afterwards) and the transaction that made it, when known;
+    /// `None` for an effect the chain keeps without a block (a flag), which is read once more.
+    fn block_of(found: &Self::Found) -> Option<(u64, Option<TxHash>)>;
 }
 
-/// The effect found on chain.
-#[derive(Debug)]
-pub(super) enum Done {
-    Batch(SubmitOutcome),
-    Ended,
+/// No effect beyond the nonce (admin calls, deployments).
+pub(super) struct Unguarded;
+
+impl Effect for Unguarded {
+    type Found = std::convert::Infallible;
+
+    fn find<'a>(
+        &'a self,
+        _c: &'a ChainClient,
+    ) -> impl Future<Output = Result<Option<Self::Found>>> + Send + 'a {
+        std::future::ready(Ok(None))
+    }
+
+    fn block_of(found: &Self::Found) -> Option<(u64, Option<TxHash>)> {
+        match *found {}
+    }
 }
 
 /// How a write ended.
 #[derive(Debug)]
-pub(super) enum Written {
+pub(super) enum Written<F> {
     /// Our transaction, mined, confirmed.
     Mined(Box<TransactionReceipt>),
     /// The effect was on chain already (confirmed); nothing of ours was needed.
-    Already(Done),
+    Already(F),
 }
 
 enum Accepted {
@@ -129,118 +143,6 @@ impl ChainClient {
     fn count(&self, f: impl FnOnce(&mut WriterCounters)) {
         if let Ok(mut c) = self.counters.lock() {
             f(&mut c);
-        }
-    }
-
-    /// Anchors one batch, exactly once: if `batch_cid` is already recorded for this epoch (by us
-    /// before a crash, or by a transaction still pending from our key, which is waited for) it
-    /// returns [`SubmitOutcome::AlreadyAnchored`] and sends nothing. Reverts come back typed
-    /// ([`crate::Revert`]) before anything is sent. Either outcome is returned only once its
-    /// block is `CHAIN_CONFIRMATIONS` deep and still canonical.
-    pub async fn submit_batch(
-        &self,
-        market: Address,
-        epoch: u64,
-        batch_cid: &str,
-        project_ids: &[String],
-        cids: &[String],
-        root: alloy::primitives::B256,
-    ) -> Result<SubmitOutcome> {
-        let call = ProtocolState::submitSubmissionBatchCall {
-            dataMarket: market,
-            batchCid: batch_cid.to_string(),
-            epochId: U256::from(epoch),
-            projectIds: project_ids.to_vec(),
-            snapshotCids: cids.to_vec(),
-            finalizedCidsRootHash: root,
-        };
-        let guard = Guard::Batch {
-            market,
-            epoch,
-            cid: batch_cid,
-        };
-        let to = TxKind::Call(self.cfg.protocol_state);
-        match self.write(guard, to, call.abi_encode().into()).await? {
-            Written::Already(Done::Batch(done)) => {
-                info!(%market, epoch, batch_cid, "batch already anchored; not sending");
-                Ok(done)
-            }
-            Written::Already(Done::Ended) => Err(ChainError::Decode(
-                "batch guard reported an ended epoch".into(),
-            )),
-            Written::Mined(receipt) => {
-                let delayed = receipt
-                    .inner
-                    .logs()
-                    .iter()
-                    .any(|l| l.topic0() == Some(&DelayedBatchSubmitted::SIGNATURE_HASH));
-                let tx_hash = receipt.transaction_hash();
-                let block = block_of(&receipt)?;
-                info!(%market, epoch, batch_cid, %tx_hash, block, delayed, "batch anchored");
-                Ok(SubmitOutcome::Anchored {
-                    tx_hash,
-                    block,
-                    gas_used: receipt.gas_used(),
-                    delayed,
-                })
-            }
-        }
-    }
-
-    /// `AlreadyAnchored` for `cid` if the contract records it for `epoch`.
-    async fn find_batch(
-        &self,
-        market: Address,
-        epoch: u64,
-        cid: &str,
-    ) -> Result<Option<SubmitOutcome>> {
-        let b = self.batch_info(market, cid).await?;
-        let anchored_epoch = to_u64(b.epochId, "epoch id")?;
-        if anchored_epoch == 0 {
-            return Ok(None);
-        }
-        if anchored_epoch != epoch {
-            return Err(ChainError::BatchInOtherEpoch {
-                batch_cid: cid.to_string(),
-                epoch,
-                anchored_epoch,
-            });
-        }
-        let block = to_u64(b.blockNumber, "block number")?;
-        let txs = self
-            .batch_tx_hashes(market, epoch, &std::collections::BTreeSet::from([block]))
-            .await?;
-        Ok(Some(SubmitOutcome::AlreadyAnchored {
-            tx_hash: txs.get(cid).copied(),
-            block,
-            root: b.finalizedCidsRootHash,
-            delayed: b.delayed,
-        }))
-    }
-
-    /// Ends `epoch`'s batch submissions, once: [`EndOutcome::AlreadyEnded`] when it was.
-    pub async fn end_batch_submissions(&self, market: Address, epoch: u64) -> Result<EndOutcome> {
-        let call = ProtocolState::endBatchSubmissionsCall {
-            dataMarket: market,
-            epochId: U256::from(epoch),
-        };
-        let to = TxKind::Call(self.cfg.protocol_state);
-        match self
-            .write(Guard::Ended { market, epoch }, to, call.abi_encode().into())
-            .await?
-        {
-            Written::Already(_) => Ok(EndOutcome::AlreadyEnded),
-            Written::Mined(receipt) => {
-                debug_assert!(receipt
-                    .inner
-                    .logs()
-                    .iter()
-                    .any(|l| l.topic0() == Some(&BatchSubmissionsCompleted::SIGNATURE_HASH)));
-                Ok(EndOutcome::Ended {
-                    tx_hash: receipt.transaction_hash(),
-                    block: block_of(&receipt)?,
-                })
-            }
         }
     }
 
@@ -268,21 +170,24 @@ impl ChainClient {
     }
 
     async fn send_raw(&self, to: TxKind, input: Bytes) -> Result<TxOutcome> {
-        match self.write(Guard::Nonce, to, input).await? {
+        match self.write(&Unguarded, to, input).await? {
             Written::Mined(r) => Ok(TxOutcome {
                 tx_hash: r.transaction_hash(),
                 block: block_of(&r)?,
                 gas_used: r.gas_used(),
                 contract_address: r.contract_address(),
             }),
-            Written::Already(_) => Err(ChainError::Decode(
-                "a call without a guard reported its effect as found".into(),
-            )),
+            Written::Already(never) => match never {},
         }
     }
 
     /// One write, steps 1–5 of the module docs.
-    async fn write(&self, guard: Guard<'_>, to: TxKind, input: Bytes) -> Result<Written> {
+    pub(super) async fn write<E: Effect>(
+        &self,
+        effect: &E,
+        to: TxKind,
+        input: Bytes,
+    ) -> Result<Written<E::Found>> {
         let (wallet, from) = self.wallet()?;
         let mut inflight = self.writer.lock().await;
         let mut last = TxHash::ZERO;
@@ -304,8 +209,8 @@ impl ChainClient {
                 None => self.await_no_pending(from).await?,
             };
             if resume.is_none() {
-                if let Some(done) = self.already_done(guard).await? {
-                    if self.done_confirmed(guard, &done).await? {
+                if let Some(done) = effect.find(self).await? {
+                    if self.found_confirmed(effect, &done).await? {
                         return Ok(Written::Already(done));
                     }
                     continue;
@@ -318,14 +223,14 @@ impl ChainClient {
                     nonce,
                     &to,
                     &input,
-                    guard,
+                    effect,
                     resume,
                     &mut inflight,
                 )
                 .await?;
             match sent {
                 Written::Already(done) => {
-                    if self.done_confirmed(guard, &done).await? {
+                    if self.found_confirmed(effect, &done).await? {
                         return Ok(Written::Already(done));
                     }
                 }
@@ -343,34 +248,18 @@ impl ChainClient {
         Err(ChainError::Reorged(last))
     }
 
-    /// Whether the guarded effect is on chain.
-    async fn already_done(&self, guard: Guard<'_>) -> Result<Option<Done>> {
-        match guard {
-            Guard::Nonce => Ok(None),
-            Guard::Batch { market, epoch, cid } => {
-                Ok(self.find_batch(market, epoch, cid).await?.map(Done::Batch))
-            }
-            Guard::Ended { market, epoch } => Ok(self
-                .batch_submissions_ended(market, epoch)
-                .await?
-                .then_some(Done::Ended)),
-        }
-    }
-
     /// A found effect, re-checked once its block is `CHAIN_CONFIRMATIONS` deep: `false` if it
-    /// vanished (reorged out) or moved. The ended flag carries no block: it is re-read once.
-    async fn done_confirmed(&self, guard: Guard<'_>, done: &Done) -> Result<bool> {
-        match done {
-            Done::Batch(SubmitOutcome::AlreadyAnchored { block, tx_hash, .. }) => {
-                self.await_depth(*block, tx_hash.unwrap_or_default())
-                    .await?;
+    /// vanished (reorged out) or moved. An effect without a block is re-read once.
+    async fn found_confirmed<E: Effect>(&self, effect: &E, found: &E::Found) -> Result<bool> {
+        match E::block_of(found) {
+            Some((block, tx_hash)) => {
+                self.await_depth(block, tx_hash.unwrap_or_default()).await?;
                 Ok(matches!(
-                    self.already_done(guard).await?,
-                    Some(Done::Batch(SubmitOutcome::AlreadyAnchored { block: b, .. })) if b == *block
+                    effect.find(self).await?.as_ref().and_then(E::block_of),
+                    Some((b, _)) if b == block
                 ))
             }
-            Done::Batch(SubmitOutcome::Anchored { .. }) => Ok(true),
-            Done::Ended => Ok(self.already_done(guard).await?.is_some()),
+            None => Ok(effect.find(self).await?.is_some()),
         }
     }
 
@@ -464,17 +353,17 @@ impl ChainClient {
 
     /// Steps 3–4 of the module docs for one nonce.
     #[allow(clippy::too_many_arguments)]
-    async fn send_until_mined(
+    async fn send_until_mined<E: Effect>(
         &self,
         wallet: &EthereumWallet,
         from: Address,
         nonce: u64,
         to: &TxKind,
         input: &Bytes,
-        guard: Guard<'_>,
+        effect: &E,
         resume: Option<InFlight>,
         inflight: &mut Option<InFlight>,
-    ) -> Result<Written> {
+    ) -> Result<Written<E::Found>> {
         let req = TransactionRequest::default()
             .with_from(from)
             .with_kind(*to)
@@ -498,7 +387,7 @@ impl ChainClient {
                 if let Some(r) = self.first_receipt(&sent).await? {
                     return Ok(Written::Mined(Box::new(r)));
                 }
-                if let Some(done) = self.already_done(guard).await? {
+                if let Some(done) = effect.find(self).await? {
                     return Ok(Written::Already(done));
                 }
                 let fresh = self.estimate_fees().await?;
@@ -545,7 +434,7 @@ impl ChainClient {
                     if let Some(r) = self.receipt_once(tx_hash).await? {
                         return Ok(Written::Mined(Box::new(r)));
                     }
-                    if let Some(done) = self.already_done(guard).await? {
+                    if let Some(done) = effect.find(self).await? {
                         return Ok(Written::Already(done));
                     }
                     return Err(ChainError::NonceConflict { from, message });
@@ -556,7 +445,7 @@ impl ChainClient {
                         "node refused the fees; will re-price");
                     Some(e)
                 }
-                Err(e) => return self.settle(e, &sent, guard).await,
+                Err(e) => return self.settle(e, &sent, effect).await,
             };
             // Poll for a receipt of anything sent for this nonce until the replacement is due
             // (a refused send with nothing of ours pooled is re-priced after one poll).
@@ -574,11 +463,11 @@ impl ChainClient {
                         return Ok(Written::Mined(Box::new(r)));
                     }
                     Ok(None) => {}
-                    Err(e) => return self.settle(e, &sent, guard).await,
+                    Err(e) => return self.settle(e, &sent, effect).await,
                 }
                 let now = Instant::now();
                 if now >= deadline {
-                    if let Some(done) = self.already_done(guard).await? {
+                    if let Some(done) = effect.find(self).await? {
                         return Ok(Written::Already(done));
                     }
                     let Some(&last) = sent.last() else {
@@ -604,12 +493,17 @@ impl ChainClient {
         }
     }
 
-    /// After an error: a receipt of ours, or the guarded effect, wins over the error.
-    async fn settle(&self, e: ChainError, sent: &[TxHash], guard: Guard<'_>) -> Result<Written> {
+    /// After an error: a receipt of ours, or the effect, wins over the error.
+    async fn settle<E: Effect>(
+        &self,
+        e: ChainError,
+        sent: &[TxHash],
+        effect: &E,
+    ) -> Result<Written<E::Found>> {
         if let Ok(Some(r)) = self.first_receipt(sent).await {
             return Ok(Written::Mined(Box::new(r)));
         }
-        if let Ok(Some(done)) = self.already_done(guard).await {
+        if let Ok(Some(done)) = effect.find(self).await {
             return Ok(Written::Already(done));
         }
         Err(e)
@@ -700,7 +594,7 @@ impl ChainClient {
 }
 
 /// The receipt's block number; a receipt without one is a typed, loud failure.
-fn block_of(r: &TransactionReceipt) -> Result<u64> {
+pub(super) fn block_of(r: &TransactionReceipt) -> Result<u64> {
     r.block_number().ok_or(ChainError::ReceiptIncomplete {
         tx_hash: r.transaction_hash(),
         field: "block number",

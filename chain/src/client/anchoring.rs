@@ -1,0 +1,188 @@
+//! Anchoring: what `submitSubmissionBatch` and `endBatchSubmissions` mean on chain, and how a
+//! write of them is made exactly once on top of the transaction engine (`engine.rs`): the chain
+//! is read before anything is sent ([`BatchOnChain`]: the batch CID recorded for its epoch;
+//! [`EpochEnded`]), a batch found there is reported `AlreadyAnchored` (with its block, root and
+//! transaction) and not sent, an epoch found ended `AlreadyEnded`, and a batch CID recorded for
+//! another epoch is the typed `BatchInOtherEpoch`.
+
+use std::future::Future;
+
+use alloy::{
+    network::ReceiptResponse,
+    primitives::{Address, TxHash, TxKind, B256, U256},
+    sol_types::{SolCall, SolEvent},
+};
+use tracing::info;
+
+use super::{
+    engine::{block_of, Effect, Written},
+    reads::to_u64,
+    ChainClient, Result,
+};
+use crate::{
+    bindings::ProtocolState::{self, BatchSubmissionsCompleted, DelayedBatchSubmitted},
+    types::{EndOutcome, SubmitOutcome},
+    ChainError,
+};
+
+/// `cid` recorded as a batch of `epoch` of `market`.
+pub(super) struct BatchOnChain<'a> {
+    pub(super) market: Address,
+    pub(super) epoch: u64,
+    pub(super) cid: &'a str,
+}
+
+impl Effect for BatchOnChain<'_> {
+    /// Always [`SubmitOutcome::AlreadyAnchored`].
+    type Found = SubmitOutcome;
+
+    fn find<'a>(
+        &'a self,
+        c: &'a ChainClient,
+    ) -> impl Future<Output = Result<Option<SubmitOutcome>>> + Send + 'a {
+        c.find_batch(self.market, self.epoch, self.cid)
+    }
+
+    fn block_of(found: &SubmitOutcome) -> Option<(u64, Option<TxHash>)> {
+        match found {
+            SubmitOutcome::AlreadyAnchored { block, tx_hash, .. } => Some((*block, *tx_hash)),
+            SubmitOutcome::Anchored { block, tx_hash, .. } => Some((*block, Some(*tx_hash))),
+        }
+    }
+}
+
+/// `epoch` of `market` ended (`endBatchSubmissions`): a flag, without a block.
+pub(super) struct EpochEnded {
+    pub(super) market: Address,
+    pub(super) epoch: u64,
+}
+
+impl Effect for EpochEnded {
+    type Found = ();
+
+    fn find<'a>(
+        &'a self,
+        c: &'a ChainClient,
+    ) -> impl Future<Output = Result<Option<()>>> + Send + 'a {
+        async move {
+            Ok(c.batch_submissions_ended(self.market, self.epoch)
+                .await?
+                .then_some(()))
+        }
+    }
+
+    fn block_of(_: &()) -> Option<(u64, Option<TxHash>)> {
+        None
+    }
+}
+
+impl ChainClient {
+    /// Anchors one batch, exactly once: if `batch_cid` is already recorded for this epoch (by us
+    /// before a crash, or by a transaction still pending from our key, which is waited for) it
+    /// returns [`SubmitOutcome::AlreadyAnchored`] and sends nothing. Reverts come back typed
+    /// ([`crate::Revert`]) before anything is sent. Either outcome is returned only once its
+    /// block is `CHAIN_CONFIRMATIONS` deep and still canonical.
+    pub async fn submit_batch(
+        &self,
+        market: Address,
+        epoch: u64,
+        batch_cid: &str,
+        project_ids: &[String],
+        cids: &[String],
+        root: B256,
+    ) -> Result<SubmitOutcome> {
+        let call = ProtocolState::submitSubmissionBatchCall {
+            dataMarket: market,
+            batchCid: batch_cid.to_string(),
+            epochId: U256::from(epoch),
+            projectIds: project_ids.to_vec(),
+            snapshotCids: cids.to_vec(),
+            finalizedCidsRootHash: root,
+        };
+        let effect = BatchOnChain {
+            market,
+            epoch,
+            cid: batch_cid,
+        };
+        let to = TxKind::Call(self.cfg.protocol_state);
+        match self.write(&effect, to, call.abi_encode().into()).await? {
+            Written::Already(done) => {
+                info!(%market, epoch, batch_cid, "batch already anchored; not sending");
+                Ok(done)
+            }
+            Written::Mined(receipt) => {
+                let delayed = receipt
+                    .inner
+                    .logs()
+                    .iter()
+                    .any(|l| l.topic0() == Some(&DelayedBatchSubmitted::SIGNATURE_HASH));
+                let tx_hash = receipt.transaction_hash();
+                let block = block_of(&receipt)?;
+                info!(%market, epoch, batch_cid, %tx_hash, block, delayed, "batch anchored");
+                Ok(SubmitOutcome::Anchored {
+                    tx_hash,
+                    block,
+                    gas_used: receipt.gas_used(),
+                    delayed,
+                })
+            }
+        }
+    }
+
+    /// `AlreadyAnchored` for `cid` if the contract records it for `epoch`.
+    async fn find_batch(
+        &self,
+        market: Address,
+        epoch: u64,
+        cid: &str,
+    ) -> Result<Option<SubmitOutcome>> {
+        let b = self.batch_info(market, cid).await?;
+        let anchored_epoch = to_u64(b.epochId, "epoch id")?;
+        if anchored_epoch == 0 {
+            return Ok(None);
+        }
+        if anchored_epoch != epoch {
+            return Err(ChainError::BatchInOtherEpoch {
+                batch_cid: cid.to_string(),
+                epoch,
+                anchored_epoch,
+            });
+        }
+        let block = to_u64(b.blockNumber, "block number")?;
+        let txs = self
+            .batch_tx_hashes(market, epoch, &std::collections::BTreeSet::from([block]))
+            .await?;
+        Ok(Some(SubmitOutcome::AlreadyAnchored {
+            tx_hash: txs.get(cid).copied(),
+            block,
+            root: b.finalizedCidsRootHash,
+            delayed: b.delayed,
+        }))
+    }
+
+    /// Ends `epoch`'s batch submissions, once: [`EndOutcome::AlreadyEnded`] when it was.
+    pub async fn end_batch_submissions(&self, market: Address, epoch: u64) -> Result<EndOutcome> {
+        let call = ProtocolState::endBatchSubmissionsCall {
+            dataMarket: market,
+            epochId: U256::from(epoch),
+        };
+        let to = TxKind::Call(self.cfg.protocol_state);
+        match self
+            .write(&EpochEnded { market, epoch }, to, call.abi_encode().into())
+            .await?
+        {
+            Written::Already(_) => Ok(EndOutcome::AlreadyEnded),
+            Written::Mined(receipt) => {
+                debug_assert!(receipt
+                    .inner
+                    .logs()
+                    .iter()
+                    .any(|l| l.topic0() == Some(&BatchSubmissionsCompleted::SIGNATURE_HASH)));
+                Ok(EndOutcome::Ended {
+                    tx_hash: receipt.transaction_hash(),
+                    block: block_of(&receipt)?,
+                })
+            }
+        }
+    }
+}
