@@ -9,19 +9,19 @@ use std::future::Future;
 
 use alloy::{
     network::ReceiptResponse,
-    primitives::{Address, TxHash, TxKind, B256, U256},
+    primitives::{Address, Bytes, TxHash, TxKind, B256, U256},
     sol_types::{SolCall, SolEvent},
 };
 use tracing::info;
 
 use super::{
-    engine::{block_of, Effect, Written},
+    engine::{block_of, Call, Effect, Written},
     reads::to_u64,
     ChainClient, Result,
 };
 use crate::{
     bindings::ProtocolState::{self, BatchSubmissionsCompleted, DelayedBatchSubmitted},
-    types::{EndOutcome, SubmitOutcome},
+    types::{BatchCall, BatchesWritten, EndOutcome, SubmitOutcome},
     ChainError,
 };
 
@@ -91,42 +91,69 @@ impl ChainClient {
         cids: &[String],
         root: B256,
     ) -> Result<SubmitOutcome> {
-        let call = ProtocolState::submitSubmissionBatchCall {
-            dataMarket: market,
-            batchCid: batch_cid.to_string(),
-            epochId: U256::from(epoch),
-            projectIds: project_ids.to_vec(),
-            snapshotCids: cids.to_vec(),
-            finalizedCidsRootHash: root,
-        };
         let effect = BatchOnChain {
             market,
             epoch,
             cid: batch_cid,
         };
+        let input = submit_input(market, epoch, batch_cid, project_ids, cids, root);
         let to = TxKind::Call(self.cfg.protocol_state);
-        match self.write(&effect, to, call.abi_encode().into()).await? {
-            Written::Already(done) => {
-                info!(%market, epoch, batch_cid, "batch already anchored; not sending");
-                Ok(done)
-            }
-            Written::Mined(receipt) => {
-                let delayed = receipt
-                    .inner
-                    .logs()
-                    .iter()
-                    .any(|l| l.topic0() == Some(&DelayedBatchSubmitted::SIGNATURE_HASH));
-                let tx_hash = receipt.transaction_hash();
-                let block = block_of(&receipt)?;
-                info!(%market, epoch, batch_cid, %tx_hash, block, delayed, "batch anchored");
-                Ok(SubmitOutcome::Anchored {
-                    tx_hash,
-                    block,
-                    gas_used: receipt.gas_used(),
-                    delayed,
-                })
+        let written = self.write(&effect, to, input).await?;
+        outcome(market, epoch, batch_cid, written)
+    }
+
+    /// Anchors an epoch's batches, each exactly once, in order, with consecutive nonces and
+    /// without waiting for one batch's receipt before the next is sent (at most
+    /// `MAX_PENDING_TXS` unmined); then waits until all are `CHAIN_CONFIRMATIONS` deep and
+    /// still canonical. Every batch is looked up on chain first, after anything our key left
+    /// pending has been mined, and a batch found there is `AlreadyAnchored` and not sent.
+    /// Sending stops at the first batch that fails (a revert, typed, before anything of it is
+    /// sent; a nonce taken by another writer; a receipt timeout); what was sent is still
+    /// confirmed and reported. A batch reorged out before its confirmations is looked up and
+    /// sent again if missing. `endBatchSubmissions` is not part of it: end the epoch once
+    /// every batch is confirmed.
+    pub async fn submit_batches(
+        &self,
+        market: Address,
+        epoch: u64,
+        batches: &[BatchCall],
+    ) -> BatchesWritten {
+        let effects: Vec<BatchOnChain<'_>> = batches
+            .iter()
+            .map(|b| BatchOnChain {
+                market,
+                epoch,
+                cid: &b.batch_cid,
+            })
+            .collect();
+        let to = TxKind::Call(self.cfg.protocol_state);
+        let calls: Vec<Call<'_, BatchOnChain<'_>>> = batches
+            .iter()
+            .zip(&effects)
+            .map(|(b, effect)| Call {
+                effect,
+                to,
+                input: submit_input(market, epoch, &b.batch_cid, &b.project_ids, &b.cids, b.root),
+            })
+            .collect();
+        let many = self.write_many(&calls).await;
+        let mut out = BatchesWritten {
+            outcomes: Vec::with_capacity(batches.len()),
+            error: many.error,
+        };
+        for (b, w) in batches.iter().zip(many.written) {
+            match w
+                .map(|w| outcome(market, epoch, &b.batch_cid, w))
+                .transpose()
+            {
+                Ok(o) => out.outcomes.push(o),
+                Err(e) => {
+                    out.outcomes.push(None);
+                    out.error.get_or_insert(e);
+                }
             }
         }
+        out
     }
 
     /// `AlreadyAnchored` for `cid` if the contract records it for `epoch`.
@@ -183,6 +210,58 @@ impl ChainClient {
                     block: block_of(&receipt)?,
                 })
             }
+        }
+    }
+}
+
+/// The calldata of `submitSubmissionBatch`.
+fn submit_input(
+    market: Address,
+    epoch: u64,
+    batch_cid: &str,
+    project_ids: &[String],
+    cids: &[String],
+    root: B256,
+) -> Bytes {
+    ProtocolState::submitSubmissionBatchCall {
+        dataMarket: market,
+        batchCid: batch_cid.to_string(),
+        epochId: U256::from(epoch),
+        projectIds: project_ids.to_vec(),
+        snapshotCids: cids.to_vec(),
+        finalizedCidsRootHash: root,
+    }
+    .abi_encode()
+    .into()
+}
+
+/// What a write of a batch did, as the port tells it.
+fn outcome(
+    market: Address,
+    epoch: u64,
+    batch_cid: &str,
+    written: Written<SubmitOutcome>,
+) -> Result<SubmitOutcome> {
+    match written {
+        Written::Already(done) => {
+            info!(%market, epoch, batch_cid, "batch already anchored; not sending");
+            Ok(done)
+        }
+        Written::Mined(receipt) => {
+            let delayed = receipt
+                .inner
+                .logs()
+                .iter()
+                .any(|l| l.topic0() == Some(&DelayedBatchSubmitted::SIGNATURE_HASH));
+            let tx_hash = receipt.transaction_hash();
+            let block = block_of(&receipt)?;
+            info!(%market, epoch, batch_cid, %tx_hash, block, delayed, "batch anchored");
+            Ok(SubmitOutcome::Anchored {
+                tx_hash,
+                block,
+                gas_used: receipt.gas_used(),
+                delayed,
+            })
         }
     }
 }

@@ -26,9 +26,10 @@
 //!    receipt is still there in the same, canonical block. If it was reorged out, start again
 //!    at 1 (the effect check makes the resend idempotent).
 
-use std::time::{Duration, Instant};
-
-use std::future::Future;
+use std::{
+    future::Future,
+    time::{Duration, Instant},
+};
 
 use alloy::{
     eips::{eip2718::Encodable2718, BlockId},
@@ -44,7 +45,9 @@ use super::{
     fees::{self, Fees},
     ChainClient, Result,
 };
-use crate::{bindings::ProtocolState, types::TxOutcome, ChainError};
+use crate::{
+    bindings::ProtocolState, config::ChainConfig, error::FeeRejection, types::TxOutcome, ChainError,
+};
 
 /// How often one write starts over after its transaction was reorged out. Each round already
 /// waited `CHAIN_CONFIRMATIONS` blocks; a chain that drops the same write three times in a row
@@ -128,6 +131,132 @@ pub(super) enum Written<F> {
     Already(F),
 }
 
+/// One call of [`ChainClient::write_many`].
+pub(super) struct Call<'a, E> {
+    /// What it must not do twice.
+    pub(super) effect: &'a E,
+    /// The contract called (or `Create`).
+    pub(super) to: TxKind,
+    /// Its calldata.
+    pub(super) input: Bytes,
+}
+
+/// What [`ChainClient::write_many`] did: per call, in call order, how it ended (`None`: nothing
+/// of it is known to be on chain), and the error that stopped the write, if one did.
+pub(super) struct Many<F> {
+    pub(super) written: Vec<Option<Written<F>>>,
+    pub(super) error: Option<ChainError>,
+}
+
+/// What one round of [`ChainClient::write_many`] did, by call index.
+struct RoundEnd<F> {
+    /// Confirmed.
+    done: Vec<(usize, Written<F>)>,
+    /// Failed (sending stopped at the first).
+    errors: Vec<(usize, ChainError)>,
+    /// Mined or found, then gone before their confirmations: for the next round.
+    reorged: Vec<usize>,
+    /// The last transaction mined (for the `Reorged` error).
+    last: TxHash,
+}
+
+/// One nonce of a round: the call sent with it and every transaction signed for it.
+struct Slot<'c, E: Effect> {
+    call: usize,
+    effect: &'c E,
+    to: TxKind,
+    input: Bytes,
+    nonce: u64,
+    req: TransactionRequest,
+    gas_limit: u64,
+    fees: Fees,
+    /// Hashes the node accepted for this nonce (at most one can be mined).
+    sent: Vec<TxHash>,
+    /// The last transaction signed (accepted or not).
+    signed: TxHash,
+    /// The node's last fee refusal.
+    refusal: Option<ChainError>,
+    /// When to re-sign with higher fees.
+    replace_at: Instant,
+    /// When to give up (`RECEIPT_TIMEOUT_SECS` after the first send).
+    deadline: Instant,
+    ceiling_warned: bool,
+    /// How the slot ended; `None` while open.
+    end: Option<Result<Written<E::Found>>>,
+}
+
+impl<'c, E: Effect> Slot<'c, E> {
+    fn new(
+        call: usize,
+        c: &Call<'c, E>,
+        nonce: u64,
+        req: TransactionRequest,
+        gas_limit: u64,
+        fees: Fees,
+        cfg: &ChainConfig,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            call,
+            effect: c.effect,
+            to: c.to,
+            input: c.input.clone(),
+            nonce,
+            req,
+            gas_limit,
+            fees,
+            sent: Vec::new(),
+            signed: TxHash::ZERO,
+            refusal: None,
+            replace_at: now + cfg.replace_after,
+            deadline: now + cfg.receipt_timeout,
+            ceiling_warned: false,
+            end: None,
+        }
+    }
+
+    /// A slot that failed before anything was signed (gas estimate, fees).
+    fn failed(
+        call: usize,
+        c: &Call<'c, E>,
+        nonce: u64,
+        req: TransactionRequest,
+        e: ChainError,
+        cfg: &ChainConfig,
+    ) -> Self {
+        let no_fees = Fees {
+            max_fee: 0,
+            priority: 0,
+        };
+        let mut s = Self::new(call, c, nonce, req, 0, no_fees, cfg);
+        s.end = Some(Err(e));
+        s
+    }
+
+    /// Our own transaction of this same call, held from an earlier write that timed out: a
+    /// replacement is due at once.
+    fn resumed(
+        call: usize,
+        c: &Call<'c, E>,
+        f: InFlight,
+        chain_id: u64,
+        from: Address,
+        now: Instant,
+        cfg: &ChainConfig,
+    ) -> Self {
+        let req = TransactionRequest::default()
+            .with_from(from)
+            .with_kind(f.to)
+            .with_input(f.input.clone())
+            .with_nonce(f.nonce)
+            .with_chain_id(chain_id);
+        let mut s = Self::new(call, c, f.nonce, req, f.gas_limit, f.fees, cfg);
+        s.sent = f.sent;
+        s.replace_at = now;
+        s
+    }
+}
+
 enum Accepted {
     Yes,
     /// The node says the nonce is used: by one of ours, or someone else's.
@@ -181,14 +310,42 @@ impl ChainClient {
         }
     }
 
-    /// One write, steps 1–5 of the module docs.
+    /// One write, steps 1–5 of the module docs: [`Self::write_many`] of one call.
     pub(super) async fn write<E: Effect>(
         &self,
         effect: &E,
         to: TxKind,
         input: Bytes,
     ) -> Result<Written<E::Found>> {
-        let (wallet, from) = self.wallet()?;
+        let mut many = self.write_many(&[Call { effect, to, input }]).await;
+        match (many.written.pop().flatten(), many.error) {
+            (_, Some(e)) => Err(e),
+            (Some(w), None) => Ok(w),
+            (None, None) => Err(ChainError::Decode(
+                "the writer ended a call without an outcome or an error".into(),
+            )),
+        }
+    }
+
+    /// Several writes at once, steps 1–5 of the module docs for each: the calls whose effect is
+    /// not on chain are sent in order with consecutive nonces, at most `MAX_PENDING_TXS`
+    /// unmined at a time, without waiting for each other's receipts; each is replaced when
+    /// stuck, then all are confirmed together. Their gas is estimated against the latest block,
+    /// so calls must not depend on each other's effects. Sending stops at the first call that
+    /// fails (what was sent is still confirmed); the outcome lists, in call order, what each
+    /// call did (`None`: nothing known to be on chain for it) and the first call's error.
+    pub(super) async fn write_many<E: Effect>(&self, calls: &[Call<'_, E>]) -> Many<E::Found> {
+        let mut out = Many {
+            written: calls.iter().map(|_| None).collect(),
+            error: None,
+        };
+        let (wallet, from) = match self.wallet() {
+            Ok(w) => w,
+            Err(e) => {
+                out.error = Some(e);
+                return out;
+            }
+        };
         let mut inflight = self.writer.lock().await;
         let mut last = TxHash::ZERO;
         for round in 0..=MAX_REORG_ROUNDS {
@@ -196,56 +353,388 @@ impl ChainClient {
                 self.count(|c| c.reorged += 1);
                 warn!(%last, round, "write reorged out before its confirmations; starting again");
             }
-            // Resume our own stuck transaction of this same write, or wait for what is pending.
-            let resume = match inflight.take() {
-                Some(f) if f.to == to && f.input == input => {
-                    let latest = self.nonce(from, false).await?;
-                    (latest == f.nonce).then_some(f)
+            let todo: Vec<usize> = (0..calls.len())
+                .filter(|&i| out.written[i].is_none())
+                .collect();
+            let end = match self.round(wallet, from, calls, &todo, &mut inflight).await {
+                Ok(end) => end,
+                Err(e) => {
+                    out.error = Some(e);
+                    return out;
                 }
-                _ => None,
             };
-            let nonce = match &resume {
-                Some(f) => f.nonce,
-                None => self.await_no_pending(from).await?,
-            };
-            if resume.is_none() {
-                if let Some(done) = effect.find(self).await? {
-                    if self.found_confirmed(effect, &done).await? {
-                        return Ok(Written::Already(done));
+            for (i, w) in end.done {
+                out.written[i] = Some(w);
+            }
+            if end.last != TxHash::ZERO {
+                last = end.last;
+            }
+            if let Some((_, e)) = end.errors.into_iter().min_by_key(|(i, _)| *i) {
+                out.error = Some(e);
+                return out;
+            }
+            if end.reorged.is_empty() {
+                return out;
+            }
+        }
+        out.error = Some(ChainError::Reorged(last));
+        out
+    }
+
+    /// One round of [`Self::write_many`] over the calls `todo`: resume or wait (step 1), read
+    /// the chain (2), send, poll and replace (3–4), confirm (5).
+    async fn round<'c, E: Effect>(
+        &self,
+        wallet: &EthereumWallet,
+        from: Address,
+        calls: &'c [Call<'c, E>],
+        todo: &[usize],
+        inflight: &mut Vec<InFlight>,
+    ) -> Result<RoundEnd<E::Found>> {
+        let now = Instant::now();
+        // 1. Resume our own stuck transactions of these same calls (the held ones, from the
+        //    latest nonce on, in call order), or wait for whatever of our key is pending.
+        let held = std::mem::take(inflight);
+        let mut slots: Vec<Slot<'c, E>> = Vec::new();
+        if !held.is_empty() {
+            let latest = self.nonce(from, false).await?;
+            for (f, &i) in held.into_iter().zip(todo) {
+                let call = &calls[i];
+                if f.nonce != latest + slots.len() as u64
+                    || f.to != call.to
+                    || f.input != call.input
+                {
+                    break;
+                }
+                slots.push(Slot::resumed(
+                    i,
+                    call,
+                    f,
+                    self.chain_id,
+                    from,
+                    now,
+                    &self.cfg,
+                ));
+            }
+        }
+        let mut next_nonce = match slots.last() {
+            Some(s) => s.nonce + 1,
+            None => self.await_no_pending(from).await?,
+        };
+        // 2. The chain first: a call whose effect is there is not sent.
+        let mut found = Vec::new();
+        let mut queue = std::collections::VecDeque::new();
+        for &i in &todo[slots.len()..] {
+            match calls[i].effect.find(self).await? {
+                Some(f) => found.push((i, f)),
+                None => queue.push_back(i),
+            }
+        }
+        // 3–4. Send in nonce order with at most `window` unmined; poll; replace; time out.
+        let window = self.cfg.max_pending_txs.max(1);
+        let min_delay = self.cfg.receipt_poll.min(Duration::from_millis(10));
+        let mut delay = min_delay;
+        let mut stop = false;
+        let mut fresh_fees: Option<Fees> = None;
+        loop {
+            let mut sent_now = false;
+            while !stop && slots.iter().filter(|s| s.end.is_none()).count() < window {
+                let Some(i) = queue.pop_front() else { break };
+                let call = &calls[i];
+                let req = TransactionRequest::default()
+                    .with_from(from)
+                    .with_kind(call.to)
+                    .with_input(call.input.clone())
+                    .with_nonce(next_nonce)
+                    .with_chain_id(self.chain_id);
+                let gas_limit = match self.gas_limit(&req).await {
+                    Ok(g) => g,
+                    Err(e) => {
+                        slots.push(Slot::failed(i, call, next_nonce, req, e, &self.cfg));
+                        stop = true;
+                        break;
                     }
-                    continue;
+                };
+                let estimate = match fresh_fees {
+                    Some(f) => f,
+                    None => match self.estimate_fees().await {
+                        Ok(f) => *fresh_fees.insert(f),
+                        Err(e) => {
+                            slots.push(Slot::failed(i, call, next_nonce, req, e, &self.cfg));
+                            stop = true;
+                            break;
+                        }
+                    },
+                };
+                let fees = fees::initial(estimate, self.cfg.max_fee_ceiling);
+                let mut slot = Slot::new(i, call, next_nonce, req, gas_limit, fees, &self.cfg);
+                next_nonce += 1;
+                if let Some(end) = self.send_slot(wallet, from, &mut slot).await {
+                    stop |= end.is_err();
+                    slot.end = Some(end);
+                }
+                slots.push(slot);
+                sent_now = true;
+            }
+            fresh_fees = None;
+            // Receipts in nonce order: one not there yet holds the ones after it.
+            for slot in slots.iter_mut().filter(|s| s.end.is_none()) {
+                match self.first_receipt(&slot.sent).await {
+                    Ok(Some(r)) => slot.end = Some(Ok(Written::Mined(Box::new(r)))),
+                    Ok(None) => break,
+                    Err(e) => {
+                        let end = self.settle(e, &slot.sent, slot.effect).await;
+                        stop |= end.is_err();
+                        slot.end = Some(end);
+                    }
                 }
             }
-            let sent = self
-                .send_until_mined(
-                    wallet,
-                    from,
-                    nonce,
-                    &to,
-                    &input,
-                    effect,
-                    resume,
-                    &mut inflight,
-                )
-                .await?;
-            match sent {
-                Written::Already(done) => {
-                    if self.found_confirmed(effect, &done).await? {
-                        return Ok(Written::Already(done));
+            let now = Instant::now();
+            for slot in slots
+                .iter_mut()
+                .filter(|s| s.end.is_none() && now >= s.deadline)
+            {
+                let end = self.timed_out(slot, inflight).await;
+                stop |= end.is_err();
+                slot.end = Some(end);
+            }
+            for slot in slots
+                .iter_mut()
+                .filter(|s| s.end.is_none() && now >= s.replace_at)
+            {
+                if let Some(end) = self.replace_slot(wallet, from, slot).await {
+                    stop |= end.is_err();
+                    slot.end = Some(end);
+                }
+                sent_now = true;
+            }
+            let open = slots.iter().filter(|s| s.end.is_none());
+            let Some(wake) = open.map(|s| s.replace_at.min(s.deadline)).min() else {
+                if queue.is_empty() || stop {
+                    break;
+                }
+                continue;
+            };
+            if sent_now {
+                delay = min_delay;
+            }
+            let now = Instant::now();
+            tokio::time::sleep(delay.min(wake.saturating_duration_since(now))).await;
+            delay = (delay * 2).min(self.cfg.receipt_poll);
+        }
+        // 5. Confirmations: the deepest block first, then each write re-checked.
+        let mut end = RoundEnd {
+            done: Vec::new(),
+            errors: Vec::new(),
+            reorged: Vec::new(),
+            last: TxHash::ZERO,
+        };
+        let mut mined = Vec::new();
+        for slot in slots {
+            match slot.end {
+                Some(Ok(Written::Mined(r))) => {
+                    end.last = r.transaction_hash();
+                    if r.status() {
+                        mined.push((slot.call, *r));
+                    } else {
+                        end.errors.push((slot.call, ChainError::TxFailed(end.last)));
                     }
                 }
-                Written::Mined(receipt) => {
-                    last = receipt.transaction_hash();
-                    if !receipt.status() {
-                        return Err(ChainError::TxFailed(last));
-                    }
-                    if let Some(r) = self.confirmed(*receipt).await? {
-                        return Ok(Written::Mined(Box::new(r)));
-                    }
+                Some(Ok(Written::Already(f))) => found.push((slot.call, f)),
+                Some(Err(e)) => end.errors.push((slot.call, e)),
+                None => {
+                    return Err(ChainError::Decode(
+                        "the writer left a transaction without an outcome".into(),
+                    ))
                 }
             }
         }
-        Err(ChainError::Reorged(last))
+        if let Some((block, tx)) = mined
+            .iter()
+            .filter_map(|(_, r)| Some((r.block_number()?, r.transaction_hash())))
+            .max()
+        {
+            self.await_depth(block, tx).await?;
+        }
+        for (i, r) in mined {
+            match self.confirmed(r).await? {
+                Some(r) => end.done.push((i, Written::Mined(Box::new(r)))),
+                None => end.reorged.push(i),
+            }
+        }
+        for (i, f) in found {
+            if self.found_confirmed(calls[i].effect, &f).await? {
+                end.done.push((i, Written::Already(f)));
+            } else {
+                end.reorged.push(i);
+            }
+        }
+        Ok(end)
+    }
+
+    /// Signs `slot`'s call with its fees and sends it ("already known" is success). `Some` when
+    /// that ended the slot: the node says the nonce is used (by our transaction, mined, or the
+    /// effect is on chain, or someone else's: `NonceConflict`), or sending failed for a reason
+    /// other than the fees and no receipt or effect settles it. A fee refusal is re-priced at
+    /// `replace_at`.
+    async fn send_slot<E: Effect>(
+        &self,
+        wallet: &EthereumWallet,
+        from: Address,
+        slot: &mut Slot<'_, E>,
+    ) -> Option<Result<Written<E::Found>>> {
+        let (raw, tx_hash) = match self
+            .sign(wallet, &slot.req, slot.gas_limit, slot.fees)
+            .await
+        {
+            Ok(signed) => signed,
+            Err(e) => return Some(Err(e)),
+        };
+        slot.signed = tx_hash;
+        let refusal = match self.send_signed(&raw, tx_hash).await {
+            Ok(Accepted::Yes) => {
+                if !slot.sent.contains(&tx_hash) {
+                    slot.sent.push(tx_hash);
+                    self.count(|c| c.sent += 1);
+                }
+                None
+            }
+            Ok(Accepted::NonceTaken(message)) => {
+                return Some(self.nonce_taken(slot, tx_hash, from, message).await)
+            }
+            Err(e @ ChainError::FeeTooLow { .. }) => {
+                self.count(|c| c.fee_refused += 1);
+                warn!(nonce = slot.nonce, max_fee = slot.fees.max_fee, priority = slot.fees.priority,
+                    error = %e, "node refused the fees; will re-price");
+                Some(e)
+            }
+            Err(e) => return Some(self.settle(e, &slot.sent, slot.effect).await),
+        };
+        // A refused send with nothing of ours pooled is re-priced after one poll.
+        let wait = if refusal.is_some() && slot.sent.is_empty() {
+            self.cfg.receipt_poll.min(self.cfg.replace_after)
+        } else {
+            self.cfg.replace_after
+        };
+        slot.replace_at = Instant::now() + wait;
+        slot.refusal = refusal;
+        None
+    }
+
+    /// The node refused `slot`'s nonce as used: a receipt of ours or the effect settles it,
+    /// anything else is another writer on our key.
+    async fn nonce_taken<E: Effect>(
+        &self,
+        slot: &Slot<'_, E>,
+        tx_hash: TxHash,
+        from: Address,
+        message: String,
+    ) -> Result<Written<E::Found>> {
+        if let Some(r) = self.first_receipt(&slot.sent).await? {
+            return Ok(Written::Mined(Box::new(r)));
+        }
+        if let Some(r) = self.receipt_once(tx_hash).await? {
+            return Ok(Written::Mined(Box::new(r)));
+        }
+        if let Some(done) = slot.effect.find(self).await? {
+            return Ok(Written::Already(done));
+        }
+        Err(ChainError::NonceConflict { from, message })
+    }
+
+    /// A replacement is due for `slot`: unless its transaction was mined or the effect landed
+    /// meanwhile, re-sign it with the same nonce and higher fees (both raised when something of
+    /// ours may be pooled for the nonce; only the max fee when every send was refused below the
+    /// base fee), never above the ceiling (at the ceiling: the same fees again, and wait).
+    async fn replace_slot<E: Effect>(
+        &self,
+        wallet: &EthereumWallet,
+        from: Address,
+        slot: &mut Slot<'_, E>,
+    ) -> Option<Result<Written<E::Found>>> {
+        match self.first_receipt(&slot.sent).await {
+            Ok(Some(r)) => return Some(Ok(Written::Mined(Box::new(r)))),
+            Ok(None) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        match slot.effect.find(self).await {
+            Ok(Some(done)) => return Some(Ok(Written::Already(done))),
+            Ok(None) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        let fresh = match self.estimate_fees().await {
+            Ok(f) => f,
+            Err(e) => return Some(Err(e)),
+        };
+        let bump = self.cfg.fee_bump_percent;
+        let ceiling = self.cfg.max_fee_ceiling;
+        // Nothing of ours pooled (every send refused below the base fee): only the max fee
+        // needs to rise. An underpriced refusal means a transaction of our key holds the nonce
+        // (a predecessor's, left behind a gap): both fees must rise above it.
+        let pooled = !slot.sent.is_empty()
+            || matches!(
+                slot.refusal,
+                Some(ChainError::FeeTooLow {
+                    kind: FeeRejection::Underpriced,
+                    ..
+                })
+            );
+        let next = if pooled {
+            fees::bumped(slot.fees, fresh, bump, ceiling)
+        } else {
+            fees::repriced(slot.fees, fresh, bump, ceiling)
+        };
+        match next {
+            Some(next) => {
+                info!(nonce = slot.nonce, old_max_fee = slot.fees.max_fee, max_fee = next.max_fee,
+                    old_priority = slot.fees.priority, priority = next.priority,
+                    "no receipt in time or fees refused; re-signing with the same nonce and higher fees");
+                self.count(|c| c.replaced += 1);
+                slot.fees = next;
+            }
+            None => {
+                self.count(|c| c.at_ceiling += 1);
+                if !slot.ceiling_warned {
+                    warn!(nonce = slot.nonce, max_fee = slot.fees.max_fee, ceiling,
+                        "a replacement is due but the fee ceiling leaves no room; not raising the fees, waiting");
+                    slot.ceiling_warned = true;
+                }
+            }
+        }
+        self.send_slot(wallet, from, slot).await
+    }
+
+    /// `RECEIPT_TIMEOUT_SECS` passed without a receipt for `slot`: the effect, if it landed;
+    /// else `ReceiptTimeout` (or the node's fee refusal when it never accepted a send). What
+    /// was sent is remembered, so that a retry of the same call by this client resumes (and
+    /// replaces) it instead of waiting for it.
+    async fn timed_out<E: Effect>(
+        &self,
+        slot: &mut Slot<'_, E>,
+        inflight: &mut Vec<InFlight>,
+    ) -> Result<Written<E::Found>> {
+        if let Some(done) = slot.effect.find(self).await? {
+            return Ok(Written::Already(done));
+        }
+        let Some(&last) = slot.sent.last() else {
+            return Err(slot
+                .refusal
+                .take()
+                .unwrap_or(ChainError::ReceiptTimeout(slot.signed)));
+        };
+        let pos = inflight.partition_point(|f| f.nonce < slot.nonce);
+        inflight.insert(
+            pos,
+            InFlight {
+                nonce: slot.nonce,
+                to: slot.to,
+                input: slot.input.clone(),
+                gas_limit: slot.gas_limit,
+                fees: slot.fees,
+                sent: std::mem::take(&mut slot.sent),
+            },
+        );
+        Err(ChainError::ReceiptTimeout(last))
     }
 
     /// A found effect, re-checked once its block is `CHAIN_CONFIRMATIONS` deep: `false` if it
@@ -349,148 +838,6 @@ impl ChainClient {
             max_fee: f.max_fee_per_gas,
             priority: f.max_priority_fee_per_gas,
         })
-    }
-
-    /// Steps 3–4 of the module docs for one nonce.
-    #[allow(clippy::too_many_arguments)]
-    async fn send_until_mined<E: Effect>(
-        &self,
-        wallet: &EthereumWallet,
-        from: Address,
-        nonce: u64,
-        to: &TxKind,
-        input: &Bytes,
-        effect: &E,
-        resume: Option<InFlight>,
-        inflight: &mut Option<InFlight>,
-    ) -> Result<Written<E::Found>> {
-        let req = TransactionRequest::default()
-            .with_from(from)
-            .with_kind(*to)
-            .with_input(input.clone())
-            .with_nonce(nonce)
-            .with_chain_id(self.chain_id);
-        let ceiling = self.cfg.max_fee_ceiling;
-        let (gas_limit, mut fees, mut sent, mut replace_now) = match resume {
-            Some(f) => (f.gas_limit, f.fees, f.sent, true),
-            None => {
-                let gas_limit = self.gas_limit(&req).await?;
-                let fees = fees::initial(self.estimate_fees().await?, ceiling);
-                (gas_limit, fees, Vec::new(), false)
-            }
-        };
-        let deadline = Instant::now() + self.cfg.receipt_timeout;
-        let mut ceiling_warned = false;
-        loop {
-            if replace_now {
-                // Before replacing: did the original (or anyone) produce the effect meanwhile?
-                if let Some(r) = self.first_receipt(&sent).await? {
-                    return Ok(Written::Mined(Box::new(r)));
-                }
-                if let Some(done) = effect.find(self).await? {
-                    return Ok(Written::Already(done));
-                }
-                let fresh = self.estimate_fees().await?;
-                let bump = self.cfg.fee_bump_percent;
-                // Something of ours is pooled: a replacement must raise both fees. Nothing is
-                // (every send refused): only the max fee needs to rise.
-                let next = if sent.is_empty() {
-                    fees::repriced(fees, fresh, bump, ceiling)
-                } else {
-                    fees::bumped(fees, fresh, bump, ceiling)
-                };
-                match next {
-                    Some(next) => {
-                        info!(nonce, old_max_fee = fees.max_fee, max_fee = next.max_fee,
-                            old_priority = fees.priority, priority = next.priority,
-                            "no receipt in time or fees refused; re-signing with the same nonce and higher fees");
-                        self.count(|c| c.replaced += 1);
-                        fees = next;
-                    }
-                    None => {
-                        self.count(|c| c.at_ceiling += 1);
-                        if !ceiling_warned {
-                            warn!(nonce, max_fee = fees.max_fee, ceiling,
-                                "a replacement is due but the fee ceiling leaves no room; not raising the fees, waiting");
-                            ceiling_warned = true;
-                        }
-                    }
-                }
-            }
-            replace_now = true;
-            let (raw, tx_hash) = self.sign(wallet, &req, gas_limit, fees).await?;
-            let refusal = match self.send_signed(&raw, tx_hash).await {
-                Ok(Accepted::Yes) => {
-                    if !sent.contains(&tx_hash) {
-                        sent.push(tx_hash);
-                        self.count(|c| c.sent += 1);
-                    }
-                    None
-                }
-                Ok(Accepted::NonceTaken(message)) => {
-                    if let Some(r) = self.first_receipt(&sent).await? {
-                        return Ok(Written::Mined(Box::new(r)));
-                    }
-                    if let Some(r) = self.receipt_once(tx_hash).await? {
-                        return Ok(Written::Mined(Box::new(r)));
-                    }
-                    if let Some(done) = effect.find(self).await? {
-                        return Ok(Written::Already(done));
-                    }
-                    return Err(ChainError::NonceConflict { from, message });
-                }
-                Err(e @ ChainError::FeeTooLow { .. }) => {
-                    self.count(|c| c.fee_refused += 1);
-                    warn!(nonce, max_fee = fees.max_fee, priority = fees.priority, error = %e,
-                        "node refused the fees; will re-price");
-                    Some(e)
-                }
-                Err(e) => return self.settle(e, &sent, effect).await,
-            };
-            // Poll for a receipt of anything sent for this nonce until the replacement is due
-            // (a refused send with nothing of ours pooled is re-priced after one poll).
-            let wait = if refusal.is_some() && sent.is_empty() {
-                self.cfg.receipt_poll.min(self.cfg.replace_after)
-            } else {
-                self.cfg.replace_after
-            };
-            let replace_at = Instant::now() + wait;
-            let mut delay = self.cfg.receipt_poll.min(Duration::from_millis(10));
-            loop {
-                match self.first_receipt(&sent).await {
-                    Ok(Some(r)) => {
-                        *inflight = None;
-                        return Ok(Written::Mined(Box::new(r)));
-                    }
-                    Ok(None) => {}
-                    Err(e) => return self.settle(e, &sent, effect).await,
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    if let Some(done) = effect.find(self).await? {
-                        return Ok(Written::Already(done));
-                    }
-                    let Some(&last) = sent.last() else {
-                        return Err(refusal.unwrap_or(ChainError::ReceiptTimeout(tx_hash)));
-                    };
-                    // Remembered so that the retry of this write resumes (replaces) it.
-                    *inflight = Some(InFlight {
-                        nonce,
-                        to: *to,
-                        input: input.clone(),
-                        gas_limit,
-                        fees,
-                        sent,
-                    });
-                    return Err(ChainError::ReceiptTimeout(last));
-                }
-                if now >= replace_at {
-                    break;
-                }
-                tokio::time::sleep(delay.min(replace_at - now)).await;
-                delay = (delay * 2).min(self.cfg.receipt_poll);
-            }
-        }
     }
 
     /// After an error: a receipt of ours, or the effect, wins over the error.

@@ -66,7 +66,7 @@ pub struct ChainClient {
     contract: ProtocolStateInstance<RootProvider>,
     chain_id: u64,
     wallet: Option<(EthereumWallet, Address)>,
-    writer: Arc<tokio::sync::Mutex<Option<engine::InFlight>>>,
+    writer: Arc<tokio::sync::Mutex<Vec<engine::InFlight>>>,
     counters: Arc<Mutex<WriterCounters>>,
     slots: Arc<Mutex<HashMap<u64, (Address, Instant)>>>,
 }
