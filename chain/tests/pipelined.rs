@@ -555,3 +555,79 @@ async fn on_a_chain_with_1s_blocks_an_epoch_takes_no_more_blocks_than_its_gas_ne
     assert!(taken <= bound + 2, "took {taken} blocks, gas needs {bound}");
     assert_on_chain_once(&c, market, epoch, &want).await;
 }
+
+/// `n` projects with ids of `pid_len` bytes and CIDs of `cid_len` bytes, distinct within `tag`.
+/// One-byte ids start at letter `first`.
+fn shaped(
+    tag: usize,
+    first: u8,
+    n: usize,
+    pid_len: usize,
+    cid_len: usize,
+) -> (Vec<String>, Vec<String>) {
+    let pids = (0..n)
+        .map(|i| {
+            if pid_len == 1 {
+                char::from(b'a' + first + i as u8).to_string()
+            } else {
+                format!("{:0>pid_len$}", format!("{tag}x{i}"))
+            }
+        })
+        .collect();
+    let cids = (0..n)
+        .map(|i| format!("{:b>cid_len$}", format!("{tag}y{i}")))
+        .collect();
+    (pids, cids)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gas_model_finalize_cuts_by_bounds_every_receipt_and_stays_close() {
+    // `sequencer_core::anchor_gas::batch_gas` is what finalize cuts batches by: it must never be
+    // below a receipt (a batch would not fit the budget it was cut for) and, for real shapes
+    // (CIDv1 of 59 bytes, batches of many projects), within 1.5 % of it (else blocks go unfilled).
+    let Some(env) = setup("the_gas_model_bounds_every_receipt", WINDOWS).await else {
+        return;
+    };
+    let c = writer(&env, |_| {}).await;
+    let market = env.market();
+    let mut shape = 0usize;
+    for pid_len in [1usize, 32, 89, 256] {
+        for cid_len in [31usize, 32, 59, 100] {
+            shape += 1;
+            let epoch = release(&env, 1 + 10 * shape as u64).await;
+            for (k, n) in [(0usize, 1usize), (1, 20)] {
+                let (pids, cids) = shaped(shape * 10 + k, k as u8, n, pid_len, cid_len);
+                let out = c
+                    .submit_batch(
+                        market,
+                        epoch,
+                        &format!("gas-{shape}-{k}"),
+                        &pids,
+                        &cids,
+                        root(k as u8 + 1),
+                    )
+                    .await
+                    .expect("anchored");
+                let SubmitOutcome::Anchored { gas_used, .. } = out else {
+                    panic!("{out:?}")
+                };
+                let model = sequencer_core::anchor_gas::batch_gas(
+                    pids.iter()
+                        .map(String::as_str)
+                        .zip(cids.iter().map(String::as_str)),
+                );
+                eprintln!("ids {pid_len} B, CIDs {cid_len} B, {n} projects: receipt {gas_used}, model {model}");
+                assert!(
+                    model >= gas_used,
+                    "ids {pid_len} B, CIDs {cid_len} B, {n} projects: model {model} < receipt {gas_used}"
+                );
+                if n == 20 && cid_len >= 59 {
+                    assert!(
+                        model * 1000 <= gas_used * 1015,
+                        "ids {pid_len} B, CIDs {cid_len} B: model {model} > 1.5 % above {gas_used}"
+                    );
+                }
+            }
+        }
+    }
+}
