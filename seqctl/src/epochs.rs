@@ -143,14 +143,20 @@ async fn run_async(cmd: EpochsCmd, json: bool) -> Result<()> {
                     json!({ "ok": true, "market": o.market.to_checksum(None), "failed": list })
                 );
             } else if failed.is_empty() {
-                println!("no epoch of {} failed to anchor", o.market.to_checksum(None));
+                println!(
+                    "no epoch of {} failed to anchor",
+                    o.market.to_checksum(None)
+                );
             } else {
                 for e in &failed {
                     println!(
                         "epoch {}  ANCHOR_FAILED  batches {}  {}",
                         e.record.epoch,
                         e.record.batches.unwrap_or(0),
-                        e.record.failure.as_deref().unwrap_or("(no reason recorded)")
+                        e.record
+                            .failure
+                            .as_deref()
+                            .unwrap_or("(no reason recorded)")
                     );
                 }
             }

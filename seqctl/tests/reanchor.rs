@@ -133,7 +133,13 @@ async fn funds_and_a_revoked_role_fail_an_epoch_visibly_and_seqctl_reanchors_it_
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let r = p.records().epoch(epoch).await.unwrap().expect("opened").record;
+    let r = p
+        .records()
+        .epoch(epoch)
+        .await
+        .unwrap()
+        .expect("opened")
+        .record;
     let header = loop {
         if let Some(h) = seq.block_hash(r.release_block + 1).await.unwrap() {
             break h;
@@ -170,10 +176,6 @@ async fn funds_and_a_revoked_role_fail_an_epoch_visibly_and_seqctl_reanchors_it_
     }
     let f = finalize::run(&p, EpochJob { market, epoch }).await.unwrap();
     assert_eq!(f.batches, 2);
-    // The tick's finalize job finds it finalized already.
-    drain(queues.finalize.as_ref(), &cfg(), 5, |ev| finalize::handle(&p, ev))
-        .await
-        .unwrap();
     assert_eq!(state(&p, epoch).await, EpochState::Finalized);
 
     // The sequencer's account drained: every delivery is refused, counted and retried; the
@@ -182,23 +184,34 @@ async fn funds_and_a_revoked_role_fail_an_epoch_visibly_and_seqctl_reanchors_it_
     let first = poll_once(queues.anchor.as_ref(), &cfg(), |ev| anchor::handle(&p, ev))
         .await
         .unwrap();
-    assert_eq!(first.failed, 1);
+    // (Jobs the runner left for its own later epochs may be in the queue too: each refused.)
+    assert!(first.failed >= 1, "{first:?}");
     assert_eq!(
-        p.counters.get("anchor_operational_errors_total{kind=funds}"),
-        1,
+        p.counters
+            .get("anchor_operational_errors_total{kind=funds}"),
+        first.failed as u64,
         "{:?}",
         p.counters.snapshot()
     );
     assert_eq!(state(&p, epoch).await, EpochState::Finalized);
-    drain(queues.anchor.as_ref(), &cfg(), 10, |ev| anchor::handle(&p, ev))
-        .await
-        .unwrap();
+    drain(queues.anchor.as_ref(), &cfg(), 10, |ev| {
+        anchor::handle(&p, ev)
+    })
+    .await
+    .unwrap();
     assert_eq!(
-        p.counters.get("anchor_operational_errors_total{kind=funds}"),
-        5
+        p.counters
+            .get("anchor_operational_errors_total{kind=funds}"),
+        5 * first.failed as u64,
+        "five deliveries of each job"
     );
     assert_eq!(state(&p, epoch).await, EpochState::Failed);
-    assert!(seq.anchored(market, epoch).await.unwrap().batches.is_empty());
+    assert!(seq
+        .anchored(market, epoch)
+        .await
+        .unwrap()
+        .batches
+        .is_empty());
 
     let listed = seqctl(vec![
         "--json".into(),
@@ -210,9 +223,14 @@ async fn funds_and_a_revoked_role_fail_an_epoch_visibly_and_seqctl_reanchors_it_
     .await;
     assert!(listed.status.success(), "{}", out(&listed));
     let v: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert_eq!(v["failed"][0]["epoch"], epoch, "{v}");
+    let ours = v["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["epoch"] == epoch)
+        .unwrap_or_else(|| panic!("epoch {epoch} not listed: {v}"));
     assert!(
-        v["failed"][0]["failure"]
+        ours["failure"]
             .as_str()
             .is_some_and(|f| f.contains("insufficient funds")),
         "{v}"
@@ -229,13 +247,18 @@ async fn funds_and_a_revoked_role_fail_an_epoch_visibly_and_seqctl_reanchors_it_
 
     // Funded, but the sequencer role revoked: the re-anchored job fails at once, for good.
     set_balance(&url, d.sequencer, "0x56bc75e2d63100000").await;
-    owner.set_sequencer(market, d.sequencer, false).await.unwrap();
+    owner
+        .set_sequencer(market, d.sequencer, false)
+        .await
+        .unwrap();
     let o = reanchor().await;
     assert!(o.status.success(), "{}", out(&o));
     assert!(out(&o).contains("insufficient funds"), "{}", out(&o));
-    drain(queues.anchor.as_ref(), &cfg(), 10, |ev| anchor::handle(&p, ev))
-        .await
-        .unwrap();
+    drain(queues.anchor.as_ref(), &cfg(), 10, |ev| {
+        anchor::handle(&p, ev)
+    })
+    .await
+    .unwrap();
     assert_eq!(state(&p, epoch).await, EpochState::Failed);
     assert_eq!(
         p.counters
@@ -244,25 +267,43 @@ async fn funds_and_a_revoked_role_fail_an_epoch_visibly_and_seqctl_reanchors_it_
         "{:?}",
         p.counters.snapshot()
     );
-    let failure = p.records().epoch(epoch).await.unwrap().unwrap().record.failure;
+    let failure = p
+        .records()
+        .epoch(epoch)
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+        .failure;
     assert!(
-        failure.as_deref().is_some_and(|f| f.contains("NotSequencer")),
+        failure
+            .as_deref()
+            .is_some_and(|f| f.contains("NotSequencer")),
         "{failure:?}"
     );
 
     // The role granted again: one re-anchor sends each batch once and the end once.
-    owner.set_sequencer(market, d.sequencer, true).await.unwrap();
+    owner
+        .set_sequencer(market, d.sequencer, true)
+        .await
+        .unwrap();
     let before = nonce(&url, d.sequencer).await;
     let o = reanchor().await;
     assert!(o.status.success(), "{}", out(&o));
-    drain(queues.anchor.as_ref(), &cfg(), 10, |ev| anchor::handle(&p, ev))
-        .await
-        .unwrap();
+    drain(queues.anchor.as_ref(), &cfg(), 10, |ev| {
+        anchor::handle(&p, ev)
+    })
+    .await
+    .unwrap();
     assert_eq!(state(&p, epoch).await, EpochState::Anchored);
     let on_chain = seq.anchored(market, epoch).await.unwrap();
     assert_eq!(on_chain.batches.len(), 2);
     assert!(on_chain.ended);
-    assert_eq!(nonce(&url, d.sequencer).await - before, 3, "2 batches + end");
+    assert_eq!(
+        nonce(&url, d.sequencer).await - before,
+        3,
+        "2 batches + end"
+    );
     for b in p.records().batches(epoch).await.unwrap() {
         assert!(b.record.tx_hash.is_some(), "{:?}", b.record);
     }
@@ -273,7 +314,11 @@ async fn funds_and_a_revoked_role_fail_an_epoch_visibly_and_seqctl_reanchors_it_
         data_dir.clone(),
     ])
     .await;
-    assert!(out(&listed).contains("no epoch"), "{}", out(&listed));
+    assert!(
+        !out(&listed).contains(&format!("epoch {epoch} ")),
+        "{}",
+        out(&listed)
+    );
     // Only a failed epoch is re-anchored.
     let o = reanchor().await;
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));
