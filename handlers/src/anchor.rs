@@ -33,7 +33,7 @@ use sequencer_ports::{EndOutcome, PortError, SubmitOutcome};
 use serde::Serialize;
 
 use crate::jobs::{AnchorJob, EpochJob};
-use crate::pipeline::{now_ms, Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{BatchState, EpochEntry, EpochMove, EpochRecord, EpochState, Records};
 use crate::sqs::{body, failure};
 
@@ -213,7 +213,7 @@ async fn run_delivery(
             Err(e) => return chain_failure(p, rec, e, last).await,
         }
     }
-    rec.anchored_at_ms = Some(now_ms());
+    rec.anchored_at_ms = Some(p.now_ms());
     if let EpochMove::Refused(cur) = records
         .move_epoch(EpochState::Finalized, EpochState::Anchored, &rec)
         .await?
