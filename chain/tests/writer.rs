@@ -14,7 +14,7 @@ use std::{
 
 use alloy::{
     network::TransactionResponse as _,
-    primitives::{Address, TxHash, B256},
+    primitives::{Address, B256},
     providers::{ext::AnvilApi, Provider},
 };
 use common::*;

@@ -60,15 +60,10 @@ pub(super) struct EpochEnded {
 impl Effect for EpochEnded {
     type Found = ();
 
-    fn find<'a>(
-        &'a self,
-        c: &'a ChainClient,
-    ) -> impl Future<Output = Result<Option<()>>> + Send + 'a {
-        async move {
-            Ok(c.batch_submissions_ended(self.market, self.epoch)
-                .await?
-                .then_some(()))
-        }
+    async fn find(&self, c: &ChainClient) -> Result<Option<()>> {
+        Ok(c.batch_submissions_ended(self.market, self.epoch)
+            .await?
+            .then_some(()))
     }
 
     fn block_of(_: &()) -> Option<(u64, Option<TxHash>)> {
