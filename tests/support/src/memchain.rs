@@ -46,6 +46,7 @@ struct Inner {
     /// Refuse every transaction with this error until cleared (a drained account, a revoked
     /// role); reads still answer, so a batch on chain already is still found.
     refuse_writes: Option<PortError>,
+    revert_next_submit: u32,
     /// The market's current windows (`updateSubmissionWindows`).
     windows: Windows,
     /// The windows each epoch was released under (`epochWindows`).
@@ -77,6 +78,7 @@ impl MemChain {
             fail_next_submit: 0,
             submit_error: None,
             refuse_writes: None,
+            revert_next_submit: 0,
             windows,
             epoch_windows: BTreeMap::new(),
             no_epoch_windows: false,
@@ -177,6 +179,12 @@ impl MemChain {
     pub fn refuse_writes(&self, err: Option<PortError>) {
         self.inner.lock().unwrap().refuse_writes = err;
     }
+
+    /// Makes the next `n` batch submissions revert (a refusal no retry fixes: the epoch ends
+    /// `ANCHOR_FAILED`).
+    pub fn revert_next_submits(&self, n: u32) {
+        self.inner.lock().unwrap().revert_next_submit = n;
+    }
 }
 
 #[async_trait]
@@ -257,6 +265,14 @@ impl ChainPort for MemChain {
         root: B256,
     ) -> Result<SubmitOutcome, PortError> {
         let mut i = self.inner.lock().unwrap();
+        if i.revert_next_submit > 0 {
+            i.revert_next_submit -= 1;
+            return Err(PortError::chain(
+                ErrorKind::Reverted,
+                format!("contract reverted: epoch {epoch}: batch {batch_cid} refused"),
+            )
+            .with_code("InvalidBatch"));
+        }
         if i.fail_next_submit > 0 {
             i.fail_next_submit -= 1;
             if let Some(e) = &i.submit_error {
