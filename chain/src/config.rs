@@ -46,6 +46,10 @@ pub const MIN_FEE_BUMP_PERCENT: u64 = 10;
 /// Default `TX_REPLACE_AFTER_MS`: several blocks at the usual 2–12 s block times, and a quarter
 /// of the default `RECEIPT_TIMEOUT_SECS`, so one write gets up to three replacements.
 pub const DEFAULT_REPLACE_AFTER_MS: u64 = 30_000;
+/// Default `MAX_PENDING_TXS`: geth keeps at least 16 executable transactions per account in
+/// its pool (`txpool.accountslots`), so 16 sent and not yet mined are accepted by any node;
+/// 16 batches of 3 per block keep five blocks' worth in flight.
+pub const DEFAULT_MAX_PENDING_TXS: usize = 16;
 const DEFAULT_RPC_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_MAX_RETRIES: u32 = 6;
 const DEFAULT_BACKOFF_INITIAL_MS: u64 = 200;
@@ -97,6 +101,9 @@ pub struct ChainConfig {
     pub gas_limit_ceiling: u64,
     /// `GAS_MARGIN_PERCENT` (default 120): gas limit = estimate × this / 100.
     pub gas_margin_percent: u64,
+    /// `MAX_PENDING_TXS` (default 16, at least 1): a pipelined write (an epoch's batches) has
+    /// at most this many transactions sent and not yet mined.
+    pub max_pending_txs: usize,
     /// `RPC_TIMEOUT_MS` (default 10 000): per HTTP request.
     pub rpc_timeout: Duration,
     /// `RPC_MAX_RETRIES` (default 6): retries of one call on transient errors (connection
@@ -136,6 +143,7 @@ impl ChainConfig {
             replace_after: Duration::from_millis(DEFAULT_REPLACE_AFTER_MS),
             gas_limit_ceiling: DEFAULT_GAS_LIMIT_CEILING,
             gas_margin_percent: DEFAULT_GAS_MARGIN_PERCENT,
+            max_pending_txs: DEFAULT_MAX_PENDING_TXS,
             rpc_timeout: Duration::from_millis(DEFAULT_RPC_TIMEOUT_MS),
             max_retries: DEFAULT_MAX_RETRIES,
             backoff_initial: Duration::from_millis(DEFAULT_BACKOFF_INITIAL_MS),
@@ -209,6 +217,9 @@ impl ChainConfig {
             Duration::from_millis(num("TX_REPLACE_AFTER_MS", DEFAULT_REPLACE_AFTER_MS)?.max(1));
         c.gas_limit_ceiling = num("GAS_LIMIT_CEILING", DEFAULT_GAS_LIMIT_CEILING)?;
         c.gas_margin_percent = num("GAS_MARGIN_PERCENT", DEFAULT_GAS_MARGIN_PERCENT)?.max(100);
+        c.max_pending_txs =
+            usize::try_from(num("MAX_PENDING_TXS", DEFAULT_MAX_PENDING_TXS as u64)?.max(1))
+                .map_err(|_| ChainError::Config("MAX_PENDING_TXS is too large".into()))?;
         c.rpc_timeout = Duration::from_millis(num("RPC_TIMEOUT_MS", DEFAULT_RPC_TIMEOUT_MS)?);
         c.max_retries = u32::try_from(num("RPC_MAX_RETRIES", u64::from(DEFAULT_MAX_RETRIES))?)
             .map_err(|_| ChainError::Config("RPC_MAX_RETRIES is too large".into()))?;
@@ -243,6 +254,7 @@ impl fmt::Debug for ChainConfig {
             .field("replace_after", &self.replace_after)
             .field("gas_limit_ceiling", &self.gas_limit_ceiling)
             .field("gas_margin_percent", &self.gas_margin_percent)
+            .field("max_pending_txs", &self.max_pending_txs)
             .field("rpc_timeout", &self.rpc_timeout)
             .field("max_retries", &self.max_retries)
             .field("backoff_initial", &self.backoff_initial)

@@ -53,8 +53,8 @@ pub use epoch_manager::{
 pub use error::{ChainError, FeeRejection, Revert};
 pub use redact::{redact_url, Redactor};
 pub use types::{
-    AnchoredBatch, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage, SubmitOutcome, TxOutcome,
-    Windows,
+    AnchoredBatch, BatchCall, BatchesWritten, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage,
+    SubmitOutcome, TxOutcome, Windows,
 };
 
 pub use alloy::primitives::{Address, B256, U256};

@@ -4,7 +4,8 @@
 
 use async_trait::async_trait;
 use sequencer_ports::{
-    ChainPort, EndOutcome, EpochAnchors, ErrorKind, PortError, ReleasesPage, SubmitOutcome, Windows,
+    BatchCall, BatchesOutcome, ChainPort, EndOutcome, EpochAnchors, ErrorKind, PortError,
+    ReleasesPage, SubmitOutcome, Windows,
 };
 
 use crate::error::is_transient;
@@ -91,10 +92,13 @@ fn classify(e: &ChainError) -> (ErrorKind, Option<&'static str>) {
 
 impl From<ChainError> for PortError {
     /// Keeps the client's verdict on retrying ([`ChainError::is_retryable`]) whatever the kind's
-    /// default: the client knows its transport.
+    /// default: the client knows its transport. Except for the operational refusals: an account
+    /// out of gas money (funded, it works) and a nonce another writer took (the next try reads
+    /// the chain and takes the next one) are retried, never final (issue 16 item 5).
     fn from(e: ChainError) -> Self {
         let (kind, code) = classify(&e);
-        let err = PortError::chain(kind, e.to_string()).with_retryable(e.is_retryable());
+        let retryable = e.is_retryable() || matches!(kind, ErrorKind::Funds | ErrorKind::Nonce);
+        let err = PortError::chain(kind, e.to_string()).with_retryable(retryable);
         match code {
             Some(c) => err.with_code(c),
             None => err,
@@ -156,6 +160,20 @@ impl ChainPort for ChainClient {
     async fn end_batch(&self, market: Address, epoch: u64) -> Result<EndOutcome, PortError> {
         Ok(ChainClient::end_batch_submissions(self, market, epoch).await?)
     }
+
+    // ---- Pipelined anchoring (issue 19 item 2)
+    async fn submit_batches(
+        &self,
+        market: Address,
+        epoch: u64,
+        batches: &[BatchCall],
+    ) -> BatchesOutcome {
+        let w = ChainClient::submit_batches(self, market, epoch, batches).await;
+        BatchesOutcome {
+            outcomes: w.outcomes,
+            error: w.error.map(PortError::from),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +225,11 @@ mod tests {
             ),
             (node("nonce too low"), ErrorKind::Nonce, None),
             (
+                node("nonce too high: address 0x…, tx: 9 state: 7"),
+                ErrorKind::Nonce,
+                None,
+            ),
+            (
                 node("max fee per gas less than block base fee"),
                 ErrorKind::Fees,
                 None,
@@ -227,8 +250,16 @@ mod tests {
             (ChainError::NoSigner, ErrorKind::Config, None),
             (ChainError::Decode("x".into()), ErrorKind::Corrupt, None),
         ];
+        // Operational refusals are never final: funded (or with the other writer gone) the
+        // same write goes through.
+        assert!(PortError::from(node("insufficient funds for gas * price + value")).is_retryable());
+        assert!(PortError::from(node("nonce too low")).is_retryable());
+        assert!(
+            !PortError::from(ChainError::Revert(Revert::NotSequencer(Address::ZERO)))
+                .is_retryable()
+        );
         for (e, kind, code) in cases {
-            let retryable = e.is_retryable();
+            let retryable = e.is_retryable() || matches!(kind, ErrorKind::Funds | ErrorKind::Nonce);
             let text = e.to_string();
             let p = PortError::from(e);
             assert_eq!(p.kind(), &kind, "{text}");

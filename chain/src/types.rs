@@ -6,7 +6,7 @@ use alloy::primitives::{Address, TxHash};
 use serde::{Serialize, Serializer};
 
 pub use sequencer_ports::chain::{
-    checksummed, AnchoredBatch, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage,
+    checksummed, AnchoredBatch, BatchCall, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage,
     SubmitOutcome, Windows,
 };
 
@@ -31,4 +31,14 @@ pub struct TxOutcome {
     pub gas_used: u64,
     /// Created contract, for deployments.
     pub contract_address: Option<Address>,
+}
+
+/// What [`crate::ChainClient::submit_batches`] did: per batch, in call order, its outcome
+/// (`None`: nothing of it known to be on chain), and the error that stopped the rest.
+#[derive(Debug)]
+pub struct BatchesWritten {
+    /// Per batch.
+    pub outcomes: Vec<Option<SubmitOutcome>>,
+    /// Why sending stopped, if it did.
+    pub error: Option<crate::ChainError>,
 }

@@ -14,7 +14,7 @@ use std::{
 
 use alloy::{
     network::TransactionResponse as _,
-    primitives::{Address, TxHash, B256},
+    primitives::{Address, B256},
     providers::{ext::AnvilApi, Provider},
 };
 use common::*;
@@ -34,66 +34,12 @@ async fn writer(env: &Env, tune: impl FnOnce(&mut ChainConfig)) -> ChainClient {
     ChainClient::connect(cfg).await.expect("connect")
 }
 
-/// Our pending transaction with `nonce` in anvil's pool: (hash, max fee, priority fee).
-async fn pooled(c: &ChainClient, from: Address, nonce: u64) -> Option<(TxHash, u128, u128)> {
-    let pool: serde_json::Value = c
-        .provider()
-        .raw_request("txpool_content".into(), ())
-        .await
-        .expect("txpool_content");
-    let ours = pool["pending"]
-        .as_object()?
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(&from.to_string()))?
-        .1;
-    let tx = &ours[nonce.to_string()];
-    let hex = |k: &str| u128::from_str_radix(tx[k].as_str()?.trim_start_matches("0x"), 16).ok();
-    Some((
-        tx["hash"].as_str()?.parse().ok()?,
-        hex("maxFeePerGas")?,
-        hex("maxPriorityFeePerGas")?,
-    ))
-}
-
-/// Waits (up to `secs`) for our pooled transaction with `nonce` whose hash is not `not`.
-async fn wait_pooled(
-    c: &ChainClient,
-    from: Address,
-    nonce: u64,
-    not: Option<TxHash>,
-    secs: u64,
-) -> (TxHash, u128, u128) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(t) = pooled(c, from, nonce).await.filter(|t| Some(t.0) != not) {
-            return t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no pooled transaction with nonce {nonce} other than {not:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn max_fee(tx: &alloy::rpc::types::Transaction) -> u128 {
     alloy::consensus::Transaction::max_fee_per_gas(tx)
 }
 
 fn tx_nonce(tx: &alloy::rpc::types::Transaction) -> u64 {
     alloy::consensus::Transaction::nonce(tx)
-}
-
-async fn until<F, Fut>(what: &str, secs: u64, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn released(name: &str) -> Option<(Env, Address, Address, u64)> {

@@ -10,15 +10,22 @@ use std::collections::BTreeMap;
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
+use crate::anchor_gas;
 use crate::cids::{raw_cid, Cid};
 use crate::merkle::{self, IncrementalTree, TreeFull};
 use crate::submission::SnapshotSubmission;
 
-/// Default projects per batch.
-pub const DEFAULT_BATCH_SIZE: usize = 50;
+/// Default ceiling on projects per batch: above what the default gas budget and 256 KiB allow
+/// (about 100 projects each), so by default gas and bytes decide.
+pub const DEFAULT_BATCH_SIZE: usize = 500;
 /// Default cap on one batch document's JSON: one IPFS chunk, so its CID is the raw
 /// CID of its bytes.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 256 * 1024;
+/// Default gas budget of one batch's `submitSubmissionBatch` ([`crate::anchor_gas`]): three
+/// batches fill a 30 M-gas block, the third still fitting with the chain client's default 20 %
+/// gas-limit margin (a block takes a transaction while the gas used before it plus its limit
+/// fit: 2 × 9.3 M + 1.2 × 9.3 M ≤ 30 M). About 100 projects.
+pub const DEFAULT_MAX_BATCH_GAS: u64 = 9_300_000;
 
 /// Finalization settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +36,9 @@ pub struct FinalizeConfig {
     /// alone exceed it still gets a batch of its own: projects are never split or
     /// dropped.
     pub max_batch_bytes: usize,
+    /// At most this much gas to anchor a batch, as [`crate::anchor_gas::batch_gas`] estimates
+    /// it (an upper bound of the receipt). A project over it on its own still gets a batch.
+    pub max_batch_gas: u64,
     /// Projects with fewer accepted submissions are not finalized.
     pub min_submissions: usize,
 }
@@ -38,6 +48,7 @@ impl Default for FinalizeConfig {
         FinalizeConfig {
             batch_size: DEFAULT_BATCH_SIZE,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_batch_gas: DEFAULT_MAX_BATCH_GAS,
             min_submissions: 1,
         }
     }
@@ -201,6 +212,45 @@ struct ProjectPart<'a> {
 const DOC_OVERHEAD: usize =
     r#"{"submissionIDs":[],"submissions":[],"roothash":"","pids":[],"cids":[]}"#.len() + 66;
 
+/// What one project adds to a batch: bytes of batch JSON (separators included) and anchoring
+/// gas ([`anchor_gas::project_gas`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartCost {
+    /// Bytes of the batch document.
+    pub bytes: usize,
+    /// Gas of `submitSubmissionBatch`.
+    pub gas: u64,
+}
+
+/// Cuts projects, in their order, into consecutive batches and returns the batch sizes: each
+/// batch takes projects while it stays within all three limits (`batch_size` projects,
+/// `max_batch_bytes` of JSON with the document's own overhead, `max_batch_gas` with the
+/// transaction's own [`anchor_gas::BATCH_BASE_GAS`]); a project over a limit on its own gets
+/// a batch of its own (never split, never dropped). Greedy, so no cut in this order has fewer
+/// batches, and the epoch's anchoring takes as few transactions, and blocks, as its gas allows.
+pub fn cut_batches(parts: &[PartCost], config: &FinalizeConfig) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut start = 0;
+    while start < parts.len() {
+        let mut end = start;
+        let mut bytes = DOC_OVERHEAD;
+        let mut gas = anchor_gas::BATCH_BASE_GAS;
+        while end < parts.len()
+            && end - start < config.batch_size.max(1)
+            && (end == start
+                || (bytes + parts[end].bytes <= config.max_batch_bytes
+                    && gas + parts[end].gas <= config.max_batch_gas))
+        {
+            bytes += parts[end].bytes;
+            gas += parts[end].gas;
+            end += 1;
+        }
+        sizes.push(end - start);
+        start = end;
+    }
+    sizes
+}
+
 /// Finalizes one epoch's accepted submissions.
 pub fn finalize_epoch(
     subs: &[Accepted],
@@ -261,22 +311,14 @@ pub fn finalize_epoch(
         });
     }
 
-    // Cut, in project order, into batches bounded by count and bytes.
-    let mut sizes: Vec<usize> = Vec::new();
-    let mut start = 0;
-    while start < parts.len() {
-        let mut end = start;
-        let mut bytes = DOC_OVERHEAD;
-        while end < parts.len()
-            && end - start < config.batch_size
-            && (end == start || bytes + parts[end].bytes <= config.max_batch_bytes)
-        {
-            bytes += parts[end].bytes;
-            end += 1;
-        }
-        sizes.push(end - start);
-        start = end;
-    }
+    let costs: Vec<PartCost> = parts
+        .iter()
+        .map(|p| PartCost {
+            bytes: p.bytes,
+            gas: anchor_gas::project_gas(&p.consensus.project_id, &p.consensus.cid),
+        })
+        .collect();
+    let sizes = cut_batches(&costs, config);
 
     // Parts are consumed batch by batch, so their texts move into the documents.
     let mut parts = parts.into_iter();
@@ -534,7 +576,7 @@ mod tests {
     proptest! {
         #[test]
         fn every_project_in_exactly_one_sorted_batch(subs in arb_subs(), size in 1usize..8, cap in 300usize..4000) {
-            let cfg = FinalizeConfig { batch_size: size, max_batch_bytes: cap, min_submissions: 1 };
+            let cfg = FinalizeConfig { batch_size: size, max_batch_bytes: cap, min_submissions: 1, ..Default::default() };
             let f = finalize_epoch(&subs, &cfg).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let pids: Vec<&String> = f.batches.iter().flat_map(|b| &b.document.pids).collect();
             let mut expected: Vec<&String> = subs.iter().map(|s| &s.submission.request.project_id).collect();
@@ -544,11 +586,64 @@ mod tests {
             for b in &f.batches {
                 prop_assert!(b.document.pids.len() <= size);
                 prop_assert!(b.json.len() <= cap || b.document.pids.len() == 1);
+                let gas = anchor_gas::batch_gas(b.document.pids.iter().map(String::as_str).zip(b.document.cids.iter().map(String::as_str)));
+                prop_assert!(gas <= cfg.max_batch_gas || b.document.pids.len() == 1);
                 prop_assert_eq!(b.json.clone(), b.document.to_canonical_json());
                 prop_assert_eq!(b.cid, raw_cid(&b.json));
             }
             let ids: usize = f.batches.iter().map(|b| b.document.submission_ids.len()).sum();
             prop_assert_eq!(ids + f.duplicates_dropped + f.simulations_skipped, subs.len());
+        }
+
+        #[test]
+        fn a_gas_budget_cuts_batches_by_gas(subs in arb_subs(), projects in 1u64..12) {
+            // A budget of `projects` ordinary projects (short ids and CIDs cost less).
+            let budget = anchor_gas::BATCH_BASE_GAS + projects * anchor_gas::project_gas("proj-00", "cid-0");
+            let cfg = FinalizeConfig { batch_size: 1000, max_batch_bytes: usize::MAX / 2, max_batch_gas: budget, min_submissions: 1 };
+            let f = finalize_epoch(&subs, &cfg).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            for (i, b) in f.batches.iter().enumerate() {
+                prop_assert_eq!(b.document.pids.len() as u64, if i + 1 < f.batches.len() { projects } else { b.document.pids.len() as u64 });
+                prop_assert!(b.document.pids.len() as u64 <= projects);
+            }
+        }
+
+        #[test]
+        fn the_cut_is_within_every_limit_maximal_and_as_short_as_any(
+            parts in proptest::collection::vec((1usize..400, 1u64..400_000), 0..40),
+            size in 1usize..10,
+            cap in 300usize..3000,
+            budget in 0u64..3_000_000,
+        ) {
+            let parts: Vec<PartCost> = parts.into_iter().map(|(bytes, gas)| PartCost { bytes, gas }).collect();
+            let cfg = FinalizeConfig { batch_size: size, max_batch_bytes: cap, max_batch_gas: budget, min_submissions: 1 };
+            let sizes = cut_batches(&parts, &cfg);
+            prop_assert_eq!(sizes.iter().sum::<usize>(), parts.len());
+            let fits = |b: &[PartCost]| b.len() <= size
+                && DOC_OVERHEAD + b.iter().map(|p| p.bytes).sum::<usize>() <= cap
+                && anchor_gas::BATCH_BASE_GAS + b.iter().map(|p| p.gas).sum::<u64>() <= budget;
+            let mut start = 0;
+            for (k, &n) in sizes.iter().enumerate() {
+                prop_assert!(n >= 1);
+                let batch = &parts[start..start + n];
+                // Within every limit, or one project alone.
+                prop_assert!(fits(batch) || n == 1);
+                // Maximal: one more project would break a limit.
+                if k + 1 < sizes.len() {
+                    prop_assert!(!fits(&parts[start..start + n + 1]));
+                }
+                start += n;
+            }
+            // As few batches as any cut in this order (dynamic programming over all cuts).
+            let mut fewest = vec![usize::MAX; parts.len() + 1];
+            fewest[0] = 0;
+            for end in 1..=parts.len() {
+                for begin in 0..end {
+                    if fewest[begin] != usize::MAX && (end - begin == 1 || fits(&parts[begin..end])) {
+                        fewest[end] = fewest[end].min(fewest[begin] + 1);
+                    }
+                }
+            }
+            prop_assert_eq!(sizes.len(), fewest[parts.len()]);
         }
 
         #[test]

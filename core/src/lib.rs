@@ -4,6 +4,7 @@
 //! Merkle tree and its proofs, and CIDs. No I/O and no async: every function here
 //! is deterministic, so the same code runs in Lambda, locally and in tests.
 
+pub mod anchor_gas;
 pub mod cids;
 pub mod collect;
 pub mod devkeys;

@@ -5,21 +5,37 @@
 //! the sequencer would anchor. It is recorded `ANCHORED` without an end transaction and counted
 //! (`anchor_epochs_empty_total`).
 //!
+//! An epoch's batches go out pipelined: [`sequencer_ports::ChainPort::submit_batches`] sends every pending batch
+//! with consecutive nonces and then confirms them all, so an epoch takes the blocks its gas needs,
+//! not one round trip per batch; `endBatchSubmissions` goes last, once every batch is confirmed.
+//!
 //! Exactly one transaction per batch across crashes and retries: a batch is sent only while its
 //! record is `PENDING`; the chain client first waits out any pending transaction of our key and
 //! reads the contract, returning `AlreadyAnchored` instead of sending (the backstop after a crash
-//! between the receipt and the record). A revert no retry can fix (e.g. a project anchored by
-//! someone else) marks the epoch `ANCHOR_FAILED` with its reason and is not retried.
+//! between the receipt and the record).
+//!
+//! Failures (issue 16 item 5):
+//! - funding and nonce refusals (`insufficient funds`, `nonce too low`) are the operator's to fix
+//!   and retried: each is counted (`anchor_operational_errors_total{kind=…}`) and logged
+//!   (`anchor account needs the operator`, the alarm's filter) and the job comes back;
+//! - a revert no retry can fix (a revoked sequencer role, a project anchored by someone else),
+//!   or any chain failure on the job's last delivery (`ANCHOR_MAX_RECEIVES`), marks the epoch
+//!   `ANCHOR_FAILED` with its reason instead of losing it in the DLQ; `seqctl epochs failed`
+//!   lists those and `seqctl epochs reanchor` ([`reanchor`]) queues one again once the cause is
+//!   fixed: the batches on chain are found there, so it is still one transaction per batch;
+//! - jobs of one SQS batch run one after another (one writer per key) but each on its own: a
+//!   poison job fails alone and reaches the DLQ after its retries, its neighbours succeed.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use sequencer_core::B256;
+use sequencer_ports::{BatchCall, ErrorKind, Queue};
 use sequencer_ports::{EndOutcome, PortError, SubmitOutcome};
 use serde::Serialize;
 
-use crate::jobs::EpochJob;
+use crate::jobs::{AnchorJob, EpochJob};
 use crate::metrics as m;
-use crate::pipeline::{parse, Pipeline, PipelineError};
-use crate::records::{BatchState, EpochMove, EpochRecord, EpochState};
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::records::{BatchState, EpochEntry, EpochMove, EpochRecord, EpochState, Records};
 use crate::sqs::{body, failure};
 
 /// What one run did.
@@ -37,34 +53,53 @@ pub struct AnchorReport {
     pub empty: bool,
 }
 
-/// The Lambda handler.
+/// The Lambda handler. FIFO: the records of one group arrive in order and run one after another
+/// (one writer per signing key), each on its own: one that fails is reported alone and comes back
+/// (after `maxReceiveCount` deliveries, to the DLQ); the others are done.
 pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
-    // FIFO: records of one group arrive in order; run them one after another.
     let mut response = SqsBatchResponse::default();
-    let mut failed = false;
     for m in &event.records {
         let id = m.message_id.clone().unwrap_or_default();
-        let result = if failed {
-            Err(PipelineError::NotReady(
-                "an earlier job of the group failed".into(),
-            ))
-        } else {
-            match parse::<EpochJob>("anchor job", body(m)) {
-                Ok(job) => run(p, job).await.map(|_| ()),
-                Err(e) => Err(e),
+        let receives: u32 = m
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let last = receives >= p.config.anchor_max_receives;
+        let result = match AnchorJob::parse(body(m)) {
+            Ok(job) => run_job(p, job, last).await,
+            Err(e) => {
+                p.metrics.inc(&m::ANCHOR_JOBS_UNREADABLE, []);
+                Err(e)
             }
         };
         if let Err(e) = result {
-            tracing::warn!(message_id = %id, error = %e, "anchor job failed; it will be redelivered");
-            failed = true;
+            tracing::warn!(message_id = %id, receives, error = %e, "anchor job failed; it will be redelivered");
             response.batch_item_failures.push(failure(id));
         }
     }
     response
 }
 
-/// Anchors one finalized epoch.
+/// Runs one job of the anchor queue; `last`: its last delivery before the DLQ.
+pub async fn run_job(p: &Pipeline, job: AnchorJob, last: bool) -> Result<(), PipelineError> {
+    match job {
+        AnchorJob::Epoch(job) => run_delivery(p, job, last).await.map(|_| ()),
+    }
+}
+
+/// Anchors one finalized epoch (a delivery that is not the job's last).
 pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineError> {
+    run_delivery(p, job, false).await
+}
+
+/// Anchors one finalized epoch; on the job's `last` delivery a chain failure marks it
+/// `ANCHOR_FAILED` rather than leaving it to the DLQ.
+async fn run_delivery(
+    p: &Pipeline,
+    job: EpochJob,
+    last: bool,
+) -> Result<AnchorReport, PipelineError> {
     let market = p.config.market;
     let epoch = job.epoch;
     let records = p.records();
@@ -97,51 +132,70 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
         )));
     }
     report.empty = list.is_empty();
-    for entry in list {
-        if entry.state == BatchState::Anchored {
-            continue;
-        }
-        let mut b = entry.record;
-        let root: B256 = b
-            .finalized_cids_root
-            .parse()
-            .map_err(|_| PipelineError::Corrupt(format!("batch {} root", b.index)))?;
-        let outcome = chain
-            .submit_batch(market, epoch, &b.cid, &b.pids, &b.cids, root)
-            .await;
-        let outcome = match outcome {
-            Ok(o) => o,
-            Err(e) if !e.is_retryable() => return fail(p, rec, e).await,
-            Err(e) => return Err(e.into()),
-        };
-        match outcome {
-            SubmitOutcome::Anchored {
-                tx_hash,
-                block,
-                delayed,
-                ..
-            } => {
-                report.sent += 1;
-                p.metrics.inc(&m::ANCHOR_BATCHES_SENT, []);
-                b.tx_hash = Some(format!("{tx_hash:#x}"));
-                b.block = Some(block);
-                b.delayed = delayed;
+    let pending: Vec<_> = list
+        .into_iter()
+        .filter(|e| e.state != BatchState::Anchored)
+        .map(|e| e.record)
+        .collect();
+    let calls = pending
+        .iter()
+        .map(|b| {
+            let root: B256 = b
+                .finalized_cids_root
+                .parse()
+                .map_err(|_| PipelineError::Corrupt(format!("batch {} root", b.index)))?;
+            Ok(BatchCall {
+                batch_cid: b.cid.clone(),
+                project_ids: b.pids.clone(),
+                cids: b.cids.clone(),
+                root,
+            })
+        })
+        .collect::<Result<Vec<_>, PipelineError>>()?;
+    if !calls.is_empty() {
+        let out = chain.submit_batches(market, epoch, &calls).await;
+        // Record what is on chain first, whatever stopped the rest.
+        for (mut b, outcome) in pending.into_iter().zip(out.outcomes) {
+            let Some(outcome) = outcome else { continue };
+            match outcome {
+                SubmitOutcome::Anchored {
+                    tx_hash,
+                    block,
+                    delayed,
+                    ..
+                } => {
+                    report.sent += 1;
+                    p.metrics.inc(&m::ANCHOR_BATCHES_SENT, []);
+                    b.tx_hash = Some(format!("{tx_hash:#x}"));
+                    b.block = Some(block);
+                    b.delayed = delayed;
+                }
+                SubmitOutcome::AlreadyAnchored {
+                    tx_hash,
+                    block,
+                    delayed,
+                    ..
+                } => {
+                    report.already += 1;
+                    p.metrics.inc(&m::ANCHOR_BATCHES_ALREADY, []);
+                    b.tx_hash = tx_hash.map(|t| format!("{t:#x}"));
+                    b.block = Some(block);
+                    b.delayed = delayed;
+                }
             }
-            SubmitOutcome::AlreadyAnchored {
-                tx_hash,
-                block,
-                delayed,
-                ..
-            } => {
-                report.already += 1;
-                p.metrics.inc(&m::ANCHOR_BATCHES_ALREADY, []);
-                b.tx_hash = tx_hash.map(|t| format!("{t:#x}"));
-                b.block = Some(block);
-                b.delayed = delayed;
-            }
+            records.mark_batch_anchored(epoch, &b).await?;
+            tracing::info!(epoch, batch = b.index, cid = %b.cid, tx = ?b.tx_hash, "batch anchored");
         }
-        records.mark_batch_anchored(epoch, &b).await?;
-        tracing::info!(epoch, batch = b.index, cid = %b.cid, tx = ?b.tx_hash, "batch anchored");
+        if let Some(e) = out.error {
+            return chain_failure(p, rec, e, last).await;
+        }
+        if report.sent + report.already != calls.len() as u32 {
+            return Err(PipelineError::NotReady(format!(
+                "epoch {epoch}: {} of {} batches confirmed",
+                report.sent + report.already,
+                calls.len()
+            )));
+        }
     }
 
     if report.empty {
@@ -157,8 +211,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
                 rec.end_tx = Some(format!("{tx_hash:#x}"));
             }
             Ok(EndOutcome::AlreadyEnded) => {}
-            Err(e) if !e.is_retryable() => return fail(p, rec, e).await,
-            Err(e) => return Err(e.into()),
+            Err(e) => return chain_failure(p, rec, e, last).await,
         }
     }
     let anchored_at = p.now_ms();
@@ -182,6 +235,31 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
     Ok(report)
 }
 
+/// A chain failure while anchoring `rec`'s epoch: counted, with an alarm, when the operator must
+/// act (funds, nonce, role); the job comes back when a retry can help and this is not its last
+/// delivery; otherwise the epoch is `ANCHOR_FAILED`.
+async fn chain_failure(
+    p: &Pipeline,
+    rec: EpochRecord,
+    e: PortError,
+    last: bool,
+) -> Result<AnchorReport, PipelineError> {
+    let operational = match e.kind() {
+        ErrorKind::Funds => Some("funds"),
+        ErrorKind::Nonce => Some("nonce"),
+        ErrorKind::Permission => Some("permission"),
+        _ => None,
+    };
+    if let Some(kind) = operational {
+        p.metrics.inc(&m::ANCHOR_OPERATIONAL_ERRORS, [kind]);
+        tracing::error!(epoch = rec.epoch, kind, error = %e, retryable = e.is_retryable(), "anchor account needs the operator");
+    }
+    if e.is_retryable() && !last {
+        return Err(e.into());
+    }
+    fail(p, rec, e).await
+}
+
 /// Records that anchoring `rec`'s epoch failed for good (`ANCHOR_FAILED`, with the reason).
 async fn fail(
     p: &Pipeline,
@@ -198,5 +276,84 @@ async fn fail(
     Ok(AnchorReport {
         epoch,
         ..AnchorReport::default()
+    })
+}
+
+/// The epochs whose anchoring failed (`ANCHOR_FAILED`), oldest first, with their reasons.
+pub async fn failed_epochs(records: &Records<'_>) -> Result<Vec<EpochEntry>, PipelineError> {
+    Ok(records
+        .epochs()
+        .await?
+        .into_iter()
+        .filter(|e| e.state == EpochState::Failed)
+        .collect())
+}
+
+/// What [`reanchor`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reanchor {
+    /// The epoch.
+    pub epoch: u64,
+    /// Why it had failed.
+    pub failure: Option<String>,
+    /// The anchor job was queued again.
+    pub queued: bool,
+}
+
+/// Anchors a failed epoch again once its cause is fixed (funds, the sequencer role): moves it
+/// from `ANCHOR_FAILED` back to `FINALIZED` (a conditional write: two operators racing move it
+/// once) and queues its anchor job in `group` with a deduplication id of its own (`token`, unique
+/// per attempt), so SQS does not drop it as a repeat of the first job. Still exactly once: the
+/// batches recorded anchored are skipped, and the chain client reads the contract before it
+/// sends any other. An epoch in any other state is refused with the state it is in.
+pub async fn reanchor(
+    records: &Records<'_>,
+    anchor_queue: &dyn Queue,
+    group: &str,
+    epoch: u64,
+    token: &str,
+) -> Result<Reanchor, PipelineError> {
+    let entry = records
+        .epoch(epoch)
+        .await?
+        .ok_or_else(|| PipelineError::Invariant(format!("epoch {epoch} is not recorded")))?;
+    let mut rec = entry.record;
+    let failure = rec.failure.take();
+    match entry.state {
+        EpochState::Failed => {
+            match records
+                .move_epoch(EpochState::Failed, EpochState::Finalized, &rec)
+                .await?
+            {
+                EpochMove::Moved => {}
+                EpochMove::Refused(cur) => {
+                    return Err(PipelineError::Invariant(format!(
+                        "epoch {epoch} is {}, not ANCHOR_FAILED (moved meanwhile)",
+                        cur.map_or("gone".to_string(), |c| c.state.to_string())
+                    )))
+                }
+            }
+        }
+        // A re-anchor that queued nothing (crashed between the move and the send) is repeated.
+        EpochState::Finalized => {}
+        other => {
+            return Err(PipelineError::Invariant(format!(
+                "epoch {epoch} is {other}: only an ANCHOR_FAILED epoch is anchored again"
+            )))
+        }
+    }
+    let job = AnchorJob::Epoch(EpochJob {
+        market: records.market(),
+        epoch,
+    });
+    let dedup = format!("{:#x}-{epoch}-reanchor-{token}", records.market());
+    anchor_queue
+        .send(&[job.fifo_message(group, &dedup)?])
+        .await?;
+    tracing::info!(epoch, failure = ?failure, "epoch queued to be anchored again");
+    Ok(Reanchor {
+        epoch,
+        failure,
+        queued: true,
     })
 }

@@ -8,8 +8,10 @@
 //! | `MAX_SUBMISSIONS_PER_SLOT` | 2 | accepted submissions per (market, slot, epoch), PROTOCOL.md §5 |
 //! | `FULL_NODE_ADDRESSES` | empty | comma-separated signers exempt from the per-slot cap |
 //! | `CLOSE_GRACE_BLOCKS` | 2 | blocks past the window's end before an epoch is closed |
-//! | `BATCH_SIZE` | 50 | projects per batch |
+//! | `BATCH_SIZE` | 500 | ceiling on projects per batch (gas and bytes decide below it) |
 //! | `MAX_BATCH_BYTES` | 262144 | bytes of batch JSON per batch |
+//! | `MAX_BATCH_GAS` | 9300000 | gas to anchor one batch, as `sequencer_core::anchor_gas` bounds it (three fill a 30 M block) |
+//! | `ANCHOR_MAX_RECEIVES` | 5 | the anchor queue's `maxReceiveCount`: on its last delivery a funding or nonce failure is recorded `ANCHOR_FAILED` instead of going to the DLQ |
 //! | `MIN_SUBMISSIONS_PER_PROJECT` | 1 | projects with fewer accepted submissions are not finalized |
 //! | `ANCHOR_GROUP_ID` | `sequencer` | FIFO message group of the anchor queue: one per signing key |
 //! | `RECORD_TTL_DAYS` | 30 | expiry of receipts, counters, blocks and epochs in the state store |
@@ -53,6 +55,10 @@ pub struct PipelineConfig {
     pub finalize: FinalizeConfig,
     /// FIFO group of anchor jobs.
     pub anchor_group: String,
+    /// The anchor queue's `maxReceiveCount`: an anchor job's last delivery records a funding or
+    /// nonce failure as `ANCHOR_FAILED` (listed and re-anchored with `seqctl epochs`) rather
+    /// than leaving the epoch `FINALIZED` behind a job in the DLQ.
+    pub anchor_max_receives: u32,
     /// Expiry of records, seconds.
     pub record_ttl: Duration,
 }
@@ -69,6 +75,7 @@ impl PipelineConfig {
             close_grace_blocks: 2,
             finalize: FinalizeConfig::default(),
             anchor_group: "sequencer".into(),
+            anchor_max_receives: 5,
             record_ttl: Duration::from_secs(30 * 24 * 3600),
         }
     }
@@ -111,6 +118,8 @@ impl PipelineConfig {
         c.close_grace_blocks = num(&get, "CLOSE_GRACE_BLOCKS", c.close_grace_blocks)?;
         c.finalize.batch_size = num(&get, "BATCH_SIZE", c.finalize.batch_size)?;
         c.finalize.max_batch_bytes = num(&get, "MAX_BATCH_BYTES", c.finalize.max_batch_bytes)?;
+        c.finalize.max_batch_gas = num(&get, "MAX_BATCH_GAS", c.finalize.max_batch_gas)?;
+        c.anchor_max_receives = num(&get, "ANCHOR_MAX_RECEIVES", c.anchor_max_receives)?;
         c.finalize.min_submissions = num(
             &get,
             "MIN_SUBMISSIONS_PER_PROJECT",
@@ -175,9 +184,12 @@ mod tests {
                 "0x3333333333333333333333333333333333333333, ",
             ),
             ("BATCH_SIZE", "7"),
+            ("MAX_BATCH_GAS", "30000000"),
         ];
         let c = PipelineConfig::from_lookup(env(&base)).expect("valid");
         assert_eq!(c.finalize.batch_size, 7);
+        assert_eq!(c.finalize.max_batch_gas, 30_000_000);
+        assert_eq!(c.anchor_max_receives, 5);
         assert_eq!(c.full_nodes.len(), 1);
         assert_eq!(c.max_per_slot, 2);
         assert!(PipelineConfig::from_lookup(env(&base[1..])).is_err());

@@ -136,6 +136,10 @@ catalogue! {
     counter ANCHOR_EPOCHS = "anchor_epochs_total" [] Count;
     /// Epochs with no batch: recorded anchored without a transaction.
     counter ANCHOR_EPOCHS_EMPTY = "anchor_epochs_empty_total" [] Count;
+    /// Anchor jobs whose body could not be read (they go to the DLQ after their retries).
+    counter ANCHOR_JOBS_UNREADABLE = "anchor_jobs_unreadable_total" [] Count;
+    /// Anchoring refused for a reason the operator must fix (`kind`: funds, nonce, permission); retried until the job's last delivery.
+    counter ANCHOR_OPERATIONAL_ERRORS = "anchor_operational_errors_total" ["kind"] Count;
     /// Epochs whose anchoring failed for good (ANCHOR_FAILED: a revert no retry can fix).
     counter ANCHOR_EPOCHS_FAILED = "anchor_epochs_failed_total" [] Count;
     /// Seconds from the tick closing an epoch to the anchor recording it anchored, per epoch with at least one batch.

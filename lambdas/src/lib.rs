@@ -123,6 +123,16 @@ pub async fn aws_pipeline(
     Ok((Pipeline::new(ports, config), queues))
 }
 
+/// What an operator's command needs of the AWS deployment (`seqctl epochs`): the state store
+/// and the anchor queue, named with `SEQ_PREFIX` like [`aws_pipeline`] names them; no chain.
+pub async fn aws_operator_ports() -> Result<(DynamoStore, SqsQueue), StartError> {
+    let prefix = sequencer_aws::Config::from_env().prefix;
+    let sdk = sequencer_aws::aws_sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let anchor = SqsQueue::for_kind(&sqs, &prefix, QueueKind::Anchor).await?;
+    Ok((DynamoStore::from_sdk(&sdk, prefix), anchor))
+}
+
 /// The pipeline of a Lambda: settings and the chain client from the environment, on
 /// [`aws_pipeline`].
 pub async fn pipeline_from_env() -> Result<Pipeline, StartError> {

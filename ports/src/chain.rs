@@ -49,6 +49,42 @@ pub trait ChainPort: Send + Sync {
     ) -> Result<SubmitOutcome, PortError>;
     /// Ends an epoch's batch submissions exactly once.
     async fn end_batch(&self, market: Address, epoch: u64) -> Result<EndOutcome, PortError>;
+
+    // ---- Pipelined anchoring (issue 19 item 2) ---------------------------------------------
+
+    /// Anchors several batches of one epoch, each exactly once, in order, without waiting for
+    /// one batch's receipt before the next is sent (the chain adapter sends them with
+    /// consecutive nonces, then confirms them all). The chain is read before anything is sent:
+    /// a batch on chain already is `AlreadyAnchored`. Sending stops at the first batch that
+    /// fails; what was sent is still confirmed. `endBatchSubmissions` is not part of it: the
+    /// caller ends the epoch once every batch is confirmed.
+    ///
+    /// The default anchors them one at a time with [`Self::submit_batch`].
+    async fn submit_batches(
+        &self,
+        market: Address,
+        epoch: u64,
+        batches: &[BatchCall],
+    ) -> BatchesOutcome {
+        let mut out = BatchesOutcome {
+            outcomes: Vec::with_capacity(batches.len()),
+            error: None,
+        };
+        for b in batches {
+            match self
+                .submit_batch(market, epoch, &b.batch_cid, &b.project_ids, &b.cids, b.root)
+                .await
+            {
+                Ok(o) => out.outcomes.push(Some(o)),
+                Err(e) => {
+                    out.error = Some(e);
+                    break;
+                }
+            }
+        }
+        out.outcomes.resize(batches.len(), None);
+        out
+    }
 }
 
 /// Serializes an address EIP-55 checksummed (serde's default for [`Address`] is lower case),
@@ -179,5 +215,39 @@ impl EpochAnchors {
     /// The anchored batch with this CID, if any.
     pub fn batch(&self, cid: &str) -> Option<&AnchoredBatch> {
         self.batches.iter().find(|b| b.batch_cid == cid)
+    }
+}
+
+// ---- Pipelined anchoring (issue 19 item 2) -------------------------------------------------
+
+/// One batch for [`ChainPort::submit_batches`]: the arguments of `submitSubmissionBatch`
+/// besides the market and epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchCall {
+    /// The batch CID.
+    pub batch_cid: String,
+    /// Its project ids, sorted.
+    pub project_ids: Vec<String>,
+    /// Finalized CIDs, parallel to `project_ids`.
+    pub cids: Vec<String>,
+    /// `finalizedCidsRootHash`.
+    pub root: B256,
+}
+
+/// What [`ChainPort::submit_batches`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchesOutcome {
+    /// Per batch, in call order: anchored (confirmed) or found on chain; `None` when nothing of
+    /// it is known to be on chain (not sent, or sent and not confirmed: a retry reads the
+    /// chain first).
+    pub outcomes: Vec<Option<SubmitOutcome>>,
+    /// Why the rest stopped, if something did.
+    pub error: Option<PortError>,
+}
+
+impl BatchesOutcome {
+    /// Every batch confirmed on chain, and no error.
+    pub fn is_complete(&self) -> bool {
+        self.error.is_none() && self.outcomes.iter().all(Option::is_some)
     }
 }

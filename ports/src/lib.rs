@@ -27,8 +27,8 @@ pub mod queue;
 pub mod state;
 
 pub use chain::{
-    AnchoredBatch, ChainPort, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage, SubmitOutcome,
-    Windows,
+    AnchoredBatch, BatchCall, BatchesOutcome, ChainPort, EndOutcome, EpochAnchors, EpochRelease,
+    ReleasesPage, SubmitOutcome, Windows,
 };
 pub use content::ContentStore;
 pub use error::{ErrorKind, Port, PortError};

@@ -88,6 +88,23 @@ pub fn embedded(
     Ok((Pipeline::new(ports, config), queues))
 }
 
+/// What an operator's command needs of a runner's data directory (`seqctl epochs`): its state
+/// store and its anchor queue, opened as [`embedded`] opens them (the runner may be running: they
+/// share the SQLite file safely); no chain.
+pub fn embedded_operator_ports(data_dir: &Path) -> Result<(Arc<SqliteState>, Arc<SqliteQueue>)> {
+    let file = data_dir.join("sequencer.sqlite");
+    anyhow::ensure!(
+        file.is_file(),
+        "{} has no state database (sequencer.sqlite): not a runner's data directory",
+        data_dir.display()
+    );
+    let db = Db::open(&file).context("opening the state database")?;
+    Ok((
+        Arc::new(SqliteState::new(db.clone())),
+        Arc::new(queue(&db, ANCHOR, true)),
+    ))
+}
+
 /// The pipeline on the AWS adapters (SQS, DynamoDB, IPFS HTTP) against `AWS_ENDPOINT_URL*` and
 /// `IPFS_API_URL`, wired exactly as the Lambdas wire it (`sequencer_lambdas::aws_pipeline`);
 /// queues and tables named with `SEQ_PREFIX` must exist (`localstack/resources.py` creates them).

@@ -18,6 +18,11 @@ pub const PROOF_API_URL: &str = "PROOF_API_URL";
 /// EIP-712 chain id (`--chain-id`).
 pub const CHAIN_ID: &str = "CHAIN_ID";
 
+/// FIFO message group of the anchor queue (`epochs reanchor --anchor-group`).
+pub const ANCHOR_GROUP_ID: &str = "ANCHOR_GROUP_ID";
+/// Expiry of the records `epochs reanchor` writes (`--record-ttl-days`).
+pub const RECORD_TTL_DAYS: &str = "RECORD_TTL_DAYS";
+
 /// `seqctl --help`'s closing section.
 pub const HELP: &str = "\
 Environment (a flag on the command line wins; URL values are never shown: they may hold keys):
@@ -28,6 +33,10 @@ Environment (a flag on the command line wins; URL values are never shown: they m
   IPFS_API_URL             --ipfs (Kubo RPC, POST /api/v0/cat)
   PROOF_API_URL            --url of proof get (the proof function URL or the runner's address)
   CHAIN_ID                 --chain-id (submission verify, audit epoch)
+  ANCHOR_GROUP_ID          --anchor-group (epochs): the deployment's anchor FIFO group
+  RECORD_TTL_DAYS          --record-ttl-days (epochs): the deployment's record expiry
+  SEQ_PREFIX, AWS_ENDPOINT_URL*, AWS_REGION
+                           the deployment's tables and queues (epochs --aws)
   SEQCTL_PRIVATE_KEY, SEQCTL_PRIVATE_KEY_FILE, SIGNER_PRIVATE_KEY
                            signing key of chain deploy and chain release-epochs
 

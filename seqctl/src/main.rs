@@ -13,6 +13,8 @@
 //!   `proof_get` (`proof get`), `audit` (`audit epoch`): ask a sequencer, IPFS and the chain,
 //!   trusting none of them;
 //! - `chain` (`chain deploy | release-epochs | epoch`): operator commands against a chain;
+//! - `epochs` (`epochs failed | reanchor`): the operator's way back for epochs whose anchoring
+//!   failed, against the runner's data directory or the AWS deployment;
 //! - shared: `args` (market, epoch and id arguments), `net` (runtime, HTTP, IPFS `cat`, chain
 //!   connection, URL redaction), `report` (the printed or JSON check report).
 
@@ -29,6 +31,7 @@ mod audit;
 mod batch;
 mod chain;
 mod env;
+mod epochs;
 mod market;
 mod net;
 mod proof_chain;
@@ -66,6 +69,9 @@ enum Cmd {
     /// Protocol chain: deploy a local ProtocolState, release epochs, show an epoch's anchors.
     #[command(subcommand)]
     Chain(chain::ChainCmd),
+    /// Epochs whose anchoring failed: list them, anchor one again once the cause is fixed.
+    #[command(subcommand)]
+    Epochs(epochs::EpochsCmd),
     /// Recompute what a sequencer did from the chain and IPFS alone.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -275,6 +281,7 @@ fn main() -> ExitCode {
         }),
         Cmd::Chain(cmd) => chain::run(cmd, json),
         Cmd::Market(cmd) => market::run(cmd, json),
+        Cmd::Epochs(cmd) => epochs::run(cmd, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,6 +42,8 @@ fn help_of_every_command_hides_secrets_from_the_environment() {
         &["chain", "release-epochs"],
         &["chain", "epoch"],
         &["audit", "epoch"],
+        &["epochs", "failed"],
+        &["epochs", "reanchor"],
     ] {
         let text = help(cmd);
         assert!(!text.contains(SECRET), "{cmd:?} shows a secret:\n{text}");
@@ -90,6 +92,10 @@ fn help_of_every_command_hides_secrets_from_the_environment() {
             ],
         ),
         (&["chain", "deploy"], &["RPC_URL"]),
+        (
+            &["epochs", "reanchor"],
+            &["DATA_MARKET_ADDRESS", "ANCHOR_GROUP_ID", "RECORD_TTL_DAYS"],
+        ),
         (
             &["submission", "verify"],
             &["CHAIN_ID", "PROTOCOL_STATE_ADDRESS"],

@@ -301,6 +301,10 @@ impl World {
         let mut config = PipelineConfig::new(market, protocol_state, domain.chain_id);
         config.finalize.batch_size = sc.batch_size;
         config.anchor_group = "sequencer-anchor".into();
+        // As the Terraform module passes it: the anchor queue's maxReceiveCount.
+        if let Some(n) = MODULE.anchor.max_receive_count {
+            config.anchor_max_receives = n as u32;
+        }
         if let Some(t) = sc.record_ttl_s {
             config.record_ttl = std::time::Duration::from_secs(t);
         }

@@ -4,21 +4,25 @@
 //!   or restarting, timeouts, HTTP 429/5xx) and comes back with the RPC URL scrubbed; one helper
 //!   ([`ChainClient::view`]) does the retried contract view call.
 //! - [`reads`]: chain and contract reads (head, blocks, releases, slots, anchors).
-//! - [`writes`]: the single writer. It waits for anything our key left pending, checks what is
-//!   already on chain, estimates gas (reverts decoded, nothing sent), signs with an explicit
-//!   nonce, and waits for the receipt; a transaction stuck past `TX_REPLACE_AFTER_MS` is
-//!   replaced (same nonce, fees bumped, never above `MAX_FEE_PER_GAS_CEILING_WEI`); a write is
-//!   reported only once `CHAIN_CONFIRMATIONS` deep and still canonical.
+//! - [`engine`]: the transaction engine, the single writer. It waits for anything our key left
+//!   pending, asks whether the write's effect is already on chain, estimates gas (reverts
+//!   decoded, nothing sent), signs with an explicit nonce, and waits for the receipt; a
+//!   transaction stuck past `TX_REPLACE_AFTER_MS` is replaced (same nonce, fees bumped, never
+//!   above `MAX_FEE_PER_GAS_CEILING_WEI`); a write is reported only once `CHAIN_CONFIRMATIONS`
+//!   deep and still canonical.
+//! - [`anchoring`]: what anchoring means on chain (a batch recorded for its epoch, an epoch
+//!   ended) and the exactly-once `submit_batch` / `end_batch_submissions` over the engine.
 //! - [`admin`]: typed owner / epoch-manager calls and local-chain administration.
 //! - [`market`]: market settings, the views Powerloom's node reads, day starts, and the
 //!   once-per-(market, slot, day) bulk `updateRewards`.
 
 mod admin;
+mod anchoring;
+mod engine;
 mod fees;
 mod market;
 mod reads;
 mod retry;
-mod writes;
 
 use std::{
     collections::HashMap,
@@ -36,9 +40,9 @@ use alloy::{
     transports::http::reqwest,
 };
 
+pub use engine::WriterCounters;
 pub use market::{DayStart, RewardsOutcome, SlotCount, SnapshotStatus, REWARD_SLOTS_PER_TX};
 pub use reads::MarketInfo;
-pub use writes::WriterCounters;
 
 use crate::{
     bindings::ProtocolState::{self, ProtocolStateInstance},
@@ -62,7 +66,7 @@ pub struct ChainClient {
     contract: ProtocolStateInstance<RootProvider>,
     chain_id: u64,
     wallet: Option<(EthereumWallet, Address)>,
-    writer: Arc<tokio::sync::Mutex<Option<writes::InFlight>>>,
+    writer: Arc<tokio::sync::Mutex<Vec<engine::InFlight>>>,
     counters: Arc<Mutex<WriterCounters>>,
     slots: Arc<Mutex<HashMap<u64, (Address, Instant)>>>,
 }

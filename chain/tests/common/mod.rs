@@ -8,7 +8,8 @@ use std::{path::PathBuf, time::Duration};
 use alloy::{
     hex,
     node_bindings::{Anvil, AnvilInstance},
-    primitives::{Address, B256},
+    primitives::{Address, TxHash, B256},
+    providers::Provider,
 };
 use sequencer_chain::{
     deploy::{deploy_local, DeployPlan, Deployment},
@@ -97,3 +98,57 @@ pub fn root(n: u8) -> B256 {
 
 pub const CID_A: &str = "bafkreiaxlemxcp4g3jmhhdmd6tb5ojtzhmm2wwbkwsbxmhvyyhrwivzz4i";
 pub const CID_B: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
+
+/// Our pending transaction with `nonce` in anvil's pool: (hash, max fee, priority fee).
+pub async fn pooled(c: &ChainClient, from: Address, nonce: u64) -> Option<(TxHash, u128, u128)> {
+    let pool: serde_json::Value = c
+        .provider()
+        .raw_request("txpool_content".into(), ())
+        .await
+        .expect("txpool_content");
+    let ours = pool["pending"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(&from.to_string()))?
+        .1;
+    let tx = &ours[nonce.to_string()];
+    let hex = |k: &str| u128::from_str_radix(tx[k].as_str()?.trim_start_matches("0x"), 16).ok();
+    Some((
+        tx["hash"].as_str()?.parse().ok()?,
+        hex("maxFeePerGas")?,
+        hex("maxPriorityFeePerGas")?,
+    ))
+}
+
+/// Waits (up to `secs`) for our pooled transaction with `nonce` whose hash is not `not`.
+pub async fn wait_pooled(
+    c: &ChainClient,
+    from: Address,
+    nonce: u64,
+    not: Option<TxHash>,
+    secs: u64,
+) -> (TxHash, u128, u128) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(t) = pooled(c, from, nonce).await.filter(|t| Some(t.0) != not) {
+            return t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no pooled transaction with nonce {nonce} other than {not:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub async fn until<F, Fut>(what: &str, secs: u64, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -3,6 +3,7 @@
 //! ```text
 //!   (released) ──open_epoch──▶ OPEN ──▶ CLOSING ──▶ CLOSED ──▶ FINALIZED ──▶ ANCHORED
 //!                                          └──────────────────────▲    └──▶ ANCHOR_FAILED
+//!                            (an operator's re-anchor: ANCHOR_FAILED ──▶ FINALIZED)
 //! ```
 //!
 //! [`EpochState::can_become`] is the whole table; [`Records::move_epoch`] refuses any other move
@@ -71,7 +72,8 @@ impl EpochState {
 
     /// Whether an epoch in this state may move to `next`: the lifecycle's only edges. Closing
     /// goes straight to finalized when finalize runs before the tick recorded the close (the tick
-    /// crashed between its two steps; its finalize job was sent).
+    /// crashed between its two steps; its finalize job was sent). A failed epoch goes back to
+    /// finalized when an operator anchors it again (`anchor::reanchor`).
     pub const fn can_become(self, next: EpochState) -> bool {
         matches!(
             (self, next),
@@ -81,6 +83,7 @@ impl EpochState {
                 | (EpochState::Closed, EpochState::Finalized)
                 | (EpochState::Finalized, EpochState::Anchored)
                 | (EpochState::Finalized, EpochState::Failed)
+                | (EpochState::Failed, EpochState::Finalized)
         )
     }
 
@@ -390,6 +393,7 @@ mod tests {
             (Closed, Finalized),
             (Finalized, Anchored),
             (Finalized, Failed),
+            (Failed, Finalized),
         ];
         for from in EpochState::ALL {
             for to in EpochState::ALL {

@@ -5,7 +5,7 @@
 use std::process::Output;
 
 /// Every variable seqctl reads for a flag (`seqctl --help`, README).
-pub const SEQCTL_ENV: [&str; 7] = [
+pub const SEQCTL_ENV: [&str; 9] = [
     "RPC_URL",
     "SOURCE_RPC_URL",
     "PROTOCOL_STATE_ADDRESS",
@@ -13,6 +13,8 @@ pub const SEQCTL_ENV: [&str; 7] = [
     "IPFS_API_URL",
     "PROOF_API_URL",
     "CHAIN_ID",
+    "ANCHOR_GROUP_ID",
+    "RECORD_TTL_DAYS",
 ];
 
 /// Runs the real `seqctl` with `args` off the async runtime. Every variable of [`SEQCTL_ENV`]

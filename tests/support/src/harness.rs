@@ -77,6 +77,8 @@ impl Harness {
         let blocks = BlockDir::new(dir.join("blocks"));
         let mut config = PipelineConfig::new(market, protocol_state, 31337);
         config.finalize.batch_size = batch_size;
+        // The anchor queue's maxReceiveCount, as the deployment passes it.
+        config.anchor_max_receives = 3;
         let state = Arc::new(FaultyState::new(Arc::new(SqliteState::new(db.clone()))));
         let ports = Ports {
             state: state.clone(),

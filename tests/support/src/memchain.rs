@@ -41,6 +41,11 @@ struct Inner {
     ended: BTreeSet<u64>,
     txs: u64,
     fail_next_submit: u32,
+    /// The error of those failures (`None`: a receipt that did not come in time).
+    submit_error: Option<PortError>,
+    /// Refuse every transaction with this error until cleared (a drained account, a revoked
+    /// role); reads still answer, so a batch on chain already is still found.
+    refuse_writes: Option<PortError>,
     revert_next_submit: u32,
     /// The market's current windows (`updateSubmissionWindows`).
     windows: Windows,
@@ -71,6 +76,8 @@ impl MemChain {
             ended: BTreeSet::new(),
             txs: 0,
             fail_next_submit: 0,
+            submit_error: None,
+            refuse_writes: None,
             revert_next_submit: 0,
             windows,
             epoch_windows: BTreeMap::new(),
@@ -155,7 +162,22 @@ impl MemChain {
 
     /// Makes the next `n` batch submissions fail with a transport error (after nothing was sent).
     pub fn fail_next_submits(&self, n: u32) {
-        self.inner.lock().unwrap().fail_next_submit = n;
+        let mut i = self.inner.lock().unwrap();
+        i.fail_next_submit = n;
+        i.submit_error = None;
+    }
+
+    /// Makes the next `n` batch submissions fail with `err` (after nothing was sent).
+    pub fn fail_next_submits_with(&self, n: u32, err: PortError) {
+        let mut i = self.inner.lock().unwrap();
+        i.fail_next_submit = n;
+        i.submit_error = Some(err);
+    }
+
+    /// Refuses every write (batches and `endBatchSubmissions`) with `err` until called with
+    /// `None`: what an account without gas money or without the sequencer role gets.
+    pub fn refuse_writes(&self, err: Option<PortError>) {
+        self.inner.lock().unwrap().refuse_writes = err;
     }
 
     /// Makes the next `n` batch submissions revert (a refusal no retry fixes: the epoch ends
@@ -253,6 +275,9 @@ impl ChainPort for MemChain {
         }
         if i.fail_next_submit > 0 {
             i.fail_next_submit -= 1;
+            if let Some(e) = &i.submit_error {
+                return Err(e.clone());
+            }
             // What the chain client says when a receipt does not come in time: retry.
             return Err(PortError::chain(
                 ErrorKind::Pending,
@@ -271,6 +296,9 @@ impl ChainPort for MemChain {
                 root: b.root,
                 delayed: b.delayed,
             });
+        }
+        if let Some(e) = &i.refuse_writes {
+            return Err(e.clone());
         }
         i.head += 1;
         i.txs += 1;
@@ -294,6 +322,9 @@ impl ChainPort for MemChain {
         let mut i = self.inner.lock().unwrap();
         if i.ended.contains(&epoch) {
             return Ok(EndOutcome::AlreadyEnded);
+        }
+        if let Some(e) = &i.refuse_writes {
+            return Err(e.clone());
         }
         if i.anchored.get(&epoch).is_none_or(Vec::is_empty) {
             // What the chain client's port makes of the contract's `NoBatchSubmitted` revert.

@@ -94,6 +94,7 @@ locals {
     CLOSE_GRACE_BLOCKS          = var.pipeline.close_grace_blocks == null ? null : tostring(var.pipeline.close_grace_blocks)
     BATCH_SIZE                  = var.pipeline.batch_size == null ? null : tostring(var.pipeline.batch_size)
     MAX_BATCH_BYTES             = var.pipeline.max_batch_bytes == null ? null : tostring(var.pipeline.max_batch_bytes)
+    MAX_BATCH_GAS               = var.pipeline.max_batch_gas == null ? null : tostring(var.pipeline.max_batch_gas)
     MIN_SUBMISSIONS_PER_PROJECT = var.pipeline.min_submissions_per_project == null ? null : tostring(var.pipeline.min_submissions_per_project)
     RECORD_TTL_DAYS             = var.pipeline.record_ttl_days == null ? null : tostring(var.pipeline.record_ttl_days)
     CONFIRMATIONS               = var.pipeline.confirmations == null ? null : tostring(var.pipeline.confirmations)
@@ -139,7 +140,7 @@ locals {
     verify          = local.pipeline_env
     tick            = merge(local.pipeline_env, var.pipeline.tick_poll_ms == null ? {} : { TICK_POLL_MS = tostring(var.pipeline.tick_poll_ms) })
     finalize        = local.pipeline_env
-    anchor          = merge(local.pipeline_env, lookup(local.signer_env, "anchor", {}))
+    anchor          = merge(local.pipeline_env, lookup(local.signer_env, "anchor", {}), { ANCHOR_MAX_RECEIVES = tostring(local.fn.anchor.max_receive_count) })
     "epoch-manager" = merge(local.epoch_manager_env, lookup(local.signer_env, "epoch-manager", {}))
     proof           = merge(local.pipeline_env, local.status_env)
   }
