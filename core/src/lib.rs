@@ -1,9 +1,10 @@
 //! Pure protocol core of the submission sequencer (PROTOCOL.md): submission types
 //! and both wire codecs, EIP-712 identity, validation rules with typed rejection
 //! reasons, consensus, batch cutting and canonical batch JSON, the incremental
-//! Merkle tree and its proofs, CIDs, the epoch manager's plan and the contract's days
-//! (`epochs`), and the rewards tally per slot, epoch and day (`rewards`). No I/O and no async: every function here
-//! is deterministic, so the same code runs in Lambda, locally and in tests.
+//! Merkle tree and its proofs, CIDs, the epoch manager's plan and the contract's
+//! days (`epochs`), and the rewards tally per slot, epoch and day (`rewards`). No
+//! I/O and no async: every function here is deterministic, so the same code runs
+//! in Lambda, locally and in tests.
 
 pub mod cids;
 pub mod collect;
