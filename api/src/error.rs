@@ -20,6 +20,10 @@ pub mod codes {
     pub const BAD_SUBMISSION_ID: &str = "bad_submission_id";
     /// No receipt for this id in this epoch.
     pub const UNKNOWN_SUBMISSION: &str = "unknown_submission";
+    /// The day is not a positive integer.
+    pub const BAD_DAY: &str = "bad_day";
+    /// No rewards computed for that day yet.
+    pub const UNKNOWN_DAY: &str = "unknown_day";
     /// A query parameter is malformed or unknown.
     pub const BAD_QUERY: &str = "bad_query";
     /// No such route.
@@ -68,6 +72,7 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::UnknownEpoch(_) => Self::not_found(codes::UNKNOWN_EPOCH, e.to_string()),
+            QueryError::UnknownDay(_) => Self::not_found(codes::UNKNOWN_DAY, e.to_string()),
             QueryError::UnknownSubmission { .. } => {
                 Self::not_found(codes::UNKNOWN_SUBMISSION, e.to_string())
             }

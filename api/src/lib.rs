@@ -7,6 +7,8 @@
 //! | `GET /v1/markets/{market}/epochs/{epoch}/submissions/{id}` | the submission's fate (`SubmissionView`): `included` with its proof, `accepted`, `not_batched`, `simulation`, `rejected` |
 //! | `GET /v1/markets/{market}/epochs/{epoch}` | epoch status with batches (`EpochStatusView`) |
 //! | `GET /v1/markets/{market}/epochs?before=&limit=` | recent epochs, newest first (`EpochListView`) |
+//! | `GET /v1/markets/{market}/epochs/{epoch}/rewards` | the epoch's rewards per slot: eligible, discarded with the CIDs (`EpochRewardsView`) |
+//! | `GET /v1/markets/{market}/days/{day}/rewards` | the day's rewards per slot, the quota and the `updateRewards` commit (`DayRewardsView`) |
 //! | `GET /v1/markets` | the market this deployment sequences |
 //! | `GET /`, `/status` | the status page ([`STATUS_PAGE`]) |
 //!
@@ -35,7 +37,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use sequencer_handlers::query::{Answer, Queries, DEFAULT_LIMIT};
-use sequencer_handlers::Pipeline;
+use sequencer_handlers::{rewards, Pipeline};
 use serde::Serialize;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::normalize_path::NormalizePath;
@@ -109,6 +111,11 @@ pub fn router(state: ApiState) -> Router {
             "/v1/markets/{market}/epochs/{epoch}/submissions/{id}",
             get(submission),
         )
+        .route(
+            "/v1/markets/{market}/epochs/{epoch}/rewards",
+            get(epoch_rewards),
+        )
+        .route("/v1/markets/{market}/days/{day}/rewards", get(day_rewards))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -194,6 +201,7 @@ fn path_rejection(r: PathRejection) -> ApiError {
             | ErrorKind::DeserializeError { key, .. } => match key.as_str() {
                 "market" => codes::BAD_MARKET_ADDRESS,
                 "epoch" => codes::BAD_EPOCH,
+                "day" => codes::BAD_DAY,
                 "id" => codes::BAD_SUBMISSION_ID,
                 _ => codes::NOT_FOUND,
             },
@@ -300,6 +308,40 @@ async fn submission(
         let params::SubmissionId(id) = p.id.get()?;
         query.map_err(query_rejection)?;
         Ok(s.queries.submission(&s.pipeline, epoch, &id).await?)
+    }
+    .await;
+    respond(&s, r)
+}
+
+async fn epoch_rewards(
+    State(s): State<ApiState>,
+    path: Result<Path<params::EpochPath>, PathRejection>,
+    query: Result<Query<params::NoQuery>, QueryRejection>,
+) -> Response {
+    let r = async {
+        let Path(p) = path.map_err(path_rejection)?;
+        our_market(&s, p.market)?;
+        let params::Epoch(epoch) = p.epoch.get()?;
+        query.map_err(query_rejection)?;
+        s.pipeline.counters.inc("proof_requests_total");
+        Ok(rewards::epoch_view(&s.pipeline, epoch).await?)
+    }
+    .await;
+    respond(&s, r)
+}
+
+async fn day_rewards(
+    State(s): State<ApiState>,
+    path: Result<Path<params::DayPath>, PathRejection>,
+    query: Result<Query<params::NoQuery>, QueryRejection>,
+) -> Response {
+    let r = async {
+        let Path(p) = path.map_err(path_rejection)?;
+        our_market(&s, p.market)?;
+        let params::Day(day) = p.day.get()?;
+        query.map_err(query_rejection)?;
+        s.pipeline.counters.inc("proof_requests_total");
+        Ok(rewards::day_view(&s.pipeline, day).await?)
     }
     .await;
     respond(&s, r)

@@ -182,7 +182,6 @@ pub fn plan(
     })
 }
 
-
 /// A market's day as the contract keeps it (`dayCounter`, the first epoch of the day, and
 /// `epochsInADay`), and the rule by which a release rolls it over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,7 +292,6 @@ mod tests {
             Err(PlanError::Overflow { .. }) | Ok(_)
         ));
     }
-
 
     #[test]
     fn the_day_rolls_over_at_epochs_in_a_day() {

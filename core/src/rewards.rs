@@ -121,7 +121,10 @@ pub struct DaySlot {
 }
 
 /// The day's per-slot sums over its epochs' tallies, by slot id, against `quota`.
-pub fn tally_day<'a>(epochs: impl IntoIterator<Item = &'a [SlotTally]>, quota: u64) -> Vec<DaySlot> {
+pub fn tally_day<'a>(
+    epochs: impl IntoIterator<Item = &'a [SlotTally]>,
+    quota: u64,
+) -> Vec<DaySlot> {
     let mut slots: BTreeMap<u64, DaySlot> = BTreeMap::new();
     for epoch in epochs {
         for t in epoch {
@@ -221,7 +224,10 @@ mod tests {
             .iter()
             .all(|d| d.reason == DiscardReason::Outvoted && d.finalized_cid.as_deref() == Some(A)));
         assert_eq!(
-            t[2].discards.iter().map(|d| d.cid.as_str()).collect::<Vec<_>>(),
+            t[2].discards
+                .iter()
+                .map(|d| d.cid.as_str())
+                .collect::<Vec<_>>(),
             [B, C]
         );
     }
@@ -230,7 +236,10 @@ mod tests {
     fn another_spelling_of_the_finalized_cid_is_eligible() {
         let v0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG";
         let v1 = canonical_cid(v0);
-        let subs = vec![acc("1", "p", 1, v0, 3), acc("2", "p", 2, &v1.to_uppercase(), 3)];
+        let subs = vec![
+            acc("1", "p", 1, v0, 3),
+            acc("2", "p", 2, &v1.to_uppercase(), 3),
+        ];
         let t = run(&subs, 1);
         assert_eq!(t.iter().map(|s| s.eligible).sum::<u64>(), 2);
     }

@@ -10,15 +10,19 @@
 //! reads the contract, returning `AlreadyAnchored` instead of sending (the backstop after a crash
 //! between the receipt and the record). A revert no retry can fix (e.g. a project anchored by
 //! someone else) marks the epoch `ANCHOR_FAILED` with its reason and is not retried.
+//!
+//! The same FIFO carries the daily rewards commit ([`crate::rewards`], `updateRewards` with the
+//! same key): an anchored epoch of day d asks for day d − 1's commit until it is done.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use sequencer_core::B256;
 use sequencer_ports::{EndOutcome, PortError, SubmitOutcome};
 use serde::Serialize;
 
-use crate::jobs::EpochJob;
+use crate::jobs::{AnchorJob, EpochJob};
 use crate::pipeline::{now_ms, parse, Pipeline, PipelineError};
 use crate::records::{BatchState, EpochMove, EpochRecord, EpochState};
+use crate::rewards;
 use crate::sqs::{body, failure};
 
 /// What one run did.
@@ -48,8 +52,9 @@ pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
                 "an earlier job of the group failed".into(),
             ))
         } else {
-            match parse::<EpochJob>("anchor job", body(m)) {
-                Ok(job) => run(p, job).await.map(|_| ()),
+            match parse::<AnchorJob>("anchor job", body(m)) {
+                Ok(AnchorJob::Epoch(job)) => run(p, job).await.map(|_| ()),
+                Ok(AnchorJob::Rewards(job)) => rewards::handle_job(p, job).await,
                 Err(e) => Err(e),
             }
         };
@@ -168,6 +173,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
         tracing::warn!(epoch, state = ?cur.map(|c| c.state), "epoch changed while anchoring");
     }
     p.counters.inc("anchor_epochs_total");
+    rewards::after_anchor(p, epoch).await;
     Ok(report)
 }
 

@@ -53,6 +53,9 @@ pub enum QueryError {
     /// No such epoch recorded (not released, or expired).
     #[error("epoch {0} is not recorded by this sequencer (not released, or expired)")]
     UnknownEpoch(u64),
+    /// No rewards computed for this day (it has not ended, or its commit has not run yet).
+    #[error("day {0}'s rewards are not computed yet (the daily commit runs once the day ended and its epochs are finalized)")]
+    UnknownDay(u64),
     /// No receipt for this id in this (recorded) epoch.
     #[error("no submission {id} was received for epoch {epoch}")]
     UnknownSubmission {

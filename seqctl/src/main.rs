@@ -35,6 +35,7 @@ mod proof_chain;
 mod proof_get;
 mod proof_verify;
 mod report;
+mod rewards;
 mod submission;
 
 #[derive(Parser)]
@@ -72,6 +73,9 @@ enum Cmd {
     /// A market's kit for snapshotter operators.
     #[command(subcommand)]
     Market(market::MarketCmd),
+    /// Rewards per slot per day or epoch, from a sequencer's status API.
+    #[command(subcommand)]
+    Rewards(rewards::RewardsCmd),
 }
 
 #[derive(Subcommand)]
@@ -275,6 +279,7 @@ fn main() -> ExitCode {
         }),
         Cmd::Chain(cmd) => chain::run(cmd, json),
         Cmd::Market(cmd) => market::run(cmd, json),
+        Cmd::Rewards(cmd) => rewards::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

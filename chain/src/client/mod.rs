@@ -36,8 +36,7 @@ use alloy::{
     transports::http::reqwest,
 };
 
-pub use market::{DayStart, RewardsOutcome, SlotCount, SnapshotStatus, REWARD_SLOTS_PER_TX};
-pub use reads::MarketInfo;
+pub use market::{DayStart, SnapshotStatus, REWARD_SLOTS_PER_TX};
 pub use writes::WriterCounters;
 
 use crate::{

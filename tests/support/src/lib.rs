@@ -24,7 +24,7 @@ pub mod net;
 pub mod signing;
 
 pub use harness::{Harness, ServedContent};
-pub use memchain::{block_hash_of, MemChain};
+pub use memchain::{block_hash_of, MemChain, SendFault};
 pub use signing::signed_message;
 
 use std::path::{Path, PathBuf};
