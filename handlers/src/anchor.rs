@@ -20,7 +20,7 @@ use sequencer_ports::{EndOutcome, PortError, SubmitOutcome};
 use serde::Serialize;
 
 use crate::jobs::{AnchorJob, EpochJob};
-use crate::pipeline::{now_ms, parse, Pipeline, PipelineError};
+use crate::pipeline::{parse, Pipeline, PipelineError};
 use crate::records::{BatchState, EpochMove, EpochRecord, EpochState};
 use crate::rewards;
 use crate::sqs::{body, failure};
@@ -165,7 +165,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
             Err(e) => return Err(e.into()),
         }
     }
-    rec.anchored_at_ms = Some(now_ms());
+    rec.anchored_at_ms = Some(p.now_ms());
     if let EpochMove::Refused(cur) = records
         .move_epoch(EpochState::Finalized, EpochState::Anchored, &rec)
         .await?

@@ -16,7 +16,7 @@ use sequencer_ports::{ChainPort, SlotCount};
 use serde::Serialize;
 
 use crate::jobs::RewardsJob;
-use crate::pipeline::{now_ms, Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::query::{Answer, QueryError};
 use crate::records::{DayCommit, DayRewards, EpochState};
 
@@ -141,14 +141,14 @@ pub async fn run(p: &Pipeline, job: RewardsJob) -> Result<RewardsReport, Pipelin
         .collect();
     let commit = if counts.is_empty() {
         DayCommit {
-            at_ms: now_ms(),
+            at_ms: p.now_ms(),
             ..DayCommit::default()
         }
     } else {
         let out = chain
             .update_rewards(market, day, &counts, rec.eligible_nodes)
             .await?;
-        DayCommit::of(&out, now_ms())
+        DayCommit::of(&out, p.now_ms())
     };
     p.counters.inc("rewards_days_committed_total");
     p.counters.add(
