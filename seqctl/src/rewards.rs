@@ -211,6 +211,8 @@ fn csv(by: By, answers: &[Value]) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

@@ -712,7 +712,7 @@ impl ChainPort for MemChain {
         let expected = i.last_epoch_end + 1;
         if i.releases.is_empty()
             || new_begin <= expected
-            || (new_begin - expected) % i.epoch_size != 0
+            || !(new_begin - expected).is_multiple_of(i.epoch_size)
         {
             return Err(revert(
                 "InvalidSkip",
