@@ -24,6 +24,10 @@ pub mod codes {
     pub const BAD_BATCH_INDEX: &str = "bad_batch_index";
     /// No batch of this index in this epoch (not finalized yet, or fewer batches).
     pub const UNKNOWN_BATCH: &str = "unknown_batch";
+    /// The day is not a positive integer.
+    pub const BAD_DAY: &str = "bad_day";
+    /// No rewards computed for that day yet.
+    pub const UNKNOWN_DAY: &str = "unknown_day";
     /// A query parameter is malformed or unknown.
     pub const BAD_QUERY: &str = "bad_query";
     /// No such route.
@@ -72,6 +76,7 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::UnknownEpoch(_) => Self::not_found(codes::UNKNOWN_EPOCH, e.to_string()),
+            QueryError::UnknownDay(_) => Self::not_found(codes::UNKNOWN_DAY, e.to_string()),
             QueryError::UnknownSubmission { .. } => {
                 Self::not_found(codes::UNKNOWN_SUBMISSION, e.to_string())
             }

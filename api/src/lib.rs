@@ -9,6 +9,8 @@
 //! | `GET /v1/markets/{market}/epochs?before=&limit=` | recent epochs, newest first (`EpochListView`) |
 //! | `GET /v1/markets/{market}/epochs/{epoch}/batches/{index}/document` | a batch document's exact bytes (what a proof is checked against; they hash to the batch CID) |
 //! | `GET /v1/markets/{market}/status` | the live summary (`StatusView` and the page's [`ApiConfig`] under `page`): chain head, newest epoch and its age, release lag, recent epochs, anchor failures, dead-letter depth, ingress health |
+//! | `GET /v1/markets/{market}/epochs/{epoch}/rewards` | the epoch's rewards per slot: eligible, discarded with the CIDs (`EpochRewardsView`) |
+//! | `GET /v1/markets/{market}/days/{day}/rewards` | the day's rewards per slot, the quota and the `updateRewards` commit (`DayRewardsView`) |
 //! | `GET /v1/markets` | the market this deployment sequences |
 //! | `GET /`, `/status` | the status page ([`STATUS_PAGE`]) |
 //!
@@ -48,7 +50,7 @@ use axum::{Json, Router};
 use sequencer_handlers::query::{
     Answer, IngressReport, LiveSources, Queries, StatusView, DEFAULT_LIMIT,
 };
-use sequencer_handlers::Pipeline;
+use sequencer_handlers::{rewards, Pipeline};
 use sequencer_ports::Queue;
 use serde::Serialize;
 use tower::limit::GlobalConcurrencyLimitLayer;
@@ -187,6 +189,11 @@ pub fn router(state: ApiState) -> Router {
             get(batch_document),
         )
         .route("/v1/markets/{market}/status", get(status))
+        .route(
+            "/v1/markets/{market}/epochs/{epoch}/rewards",
+            get(epoch_rewards),
+        )
+        .route("/v1/markets/{market}/days/{day}/rewards", get(day_rewards))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -272,6 +279,7 @@ fn path_rejection(r: PathRejection) -> ApiError {
             | ErrorKind::DeserializeError { key, .. } => match key.as_str() {
                 "market" => codes::BAD_MARKET_ADDRESS,
                 "epoch" => codes::BAD_EPOCH,
+                "day" => codes::BAD_DAY,
                 "id" => codes::BAD_SUBMISSION_ID,
                 "index" => codes::BAD_BATCH_INDEX,
                 _ => codes::NOT_FOUND,
@@ -444,6 +452,44 @@ async fn submission(
         let params::SubmissionId(id) = p.id.get()?;
         query.map_err(query_rejection)?;
         Ok(s.queries.submission(&s.pipeline, epoch, &id).await?)
+    }
+    .await;
+    respond(&s, r)
+}
+
+async fn epoch_rewards(
+    State(s): State<ApiState>,
+    path: Result<Path<params::EpochPath>, PathRejection>,
+    query: Result<Query<params::NoQuery>, QueryRejection>,
+) -> Response {
+    let r = async {
+        let Path(p) = path.map_err(path_rejection)?;
+        our_market(&s, p.market)?;
+        let params::Epoch(epoch) = p.epoch.get()?;
+        query.map_err(query_rejection)?;
+        s.pipeline
+            .metrics
+            .inc(&sequencer_handlers::metrics::PROOF_REQUESTS, []);
+        Ok(rewards::epoch_view(&s.pipeline, epoch).await?)
+    }
+    .await;
+    respond(&s, r)
+}
+
+async fn day_rewards(
+    State(s): State<ApiState>,
+    path: Result<Path<params::DayPath>, PathRejection>,
+    query: Result<Query<params::NoQuery>, QueryRejection>,
+) -> Response {
+    let r = async {
+        let Path(p) = path.map_err(path_rejection)?;
+        our_market(&s, p.market)?;
+        let params::Day(day) = p.day.get()?;
+        query.map_err(query_rejection)?;
+        s.pipeline
+            .metrics
+            .inc(&sequencer_handlers::metrics::PROOF_REQUESTS, []);
+        Ok(rewards::day_view(&s.pipeline, day).await?)
     }
     .await;
     respond(&s, r)

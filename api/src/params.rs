@@ -84,6 +84,23 @@ impl FromStr for Epoch {
     }
 }
 
+/// A market's day (`dayCounter`): decimal digits, at least 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Day(pub u64);
+
+impl FromStr for Day {
+    type Err = ApiError;
+    fn from_str(s: &str) -> Result<Self, ApiError> {
+        match digits(s) {
+            Some(n) if n > 0 => Ok(Day(n)),
+            _ => Err(ApiError::bad_request(
+                codes::BAD_DAY,
+                format!("day {:?} is not a positive day number", clip(s)),
+            )),
+        }
+    }
+}
+
 /// The `before` of the epoch list: an epoch id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Before(pub u64);
@@ -184,6 +201,15 @@ pub struct EpochPath {
     pub market: Param<Market>,
     /// The epoch.
     pub epoch: Param<Epoch>,
+}
+
+/// `/v1/markets/{market}/days/{day}/rewards`.
+#[derive(Debug, Deserialize)]
+pub struct DayPath {
+    /// The market.
+    pub market: Param<Market>,
+    /// The day.
+    pub day: Param<Day>,
 }
 
 /// `/v1/markets/{market}/epochs/{epoch}/submissions/{id}`.

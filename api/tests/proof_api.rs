@@ -26,8 +26,8 @@ use sequencer_api::serve::ServeLimits;
 use sequencer_api::{codes, ApiConfig, ApiLimits};
 use sequencer_core::cids::raw_cid;
 use sequencer_core::proof::InclusionProof;
-use sequencer_handlers::query::Queries;
 use sequencer_handlers::metrics as m;
+use sequencer_handlers::query::Queries;
 use sequencer_handlers::records::RejectReason;
 use sequencer_handlers::tick;
 use sequencer_handlers::verify::Verdict;
@@ -69,7 +69,84 @@ both!(
     the_live_summary_tells_head_ages_lag_failures_dead_letters_and_ingress,
     the_summary_survives_an_unreadable_dlq_and_a_failing_ingress_source,
     batch_documents_are_the_exact_bytes_their_cid_names,
+    rewards_per_epoch_and_per_day,
 );
+
+async fn rewards_per_epoch_and_per_day(via: Via) {
+    let e = env(via).await;
+    // One epoch a day, a quota of 1.
+    e.chain.set_market(10, 1, 1);
+    let (epoch, h) = e.open_epoch().await;
+    e.submit(1, 1, epoch, "p1", CID_A, h).await;
+    e.submit(2, 2, epoch, "p1", CID_A, h).await;
+    e.submit(3, 3, epoch, "p1", CID_B, h).await;
+    e.close().await;
+    e.finalize().await;
+    e.anchor().await;
+
+    let r = e
+        .get(&format!("/v1/markets/{}/epochs/{epoch}/rewards", e.m()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.immutable, "final once the epoch is finalized");
+    let slots = r.body["slots"].as_array().unwrap();
+    assert_eq!(slots.len(), 3);
+    assert_eq!(slots[0]["eligible"], 1);
+    assert_eq!(slots[2]["slot"], 3);
+    assert_eq!(slots[2]["eligible"], 0);
+    assert_eq!(slots[2]["discards"][0]["cid"], CID_B);
+    assert_eq!(slots[2]["discards"][0]["finalized_cid"], CID_A);
+    assert_eq!(slots[2]["discards"][0]["reason"], "outvoted");
+
+    // Day 1 is running: not computed yet.
+    let day = format!("/v1/markets/{}/days/1/rewards", e.m());
+    let r = e.get(&day).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (404, codes::UNKNOWN_DAY),
+        "{}",
+        r.body
+    );
+    // Day 2 starts; the commit runs; the day is answered, final.
+    e.chain.release();
+    sequencer_handlers::rewards::run(
+        &e.p,
+        sequencer_handlers::jobs::RewardsJob {
+            market: e.market,
+            day: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let r = e.get(&day).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.immutable);
+    assert_eq!(r.body["status"], "committed");
+    assert_eq!(r.body["eligible_nodes"], 2, "slot 3 earned nothing");
+    assert_eq!(r.body["first_epoch"], epoch);
+    assert_eq!(r.body["committed"]["completed"], serde_json::json!([1, 2]));
+
+    // Bad days are refused before any lookup; another market is not ours.
+    for bad in ["0", "x", "-1", "1.5"] {
+        let r = e
+            .get(&format!("/v1/markets/{}/days/{bad}/rewards", e.m()))
+            .await;
+        assert_eq!(
+            (r.status, code(&r)),
+            (400, codes::BAD_DAY),
+            "{bad}: {}",
+            r.body
+        );
+    }
+    let r = e
+        .get(&format!("/v1/markets/0x{}/days/1/rewards", "ab".repeat(20)))
+        .await;
+    assert_eq!((r.status, code(&r)), (404, codes::UNKNOWN_MARKET));
+    let r = e
+        .get(&format!("/v1/markets/{}/epochs/999/rewards", e.m()))
+        .await;
+    assert_eq!((r.status, code(&r)), (404, codes::UNKNOWN_EPOCH));
+}
 
 async fn every_fate_of_a_submission_and_a_proof_that_verifies(via: Via) {
     let e = env(via).await;

@@ -13,8 +13,11 @@
 //! | `submit_batch(..) -> Anchored \| AlreadyAnchored` | [`ChainClient::submit_batch`] |
 //! | `end_batch_submissions(market, epoch)` | [`ChainClient::end_batch_submissions`] |
 //! | `anchored(market, epoch)` | [`ChainClient::anchored`] |
+//! | `market_info(market)`, `is_epoch_manager(market, who)` | [`ChainClient::market_info`], [`ChainClient::is_epoch_manager`] |
+//! | `release_epoch(market, begin, end)`, `skip_epochs(market, begin)` | [`ChainClient::release_epoch`] (+ its `DayStartedEvent`), [`ChainClient::skip_epochs`] |
+//! | `epoch_details(market, epoch)`, `epoch_release(market, epoch)` | [`ChainClient::epoch_details`], [`ChainClient::epoch_releases`] |
+//! | `market_days(market)` | [`ChainClient::market_settings`] |
 //! | `update_rewards(market, day, counts)` | [`ChainClient::update_rewards`] (once per slot and day) |
-//! | `epoch_day(market, epoch)`, `day_starts(market, from, to)` | [`ChainClient::epoch_day`], [`ChainClient::day_starts`] |
 //!
 //! Market settings (source chain, block time, day, quota) and the sizing of the submission
 //! window for unmodified snapshotter nodes: [`market`].
@@ -24,8 +27,10 @@
 //! retryability). The values the port speaks ([`EpochRelease`], [`Windows`], [`EpochAnchors`],
 //! [`SubmitOutcome`], …) are the port's, re-exported here.
 //!
-//! The epoch manager ([`epoch_manager`], [`EpochManager`]) releases a market's epochs from its
-//! source chain on top of this client.
+//! This crate is I/O only: the epoch manager that releases a market's epochs is a handler over
+//! the chain port (`sequencer_handlers::epoch_manager`, its planning in
+//! `sequencer_core::epochs`); what it needs to be exactly once (the nonce from the chain, a
+//! pending transaction of our key waited for and never replaced) is this client's single writer.
 //!
 //! Configuration comes from the environment ([`ChainConfig::from_env`]); errors are typed
 //! ([`ChainError`], contract reverts as [`Revert`]) and say whether a retry can help.
@@ -34,7 +39,6 @@ pub mod bindings;
 mod client;
 mod config;
 pub mod deploy;
-pub mod epoch_manager;
 mod error;
 pub mod market;
 mod port;
@@ -43,17 +47,14 @@ mod transport;
 mod types;
 
 pub use client::{
-    ChainClient, DayStart, MarketInfo, Result, RewardsOutcome, SlotCount, SnapshotStatus,
-    WriterCounters, REWARD_SLOTS_PER_TX,
+    ChainClient, DayStart, Result, SnapshotStatus, WriterCounters, REWARD_SLOTS_PER_TX,
 };
 pub use config::{ChainConfig, SignerSource};
-pub use epoch_manager::{
-    CatchUp, EpochManager, EpochManagerConfig, EpochManagerError, EpochRange, Lag, StepReport,
-};
 pub use error::{ChainError, FeeRejection, Revert};
 pub use redact::{redact_url, Redactor};
 pub use types::{
-    AnchoredBatch, BatchCall, BatchesWritten, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage,
+    AnchoredBatch, BatchCall, BatchesWritten, EndOutcome, EpochAnchors, EpochDetails, EpochRelease,
+    MarketDays, MarketInfo, ReleaseOutcome, ReleasesPage, RewardsOutcome, SentTx, SlotCount,
     SubmitOutcome, TxOutcome, Windows,
 };
 

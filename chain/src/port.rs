@@ -2,10 +2,12 @@
 //! reads as the port's error: the kind the handlers act on, the contract's error name as the
 //! code, and the client's own verdict on whether a retry can help.
 
+use alloy::primitives::TxHash;
 use async_trait::async_trait;
 use sequencer_ports::{
-    BatchCall, BatchesOutcome, ChainPort, EndOutcome, EpochAnchors, ErrorKind, PortError,
-    ReleasesPage, SubmitOutcome, Windows,
+    BatchCall, BatchesOutcome, ChainPort, EndOutcome, EpochAnchors, EpochDetails, EpochRelease,
+    ErrorKind, MarketDays, MarketInfo, PortError, ReleaseOutcome, ReleasesPage, RewardsOutcome,
+    SentTx, SlotCount, SubmitOutcome, Windows,
 };
 
 use crate::error::is_transient;
@@ -71,7 +73,9 @@ fn classify(e: &ChainError) -> (ErrorKind, Option<&'static str>) {
             };
             (kind, Some(r.name()))
         }
-        ChainError::TxFailed(_) => (ErrorKind::Reverted, None),
+        // Mined and failed without revert data (a racing sender won, out of gas): the contract
+        // refused it, but which rule is unknown.
+        ChainError::TxFailed(_) => (ErrorKind::Reverted, Some("TxFailed")),
         ChainError::GasAboveCeiling { .. } => (ErrorKind::Refused, Some("GasAboveCeiling")),
         ChainError::BatchInOtherEpoch { .. } => (ErrorKind::Refused, Some("BatchInOtherEpoch")),
         ChainError::ReceiptTimeout(_)
@@ -174,11 +178,98 @@ impl ChainPort for ChainClient {
             error: w.error.map(PortError::from),
         }
     }
+
+    // ------------------------------------------------------------ epoch releases and days
+
+    fn signer(&self) -> Option<Address> {
+        self.signer_address()
+    }
+    async fn market_info(&self, market: Address) -> Result<MarketInfo, PortError> {
+        Ok(ChainClient::market_info(self, market).await?)
+    }
+    async fn is_epoch_manager(&self, market: Address, who: Address) -> Result<bool, PortError> {
+        Ok(ChainClient::is_epoch_manager(self, market, who).await?)
+    }
+    async fn release_epoch(
+        &self,
+        market: Address,
+        begin: u64,
+        end: u64,
+    ) -> Result<ReleaseOutcome, PortError> {
+        let (tx, epoch_id) = ChainClient::release_epoch(self, market, begin, end).await?;
+        // The day rolls over inside the release: its `DayStartedEvent` is in the same
+        // transaction. A failure to read it after the release is mined must not read as a
+        // failed release (the caller would settle it from the contract and count it as raced):
+        // the release is reported, with the day left to the next read.
+        let day_started = match ChainClient::day_starts(self, market, tx.block, tx.block).await {
+            Ok(starts) => starts
+                .into_iter()
+                .find(|d| d.tx_hash == tx.tx_hash)
+                .map(|d| d.day),
+            Err(e) => {
+                tracing::warn!(%market, epoch_id, error = %e, "released; could not read whether the release started a day");
+                None
+            }
+        };
+        Ok(ReleaseOutcome {
+            epoch_id,
+            tx_hash: tx.tx_hash,
+            block: tx.block,
+            day_started,
+        })
+    }
+    async fn skip_epochs(&self, market: Address, new_begin: u64) -> Result<SentTx, PortError> {
+        Ok(ChainClient::skip_epochs(self, market, new_begin)
+            .await?
+            .sent())
+    }
+    async fn epoch_details(
+        &self,
+        market: Address,
+        epoch: u64,
+    ) -> Result<Option<EpochDetails>, PortError> {
+        Ok(ChainClient::epoch_details(self, market, epoch).await?)
+    }
+    async fn epoch_release(
+        &self,
+        market: Address,
+        epoch: u64,
+    ) -> Result<Option<EpochRelease>, PortError> {
+        let Some(d) = ChainClient::epoch_details(self, market, epoch).await? else {
+            return Ok(None);
+        };
+        let block = d.release_block;
+        Ok(ChainClient::epoch_releases(self, market, block, block)
+            .await?
+            .into_iter()
+            .find(|r| r.epoch_id == epoch))
+    }
+    async fn transaction_sender(&self, tx: TxHash) -> Result<Option<Address>, PortError> {
+        Ok(ChainClient::transaction_sender(self, tx).await?)
+    }
+    async fn market_days(&self, market: Address) -> Result<MarketDays, PortError> {
+        let s = ChainClient::market_settings(self, market).await?;
+        Ok(MarketDays {
+            day: s.day,
+            day_start_epoch: s.day_start_epoch,
+            epochs_in_a_day: s.epochs_in_a_day,
+            daily_quota: s.settings.daily_snapshot_quota,
+        })
+    }
+    async fn update_rewards(
+        &self,
+        market: Address,
+        day: u64,
+        counts: &[SlotCount],
+        eligible_nodes: u64,
+    ) -> Result<RewardsOutcome, PortError> {
+        Ok(ChainClient::update_rewards(self, market, day, counts, eligible_nodes).await?)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use alloy::primitives::{TxHash, U256};
+    use alloy::primitives::U256;
     use alloy::rpc::json_rpc::ErrorPayload;
     use alloy::transports::{RpcError, TransportErrorKind};
 
@@ -238,6 +329,11 @@ mod tests {
                 ChainError::ReceiptTimeout(TxHash::ZERO),
                 ErrorKind::Pending,
                 None,
+            ),
+            (
+                ChainError::TxFailed(TxHash::ZERO),
+                ErrorKind::Reverted,
+                Some("TxFailed"),
             ),
             (
                 ChainError::NonceConflict {

@@ -3,22 +3,13 @@
 //! re-exported here so callers of the client need not know the port crate.
 
 use alloy::primitives::{Address, TxHash};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 pub use sequencer_ports::chain::{
-    checksummed, AnchoredBatch, BatchCall, EndOutcome, EpochAnchors, EpochRelease, ReleasesPage,
-    SubmitOutcome, Windows,
+    checksummed, checksummed_slots, AnchoredBatch, BatchCall, EndOutcome, EpochAnchors,
+    EpochDetails, EpochRelease, MarketDays, MarketInfo, ReleaseOutcome, ReleasesPage,
+    RewardsOutcome, SentTx, SlotCount, SubmitOutcome, Windows,
 };
-
-/// [`checksummed`] for `(slot, address)` pairs.
-pub fn checksummed_slots<S: Serializer>(v: &[(u64, Address)], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq;
-    let mut seq = s.serialize_seq(Some(v.len()))?;
-    for (slot, a) in v {
-        seq.serialize_element(&(slot, a.to_checksum(None)))?;
-    }
-    seq.end()
-}
 
 /// A mined transaction of ours.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,4 +32,15 @@ pub struct BatchesWritten {
     pub outcomes: Vec<Option<SubmitOutcome>>,
     /// Why sending stopped, if it did.
     pub error: Option<crate::ChainError>,
+}
+
+impl TxOutcome {
+    /// The transaction and its block, as the chain port reports a mined transaction of ours.
+    pub fn sent(&self) -> SentTx {
+        SentTx {
+            tx_hash: self.tx_hash,
+            block: self.block,
+            gas_used: self.gas_used,
+        }
+    }
 }

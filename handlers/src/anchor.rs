@@ -25,6 +25,9 @@
 //!   fixed: the batches on chain are found there, so it is still one transaction per batch;
 //! - jobs of one SQS batch run one after another (one writer per key) but each on its own: a
 //!   poison job fails alone and reaches the DLQ after its retries, its neighbours succeed.
+//!
+//! The same FIFO carries the daily rewards commit ([`crate::rewards`], `updateRewards` with the
+//! same key): an anchored epoch of day d asks for day d − 1's commit until it is done.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use sequencer_core::B256;
@@ -36,6 +39,7 @@ use crate::jobs::{AnchorJob, EpochJob};
 use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{BatchState, EpochEntry, EpochMove, EpochRecord, EpochState, Records};
+use crate::rewards;
 use crate::sqs::{body, failure};
 
 /// What one run did.
@@ -85,6 +89,7 @@ pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
 pub async fn run_job(p: &Pipeline, job: AnchorJob, last: bool) -> Result<(), PipelineError> {
     match job {
         AnchorJob::Epoch(job) => run_delivery(p, job, last).await.map(|_| ()),
+        AnchorJob::Rewards(job) => rewards::handle_job(p, job).await,
     }
 }
 
@@ -232,6 +237,7 @@ async fn run_delivery(
         }
     }
     p.metrics.inc(&m::ANCHOR_EPOCHS, []);
+    rewards::after_anchor(p, epoch).await;
     Ok(report)
 }
 

@@ -141,6 +141,9 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
         }
         report.submissions += b.document.submission_ids.len() as u64;
     }
+    records
+        .record_epoch_rewards(epoch, &accepted, &finalized)
+        .await?;
     report.batches = finalized.batches.len() as u32;
     report.store_ms = t2.elapsed().as_secs_f64() * 1e3;
     rec.counts = Some(counts);

@@ -34,6 +34,25 @@ impl EpochJob {
     }
 }
 
+/// A daily rewards job: commit day `day` of `market` on chain (`crate::rewards::run`), once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewardsJob {
+    /// The market.
+    pub market: Address,
+    /// The market's day (`dayCounter`), ended.
+    pub day: u64,
+}
+
+impl RewardsJob {
+    /// The job as a FIFO message in `group` (tagged `"job":"rewards"`), deduplicated by market
+    /// and day. The attributes say what it is (`kind=rewards`), so operators can tell it from
+    /// the epoch jobs.
+    pub fn fifo_message(&self, group: &str) -> Result<OutMessage, PipelineError> {
+        AnchorJob::Rewards(*self)
+            .fifo_message(group, &format!("{:#x}-day-{}", self.market, self.day))
+    }
+}
+
 /// A job of the anchor FIFO queue: one signing key's writes, one at a time. An enum so other
 /// writes of the sequencer's key (the daily rewards update, say) can join the same queue, and the
 /// one writer, as variants of their own.
@@ -46,6 +65,8 @@ impl EpochJob {
 pub enum AnchorJob {
     /// Anchor a finalized epoch's batches, then end its batch submissions.
     Epoch(EpochJob),
+    /// Commit an ended day's rewards (`updateRewards`), once.
+    Rewards(RewardsJob),
 }
 
 impl AnchorJob {
@@ -67,6 +88,10 @@ impl AnchorJob {
             AnchorJob::Epoch(e) => m
                 .attr("market", format!("{:#x}", e.market))
                 .attr("epoch", e.epoch.to_string()),
+            AnchorJob::Rewards(r) => m
+                .attr("kind", "rewards")
+                .attr("market", format!("{:#x}", r.market))
+                .attr("day", r.day.to_string()),
         };
         Ok(m.fifo(group, dedup.to_string()))
     }

@@ -12,7 +12,11 @@
 //!   cursor. No handler builds a key or a state label, and none calls another handler: what
 //!   two of them read (an epoch's accepted set, its batches, the epoch list) is here.
 //! - [`verify`], [`tick`], [`finalize`], [`anchor`]: the functions.
-//! - [`jobs`]: the finalize and anchor jobs they send each other.
+//! - [`epoch_manager`]: releases a market's epochs from its source chain (the planning is in
+//!   `sequencer_core::epochs`), over the chain port.
+//! - [`rewards`]: the daily rewards commit (`updateRewards`, once per day) from the per-epoch
+//!   rewards finalization keeps.
+//! - [`jobs`]: the finalize, anchor and rewards jobs they send each other.
 //! - [`query`]: the proof and status queries as typed serde views (served over HTTP by
 //!   `sequencer-api`).
 //! - [`sqs`]: running a handler over the records of an SQS event, with partial batch failures.
@@ -22,12 +26,14 @@
 
 pub mod anchor;
 pub mod config;
+pub mod epoch_manager;
 pub mod finalize;
 pub mod jobs;
 pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod records;
+pub mod rewards;
 pub mod sqs;
 pub mod tick;
 pub mod verify;

@@ -136,6 +136,14 @@ catalogue! {
     counter ANCHOR_EPOCHS = "anchor_epochs_total" [] Count;
     /// Epochs with no batch: recorded anchored without a transaction.
     counter ANCHOR_EPOCHS_EMPTY = "anchor_epochs_empty_total" [] Count;
+    /// Days whose rewards were committed on chain (`updateRewards`).
+    counter REWARDS_DAYS_COMMITTED = "rewards_days_committed_total" [] Count;
+    /// Slots that met the daily quota (`DailyTaskCompletedEvent` emitted by our commits).
+    counter REWARDS_DAILY_TASKS_COMPLETED = "rewards_daily_tasks_completed_total" [] Count;
+    /// Rewards jobs acknowledged because their day is not ready (not ended, epochs not finalized).
+    counter REWARDS_NOT_READY = "rewards_not_ready_total" [] Count;
+    /// Failures to ask for a day's rewards commit after an anchored epoch.
+    counter REWARDS_ASK_ERRORS = "rewards_ask_errors_total" [] Count;
     /// Anchor jobs whose body could not be read (they go to the DLQ after their retries).
     counter ANCHOR_JOBS_UNREADABLE = "anchor_jobs_unreadable_total" [] Count;
     /// Anchoring refused for a reason the operator must fix (`kind`: funds, nonce, permission); retried until the job's last delivery.

@@ -189,7 +189,8 @@ async fn a_revoked_role_fails_the_epoch_and_a_reanchor_sends_each_batch_once() {
         "no retry fixes a role"
     );
     assert_eq!(
-        h.metrics.counter(&m::ANCHOR_OPERATIONAL_ERRORS, ["permission"]),
+        h.metrics
+            .counter(&m::ANCHOR_OPERATIONAL_ERRORS, ["permission"]),
         1,
         "failed on its first delivery"
     );

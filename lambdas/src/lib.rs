@@ -19,6 +19,7 @@ use lambda_runtime::LambdaEvent;
 use sequencer_aws::{DynamoStore, QueueKind, SqsQueue};
 use sequencer_chain::{ChainClient, ChainConfig};
 use sequencer_handlers::config::ConfigError;
+use sequencer_handlers::epoch_manager::{EpochManager, EpochManagerConfig};
 use sequencer_handlers::sqs::events::{SqsBatchResponse, SqsEvent};
 use sequencer_handlers::{Pipeline, PipelineConfig, Ports};
 use sequencer_ipfs::KuboContent;
@@ -184,50 +185,25 @@ pub async fn static_pipeline(
     Ok((p, emf))
 }
 
-/// The epoch manager from the environment (see the `epoch-manager` binary), and its release
-/// timeout.
-pub async fn epoch_manager_from_env(
-) -> Result<(sequencer_chain::EpochManager, std::time::Duration), StartError> {
-    use sequencer_chain::epoch_manager::{CatchUp, EpochManagerConfig};
-    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    let num = |k: &str, d: u64| -> Result<u64, StartError> {
-        match get(k) {
-            None => Ok(d),
-            Some(v) => v.trim().parse().map_err(|_| {
-                StartError::Config(ConfigError(format!("{k} is not a number: {v:?}")))
-            }),
-        }
-    };
-    let market = get("DATA_MARKET_ADDRESS")
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| StartError::Config(ConfigError("DATA_MARKET_ADDRESS is required".into())))?;
-    let mut cfg = EpochManagerConfig::new(market);
-    cfg.finality_offset = num("FINALITY_OFFSET", cfg.finality_offset)?;
-    cfg.poll_interval =
-        std::time::Duration::from_millis(num("EPOCH_MANAGER_POLL_MS", 500)?.max(10));
-    cfg.release_timeout = std::time::Duration::from_secs(num("RELEASE_TIMEOUT_SECS", 20)?.max(1));
-    let rate = u32::try_from(num("CATCH_UP_MAX_PER_SEC", 5)?.max(1)).unwrap_or(u32::MAX);
-    cfg.catch_up = match get("CATCH_UP").as_deref().map(str::trim) {
-        None | Some("in-order") => CatchUp::InOrder { max_per_sec: rate },
-        Some("skip") => CatchUp::SkipToHead { max_backlog: 1 },
-        Some(other) => {
-            return Err(StartError::Config(ConfigError(format!(
-                "CATCH_UP must be in-order or skip, not {other:?}"
-            ))))
-        }
-    };
+/// The epoch manager from the environment (see the `epoch-manager` binary and
+/// `sequencer_handlers::epoch_manager::config`), and its release timeout.
+pub async fn epoch_manager_from_env() -> Result<(EpochManager, std::time::Duration), StartError> {
+    let cfg = EpochManagerConfig::from_env()?;
     let protocol = ChainClient::connect(ChainConfig::from_env()?).await?;
-    let source = match get("SOURCE_RPC_URL") {
+    let source: Option<Arc<dyn ChainPort>> = match std::env::var("SOURCE_RPC_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
         Some(url) => {
             let mut c = ChainConfig::from_env()?;
             c.rpc_url = url;
             c.signer = None;
-            Some(ChainClient::connect(c).await?)
+            Some(Arc::new(ChainClient::connect(c).await?))
         }
         None => None,
     };
     let timeout = cfg.release_timeout;
-    let m = sequencer_chain::EpochManager::new(protocol, source, cfg)
+    let m = EpochManager::new(Arc::new(protocol), source, cfg)
         .await
         .map_err(|e| StartError::EpochManager(e.to_string()))?;
     Ok((m, timeout))

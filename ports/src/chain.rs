@@ -85,12 +85,72 @@ pub trait ChainPort: Send + Sync {
         out.outcomes.resize(batches.len(), None);
         out
     }
+    // ------------------------------------------------------------ epoch releases and days
+    // What the epoch manager (`sequencer_handlers::epoch_manager`) and the daily rewards commit
+    // (`sequencer_handlers::rewards`) need. The source chain's head is `head()` of the source
+    // chain's own adapter (a second `ChainPort`, or this one when the market's source chain is
+    // the protocol chain).
+
+    /// The address this adapter signs with, `None` when it is read-only.
+    fn signer(&self) -> Option<Address>;
+    /// A market's registration and epoch counters (`dataMarketInfo`).
+    async fn market_info(&self, market: Address) -> Result<MarketInfo, PortError>;
+    /// Whether `who` holds the EPOCH MANAGER role of `market` (`isEpochManager`).
+    async fn is_epoch_manager(&self, market: Address, who: Address) -> Result<bool, PortError>;
+    /// Releases epoch `[begin, end]` of `market` (`releaseEpoch`, epoch manager only), once: the
+    /// writer waits for a pending transaction of our key before sending and never replaces it.
+    /// The contract's contiguity check refuses a second release (`InvalidEpochRange`).
+    async fn release_epoch(
+        &self,
+        market: Address,
+        begin: u64,
+        end: u64,
+    ) -> Result<ReleaseOutcome, PortError>;
+    /// Skips whole epochs so that the next begins at `new_begin` (`skipEpochs`).
+    async fn skip_epochs(&self, market: Address, new_begin: u64) -> Result<SentTx, PortError>;
+    /// Epoch `epoch` as the contract stores it (`epochDetails`), `None` when never released.
+    async fn epoch_details(
+        &self,
+        market: Address,
+        epoch: u64,
+    ) -> Result<Option<EpochDetails>, PortError>;
+    /// The `EpochReleased` event of `epoch` (its block and transaction), `None` when never
+    /// released.
+    async fn epoch_release(
+        &self,
+        market: Address,
+        epoch: u64,
+    ) -> Result<Option<EpochRelease>, PortError>;
+    /// The sender of a transaction, `None` when the node does not know it.
+    async fn transaction_sender(&self, tx: TxHash) -> Result<Option<Address>, PortError>;
+    /// The market's day and rewards settings (`marketSettings`).
+    async fn market_days(&self, market: Address) -> Result<MarketDays, PortError>;
+    /// Records an ended day's per-slot counts (`updateRewards`, SEQUENCER only), exactly once
+    /// per (market, slot, day): reads `rewardsRecorded` first and sends only what is missing;
+    /// the contract emits `DailyTaskCompletedEvent` for each slot at or above the quota.
+    async fn update_rewards(
+        &self,
+        market: Address,
+        day: u64,
+        counts: &[SlotCount],
+        eligible_nodes: u64,
+    ) -> Result<RewardsOutcome, PortError>;
 }
 
 /// Serializes an address EIP-55 checksummed (serde's default for [`Address`] is lower case),
 /// like every address the command line prints. Deserializing accepts either case.
 pub fn checksummed<S: Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&a.to_checksum(None))
+}
+
+/// [`checksummed`] for `(slot, address)` pairs.
+pub fn checksummed_slots<S: Serializer>(v: &[(u64, Address)], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for (slot, a) in v {
+        seq.serialize_element(&(slot, a.to_checksum(None)))?;
+    }
+    seq.end()
 }
 
 /// One `EpochReleased` event.
@@ -250,4 +310,100 @@ impl BatchesOutcome {
     pub fn is_complete(&self) -> bool {
         self.error.is_none() && self.outcomes.iter().all(Option::is_some)
     }
+}
+
+// ---------------------------------------------------------------- epoch releases and days
+
+/// A market's registration and epoch counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MarketInfo {
+    /// Registered at all.
+    pub registered: bool,
+    /// Epoch size in source-chain blocks.
+    pub epoch_size: u64,
+    /// Windows in blocks.
+    pub windows: Windows,
+    /// Last released epoch id (0: none).
+    pub current_epoch: u64,
+    /// Last block of the last released epoch (or of the last skip).
+    pub last_epoch_end: u64,
+}
+
+/// One of our transactions, mined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentTx {
+    /// The transaction.
+    pub tx_hash: TxHash,
+    /// Its block.
+    pub block: u64,
+    /// Gas it used.
+    pub gas_used: u64,
+}
+
+/// What [`ChainPort::release_epoch`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReleaseOutcome {
+    /// The released epoch's id.
+    pub epoch_id: u64,
+    /// Our transaction.
+    pub tx_hash: TxHash,
+    /// Its block: the epoch's release block.
+    pub block: u64,
+    /// The day this release started (`DayStartedEvent` in the same transaction), if it did.
+    pub day_started: Option<u64>,
+}
+
+/// An epoch as the contract stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EpochDetails {
+    /// Epoch id.
+    pub epoch_id: u64,
+    /// First source-chain block.
+    pub begin: u64,
+    /// Last source-chain block.
+    pub end: u64,
+    /// Protocol-chain block of the release.
+    pub release_block: u64,
+    /// The market's day the epoch belongs to.
+    pub day: u64,
+    /// `endBatchSubmissions` was called.
+    pub ended: bool,
+}
+
+/// A market's day and rewards settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MarketDays {
+    /// `dayCounter`: the current day, from 1.
+    pub day: u64,
+    /// First epoch id of the current day.
+    pub day_start_epoch: u64,
+    /// `epochsInADay`.
+    pub epochs_in_a_day: u64,
+    /// `dailySnapshotQuota`: eligible submissions a slot needs in a day.
+    pub daily_quota: u64,
+}
+
+/// One slot's count for a day, as `updateRewards` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotCount {
+    /// Slot id.
+    pub slot: u64,
+    /// Its eligible submissions over the day.
+    pub submissions: u64,
+}
+
+/// What [`ChainPort::update_rewards`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RewardsOutcome {
+    /// The day.
+    pub day: u64,
+    /// Slots our transactions recorded.
+    pub recorded: Vec<u64>,
+    /// Slots found recorded already (by an earlier call, or another sender); not sent again.
+    pub already: Vec<u64>,
+    /// `DailyTaskCompletedEvent`s our transactions emitted: (slot, snapshotter).
+    #[serde(serialize_with = "checksummed_slots")]
+    pub completed: Vec<(u64, Address)>,
+    /// Our transactions, in order.
+    pub txs: Vec<SentTx>,
 }

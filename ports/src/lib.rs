@@ -10,7 +10,9 @@
 //!   transitions, a bounded idempotent counter and paginated queries.
 //! - [`content`]: [`ContentStore`], content-addressed bytes (IPFS).
 //! - [`chain`]: [`ChainPort`], the protocol state contract, and its values ([`EpochRelease`],
-//!   [`Windows`], [`EpochAnchors`], [`SubmitOutcome`], …).
+//!   [`Windows`], [`EpochAnchors`], [`SubmitOutcome`], …); releasing epochs and committing a
+//!   day's rewards in a block of their own ([`MarketInfo`], [`ReleaseOutcome`], [`MarketDays`],
+//!   [`RewardsOutcome`], …).
 //! - [`error`]: [`PortError`], one error with a retryable flag and a typed [`ErrorKind`].
 //! - `conformance` (feature `conformance`): the suite every adapter of a port passes, so the
 //!   adapters cannot drift apart.
@@ -27,8 +29,9 @@ pub mod queue;
 pub mod state;
 
 pub use chain::{
-    AnchoredBatch, BatchCall, BatchesOutcome, ChainPort, EndOutcome, EpochAnchors, EpochRelease,
-    ReleasesPage, SubmitOutcome, Windows,
+    AnchoredBatch, BatchCall, BatchesOutcome, ChainPort, EndOutcome, EpochAnchors, EpochDetails,
+    EpochRelease, MarketDays, MarketInfo, ReleaseOutcome, ReleasesPage, RewardsOutcome, SentTx,
+    SlotCount, SubmitOutcome, Windows,
 };
 pub use content::ContentStore;
 pub use error::{ErrorKind, Port, PortError};

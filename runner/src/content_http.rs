@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::metrics::Exporter;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +25,6 @@ use sequencer_api::ingress::{IngressHealth, IngressPath, IngressResult};
 use sequencer_api::serve::ServeLimits;
 use sequencer_api::{ApiConfig, ApiLimits, ApiState, IngressSource};
 use sequencer_ingress::metrics::{Metrics, Path as IngressPathLabel};
-use crate::metrics::Exporter;
 use sequencer_ports::ContentStore;
 use tokio_util::sync::CancellationToken;
 

@@ -1,10 +1,12 @@
-//! The runner's epoch releases: the epoch manager of `sequencer-chain` (the same library
-//! `seqctl chain release-epochs` and the cloud's `epoch-manager` function run), on a task.
+//! The runner's epoch releases: the epoch manager handler (`sequencer_handlers::epoch_manager`,
+//! the same code `seqctl chain release-epochs` and the cloud's `epoch-manager` function run) over
+//! the chain adapter, on a task.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use sequencer_chain::epoch_manager::{EpochManager, EpochManagerConfig, Stats};
 use sequencer_chain::{Address, ChainClient};
+use sequencer_handlers::epoch_manager::{EpochManager, EpochManagerConfig, Stats};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +28,7 @@ pub async fn spawn(
     cfg.finality_offset = finality_offset;
     cfg.poll_interval = poll;
     cfg.first_begin = Some(first_begin);
-    let mut manager = EpochManager::new(client, None, cfg).await?;
+    let mut manager = EpochManager::new(Arc::new(client), None, cfg).await?;
     let stop = CancellationToken::new();
     let s = stop.clone();
     let task = tokio::spawn(async move {

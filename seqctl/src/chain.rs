@@ -5,9 +5,10 @@
 //!   keys are public, so slots are assigned to them only on a local development chain (chain id
 //!   31337 or 1337, `sequencer_chain::deploy::is_local_chain`); elsewhere `--slots` must be 0.
 //!   There is no override.
-//! - `release-epochs`: the epoch manager (`sequencer_chain::EpochManager`): release each epoch
-//!   of the market once its source chain's head reaches `end + finality_offset`, contiguous,
-//!   exactly once, catching up in order or by an on-chain skip.
+//! - `release-epochs`: the epoch manager (`sequencer_handlers::epoch_manager`, over the chain
+//!   adapter): release each epoch of the market once its source chain's head reaches
+//!   `end + finality_offset`, contiguous, exactly once, catching up in order or by an on-chain
+//!   skip; each day a release started is printed.
 //! - `epoch MARKET EPOCH`: what is anchored for an epoch: batches, roots, transactions.
 //!
 //! Environment fallbacks: `RPC_URL`, `SOURCE_RPC_URL`, `PROTOCOL_STATE_ADDRESS`,
@@ -20,6 +21,7 @@
 //! anvil's first funded account, on a local development chain only.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -29,9 +31,11 @@ use sequencer_chain::{
         address_of_key, deploy_local, is_local_chain, local_market_address, DeployPlan,
         ANVIL_FIRST_KEY,
     },
-    epoch_manager::CatchUp,
-    Address, ChainClient, ChainConfig, EpochManager, EpochManagerConfig, Windows,
+    Address, ChainClient, ChainConfig, Windows,
 };
+use sequencer_core::epochs::CatchUp;
+use sequencer_handlers::epoch_manager::{EpochManager, EpochManagerConfig};
+use sequencer_ports::ChainPort;
 use serde_json::json;
 
 use crate::env;
@@ -90,7 +94,8 @@ pub enum ChainCmd {
         epoch_manager: Option<Address>,
     },
     /// Release the market's epochs as its source chain produces them: epoch [b, b+size-1] once
-    /// the source head reaches its end + the finality offset (sequencer_chain::EpochManager).
+    /// the source head reaches its end + the finality offset (sequencer_handlers::epoch_manager);
+    /// prints each release and each day a release started.
     ReleaseEpochs {
         /// JSON-RPC endpoint of the protocol chain (never printed: it may carry an API key).
         #[arg(long, env = env::RPC_URL, hide_env_values = true)]
@@ -398,9 +403,14 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
                 ..EpochManagerConfig::new(market)
             };
             let poll = cfg.poll_interval;
-            let mut manager = EpochManager::new(client, source.clone(), cfg)
-                .await
-                .context("epoch manager")?;
+            let miner = source.clone().unwrap_or_else(|| client.clone());
+            let mut manager = EpochManager::new(
+                Arc::new(client),
+                source.map(|s| Arc::new(s) as Arc<dyn ChainPort>),
+                cfg,
+            )
+            .await
+            .context("epoch manager")?;
             let size = manager.epoch_size().await.context("market info")?;
             if let Some(n) = every.filter(|n| *n != size) {
                 eprintln!("warning: --every {n} is ignored: the market's epochs are {size} blocks and are released at end + {finality_offset}");
@@ -430,7 +440,7 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
                             if json {
                                 println!(
                                     "{}",
-                                    json!({"epoch_id": r.epoch_id, "begin": r.range.begin, "end": r.range.end, "block": r.block, "tx_hash": r.tx_hash, "source_head": r.source_head_at_send, "lag_blocks": r.lag.blocks, "lag_ms": r.lag.ms})
+                                    json!({"epoch_id": r.epoch_id, "begin": r.range.begin, "end": r.range.end, "block": r.block, "tx_hash": r.tx_hash, "source_head": r.source_head_at_send, "lag_blocks": r.lag.blocks, "lag_ms": r.lag.ms, "day_started": r.day_started})
                                 );
                             } else {
                                 println!(
@@ -443,6 +453,9 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
                                     r.lag.blocks,
                                     r.lag.ms
                                 );
+                                if let Some(day) = r.day_started {
+                                    println!("day {day} started with epoch {}", r.epoch_id);
+                                }
                             }
                         }
                         released += report.released.len() as u64;
@@ -450,7 +463,6 @@ async fn run_async(cmd: ChainCmd, json: bool) -> Result<()> {
                             return Ok(());
                         }
                         if mine_idle && last_head == Some(report.source_head) {
-                            let miner = source.as_ref().unwrap_or(manager.protocol());
                             miner.dev_mine(1).await.context("anvil_mine")?;
                         }
                         last_head = Some(report.source_head);

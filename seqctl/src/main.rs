@@ -38,6 +38,7 @@ mod proof_chain;
 mod proof_get;
 mod proof_verify;
 mod report;
+mod rewards;
 mod submission;
 
 #[derive(Parser)]
@@ -78,6 +79,9 @@ enum Cmd {
     /// A market's kit for snapshotter operators.
     #[command(subcommand)]
     Market(market::MarketCmd),
+    /// Rewards per slot per day or epoch, from a sequencer's status API.
+    #[command(subcommand)]
+    Rewards(rewards::RewardsCmd),
 }
 
 #[derive(Subcommand)]
@@ -282,6 +286,7 @@ fn main() -> ExitCode {
         Cmd::Chain(cmd) => chain::run(cmd, json),
         Cmd::Market(cmd) => market::run(cmd, json),
         Cmd::Epochs(cmd) => epochs::run(cmd, json),
+        Cmd::Rewards(cmd) => rewards::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -276,6 +276,8 @@ async fn proofs(w: &Arc<World>) {
             Err(QueryError::Failed(err)) => Answer::Failed(err.to_string()),
             // A batch document's answer; a submission's query never gives it.
             Err(err @ QueryError::UnknownBatch { .. }) => Answer::Failed(err.to_string()),
+            // A rewards query's answer; a submission query never gives it.
+            Err(e @ QueryError::UnknownDay(_)) => Answer::Failed(e.to_string()),
         };
         w.ledger().proofs.push((id, e, answer));
     }

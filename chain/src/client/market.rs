@@ -14,7 +14,7 @@ use super::{reads::to_u64, ChainClient, Result};
 use crate::{
     bindings::ProtocolState::{self, DailyTaskCompletedEvent, DayStartedEvent},
     market::{MarketSettings, OnChainSettings},
-    types::{checksummed, TxOutcome},
+    types::{checksummed, EpochDetails, RewardsOutcome, SlotCount, TxOutcome},
     ChainError, Revert, Windows,
 };
 
@@ -53,30 +53,6 @@ pub struct DayStart {
     pub block_number: u64,
     /// The release transaction.
     pub tx_hash: TxHash,
-}
-
-/// One slot's count for a day, as the sequencer finalized it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct SlotCount {
-    /// Slot id.
-    pub slot: u64,
-    /// Submissions of the slot that made it into the day's finalized batches.
-    pub submissions: u64,
-}
-
-/// What [`ChainClient::update_rewards`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RewardsOutcome {
-    /// The day.
-    pub day: u64,
-    /// Slots our transactions recorded.
-    pub recorded: Vec<u64>,
-    /// Slots found recorded already (by an earlier call, or another sender); not sent again.
-    pub already: Vec<u64>,
-    /// `DailyTaskCompletedEvent`s our transactions emitted: (slot, snapshotter).
-    pub completed: Vec<(u64, String)>,
-    /// Our transactions.
-    pub txs: Vec<TxOutcome>,
 }
 
 impl ChainClient {
@@ -149,8 +125,8 @@ impl ChainClient {
         to_u64(d, "day")
     }
 
-    /// The day `epoch` belongs to (`epochDetails`), `None` when it was never released.
-    pub async fn epoch_day(&self, market: Address, epoch: u64) -> Result<Option<u64>> {
+    /// Epoch `epoch` as the contract stores it (`epochDetails`), `None` when never released.
+    pub async fn epoch_details(&self, market: Address, epoch: u64) -> Result<Option<EpochDetails>> {
         let d = self
             .view(ProtocolState::epochDetailsCall {
                 dataMarket: market,
@@ -160,7 +136,19 @@ impl ChainClient {
         if d.releaseBlock.is_zero() {
             return Ok(None);
         }
-        Ok(Some(to_u64(d.day, "day")?))
+        Ok(Some(EpochDetails {
+            epoch_id: epoch,
+            begin: to_u64(d.begin, "begin")?,
+            end: to_u64(d.end, "end")?,
+            release_block: to_u64(d.releaseBlock, "release block")?,
+            day: to_u64(d.day, "day")?,
+            ended: d.batchSubmissionsEnded,
+        }))
+    }
+
+    /// The day `epoch` belongs to (`epochDetails`), `None` when it was never released.
+    pub async fn epoch_day(&self, market: Address, epoch: u64) -> Result<Option<u64>> {
+        Ok(self.epoch_details(market, epoch).await?.map(|d| d.day))
     }
 
     /// `allSnapshotters(who)`: whether `who` is some slot's snapshotter.
@@ -327,7 +315,7 @@ impl ChainClient {
                     Ok(tx) => {
                         out.recorded.extend(chunk.iter().map(|c| c.slot));
                         out.completed.extend(self.completed_in(market, &tx).await?);
-                        out.txs.push(tx);
+                        out.txs.push(tx.sent());
                     }
                     Err(e @ ChainError::Revert(Revert::RewardsAlreadyRecorded { .. }))
                     | Err(e @ ChainError::TxFailed(_)) => {
@@ -347,7 +335,7 @@ impl ChainClient {
     }
 
     /// The `DailyTaskCompletedEvent`s of our transaction `tx`: (slot, snapshotter).
-    async fn completed_in(&self, market: Address, tx: &TxOutcome) -> Result<Vec<(u64, String)>> {
+    async fn completed_in(&self, market: Address, tx: &TxOutcome) -> Result<Vec<(u64, Address)>> {
         let filter = Filter::new()
             .address(self.cfg.protocol_state)
             .event_signature(DailyTaskCompletedEvent::SIGNATURE_HASH)
@@ -375,7 +363,7 @@ impl ChainClient {
                 .map_err(|e| ChainError::Decode(format!("DailyTaskCompletedEvent: {e}")))?;
             out.push((
                 to_u64(ev.inner.data.slotId, "slot id")?,
-                ev.inner.data.snapshotterAddress.to_checksum(None),
+                ev.inner.data.snapshotterAddress,
             ));
         }
         Ok(out)

@@ -41,8 +41,7 @@ use alloy::{
 };
 
 pub use engine::WriterCounters;
-pub use market::{DayStart, RewardsOutcome, SlotCount, SnapshotStatus, REWARD_SLOTS_PER_TX};
-pub use reads::MarketInfo;
+pub use market::{DayStart, SnapshotStatus, REWARD_SLOTS_PER_TX};
 
 use crate::{
     bindings::ProtocolState::{self, ProtocolStateInstance},

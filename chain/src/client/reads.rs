@@ -15,24 +15,9 @@ use alloy::{
 use super::{ChainClient, Result};
 use crate::{
     bindings::ProtocolState::{self, DelayedBatchSubmitted, EpochReleased, SnapshotBatchSubmitted},
-    types::{AnchoredBatch, EpochAnchors, EpochRelease, ReleasesPage, Windows},
+    types::{AnchoredBatch, EpochAnchors, EpochRelease, MarketInfo, ReleasesPage, Windows},
     ChainError, Revert,
 };
-
-/// A market's registration and counters ([`ChainClient::market_info`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct MarketInfo {
-    /// Registered at all.
-    pub registered: bool,
-    /// Epoch size in blocks.
-    pub epoch_size: u64,
-    /// Windows in blocks.
-    pub windows: Windows,
-    /// Last released epoch id (0 = none).
-    pub current_epoch: u64,
-    /// Last block of the last released epoch.
-    pub last_epoch_end: u64,
-}
 
 impl ChainClient {
     /// Current head block number.

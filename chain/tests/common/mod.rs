@@ -8,11 +8,14 @@ use std::{path::PathBuf, time::Duration};
 use alloy::{
     hex,
     node_bindings::{Anvil, AnvilInstance},
-    primitives::{Address, TxHash, B256},
+    primitives::{Address, Bytes, TxHash, B256},
     providers::Provider,
+    rpc::types::TransactionRequest,
+    sol_types::SolCall,
 };
 use sequencer_chain::{
     deploy::{deploy_local, DeployPlan, Deployment},
+    market::TIME_SCALE,
     ChainClient, ChainConfig, Windows,
 };
 
@@ -150,5 +153,43 @@ where
     while !f().await {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Calls a view with the raw bytes of `call` and checks that the answer is exactly `C`'s return
+/// shape: decoded with validation and re-encoded to the same bytes.
+pub async fn exact<C: SolCall>(c: &ChainClient, to: Address, call: C) -> C::Return {
+    let req = TransactionRequest::default()
+        .to(to)
+        .input(Bytes::from(call.abi_encode()).into());
+    let raw = c.provider().call(req).await.unwrap_or_else(|e| {
+        panic!("{} reverted: {e}", C::SIGNATURE);
+    });
+    let ret = C::abi_decode_returns_validate(&raw)
+        .unwrap_or_else(|e| panic!("{} does not decode in Powerloom's shape: {e}", C::SIGNATURE));
+    assert_eq!(
+        C::abi_encode_returns(&ret),
+        raw.to_vec(),
+        "{}: the answer is not exactly Powerloom's shape",
+        C::SIGNATURE
+    );
+    ret
+}
+
+/// A market of `epochs_per_day` epochs a day, each `epoch_size` blocks of a 2 s source chain,
+/// with daily quota `quota`, 5 simulated slots.
+pub fn settings(epoch_size: u64, epochs_per_day: u64, quota: u64) -> DeployPlan {
+    DeployPlan {
+        slots: 5,
+        epoch_size,
+        windows: Windows {
+            snapshot_blocks: 20,
+            batch_blocks: 1_000,
+        },
+        source_chain_id: Some(8453),
+        source_block_time: 2 * TIME_SCALE,
+        day_size: epochs_per_day * epoch_size * 2 * TIME_SCALE,
+        daily_snapshot_quota: quota,
+        ..DeployPlan::default()
     }
 }

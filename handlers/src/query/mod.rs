@@ -74,6 +74,9 @@ pub enum QueryError {
         /// The submission id.
         id: String,
     },
+    /// No rewards computed for this day (it has not ended, or its commit has not run yet).
+    #[error("day {0}'s rewards are not computed yet (the daily commit runs once the day ended and its epochs are finalized)")]
+    UnknownDay(u64),
     /// No batch of this index in this (recorded) epoch (not finalized yet, or fewer batches).
     #[error("epoch {epoch} has no batch {index} (not finalized yet, or fewer batches)")]
     UnknownBatch {

@@ -13,6 +13,8 @@
 //! | epochs | market | epoch (20 digits); the tick's cursor: `market#cursor` / `tick` |
 //! | blocks | block hash (lower case) | `block` |
 //! | batches | `market#epoch` | index (6 digits) |
+//! | epochs | `market#rewards` | epoch (20 digits): an epoch's rewards |
+//! | epochs | `market#rewards-day` | day (20 digits): a day's rewards and its commit |
 
 use sequencer_core::Address;
 use sequencer_ports::Key;
@@ -103,6 +105,21 @@ pub(super) fn batches_pk(market: &Address, epoch: u64) -> String {
 /// Key of a batch.
 pub(super) fn batch_key(market: &Address, epoch: u64, index: u32) -> Key {
     Key::new(batches_pk(market, epoch), format!("{index:06}"))
+}
+
+/// Partition of a market's per-epoch rewards.
+pub(super) fn epoch_rewards_pk(market: &Address) -> String {
+    format!("{}#rewards", m(market))
+}
+
+/// Key of an epoch's rewards.
+pub(super) fn epoch_rewards_key(market: &Address, epoch: u64) -> Key {
+    Key::new(epoch_rewards_pk(market), epoch_sk(epoch))
+}
+
+/// Key of a day's rewards.
+pub(super) fn day_rewards_key(market: &Address, day: u64) -> Key {
+    Key::new(format!("{}#rewards-day", m(market)), format!("{day:020}"))
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //!   [`RejectReason`]) and the one tally of an epoch's receipts ([`EpochCounts`]).
 //! - [`batches`]: finalized batches ([`BatchRecord`], [`BatchState`]).
 //! - [`blocks`]: protocol-chain block hashes the tick records for verify.
+//! - [`rewards`]: each finalized epoch's per-slot rewards ([`EpochRewards`]) and each day's sums
+//!   with their on-chain commit ([`DayRewards`]).
 //!
 //! Stored JSON and key formats are those the previous handlers wrote, byte for byte: a state
 //! store written before this layer reads the same.
@@ -24,6 +26,7 @@ mod blocks;
 mod epochs;
 mod keys;
 mod receipts;
+mod rewards;
 mod submissions;
 
 use std::time::Duration;
@@ -37,6 +40,7 @@ pub use batches::{BatchEntry, BatchRecord, BatchState};
 pub use epochs::{EpochEntry, EpochMove, EpochRecord, EpochState, TickCursor};
 pub use keys::{shard_of, SHARDS};
 pub use receipts::{EpochCounts, Outcome, Receipt, RejectReason};
+pub use rewards::{DayCommit, DayRewards, EpochRewards};
 pub use submissions::{AcceptClaim, SubmissionRecord, SubmissionState};
 
 /// The typed records of one market in a state store. Cheap to build (a reference, the market

@@ -1,11 +1,13 @@
 //! `epoch-manager` Lambda (EventBridge schedule, every minute, reserved concurrency 1): releases
-//! the market's epochs with `sequencer_chain::EpochManager` — the library `seqctl chain
-//! release-epochs` and the local runner use — looping on the source head inside the invocation
-//! until shortly before its deadline. Its own key (`KMS_KEY_ID` or `SIGNER_PRIVATE_KEY`), not the
-//! sequencer's. Environment: `RPC_URL`, `PROTOCOL_STATE_ADDRESS`, `DATA_MARKET_ADDRESS`, the key;
-//! optional `SOURCE_RPC_URL` (default: the protocol chain), `FINALITY_OFFSET` (2),
-//! `EPOCH_MANAGER_POLL_MS` (500), `CATCH_UP` (`in-order` or `skip`), `CATCH_UP_MAX_PER_SEC` (5),
-//! `RELEASE_TIMEOUT_SECS` (20).
+//! the market's epochs with the epoch manager handler (`sequencer_handlers::epoch_manager`, the
+//! same code `seqctl chain release-epochs` and the local runner run) over the chain adapter,
+//! looping on the source head inside the invocation until shortly before its deadline. Its own
+//! key (`KMS_KEY_ID` or `SIGNER_PRIVATE_KEY`), not the sequencer's. Environment: `RPC_URL`,
+//! `PROTOCOL_STATE_ADDRESS`, the key; optional `SOURCE_RPC_URL` (default: the protocol chain);
+//! the manager's own (`DATA_MARKET_ADDRESS`, `FINALITY_OFFSET`, `EPOCH_MANAGER_POLL_MS`,
+//! `CATCH_UP`, `CATCH_UP_MAX_PER_SEC`, `SEND_DELAY_MS`, `RELEASE_TIMEOUT_SECS`: the table in
+//! `handlers/src/epoch_manager/config.rs`). Each invocation answers with its counters, the
+//! market's day and the days its releases started.
 
 use std::time::Duration;
 
@@ -26,7 +28,7 @@ async fn main() -> Result<(), Error> {
             let mut m = manager.lock().await;
             let stats = m
                 .run_until(
-                    Some(std::time::Instant::now() + left),
+                    Some(tokio::time::Instant::now() + left),
                     std::future::pending(),
                 )
                 .await?;
@@ -36,6 +38,8 @@ async fn main() -> Result<(), Error> {
                 "retried": stats.retried,
                 "raced": stats.raced,
                 "errors": stats.errors,
+                "days_started": stats.days_started,
+                "day": stats.day,
                 "metrics": stats.prometheus(m.config().market),
             }))
         },

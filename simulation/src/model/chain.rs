@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use sequencer_core::{Address, B256};
 use sequencer_ports::{
-    AnchoredBatch, ChainPort, EndOutcome, EpochAnchors, EpochRelease, ErrorKind, PortError,
-    ReleasesPage, SubmitOutcome, Windows,
+    AnchoredBatch, ChainPort, EndOutcome, EpochAnchors, EpochDetails, EpochRelease, ErrorKind,
+    MarketDays, MarketInfo, PortError, ReleaseOutcome, ReleasesPage, RewardsOutcome, SentTx,
+    SlotCount, SubmitOutcome, Windows,
 };
 use sha2::{Digest, Sha256};
 
@@ -719,6 +720,79 @@ impl ChainPort for SimChain {
         )
         .await
     }
+
+    // Epoch releases and days: the simulated deployment releases epochs from the model (no
+    // epoch manager runs in it) and its market stays in day 1, so no rewards commit is due.
+    // The one read the pipeline makes here (anchor asks an epoch's day) is answered from the
+    // model directly, outside the gate, so it draws nothing from the seeded randomness and the
+    // recorded seeds keep their runs; the rest is not modelled and says so.
+
+    fn signer(&self) -> Option<Address> {
+        Some(SEQUENCER)
+    }
+    async fn market_info(&self, _market: Address) -> Result<MarketInfo, PortError> {
+        Err(not_modelled("market_info"))
+    }
+    async fn is_epoch_manager(&self, _market: Address, _who: Address) -> Result<bool, PortError> {
+        Err(not_modelled("is_epoch_manager"))
+    }
+    async fn release_epoch(
+        &self,
+        _market: Address,
+        _begin: u64,
+        _end: u64,
+    ) -> Result<ReleaseOutcome, PortError> {
+        Err(not_modelled("release_epoch"))
+    }
+    async fn skip_epochs(&self, _market: Address, _new_begin: u64) -> Result<SentTx, PortError> {
+        Err(not_modelled("skip_epochs"))
+    }
+    async fn epoch_details(
+        &self,
+        _market: Address,
+        epoch: u64,
+    ) -> Result<Option<EpochDetails>, PortError> {
+        Ok(self.with(|m| {
+            m.release_of(epoch).map(|r| EpochDetails {
+                epoch_id: r.0,
+                begin: r.1,
+                end: r.2,
+                release_block: r.3,
+                day: 1,
+                ended: m.ended.contains_key(&epoch),
+            })
+        }))
+    }
+    async fn epoch_release(
+        &self,
+        _market: Address,
+        _epoch: u64,
+    ) -> Result<Option<EpochRelease>, PortError> {
+        Err(not_modelled("epoch_release"))
+    }
+    async fn transaction_sender(&self, _tx: B256) -> Result<Option<Address>, PortError> {
+        Err(not_modelled("transaction_sender"))
+    }
+    async fn market_days(&self, _market: Address) -> Result<MarketDays, PortError> {
+        Err(not_modelled("market_days"))
+    }
+    async fn update_rewards(
+        &self,
+        _market: Address,
+        _day: u64,
+        _counts: &[SlotCount],
+        _eligible_nodes: u64,
+    ) -> Result<RewardsOutcome, PortError> {
+        Err(not_modelled("update_rewards"))
+    }
+}
+
+/// A chain port call the simulated deployment never makes.
+fn not_modelled(call: &str) -> PortError {
+    PortError::chain(
+        ErrorKind::Config,
+        format!("{call} is not modelled by the simulated chain"),
+    )
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub mod signing;
 
 #[cfg(feature = "harness")]
 pub use harness::{Harness, ServedContent};
-pub use memchain::{block_hash_of, MemChain};
+pub use memchain::{block_hash_of, MemChain, SendFault};
 pub use metrics::MetricsProbe;
 pub use signing::signed_message;
 

@@ -1,21 +1,32 @@
 //! A protocol chain in memory ([`MemChain`]), faithful to the contract where the handlers can
-//! tell: releases, windows kept per epoch, slot owners, flags, exactly-once anchoring per batch
-//! CID, `endBatchSubmissions` refused without a batch. Integration tests and the local runner use
-//! anvil instead; this exists so that every rule and fault of the handlers is tested in
+//! tell: releases (epoch manager only, contiguous, exactly `epochSize` blocks, the first anywhere)
+//! that roll the market's day over as `releaseEpoch` does, skips, windows kept per epoch, slot
+//! owners, flags, exactly-once anchoring per batch CID, `endBatchSubmissions` refused without a
+//! batch, and `updateRewards` (SEQUENCER only, ended days only, once per slot and day, read
+//! before send, `DailyTaskCompletedEvent` at the quota). Integration tests and the local runner
+//! use anvil instead; this exists so that every rule and fault of the handlers is tested in
 //! milliseconds (and so a benchmark or a simulator can run the pipeline without a node).
+//!
+//! Each [`MemChain`] is a handle with a signing key on one shared chain: [`MemChain::with_signer`]
+//! gives another key on the same chain (a second epoch manager, a stranger). The default key
+//! ([`MemChain::OPERATOR`]) is owner, sequencer and epoch manager, like the local deployment's.
+//! Faults: [`MemChain::fail_next_submits`], [`MemChain::fail_next_release`],
+//! [`MemChain::fail_next_rewards`] (nothing sent, or sent and mined with the answer lost).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use sequencer_core::devkeys;
 use sequencer_core::eip712::address_of;
+use sequencer_core::epochs::DayClock;
 use sequencer_core::{Address, B256};
 use sequencer_ports::{
-    AnchoredBatch, ChainPort, EndOutcome, EpochAnchors, EpochRelease, ErrorKind, PortError,
-    ReleasesPage, SubmitOutcome, Windows,
+    AnchoredBatch, ChainPort, EndOutcome, EpochAnchors, EpochDetails, EpochRelease, ErrorKind,
+    MarketDays, MarketInfo, PortError, ReleaseOutcome, ReleasesPage, RewardsOutcome, SentTx,
+    SlotCount, SubmitOutcome, Windows,
 };
 
 /// The hash of block `n` on a [`MemChain`].
@@ -31,15 +42,39 @@ fn alloy_keccak(n: u64) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// How the next write of a kind fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFault {
+    /// The connection fails before anything is sent: nothing changes on chain (`Unavailable`).
+    BeforeSend,
+    /// The transaction is sent and mined, but its answer is lost (a receipt timeout, the
+    /// connection cut, a process killed before it read the receipt): `Pending`.
+    AfterSend,
+    /// Releases only: another key's identical release lands between our read and our send, so
+    /// the contract refuses ours at estimation (`InvalidEpochRange`), nothing sent.
+    RacedBy(Address),
+    /// Releases only: another key's identical release lands first in the same block; ours is
+    /// mined and fails without revert data (`TxFailed`), gas spent.
+    FailedAfter(Address),
+}
+
+/// Slots per `updateRewards` transaction, as the chain client sends them.
+const REWARD_SLOTS_PER_TX: usize = 250;
+
 #[derive(Debug)]
 struct Inner {
     head: u64,
     releases: Vec<EpochRelease>,
+    days_of: BTreeMap<u64, u64>,
     owners: BTreeMap<u64, Address>,
     flagged: BTreeSet<Address>,
     anchored: BTreeMap<u64, Vec<AnchoredBatch>>,
     ended: BTreeSet<u64>,
+    /// Batch and end transactions (what [`MemChain::transactions`] counts).
     txs: u64,
+    /// Every transaction: its sender.
+    senders: BTreeMap<B256, Address>,
+    nonce: u64,
     fail_next_submit: u32,
     /// The error of those failures (`None`: a receipt that did not come in time).
     submit_error: Option<PortError>,
@@ -47,113 +82,402 @@ struct Inner {
     /// role); reads still answer, so a batch on chain already is still found.
     refuse_writes: Option<PortError>,
     revert_next_submit: u32,
+    release_faults: VecDeque<SendFault>,
+    rewards_faults: VecDeque<SendFault>,
     /// The market's current windows (`updateSubmissionWindows`).
     windows: Windows,
     /// The windows each epoch was released under (`epochWindows`).
     epoch_windows: BTreeMap<u64, Windows>,
     /// Behave like a contract without `epochWindows` (Powerloom's own).
     no_epoch_windows: bool,
+    owner: Address,
+    epoch_managers: BTreeSet<Address>,
+    sequencers: BTreeSet<Address>,
+    epoch_size: u64,
+    last_epoch_end: u64,
+    days: DayClock,
+    daily_quota: u64,
+    day_starts: Vec<(u64, B256)>,
+    /// (day, slot) → met the quota.
+    rewards: BTreeMap<(u64, u64), bool>,
+    eligible_nodes: BTreeMap<u64, u64>,
+    /// `DailyTaskCompletedEvent`s: (day, slot, snapshotter, transaction).
+    completions: Vec<(u64, u64, Address, B256)>,
+    skips: Vec<(u64, u64)>,
+    release_txs: u64,
+    rewards_txs: u64,
 }
 
-/// A protocol chain in memory: blocks advance by [`MemChain::mine`], epochs by
-/// [`MemChain::release`]; anchoring is exactly once per batch CID like the contract, and ending
-/// an epoch without a batch reverts `NoBatchSubmitted` like the contract.
-#[derive(Debug)]
+impl Inner {
+    fn tx(&mut self, from: Address) -> (B256, u64) {
+        self.head += 1;
+        self.nonce += 1;
+        let tx = B256::from(alloy_keccak(1_000_000_000 + self.nonce));
+        self.senders.insert(tx, from);
+        (tx, self.head)
+    }
+
+    fn release_as(
+        &mut self,
+        market: Address,
+        from: Address,
+        begin: u64,
+        end: u64,
+    ) -> Result<ReleaseOutcome, PortError> {
+        if !self.epoch_managers.contains(&from) {
+            return Err(revert_permission("NotEpochManager", from));
+        }
+        let current = self.releases.len() as u64;
+        let expected = if current == 0 {
+            begin
+        } else {
+            self.last_epoch_end + 1
+        };
+        if begin != expected || end < begin || end - begin + 1 != self.epoch_size {
+            return Err(revert(
+                "InvalidEpochRange",
+                format!(
+                    "epoch [{begin}, {end}]: expected begin {expected}, size {}",
+                    self.epoch_size
+                ),
+            ));
+        }
+        let (tx, block) = self.tx(from);
+        let id = current + 1;
+        self.last_epoch_end = end;
+        let day_started = self.days.release(id);
+        if let Some(d) = day_started {
+            self.day_starts.push((d, tx));
+        }
+        self.days_of.insert(id, self.days.day);
+        let windows = self.windows;
+        self.epoch_windows.insert(id, windows);
+        self.releases.push(EpochRelease {
+            market,
+            epoch_id: id,
+            begin,
+            end,
+            timestamp: block,
+            block_number: block,
+            block_hash: block_hash_of(block),
+            tx_hash: tx,
+        });
+        self.release_txs += 1;
+        Ok(ReleaseOutcome {
+            epoch_id: id,
+            tx_hash: tx,
+            block,
+            day_started,
+        })
+    }
+
+    fn recorded(&self, day: u64, slots: &[u64]) -> Vec<bool> {
+        slots
+            .iter()
+            .map(|s| self.rewards.contains_key(&(day, *s)))
+            .collect()
+    }
+
+    /// One `updateRewards` transaction, by the contract's rules.
+    fn update_rewards_tx(
+        &mut self,
+        from: Address,
+        day: u64,
+        chunk: &[SlotCount],
+        eligible_nodes: u64,
+    ) -> Result<(SentTx, Vec<(u64, Address)>), PortError> {
+        if !self.sequencers.contains(&from) {
+            return Err(revert_permission("NotSequencer", from));
+        }
+        if chunk.is_empty() {
+            return Err(revert("EmptyBatch", "no slots".into()));
+        }
+        let current = self.days.day;
+        if day == 0 || day >= current {
+            return Err(revert(
+                "DayNotEnded",
+                format!("day {day} has not ended (current day {current})"),
+            ));
+        }
+        if let Some(c) = chunk
+            .iter()
+            .find(|c| self.rewards.contains_key(&(day, c.slot)))
+        {
+            return Err(revert(
+                "RewardsAlreadyRecorded",
+                format!("slot {} day {day}", c.slot),
+            ));
+        }
+        let (tx, block) = self.tx(from);
+        if eligible_nodes != 0 {
+            self.eligible_nodes.entry(day).or_insert(eligible_nodes);
+        }
+        let mut completed = Vec::new();
+        for c in chunk {
+            let met = c.submissions >= self.daily_quota;
+            self.rewards.insert((day, c.slot), met);
+            if met {
+                let who = self.owners.get(&c.slot).copied().unwrap_or(Address::ZERO);
+                self.completions.push((day, c.slot, who, tx));
+                completed.push((c.slot, who));
+            }
+        }
+        self.rewards_txs += 1;
+        Ok((
+            SentTx {
+                tx_hash: tx,
+                block,
+                gas_used: 30_000 + 25_000 * chunk.len() as u64,
+            },
+            completed,
+        ))
+    }
+}
+
+fn revert(code: &str, message: String) -> PortError {
+    PortError::chain(ErrorKind::Reverted, format!("contract reverted: {message}")).with_code(code)
+}
+
+fn revert_permission(code: &str, who: Address) -> PortError {
+    PortError::chain(
+        ErrorKind::Permission,
+        format!("contract reverted: {who} lacks the role ({code})"),
+    )
+    .with_code(code)
+}
+
+fn lost(tx: B256) -> PortError {
+    // What the chain client says when a receipt does not come in time: retry (reading first).
+    PortError::chain(ErrorKind::Pending, format!("no receipt for {tx:#x} yet"))
+}
+
+fn unreachable_node() -> PortError {
+    PortError::chain(ErrorKind::Unavailable, "connection refused")
+}
+
+/// A protocol chain in memory: blocks advance by [`MemChain::mine`] and by every transaction
+/// (one block each), epochs by [`MemChain::release`] or the port's `release_epoch`; anchoring is
+/// exactly once per batch CID like the contract, and ending an epoch without a batch reverts
+/// `NoBatchSubmitted` like the contract.
+#[derive(Debug, Clone)]
 pub struct MemChain {
     market: Address,
-    inner: Mutex<Inner>,
+    signer: Option<Address>,
+    inner: Arc<Mutex<Inner>>,
 }
 
 impl MemChain {
-    /// A chain whose slots `1..=slots` belong to the simulated snapshotters.
+    /// The default key: owner, sequencer and epoch manager of the market.
+    pub const OPERATOR: Address = Address::repeat_byte(0x0e);
+
+    /// A chain whose slots `1..=slots` belong to the simulated snapshotters; the market has
+    /// epochs of 10 blocks, Powerloom's day of a 1 s chain (8 640 epochs) and quota (1 000).
     pub fn new(market: Address, windows: Windows, slots: u64) -> Self {
         let mut inner = Inner {
-            head: 0,
+            head: 1,
             releases: Vec::new(),
+            days_of: BTreeMap::new(),
             owners: BTreeMap::new(),
             flagged: BTreeSet::new(),
             anchored: BTreeMap::new(),
             ended: BTreeSet::new(),
             txs: 0,
+            senders: BTreeMap::new(),
+            nonce: 0,
             fail_next_submit: 0,
             submit_error: None,
             refuse_writes: None,
             revert_next_submit: 0,
+            release_faults: VecDeque::new(),
+            rewards_faults: VecDeque::new(),
             windows,
             epoch_windows: BTreeMap::new(),
             no_epoch_windows: false,
+            owner: Self::OPERATOR,
+            epoch_managers: BTreeSet::from([Self::OPERATOR]),
+            sequencers: BTreeSet::from([Self::OPERATOR]),
+            epoch_size: 10,
+            last_epoch_end: 0,
+            days: DayClock::new(8_640),
+            daily_quota: 1_000,
+            day_starts: Vec::new(),
+            rewards: BTreeMap::new(),
+            eligible_nodes: BTreeMap::new(),
+            completions: Vec::new(),
+            skips: Vec::new(),
+            release_txs: 0,
+            rewards_txs: 0,
         };
         for s in 1..=slots {
             inner
                 .owners
                 .insert(s, address_of(&devkeys::sim_snapshotter_key(s).unwrap()));
         }
-        inner.head = 1;
         Self {
             market,
-            inner: Mutex::new(inner),
+            signer: Some(Self::OPERATOR),
+            inner: Arc::new(Mutex::new(inner)),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap()
+    }
+
+    /// The market.
+    pub fn market(&self) -> Address {
+        self.market
+    }
+
+    /// A handle on the same chain that signs with `who` (`None`: read-only).
+    pub fn with_signer(&self, who: Option<Address>) -> Self {
+        Self {
+            market: self.market,
+            signer: who,
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// `setEpochManager(market, who, allowed)`.
+    pub fn set_epoch_manager(&self, who: Address, allowed: bool) {
+        let mut i = self.lock();
+        if allowed {
+            i.epoch_managers.insert(who);
+        } else {
+            i.epoch_managers.remove(&who);
+        }
+    }
+
+    /// `setSequencer(market, who, allowed)`.
+    pub fn set_sequencer(&self, who: Address, allowed: bool) {
+        let mut i = self.lock();
+        if allowed {
+            i.sequencers.insert(who);
+        } else {
+            i.sequencers.remove(&who);
+        }
+    }
+
+    /// `updateMarketSettings`: the epoch size, `epochsInADay` (the contract derives it from the
+    /// day and block time; here it is given) and the quota. A new `epochsInADay` applies to the
+    /// current day, counted from its first epoch, as on the contract.
+    pub fn set_market(&self, epoch_size: u64, epochs_in_a_day: u64, daily_quota: u64) {
+        let mut i = self.lock();
+        i.epoch_size = epoch_size;
+        i.days.epochs_in_a_day = epochs_in_a_day;
+        i.daily_quota = daily_quota;
+    }
+
+    /// `assignSnapshotterToSlot`.
+    pub fn assign_slot(&self, slot: u64, who: Address) {
+        self.lock().owners.insert(slot, who);
     }
 
     /// `updateSubmissionWindows`: epochs released from now on get `windows`.
     pub fn set_windows(&self, windows: Windows) {
-        self.inner.lock().unwrap().windows = windows;
+        self.lock().windows = windows;
     }
 
     /// From now on, answer `epoch_windows` like a contract without that view.
     pub fn forget_epoch_windows(&self) {
-        self.inner.lock().unwrap().no_epoch_windows = true;
+        self.lock().no_epoch_windows = true;
     }
 
     /// Mines `n` blocks; returns the head.
     pub fn mine(&self, n: u64) -> u64 {
-        let mut i = self.inner.lock().unwrap();
+        let mut i = self.lock();
         i.head += n;
         i.head
     }
 
     /// Head.
     pub fn head_now(&self) -> u64 {
-        self.inner.lock().unwrap().head
+        self.lock().head
     }
 
-    /// Releases the next epoch in a new block; returns (epoch id, release block).
+    /// Releases the next epoch on its grid (the first at block 1) as the owner's epoch manager,
+    /// in a new block; returns (epoch id, release block).
     pub fn release(&self) -> (u64, u64) {
-        let mut i = self.inner.lock().unwrap();
-        i.head += 1;
-        let epoch = i.releases.len() as u64 + 1;
-        let block = i.head;
-        let begin = (epoch - 1) * 10 + 1;
-        let windows = i.windows;
-        i.epoch_windows.insert(epoch, windows);
-        i.releases.push(EpochRelease {
-            market: self.market,
-            epoch_id: epoch,
-            begin,
-            end: begin + 9,
-            timestamp: block,
-            block_number: block,
-            block_hash: block_hash_of(block),
-            tx_hash: B256::repeat_byte(epoch as u8),
-        });
-        (epoch, block)
+        let mut i = self.lock();
+        let begin = if i.releases.is_empty() {
+            1
+        } else {
+            i.last_epoch_end + 1
+        };
+        let end = begin + i.epoch_size - 1;
+        let owner = i.owner;
+        let was = i.epoch_managers.insert(owner);
+        let r = i.release_as(self.market, owner, begin, end).unwrap();
+        if was {
+            i.epoch_managers.remove(&owner);
+        }
+        (r.epoch_id, r.block)
     }
 
     /// Flags a signer.
     pub fn flag(&self, who: Address) {
-        self.inner.lock().unwrap().flagged.insert(who);
+        self.lock().flagged.insert(who);
     }
 
-    /// Batch transactions sent so far.
+    /// Batch and end transactions sent so far.
     pub fn transactions(&self) -> u64 {
-        self.inner.lock().unwrap().txs
+        self.lock().txs
+    }
+
+    /// `releaseEpoch` transactions mined so far (whoever sent them).
+    pub fn release_transactions(&self) -> u64 {
+        self.lock().release_txs
+    }
+
+    /// `updateRewards` transactions mined so far.
+    pub fn rewards_transactions(&self) -> u64 {
+        self.lock().rewards_txs
+    }
+
+    /// Every `EpochReleased`, in order.
+    pub fn releases(&self) -> Vec<EpochRelease> {
+        self.lock().releases.clone()
+    }
+
+    /// Every `DayStartedEvent`: (day, transaction), in order.
+    pub fn day_starts(&self) -> Vec<(u64, B256)> {
+        self.lock().day_starts.clone()
+    }
+
+    /// The market's day clock (`dayCounter`, the day's first epoch, `epochsInADay`).
+    pub fn day_clock(&self) -> DayClock {
+        self.lock().days
+    }
+
+    /// Every `EpochsSkipped`: (from begin, to begin).
+    pub fn skips(&self) -> Vec<(u64, u64)> {
+        self.lock().skips.clone()
+    }
+
+    /// `rewardsRecorded` and `checkSlotTaskStatusForDay` of (day, slot): `None` when not recorded,
+    /// else whether the slot met the quota.
+    pub fn reward(&self, day: u64, slot: u64) -> Option<bool> {
+        self.lock().rewards.get(&(day, slot)).copied()
+    }
+
+    /// `eligibleNodesForDay`.
+    pub fn eligible_nodes(&self, day: u64) -> u64 {
+        self.lock().eligible_nodes.get(&day).copied().unwrap_or(0)
+    }
+
+    /// Every `DailyTaskCompletedEvent`: (day, slot, snapshotter, transaction).
+    pub fn completions(&self) -> Vec<(u64, u64, Address, B256)> {
+        self.lock().completions.clone()
+    }
+
+    /// The sender of every transaction mined so far, for counting per key.
+    pub fn transactions_from(&self, who: Address) -> u64 {
+        self.lock().senders.values().filter(|s| **s == who).count() as u64
     }
 
     /// The anchored batches of an epoch.
     pub fn anchored_batches(&self, epoch: u64) -> Vec<AnchoredBatch> {
-        self.inner
-            .lock()
-            .unwrap()
+        self.lock()
             .anchored
             .get(&epoch)
             .cloned()
@@ -185,6 +509,36 @@ impl MemChain {
     pub fn revert_next_submits(&self, n: u32) {
         self.inner.lock().unwrap().revert_next_submit = n;
     }
+
+    /// Makes the next `releaseEpoch` of any key fail this way.
+    pub fn fail_next_release(&self, fault: SendFault) {
+        self.lock().release_faults.push_back(fault);
+    }
+
+    /// Makes the next `updateRewards` send of any key fail this way.
+    pub fn fail_next_rewards(&self, fault: SendFault) {
+        self.lock().rewards_faults.push_back(fault);
+    }
+
+    fn from(&self) -> Result<Address, PortError> {
+        self.signer.ok_or_else(|| {
+            PortError::chain(
+                ErrorKind::Config,
+                "no signer configured: this client is read-only",
+            )
+        })
+    }
+
+    fn known(&self, market: Address) -> Result<(), PortError> {
+        if market == self.market {
+            Ok(())
+        } else {
+            Err(revert(
+                "UnknownMarket",
+                format!("data market {market:#x} is not registered"),
+            ))
+        }
+    }
 }
 
 #[async_trait]
@@ -204,7 +558,7 @@ impl ChainPort for MemChain {
         _market: Address,
         cursor: u64,
     ) -> Result<ReleasesPage, PortError> {
-        let i = self.inner.lock().unwrap();
+        let i = self.lock();
         Ok(ReleasesPage {
             releases: i
                 .releases
@@ -217,33 +571,31 @@ impl ChainPort for MemChain {
     }
     async fn slot_owner(&self, slot: u64) -> Result<Address, PortError> {
         Ok(self
-            .inner
             .lock()
-            .unwrap()
             .owners
             .get(&slot)
             .copied()
             .unwrap_or(Address::ZERO))
     }
     async fn is_flagged(&self, _market: Address, who: Address) -> Result<bool, PortError> {
-        Ok(self.inner.lock().unwrap().flagged.contains(&who))
+        Ok(self.lock().flagged.contains(&who))
     }
     async fn windows(&self, _market: Address) -> Result<Windows, PortError> {
-        Ok(self.inner.lock().unwrap().windows)
+        Ok(self.lock().windows)
     }
     async fn epoch_windows(
         &self,
         _market: Address,
         epoch: u64,
     ) -> Result<Option<Windows>, PortError> {
-        let i = self.inner.lock().unwrap();
+        let i = self.lock();
         if i.no_epoch_windows {
             return Ok(None);
         }
         Ok(i.epoch_windows.get(&epoch).copied())
     }
     async fn anchored(&self, market: Address, epoch: u64) -> Result<EpochAnchors, PortError> {
-        let i = self.inner.lock().unwrap();
+        let i = self.lock();
         let r = i.releases.iter().find(|r| r.epoch_id == epoch);
         Ok(EpochAnchors {
             market,
@@ -269,7 +621,7 @@ impl ChainPort for MemChain {
             i.revert_next_submit -= 1;
             return Err(PortError::chain(
                 ErrorKind::Reverted,
-                format!("contract reverted: epoch {epoch}: batch {batch_cid} refused"),
+                format!("contract reverted: epoch {epoch}: batch {batch_cid} refused: a project already anchored"),
             )
             .with_code("InvalidBatch"));
         }
@@ -300,10 +652,9 @@ impl ChainPort for MemChain {
         if let Some(e) = &i.refuse_writes {
             return Err(e.clone());
         }
-        i.head += 1;
         i.txs += 1;
-        let tx = B256::from(alloy_keccak(1_000_000 + i.txs));
-        let block = i.head;
+        let from = self.signer.unwrap_or(Address::ZERO);
+        let (tx, block) = i.tx(from);
         i.anchored.entry(epoch).or_default().push(AnchoredBatch {
             batch_cid: batch_cid.to_string(),
             root,
@@ -319,7 +670,7 @@ impl ChainPort for MemChain {
         })
     }
     async fn end_batch(&self, _market: Address, epoch: u64) -> Result<EndOutcome, PortError> {
-        let mut i = self.inner.lock().unwrap();
+        let mut i = self.lock();
         if i.ended.contains(&epoch) {
             return Ok(EndOutcome::AlreadyEnded);
         }
@@ -335,11 +686,195 @@ impl ChainPort for MemChain {
             .with_code("NoBatchSubmitted"));
         }
         i.ended.insert(epoch);
-        i.head += 1;
         i.txs += 1;
-        Ok(EndOutcome::Ended {
-            tx_hash: B256::from(alloy_keccak(2_000_000 + epoch)),
-            block: i.head,
+        let from = self.signer.unwrap_or(Address::ZERO);
+        let (tx_hash, block) = i.tx(from);
+        Ok(EndOutcome::Ended { tx_hash, block })
+    }
+
+    // ------------------------------------------------------------ epoch releases and days
+
+    fn signer(&self) -> Option<Address> {
+        self.signer
+    }
+    async fn market_info(&self, market: Address) -> Result<MarketInfo, PortError> {
+        let i = self.lock();
+        if market != self.market {
+            return Ok(MarketInfo {
+                registered: false,
+                epoch_size: 0,
+                windows: Windows {
+                    snapshot_blocks: 0,
+                    batch_blocks: 0,
+                },
+                current_epoch: 0,
+                last_epoch_end: 0,
+            });
+        }
+        Ok(MarketInfo {
+            registered: true,
+            epoch_size: i.epoch_size,
+            windows: i.windows,
+            current_epoch: i.releases.len() as u64,
+            last_epoch_end: i.last_epoch_end,
         })
+    }
+    async fn is_epoch_manager(&self, market: Address, who: Address) -> Result<bool, PortError> {
+        Ok(market == self.market && self.lock().epoch_managers.contains(&who))
+    }
+    async fn release_epoch(
+        &self,
+        market: Address,
+        begin: u64,
+        end: u64,
+    ) -> Result<ReleaseOutcome, PortError> {
+        let from = self.from()?;
+        self.known(market)?;
+        let mut i = self.lock();
+        match i.release_faults.pop_front() {
+            Some(SendFault::BeforeSend) => Err(unreachable_node()),
+            Some(SendFault::AfterSend) => {
+                let r = i.release_as(market, from, begin, end)?;
+                Err(lost(r.tx_hash))
+            }
+            Some(SendFault::RacedBy(racer)) => {
+                i.release_as(market, racer, begin, end)?;
+                i.release_as(market, from, begin, end)
+            }
+            Some(SendFault::FailedAfter(racer)) => {
+                i.release_as(market, racer, begin, end)?;
+                let (tx, _) = i.tx(from);
+                Err(PortError::chain(
+                    ErrorKind::Reverted,
+                    format!("transaction {tx:#x} failed on chain"),
+                )
+                .with_code("TxFailed"))
+            }
+            None => i.release_as(market, from, begin, end),
+        }
+    }
+    async fn skip_epochs(&self, market: Address, new_begin: u64) -> Result<SentTx, PortError> {
+        let from = self.from()?;
+        self.known(market)?;
+        let mut i = self.lock();
+        if from != i.owner && !i.epoch_managers.contains(&from) {
+            return Err(revert_permission("NotEpochManager", from));
+        }
+        let expected = i.last_epoch_end + 1;
+        if i.releases.is_empty()
+            || new_begin <= expected
+            || !(new_begin - expected).is_multiple_of(i.epoch_size)
+        {
+            return Err(revert(
+                "InvalidSkip",
+                format!("skip to {new_begin}: expected past {expected} on the grid"),
+            ));
+        }
+        let (tx_hash, block) = i.tx(from);
+        i.last_epoch_end = new_begin - 1;
+        i.skips.push((expected, new_begin));
+        Ok(SentTx {
+            tx_hash,
+            block,
+            gas_used: 40_000,
+        })
+    }
+    async fn epoch_details(
+        &self,
+        _market: Address,
+        epoch: u64,
+    ) -> Result<Option<EpochDetails>, PortError> {
+        let i = self.lock();
+        Ok(i.releases
+            .iter()
+            .find(|r| r.epoch_id == epoch)
+            .map(|r| EpochDetails {
+                epoch_id: epoch,
+                begin: r.begin,
+                end: r.end,
+                release_block: r.block_number,
+                day: i.days_of.get(&epoch).copied().unwrap_or(1),
+                ended: i.ended.contains(&epoch),
+            }))
+    }
+    async fn epoch_release(
+        &self,
+        _market: Address,
+        epoch: u64,
+    ) -> Result<Option<EpochRelease>, PortError> {
+        Ok(self
+            .lock()
+            .releases
+            .iter()
+            .find(|r| r.epoch_id == epoch)
+            .cloned())
+    }
+    async fn transaction_sender(&self, tx: B256) -> Result<Option<Address>, PortError> {
+        Ok(self.lock().senders.get(&tx).copied())
+    }
+    async fn market_days(&self, market: Address) -> Result<MarketDays, PortError> {
+        self.known(market)?;
+        let i = self.lock();
+        Ok(MarketDays {
+            day: i.days.day,
+            day_start_epoch: i.days.day_start_epoch,
+            epochs_in_a_day: i.days.epochs_in_a_day,
+            daily_quota: i.daily_quota,
+        })
+    }
+    async fn update_rewards(
+        &self,
+        market: Address,
+        day: u64,
+        counts: &[SlotCount],
+        eligible_nodes: u64,
+    ) -> Result<RewardsOutcome, PortError> {
+        let from = self.from()?;
+        self.known(market)?;
+        let mut counts = counts.to_vec();
+        counts.sort_by_key(|c| c.slot);
+        if let Some(w) = counts.windows(2).find(|w| w[0].slot == w[1].slot) {
+            return Err(PortError::chain(
+                ErrorKind::Config,
+                format!("slot {} appears twice in the day's counts", w[0].slot),
+            ));
+        }
+        let mut out = RewardsOutcome {
+            day,
+            ..RewardsOutcome::default()
+        };
+        let mut i = self.lock();
+        // Read before send, like the client: only what is not recorded yet is sent.
+        let slots: Vec<u64> = counts.iter().map(|c| c.slot).collect();
+        let recorded = i.recorded(day, &slots);
+        let todo: Vec<SlotCount> = counts
+            .iter()
+            .zip(recorded)
+            .filter_map(|(c, done)| {
+                if done {
+                    out.already.push(c.slot);
+                    None
+                } else {
+                    Some(*c)
+                }
+            })
+            .collect();
+        for chunk in todo.chunks(REWARD_SLOTS_PER_TX) {
+            let fault = i.rewards_faults.pop_front();
+            if matches!(
+                fault,
+                Some(SendFault::BeforeSend | SendFault::RacedBy(_) | SendFault::FailedAfter(_))
+            ) {
+                return Err(unreachable_node());
+            }
+            let (tx, completed) = i.update_rewards_tx(from, day, chunk, eligible_nodes)?;
+            if fault == Some(SendFault::AfterSend) {
+                return Err(lost(tx.tx_hash));
+            }
+            out.recorded.extend(chunk.iter().map(|c| c.slot));
+            out.completed.extend(completed);
+            out.txs.push(tx);
+        }
+        Ok(out)
     }
 }

@@ -8,13 +8,15 @@
 //! manager seeing the receipt; the manager's own figure (from its first poll that saw it due)
 //! is shown too.
 //!
-//! Run: `source scripts/env.sh && cargo run -p sequencer-chain --example epoch_lag`
+//! Run: `source scripts/env.sh && cargo run -p sequencer-e2e --example epoch_lag`
 //! (`EPOCHS=100` by default; needs `ANVIL_BIN`).
 
 use std::{
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use alloy::{
     hex,
@@ -24,9 +26,11 @@ use alloy::{
 };
 use sequencer_chain::{
     deploy::{deploy_local, DeployPlan},
-    epoch_manager::Released,
-    CatchUp, ChainClient, ChainConfig, EpochManager, EpochManagerConfig, Windows,
+    ChainClient, ChainConfig, Windows,
 };
+use sequencer_core::epochs::CatchUp;
+use sequencer_handlers::epoch_manager::{EpochManager, EpochManagerConfig, Released};
+use sequencer_ports::ChainPort;
 
 type Error = Box<dyn std::error::Error>;
 /// (source head, first seen), in head order.
@@ -127,8 +131,8 @@ async fn lag_run(
     let first = src.head().await? + 1;
     let (seen, watcher) = watch(src.clone());
     let mut m = EpochManager::new(
-        client,
-        source_client,
+        Arc::new(client),
+        source_client.map(|s| Arc::new(s) as Arc<dyn ChainPort>),
         cfg(market, first, CatchUp::default()),
     )
     .await?;
@@ -175,7 +179,8 @@ async fn catch_up_run(bin: &str, policy: CatchUp) -> Result<CatchUpRow, Error> {
     let node = spawn(bin, "0.1")?;
     let (client, market) = setup(&node).await?;
     let first = client.head().await? + 1;
-    let mut m = EpochManager::new(client.clone(), None, cfg(market, first, policy)).await?;
+    let mut m =
+        EpochManager::new(Arc::new(client.clone()), None, cfg(market, first, policy)).await?;
     while m.step().await?.released.is_empty() {
         tokio::time::sleep(POLL).await;
     }
@@ -187,7 +192,8 @@ async fn catch_up_run(bin: &str, policy: CatchUp) -> Result<CatchUpRow, Error> {
         .raw_request::<_, serde_json::Value>("anvil_mine".into(), (U64::from(50 * EPOCH_SIZE),))
         .await?;
     let t = Instant::now();
-    let mut m = EpochManager::new(client.clone(), None, cfg(market, first, policy)).await?;
+    let mut m =
+        EpochManager::new(Arc::new(client.clone()), None, cfg(market, first, policy)).await?;
     loop {
         let r = m.step().await?;
         if r.backlog == 0 {

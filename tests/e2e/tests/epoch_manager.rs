@@ -1,11 +1,16 @@
-//! The epoch manager against real anvil nodes: 100 epochs without drift on one chain and on two
-//! (source and protocol chains with different block times); two managers at once; the RPC
-//! unreachable for a while; a source-chain reorg inside the finality offset and a head that goes
-//! back further; both catch-up policies; bad input. Every test checks on chain that each epoch
-//! was released exactly once, contiguous, and never before `end + finality_offset`.
-//! (The SIGKILL-between-send-and-receipt drill runs `seqctl` as a child process:
-//! `seqctl/tests/release_epochs_kill.rs`.)
+//! The epoch manager handler (`sequencer_handlers::epoch_manager`) over the chain adapter against
+//! real anvil nodes: 100 epochs without drift on one chain and on two (source and protocol chains
+//! with different block times); two managers at once; the RPC unreachable for a while; a
+//! source-chain reorg inside the finality offset and a head that goes back further; both
+//! catch-up policies; bad input; the day rolling over once across a restart and two racing
+//! managers, as the managers report it. Every test checks on chain that each epoch was released
+//! exactly once, contiguous, and never before `end + finality_offset`. (The
+//! SIGKILL-between-send-and-receipt drill runs `seqctl` as a child process:
+//! `seqctl/tests/release_epochs_kill.rs`; the same rules on the in-memory chain, in milliseconds:
+//! `handlers/tests/epoch_manager.rs`.)
 
+// The chain crate's anvil helpers (spawn, deploy, keys), shared rather than copied.
+#[path = "../../../chain/tests/common/mod.rs"]
 mod common;
 
 use std::{
@@ -13,8 +18,10 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use alloy::{
     node_bindings::{Anvil, AnvilInstance},
@@ -24,9 +31,14 @@ use alloy::{
 };
 use common::*;
 use sequencer_chain::{
-    bindings::ProtocolState, deploy::DeployPlan, epoch_manager::Released, CatchUp, ChainClient,
-    ChainError, EpochManager, EpochManagerConfig, EpochManagerError, EpochRelease, Revert, Windows,
+    bindings::ProtocolState, deploy::DeployPlan, ChainClient, ChainError, EpochRelease, Revert,
+    Windows,
 };
+use sequencer_core::epochs::CatchUp;
+use sequencer_handlers::epoch_manager::{
+    EpochManager, EpochManagerConfig, EpochManagerError, Released,
+};
+use sequencer_ports::ChainPort;
 
 const WINDOWS: Windows = Windows {
     snapshot_blocks: 20,
@@ -50,6 +62,11 @@ async fn deploy_market(anvil: &AnvilInstance, epoch_size: u64) -> (ChainClient, 
     };
     let (client, d) = deploy(anvil, &plan).await;
     (client, d.data_market)
+}
+
+/// The chain adapter as the handler takes it.
+fn port(c: &ChainClient) -> Arc<dyn ChainPort> {
+    Arc::new(c.clone())
 }
 
 async fn reader(endpoint: &str) -> ChainClient {
@@ -152,7 +169,7 @@ async fn hundred_epochs_without_drift_on_one_chain() {
     let (client, market) = deploy_market(&anvil, 3).await;
     let first = client.head().await.expect("head") + 1;
     let offset = 2;
-    let mut m = EpochManager::new(client.clone(), None, cfg(market, offset, first))
+    let mut m = EpochManager::new(port(&client), None, cfg(market, offset, first))
         .await
         .expect("manager");
     let released = run_until_released(&mut m, 100, Duration::from_secs(90)).await;
@@ -193,8 +210,8 @@ async fn hundred_epochs_without_drift_on_two_chains() {
     let first = source.head().await.expect("head") + 1;
     let offset = 2;
     let mut m = EpochManager::new(
-        client.clone(),
-        Some(source.clone()),
+        port(&client),
+        Some(port(&source)),
         cfg(market, offset, first),
     )
     .await
@@ -232,10 +249,10 @@ async fn two_managers_at_once_release_each_epoch_once() {
         .expect("grant");
     let first = client.head().await.expect("head") + 1;
     let offset = 1;
-    let mut a = EpochManager::new(client.clone(), None, cfg(market, offset, first))
+    let mut a = EpochManager::new(port(&client), None, cfg(market, offset, first))
         .await
         .expect("a");
-    let mut b = EpochManager::new(other, None, cfg(market, offset, first))
+    let mut b = EpochManager::new(port(&other), None, cfg(market, offset, first))
         .await
         .expect("b");
     let deadline = Instant::now() + Duration::from_secs(8);
@@ -279,12 +296,12 @@ async fn standby_manager_sends_nothing_while_the_primary_is_healthy() {
         .expect("grant");
     let first = client.head().await.expect("head") + 1;
     let offset = 1;
-    let mut primary = EpochManager::new(client.clone(), None, cfg(market, offset, first))
+    let mut primary = EpochManager::new(port(&client), None, cfg(market, offset, first))
         .await
         .expect("primary");
     let mut scfg = cfg(market, offset, first);
     scfg.send_delay = Duration::from_millis(500);
-    let mut standby = EpochManager::new(other.clone(), None, scfg)
+    let mut standby = EpochManager::new(port(&other), None, scfg)
         .await
         .expect("standby");
     let nonce = other
@@ -399,7 +416,7 @@ async fn rpc_unreachable_for_a_while() {
     let via_proxy = ChainClient::connect(pcfg).await.expect("connect via proxy");
     let first = client.head().await.expect("head") + 1;
     let offset = 1;
-    let mut m = EpochManager::new(via_proxy, None, cfg(market, offset, first))
+    let mut m = EpochManager::new(port(&via_proxy), None, cfg(market, offset, first))
         .await
         .expect("manager");
     let run = tokio::spawn(async move {
@@ -455,7 +472,7 @@ async fn source_reorg_inside_the_finality_offset() {
     let source = reader(&source_node.endpoint()).await;
     let sp = source.provider().clone();
     let offset = 3;
-    let mut m = EpochManager::new(client.clone(), Some(source.clone()), cfg(market, offset, 1))
+    let mut m = EpochManager::new(port(&client), Some(port(&source)), cfg(market, offset, 1))
         .await
         .expect("manager");
     let from = client.signer_address().expect("signer");
@@ -543,7 +560,7 @@ async fn catch_up_in_order_and_by_skip() {
     // In order: the manager was down for 20 epochs; all are released, oldest first, paced.
     let mut c = cfg(market, offset, first);
     c.catch_up = CatchUp::InOrder { max_per_sec: 40 };
-    let mut m = EpochManager::new(client.clone(), None, c.clone())
+    let mut m = EpochManager::new(port(&client), None, c.clone())
         .await
         .expect("manager");
     p.anvil_mine(Some(40 + offset), None).await.expect("mine");
@@ -559,7 +576,7 @@ async fn catch_up_in_order_and_by_skip() {
 
     // Skip: down again for 25 epochs; one skip on chain, then the newest epoch.
     c.catch_up = CatchUp::SkipToHead { max_backlog: 1 };
-    let mut m = EpochManager::new(client.clone(), None, c)
+    let mut m = EpochManager::new(port(&client), None, c)
         .await
         .expect("manager");
     let next_begin = first + 40;
@@ -644,7 +661,7 @@ async fn bad_input_gets_a_typed_error_and_no_transaction() {
         .expect("nonce");
 
     let wrong = Address::repeat_byte(0x42);
-    let e = EpochManager::new(client.clone(), None, cfg(wrong, 1, 1))
+    let e = EpochManager::new(port(&client), None, cfg(wrong, 1, 1))
         .await
         .expect_err("wrong market");
     assert!(
@@ -656,7 +673,7 @@ async fn bad_input_gets_a_typed_error_and_no_transaction() {
     let mut c3 = test_config(&anvil.endpoint(), Some(key_hex(&anvil, 3)));
     c3.protocol_state = client.protocol_state();
     let stranger = ChainClient::connect(c3).await.expect("connect");
-    let e = EpochManager::new(stranger.clone(), None, cfg(market, 1, 1))
+    let e = EpochManager::new(port(&stranger), None, cfg(market, 1, 1))
         .await
         .expect_err("no role");
     assert!(
@@ -668,7 +685,7 @@ async fn bad_input_gets_a_typed_error_and_no_transaction() {
     let mut ro = test_config(&anvil.endpoint(), None);
     ro.protocol_state = client.protocol_state();
     let ro = ChainClient::connect(ro).await.expect("connect");
-    let e = EpochManager::new(ro, None, cfg(market, 1, 1))
+    let e = EpochManager::new(port(&ro), None, cfg(market, 1, 1))
         .await
         .expect_err("no signer");
     assert!(matches!(e, EpochManagerError::NoSigner), "{e}");
@@ -691,7 +708,7 @@ async fn bad_input_gets_a_typed_error_and_no_transaction() {
         .set_epoch_manager(market, who, true)
         .await
         .expect("grant");
-    let mut m2 = EpochManager::new(revoked.clone(), None, cfg(market, 1, 1))
+    let mut m2 = EpochManager::new(port(&revoked), None, cfg(market, 1, 1))
         .await
         .expect("manager with the role");
     client
@@ -723,7 +740,7 @@ async fn bad_input_gets_a_typed_error_and_no_transaction() {
         .await
         .expect("nonce");
 
-    let mut m = EpochManager::new(client.clone(), None, cfg(market, 1, 1))
+    let mut m = EpochManager::new(port(&client), None, cfg(market, 1, 1))
         .await
         .expect("manager");
     client
@@ -776,4 +793,146 @@ async fn bad_input_gets_a_typed_error_and_no_transaction() {
         nonce1
     );
     assert_eq!(nonce1, nonce0, "no transaction for any bad input");
+}
+
+fn anvil_fast(bin: &std::path::PathBuf) -> AnvilInstance {
+    Anvil::new()
+        .path(bin)
+        .args(["--block-time", "0.1"])
+        .try_spawn()
+        .expect("spawn anvil")
+}
+
+fn manager_cfg(market: Address, first: u64) -> EpochManagerConfig {
+    EpochManagerConfig {
+        finality_offset: 1,
+        poll_interval: Duration::from_millis(20),
+        first_begin: Some(first),
+        catch_up: CatchUp::InOrder { max_per_sec: 50 },
+        release_timeout: Duration::from_secs(20),
+        ..EpochManagerConfig::new(market)
+    }
+}
+
+/// Every epoch's day is (id − 1) / per_day + 1; day d > 1 started once, in the transaction
+/// that released its first epoch; `dayCounter` is the last epoch's day.
+async fn assert_days(c: &ChainClient, market: Address, per_day: u64) -> u64 {
+    let head = c.head().await.expect("head");
+    let releases = c.epoch_releases(market, 0, head).await.expect("releases");
+    let starts = c.day_starts(market, 0, head).await.expect("day starts");
+    let last = releases.last().expect("some epochs").epoch_id;
+    let want_days = (last - 1) / per_day + 1;
+    assert_eq!(
+        starts.iter().map(|s| s.day).collect::<Vec<_>>(),
+        (2..=want_days).collect::<Vec<_>>(),
+        "each day started once, in order"
+    );
+    for s in &starts {
+        let first = (s.day - 1) * per_day + 1;
+        let r = releases
+            .iter()
+            .find(|r| r.epoch_id == first)
+            .expect("first epoch of the day");
+        assert_eq!(
+            s.tx_hash, r.tx_hash,
+            "day {} started by the release of epoch {first}",
+            s.day
+        );
+    }
+    for r in &releases {
+        assert_eq!(
+            c.epoch_day(market, r.epoch_id).await.expect("day"),
+            Some((r.epoch_id - 1) / per_day + 1),
+            "epoch {}",
+            r.epoch_id
+        );
+    }
+    assert_eq!(c.day_counter(market).await.expect("day"), want_days);
+    // The node's own view agrees.
+    let ps = c.protocol_state();
+    assert_eq!(
+        exact(c, ps, ProtocolState::dayCounterCall { dataMarket: market }).await,
+        U256::from(want_days)
+    );
+    want_days
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn days_roll_over_once_across_a_restart_and_two_racing_managers() {
+    let Some(bin) = anvil_bin("days_roll_over_once_across_a_restart_and_two_racing_managers")
+    else {
+        return;
+    };
+    let anvil = anvil_fast(&bin);
+    // 3 epochs a day, epochs of 2 blocks.
+    let (client, d) = deploy(&anvil, &settings(2, 3, 1)).await;
+    let market = d.data_market;
+    let first = client.head().await.expect("head") + 1;
+
+    // One manager, then it is gone (a restart: a new manager with nothing in memory).
+    let mut a = EpochManager::new(port(&client), None, manager_cfg(market, first))
+        .await
+        .expect("a");
+    let sa = a
+        .run_until(
+            Some(Instant::now() + Duration::from_secs(3)),
+            std::future::pending(),
+        )
+        .await
+        .expect("a");
+    drop(a);
+    assert!(sa.released >= 4, "{sa:?}");
+    let mut restarted = EpochManager::new(port(&client), None, manager_cfg(market, first))
+        .await
+        .expect("restarted");
+    let sr = restarted
+        .run_until(
+            Some(Instant::now() + Duration::from_secs(3)),
+            std::future::pending(),
+        )
+        .await
+        .expect("restarted");
+    assert!(sr.released >= 4, "{sr:?}");
+
+    // Two managers with two keys racing on the same market.
+    let mut cfg1 = test_config(&anvil.endpoint(), Some(key_hex(&anvil, 1)));
+    cfg1.protocol_state = client.protocol_state();
+    let other = ChainClient::connect(cfg1).await.expect("connect");
+    client
+        .set_epoch_manager(market, other.signer_address().expect("signer"), true)
+        .await
+        .expect("grant");
+    let mut x = EpochManager::new(port(&client), None, manager_cfg(market, first))
+        .await
+        .expect("x");
+    let mut y = EpochManager::new(port(&other), None, manager_cfg(market, first))
+        .await
+        .expect("y");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (sx, sy) = tokio::join!(
+        x.run_until(Some(deadline), std::future::pending()),
+        y.run_until(Some(deadline), std::future::pending())
+    );
+    let (sx, sy) = (sx.expect("x"), sy.expect("y"));
+    eprintln!("a {sa:?}\nrestarted {sr:?}\nx {sx:?}\ny {sy:?}");
+    let days = assert_days(&client, market, 3).await;
+    assert!(days >= 5, "several days passed ({days})");
+    // The managers report exactly the days their own releases started: together, each day
+    // after the first once, and the last day each of them saw is the contract's.
+    assert_eq!(
+        sa.days_started + sr.days_started + sx.days_started + sy.days_started,
+        days - 1,
+        "{sa:?} {sr:?} {sx:?} {sy:?}"
+    );
+    assert!(
+        sa.days_started >= 1 && sr.days_started >= 1,
+        "{sa:?} {sr:?}"
+    );
+    let day_now = client.day_counter(market).await.expect("day");
+    for s in [&sx, &sy] {
+        assert!(
+            s.day.is_some_and(|d| d + 1 >= day_now && d <= day_now),
+            "{s:?}, day {day_now}"
+        );
+    }
 }
