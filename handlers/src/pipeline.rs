@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use sequencer_core::eip712::Verifier;
 
@@ -94,6 +97,23 @@ impl PipelineError {
     }
 }
 
+/// How a handler waits before it retries by itself: tokio's timer where the handlers run
+/// (Lambda, the runner, tests); a deterministic simulation gives its virtual clock's.
+pub trait Sleep: Send + Sync {
+    /// A future that completes after `d`.
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()>;
+}
+
+/// tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioSleep;
+
+impl Sleep for TokioSleep {
+    fn sleep(&self, d: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
 /// Ports, settings and counters.
 pub struct Pipeline {
     /// Ports.
@@ -104,6 +124,8 @@ pub struct Pipeline {
     pub verifier: Verifier,
     /// Counters.
     pub counters: Counters,
+    /// How handlers wait before retrying ([`TokioSleep`] unless replaced).
+    pub sleep: Arc<dyn Sleep>,
 }
 
 impl Pipeline {
@@ -114,7 +136,14 @@ impl Pipeline {
             ports,
             config,
             counters: Counters::default(),
+            sleep: Arc::new(TokioSleep),
         }
+    }
+
+    /// The same pipeline waiting through `sleep`.
+    pub fn with_sleep(mut self, sleep: Arc<dyn Sleep>) -> Self {
+        self.sleep = sleep;
+        self
     }
 
     /// The typed records of this pipeline's market in its state store.

@@ -10,6 +10,8 @@
 //! - [`receipts`]: the outcome of every submission id ([`Receipt`], [`Outcome`],
 //!   [`RejectReason`]) and the one tally of an epoch's receipts ([`EpochCounts`]).
 //! - [`batches`]: finalized batches ([`BatchRecord`], [`BatchState`]).
+//! - [`seals`]: an epoch's seal ([`SealRecord`]): the one batch set finalization made of the
+//!   accepted set it read, written once (in the epochs table, a partition of its own).
 //! - [`blocks`]: protocol-chain block hashes the tick records for verify.
 //!
 //! Stored JSON and key formats are those the previous handlers wrote, byte for byte: a state
@@ -24,6 +26,7 @@ mod blocks;
 mod epochs;
 mod keys;
 mod receipts;
+mod seals;
 mod submissions;
 
 use std::time::Duration;
@@ -35,6 +38,7 @@ pub use batches::{BatchEntry, BatchRecord, BatchState};
 pub use epochs::{EpochEntry, EpochMove, EpochRecord, EpochState, TickCursor};
 pub use keys::{shard_of, SHARDS};
 pub use receipts::{EpochCounts, Outcome, Receipt, RejectReason};
+pub use seals::{SealRecord, SealWrite};
 pub use submissions::{AcceptClaim, SubmissionRecord, SubmissionState};
 
 /// The typed records of one market in a state store. Cheap to build (a reference, the market
