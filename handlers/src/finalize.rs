@@ -45,7 +45,7 @@ use sequencer_ports::{ErrorKind, PortError};
 use serde::{Deserialize, Serialize};
 
 use crate::jobs::EpochJob;
-use crate::pipeline::{now_ms, parse, Pipeline, PipelineError};
+use crate::pipeline::{parse, Pipeline, PipelineError};
 use crate::records::{
     BatchRecord, EpochCounts, EpochEntry, EpochMove, EpochState, SealRecord, SealWrite,
 };
@@ -128,12 +128,13 @@ pub async fn run_retrying(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport,
     let mut spent = Duration::ZERO;
     let mut retry = 0;
     loop {
-        let started = Instant::now();
+        // The pipeline's clock, so a simulation on virtual time decides the same way each run.
+        let started = p.now_ms();
         let err = match run(p, job).await {
             Ok(r) => return Ok(r),
             Err(e) => e,
         };
-        let took = started.elapsed();
+        let took = Duration::from_millis(u64::try_from(p.now_ms() - started).unwrap_or(0));
         spent += took;
         let delay = retry_delay(retry);
         // Another run may take as long as this one did.
@@ -142,7 +143,7 @@ pub async fn run_retrying(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport,
         }
         tracing::warn!(epoch = job.epoch, error = %err, retry, delay_ms = delay.as_millis() as u64, "finalize failed; retrying in this invocation");
         p.counters.inc("finalize_retries_total");
-        p.sleep.sleep(delay).await;
+        p.clock.sleep(delay).await;
         spent += delay;
         retry += 1;
     }
@@ -320,7 +321,7 @@ pub async fn seal_epoch(
         batches: doc.batches.len() as u32,
         submissions: listed,
         read,
-        sealed_at_ms: now_ms(),
+        sealed_at_ms: p.now_ms(),
     };
     report.store_ms = t2.elapsed().as_secs_f64() * 1e3;
     match records.write_seal(epoch, &record).await? {
@@ -441,7 +442,7 @@ async fn finish(
         rec.counts = Some(counts.clone());
         rec.batches = Some(doc.batches.len() as u32);
         rec.below_minimum = doc.below_minimum.clone();
-        rec.finalized_at_ms = Some(now_ms());
+        rec.finalized_at_ms = Some(p.now_ms());
         match records
             .move_epoch(entry.state, EpochState::Finalized, &rec)
             .await?
