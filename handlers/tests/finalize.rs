@@ -28,7 +28,7 @@ use sequencer_handlers::finalize::{self, FinalizeReport, SealDocument};
 use sequencer_handlers::jobs::EpochJob;
 use sequencer_handlers::records::{BatchRecord, EpochState, SealRecord, SubmissionRecord};
 use sequencer_handlers::{anchor, tick, verify, Pipeline, PipelineError, Ports};
-use sequencer_ports::{ContentStore, Queue};
+use sequencer_ports::{ContentStore, Item, Key, PortError, Queue, Table};
 use sequencer_testsupport::gate::{Gate, GatedContent, GatedQueue, GatedState};
 use sequencer_testsupport::{block_hash_of, signed_message, Harness};
 use uuid::Uuid;
@@ -551,3 +551,113 @@ async fn check_anchored(
     docs
 }
 
+/// Calls in flight at once, and the most seen.
+#[derive(Default)]
+struct Peak {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+}
+
+impl Peak {
+    async fn during<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        use std::sync::atomic::Ordering::SeqCst;
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.max.fetch_max(n, SeqCst);
+        // Long enough that a fan-out, if there is one, fills up.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let out = f.await;
+        self.now.fetch_sub(1, SeqCst);
+        out
+    }
+    fn max(&self) -> usize {
+        self.max.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Uploads through a [`Peak`].
+struct PeakContent(Arc<dyn ContentStore>, Arc<Peak>);
+
+#[async_trait::async_trait]
+impl ContentStore for PeakContent {
+    async fn put(&self, bytes: &[u8]) -> Result<String, sequencer_ports::PortError> {
+        self.1.during(self.0.put(bytes)).await
+    }
+    async fn get(&self, cid: &str) -> Result<Option<Vec<u8>>, sequencer_ports::PortError> {
+        self.0.get(cid).await
+    }
+}
+
+/// Batch record writes (conditional puts on the batches table) through a [`Peak`].
+struct PeakBatchWrites(Arc<dyn sequencer_ports::StateStore>, Arc<Peak>);
+
+#[async_trait::async_trait]
+impl sequencer_ports::StateStore for PeakBatchWrites {
+    async fn get(&self, t: Table, k: &Key) -> Result<Option<Item>, PortError> {
+        self.0.get(t, k).await
+    }
+    async fn put(&self, t: Table, k: &Key, i: &Item) -> Result<(), PortError> {
+        self.0.put(t, k, i).await
+    }
+    async fn put_if_absent(&self, t: Table, k: &Key, i: &Item) -> Result<bool, PortError> {
+        if t == Table::Batches {
+            self.1.during(self.0.put_if_absent(t, k, i)).await
+        } else {
+            self.0.put_if_absent(t, k, i).await
+        }
+    }
+    async fn transition(
+        &self,
+        t: Table,
+        k: &Key,
+        from: Option<&str>,
+        i: &Item,
+    ) -> Result<sequencer_ports::Transition, PortError> {
+        self.0.transition(t, k, from, i).await
+    }
+    async fn add_bounded(
+        &self,
+        t: Table,
+        k: &Key,
+        member: &str,
+        ceiling: u64,
+    ) -> Result<sequencer_ports::BoundedAdd, PortError> {
+        self.0.add_bounded(t, k, member, ceiling).await
+    }
+    async fn query(
+        &self,
+        t: Table,
+        pk: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<sequencer_ports::Page, PortError> {
+        self.0.query(t, pk, after, limit).await
+    }
+    async fn delete(&self, t: Table, k: &Key) -> Result<(), PortError> {
+        self.0.delete(t, k).await
+    }
+}
+
+/// Issue 19: finalize fans out, bounded. Six batches, `FINALIZE_CONCURRENCY` 3: three uploads
+/// and three batch-record writes are in flight at once, never more; at 1 it is one at a time.
+/// Either way the batch set is the same, byte for byte.
+#[tokio::test]
+async fn uploads_and_batch_records_fan_out_up_to_the_configured_bound() {
+    let mut seals = BTreeSet::new();
+    for concurrency in [1, 3] {
+        let e = epoch_cut(EpochState::Closed, 1).await;
+        let (uploads, writes) = (Arc::new(Peak::default()), Arc::new(Peak::default()));
+        let mut ports = e.p.ports.clone();
+        ports.content = Arc::new(PeakContent(ports.content.clone(), uploads.clone()));
+        ports.state = Arc::new(PeakBatchWrites(ports.state.clone(), writes.clone()));
+        let mut config = e.p.config.clone();
+        config.finalize_concurrency = concurrency;
+        let p = Pipeline::new(ports, config);
+        let report = finalize::run(&p, e.job()).await.unwrap();
+        assert_eq!((report.batches, report.uploaded, report.recorded), (6, 6, 6));
+        assert_eq!(uploads.max(), concurrency, "uploads in flight");
+        assert_eq!(writes.max(), concurrency, "batch records in flight");
+        seals.insert(report.seal_cid);
+        check(&e, None).await;
+    }
+    assert_eq!(seals.len(), 1, "the same batch set at every concurrency");
+}
