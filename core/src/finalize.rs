@@ -626,7 +626,11 @@ mod tests {
         assert!(big.json.len() > crate::cids::MAX_RAW_BLOCK_BYTES);
         assert_eq!(big.cid.codec(), crate::unixfs::DAG_PB_CODEC);
         assert_eq!(big.cid, crate::unixfs::file_cid(&big.json));
-        assert_eq!(big.document.submission_ids.len(), 600, "never split, never dropped");
+        assert_eq!(
+            big.document.submission_ids.len(),
+            600,
+            "never split, never dropped"
+        );
         for b in f.batches.iter().filter(|b| b.index != big.index) {
             assert_eq!(b.cid, crate::cids::raw_cid(&b.json));
         }
@@ -641,8 +645,18 @@ mod tests {
 
     #[test]
     fn encoded_lengths_are_serde_jsons() {
-        for s in ["", "plain", "quote\" back\\ nl\n tab\t ctl\u{1}", "unicodé ✓ 🦀", "</script>"] {
-            assert_eq!(json_str_len(s), serde_json::to_string(s).unwrap_or_default().len(), "{s:?}");
+        for s in [
+            "",
+            "plain",
+            "quote\" back\\ nl\n tab\t ctl\u{1}",
+            "unicodé ✓ 🦀",
+            "</script>",
+        ] {
+            assert_eq!(
+                json_str_len(s),
+                serde_json::to_string(s).unwrap_or_default().len(),
+                "{s:?}"
+            );
         }
     }
 

@@ -139,7 +139,11 @@ fn unixfs_files_match_the_importer() {
         assert_eq!(document_cid(&bytes).to_string(), s(c, "cid"), "{name}");
         // The importer stores identical chunks once; count distinct leaves.
         let distinct: std::collections::BTreeSet<_> = dag.leaves.iter().collect();
-        assert_eq!(distinct.len() as u64, c["leafBlocks"].as_u64().expect("leaves"), "{name}");
+        assert_eq!(
+            distinct.len() as u64,
+            c["leafBlocks"].as_u64().expect("leaves"),
+            "{name}"
+        );
         let mut ours: Vec<(String, String)> = dag
             .nodes
             .iter()

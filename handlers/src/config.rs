@@ -132,7 +132,9 @@ impl PipelineConfig {
         }
         c.finalize_concurrency = num(&get, "FINALIZE_CONCURRENCY", c.finalize_concurrency)?;
         if c.finalize_concurrency == 0 {
-            return Err(ConfigError("FINALIZE_CONCURRENCY must be at least 1".into()));
+            return Err(ConfigError(
+                "FINALIZE_CONCURRENCY must be at least 1".into(),
+            ));
         }
         let budget_ms: u64 = num(
             &get,

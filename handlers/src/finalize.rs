@@ -194,8 +194,10 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
     }
 
     // 2. Seal (the receipts are counted meanwhile).
-    let (sealed, counts) =
-        futures::try_join!(seal_epoch(p, epoch, &mut report), records.tally_receipts(epoch))?;
+    let (sealed, counts) = futures::try_join!(
+        seal_epoch(p, epoch, &mut report),
+        records.tally_receipts(epoch)
+    )?;
     let t_stored = Instant::now();
     report.sealed = sealed.by_this_run;
     report.seal_cid = sealed.record.cid.clone();
@@ -250,7 +252,10 @@ async fn put_document(p: &Pipeline, bytes: &[u8], what: &str) -> Result<String, 
 }
 
 /// Uploads one batch; what is recorded for it.
-async fn upload(p: &Pipeline, batch: Result<Batch, FinalizeError>) -> Result<BatchRecord, PipelineError> {
+async fn upload(
+    p: &Pipeline,
+    batch: Result<Batch, FinalizeError>,
+) -> Result<BatchRecord, PipelineError> {
     let b = batch.map_err(invariant)?;
     let cid = put_document(p, &b.json, "a batch document").await?;
     debug_assert_eq!(cid, b.cid.to_string());
@@ -296,8 +301,10 @@ pub async fn seal_epoch(
     report.compute_ms = (t2 - t1).as_secs_f64() * 1e3;
 
     let (listed, below_minimum) = (plan.listed as u64, plan.below_minimum.clone());
-    let (duplicates_dropped, simulations_skipped) =
-        (plan.duplicates_dropped as u64, plan.simulations_skipped as u64);
+    let (duplicates_dropped, simulations_skipped) = (
+        plan.duplicates_dropped as u64,
+        plan.simulations_skipped as u64,
+    );
     // Each batch is built when a slot frees up and let go once stored: at most
     // `finalize_concurrency` batches exist at a time besides the plan's texts.
     let batches: Vec<BatchRecord> = futures::stream::iter(plan.batches())

@@ -162,7 +162,10 @@ fn gated(e: &Env, gate: &Arc<Gate>) -> Arc<Pipeline> {
         state: Arc::new(GatedState::new(gate.clone(), p.ports.state.clone())),
         content: Arc::new(GatedContent::new(gate.clone(), p.ports.content.clone())),
         chain: p.ports.chain.clone(),
-        finalize_queue: Arc::new(GatedQueue::new(gate.clone(), p.ports.finalize_queue.clone())),
+        finalize_queue: Arc::new(GatedQueue::new(
+            gate.clone(),
+            p.ports.finalize_queue.clone(),
+        )),
         anchor_queue: Arc::new(GatedQueue::new(gate.clone(), p.ports.anchor_queue.clone())),
         submissions_dlq: p.ports.submissions_dlq.clone(),
     };
@@ -213,10 +216,16 @@ async fn check(e: &Env, expected: Option<&Reference>) -> SealDocument {
         .into_iter()
         .map(|b| b.record)
         .collect();
-    assert_eq!(recorded, doc.batches, "the batch records are the sealed ones");
+    assert_eq!(
+        recorded, doc.batches,
+        "the batch records are the sealed ones"
+    );
     assert_eq!(ep.record.batches, Some(doc.batches.len() as u32));
     if let Some(x) = expected {
-        assert_eq!(seal.cid, x.seal.cid, "byte for byte the batch set of one finalizer");
+        assert_eq!(
+            seal.cid, x.seal.cid,
+            "byte for byte the batch set of one finalizer"
+        );
         assert_eq!(recorded, x.batches);
     }
 
@@ -255,11 +264,17 @@ async fn a_second_finalizer_between_any_two_calls_of_the_first_makes_one_batch_s
         let first = gated(&e, &gate);
         let job = e.job();
         let run = tokio::spawn(async move { finalize::run(&first, job).await });
-        assert!(gate.parked(Duration::from_secs(10)).await, "parked before call {k}");
+        assert!(
+            gate.parked(Duration::from_secs(10)).await,
+            "parked before call {k}"
+        );
         let second = finalize::run(&e.p, job).await.unwrap();
         gate.release();
         let first = run.await.unwrap().unwrap_or_else(|err| {
-            panic!("the first finalizer, parked before call {k} ({}): {err}", x.calls[k])
+            panic!(
+                "the first finalizer, parked before call {k} ({}): {err}",
+                x.calls[k]
+            )
         });
         assert_eq!(
             u8::from(first.sealed) + u8::from(second.sealed),
@@ -273,7 +288,11 @@ async fn a_second_finalizer_between_any_two_calls_of_the_first_makes_one_batch_s
             1,
             "call {k}: one run moved the epoch"
         );
-        assert_eq!(e.anchor_q.depth().await.unwrap(), 1, "one anchor job (FIFO dedup)");
+        assert_eq!(
+            e.anchor_q.depth().await.unwrap(),
+            1,
+            "one anchor job (FIFO dedup)"
+        );
         check(&e, Some(&x)).await;
     }
 }
@@ -295,11 +314,18 @@ async fn two_finalizers_that_read_different_sets_converge_on_the_sealed_one() {
         let second = finalize::run(&e.p, job).await.unwrap();
         gate.release();
         let first = run.await.unwrap().unwrap_or_else(|err| {
-            panic!("the first finalizer, parked before call {k} ({}): {err}", x.calls[k])
+            panic!(
+                "the first finalizer, parked before call {k} ({}): {err}",
+                x.calls[k]
+            )
         });
         assert_eq!(first.seal_cid, second.seal_cid, "call {k}: one seal");
         let doc = check(&e, None).await;
-        if doc.batches.iter().any(|b| b.pids.contains(&"p-late".to_string())) {
+        if doc
+            .batches
+            .iter()
+            .any(|b| b.pids.contains(&"p-late".to_string()))
+        {
             with_late += 1;
         } else {
             assert_eq!(first.seal_cid, x.seal.cid);
@@ -314,10 +340,21 @@ async fn the_ticks_close_between_any_two_calls_never_fails_the_job() {
     let x = reference(EpochState::Closing).await;
     // Finalize reads the epoch at its first epochs call and moves it at its one transition: a
     // close parked anywhere after the read, up to the transition, is a race it settles inline.
-    let read = x.calls.iter().position(|c| c == "state get epochs").unwrap();
-    let moved = x.calls.iter().position(|c| c == "state transition epochs").unwrap();
+    let read = x
+        .calls
+        .iter()
+        .position(|c| c == "state get epochs")
+        .unwrap();
+    let moved = x
+        .calls
+        .iter()
+        .position(|c| c == "state transition epochs")
+        .unwrap();
     assert_eq!(
-        x.calls.iter().filter(|c| *c == "state transition epochs").count(),
+        x.calls
+            .iter()
+            .filter(|c| *c == "state transition epochs")
+            .count(),
         1
     );
     let mut races = 0;
@@ -339,16 +376,27 @@ async fn the_ticks_close_between_any_two_calls_never_fails_the_job() {
         }
         gate.release();
         let report: FinalizeReport = run.await.unwrap().unwrap_or_else(|err| {
-            panic!("finalize, the tick's close before call {k} ({}): {err}", x.calls[k])
+            panic!(
+                "finalize, the tick's close before call {k} ({}): {err}",
+                x.calls[k]
+            )
         });
         assert!(!report.already_finalized);
         let raced = p.counters.get("finalize_close_races_total");
         let expected = u64::from(k > read && k <= moved);
-        assert_eq!(raced, expected, "the tick's close before call {k} ({})", x.calls[k]);
+        assert_eq!(
+            raced, expected,
+            "the tick's close before call {k} ({})",
+            x.calls[k]
+        );
         races += raced;
         check(&e, Some(&x)).await;
     }
-    assert_eq!(races as usize, moved - read, "every close in the race window was settled inline");
+    assert_eq!(
+        races as usize,
+        moved - read,
+        "every close in the race window was settled inline"
+    );
 }
 
 #[tokio::test]
@@ -392,7 +440,10 @@ async fn a_duplicated_job_through_the_queue_finalizes_and_anchors_once() {
     e.chain.mine(10);
     assert_eq!(tick::step(&e.p).await.unwrap().closed, vec![epoch]);
     // Delivered twice (SQS is at least once), both in one batch of the event source mapping.
-    e.finalize_q.send(&[e.job().message().unwrap()]).await.unwrap();
+    e.finalize_q
+        .send(&[e.job().message().unwrap()])
+        .await
+        .unwrap();
     let cfg = PollerConfig {
         wait: Duration::ZERO,
         retry_delay: Duration::ZERO,
@@ -409,7 +460,10 @@ async fn a_duplicated_job_through_the_queue_finalizes_and_anchors_once() {
         .unwrap();
     assert_eq!(e.chain.transactions(), 3, "2 batches + endBatchSubmissions");
     // Redelivered after it all: nothing changes.
-    e.finalize_q.send(&[e.job().message().unwrap()]).await.unwrap();
+    e.finalize_q
+        .send(&[e.job().message().unwrap()])
+        .await
+        .unwrap();
     drain(&e.finalize_q, &cfg, 5, |ev| finalize::handle(&e.p, ev))
         .await
         .unwrap();
@@ -451,7 +505,10 @@ async fn transient_failures_are_retried_after_seconds_within_the_invocation() {
     let t = tokio::time::Instant::now();
     let out = finalize::handle(&p, sqs_event("arn:finalize", &messages)).await;
     assert_eq!(out.batch_item_failures.len(), 1, "left to the queue");
-    assert_eq!(t.elapsed(), Duration::from_secs(1 + 2 + 4 + 8 + 16 + 30 + 30));
+    assert_eq!(
+        t.elapsed(),
+        Duration::from_secs(1 + 2 + 4 + 8 + 16 + 30 + 30)
+    );
     assert_eq!(p.counters.get("finalize_retries_total"), 7);
     // An error no retry can fix is not retried.
     let mut other = e.job();
@@ -482,7 +539,12 @@ async fn a_one_mib_project_is_anchored_with_every_other_project() {
     let big = format!("big:{}", "\"".repeat(252));
     assert_eq!(big.len(), 256);
     for slot in 1..=slots {
-        let body = e.msg(u128::from(slot), slot, &big, CIDS[usize::from(slot % 3 == 0)]);
+        let body = e.msg(
+            u128::from(slot),
+            slot,
+            &big,
+            CIDS[usize::from(slot % 3 == 0)],
+        );
         assert_eq!(
             verify::verify_body(&e.p, &body).await.unwrap(),
             verify::Verdict::Accepted
@@ -503,8 +565,16 @@ async fn a_one_mib_project_is_anchored_with_every_other_project() {
 
     let on_chain = e.chain.anchored_batches(epoch);
     let doc = check_anchored(&e, &on_chain).await;
-    let pids: Vec<&str> = doc.iter().flat_map(|d| &d.pids).map(String::as_str).collect();
-    assert_eq!(pids, vec!["a-small", big.as_str(), "zz-small"], "every project, once");
+    let pids: Vec<&str> = doc
+        .iter()
+        .flat_map(|d| &d.pids)
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        pids,
+        vec!["a-small", big.as_str(), "zz-small"],
+        "every project, once"
+    );
     let at = doc
         .iter()
         .position(|d| d.pids == vec![big.clone()])
@@ -512,14 +582,22 @@ async fn a_one_mib_project_is_anchored_with_every_other_project() {
     let big_batch = &on_chain[at];
     let bytes = e.blocks.get(&big_batch.batch_cid).await.unwrap().unwrap();
     assert!(bytes.len() > 1024 * 1024, "{} bytes", bytes.len());
-    assert!(big_batch.batch_cid.starts_with("bafybei"), "{}", big_batch.batch_cid);
+    assert!(
+        big_batch.batch_cid.starts_with("bafybei"),
+        "{}",
+        big_batch.batch_cid
+    );
     assert_eq!(
         e.blocks.get(&raw_cid(&bytes).to_string()).await.unwrap(),
         None,
         "stored under the node's CID only"
     );
     let listed: usize = doc.iter().map(|d| d.submission_ids.len()).sum();
-    assert_eq!(listed, slots as usize + 6, "every accepted submission is batched");
+    assert_eq!(
+        listed,
+        slots as usize + 6,
+        "every accepted submission is batched"
+    );
 }
 
 /// Every anchored batch's document is stored under its CID, its roots recompute, each project
@@ -653,7 +731,10 @@ async fn uploads_and_batch_records_fan_out_up_to_the_configured_bound() {
         config.finalize_concurrency = concurrency;
         let p = Pipeline::new(ports, config);
         let report = finalize::run(&p, e.job()).await.unwrap();
-        assert_eq!((report.batches, report.uploaded, report.recorded), (6, 6, 6));
+        assert_eq!(
+            (report.batches, report.uploaded, report.recorded),
+            (6, 6, 6)
+        );
         assert_eq!(uploads.max(), concurrency, "uploads in flight");
         assert_eq!(writes.max(), concurrency, "batch records in flight");
         seals.insert(report.seal_cid);

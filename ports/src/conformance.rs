@@ -285,5 +285,9 @@ pub async fn content_store(store: &dyn ContentStore) {
     assert_eq!(cid, sequencer_core::cids::document_cid(&big).to_string());
     assert_eq!(store.get(&cid).await.unwrap().as_deref(), Some(&big[..]));
     let raw = sequencer_core::cids::raw_cid(&big).to_string();
-    assert_eq!(store.get(&raw).await.unwrap(), None, "not stored as one raw block");
+    assert_eq!(
+        store.get(&raw).await.unwrap(),
+        None,
+        "not stored as one raw block"
+    );
 }

@@ -65,7 +65,9 @@ async fn kubo_content_conforms() {
     assert_eq!(cid, document_cid(&bigger).to_string());
     assert_eq!(store.get(&cid).await.unwrap().as_deref(), Some(&bigger[..]));
     // 300 KiB and a 1 MiB batch-shaped document (a JSON array of submissions, escapes included).
-    let a: Vec<u8> = (0..300 * 1024u32).map(|i| ((i * 7 + 3) % 251) as u8).collect();
+    let a: Vec<u8> = (0..300 * 1024u32)
+        .map(|i| ((i * 7 + 3) % 251) as u8)
+        .collect();
     assert_eq!(
         store.put(&a).await.unwrap(),
         "bafybeifrdasshsfwx7jzd65bo7kz2i3gpiho3jepsgdbgnxrf5n4tav6va"

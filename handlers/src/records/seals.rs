@@ -52,7 +52,9 @@ impl Records<'_> {
             .get(Table::Epochs, &keys::seal_key(&self.market, epoch))
             .await?
         {
-            Some(item) if item.state.as_deref() == Some(SEALED) => Ok(Some(parse("seal", &item.data)?)),
+            Some(item) if item.state.as_deref() == Some(SEALED) => {
+                Ok(Some(parse("seal", &item.data)?))
+            }
             Some(item) => Err(PipelineError::Corrupt(format!(
                 "seal of epoch {epoch} in state {:?}",
                 item.state

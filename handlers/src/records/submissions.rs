@@ -193,7 +193,11 @@ impl Records<'_> {
     }
 
     /// One shard's accepted submissions, page by page.
-    async fn accepted_in_shard(&self, epoch: u64, shard: u32) -> Result<Vec<Accepted>, PipelineError> {
+    async fn accepted_in_shard(
+        &self,
+        epoch: u64,
+        shard: u32,
+    ) -> Result<Vec<Accepted>, PipelineError> {
         let pk = keys::epoch_shard_pk(&self.market, epoch, shard);
         let mut accepted = Vec::new();
         let mut after: Option<String> = None;

@@ -23,7 +23,11 @@ use sequencer_testsupport::{block_hash_of, signed_message, MemChain};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_mib_project_on_the_emulators_two_finalizers_one_batch_set() {
     let missing = sequencer_testsupport::missing(
-        &["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "IPFS_API_URL"],
+        &[
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_DYNAMODB",
+            "IPFS_API_URL",
+        ],
         &["LOCALSTACK_PYTHON"],
     )
     .await;
@@ -97,7 +101,13 @@ async fn a_one_mib_project_on_the_emulators_two_finalizers_one_batch_set() {
     let mut previous: Vec<String> = Vec::new();
     let mut pids = Vec::new();
     for b in &on_chain {
-        let bytes = p.ports.content.get(&b.batch_cid).await.unwrap().expect("on the node");
+        let bytes = p
+            .ports
+            .content
+            .get(&b.batch_cid)
+            .await
+            .unwrap()
+            .expect("on the node");
         assert_eq!(document_cid(&bytes).to_string(), b.batch_cid);
         let d: BatchDocument = serde_json::from_slice(&bytes).unwrap();
         if d.pids == vec![big.clone()] {
@@ -110,6 +120,9 @@ async fn a_one_mib_project_on_the_emulators_two_finalizers_one_batch_set() {
         previous.extend(d.submission_ids);
         pids.extend(d.pids);
     }
-    assert_eq!(pids, vec!["a-small".to_string(), big, "zz-small".to_string()]);
+    assert_eq!(
+        pids,
+        vec!["a-small".to_string(), big, "zz-small".to_string()]
+    );
     drop(queues);
 }

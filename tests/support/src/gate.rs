@@ -97,7 +97,11 @@ impl Gate {
         }
     }
 
-    async fn enter(&self, what: String, port: fn(ErrorKind, String) -> PortError) -> Result<(), PortError> {
+    async fn enter(
+        &self,
+        what: String,
+        port: fn(ErrorKind, String) -> PortError,
+    ) -> Result<(), PortError> {
         let park = {
             let mut p = self.plan();
             let n = p.calls;
@@ -145,11 +149,15 @@ fn state_err(kind: ErrorKind, m: String) -> PortError {
 #[async_trait]
 impl StateStore for GatedState {
     async fn get(&self, table: Table, key: &Key) -> Result<Option<Item>, PortError> {
-        self.gate.enter(format!("state get {}", table.name()), state_err).await?;
+        self.gate
+            .enter(format!("state get {}", table.name()), state_err)
+            .await?;
         self.inner.get(table, key).await
     }
     async fn put(&self, table: Table, key: &Key, item: &Item) -> Result<(), PortError> {
-        self.gate.enter(format!("state put {}", table.name()), state_err).await?;
+        self.gate
+            .enter(format!("state put {}", table.name()), state_err)
+            .await?;
         self.inner.put(table, key, item).await
     }
     async fn put_if_absent(&self, table: Table, key: &Key, item: &Item) -> Result<bool, PortError> {
@@ -189,11 +197,15 @@ impl StateStore for GatedState {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page, PortError> {
-        self.gate.enter(format!("state query {}", table.name()), state_err).await?;
+        self.gate
+            .enter(format!("state query {}", table.name()), state_err)
+            .await?;
         self.inner.query(table, pk, after, limit).await
     }
     async fn delete(&self, table: Table, key: &Key) -> Result<(), PortError> {
-        self.gate.enter(format!("state delete {}", table.name()), state_err).await?;
+        self.gate
+            .enter(format!("state delete {}", table.name()), state_err)
+            .await?;
         self.inner.delete(table, key).await
     }
 }
@@ -214,11 +226,15 @@ impl GatedContent {
 #[async_trait]
 impl ContentStore for GatedContent {
     async fn put(&self, bytes: &[u8]) -> Result<String, PortError> {
-        self.gate.enter("content put".into(), |k, m| PortError::content(k, m)).await?;
+        self.gate
+            .enter("content put".into(), |k, m| PortError::content(k, m))
+            .await?;
         self.inner.put(bytes).await
     }
     async fn get(&self, cid: &str) -> Result<Option<Vec<u8>>, PortError> {
-        self.gate.enter("content get".into(), |k, m| PortError::content(k, m)).await?;
+        self.gate
+            .enter("content get".into(), |k, m| PortError::content(k, m))
+            .await?;
         self.inner.get(cid).await
     }
 }
@@ -243,31 +259,42 @@ impl Queue for GatedQueue {
     }
     async fn send(&self, messages: &[OutMessage]) -> Result<(), PortError> {
         self.gate
-            .enter(format!("queue send {}", self.inner.name()), |k, m| PortError::queue(k, m))
+            .enter(format!("queue send {}", self.inner.name()), |k, m| {
+                PortError::queue(k, m)
+            })
             .await?;
         self.inner.send(messages).await
     }
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Received>, PortError> {
         self.gate
-            .enter(format!("queue receive {}", self.inner.name()), |k, m| PortError::queue(k, m))
+            .enter(format!("queue receive {}", self.inner.name()), |k, m| {
+                PortError::queue(k, m)
+            })
             .await?;
         self.inner.receive(max, wait).await
     }
     async fn ack(&self, receipts: &[String]) -> Result<(), PortError> {
         self.gate
-            .enter(format!("queue ack {}", self.inner.name()), |k, m| PortError::queue(k, m))
+            .enter(format!("queue ack {}", self.inner.name()), |k, m| {
+                PortError::queue(k, m)
+            })
             .await?;
         self.inner.ack(receipts).await
     }
     async fn nack(&self, receipt: &str, delay: Duration) -> Result<(), PortError> {
         self.gate
-            .enter(format!("queue nack {}", self.inner.name()), |k, m| PortError::queue(k, m))
+            .enter(format!("queue nack {}", self.inner.name()), |k, m| {
+                PortError::queue(k, m)
+            })
             .await?;
         self.inner.nack(receipt, delay).await
     }
     async fn dead_letter(&self, message: &Received, reason: &str) -> Result<(), PortError> {
         self.gate
-            .enter(format!("queue dead_letter {}", self.inner.name()), |k, m| PortError::queue(k, m))
+            .enter(
+                format!("queue dead_letter {}", self.inner.name()),
+                |k, m| PortError::queue(k, m),
+            )
             .await?;
         self.inner.dead_letter(message, reason).await
     }
