@@ -122,7 +122,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "batched_but_rejected",
         needle: "rejected `unknown_header`",
         scenario: "everything",
-        seed: 18,
+        seed: 45,
         fixed: false,
     },
     Defect {
@@ -132,7 +132,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "honest_not_yet_final",
         needle: "",
         scenario: "rough",
-        seed: 10,
+        seed: 1,
         fixed: false,
     },
     Defect {
@@ -142,7 +142,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "honest_dead_lettered",
         needle: "",
         scenario: "race",
-        seed: 8,
+        seed: 14,
         fixed: false,
     },
     Defect {
@@ -192,7 +192,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_stuck",
         needle: "nonce too low",
         scenario: "operational",
-        seed: 1,
+        seed: 6,
         fixed: false,
     },
     Defect {
@@ -262,7 +262,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "dead_lettered_message",
         needle: "",
         scenario: "everything",
-        seed: 49,
+        seed: 24,
         fixed: false,
     },
     Defect {
@@ -292,7 +292,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "batched_but_rejected",
         needle: "Hostile(DuplicateId)",
         scenario: "hostile",
-        seed: 13,
+        seed: 8,
         fixed: false,
     },
     Defect {
@@ -302,7 +302,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "batched_without_receipt",
         needle: "",
         scenario: "race",
-        seed: 1237,
+        seed: 83,
         fixed: false,
     },
     Defect {
@@ -322,7 +322,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_slow",
         needle: "longest: finalizing",
         scenario: "rough",
-        seed: 1,
+        seed: 8,
         fixed: false,
     },
     Defect {
@@ -332,7 +332,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_slow",
         needle: "longest: anchoring",
         scenario: "rough",
-        seed: 5,
+        seed: 1,
         fixed: false,
     },
     Defect {
@@ -362,7 +362,7 @@ pub const DEFECTS: &[Defect] = &[
         invariant: "epoch_slow",
         needle: "longest: closing",
         scenario: "race",
-        seed: 51,
+        seed: 2,
         fixed: false,
     },
 ];
