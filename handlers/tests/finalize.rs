@@ -432,7 +432,6 @@ async fn a_duplicated_job_through_the_queue_finalizes_and_anchors_once() {
         wait: Duration::ZERO,
         retry_delay: Duration::ZERO,
         batch_size: 10,
-        ..PollerConfig::default()
     };
     let r = drain(&e.finalize_q, &cfg, 5, |ev| finalize::handle(&e.p, ev))
         .await

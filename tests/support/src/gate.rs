@@ -227,13 +227,13 @@ impl GatedContent {
 impl ContentStore for GatedContent {
     async fn put(&self, bytes: &[u8]) -> Result<String, PortError> {
         self.gate
-            .enter("content put".into(), |k, m| PortError::content(k, m))
+            .enter("content put".into(), PortError::content)
             .await?;
         self.inner.put(bytes).await
     }
     async fn get(&self, cid: &str) -> Result<Option<Vec<u8>>, PortError> {
         self.gate
-            .enter("content get".into(), |k, m| PortError::content(k, m))
+            .enter("content get".into(), PortError::content)
             .await?;
         self.inner.get(cid).await
     }
@@ -293,7 +293,7 @@ impl Queue for GatedQueue {
         self.gate
             .enter(
                 format!("queue dead_letter {}", self.inner.name()),
-                |k, m| PortError::queue(k, m),
+                PortError::queue,
             )
             .await?;
         self.inner.dead_letter(message, reason).await
