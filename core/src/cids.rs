@@ -1,4 +1,4 @@
-//! Content identifiers (PROTOCOL.md §6): batch CIDs and snapshot CID parsing.
+//! Content identifiers (PROTOCOL.md §6): document CIDs and snapshot CID parsing.
 
 use cid::multihash::Multihash;
 pub use cid::Cid;
@@ -9,8 +9,9 @@ pub const RAW_CODEC: u64 = 0x55;
 /// Multihash `sha2-256`.
 pub const SHA2_256: u64 = 0x12;
 /// Largest document `ipfs add --cid-version=1` stores as one raw block (its default
-/// chunk size); up to this size the CID is `CIDv1(raw, sha2-256(bytes))`.
-pub const MAX_RAW_BLOCK_BYTES: usize = 256 * 1024;
+/// chunk size); up to this size the CID is `CIDv1(raw, sha2-256(bytes))`, above it the root of a
+/// UnixFS DAG ([`document_cid`]).
+pub const MAX_RAW_BLOCK_BYTES: usize = crate::unixfs::CHUNK_BYTES;
 
 /// A string that is not a CID.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +26,15 @@ pub fn raw_cid(bytes: &[u8]) -> Cid {
     // A 32-byte digest always fits the 64-byte multihash.
     let mh = Multihash::<64>::wrap(SHA2_256, &digest).unwrap_or_default();
     Cid::new_v1(RAW_CODEC, mh)
+}
+
+/// The CID of a document (a batch, a seal): what `ipfs add --cid-version=1 --raw-leaves` gives
+/// for its bytes (PROTOCOL.md §6): [`raw_cid`] up to [`MAX_RAW_BLOCK_BYTES`], else the root of
+/// the balanced UnixFS DAG of 256 KiB raw leaves (`bafybei…`, [`crate::unixfs`]). The one rule
+/// every writer and checker of a document's CID uses: finalize, the content stores, the proofs,
+/// `seqctl`.
+pub fn document_cid(bytes: &[u8]) -> Cid {
+    crate::unixfs::file_cid(bytes)
 }
 
 /// Parses a bare CIDv0 (`Qm…`) or CIDv1 (multibase) string. It decodes the text itself rather

@@ -11,7 +11,7 @@ use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
 use crate::anchor_gas;
-use crate::cids::{raw_cid, Cid};
+use crate::cids::{document_cid, Cid};
 use crate::merkle::{self, IncrementalTree, TreeFull};
 use crate::submission::SnapshotSubmission;
 
@@ -19,7 +19,7 @@ use crate::submission::SnapshotSubmission;
 /// (about 100 projects each), so by default gas and bytes decide.
 pub const DEFAULT_BATCH_SIZE: usize = 500;
 /// Default cap on one batch document's JSON: one IPFS chunk, so its CID is the raw
-/// CID of its bytes.
+/// CID of its bytes (a single project larger than that gets a UnixFS CID, PROTOCOL.md §6).
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Default gas budget of one batch's `submitSubmissionBatch` ([`crate::anchor_gas`]): three
 /// batches fill a 30 M-gas block, the third still fitting with the chain client's default 20 %
@@ -112,7 +112,8 @@ pub struct Batch {
     pub document: BatchDocument,
     /// [`BatchDocument::to_canonical_json`], what is uploaded.
     pub json: Vec<u8>,
-    /// `CIDv1(raw, sha2-256(json))`.
+    /// [`document_cid`] of `json`: `CIDv1(raw, sha2-256(json))` up to 256 KiB, the UnixFS root
+    /// above.
     pub cid: Cid,
     /// Published root of the submission-id tree over batches 1..=index.
     pub roothash: B256,
@@ -192,17 +193,33 @@ fn consensus_of<'a>(
         .collect()
 }
 
-/// JSON-encoded length of a string (quotes and escapes included).
-fn json_str_len(s: &str) -> usize {
-    serde_json::to_string(s)
-        .map(|j| j.len())
-        .unwrap_or(usize::MAX / 4)
+/// Counts the bytes written through it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-/// One project's part of a batch.
-struct ProjectPart<'a> {
+/// JSON-encoded length of a string (quotes and escapes included), as serde_json writes it,
+/// without building the encoded copy.
+fn json_str_len(s: &str) -> usize {
+    let mut n = ByteCount(0);
+    match serde_json::to_writer(&mut n, s) {
+        Ok(()) => n.0,
+        Err(_) => usize::MAX / 4,
+    }
+}
+
+/// One project's part of a batch: its consensus and its listed submissions (ids and texts).
+struct ProjectPart {
     consensus: ProjectConsensus,
-    subs: Vec<&'a Accepted>,
+    ids: Vec<String>,
     texts: Vec<String>,
     /// Bytes this project adds to a batch document, separators included.
     bytes: usize,
@@ -251,61 +268,90 @@ pub fn cut_batches(parts: &[PartCost], config: &FinalizeConfig) -> Vec<usize> {
     sizes
 }
 
-/// Finalizes one epoch's accepted submissions.
-pub fn finalize_epoch(
-    subs: &[Accepted],
+/// An epoch's accepted set, planned: consensus per project, where the batches are cut, and the
+/// text of every submission a batch lists, held once. [`EpochPlan::batches`] then builds the
+/// batches one at a time, so a caller that uploads each batch and lets it go never holds more
+/// than the texts plus the batches it has in flight.
+pub struct EpochPlan {
+    parts: Vec<ProjectPart>,
+    /// Projects per batch, in order.
+    sizes: Vec<usize>,
+    /// Projects below the minimum, not finalized.
+    pub below_minimum: Vec<String>,
+    /// Submissions dropped because another one already held their (project, slot); the
+    /// smallest submission id is kept (see [`FinalizedEpoch::duplicates_dropped`]).
+    pub duplicates_dropped: usize,
+    /// Simulation submissions left out.
+    pub simulations_skipped: usize,
+    /// Submissions the batches list.
+    pub listed: usize,
+}
+
+impl std::fmt::Debug for EpochPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EpochPlan")
+            .field("projects", &self.parts.len())
+            .field("batches", &self.sizes.len())
+            .field("listed", &self.listed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Plans one epoch's accepted submissions, consuming them: each is turned into its batch text
+/// as it is reached, so the set is never held twice.
+pub fn plan_epoch(
+    mut subs: Vec<Accepted>,
     config: &FinalizeConfig,
-) -> Result<FinalizedEpoch, FinalizeError> {
+) -> Result<EpochPlan, FinalizeError> {
     if config.batch_size == 0 {
         return Err(FinalizeError::ZeroBatchSize);
     }
     // Canonical order: project, slot, submission id; then first-wins per (project, slot).
-    let mut sorted: Vec<&Accepted> = subs
-        .iter()
-        .filter(|s| !s.submission.is_simulation())
-        .collect();
-    let simulations_skipped = subs.len() - sorted.len();
-    sorted.sort_by(|a, b| {
+    let before = subs.len();
+    subs.retain(|s| !s.submission.is_simulation());
+    let simulations_skipped = before - subs.len();
+    subs.sort_unstable_by(|a, b| {
         (a.project(), a.slot(), a.submission_id.as_str()).cmp(&(
             b.project(),
             b.slot(),
             b.submission_id.as_str(),
         ))
     });
-    let before = sorted.len();
-    sorted.dedup_by(|b, a| a.project() == b.project() && a.slot() == b.slot());
-    let duplicates_dropped = before - sorted.len();
-    let consensus = consensus_of(sorted.iter().copied());
+    let before = subs.len();
+    subs.dedup_by(|b, a| a.project() == b.project() && a.slot() == b.slot());
+    let duplicates_dropped = before - subs.len();
 
     let mut below_minimum = Vec::new();
     let mut parts: Vec<ProjectPart> = Vec::new();
-    let mut rest = sorted.as_slice();
-    for (project, c) in consensus {
-        let n = rest.iter().take_while(|s| s.project() == project).count();
-        let (mine, tail) = rest.split_at(n);
-        rest = tail;
+    let mut listed = 0;
+    let mut rest = subs.into_iter().peekable();
+    while let Some(first) = rest.next() {
+        let mut group = vec![first];
+        while let Some(next) = rest.next_if(|s| s.project() == group[0].project()) {
+            group.push(next);
+        }
+        let Some((_, c)) = consensus_of(group.iter()).pop_first() else {
+            continue;
+        };
         if c.total < config.min_submissions.max(1) {
-            below_minimum.push(project);
+            below_minimum.push(c.project_id);
             continue;
         }
-        let texts: Vec<String> = mine
-            .iter()
-            .map(|s| s.submission.to_canonical_json())
-            .collect();
-        // Each element costs its JSON length plus one comma (the first comma of each
-        // array is over-counted, which only makes the estimate safe).
-        let bytes = mine
-            .iter()
-            .zip(&texts)
-            .map(|(s, t)| json_str_len(&s.submission_id) + 1 + json_str_len(t) + 1)
-            .sum::<usize>()
-            + json_str_len(&c.project_id)
-            + 1
-            + json_str_len(&c.cid)
-            + 1;
+        // Each element costs its JSON length plus one comma (the first comma of each array is
+        // over-counted, which only makes the estimate safe).
+        let mut bytes = json_str_len(&c.project_id) + 1 + json_str_len(&c.cid) + 1;
+        let mut ids = Vec::with_capacity(group.len());
+        let mut texts = Vec::with_capacity(group.len());
+        for s in group {
+            let text = s.submission.to_canonical_json();
+            bytes += json_str_len(&s.submission_id) + 1 + json_str_len(&text) + 1;
+            ids.push(s.submission_id);
+            texts.push(text);
+        }
+        listed += ids.len();
         parts.push(ProjectPart {
             consensus: c,
-            subs: mine.to_vec(),
+            ids,
             texts,
             bytes,
         });
@@ -319,29 +365,70 @@ pub fn finalize_epoch(
         })
         .collect();
     let sizes = cut_batches(&costs, config);
+    Ok(EpochPlan {
+        parts,
+        sizes,
+        below_minimum,
+        duplicates_dropped,
+        simulations_skipped,
+        listed,
+    })
+}
 
-    // Parts are consumed batch by batch, so their texts move into the documents.
-    let mut parts = parts.into_iter();
-    let mut tree = IncrementalTree::new();
-    let mut batches = Vec::with_capacity(sizes.len());
-    for (i, size) in sizes.into_iter().enumerate() {
-        let first_leaf_index = tree.len();
+impl EpochPlan {
+    /// Batches the plan makes.
+    pub fn batch_count(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// The batches, built one at a time in order (each batch's `roothash` covers the ids of the
+    /// batches before it, so they come in order). Each project's texts move into its batch.
+    pub fn batches(self) -> Batches {
+        Batches {
+            parts: self.parts.into_iter(),
+            sizes: self.sizes.into_iter(),
+            tree: IncrementalTree::new(),
+            next_index: 1,
+        }
+    }
+}
+
+/// The batches of an [`EpochPlan`], built as they are asked for.
+pub struct Batches {
+    parts: std::vec::IntoIter<ProjectPart>,
+    sizes: std::vec::IntoIter<usize>,
+    tree: IncrementalTree,
+    next_index: u32,
+}
+
+impl std::fmt::Debug for Batches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batches")
+            .field("next_index", &self.next_index)
+            .field("left", &self.sizes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Batches {
+    fn build(&mut self, size: usize) -> Result<Batch, FinalizeError> {
+        let first_leaf_index = self.tree.len();
         let mut submission_ids = Vec::new();
         let mut submissions = Vec::new();
         let mut pids = Vec::with_capacity(size);
         let mut cids = Vec::with_capacity(size);
         let mut cid_tree = IncrementalTree::new();
-        for part in parts.by_ref().take(size) {
-            for (s, text) in part.subs.iter().zip(part.texts) {
-                tree.push(&s.submission_id)?;
-                submission_ids.push(s.submission_id.clone());
-                submissions.push(text);
+        for part in self.parts.by_ref().take(size) {
+            for id in &part.ids {
+                self.tree.push(id)?;
             }
+            submission_ids.extend(part.ids);
+            submissions.extend(part.texts);
             cid_tree.push(&part.consensus.cid)?;
             pids.push(part.consensus.project_id);
             cids.push(part.consensus.cid);
         }
-        let roothash = tree.published_root();
+        let roothash = self.tree.published_root();
         let document = BatchDocument {
             submission_ids,
             submissions,
@@ -350,18 +437,45 @@ pub fn finalize_epoch(
             cids,
         };
         let json = document.to_canonical_json();
-        batches.push(Batch {
-            index: (i + 1) as u32,
-            cid: raw_cid(&json),
+        let index = self.next_index;
+        self.next_index += 1;
+        Ok(Batch {
+            index,
+            cid: document_cid(&json),
             json,
             document,
             roothash,
             finalized_cids_root: cid_tree.published_root(),
             first_leaf_index,
-        });
+        })
     }
+}
+
+impl Iterator for Batches {
+    type Item = Result<Batch, FinalizeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let size = self.sizes.next()?;
+        Some(self.build(size))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.sizes.size_hint()
+    }
+}
+
+/// Finalizes one epoch's accepted submissions: [`plan_epoch`] over a copy of them, every batch
+/// built.
+pub fn finalize_epoch(
+    subs: &[Accepted],
+    config: &FinalizeConfig,
+) -> Result<FinalizedEpoch, FinalizeError> {
+    let plan = plan_epoch(subs.to_vec(), config)?;
+    let below_minimum = plan.below_minimum.clone();
+    let (duplicates_dropped, simulations_skipped) =
+        (plan.duplicates_dropped, plan.simulations_skipped);
     Ok(FinalizedEpoch {
-        batches,
+        batches: plan.batches().collect::<Result<_, _>>()?,
         below_minimum,
         duplicates_dropped,
         simulations_skipped,
@@ -537,6 +651,79 @@ mod tests {
     }
 
     #[test]
+    fn a_project_over_one_chunk_gets_a_unixfs_cid_and_others_stay_raw() {
+        // ~600 submissions of a 256-byte, escape-heavy project id: well over 256 KiB.
+        let big_id = "\"\\".repeat(128);
+        let mut subs: Vec<Accepted> = (0..600)
+            .map(|i| acc(&format!("id-{i:04}"), &big_id, i, "bafkx"))
+            .collect();
+        subs.push(acc("small-1", "a-small", 1, "bafky"));
+        subs.push(acc("small-2", "zz-small", 1, "bafkz"));
+        let f = finalize_epoch(&subs, &FinalizeConfig::default()).expect("finalizes");
+        let big = f
+            .batches
+            .iter()
+            .find(|b| b.document.pids == vec![big_id.clone()])
+            .expect("the big project has a batch of its own");
+        assert!(big.json.len() > crate::cids::MAX_RAW_BLOCK_BYTES);
+        assert_eq!(big.cid.codec(), crate::unixfs::DAG_PB_CODEC);
+        assert_eq!(big.cid, crate::unixfs::file_cid(&big.json));
+        assert_eq!(
+            big.document.submission_ids.len(),
+            600,
+            "never split, never dropped"
+        );
+        for b in f.batches.iter().filter(|b| b.index != big.index) {
+            assert_eq!(b.cid, crate::cids::raw_cid(&b.json));
+        }
+        let pids: Vec<&str> = f
+            .batches
+            .iter()
+            .flat_map(|b| &b.document.pids)
+            .map(String::as_str)
+            .collect();
+        assert_eq!(pids, vec![big_id.as_str(), "a-small", "zz-small"]);
+    }
+
+    #[test]
+    fn encoded_lengths_are_serde_jsons() {
+        for s in [
+            "",
+            "plain",
+            "quote\" back\\ nl\n tab\t ctl\u{1}",
+            "unicodé ✓ 🦀",
+            "</script>",
+        ] {
+            assert_eq!(
+                json_str_len(s),
+                serde_json::to_string(s).unwrap_or_default().len(),
+                "{s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_plan_builds_batches_one_at_a_time_as_finalize_epoch_does() {
+        let subs: Vec<Accepted> = (0..23)
+            .map(|i| acc(&format!("id{i:02}"), &format!("p{:02}", i % 11), i, "x"))
+            .collect();
+        let cfg = FinalizeConfig {
+            batch_size: 3,
+            ..Default::default()
+        };
+        let whole = finalize_epoch(&subs, &cfg).expect("finalizes");
+        let plan = plan_epoch(subs, &cfg).expect("plans");
+        assert_eq!(plan.batch_count(), whole.batches.len());
+        assert_eq!(plan.listed, 23);
+        let mut batches = plan.batches();
+        assert_eq!(batches.size_hint(), (4, Some(4)));
+        let first = batches.next().expect("one").expect("builds");
+        assert_eq!(first, whole.batches[0]);
+        let rest: Vec<Batch> = batches.map(|b| b.expect("builds")).collect();
+        assert_eq!(rest, whole.batches[1..]);
+    }
+
+    #[test]
     fn roothash_grows_across_batches() {
         let subs: Vec<Accepted> = (0..7)
             .map(|i| acc(&format!("id{i}"), &format!("p{i}"), 1, "x"))
@@ -589,7 +776,7 @@ mod tests {
                 let gas = anchor_gas::batch_gas(b.document.pids.iter().map(String::as_str).zip(b.document.cids.iter().map(String::as_str)));
                 prop_assert!(gas <= cfg.max_batch_gas || b.document.pids.len() == 1);
                 prop_assert_eq!(b.json.clone(), b.document.to_canonical_json());
-                prop_assert_eq!(b.cid, raw_cid(&b.json));
+                prop_assert_eq!(b.cid, document_cid(&b.json));
             }
             let ids: usize = f.batches.iter().map(|b| b.document.submission_ids.len()).sum();
             prop_assert_eq!(ids + f.duplicates_dropped + f.simulations_skipped, subs.len());

@@ -1,10 +1,10 @@
 //! Pure protocol core of the submission sequencer (PROTOCOL.md): submission types
 //! and both wire codecs, EIP-712 identity, validation rules with typed rejection
 //! reasons, consensus, batch cutting and canonical batch JSON, the incremental
-//! Merkle tree and its proofs, CIDs, the epoch manager's plan and the contract's
-//! days (`epochs`), and the rewards tally per slot, epoch and day (`rewards`). No
-//! I/O and no async: every function here is deterministic, so the same code runs
-//! in Lambda, locally and in tests.
+//! Merkle tree and its proofs, CIDs and the UnixFS layout of large documents, the
+//! epoch manager's plan and the contract's days (`epochs`), and the rewards tally
+//! per slot, epoch and day (`rewards`). No I/O and no async: every function here is
+//! deterministic, so the same code runs in Lambda, locally and in tests.
 
 pub mod anchor_gas;
 pub mod cids;
@@ -19,5 +19,6 @@ pub mod proof;
 pub mod rewards;
 pub mod rules;
 pub mod submission;
+pub mod unixfs;
 
 pub use alloy_primitives::{Address, B256};

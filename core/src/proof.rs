@@ -5,7 +5,7 @@
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
-use crate::cids::raw_cid;
+use crate::cids::document_cid;
 use crate::finalize::{Batch, BatchDocument};
 use crate::merkle::{self, leaf_hash, MerkleProof, Node, TREE_HEIGHT};
 
@@ -75,7 +75,7 @@ impl InclusionProof {
     /// the proof names, carries the same roothash and lists the submission id.
     pub fn verify_with_batch(&self, document_bytes: &[u8]) -> Result<(), ProofCheckError> {
         self.verify()?;
-        let actual = raw_cid(document_bytes).to_string();
+        let actual = document_cid(document_bytes).to_string();
         if actual != self.batch_cid {
             return Err(ProofCheckError::BatchCidMismatch {
                 expected: self.batch_cid.clone(),

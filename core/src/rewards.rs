@@ -66,36 +66,93 @@ impl SlotTally {
 
 /// Every slot with an accepted submission in the epoch, by slot id: eligible and discarded.
 pub fn tally_epoch(accepted: &[Accepted], finalized: &FinalizedEpoch) -> Vec<SlotTally> {
-    let mut finalized_cid: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut listed: BTreeSet<&str> = BTreeSet::new();
+    let votes: Vec<Vote> = accepted.iter().map(Vote::of).collect();
+    let mut cut = EpochCut::default();
     for b in &finalized.batches {
-        for (p, c) in b.document.pids.iter().zip(&b.document.cids) {
-            finalized_cid.insert(p, c);
-        }
-        listed.extend(b.document.submission_ids.iter().map(String::as_str));
+        cut.add_batch(
+            &b.document.pids,
+            &b.document.cids,
+            &b.document.submission_ids,
+        );
     }
-    let below: BTreeSet<&str> = finalized.below_minimum.iter().map(String::as_str).collect();
-    let mut slots: BTreeMap<u64, SlotTally> = BTreeMap::new();
-    for a in accepted.iter().filter(|a| !a.submission.is_simulation()) {
+    cut.below_minimum = finalized.below_minimum.iter().cloned().collect();
+    tally_votes(&votes, &cut)
+}
+
+/// What rewards need of one accepted submission (its text is not needed, so finalize keeps
+/// these beside the plan without holding the epoch's texts twice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vote {
+    /// The submission id.
+    pub submission_id: String,
+    /// Its slot.
+    pub slot: u64,
+    /// Its project.
+    pub project: String,
+    /// The CID it named, as sent.
+    pub cid: String,
+    /// A simulation submission (counts for nothing).
+    pub simulation: bool,
+}
+
+impl Vote {
+    /// The vote of an accepted submission.
+    pub fn of(a: &Accepted) -> Self {
         let r = &a.submission.request;
-        let t = slots.entry(r.slot_id).or_insert_with(|| SlotTally {
+        Self {
+            submission_id: a.submission_id.clone(),
             slot: r.slot_id,
+            project: r.project_id.clone(),
+            cid: r.snapshot_cid.clone(),
+            simulation: a.submission.is_simulation(),
+        }
+    }
+}
+
+/// How finalization cut an epoch, as rewards read it: each finalized project's CID, the
+/// submission ids the batches list, the projects below the minimum.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochCut {
+    /// Finalized CID per project.
+    pub finalized_cid: BTreeMap<String, String>,
+    /// Submission ids listed in the batches.
+    pub listed: BTreeSet<String>,
+    /// Projects below the minimum.
+    pub below_minimum: BTreeSet<String>,
+}
+
+impl EpochCut {
+    /// Adds one batch: its projects, their finalized CIDs (parallel) and the ids it lists.
+    pub fn add_batch(&mut self, pids: &[String], cids: &[String], ids: &[String]) {
+        for (p, c) in pids.iter().zip(cids) {
+            self.finalized_cid.insert(p.clone(), c.clone());
+        }
+        self.listed.extend(ids.iter().cloned());
+    }
+}
+
+/// [`tally_epoch`] over the votes and the cut.
+pub fn tally_votes(votes: &[Vote], cut: &EpochCut) -> Vec<SlotTally> {
+    let mut slots: BTreeMap<u64, SlotTally> = BTreeMap::new();
+    for v in votes.iter().filter(|v| !v.simulation) {
+        let t = slots.entry(v.slot).or_insert_with(|| SlotTally {
+            slot: v.slot,
             ..SlotTally::default()
         });
-        let winner = finalized_cid.get(r.project_id.as_str()).copied();
-        let in_batch = listed.contains(a.submission_id.as_str());
+        let winner = cut.finalized_cid.get(&v.project).map(String::as_str);
+        let in_batch = cut.listed.contains(&v.submission_id);
         let reason = match winner {
-            Some(w) if in_batch && canonical_cid(&r.snapshot_cid) == w => {
+            Some(w) if in_batch && canonical_cid(&v.cid) == w => {
                 t.eligible += 1;
                 continue;
             }
             Some(_) if in_batch => DiscardReason::Outvoted,
-            _ if below.contains(r.project_id.as_str()) => DiscardReason::BelowMinimum,
+            _ if cut.below_minimum.contains(&v.project) => DiscardReason::BelowMinimum,
             _ => DiscardReason::NotBatched,
         };
         t.discards.push(Discard {
-            project: r.project_id.clone(),
-            cid: r.snapshot_cid.clone(),
+            project: v.project.clone(),
+            cid: v.cid.clone(),
             finalized_cid: winner.map(str::to_string),
             reason,
         });

@@ -1,12 +1,12 @@
 //! Cross-implementation vectors: data made by independent libraries (Python
-//! `eth-account`, JS `multiformats`, a plain Python Merkle tree; see
+//! `eth-account`, JS `multiformats` and `ipfs-unixfs-importer`, a plain Python Merkle tree; see
 //! `tests/vectors/README.md`) must come out of this crate bit for bit. Reads the
 //! committed JSON only; needs neither Python nor Node.
 
 use std::path::PathBuf;
 
 use alloy_primitives::{Address, B256};
-use sequencer_core::cids::{canonical_cid, parse_cid, raw_cid};
+use sequencer_core::cids::{canonical_cid, document_cid, parse_cid, raw_cid};
 use sequencer_core::eip712::{
     self, recover_k256, recover_libsecp256k1, Domain, RawSignature, Verifier,
 };
@@ -104,6 +104,60 @@ fn eip712_invalid_signatures_are_rejected_with_their_reason() {
 
 fn rule_bytes(len: usize) -> Vec<u8> {
     (0..len).map(|i| ((i * 31 + 7) % 251) as u8).collect()
+}
+
+/// `ipfs add --cid-version=1 --raw-leaves` as npm's UnixFS importer does it: the root CID and
+/// every dag-pb node, byte for byte, from one byte to a two-level tree.
+#[test]
+fn unixfs_files_match_the_importer() {
+    let doc = load("tests/vectors/unixfs.json");
+    let opts = &doc["options"];
+    assert_eq!(
+        opts["chunkSize"].as_u64(),
+        Some(sequencer_core::unixfs::CHUNK_BYTES as u64)
+    );
+    assert_eq!(
+        opts["maxChildrenPerNode"].as_u64(),
+        Some(sequencer_core::unixfs::MAX_LINKS as u64)
+    );
+    let cases = doc["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 10);
+    for c in cases {
+        let name = s(c, "name");
+        let bytes = match c.get("file") {
+            Some(f) => {
+                let path = workspace().join(f.as_str().expect("file"));
+                std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            }
+            None => {
+                assert_eq!(s(c, "generatorRule"), "bytes[i] = (i*31+7) % 251");
+                rule_bytes(c["length"].as_u64().expect("length") as usize)
+            }
+        };
+        let dag = sequencer_core::unixfs::file_dag(&bytes);
+        assert_eq!(dag.root.to_string(), s(c, "cid"), "{name}");
+        assert_eq!(document_cid(&bytes).to_string(), s(c, "cid"), "{name}");
+        // The importer stores identical chunks once; count distinct leaves.
+        let distinct: std::collections::BTreeSet<_> = dag.leaves.iter().collect();
+        assert_eq!(
+            distinct.len() as u64,
+            c["leafBlocks"].as_u64().expect("leaves"),
+            "{name}"
+        );
+        let mut ours: Vec<(String, String)> = dag
+            .nodes
+            .iter()
+            .map(|n| (n.cid.to_string(), hex::encode(&n.bytes)))
+            .collect();
+        ours.sort();
+        let theirs: Vec<(String, String)> = c["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| (s(n, "cid").to_string(), s(n, "bytesHex").to_string()))
+            .collect();
+        assert_eq!(ours, theirs, "{name}: dag-pb nodes");
+    }
 }
 
 #[test]

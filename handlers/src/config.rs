@@ -15,6 +15,8 @@
 //! | `MIN_SUBMISSIONS_PER_PROJECT` | 1 | projects with fewer accepted submissions are not finalized |
 //! | `ANCHOR_GROUP_ID` | `sequencer` | FIFO message group of the anchor queue: one per signing key |
 //! | `RECORD_TTL_DAYS` | 30 | expiry of receipts, counters, blocks and epochs in the state store |
+//! | `FINALIZE_CONCURRENCY` | 8 | batch uploads and batch records finalize has in flight at once |
+//! | `FINALIZE_RETRY_BUDGET_MS` | 120000 | how long one finalize invocation retries transient failures itself (delays 1 s, doubling to 30 s); 0: never, the queue's visibility timeout decides |
 //!
 //! Why `CLOSE_GRACE_BLOCKS` = 2: a submission whose header is the window's last block can still
 //! be in the ingress buffer (20 ms linger), in SQS or in a verify batch when the head passes the
@@ -61,6 +63,10 @@ pub struct PipelineConfig {
     pub anchor_max_receives: u32,
     /// Expiry of records, seconds.
     pub record_ttl: Duration,
+    /// Batch uploads and batch records finalize has in flight at once.
+    pub finalize_concurrency: usize,
+    /// How long one finalize invocation retries transient failures itself.
+    pub finalize_retry_budget: Duration,
 }
 
 impl PipelineConfig {
@@ -77,6 +83,8 @@ impl PipelineConfig {
             anchor_group: "sequencer".into(),
             anchor_max_receives: 5,
             record_ttl: Duration::from_secs(30 * 24 * 3600),
+            finalize_concurrency: 8,
+            finalize_retry_budget: Duration::from_secs(120),
         }
     }
 
@@ -131,6 +139,18 @@ impl PipelineConfig {
         if let Some(g) = get("ANCHOR_GROUP_ID").filter(|g| !g.trim().is_empty()) {
             c.anchor_group = g.trim().to_string();
         }
+        c.finalize_concurrency = num(&get, "FINALIZE_CONCURRENCY", c.finalize_concurrency)?;
+        if c.finalize_concurrency == 0 {
+            return Err(ConfigError(
+                "FINALIZE_CONCURRENCY must be at least 1".into(),
+            ));
+        }
+        let budget_ms: u64 = num(
+            &get,
+            "FINALIZE_RETRY_BUDGET_MS",
+            c.finalize_retry_budget.as_millis() as u64,
+        )?;
+        c.finalize_retry_budget = Duration::from_millis(budget_ms);
         let days: u64 = num(&get, "RECORD_TTL_DAYS", 30)?;
         c.record_ttl = Duration::from_secs(days.saturating_mul(24 * 3600));
         if let Some(list) = get("FULL_NODE_ADDRESSES") {
@@ -185,11 +205,14 @@ mod tests {
             ),
             ("BATCH_SIZE", "7"),
             ("MAX_BATCH_GAS", "30000000"),
+            ("FINALIZE_RETRY_BUDGET_MS", "0"),
         ];
         let c = PipelineConfig::from_lookup(env(&base)).expect("valid");
         assert_eq!(c.finalize.batch_size, 7);
         assert_eq!(c.finalize.max_batch_gas, 30_000_000);
         assert_eq!(c.anchor_max_receives, 5);
+        assert_eq!(c.finalize_retry_budget, Duration::ZERO);
+        assert_eq!(c.finalize_concurrency, 8);
         assert_eq!(c.full_nodes.len(), 1);
         assert_eq!(c.max_per_slot, 2);
         assert!(PipelineConfig::from_lookup(env(&base[1..])).is_err());

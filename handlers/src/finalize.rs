@@ -1,24 +1,56 @@
-//! `finalize` (SQS `finalize`): one closed epoch → batches.
+//! `finalize` (SQS `finalize`): one closed epoch → its one sealed batch set → the anchor job.
 //!
-//! Reads the epoch's accepted submissions (every shard), runs `core::finalize_epoch` (plurality
-//! per project, sorted batches, canonical JSON, CIDs, both roots), uploads every batch document
-//! to the content store, records each batch (`PENDING`) and the epoch's counts, moves the epoch
-//! to `FINALIZED` and enqueues its anchor job (FIFO, one group per signing key, deduplicated by
-//! market and epoch).
+//! [`run`] goes through four phases, each reading only what the one before it left:
 //!
-//! Re-running it for the same epoch gives the same bytes, CIDs and roots (finalization depends
-//! only on the set of accepted submissions), uploads nothing that is already recorded, and an
-//! already finalized epoch only gets its anchor job sent again.
+//! 1. **Look** at the epoch. `CLOSING` and `CLOSED` go on: the tick moves `CLOSING → CLOSED` on
+//!    its own time, and finalize accepts either, also when the tick moves it in between
+//!    (phase 4). `FINALIZED` only sends the anchor job again; `ANCHORED` and `ANCHOR_FAILED` need
+//!    nothing; `OPEN` is not ready.
+//! 2. **Seal** ([`seal_epoch`]). If the epoch has a seal (`records::SealRecord`), its document is
+//!    loaded and nothing is read or computed again. Otherwise the accepted set is read (every
+//!    shard at once, page by page), planned (`core::finalize::plan_epoch`: consensus, the cuts,
+//!    each submission's text held once), and the batches are built one at a time and uploaded
+//!    with at most `FINALIZE_CONCURRENCY` in flight, each let go once stored. Their records go
+//!    into one [`SealDocument`] in the content store, and its CID into the seal, by a
+//!    conditional put: the first finalizer to seal the epoch wins, and a run that loses (a
+//!    concurrent second finalizer, which may have read another set) takes the winner's seal.
+//! 3. **Record** the sealed batches (`PENDING`), at most `FINALIZE_CONCURRENCY` at once. Every
+//!    conditional write is checked: a record that is already there must be the sealed batch
+//!    (`BatchRecord::same_batch`), or the run stops with an invariant error.
+//! 4. **Finish**: the epoch's receipt counts, `→ FINALIZED` from `CLOSING` or `CLOSED`
+//!    (whichever it is in when the write lands: a refusal because the tick moved it is retried
+//!    at once from the state found), then the anchor job (FIFO, deduplicated by market and
+//!    epoch).
+//!
+//! So every re-run and every concurrent run records one batch set, byte for byte: the sealed
+//! one. Everything after the seal reads only the seal, so a per-epoch hook (rewards accounting,
+//! say) belongs between phases 3 and 4, over [`Sealed`].
+//!
+//! **Retry delays.** Races between finalizers and with the tick are answered inline: they never
+//! fail the job. A transient failure (state store, content store or queue unavailable) is retried
+//! inside the same invocation by [`handle`] ([`run_retrying`]): after 1 s, then 2, 4, 8, 16 and
+//! 30 s, while the retries stay within `FINALIZE_RETRY_BUDGET_MS` (120 s by default, counting the
+//! runs themselves; the function's timeout is 300 s). Past that budget the message comes back
+//! after the queue's visibility timeout (6 × 300 s = 30 min in the Terraform module), and after
+//! five receives it goes to the DLQ. Errors no retry can fix (an invariant, corrupt data, a
+//! content store that answers another CID) are not retried in the invocation.
+
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use sequencer_core::finalize::{finalize_epoch, FinalizedEpoch};
+use futures::{StreamExt, TryStreamExt};
+use sequencer_core::cids::document_cid;
+use sequencer_core::finalize::{plan_epoch, Batch, FinalizeError};
+use sequencer_core::rewards::{tally_votes, EpochCut, SlotTally, Vote};
 use sequencer_ports::{ErrorKind, PortError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::jobs::EpochJob;
 use crate::metrics as m;
 use crate::pipeline::{parse, Pipeline, PipelineError};
-use crate::records::{BatchRecord, EpochMove, EpochState};
+use crate::records::{
+    BatchRecord, EpochCounts, EpochEntry, EpochMove, EpochState, SealRecord, SealWrite,
+};
 use crate::sqs::{body, each_record};
 
 /// What one run did.
@@ -26,29 +58,101 @@ use crate::sqs::{body, each_record};
 pub struct FinalizeReport {
     /// The epoch.
     pub epoch: u64,
-    /// Batches recorded.
+    /// Batches recorded (the sealed batch set).
     pub batches: u32,
-    /// Batch documents uploaded by this run.
+    /// Batch documents uploaded by this run (none when the epoch was sealed before).
     pub uploaded: u32,
+    /// Batch records this run wrote (the others were there already).
+    pub recorded: u32,
     /// Submissions listed in batches.
     pub submissions: u64,
-    /// The epoch was finalized before; only the anchor job was sent again.
+    /// This run wrote the epoch's seal.
+    pub sealed: bool,
+    /// The seal document's CID.
+    pub seal_cid: String,
+    /// The epoch was finalized before (or by a concurrent run); only the anchor job was sent.
     pub already_finalized: bool,
-    /// Time reading the epoch's submissions and receipts, ms.
+    /// Time reading the epoch's accepted submissions and receipts, ms.
     pub read_ms: f64,
-    /// Time in `core::finalize_epoch` (consensus, batches, JSON, CIDs, roots), ms.
+    /// Time planning the batches (consensus, cuts, texts), ms.
     pub compute_ms: f64,
-    /// Time uploading and recording batches, ms.
+    /// Time building, uploading, sealing and recording the batches and moving the epoch, ms.
     pub store_ms: f64,
 }
 
-/// The Lambda handler.
+/// The sealed batch set of an epoch, as stored in the content store (canonical JSON of this
+/// struct; the seal record names its CID).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealDocument {
+    /// The market (`0x…`, lower case).
+    pub market: String,
+    /// The epoch.
+    pub epoch: u64,
+    /// The batches, in order, as finalization records them.
+    pub batches: Vec<BatchRecord>,
+    /// Projects below the minimum number of submissions, not finalized.
+    pub below_minimum: Vec<String>,
+    /// Accepted submissions left out because another held their (project, slot).
+    pub duplicates_dropped: u64,
+    /// Simulation submissions left out.
+    pub simulations_skipped: u64,
+    /// Each slot's eligible and discarded submissions (`core::rewards`), computed from the set
+    /// this seal was made from, so every run records the same rewards.
+    #[serde(default)]
+    pub rewards: Vec<SlotTally>,
+}
+
+/// An epoch's seal and its document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    /// The seal.
+    pub record: SealRecord,
+    /// What it seals.
+    pub doc: SealDocument,
+    /// This run wrote it.
+    pub by_this_run: bool,
+}
+
+/// The Lambda handler: each job run with in-invocation retries of transient failures.
 pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
     each_record(&event, "finalize", |m| async move {
         let job: EpochJob = parse("finalize job", body(m))?;
-        run(p, job).await.map(|_| ())
+        run_retrying(p, job).await.map(|_| ())
     })
     .await
+}
+
+/// The wait before retry `n` (0-based) of a transient failure: 1 s, doubling, at most 30 s.
+pub fn retry_delay(n: u32) -> Duration {
+    Duration::from_secs(1u64 << n.min(5)).min(Duration::from_secs(30))
+}
+
+/// [`run`], retrying transient failures after [`retry_delay`] while the time spent (runs and
+/// waits) stays within `finalize_retry_budget`; the last error when it does not.
+pub async fn run_retrying(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, PipelineError> {
+    let budget = p.config.finalize_retry_budget;
+    let mut spent = Duration::ZERO;
+    let mut retry = 0;
+    loop {
+        // The pipeline's clock, so a simulation on virtual time decides the same way each run.
+        let started = p.now_ms();
+        let err = match run(p, job).await {
+            Ok(r) => return Ok(r),
+            Err(e) => e,
+        };
+        let took = Duration::from_millis(u64::try_from(p.now_ms() - started).unwrap_or(0));
+        spent += took;
+        let delay = retry_delay(retry);
+        // Another run may take as long as this one did.
+        if !err.is_retryable() || spent + delay + took > budget {
+            return Err(err);
+        }
+        tracing::warn!(epoch = job.epoch, error = %err, retry, delay_ms = delay.as_millis() as u64, "finalize failed; retrying in this invocation");
+        p.metrics.inc(&m::FINALIZE_RETRIES, []);
+        p.clock.sleep(delay).await;
+        spent += delay;
+        retry += 1;
+    }
 }
 
 /// Finalizes one epoch.
@@ -62,121 +166,336 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
     }
     let epoch = job.epoch;
     let records = p.records();
-    let entry = records
-        .epoch(epoch)
-        .await?
-        .ok_or_else(|| PipelineError::NotReady(format!("epoch {epoch} is not recorded")))?;
-    let from = entry.state;
-    let mut rec = entry.record;
     let mut report = FinalizeReport {
         epoch,
         ..FinalizeReport::default()
     };
-    match from {
+
+    // 1. Look.
+    let entry = records
+        .epoch(epoch)
+        .await?
+        .ok_or_else(|| PipelineError::NotReady(format!("epoch {epoch} is not recorded")))?;
+    match entry.state {
         EpochState::Closed | EpochState::Closing => {}
-        EpochState::Finalized => {
+        EpochState::Finalized | EpochState::Anchored | EpochState::Failed => {
             report.already_finalized = true;
-            report.batches = rec.batches.unwrap_or(0);
-            send_anchor_job(p, epoch).await?;
-            return Ok(report);
-        }
-        EpochState::Anchored | EpochState::Failed => {
-            report.already_finalized = true;
-            report.batches = rec.batches.unwrap_or(0);
+            report.batches = entry.record.batches.unwrap_or(0);
+            // The seal it was finalized from (none for an epoch finalized before seals).
+            if let Some(seal) = records.seal(epoch).await? {
+                report.seal_cid = seal.cid;
+                report.submissions = seal.submissions;
+            }
+            if entry.state == EpochState::Finalized {
+                send_anchor_job(p, epoch).await?;
+            }
             return Ok(report);
         }
         EpochState::Open => {
             return Err(PipelineError::NotReady(format!(
-                "epoch {epoch} is {from}, not closed"
+                "epoch {epoch} is {}, not closed",
+                entry.state
             )))
         }
     }
 
-    let t0 = std::time::Instant::now();
-    let accepted = records.accepted_submissions(epoch).await?;
-    let counts = records.tally_receipts(epoch).await?;
-    let t1 = std::time::Instant::now();
-    let finalized: FinalizedEpoch = finalize_epoch(&accepted, &p.config.finalize)
-        .map_err(|e| PipelineError::Invariant(e.to_string()))?;
-    let t2 = std::time::Instant::now();
-    report.read_ms = (t1 - t0).as_secs_f64() * 1e3;
-    report.compute_ms = (t2 - t1).as_secs_f64() * 1e3;
-    for b in &finalized.batches {
-        let cid = b.cid.to_string();
-        if let Some(existing) = records.batch(epoch, b.index).await? {
-            if existing.record.cid != cid {
-                return Err(PipelineError::Invariant(format!(
-                    "epoch {epoch} batch {} was recorded as {}, finalizing again gives {cid}",
-                    b.index, existing.record.cid
-                )));
-            }
-        } else {
-            let stored = p.ports.content.put(&b.json).await?;
-            if stored != cid {
-                return Err(PortError::content(
-                    ErrorKind::CidMismatch {
-                        expected: cid,
-                        got: stored,
-                    },
-                    "the content store's CID for a batch document",
-                )
-                .into());
-            }
-            report.uploaded += 1;
-            let br = BatchRecord {
-                index: b.index,
-                cid: cid.clone(),
-                roothash: format!("{:#x}", b.roothash),
-                finalized_cids_root: format!("{:#x}", b.finalized_cids_root),
-                pids: b.document.pids.clone(),
-                cids: b.document.cids.clone(),
-                first_leaf_index: b.first_leaf_index,
-                submissions: b.document.submission_ids.len() as u64,
-                bytes: b.json.len() as u64,
-                tx_hash: None,
-                block: None,
-                delayed: false,
-            };
-            records.record_batch(epoch, &br).await?;
-        }
-        report.submissions += b.document.submission_ids.len() as u64;
-    }
+    // 2. Seal (the receipts are counted meanwhile).
+    let (sealed, counts) = futures::try_join!(
+        seal_epoch(p, epoch, &mut report),
+        records.tally_receipts(epoch)
+    )?;
+    let t_stored = Instant::now();
+    report.sealed = sealed.by_this_run;
+    report.seal_cid = sealed.record.cid.clone();
+    report.batches = sealed.doc.batches.len() as u32;
+    report.submissions = sealed.record.submissions;
+
+    // 3. Record: the sealed batches, and the rewards tally sealed with them.
+    report.recorded = record_batches(p, epoch, &sealed.doc).await?;
     records
-        .record_epoch_rewards(epoch, &accepted, &finalized)
+        .record_epoch_rewards(epoch, &sealed.doc.rewards)
         .await?;
-    report.batches = finalized.batches.len() as u32;
-    report.store_ms = t2.elapsed().as_secs_f64() * 1e3;
-    rec.counts = Some(counts);
-    rec.batches = Some(report.batches);
-    rec.below_minimum = finalized.below_minimum.clone();
-    rec.finalized_at_ms = Some(p.now_ms());
-    match records
-        .move_epoch(from, EpochState::Finalized, &rec)
-        .await?
-    {
-        EpochMove::Moved => {}
-        EpochMove::Refused(Some(cur)) if cur.state == EpochState::Finalized => {
-            report.already_finalized = true;
-        }
-        EpochMove::Refused(cur) => {
-            return Err(PipelineError::NotReady(format!(
-                "epoch {epoch} changed during finalization: {:?}",
-                cur.map(|c| c.state)
-            )))
-        }
+
+    // 4. Finish.
+    report.already_finalized = !finish(p, entry, &sealed.doc, counts).await?;
+    report.store_ms += t_stored.elapsed().as_secs_f64() * 1e3;
+    if !report.already_finalized {
+        p.metrics.inc(&m::FINALIZE_EPOCHS, []);
+        p.metrics
+            .add(&m::FINALIZE_BATCHES, [], u64::from(report.batches));
     }
-    p.metrics.inc(&m::FINALIZE_EPOCHS, []);
-    p.metrics
-        .add(&m::FINALIZE_BATCHES, [], u64::from(report.batches));
     tracing::info!(
         epoch,
         batches = report.batches,
         submissions = report.submissions,
         uploaded = report.uploaded,
+        recorded = report.recorded,
+        sealed = report.sealed,
+        seal = %report.seal_cid,
+        already = report.already_finalized,
         "epoch finalized"
     );
     send_anchor_job(p, epoch).await?;
     Ok(report)
+}
+
+fn invariant(e: FinalizeError) -> PipelineError {
+    PipelineError::Invariant(e.to_string())
+}
+
+/// Stores `bytes` and checks the content store answered the CID computed here.
+async fn put_document(p: &Pipeline, bytes: &[u8], what: &str) -> Result<String, PipelineError> {
+    let cid = document_cid(bytes).to_string();
+    let stored = p.ports.content.put(bytes).await?;
+    if stored != cid {
+        return Err(PortError::content(
+            ErrorKind::CidMismatch {
+                expected: cid,
+                got: stored,
+            },
+            format!("the content store's CID for {what}"),
+        )
+        .into());
+    }
+    Ok(cid)
+}
+
+/// Uploads one batch; what is recorded for it.
+async fn upload(
+    p: &Pipeline,
+    batch: Result<Batch, FinalizeError>,
+) -> Result<BatchRecord, PipelineError> {
+    let b = batch.map_err(invariant)?;
+    let cid = put_document(p, &b.json, "a batch document").await?;
+    debug_assert_eq!(cid, b.cid.to_string());
+    Ok(BatchRecord {
+        index: b.index,
+        cid,
+        roothash: format!("{:#x}", b.roothash),
+        finalized_cids_root: format!("{:#x}", b.finalized_cids_root),
+        first_leaf_index: b.first_leaf_index,
+        submissions: b.document.submission_ids.len() as u64,
+        bytes: b.json.len() as u64,
+        pids: b.document.pids,
+        cids: b.document.cids,
+        tx_hash: None,
+        block: None,
+        delayed: false,
+    })
+}
+
+/// The epoch's seal: the one there, or one made from the accepted set now (phase 2).
+pub async fn seal_epoch(
+    p: &Pipeline,
+    epoch: u64,
+    report: &mut FinalizeReport,
+) -> Result<Sealed, PipelineError> {
+    let records = p.records();
+    if let Some(record) = records.seal(epoch).await? {
+        let doc = load_seal(p, epoch, &record).await?;
+        return Ok(Sealed {
+            record,
+            doc,
+            by_this_run: false,
+        });
+    }
+
+    let t0 = Instant::now();
+    let accepted = records.accepted_submissions(epoch).await?;
+    let read = accepted.len() as u64;
+    let t1 = Instant::now();
+    // What rewards need of each submission, kept beside the plan (not the texts).
+    let votes: Vec<Vote> = accepted.iter().map(Vote::of).collect();
+    let plan = plan_epoch(accepted, &p.config.finalize).map_err(invariant)?;
+    let t2 = Instant::now();
+    report.read_ms = (t1 - t0).as_secs_f64() * 1e3;
+    report.compute_ms = (t2 - t1).as_secs_f64() * 1e3;
+
+    let (listed, below_minimum) = (plan.listed as u64, plan.below_minimum.clone());
+    let (duplicates_dropped, simulations_skipped) = (
+        plan.duplicates_dropped as u64,
+        plan.simulations_skipped as u64,
+    );
+    // Each batch is built when a slot frees up and let go once stored: at most
+    // `finalize_concurrency` batches exist at a time besides the plan's texts.
+    let mut cut = EpochCut {
+        below_minimum: below_minimum.iter().cloned().collect(),
+        ..EpochCut::default()
+    };
+    let batches: Vec<BatchRecord> = futures::stream::iter(plan.batches().inspect(|b| {
+        if let Ok(b) = b {
+            let d = &b.document;
+            cut.add_batch(&d.pids, &d.cids, &d.submission_ids);
+        }
+    }))
+    .map(|b| upload(p, b))
+    .buffered(p.config.finalize_concurrency.max(1))
+    .try_collect()
+    .await?;
+    report.uploaded = batches.len() as u32;
+    let doc = SealDocument {
+        market: format!("{:#x}", p.config.market),
+        epoch,
+        batches,
+        below_minimum,
+        duplicates_dropped,
+        simulations_skipped,
+        rewards: tally_votes(&votes, &cut),
+    };
+    let bytes = serde_json::to_vec(&doc)
+        .map_err(|e| PipelineError::Invariant(format!("seal document: {e}")))?;
+    let record = SealRecord {
+        cid: put_document(p, &bytes, "the seal document").await?,
+        batches: doc.batches.len() as u32,
+        submissions: listed,
+        read,
+        sealed_at_ms: p.now_ms(),
+    };
+    report.store_ms = t2.elapsed().as_secs_f64() * 1e3;
+    match records.write_seal(epoch, &record).await? {
+        SealWrite::Written => Ok(Sealed {
+            record,
+            doc,
+            by_this_run: true,
+        }),
+        SealWrite::Exists(theirs) => {
+            p.metrics.inc(&m::FINALIZE_SEAL_LOST, []);
+            let same = theirs.cid == record.cid;
+            tracing::info!(epoch, ours = %record.cid, theirs = %theirs.cid, same, "another finalizer sealed the epoch first; its seal is the epoch's");
+            let doc = if same {
+                doc
+            } else {
+                load_seal(p, epoch, &theirs).await?
+            };
+            Ok(Sealed {
+                record: theirs,
+                doc,
+                by_this_run: false,
+            })
+        }
+    }
+}
+
+/// The document a seal names, checked against it.
+async fn load_seal(
+    p: &Pipeline,
+    epoch: u64,
+    seal: &SealRecord,
+) -> Result<SealDocument, PipelineError> {
+    let bytes = p.ports.content.get(&seal.cid).await?.ok_or_else(|| {
+        PipelineError::NotReady(format!(
+            "the seal document {} of epoch {epoch} is not in the content store",
+            seal.cid
+        ))
+    })?;
+    if document_cid(&bytes).to_string() != seal.cid {
+        return Err(PipelineError::Corrupt(format!(
+            "the seal document of epoch {epoch} does not give its CID {}",
+            seal.cid
+        )));
+    }
+    let doc: SealDocument = serde_json::from_slice(&bytes)
+        .map_err(|e| PipelineError::Corrupt(format!("seal document {}: {e}", seal.cid)))?;
+    let market = format!("{:#x}", p.config.market);
+    if doc.epoch != epoch || doc.market != market || doc.batches.len() as u32 != seal.batches {
+        return Err(PipelineError::Corrupt(format!(
+            "seal document {} is for market {} epoch {} with {} batches, the seal of {market} epoch {epoch} says {}",
+            seal.cid,
+            doc.market,
+            doc.epoch,
+            doc.batches.len(),
+            seal.batches
+        )));
+    }
+    Ok(doc)
+}
+
+/// Records the sealed batches (phase 3); how many this run wrote.
+async fn record_batches(
+    p: &Pipeline,
+    epoch: u64,
+    doc: &SealDocument,
+) -> Result<u32, PipelineError> {
+    let records = p.records();
+    // The futures are made up front (they do nothing until polled): a stream `map` closure
+    // over borrowed records gives a future that is `Send` only for one lifetime, which a
+    // spawned handler cannot use.
+    let writes: Vec<_> = doc
+        .batches
+        .iter()
+        .map(|b| record_one(&records, epoch, b))
+        .collect();
+    futures::stream::iter(writes)
+        .buffer_unordered(p.config.finalize_concurrency.max(1))
+        .try_fold(0u32, |n, w| async move { Ok(n + w) })
+        .await
+}
+
+/// Records one sealed batch: 1 if this run wrote it, 0 if the same batch was there; an
+/// invariant error if another batch holds its place.
+async fn record_one(
+    records: &crate::records::Records<'_>,
+    epoch: u64,
+    b: &BatchRecord,
+) -> Result<u32, PipelineError> {
+    if records.record_batch(epoch, b).await? {
+        return Ok(1);
+    }
+    match records.batch(epoch, b.index).await? {
+        Some(there) if there.record.same_batch(b) => Ok(0),
+        Some(there) => Err(PipelineError::Invariant(format!(
+            "epoch {epoch} batch {} is recorded as {} but the epoch's seal says {}",
+            b.index, there.record.cid, b.cid
+        ))),
+        None => Err(PipelineError::NotReady(format!(
+            "epoch {epoch} batch {} was recorded and is gone",
+            b.index
+        ))),
+    }
+}
+
+/// Moves the epoch to `FINALIZED` with its counts (phase 4), from `CLOSING` or `CLOSED`,
+/// whichever it is in: `false` when another run had moved it already.
+async fn finish(
+    p: &Pipeline,
+    mut entry: EpochEntry,
+    doc: &SealDocument,
+    counts: EpochCounts,
+) -> Result<bool, PipelineError> {
+    let records = p.records();
+    let epoch = entry.record.epoch;
+    // CLOSING → CLOSED happens at most once, so three attempts always settle.
+    for _ in 0..3 {
+        let mut rec = entry.record.clone();
+        rec.counts = Some(counts.clone());
+        rec.batches = Some(doc.batches.len() as u32);
+        rec.below_minimum = doc.below_minimum.clone();
+        rec.finalized_at_ms = Some(p.now_ms());
+        match records
+            .move_epoch(entry.state, EpochState::Finalized, &rec)
+            .await?
+        {
+            EpochMove::Moved => return Ok(true),
+            EpochMove::Refused(Some(cur))
+                if matches!(cur.state, EpochState::Closing | EpochState::Closed) =>
+            {
+                // The tick closed it meanwhile (CLOSING → CLOSED): finish from there, now.
+                p.metrics.inc(&m::FINALIZE_CLOSE_RACES, []);
+                tracing::info!(epoch, from = %entry.state, now = %cur.state, "the epoch moved under finalize; finishing from its state");
+                entry = *cur;
+            }
+            EpochMove::Refused(Some(cur)) if cur.state.is_finalized() => return Ok(false),
+            EpochMove::Refused(cur) => {
+                return Err(PipelineError::NotReady(format!(
+                    "epoch {epoch} changed during finalization: {:?}",
+                    cur.map(|c| c.state)
+                )))
+            }
+        }
+    }
+    Err(PipelineError::NotReady(format!(
+        "epoch {epoch} kept changing during finalization"
+    )))
 }
 
 async fn send_anchor_job(p: &Pipeline, epoch: u64) -> Result<(), PipelineError> {
@@ -189,4 +508,16 @@ async fn send_anchor_job(p: &Pipeline, epoch: u64) -> Result<(), PipelineError> 
         .send(&[job.fifo_message(&p.config.anchor_group)?])
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_from_one_second_to_thirty() {
+        let d: Vec<u64> = (0..8).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(d, vec![1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(retry_delay(u32::MAX), Duration::from_secs(30));
+    }
 }

@@ -128,6 +128,12 @@ catalogue! {
     counter FINALIZE_EPOCHS = "finalize_epochs_total" [] Count;
     /// Batches of the epochs finalized.
     counter FINALIZE_BATCHES = "finalize_batches_total" [] Count;
+    /// Transient failures finalize retried inside the invocation (within FINALIZE_RETRY_BUDGET_MS).
+    counter FINALIZE_RETRIES = "finalize_retries_total" [] Count;
+    /// Runs that found another finalizer's seal written first and took it.
+    counter FINALIZE_SEAL_LOST = "finalize_seal_lost_total" [] Count;
+    /// Moves to FINALIZED refused because the tick moved the epoch meanwhile (retried at once).
+    counter FINALIZE_CLOSE_RACES = "finalize_close_races_total" [] Count;
     /// Batch transactions the anchor sent and saw mined.
     counter ANCHOR_BATCHES_SENT = "anchor_batches_sent_total" [] Count;
     /// Batches found anchored on chain already (after a crash or a redelivery).

@@ -270,4 +270,24 @@ pub async fn content_store(store: &dyn ContentStore) {
     let unique = format!("conformance {:?}", std::time::SystemTime::now());
     let other = sequencer_core::cids::raw_cid(unique.as_bytes()).to_string();
     assert_eq!(store.get(&other).await.unwrap(), None, "unknown CID");
+
+    // Over one 256 KiB chunk: the root of the UnixFS DAG of raw leaves, as an IPFS node answers
+    // `add --cid-version=1 --raw-leaves` (this one is js-ipfs's answer), and the whole document
+    // back by it. No block has the document's raw CID.
+    let big: Vec<u8> = (0..1024 * 1024 + 5u32)
+        .map(|i| ((i * 13 + 1) % 256) as u8)
+        .collect();
+    let cid = store.put(&big).await.unwrap();
+    assert_eq!(
+        cid, "bafybeicxum22silv3zvjptadcwygd6s6bbemahwxglsfigiqrmmbukoglm",
+        "UnixFS root, 256 KiB raw leaves"
+    );
+    assert_eq!(cid, sequencer_core::cids::document_cid(&big).to_string());
+    assert_eq!(store.get(&cid).await.unwrap().as_deref(), Some(&big[..]));
+    let raw = sequencer_core::cids::raw_cid(&big).to_string();
+    assert_eq!(
+        store.get(&raw).await.unwrap(),
+        None,
+        "not stored as one raw block"
+    );
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use anyhow::{bail, Context, Result};
 use sequencer_chain::{Address, EpochAnchors};
-use sequencer_core::cids::{canonical_cid, raw_cid};
+use sequencer_core::cids::{canonical_cid, document_cid};
 use sequencer_core::eip712::{Domain, Verifier};
 use sequencer_core::finalize::{consensus, inspect_roots, Accepted, BatchDocument};
 use sequencer_core::submission::{parse_address, SnapshotSubmission};
@@ -84,7 +84,7 @@ fn audit_epoch_inner(a: AuditEpoch, json_out: bool) -> Result<()> {
                 rep.check(false, &format!("batch {n}: document on IPFS"), format!("{} not found", b.batch_cid));
                 continue;
             };
-            let cid = raw_cid(&bytes).to_string();
+            let cid = document_cid(&bytes).to_string();
             rep.check(cid == b.batch_cid, &format!("batch {n}: CID of its bytes"), if cid == b.batch_cid { cid.clone() } else { format!("bytes give {cid}, the chain says {}", b.batch_cid) });
             let doc: BatchDocument = match serde_json::from_slice(&bytes) {
                 Ok(d) => d,

@@ -35,7 +35,7 @@ pub(crate) fn batch_inspect(file: &Path, previous: Option<&Path>, json: bool) ->
     let doc: BatchDocument = serde_json::from_slice(&bytes).context("not a batch document")?;
     let previous = previous.map(previous_ids).transpose()?.unwrap_or_default();
     let roots = inspect_roots(&doc, &previous)?;
-    let cid = sequencer_core::cids::raw_cid(&bytes);
+    let cid = sequencer_core::cids::document_cid(&bytes);
     let matches = doc.roothash.parse().ok() == Some(roots.roothash);
     if json {
         println!(

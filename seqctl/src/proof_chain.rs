@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context, Result};
 use sequencer_chain::ChainClient;
-use sequencer_core::cids::raw_cid;
+use sequencer_core::cids::document_cid;
 use sequencer_core::finalize::{inspect_roots, BatchDocument};
 use sequencer_core::proof::InclusionProof;
 use sequencer_core::submission::parse_address;
@@ -209,7 +209,7 @@ pub(crate) async fn check_on_chain(
         );
         return Ok(());
     };
-    let cid = raw_cid(bytes).to_string();
+    let cid = document_cid(bytes).to_string();
     if cid != on_chain.batch_cid {
         rep.check(
             false,
@@ -292,7 +292,7 @@ pub(crate) async fn check_on_chain(
 
 /// The document when `bytes` hash to `cid` and parse.
 fn checked_doc(cid: &str, bytes: &[u8]) -> Option<BatchDocument> {
-    (raw_cid(bytes).to_string() == cid)
+    (document_cid(bytes).to_string() == cid)
         .then(|| serde_json::from_slice(bytes).ok())
         .flatten()
 }

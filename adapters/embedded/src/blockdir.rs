@@ -1,10 +1,18 @@
 //! [`ContentStore`] as a content-addressed directory.
+//!
+//! A document is stored whole, as `<dir>/<cid>`, under the CID an IPFS node gives it
+//! (`ipfs add --cid-version=1 --raw-leaves`, `sequencer_core::cids::document_cid`): the raw CID up
+//! to one 256 KiB chunk, the root of its UnixFS DAG above. So the local pipeline meets exactly
+//! the CIDs (and the refusals) a real node gives: a document a node would chunk is never stored
+//! under its raw CID here, and `get` by the root answers the whole bytes, as a node's `cat` does.
+//! `get` recomputes the CID of what it read and calls a file that does not give it again
+//! corrupt.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use sequencer_core::cids::raw_cid;
+use sequencer_core::cids::document_cid;
 
 use sequencer_ports::{ContentStore, ErrorKind, PortError};
 
@@ -39,7 +47,7 @@ fn io(e: std::io::Error) -> PortError {
 #[async_trait]
 impl ContentStore for BlockDir {
     async fn put(&self, bytes: &[u8]) -> Result<String, PortError> {
-        let cid = raw_cid(bytes).to_string();
+        let cid = document_cid(bytes).to_string();
         let path = self
             .path_of(&cid)
             .ok_or_else(|| PortError::content(ErrorKind::Corrupt, cid.clone()))?;
@@ -63,7 +71,7 @@ impl ContentStore for BlockDir {
         };
         match std::fs::read(&path) {
             Ok(bytes) => {
-                if raw_cid(&bytes).to_string() != cid {
+                if document_cid(&bytes).to_string() != cid {
                     return Err(PortError::content(ErrorKind::Corrupt, cid.to_string()));
                 }
                 Ok(Some(bytes))

@@ -2,12 +2,14 @@
 //!
 //! - `put`: `POST {base}/api/v0/add?cid-version=1&raw-leaves=true&pin=true&cid-base=base32`
 //!   with a one-file multipart body (built here). `cid-base=base32` because js-ipfs otherwise
-//!   answers CIDv1 in base58btc (`zb2…`); the CIDs are compared parsed, not as text. A batch document is at most one 256 KiB chunk, so the node's
-//!   CID must be `raw_cid(bytes)` (PROTOCOL.md §6); any other `Hash` is refused with
-//!   [`ErrorKind::CidMismatch`] (a larger document, which the node chunks into a DAG, is
-//!   refused that way too).
-//! - `get`: `POST {base}/api/v0/cat?arg=CID&offline=true&timeout=<cat timeout>`; the bytes must
-//!   hash to the CID, else [`PortError::Corrupt`].
+//!   answers CIDv1 in base58btc (`zb2…`); the CIDs are compared parsed, not as text. The node's
+//!   CID must be the one computed here, `sequencer_core::cids::document_cid` (PROTOCOL.md §6):
+//!   the raw CID of a document of one 256 KiB chunk, the root of the balanced UnixFS DAG of
+//!   256 KiB raw leaves above that. Any other `Hash` (a node configured with another chunker,
+//!   layout or hash) is refused with [`ErrorKind::CidMismatch`].
+//! - `get`: `POST {base}/api/v0/cat?arg=CID&offline=true&timeout=<cat timeout>`; the node
+//!   reassembles a chunked file; the bytes must give the CID again (`document_cid`), else
+//!   [`PortError::Corrupt`].
 //!
 //! **Unknown CIDs.** A node asked to `cat` a CID it lacks may search the network for it for a
 //! long time (js-ipfs does, without end). `offline=true` asks the node to answer from its own
@@ -22,7 +24,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sequencer_core::cids::{parse_cid, raw_cid};
+use sequencer_core::cids::{document_cid, parse_cid, raw_cid};
 use sequencer_ports::{ContentStore, ErrorKind, PortError};
 
 use crate::Config;
@@ -181,7 +183,7 @@ impl KuboContent {
 #[async_trait]
 impl ContentStore for KuboContent {
     async fn put(&self, bytes: &[u8]) -> Result<String, PortError> {
-        let expected = raw_cid(bytes).to_string();
+        let expected = document_cid(bytes).to_string();
         let (boundary, body) = multipart(bytes);
         let url = format!(
             "{}/api/v0/add?cid-version=1&raw-leaves=true&pin=true&progress=false&cid-base=base32",
@@ -253,7 +255,7 @@ impl ContentStore for KuboContent {
                 format!("IPFS cat {cid}: HTTP {status}: {}", short(&text)),
             ));
         }
-        if raw_cid(&body) != parsed {
+        if document_cid(&body) != parsed {
             tracing::error!(cid = %cid, len = body.len(), "IPFS returned bytes that do not hash to their CID");
             return Err(PortError::content(ErrorKind::Corrupt, cid.to_string()));
         }

@@ -70,6 +70,20 @@ pub struct BatchRecord {
     pub delayed: bool,
 }
 
+impl BatchRecord {
+    /// Whether `other` records the same batch as finalization made it (index, CID, roots,
+    /// projects, CIDs, leaves, sizes), whatever anchoring added since.
+    pub fn same_batch(&self, other: &BatchRecord) -> bool {
+        let finalized = |b: &BatchRecord| BatchRecord {
+            tx_hash: None,
+            block: None,
+            delayed: false,
+            ..b.clone()
+        };
+        finalized(self) == finalized(other)
+    }
+}
+
 /// A batch and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchEntry {

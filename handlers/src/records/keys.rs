@@ -10,7 +10,7 @@
 //! | submissions | `market#epoch#shard(project)` | `project#slot(20 digits)` |
 //! | receipts | `market#epoch#shard(id)` | submission id |
 //! | counters | `market#epoch#slot` | `accepted` |
-//! | epochs | market | epoch (20 digits); the tick's cursor: `market#cursor` / `tick` |
+//! | epochs | market | epoch (20 digits); the tick's cursor: `market#cursor` / `tick`; an epoch's seal: `market#seal` / epoch (20 digits) |
 //! | blocks | block hash (lower case) | `block` |
 //! | batches | `market#epoch` | index (6 digits) |
 //! | epochs | `market#rewards` | epoch (20 digits): an epoch's rewards |
@@ -21,6 +21,9 @@ use sequencer_ports::Key;
 
 /// Partitions per epoch for submissions and receipts. Changing it needs empty tables.
 pub const SHARDS: u32 = 8;
+
+/// Items asked for per query page (DynamoDB also ends a page at 1 MB).
+pub(super) const PAGE: usize = 1000;
 
 /// FNV-1a, stable across builds and platforms (unlike `DefaultHasher`).
 fn fnv1a(s: &str) -> u32 {
@@ -92,6 +95,12 @@ pub(super) fn cursor_key(market: &Address) -> Key {
     Key::new(format!("{}#cursor", m(market)), "tick")
 }
 
+/// Key of an epoch's seal (finalize's sealed batch set), beside the epochs in their table but in
+/// a partition of its own, so listing epochs never reads one.
+pub(super) fn seal_key(market: &Address, epoch: u64) -> Key {
+    Key::new(format!("{}#seal", m(market)), epoch_sk(epoch))
+}
+
 /// Key of a block hash.
 pub(super) fn block_key(hash: &str) -> Key {
     Key::new(hash.to_ascii_lowercase(), "block")
@@ -161,6 +170,10 @@ mod tests {
         );
         assert_eq!(epoch_key(&a, 7), Key::new(m, "00000000000000000007"));
         assert_eq!(cursor_key(&a), Key::new(format!("{m}#cursor"), "tick"));
+        assert_eq!(
+            seal_key(&a, 7),
+            Key::new(format!("{m}#seal"), "00000000000000000007")
+        );
         assert_eq!(block_key("0xAB"), Key::new("0xab", "block"));
         assert_eq!(batch_key(&a, 7, 2), Key::new(format!("{m}#7"), "000002"));
     }

@@ -10,6 +10,8 @@
 //! - [`receipts`]: the outcome of every submission id ([`Receipt`], [`Outcome`],
 //!   [`RejectReason`]) and the one tally of an epoch's receipts ([`EpochCounts`]).
 //! - [`batches`]: finalized batches ([`BatchRecord`], [`BatchState`]).
+//! - [`seals`]: an epoch's seal ([`SealRecord`]): the one batch set finalization made of the
+//!   accepted set it read, written once (in the epochs table, a partition of its own).
 //! - [`blocks`]: protocol-chain block hashes the tick records for verify.
 //! - [`rewards`]: each finalized epoch's per-slot rewards ([`EpochRewards`]) and each day's sums
 //!   with their on-chain commit ([`DayRewards`]).
@@ -27,6 +29,7 @@ mod epochs;
 mod keys;
 mod receipts;
 mod rewards;
+mod seals;
 mod submissions;
 
 use std::time::Duration;
@@ -41,6 +44,7 @@ pub use epochs::{EpochEntry, EpochMove, EpochRecord, EpochState, TickCursor};
 pub use keys::{shard_of, SHARDS};
 pub use receipts::{EpochCounts, Outcome, Receipt, RejectReason};
 pub use rewards::{DayCommit, DayRewards, EpochRewards};
+pub use seals::{SealRecord, SealWrite};
 pub use submissions::{AcceptClaim, SubmissionRecord, SubmissionState};
 
 /// The typed records of one market in a state store. Cheap to build (a reference, the market

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use sequencer_core::rules::Rejection;
 use serde::{Deserialize, Serialize};
 
-use sequencer_ports::{query_all, Item, Table};
+use sequencer_ports::{Item, Table};
 
 use super::keys;
 use super::Records;
@@ -246,17 +246,43 @@ impl Records<'_> {
             .await?)
     }
 
-    /// The counts of every receipt of an epoch (one query per shard).
+    /// The counts of every receipt of an epoch: the shards read at once, each page counted as it
+    /// arrives.
     pub async fn tally_receipts(&self, epoch: u64) -> Result<EpochCounts, PipelineError> {
+        let shards = futures::future::try_join_all(
+            (0..keys::SHARDS).map(|shard| self.tally_shard(epoch, shard)),
+        )
+        .await?;
         let mut counts = EpochCounts::default();
-        for shard in 0..keys::SHARDS {
-            let pk = keys::epoch_shard_pk(&self.market, epoch, shard);
-            for (_, item) in query_all(self.store, Table::Receipts, &pk).await? {
-                let r: Receipt = parse::<StoredReceipt>("receipt", &item.data)?.into();
-                counts.count(&r.outcome);
+        for c in shards {
+            counts.accepted += c.accepted;
+            counts.simulations += c.simulations;
+            for (reason, n) in c.rejected {
+                *counts.rejected.entry(reason).or_default() += n;
             }
         }
         Ok(counts)
+    }
+
+    /// The counts of one shard's receipts, page by page.
+    async fn tally_shard(&self, epoch: u64, shard: u32) -> Result<EpochCounts, PipelineError> {
+        let pk = keys::epoch_shard_pk(&self.market, epoch, shard);
+        let mut counts = EpochCounts::default();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .query(Table::Receipts, &pk, after.as_deref(), keys::PAGE)
+                .await?;
+            for (_, item) in page.items {
+                let r: Receipt = parse::<StoredReceipt>("receipt", &item.data)?.into();
+                counts.count(&r.outcome);
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(counts),
+            }
+        }
     }
 }
 

@@ -6,8 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use sequencer_core::finalize::{Accepted, FinalizedEpoch};
-use sequencer_core::rewards::{tally_epoch, DaySlot, SlotTally};
+use sequencer_core::rewards::{DaySlot, SlotTally};
 use sequencer_core::B256;
 use sequencer_ports::{Item, RewardsOutcome, Table};
 
@@ -74,18 +73,17 @@ impl DayCommit {
 }
 
 impl Records<'_> {
-    /// Records epoch `epoch`'s rewards, computed from its accepted submissions and what
-    /// finalization cut from them. Pure in its inputs, so a redelivered finalize job writes the
-    /// same bytes. Finalize's one call.
+    /// Records epoch `epoch`'s rewards: the tally finalize sealed with the batches
+    /// (`core::rewards::tally_votes` over the sealed set), so a redelivered finalize job, or a
+    /// second finalizer, writes the same bytes. Finalize's one call.
     pub async fn record_epoch_rewards(
         &self,
         epoch: u64,
-        accepted: &[Accepted],
-        finalized: &FinalizedEpoch,
+        slots: &[SlotTally],
     ) -> Result<EpochRewards, PipelineError> {
         let rec = EpochRewards {
             epoch,
-            slots: tally_epoch(accepted, finalized),
+            slots: slots.to_vec(),
         };
         self.store
             .put(

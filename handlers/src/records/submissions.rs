@@ -7,7 +7,7 @@ use sequencer_core::submission::SnapshotSubmission;
 use sequencer_core::Address;
 use serde::{Deserialize, Serialize};
 
-use sequencer_ports::{query_all, BoundedAdd, Item, Table, Transition};
+use sequencer_ports::{BoundedAdd, Item, Table, Transition};
 
 use super::keys;
 use super::Records;
@@ -181,12 +181,32 @@ impl Records<'_> {
             .await?)
     }
 
-    /// The epoch's accepted submissions, every shard (what finalization batches).
+    /// The epoch's accepted submissions, every shard (what finalization batches). The shards are
+    /// read at once, each page by page; a page is parsed as it arrives and its stored items let
+    /// go, so the set is held once, parsed, plus one page per shard.
     pub async fn accepted_submissions(&self, epoch: u64) -> Result<Vec<Accepted>, PipelineError> {
+        let shards = futures::future::try_join_all(
+            (0..keys::SHARDS).map(|shard| self.accepted_in_shard(epoch, shard)),
+        )
+        .await?;
+        Ok(shards.into_iter().flatten().collect())
+    }
+
+    /// One shard's accepted submissions, page by page.
+    async fn accepted_in_shard(
+        &self,
+        epoch: u64,
+        shard: u32,
+    ) -> Result<Vec<Accepted>, PipelineError> {
+        let pk = keys::epoch_shard_pk(&self.market, epoch, shard);
         let mut accepted = Vec::new();
-        for shard in 0..keys::SHARDS {
-            let pk = keys::epoch_shard_pk(&self.market, epoch, shard);
-            for (_, item) in query_all(self.store, Table::Submissions, &pk).await? {
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .query(Table::Submissions, &pk, after.as_deref(), keys::PAGE)
+                .await?;
+            for (_, item) in page.items {
                 if SubmissionState::parse(item.state.as_deref())? != SubmissionState::Accepted {
                     continue;
                 }
@@ -200,7 +220,10 @@ impl Records<'_> {
                     submission,
                 });
             }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(accepted),
+            }
         }
-        Ok(accepted)
     }
 }

@@ -110,11 +110,12 @@ impl ContentModel {
 
     /// `add?cid-version=1&raw-leaves=true` as the Kubo adapter sees it: the node stores the
     /// document under its own CID ([`node_cid`]); the adapter refuses an answer other than the
-    /// locally computed raw CID (`CidMismatch`).
+    /// CID it computes itself (`sequencer_core::cids::document_cid`: raw up to one chunk, the
+    /// UnixFS root above), with `CidMismatch`.
     pub fn put(&mut self, bytes: &[u8]) -> Result<String, PortError> {
         let got = node_cid(bytes).to_string();
         self.docs.insert(got.clone(), bytes.to_vec());
-        let expected = raw_cid(bytes).to_string();
+        let expected = sequencer_core::cids::document_cid(bytes).to_string();
         if got == expected {
             Ok(got)
         } else {

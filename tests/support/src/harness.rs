@@ -35,8 +35,10 @@ pub struct Harness {
     pub finalize_q: SqliteQueue,
     /// Anchor jobs (FIFO).
     pub anchor_q: SqliteQueue,
-    /// The content store.
+    /// The blockstore directory (the content store unless another was given).
     pub blocks: BlockDir,
+    /// The content store the pipeline uses.
+    pub content: Arc<dyn ContentStore>,
     /// The state store, with faults on demand (over SQLite).
     pub state: Arc<FaultyState>,
     /// The EIP-712 domain submissions are signed for.
@@ -48,6 +50,17 @@ pub struct Harness {
 impl Harness {
     /// A harness under `dir` cutting batches of `batch_size` projects.
     pub fn new(dir: &std::path::Path, batch_size: usize) -> Self {
+        Self::with(dir, batch_size, 6, None)
+    }
+
+    /// A harness with `slots` simulated slots and, when given, another content store than the
+    /// blockstore directory (an IPFS node).
+    pub fn with(
+        dir: &std::path::Path,
+        batch_size: usize,
+        slots: u64,
+        content: Option<Arc<dyn ContentStore>>,
+    ) -> Self {
         let db = Db::open(&dir.join("seq.sqlite")).unwrap();
         let queue = |name: &str, fifo: bool| {
             SqliteQueue::new(
@@ -69,12 +82,13 @@ impl Harness {
                 snapshot_blocks: 5,
                 batch_blocks: 100,
             },
-            6,
+            slots,
         ));
         let submissions = queue("submissions", false);
         let finalize_q = queue("finalize", false);
         let anchor_q = queue("anchor.fifo", true);
         let blocks = BlockDir::new(dir.join("blocks"));
+        let content = content.unwrap_or_else(|| Arc::new(blocks.clone()));
         let mut config = PipelineConfig::new(market, protocol_state, 31337);
         config.finalize.batch_size = batch_size;
         // The anchor queue's maxReceiveCount, as the deployment passes it.
@@ -82,7 +96,7 @@ impl Harness {
         let state = Arc::new(FaultyState::new(Arc::new(SqliteState::new(db.clone()))));
         let ports = Ports {
             state: state.clone(),
-            content: Arc::new(blocks.clone()),
+            content: content.clone(),
             chain: chain.clone(),
             finalize_queue: Arc::new(finalize_q.clone()),
             anchor_queue: Arc::new(anchor_q.clone()),
@@ -98,6 +112,7 @@ impl Harness {
             finalize_q,
             anchor_q,
             blocks,
+            content,
             domain: Domain {
                 chain_id: 31337,
                 verifying_contract: protocol_state,

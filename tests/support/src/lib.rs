@@ -12,7 +12,9 @@
 //!   catalogue's definitions (the [`Harness`] has one);
 //! - [`events`]: Lambda events as Lambda delivers them (a function URL request);
 //! - [`faults`]: a state store that fails the next call of a kind (a crash between two port
-//!   calls), stalls, or counts calls in flight.
+//!   calls), stalls, or counts calls in flight;
+//! - [`gate`]: one handler's port calls (state, content, queues) counted, and the n-th parked
+//!   (another handler runs in between) or failed (a crash between two calls).
 //!
 //! A test that needs a service or tool asks [`require`] first: with everything present it runs;
 //! with something missing it prints a loud skip and returns `false`, or panics when
@@ -21,6 +23,7 @@
 
 pub mod events;
 pub mod faults;
+pub mod gate;
 #[cfg(feature = "harness")]
 pub mod harness;
 pub mod memchain;
