@@ -55,7 +55,12 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let mut v = || it.next().expect("a value").parse::<u64>().expect("a number");
+        let mut v = || {
+            it.next()
+                .expect("a value")
+                .parse::<u64>()
+                .expect("a number")
+        };
         match k.as_str() {
             "--projects" => a.projects = v(),
             "--batch" => a.batch = v() as usize,

@@ -12,7 +12,7 @@
 //! | `MAX_BATCH_BYTES` | 262144 | bytes of batch JSON per batch |
 //! | `MIN_SUBMISSIONS_PER_PROJECT` | 1 | projects with fewer accepted submissions are not finalized |
 //! | `ANCHOR_GROUP_ID` | `sequencer` | FIFO message group of the anchor queue: one per signing key |
-//! | `RECORD_TTL_DAYS` | 30 | expiry of receipts, counters, blocks and epochs in the state store |
+//! | `RECORD_TTL_DAYS` | 30 | expiry of receipts, counters, accepted submissions, blocks and epochs in the state store |
 //!
 //! Why `CLOSE_GRACE_BLOCKS` = 2: a submission whose header is the window's last block can still
 //! be in the ingress buffer (20 ms linger), in SQS or in a verify batch when the head passes the

@@ -11,6 +11,8 @@
 //!   [`RejectReason`]) and the one tally of an epoch's receipts ([`EpochCounts`]).
 //! - [`batches`]: finalized batches ([`BatchRecord`], [`BatchState`]).
 //! - [`blocks`]: protocol-chain block hashes the tick records for verify.
+//! - [`intake`]: verify's batched read and its one transaction across the tables (acceptance
+//!   conditional on the epoch still open, the claim, the receipt and the slot's cap at once).
 //!
 //! Stored JSON and key formats are those the previous handlers wrote, byte for byte: a state
 //! store written before this layer reads the same.
@@ -22,6 +24,7 @@
 mod batches;
 mod blocks;
 mod epochs;
+mod intake;
 mod keys;
 mod receipts;
 mod submissions;
@@ -33,9 +36,10 @@ use sequencer_ports::StateStore;
 
 pub use batches::{BatchEntry, BatchRecord, BatchState};
 pub use epochs::{EpochEntry, EpochMove, EpochRecord, EpochState, TickCursor};
+pub use intake::{Found, Want, Write, WriteStatus};
 pub use keys::{shard_of, SHARDS};
 pub use receipts::{EpochCounts, Outcome, Receipt, RejectReason};
-pub use submissions::{AcceptClaim, SubmissionRecord, SubmissionState};
+pub use submissions::{SubmissionRecord, SubmissionState};
 
 /// The typed records of one market in a state store. Cheap to build (a reference, the market
 /// and the expiry of new records); build one where it is needed.
