@@ -38,7 +38,7 @@ use sequencer_core::{Address, B256};
 use sequencer_ports::{OutMessage, PortError, MAX_TX_OPS};
 use sha2::{Digest, Sha256};
 
-use crate::pipeline::{now_ms, Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{
     EpochEntry, EpochState, Found, Outcome, Receipt, RejectReason, SubmissionRecord,
     SubmissionState, Want, Write, WriteStatus,
@@ -165,6 +165,9 @@ enum Plan {
     Done(Result<Verdict, PipelineError>),
     /// The same submission id as an earlier message of the batch.
     Twin(usize),
+    /// The same (project, slot) as an earlier message of the batch (another id): `duplicate`
+    /// once that one is accepted; `late` if it was found late; otherwise judged the same way.
+    After(usize),
 }
 
 /// Whose a write of a transaction is.
@@ -183,6 +186,8 @@ struct Batch<'a> {
     plans: Vec<Plan>,
     /// What the store last said each (epoch, slot)'s counted set holds.
     members: HashMap<(u64, u64), BTreeSet<String>>,
+    /// Messages whose stored receipt (a redelivery's) says `late`.
+    found_late: BTreeSet<usize>,
 }
 
 fn port_err(e: &PipelineError) -> PipelineError {
@@ -202,6 +207,7 @@ impl<'a> Batch<'a> {
             msgs: Vec::with_capacity(bodies.len()),
             plans: Vec::with_capacity(bodies.len()),
             members: HashMap::new(),
+            found_late: BTreeSet::new(),
         }
     }
 
@@ -212,7 +218,7 @@ impl<'a> Batch<'a> {
             digest: m.digest.clone(),
             project: m.project.clone(),
             slot: m.slot,
-            at_ms: now_ms(),
+            at_ms: self.p.now_ms(),
         })
     }
 
@@ -525,7 +531,7 @@ impl<'a> Batch<'a> {
 
         let mut new_blocks: Vec<(B256, u64)> = Vec::new();
         let mut blocks: BTreeMap<B256, Result<Option<u64>, PipelineError>> = BTreeMap::new();
-        let mut claimed: BTreeSet<(u64, String, u64)> = BTreeSet::new();
+        let mut claimed: BTreeMap<(u64, String, u64), usize> = BTreeMap::new();
         for i in still {
             let Some(m) = &self.msgs[i] else { continue };
             let Some(&sig) = signer.get(&i) else { continue };
@@ -630,10 +636,11 @@ impl<'a> Batch<'a> {
                 }
                 _ => false,
             };
-            if !claimed.insert((epoch, m.project.clone(), slot)) {
-                self.rule(i, Rejection::Duplicate);
+            if let Some(&first) = claimed.get(&(epoch, m.project.clone(), slot)) {
+                self.plans[i] = Plan::After(first);
                 continue;
             }
+            claimed.insert((epoch, m.project.clone(), slot), i);
             let text = String::from_utf8_lossy(&m.collect.raw[sequencer_core::collect::UUID_LEN..])
                 .into_owned();
             self.plans[i] = Plan::Accept {
@@ -642,7 +649,7 @@ impl<'a> Batch<'a> {
                     text,
                     signer: sig,
                     header_block: header_block.unwrap_or_default(),
-                    verified_at_ms: now_ms(),
+                    verified_at_ms: self.p.now_ms(),
                 },
                 exempt: cfg.full_nodes.contains(&sig),
                 over_pending,
@@ -670,7 +677,10 @@ struct Unit {
 
 impl Batch<'_> {
     /// What a receipt found for message `i` means: the same body again, or a reused id.
-    fn seen(&self, i: usize, r: &Receipt) -> Plan {
+    fn seen(&mut self, i: usize, r: &Receipt) -> Plan {
+        if matches!(r.outcome.reason(), Some(RejectReason::Late)) {
+            self.found_late.insert(i);
+        }
         match &self.msgs[i] {
             Some(m) if m.digest == r.digest => Plan::Done(Ok(Verdict::Redelivered)),
             m => {
@@ -686,6 +696,30 @@ impl Batch<'_> {
     /// The writes still to do, as units: the per-slot cap applied in message order to what the
     /// store last said the slot's set holds; acceptances of an epoch found closed become `late`.
     fn units(&mut self, closed: &BTreeSet<u64>) -> Vec<Unit> {
+        // Messages behind an earlier one of the batch for the same (project, slot), once it is
+        // decided.
+        for i in 0..self.plans.len() {
+            let Plan::After(f) = self.plans[i] else {
+                continue;
+            };
+            let late = |o: &Outcome| matches!(o.reason(), Some(RejectReason::Late));
+            match &self.plans[f] {
+                Plan::Done(Ok(Verdict::Rejected(RejectReason::Late))) => self.reject(
+                    i,
+                    RejectReason::Late,
+                    "the epoch was closed for finalization before it was accepted".into(),
+                ),
+                Plan::Record(o, _) if late(o) => {}
+                Plan::Done(Ok(_)) => self.rule(i, Rejection::Duplicate),
+                Plan::Done(Err(_)) => {
+                    self.plans[i] = Plan::Done(Err(PipelineError::NotReady(
+                        "an earlier message of the batch for this (project, slot) comes back"
+                            .into(),
+                    )))
+                }
+                _ => {}
+            }
+        }
         let cfg = &self.p.config;
         let cap = u64::from(cfg.max_per_slot);
         let mut by_slot: BTreeMap<(u64, u64), Vec<usize>> = BTreeMap::new();
@@ -811,13 +845,18 @@ impl Batch<'_> {
     async fn write(&mut self) {
         let records = self.p.records();
         let mut closed: BTreeSet<u64> = BTreeSet::new();
-        for round in 0..MAX_ROUNDS {
+        let mut conflicted = false;
+        for round in 1..=MAX_ROUNDS {
             let units = self.units(&closed);
             if units.is_empty() {
                 return;
             }
-            if round > 0 {
-                tokio::time::sleep(std::time::Duration::from_millis(5 * round as u64)).await;
+            if std::mem::take(&mut conflicted) {
+                // A short pause before writing again (a conflict clears in milliseconds).
+                self.p
+                    .clock
+                    .sleep(std::time::Duration::from_millis(5 * round as u64))
+                    .await;
             }
             // Pack the units into transactions, each with the checks of its epochs first.
             let mut chunks: Vec<Chunk> = Vec::new();
@@ -859,8 +898,13 @@ impl Batch<'_> {
                     }
                     Ok(Some(statuses)) => {
                         for ((_, role), status) in all.iter().zip(statuses) {
-                            let WriteStatus::Failed(found) = status else {
-                                continue;
+                            let found = match status {
+                                WriteStatus::Failed(found) => found,
+                                WriteStatus::Conflict => {
+                                    conflicted = true;
+                                    continue;
+                                }
+                                WriteStatus::Held => continue,
                             };
                             self.cancelled(*role, *found, &mut closed);
                         }
@@ -876,7 +920,7 @@ impl Batch<'_> {
             }
         }
         for p in &mut self.plans {
-            if matches!(p, Plan::Accept { .. } | Plan::Record(..)) {
+            if matches!(p, Plan::Accept { .. } | Plan::Record(..) | Plan::After(_)) {
                 *p = Plan::Done(Err(PipelineError::NotReady(
                     "the state store kept cancelling this batch's writes".into(),
                 )));
