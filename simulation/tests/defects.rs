@@ -2,9 +2,13 @@
 //! is marked fixed: the proof a fix works, and that reverting it is caught.
 //!
 //! An open defect its seed no longer shows (the handlers or the simulator changed, and with them
-//! the interleavings) is looked for in the preset's first `SIM_DEFECT_SCAN` seeds (default 60)
-//! before the test fails; when found elsewhere the test passes and prints the seed to write in
-//! the table. Runs are shared: defects with the same preset and seed cost one run.
+//! the interleavings) is looked for in the preset's first `SIM_DEFECT_SCAN` seeds (default 20);
+//! when found elsewhere the test prints the seed to write in the table. A rare open defect (first
+//! found by the long run, seeds in the hundreds or thousands) that the scan does not show is
+//! printed as "not reproduced" and fails only with `SIM_DEFECT_STRICT=1` (the long run,
+//! `dst --defects`, finds its seed again): a moved interleaving is not a fix. A defect marked
+//! fixed that its seed still shows always fails. Runs are shared: defects with the same preset
+//! and seed cost one run.
 
 use std::collections::BTreeMap;
 
@@ -16,7 +20,8 @@ fn every_defect_is_shown_by_its_seed_until_fixed() {
     let scan: u64 = std::env::var("SIM_DEFECT_SCAN")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(20);
+    let strict = std::env::var("SIM_DEFECT_STRICT").is_ok_and(|v| v == "1");
     let mut runs: BTreeMap<(&str, u64), Vec<Violation>> = BTreeMap::new();
     let mut wrong = Vec::new();
     for d in DEFECTS {
@@ -45,10 +50,17 @@ fn every_defect_is_shown_by_its_seed_until_fixed() {
                 "{} ({}): open; seed {} no longer shows it, seed {s} does: write seed: {s}",
                 d.id, d.item, d.seed
             ),
-            None => wrong.push(format!(
-                "{} ({}): open, but neither --scenario {} --seed {} nor seeds 1..={scan} show it (fixed? set `fixed: true`)",
-                d.id, d.item, d.scenario, d.seed
-            )),
+            None => {
+                let line = format!(
+                    "{} ({}): open, but neither --scenario {} --seed {} nor seeds 1..={scan} show it (fixed? set `fixed: true`; rare? find its seed with `dst --defects`)",
+                    d.id, d.item, d.scenario, d.seed
+                );
+                if strict {
+                    wrong.push(line);
+                } else {
+                    println!("not reproduced: {line}");
+                }
+            }
         }
     }
     println!("{} runs", runs.len());
