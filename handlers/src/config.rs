@@ -14,7 +14,7 @@
 //! | `ANCHOR_MAX_RECEIVES` | 5 | the anchor queue's `maxReceiveCount`: on its last delivery a funding or nonce failure is recorded `ANCHOR_FAILED` instead of going to the DLQ |
 //! | `MIN_SUBMISSIONS_PER_PROJECT` | 1 | projects with fewer accepted submissions are not finalized |
 //! | `ANCHOR_GROUP_ID` | `sequencer` | FIFO message group of the anchor queue: one per signing key |
-//! | `RECORD_TTL_DAYS` | 30 | expiry of receipts, counters, blocks and epochs in the state store |
+//! | `RECORD_TTL_DAYS` | 30 | expiry of receipts, counters, accepted submissions, blocks and epochs in the state store |
 //! | `FINALIZE_CONCURRENCY` | 8 | batch uploads and batch records finalize has in flight at once |
 //! | `FINALIZE_RETRY_BUDGET_MS` | 120000 | how long one finalize invocation retries transient failures itself (delays 1 s, doubling to 30 s); 0: never, the queue's visibility timeout decides |
 //!

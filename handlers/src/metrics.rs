@@ -116,6 +116,8 @@ catalogue! {
     counter VERIFY_REDELIVERED = "verify_redelivered_total" [] Count;
     /// Queue messages that are not submissions, sent to the dead-letter queue, by reason.
     counter VERIFY_DEAD_LETTERED = "verify_dead_lettered_total" ["reason"] Count;
+    /// Messages verify left to the queue's redelivery (a transient failure of a port).
+    counter VERIFY_RETRIED = "verify_retried_total" [] Count;
     /// Epochs the tick opened from a release.
     counter TICK_EPOCHS_OPENED = "tick_epochs_opened_total" [] Count;
     /// Epochs the tick closed (and sent a finalize job for).

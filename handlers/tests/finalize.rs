@@ -108,13 +108,15 @@ impl Env {
         };
         let r = self.p.records();
         let (project, slot) = (&sub.request.project_id, sub.request.slot_id);
-        assert!(r
-            .claim_submission(self.epoch, project, slot, &rec)
-            .await
-            .unwrap());
-        r.accept_claim(self.epoch, project, slot, &rec)
-            .await
-            .unwrap();
+        // The claim alone, with no condition on the epoch.
+        let claim = sequencer_handlers::records::Write::Claim {
+            epoch: self.epoch,
+            project: project.clone(),
+            slot,
+            rec,
+            over_pending: false,
+        };
+        assert_eq!(r.write_intake(&[claim]).await.unwrap(), None, "claimed");
     }
 }
 
@@ -699,6 +701,27 @@ impl sequencer_ports::StateStore for PeakBatchWrites {
     }
     async fn delete(&self, t: Table, k: &Key) -> Result<(), PortError> {
         self.0.delete(t, k).await
+    }
+    async fn transact(
+        &self,
+        ops: &[sequencer_ports::TxOp],
+    ) -> Result<sequencer_ports::TxOutcome, PortError> {
+        self.0.transact(ops).await
+    }
+    async fn batch_get(&self, keys: &[(Table, Key)]) -> Result<Vec<Option<Item>>, PortError> {
+        self.0.batch_get(keys).await
+    }
+    async fn batch_put(&self, items: &[(Table, Key, Item)]) -> Result<(), PortError> {
+        self.0.batch_put(items).await
+    }
+    async fn add_members(
+        &self,
+        t: Table,
+        k: &Key,
+        members: &[String],
+        ttl: Option<u64>,
+    ) -> Result<(), PortError> {
+        self.0.add_members(t, k, members, ttl).await
     }
 }
 

@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::{
-    BoundedAdd, ContentStore, Item, Key, OutMessage, Queue, StateStore, Table, Transition,
+    BoundedAdd, Condition, ContentStore, ErrorKind, Item, Key, OpStatus, OutMessage, Queue,
+    StateStore, Table, Transition, TxOp, TxOutcome, MAX_TX_OPS,
 };
 
 /// The state store contract.
@@ -152,6 +153,324 @@ pub async fn state_store(store: &dyn StateStore, ns: &str) {
         .filter(|r| matches!(r, Ok(BoundedAdd::Added(_))))
         .count();
     assert_eq!(added, 3, "exactly the ceiling wins: {results:?}");
+    let counted = store
+        .get(tc, &cc)
+        .await
+        .unwrap()
+        .expect("the counter reads back");
+    assert_eq!(
+        counted.members.len(),
+        3,
+        "its members read back: {counted:?}"
+    );
+
+    transactions(store, ns).await;
+    batches(store, ns).await;
+}
+
+fn put(table: Table, key: &Key, item: Item, condition: Option<Condition>) -> TxOp {
+    TxOp::Put {
+        table,
+        key: key.clone(),
+        item,
+        condition,
+    }
+}
+
+fn add(key: &Key, members: &[&str], max_before: Option<u64>, ttl: Option<u64>) -> TxOp {
+    TxOp::AddMembers {
+        table: Table::Counters,
+        key: key.clone(),
+        members: members.iter().map(|m| m.to_string()).collect(),
+        max_before,
+        ttl,
+    }
+}
+
+/// `transact`: all or nothing, one status per operation (DynamoDB's `CancellationReasons`),
+/// bounded sets, the limits refused alike everywhere, and exactly one winner among concurrent
+/// transactions that claim one key.
+async fn transactions(store: &dyn StateStore, ns: &str) {
+    let gate = Key::new(format!("{ns}#tx-gate"), "0");
+    let claim = Key::new(format!("{ns}#tx-claim"), "p#1");
+    let receipt = Key::new(format!("{ns}#tx-receipt"), "id-1");
+    let cap = Key::new(format!("{ns}#tx-cap"), "accepted");
+    let open = || TxOp::Check {
+        table: Table::Epochs,
+        key: gate.clone(),
+        condition: Condition::NotState("SEALED".into()),
+    };
+    let claim_item = Item::with_state("ACCEPTED", r#"{"id":"id-1"}"#).ttl(Some(4_000_000_000));
+
+    // Everything applies together: the check of an absent gate holds (NotState), the puts land,
+    // the set gets its member and its TTL.
+    let ops = vec![
+        open(),
+        put(
+            Table::Submissions,
+            &claim,
+            claim_item.clone(),
+            Some(Condition::Absent),
+        ),
+        put(
+            Table::Receipts,
+            &receipt,
+            Item::data("{}"),
+            Some(Condition::Absent),
+        ),
+        add(&cap, &["id-1"], Some(1), Some(4_000_000_001)),
+    ];
+    assert_eq!(store.transact(&ops).await.unwrap(), TxOutcome::Committed);
+    assert_eq!(
+        store.get(Table::Submissions, &claim).await.unwrap(),
+        Some(claim_item.clone())
+    );
+    let counter = store.get(Table::Counters, &cap).await.unwrap().unwrap();
+    assert_eq!(counter.members, vec!["id-1".to_string()]);
+    assert_eq!(counter.ttl, Some(4_000_000_001));
+
+    // The same again: both puts' conditions fail and report the items as they are; the check
+    // and the (idempotent) add held. Nothing changed.
+    match store.transact(&ops).await.unwrap() {
+        TxOutcome::Cancelled(st) => {
+            assert_eq!(st.len(), 4);
+            assert_eq!(st[0], OpStatus::Ok, "{st:?}");
+            assert_eq!(st[1], OpStatus::ConditionFailed(Some(claim_item.clone())));
+            assert!(
+                matches!(&st[2], OpStatus::ConditionFailed(Some(i)) if i.data == "{}"),
+                "{st:?}"
+            );
+            assert_eq!(
+                st[3],
+                OpStatus::Ok,
+                "a present member within the bound holds"
+            );
+        }
+        other => panic!("a second claim must be cancelled: {other:?}"),
+    }
+
+    // A failed check cancels writes that would have applied; the check reports the item.
+    store
+        .put(Table::Epochs, &gate, &Item::with_state("SEALED", "{}"))
+        .await
+        .unwrap();
+    let fresh = Key::new(format!("{ns}#tx-claim"), "p#2");
+    let ops2 = vec![
+        open(),
+        put(
+            Table::Submissions,
+            &fresh,
+            Item::data("{}"),
+            Some(Condition::Absent),
+        ),
+        add(&cap, &["id-2"], Some(1), None),
+    ];
+    match store.transact(&ops2).await.unwrap() {
+        TxOutcome::Cancelled(st) => {
+            assert!(
+                matches!(&st[0], OpStatus::ConditionFailed(Some(i)) if i.state.as_deref() == Some("SEALED")),
+                "{st:?}"
+            );
+            assert_eq!(&st[1..], &[OpStatus::Ok, OpStatus::Ok]);
+        }
+        other => panic!("a sealed gate must cancel: {other:?}"),
+    }
+    assert_eq!(store.get(Table::Submissions, &fresh).await.unwrap(), None);
+    assert_eq!(
+        store
+            .get(Table::Counters, &cap)
+            .await
+            .unwrap()
+            .unwrap()
+            .members,
+        vec!["id-1".to_string()],
+        "nothing of a cancelled transaction applies"
+    );
+
+    // The set's bound: one member, at most 1 before: holds; at most 0 before: fails with the set.
+    assert_eq!(
+        store
+            .transact(&[add(&cap, &["id-2"], Some(1), None)])
+            .await
+            .unwrap(),
+        TxOutcome::Committed
+    );
+    match store
+        .transact(&[add(&cap, &["id-3"], Some(1), None)])
+        .await
+        .unwrap()
+    {
+        TxOutcome::Cancelled(st) => assert!(
+            matches!(&st[0], OpStatus::ConditionFailed(Some(i)) if i.members == ["id-1", "id-2"]),
+            "{st:?}"
+        ),
+        other => panic!("a full set must refuse: {other:?}"),
+    }
+    // State conditions on an absent item fail and say so.
+    let missing = Key::new(format!("{ns}#tx-missing"), "x");
+    match store
+        .transact(&[TxOp::Check {
+            table: Table::Epochs,
+            key: missing.clone(),
+            condition: Condition::State("OPEN".into()),
+        }])
+        .await
+        .unwrap()
+    {
+        TxOutcome::Cancelled(st) => assert_eq!(st, vec![OpStatus::ConditionFailed(None)]),
+        other => panic!("{other:?}"),
+    }
+
+    // Refused alike by every adapter: an item twice, too many operations, nothing at all.
+    let twice = [
+        put(Table::Receipts, &missing, Item::data("1"), None),
+        put(Table::Receipts, &missing, Item::data("2"), None),
+    ];
+    let e = store.transact(&twice).await.unwrap_err();
+    assert_eq!(e.kind(), &ErrorKind::Refused, "{e}");
+    let many: Vec<TxOp> = (0..=MAX_TX_OPS)
+        .map(|i| {
+            put(
+                Table::Receipts,
+                &Key::new(format!("{ns}#many"), format!("{i}")),
+                Item::data("1"),
+                None,
+            )
+        })
+        .collect();
+    assert_eq!(
+        store.transact(&many).await.unwrap_err().kind(),
+        &ErrorKind::Refused
+    );
+    assert_eq!(store.get(Table::Receipts, &missing).await.unwrap(), None);
+    assert!(store.transact(&[]).await.is_err());
+    // The largest transaction applies.
+    assert_eq!(
+        store.transact(&many[..MAX_TX_OPS]).await.unwrap(),
+        TxOutcome::Committed
+    );
+
+    // Concurrent transactions claiming one key: exactly one commits.
+    let contested = Key::new(format!("{ns}#tx-race"), "p#9");
+    let runs = futures::future::join_all((0..6).map(|i| {
+        let ops = vec![
+            put(
+                Table::Submissions,
+                &contested,
+                Item::data(format!("{i}")),
+                Some(Condition::Absent),
+            ),
+            put(
+                Table::Receipts,
+                &Key::new(format!("{ns}#tx-race-r"), format!("{i}")),
+                Item::data("r"),
+                Some(Condition::Absent),
+            ),
+        ];
+        async move { store.transact(&ops).await }
+    }))
+    .await;
+    let won = runs
+        .iter()
+        .filter(|r| matches!(r, Ok(TxOutcome::Committed)))
+        .count();
+    assert_eq!(won, 1, "exactly one claim wins: {runs:?}");
+    for r in &runs {
+        match r {
+            Ok(TxOutcome::Committed) => {}
+            Ok(TxOutcome::Cancelled(st)) => assert!(
+                matches!(
+                    st[0],
+                    OpStatus::ConditionFailed(Some(_)) | OpStatus::Conflict
+                ),
+                "{st:?}"
+            ),
+            Err(e) => assert!(e.is_retryable(), "{e}"),
+        }
+    }
+}
+
+/// `batch_get`, `batch_put`, `add_members`: order kept, absent as `None`, keys repeated and
+/// beyond one request's limit, sets and TTLs.
+async fn batches(store: &dyn StateStore, ns: &str) {
+    let keys: Vec<(Table, Key)> = (0..130)
+        .map(|i| (Table::Blocks, Key::new(format!("{ns}#bg-{i}"), "block")))
+        .collect();
+    let items: Vec<(Table, Key, Item)> = keys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .map(|(i, (t, k))| {
+            (
+                *t,
+                k.clone(),
+                Item::data(format!("{i}")).ttl(Some(4_000_000_000)),
+            )
+        })
+        .collect();
+    store.batch_put(&items).await.unwrap();
+    let mut ask = keys.clone();
+    ask.push(keys[1].clone());
+    ask.push((Table::Receipts, keys[1].1.clone()));
+    let got = store.batch_get(&ask).await.unwrap();
+    assert_eq!(got.len(), ask.len());
+    for (i, g) in got.iter().take(130).enumerate() {
+        if i % 3 == 0 {
+            assert_eq!(g, &None, "{i} was never written");
+        } else {
+            assert_eq!(
+                g.as_ref().map(|x| (x.data.as_str(), x.ttl)),
+                Some((format!("{i}").as_str(), Some(4_000_000_000))),
+                "{i}"
+            );
+        }
+    }
+    assert_eq!(got[130], got[1], "a repeated key reads the same");
+    assert_eq!(got[131], None, "tables are separate in a batch too");
+    // A later write of one key in the same batch wins.
+    let k = Key::new(format!("{ns}#bp-twice"), "x");
+    store
+        .batch_put(&[
+            (Table::Batches, k.clone(), Item::data("first")),
+            (Table::Batches, k.clone(), Item::data("second")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(Table::Batches, &k).await.unwrap().map(|i| i.data),
+        Some("second".to_string())
+    );
+    store.batch_put(&[]).await.unwrap();
+    assert!(store.batch_get(&[]).await.unwrap().is_empty());
+
+    // Unbounded sets: idempotent, TTL set, read back by get and batch_get.
+    let set = Key::new(format!("{ns}#set"), "p0");
+    let m = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    store
+        .add_members(
+            Table::Counters,
+            &set,
+            &m(&["3", "1", "2"]),
+            Some(4_000_000_002),
+        )
+        .await
+        .unwrap();
+    store
+        .add_members(Table::Counters, &set, &m(&["2", "4"]), Some(4_000_000_003))
+        .await
+        .unwrap();
+    let got = store.get(Table::Counters, &set).await.unwrap().unwrap();
+    assert_eq!(got.members, m(&["1", "2", "3", "4"]));
+    assert_eq!(got.ttl, Some(4_000_000_003));
+    assert_eq!(
+        store
+            .batch_get(&[(Table::Counters, set.clone())])
+            .await
+            .unwrap()[0]
+            .as_ref()
+            .map(|i| i.members.len()),
+        Some(4)
+    );
 }
 
 /// The queue contract. `queue` must be empty and have a visibility timeout of at least 2 s;

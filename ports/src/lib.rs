@@ -7,7 +7,8 @@
 //! - [`queue`]: [`Queue`] with SQS semantics (at-least-once, visibility timeout, receive count,
 //!   dead-letter queue, FIFO groups).
 //! - [`state`]: [`StateStore`], a DynamoDB-shaped item store with conditional writes, state
-//!   transitions, a bounded idempotent counter and paginated queries.
+//!   transitions, a bounded idempotent counter, paginated queries, all-or-nothing transactions
+//!   that report each failed condition, and batched reads and writes.
 //! - [`content`]: [`ContentStore`], content-addressed bytes (IPFS).
 //! - [`chain`]: [`ChainPort`], the protocol state contract, and its values ([`EpochRelease`],
 //!   [`Windows`], [`EpochAnchors`], [`SubmitOutcome`], …); releasing epochs and committing a
@@ -36,4 +37,7 @@ pub use chain::{
 pub use content::ContentStore;
 pub use error::{ErrorKind, Port, PortError};
 pub use queue::{send_all, OutMessage, Queue, Received, MAX_MESSAGES_PER_CALL};
-pub use state::{query_all, BoundedAdd, Item, Key, Page, StateStore, Table, Transition};
+pub use state::{
+    check_transaction, query_all, BoundedAdd, Condition, Item, Key, OpStatus, Page, StateStore,
+    Table, Transition, TxOp, TxOutcome, MAX_TX_OPS,
+};

@@ -1,8 +1,12 @@
 //! The state store port: a DynamoDB-shaped item store (partition key + sort key) with exactly the
 //! operations the handlers need: get, put, conditional put, conditional state transitions, an
-//! atomic bounded counter that is idempotent per member, and paginated queries of a partition in
-//! sort-key order. Values are JSON text; the item's `state` is a separate attribute so that
-//! conditions can test it.
+//! atomic bounded counter that is idempotent per member, paginated queries of a partition in
+//! sort-key order, and for whole batches of work: one all-or-nothing transaction of conditional
+//! writes ([`StateStore::transact`], DynamoDB's `TransactWriteItems`, one SQLite transaction)
+//! that reports which condition failed and why, batched reads ([`StateStore::batch_get`],
+//! `BatchGetItem`) and unconditional batched writes ([`StateStore::batch_put`],
+//! `BatchWriteItem`). Values are JSON text; the item's `state` is a separate attribute so that
+//! conditions can test it, and an item may hold a set of strings ([`Item::members`]).
 //!
 //! Failures are [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) (the store could not be
 //! reached or failed: retry) or [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) (the stored
@@ -77,19 +81,24 @@ impl Key {
 pub struct Item {
     /// State label tested by [`StateStore::transition`] (e.g. `OPEN`), if the item has one.
     pub state: Option<String>,
-    /// JSON text.
+    /// JSON text (empty for an item that is only a set, written by [`StateStore::add_bounded`]
+    /// or [`TxOp::AddMembers`]).
     pub data: String,
     /// Expiry (Unix seconds) for the store's TTL sweeper, if any.
     pub ttl: Option<u64>,
+    /// The item's set of strings, sorted (what [`StateStore::add_bounded`],
+    /// [`StateStore::add_members`] and [`TxOp::AddMembers`] add to); empty when it has none.
+    /// A whole-item write ([`StateStore::put`], [`TxOp::Put`], …) replaces the item and drops its
+    /// set, as DynamoDB's `PutItem` does.
+    pub members: Vec<String>,
 }
 
 impl Item {
     /// An item with data and no state.
     pub fn data(data: impl Into<String>) -> Self {
         Self {
-            state: None,
             data: data.into(),
-            ttl: None,
+            ..Self::default()
         }
     }
 
@@ -98,7 +107,7 @@ impl Item {
         Self {
             state: Some(state.to_string()),
             data: data.into(),
-            ttl: None,
+            ..Self::default()
         }
     }
 
@@ -127,6 +136,120 @@ pub enum BoundedAdd {
     Present(u64),
     /// The counter is at its ceiling; nothing changed.
     Full(u64),
+}
+
+/// A condition on the item at a key, tested atomically with the write it guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// No item at the key.
+    Absent,
+    /// An item whose state is this.
+    State(String),
+    /// No item, or an item whose state is not this (e.g. a gate that is not `SEALED`).
+    NotState(String),
+}
+
+impl Condition {
+    /// Whether `current` (the item at the key, `None` when absent) satisfies the condition.
+    pub fn holds(&self, current: Option<&Item>) -> bool {
+        match (self, current) {
+            (Condition::Absent, c) => c.is_none(),
+            (Condition::State(s), Some(i)) => i.state.as_deref() == Some(s.as_str()),
+            (Condition::State(_), None) => false,
+            (Condition::NotState(s), Some(i)) => i.state.as_deref() != Some(s.as_str()),
+            (Condition::NotState(_), None) => true,
+        }
+    }
+}
+
+/// Most operations in one [`StateStore::transact`] (DynamoDB's `TransactWriteItems` limit).
+pub const MAX_TX_OPS: usize = 100;
+
+/// One operation of a transaction ([`StateStore::transact`]). No two operations of one
+/// transaction may name the same item (DynamoDB refuses it; the port refuses it everywhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxOp {
+    /// Only tests `condition` on the item (DynamoDB's `ConditionCheck`); writes nothing.
+    Check {
+        /// Table.
+        table: Table,
+        /// Key.
+        key: Key,
+        /// What must hold.
+        condition: Condition,
+    },
+    /// Writes `item` (its state, data and TTL; not its members) if `condition` holds, or
+    /// unconditionally.
+    Put {
+        /// Table.
+        table: Table,
+        /// Key.
+        key: Key,
+        /// The new value.
+        item: Item,
+        /// What must hold first, if anything.
+        condition: Option<Condition>,
+    },
+    /// Adds `members` to the item's set (creating the item if absent; adding a member that is
+    /// present changes nothing, so a retry adds it once) and sets its TTL, if the set has at most
+    /// `max_before` members first (an absent item has none). A caller bounding a set at `cap`
+    /// passes `cap − (members it adds that are not in the set)`, so the set never exceeds `cap`.
+    AddMembers {
+        /// Table.
+        table: Table,
+        /// Key.
+        key: Key,
+        /// Members to add (at least one).
+        members: Vec<String>,
+        /// Largest set size before the add that is allowed (`None`: no bound).
+        max_before: Option<u64>,
+        /// Expiry to set.
+        ttl: Option<u64>,
+    },
+}
+
+impl TxOp {
+    /// The table and key the operation names.
+    pub fn target(&self) -> (Table, &Key) {
+        match self {
+            TxOp::Check { table, key, .. }
+            | TxOp::Put { table, key, .. }
+            | TxOp::AddMembers { table, key, .. } => (*table, key),
+        }
+    }
+
+    /// Whether `current` lets the operation apply.
+    pub fn holds(&self, current: Option<&Item>) -> bool {
+        match self {
+            TxOp::Check { condition, .. } => condition.holds(current),
+            TxOp::Put { condition, .. } => condition.as_ref().is_none_or(|c| c.holds(current)),
+            TxOp::AddMembers { max_before, .. } => {
+                max_before.is_none_or(|m| current.map_or(0, |i| i.members.len() as u64) <= m)
+            }
+        }
+    }
+}
+
+/// Why one operation of a cancelled transaction did not apply (DynamoDB's
+/// `CancellationReasons`, one per operation, in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpStatus {
+    /// This operation's condition held; it did not cause the cancellation.
+    Ok,
+    /// Its condition did not hold: the item as it is (`None`: absent).
+    ConditionFailed(Option<Item>),
+    /// Another transaction or write held the item at that moment: the transaction may be tried
+    /// again as it is.
+    Conflict,
+}
+
+/// Result of [`StateStore::transact`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxOutcome {
+    /// Every operation applied.
+    Committed,
+    /// Nothing applied; one status per operation, in order.
+    Cancelled(Vec<OpStatus>),
 }
 
 /// One page of a partition, in sort-key order.
@@ -180,6 +303,70 @@ pub trait StateStore: Send + Sync {
 
     /// Deletes the item at `key` (absent is fine).
     async fn delete(&self, table: Table, key: &Key) -> Result<(), PortError>;
+
+    /// Applies every operation of `ops` or none (at most [`MAX_TX_OPS`], no item twice: anything
+    /// else is a [`Refused`](crate::ErrorKind::Refused) error and nothing is written). A
+    /// condition that does not hold cancels the whole transaction and is reported with the item
+    /// as it is, so the caller can drop what failed and try the rest again.
+    async fn transact(&self, ops: &[TxOp]) -> Result<TxOutcome, PortError>;
+
+    /// The items at `keys`, in the same order (`None`: absent), as of one moment per store
+    /// request: strongly consistent, though not one snapshot across requests (DynamoDB reads up
+    /// to 100 keys per request). A key may repeat.
+    async fn batch_get(&self, keys: &[(Table, Key)]) -> Result<Vec<Option<Item>>, PortError>;
+
+    /// Writes every item unconditionally (DynamoDB's `BatchWriteItem`, 25 per request; one
+    /// SQLite transaction). A key given twice takes the later item.
+    async fn batch_put(&self, items: &[(Table, Key, Item)]) -> Result<(), PortError>;
+
+    /// Adds `members` to the set at `key` with no bound (creating the item if absent; present
+    /// members change nothing) and sets its TTL: DynamoDB's `UpdateItem` with `ADD`.
+    async fn add_members(
+        &self,
+        table: Table,
+        key: &Key,
+        members: &[String],
+        ttl: Option<u64>,
+    ) -> Result<(), PortError>;
+}
+
+/// Refuses what no adapter may run: an empty or oversized transaction, an item named twice, an
+/// empty member list. Adapters call it first so they all refuse the same.
+pub fn check_transaction(ops: &[TxOp]) -> Result<(), PortError> {
+    use crate::ErrorKind;
+    if ops.is_empty() || ops.len() > MAX_TX_OPS {
+        return Err(PortError::state(
+            ErrorKind::Refused,
+            format!(
+                "a transaction has 1..={MAX_TX_OPS} operations, not {}",
+                ops.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for op in ops {
+        let (table, key) = op.target();
+        if !seen.insert((table, key)) {
+            return Err(PortError::state(
+                ErrorKind::Refused,
+                format!(
+                    "a transaction names {} {}/{} twice",
+                    table.name(),
+                    key.pk,
+                    key.sk
+                ),
+            ));
+        }
+        if let TxOp::AddMembers { members, .. } = op {
+            if members.is_empty() {
+                return Err(PortError::state(
+                    ErrorKind::Refused,
+                    "AddMembers with no member",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every item of partition `pk`, following pagination.

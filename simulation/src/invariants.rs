@@ -1308,8 +1308,23 @@ mod tests {
                 .await
                 .is_ok()
                 && r.write_receipt(e, "id", &receipt).await.is_ok()
-                && r.claim_submission(e, "p", 3, &sub).await.is_ok()
-                && r.count_toward_cap(e, 3, "id", 5).await.is_ok()
+                && r.write_intake(&[
+                    sequencer_handlers::records::Write::Claim {
+                        epoch: e,
+                        project: "p".into(),
+                        slot: 3,
+                        rec: sub.clone(),
+                        over_pending: false,
+                    },
+                    sequencer_handlers::records::Write::Count {
+                        epoch: e,
+                        slot: 3,
+                        ids: vec!["id".into()],
+                        max_before: 4,
+                    },
+                ])
+                .await
+                .is_ok_and(|r| r.is_none())
                 && r.record_batch(e, &batch).await.is_ok()
                 && r.record_block(B256::ZERO, 9).await.is_ok();
             *d.lock().unwrap_or_else(|p| p.into_inner()) = ok;

@@ -6,18 +6,29 @@
 //! [`StateStore::add_bounded`], `members` (SS). A counter item written only by `add_bounded` has
 //! no `data`; it reads back as an [`Item`] with empty `data`.
 //!
+//! [`StateStore::transact`] is one `TransactWriteItems` (conditions as condition expressions,
+//! `ReturnValuesOnConditionCheckFailure` = `ALL_OLD`, so a cancellation reports each failed
+//! item as it is from DynamoDB's `CancellationReasons`); [`StateStore::batch_get`] is
+//! `BatchGetItem` in requests of 100 keys, [`StateStore::batch_put`] `BatchWriteItem` in
+//! requests of 25, both retrying what DynamoDB returns unprocessed.
+//!
 //! Reads are strongly consistent. Throttling, 5xx, transport failures and timeouts, and also
 //! requests the service refuses (a missing table, a validation error: the port has no other
 //! class), are [`PortError::Unavailable`]; items this code cannot decode are
 //! [`PortError::Corrupt`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, PutRequest, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+};
 use aws_sdk_dynamodb::Client;
 use sequencer_ports::{
-    BoundedAdd, ErrorKind, Item, Key, Page, PortError, StateStore, Table, Transition,
+    check_transaction, BoundedAdd, Condition, ErrorKind, Item, Key, OpStatus, Page, PortError,
+    StateStore, Table, Transition, TxOp, TxOutcome,
 };
 
 use crate::error::classify;
@@ -36,6 +47,40 @@ const MEMBERS: &str = "members";
 pub struct DynamoStore {
     client: Client,
     prefix: String,
+    requests: Arc<RequestCounts>,
+}
+
+/// Requests this store sent to DynamoDB, by operation (`GetItem`, `TransactWriteItems`, …):
+/// what the benchmarks and the hostile-traffic tests count, at the adapter, so every retry of an
+/// unprocessed batch and every read behind a refused condition is in it.
+#[derive(Debug, Default)]
+pub struct RequestCounts(Mutex<BTreeMap<&'static str, u64>>);
+
+impl RequestCounts {
+    fn add(&self, op: &'static str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(op).or_default() += 1;
+        }
+    }
+
+    /// Requests by operation so far.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// All requests so far.
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+
+    /// Requests that write (everything but `GetItem`, `BatchGetItem` and `Query`).
+    pub fn writes(&self) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|(op, _)| !matches!(**op, "GetItem" | "BatchGetItem" | "Query"))
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 fn unavailable<E>(op: &str, table: &str, e: &aws_sdk_dynamodb::error::SdkError<E>) -> PortError
@@ -93,6 +138,46 @@ fn members(a: &Attrs, table: &str) -> Result<Vec<String>, PortError> {
     }
 }
 
+/// A condition as a condition expression with its names and values.
+fn condition_expr(c: &Condition) -> (String, Attrs, HashMap<String, String>) {
+    let names = HashMap::from([("#state".to_string(), STATE.to_string())]);
+    match c {
+        Condition::Absent => (
+            "attribute_not_exists(pk)".into(),
+            Attrs::new(),
+            HashMap::new(),
+        ),
+        Condition::State(s) => (
+            "#state = :cstate".into(),
+            HashMap::from([(":cstate".to_string(), AttributeValue::S(s.clone()))]),
+            names,
+        ),
+        Condition::NotState(s) => (
+            "attribute_not_exists(pk) OR #state <> :cstate".into(),
+            HashMap::from([(":cstate".to_string(), AttributeValue::S(s.clone()))]),
+            names,
+        ),
+    }
+}
+
+fn none_if_empty<K, V>(m: HashMap<K, V>) -> Option<HashMap<K, V>> {
+    (!m.is_empty()).then_some(m)
+}
+
+fn refused(what: impl std::fmt::Display) -> PortError {
+    PortError::state(ErrorKind::Refused, what.to_string())
+}
+
+/// Backoff between retries of what a batch request left unprocessed.
+async fn pause(attempt: u32) {
+    let ms = 25u64.saturating_mul(1 << attempt.min(6));
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+}
+
+/// Attempts at a batch request whose items DynamoDB keeps returning unprocessed (throttling)
+/// before the call fails as unavailable.
+const BATCH_ATTEMPTS: u32 = 8;
+
 fn decode(a: &Attrs, table: &str) -> Result<Item, PortError> {
     let data = match string_attr(a, DATA, table)? {
         Some(d) => d,
@@ -107,10 +192,13 @@ fn decode(a: &Attrs, table: &str) -> Result<Item, PortError> {
         ),
         Some(other) => return Err(corrupt(table, format!("ttl is not a number: {other:?}"))),
     };
+    let mut members = members(a, table)?;
+    members.sort_unstable();
     Ok(Item {
         state: string_attr(a, STATE, table)?,
         data,
         ttl,
+        members,
     })
 }
 
@@ -124,7 +212,13 @@ impl DynamoStore {
         Self {
             client,
             prefix: prefix.into(),
+            requests: Arc::default(),
         }
+    }
+
+    /// The requests sent so far (shared by clones of this store).
+    pub fn requests(&self) -> &RequestCounts {
+        &self.requests
     }
 
     /// A store from an SDK configuration (e.g. [`crate::aws_sdk_config`]) and `prefix`.
@@ -148,6 +242,7 @@ impl DynamoStore {
     }
 
     async fn get_attrs(&self, name: &str, key: &Key) -> Result<Option<Attrs>, PortError> {
+        self.requests.add("GetItem");
         let out = self
             .client
             .get_item()
@@ -159,6 +254,92 @@ impl DynamoStore {
             .map_err(|e| unavailable("GetItem", name, &e))?;
         Ok(out.item().cloned())
     }
+
+    fn tx_item(&self, op: &TxOp) -> Result<TransactWriteItem, PortError> {
+        let name = self.table_name(op.target().0);
+        let built = match op {
+            TxOp::Check { key, condition, .. } => {
+                let (expr, values, names) = condition_expr(condition);
+                TransactWriteItem::builder().condition_check(
+                    ConditionCheck::builder()
+                        .table_name(&name)
+                        .set_key(Some(key_attrs(key)))
+                        .condition_expression(expr)
+                        .set_expression_attribute_names(none_if_empty(names))
+                        .set_expression_attribute_values(none_if_empty(values))
+                        .return_values_on_condition_check_failure(
+                            ReturnValuesOnConditionCheckFailure::AllOld,
+                        )
+                        .build()
+                        .map_err(refused)?,
+                )
+            }
+            TxOp::Put {
+                key,
+                item,
+                condition,
+                ..
+            } => {
+                let mut b = Put::builder()
+                    .table_name(&name)
+                    .set_item(Some(item_attrs(key, item)))
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    );
+                if let Some(c) = condition {
+                    let (expr, values, names) = condition_expr(c);
+                    b = b
+                        .condition_expression(expr)
+                        .set_expression_attribute_names(none_if_empty(names))
+                        .set_expression_attribute_values(none_if_empty(values));
+                }
+                TransactWriteItem::builder().put(b.build().map_err(refused)?)
+            }
+            TxOp::AddMembers {
+                key,
+                members,
+                max_before,
+                ttl,
+                ..
+            } => {
+                let (update, mut names, mut values) = add_expr(members, *ttl);
+                let mut b = Update::builder()
+                    .table_name(&name)
+                    .set_key(Some(key_attrs(key)))
+                    .update_expression(update)
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    );
+                if let Some(m) = max_before {
+                    values.insert(":max".into(), AttributeValue::N(m.to_string()));
+                    names.insert("#members".into(), MEMBERS.into());
+                    b = b.condition_expression(
+                        "attribute_not_exists(#members) OR size(#members) <= :max",
+                    );
+                }
+                TransactWriteItem::builder().update(
+                    b.set_expression_attribute_names(Some(names))
+                        .set_expression_attribute_values(Some(values))
+                        .build()
+                        .map_err(refused)?,
+                )
+            }
+        };
+        Ok(built.build())
+    }
+}
+
+/// `ADD` the members to the set (and `SET` the TTL): the update expression, its names and values.
+fn add_expr(members: &[String], ttl: Option<u64>) -> (String, HashMap<String, String>, Attrs) {
+    let mut names = HashMap::from([("#members".to_string(), MEMBERS.to_string())]);
+    let mut values = HashMap::from([(":m".to_string(), AttributeValue::Ss(members.to_vec()))]);
+    let mut update = "ADD #members :m".to_string();
+    if let Some(t) = ttl {
+        names.insert("#ttl".into(), TTL.into());
+        values.insert(":ttl".into(), AttributeValue::N(t.to_string()));
+        update = format!("SET #ttl = :ttl {update}");
+    }
+    (update, names, values)
 }
 
 #[async_trait]
@@ -173,6 +354,7 @@ impl StateStore for DynamoStore {
 
     async fn put(&self, table: Table, key: &Key, item: &Item) -> Result<(), PortError> {
         let name = self.table_name(table);
+        self.requests.add("PutItem");
         self.client
             .put_item()
             .table_name(&name)
@@ -185,6 +367,7 @@ impl StateStore for DynamoStore {
 
     async fn put_if_absent(&self, table: Table, key: &Key, item: &Item) -> Result<bool, PortError> {
         let name = self.table_name(table);
+        self.requests.add("PutItem");
         match self
             .client
             .put_item()
@@ -213,6 +396,7 @@ impl StateStore for DynamoStore {
         item: &Item,
     ) -> Result<Transition, PortError> {
         let name = self.table_name(table);
+        self.requests.add("PutItem");
         let mut req = self
             .client
             .put_item()
@@ -269,6 +453,7 @@ impl StateStore for DynamoStore {
                 BoundedAdd::Full(n)
             });
         }
+        self.requests.add("UpdateItem");
         let res = self
             .client
             .update_item()
@@ -326,6 +511,7 @@ impl StateStore for DynamoStore {
         limit: usize,
     ) -> Result<Page, PortError> {
         let name = self.table_name(table);
+        self.requests.add("Query");
         let mut req = self
             .client
             .query()
@@ -361,6 +547,7 @@ impl StateStore for DynamoStore {
 
     async fn delete(&self, table: Table, key: &Key) -> Result<(), PortError> {
         let name = self.table_name(table);
+        self.requests.add("DeleteItem");
         self.client
             .delete_item()
             .table_name(&name)
@@ -368,6 +555,221 @@ impl StateStore for DynamoStore {
             .send()
             .await
             .map_err(|e| unavailable("DeleteItem", &name, &e))?;
+        Ok(())
+    }
+
+    async fn transact(&self, ops: &[TxOp]) -> Result<TxOutcome, PortError> {
+        check_transaction(ops)?;
+        let items = ops
+            .iter()
+            .map(|op| self.tx_item(op))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.requests.add("TransactWriteItems");
+        let res = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let e = match res {
+            Ok(_) => return Ok(TxOutcome::Committed),
+            Err(e) => e,
+        };
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+        let Some(E::TransactionCanceledException(c)) = e.as_service_error() else {
+            return Err(unavailable("TransactWriteItems", "(transaction)", &e));
+        };
+        let reasons = c.cancellation_reasons();
+        if reasons.len() != ops.len() {
+            return Err(PortError::state(
+                ErrorKind::Unavailable,
+                format!(
+                    "TransactWriteItems cancelled with {} reasons for {} operations: {}",
+                    reasons.len(),
+                    ops.len(),
+                    c.message().unwrap_or("")
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(ops.len());
+        for (op, r) in ops.iter().zip(reasons) {
+            let name = self.table_name(op.target().0);
+            out.push(match r.code().unwrap_or("None") {
+                "None" => OpStatus::Ok,
+                "ConditionalCheckFailed" => OpStatus::ConditionFailed(
+                    r.item()
+                        .filter(|a| !a.is_empty())
+                        .map(|a| decode(a, &name))
+                        .transpose()?,
+                ),
+                "TransactionConflict" => OpStatus::Conflict,
+                "ValidationError" => {
+                    return Err(refused(format!(
+                        "TransactWriteItems refused on {name}: {}",
+                        r.message().unwrap_or("")
+                    )))
+                }
+                other => {
+                    // Throttling, capacity, item collection limits: the service's side.
+                    return Err(PortError::state(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "TransactWriteItems cancelled on {name}: {other}: {}",
+                            r.message().unwrap_or("")
+                        ),
+                    )
+                    .with_code(other.to_string()));
+                }
+            });
+        }
+        Ok(TxOutcome::Cancelled(out))
+    }
+
+    async fn batch_get(&self, keys: &[(Table, Key)]) -> Result<Vec<Option<Item>>, PortError> {
+        // Distinct keys (BatchGetItem refuses a key twice), 100 per request.
+        let mut distinct: Vec<(Table, &Key)> = keys.iter().map(|(t, k)| (*t, k)).collect();
+        distinct.sort();
+        distinct.dedup();
+        let mut found: HashMap<(String, String, String), Item> = HashMap::new();
+        for chunk in distinct.chunks(100) {
+            let mut want: HashMap<String, KeysAndAttributes> = HashMap::new();
+            for (table, key) in chunk {
+                let name = self.table_name(*table);
+                let entry = want.remove(&name).map_or_else(
+                    || KeysAndAttributes::builder().consistent_read(true),
+                    |k| {
+                        KeysAndAttributes::builder()
+                            .consistent_read(true)
+                            .set_keys(Some(k.keys().to_vec()))
+                    },
+                );
+                want.insert(name, entry.keys(key_attrs(key)).build().map_err(refused)?);
+            }
+            let mut attempt = 0;
+            while !want.is_empty() {
+                if attempt >= BATCH_ATTEMPTS {
+                    return Err(PortError::state(
+                        ErrorKind::Unavailable,
+                        format!("BatchGetItem: keys still unprocessed after {attempt} attempts"),
+                    ));
+                }
+                if attempt > 0 {
+                    pause(attempt).await;
+                }
+                attempt += 1;
+                self.requests.add("BatchGetItem");
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(std::mem::take(&mut want)))
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("BatchGetItem", "(batch)", &e))?;
+                for (name, items) in out.responses().into_iter().flatten() {
+                    for a in items {
+                        let pk = string_attr(a, PK, name)?.ok_or_else(|| corrupt(name, "no pk"))?;
+                        let sk = string_attr(a, SK, name)?.ok_or_else(|| corrupt(name, "no sk"))?;
+                        found.insert((name.clone(), pk, sk), decode(a, name)?);
+                    }
+                }
+                want = out
+                    .unprocessed_keys()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, k)| !k.keys().is_empty())
+                    .collect();
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|(t, k)| {
+                found
+                    .get(&(self.table_name(*t), k.pk.clone(), k.sk.clone()))
+                    .cloned()
+            })
+            .collect())
+    }
+
+    async fn batch_put(&self, items: &[(Table, Key, Item)]) -> Result<(), PortError> {
+        // The later write of a key wins (BatchWriteItem refuses a key twice in one request).
+        let mut last: Vec<(Table, &Key, &Item)> = Vec::with_capacity(items.len());
+        let mut at: HashMap<(Table, &Key), usize> = HashMap::new();
+        for (t, k, i) in items {
+            match at.get(&(*t, k)) {
+                Some(&n) => last[n] = (*t, k, i),
+                None => {
+                    at.insert((*t, k), last.len());
+                    last.push((*t, k, i));
+                }
+            }
+        }
+        for chunk in last.chunks(25) {
+            let mut want: HashMap<String, Vec<WriteRequest>> = HashMap::new();
+            for (table, key, item) in chunk {
+                let put = PutRequest::builder()
+                    .set_item(Some(item_attrs(key, item)))
+                    .build()
+                    .map_err(refused)?;
+                want.entry(self.table_name(*table))
+                    .or_default()
+                    .push(WriteRequest::builder().put_request(put).build());
+            }
+            let mut attempt = 0;
+            while !want.is_empty() {
+                if attempt >= BATCH_ATTEMPTS {
+                    return Err(PortError::state(
+                        ErrorKind::Unavailable,
+                        format!("BatchWriteItem: items still unprocessed after {attempt} attempts"),
+                    ));
+                }
+                if attempt > 0 {
+                    pause(attempt).await;
+                }
+                attempt += 1;
+                self.requests.add("BatchWriteItem");
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .set_request_items(Some(std::mem::take(&mut want)))
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("BatchWriteItem", "(batch)", &e))?;
+                want = out
+                    .unprocessed_items()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(_, w)| !w.is_empty())
+                    .collect();
+            }
+        }
+        Ok(())
+    }
+
+    async fn add_members(
+        &self,
+        table: Table,
+        key: &Key,
+        members: &[String],
+        ttl: Option<u64>,
+    ) -> Result<(), PortError> {
+        let name = self.table_name(table);
+        if members.is_empty() {
+            return Err(refused("add_members with no member"));
+        }
+        let (update, names, values) = add_expr(members, ttl);
+        self.requests.add("UpdateItem");
+        self.client
+            .update_item()
+            .table_name(&name)
+            .set_key(Some(key_attrs(key)))
+            .update_expression(update)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await
+            .map_err(|e| unavailable("UpdateItem", &name, &e))?;
         Ok(())
     }
 }

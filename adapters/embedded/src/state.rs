@@ -1,11 +1,14 @@
-//! [`StateStore`] on SQLite.
+//! [`StateStore`] on SQLite: items in one table, sets in another, every operation one SQLite
+//! transaction (a [`StateStore::transact`] too: its conditions are tested and its writes applied
+//! inside one `BEGIN IMMEDIATE`), and a sweeper that deletes expired items as DynamoDB's TTL does.
 
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use crate::db::{Db, DbError};
 use sequencer_ports::{
-    BoundedAdd, ErrorKind, Item, Key, Page, PortError, StateStore, Table, Transition,
+    check_transaction, BoundedAdd, ErrorKind, Item, Key, OpStatus, Page, PortError, StateStore,
+    Table, Transition, TxOp, TxOutcome,
 };
 
 /// The embedded state store.
@@ -19,6 +22,31 @@ impl SqliteState {
     pub fn new(db: Db) -> Self {
         Self { db }
     }
+
+    /// Deletes every item whose TTL is before `now` (Unix seconds) with its set, as DynamoDB's
+    /// TTL sweeper does (an expired item is read until the sweep deletes it, there too); returns
+    /// how many items went. The local runner calls it every minute.
+    pub fn sweep_expired(&self, now: u64) -> Result<u64, PortError> {
+        let mut conn = self.db.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let now = now.min(i64::MAX as u64) as i64;
+        tx.execute(
+            "DELETE FROM members WHERE EXISTS (SELECT 1 FROM items i WHERE i.tbl = members.tbl \
+             AND i.pk = members.pk AND i.sk = members.sk AND i.ttl IS NOT NULL AND i.ttl < ?1)",
+            params![now],
+        )
+        .map_err(err)?;
+        let n = tx
+            .execute(
+                "DELETE FROM items WHERE ttl IS NOT NULL AND ttl < ?1",
+                params![now],
+            )
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(n as u64)
+    }
 }
 
 impl From<DbError> for PortError {
@@ -31,24 +59,56 @@ fn err(e: rusqlite::Error) -> PortError {
     PortError::state(ErrorKind::Unavailable, format!("sqlite: {e}"))
 }
 
+fn ttl_sql(ttl: Option<u64>) -> Option<i64> {
+    ttl.map(|t| t.min(i64::MAX as u64) as i64)
+}
+
+fn members_of(
+    conn: &rusqlite::Connection,
+    table: Table,
+    key: &Key,
+) -> Result<Vec<String>, rusqlite::Error> {
+    conn.prepare_cached(
+        "SELECT member FROM members WHERE tbl = ?1 AND pk = ?2 AND sk = ?3 ORDER BY member",
+    )?
+    .query_map(params![table.name(), key.pk, key.sk], |r| r.get(0))?
+    .collect()
+}
+
 fn read(
     conn: &rusqlite::Connection,
     table: Table,
     key: &Key,
 ) -> Result<Option<Item>, rusqlite::Error> {
-    conn.prepare_cached(
-        "SELECT state, data, ttl FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3",
-    )?
-    .query_row(params![table.name(), key.pk, key.sk], |r| {
-        Ok(Item {
-            state: r.get(0)?,
-            data: r.get(1)?,
-            ttl: r.get::<_, Option<i64>>(2)?.map(|t| t.max(0) as u64),
+    let item = conn
+        .prepare_cached(
+            "SELECT state, data, ttl FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3",
+        )?
+        .query_row(params![table.name(), key.pk, key.sk], |r| {
+            Ok(Item {
+                state: r.get(0)?,
+                data: r.get(1)?,
+                ttl: r.get::<_, Option<i64>>(2)?.map(|t| t.max(0) as u64),
+                members: Vec::new(),
+            })
         })
+        .optional()?;
+    let members = members_of(conn, table, key)?;
+    Ok(match item {
+        Some(mut i) => {
+            i.members = members;
+            Some(i)
+        }
+        // A set written before sets had an item row of their own.
+        None if !members.is_empty() => Some(Item {
+            members,
+            ..Item::default()
+        }),
+        None => None,
     })
-    .optional()
 }
 
+/// Replaces the item (its set too, as a whole-item write does on DynamoDB).
 fn write(
     conn: &rusqlite::Connection,
     table: Table,
@@ -64,8 +124,43 @@ fn write(
         key.sk,
         item.state,
         item.data,
-        item.ttl.map(|t| t.min(i64::MAX as u64) as i64)
+        ttl_sql(item.ttl)
     ])?;
+    drop_members(conn, table, key)
+}
+
+fn drop_members(
+    conn: &rusqlite::Connection,
+    table: Table,
+    key: &Key,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached("DELETE FROM members WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")?
+        .execute(params![table.name(), key.pk, key.sk])?;
+    Ok(())
+}
+
+/// Adds members to the set at `key` (its item row created if absent, the TTL set if given).
+fn add_to_set(
+    conn: &rusqlite::Connection,
+    table: Table,
+    key: &Key,
+    members: &[String],
+    ttl: Option<u64>,
+) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO items (tbl, pk, sk, state, data, ttl) VALUES (?1, ?2, ?3, NULL, '', NULL)",
+    )?
+    .execute(params![table.name(), key.pk, key.sk])?;
+    if ttl.is_some() {
+        conn.prepare_cached("UPDATE items SET ttl = ?4 WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")?
+            .execute(params![table.name(), key.pk, key.sk, ttl_sql(ttl)])?;
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO members (tbl, pk, sk, member) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for m in members {
+        insert.execute(params![table.name(), key.pk, key.sk, m])?;
+    }
     Ok(())
 }
 
@@ -77,8 +172,10 @@ impl StateStore for SqliteState {
     }
 
     async fn put(&self, table: Table, key: &Key, item: &Item) -> Result<(), PortError> {
-        let conn = self.db.lock()?;
-        write(&conn, table, key, item).map_err(err)
+        let mut conn = self.db.lock()?;
+        let tx = conn.transaction().map_err(err)?;
+        write(&tx, table, key, item).map_err(err)?;
+        tx.commit().map_err(err)
     }
 
     async fn put_if_absent(&self, table: Table, key: &Key, item: &Item) -> Result<bool, PortError> {
@@ -94,7 +191,7 @@ impl StateStore for SqliteState {
                     key.sk,
                     item.state,
                     item.data,
-                    item.ttl.map(|t| t.min(i64::MAX as u64) as i64)
+                    ttl_sql(item.ttl)
                 ])
             })
             .map_err(err)?;
@@ -154,9 +251,7 @@ impl StateStore for SqliteState {
         if count >= ceiling {
             return Ok(BoundedAdd::Full(count));
         }
-        tx.prepare_cached("INSERT INTO members (tbl, pk, sk, member) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut s| s.execute(params![table.name(), key.pk, key.sk, member]))
-            .map_err(err)?;
+        add_to_set(&tx, table, key, &[member.to_string()], None).map_err(err)?;
         tx.commit().map_err(err)?;
         Ok(BoundedAdd::Added(count + 1))
     }
@@ -185,6 +280,7 @@ impl StateStore for SqliteState {
                             state: r.get(1)?,
                             data: r.get(2)?,
                             ttl: r.get::<_, Option<i64>>(3)?.map(|t| t.max(0) as u64),
+                            members: Vec::new(),
                         },
                     ))
                 },
@@ -197,15 +293,98 @@ impl StateStore for SqliteState {
         } else {
             None
         };
+        for (sk, item) in &mut items {
+            item.members = members_of(&conn, table, &Key::new(pk, sk.as_str())).map_err(err)?;
+        }
         Ok(Page { items, next })
     }
 
     async fn delete(&self, table: Table, key: &Key) -> Result<(), PortError> {
-        let conn = self.db.lock()?;
-        conn.prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+        let mut conn = self.db.lock()?;
+        let tx = conn.transaction().map_err(err)?;
+        tx.prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
             .and_then(|mut s| s.execute(params![table.name(), key.pk, key.sk]))
             .map_err(err)?;
-        Ok(())
+        drop_members(&tx, table, key).map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    async fn transact(&self, ops: &[TxOp]) -> Result<TxOutcome, PortError> {
+        check_transaction(ops)?;
+        let mut conn = self.db.lock()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let mut statuses = Vec::with_capacity(ops.len());
+        let mut cancelled = false;
+        for op in ops {
+            let (table, key) = op.target();
+            let current = read(&tx, table, key).map_err(err)?;
+            if op.holds(current.as_ref()) {
+                statuses.push(OpStatus::Ok);
+            } else {
+                cancelled = true;
+                statuses.push(OpStatus::ConditionFailed(current));
+            }
+        }
+        if cancelled {
+            // Dropping the transaction rolls it back; nothing was written.
+            return Ok(TxOutcome::Cancelled(statuses));
+        }
+        for op in ops {
+            match op {
+                TxOp::Check { .. } => {}
+                TxOp::Put {
+                    table, key, item, ..
+                } => write(&tx, *table, key, item).map_err(err)?,
+                TxOp::AddMembers {
+                    table,
+                    key,
+                    members,
+                    ttl,
+                    ..
+                } => add_to_set(&tx, *table, key, members, *ttl).map_err(err)?,
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(TxOutcome::Committed)
+    }
+
+    async fn batch_get(&self, keys: &[(Table, Key)]) -> Result<Vec<Option<Item>>, PortError> {
+        let mut conn = self.db.lock()?;
+        // One read transaction: every key as of one moment.
+        let tx = conn.transaction().map_err(err)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (table, key) in keys {
+            out.push(read(&tx, *table, key).map_err(err)?);
+        }
+        tx.commit().map_err(err)?;
+        Ok(out)
+    }
+
+    async fn batch_put(&self, items: &[(Table, Key, Item)]) -> Result<(), PortError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.db.lock()?;
+        let tx = conn.transaction().map_err(err)?;
+        for (table, key, item) in items {
+            write(&tx, *table, key, item).map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    async fn add_members(
+        &self,
+        table: Table,
+        key: &Key,
+        members: &[String],
+        ttl: Option<u64>,
+    ) -> Result<(), PortError> {
+        let mut conn = self.db.lock()?;
+        let tx = conn.transaction().map_err(err)?;
+        add_to_set(&tx, table, key, members, ttl).map_err(err)?;
+        tx.commit().map_err(err)
     }
 }
 
@@ -235,6 +414,38 @@ mod tests {
         assert_eq!(
             s.get(Table::Epochs, &k).await.expect("get"),
             Some(Item::with_state("OPEN", "{}"))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_deletes_what_expired_with_its_set_and_nothing_else() {
+        let s = SqliteState::new(Db::in_memory().expect("db"));
+        let old = Key::new("c", "old");
+        let young = Key::new("c", "young");
+        let forever = Key::new("e", "forever");
+        s.add_members(Table::Counters, &old, &["a".into(), "b".into()], Some(100))
+            .await
+            .expect("add");
+        s.add_members(Table::Counters, &young, &["a".into()], Some(300))
+            .await
+            .expect("add");
+        s.put(Table::Epochs, &forever, &Item::data("{}"))
+            .await
+            .expect("put");
+        assert_eq!(s.sweep_expired(200).expect("sweep"), 1);
+        assert_eq!(s.get(Table::Counters, &old).await.expect("get"), None);
+        assert!(s.get(Table::Counters, &young).await.expect("get").is_some());
+        assert!(s.get(Table::Epochs, &forever).await.expect("get").is_some());
+        // The set went with its item: a new set under the old key starts empty.
+        s.add_members(Table::Counters, &old, &["c".into()], None)
+            .await
+            .expect("add");
+        assert_eq!(
+            s.get(Table::Counters, &old)
+                .await
+                .expect("get")
+                .map(|i| i.members),
+            Some(vec!["c".to_string()])
         );
     }
 }

@@ -187,7 +187,7 @@ pub struct TickCursor {
 /// Items per query page when listing epochs.
 const EPOCH_PAGE: usize = 500;
 
-fn entry(item: Item) -> Result<EpochEntry, PipelineError> {
+pub(super) fn entry(item: Item) -> Result<EpochEntry, PipelineError> {
     let label = item.state.as_deref().unwrap_or("");
     let state = EpochState::parse(label)
         .ok_or_else(|| PipelineError::Corrupt(format!("epoch state {label:?}")))?;

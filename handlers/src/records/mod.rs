@@ -15,6 +15,8 @@
 //! - [`blocks`]: protocol-chain block hashes the tick records for verify.
 //! - [`rewards`]: each finalized epoch's per-slot rewards ([`EpochRewards`]) and each day's sums
 //!   with their on-chain commit ([`DayRewards`]).
+//! - [`intake`]: verify's batched read and its one transaction across the tables (acceptance
+//!   conditional on the epoch still open, the claim, the receipt and the slot's cap at once).
 //!
 //! Stored JSON and key formats are those the previous handlers wrote, byte for byte: a state
 //! store written before this layer reads the same.
@@ -26,6 +28,7 @@
 mod batches;
 mod blocks;
 mod epochs;
+mod intake;
 mod keys;
 mod receipts;
 mod rewards;
@@ -41,11 +44,12 @@ use crate::pipeline::{Clock, SystemClock};
 
 pub use batches::{BatchEntry, BatchRecord, BatchState};
 pub use epochs::{EpochEntry, EpochMove, EpochRecord, EpochState, TickCursor};
+pub use intake::{Found, Want, Write, WriteStatus};
 pub use keys::{shard_of, SHARDS};
 pub use receipts::{EpochCounts, Outcome, Receipt, RejectReason};
 pub use rewards::{DayCommit, DayRewards, EpochRewards};
 pub use seals::{SealRecord, SealWrite};
-pub use submissions::{AcceptClaim, SubmissionRecord, SubmissionState};
+pub use submissions::{SubmissionRecord, SubmissionState};
 
 /// The typed records of one market in a state store. Cheap to build (a reference, the market
 /// and the expiry of new records); build one where it is needed.

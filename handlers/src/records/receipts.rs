@@ -210,7 +210,21 @@ impl EpochCounts {
     }
 }
 
+/// A stored receipt's JSON.
+pub(super) fn stored_receipt(data: &str) -> Result<Receipt, PipelineError> {
+    Ok(parse::<StoredReceipt>("receipt", data)?.into())
+}
+
 impl Records<'_> {
+    /// A receipt as stored (it expires with the records' TTL).
+    pub(super) fn receipt_item(&self, receipt: &Receipt) -> Result<Item, PipelineError> {
+        Ok(Item::with_state(
+            receipt.outcome.label(),
+            json(&StoredReceipt::from(receipt))?,
+        )
+        .ttl(self.expiry()))
+    }
+
     /// The receipt of a submission id in an epoch.
     pub async fn receipt(&self, epoch: u64, id: &str) -> Result<Option<Receipt>, PipelineError> {
         match self
@@ -218,7 +232,7 @@ impl Records<'_> {
             .get(Table::Receipts, &keys::receipt_key(&self.market, epoch, id))
             .await?
         {
-            Some(item) => Ok(Some(parse::<StoredReceipt>("receipt", &item.data)?.into())),
+            Some(item) => Ok(Some(stored_receipt(&item.data)?)),
             None => Ok(None),
         }
     }
@@ -231,11 +245,7 @@ impl Records<'_> {
         id: &str,
         receipt: &Receipt,
     ) -> Result<bool, PipelineError> {
-        let item = Item::with_state(
-            receipt.outcome.label(),
-            json(&StoredReceipt::from(receipt))?,
-        )
-        .ttl(self.expiry());
+        let item = self.receipt_item(receipt)?;
         Ok(self
             .store
             .put_if_absent(

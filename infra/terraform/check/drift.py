@@ -255,10 +255,22 @@ def snake(camel: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower()
 
 
+# Transactions (`transact`: TransactWriteItems needs the action of each item it writes or
+# checks) and batched reads and writes (`batch_get`, `batch_put`: every table the method names).
+TX_OP = {"Check": "dynamodb:ConditionCheckItem", "Put": "dynamodb:PutItem", "AddMembers": "dynamodb:UpdateItem"}
+TX_CALL = re.compile(r"TxOp::(Check|Put|AddMembers)\s*\{\s*table:\s*Table::(\w+)")
+TABLE = re.compile(r"Table::(\w+)")
+
+
 def store_calls(src: str) -> set[tuple[str, str]]:
     """(action, table) of the state-store calls written in `src`."""
     out = {(OP_ACTION[op], snake(table)) for op, table in CALL.findall(src)}
     out |= {("dynamodb:Query", snake(table)) for table in QUERY_ALL.findall(src)}
+    out |= {(TX_OP[op], snake(table)) for op, table in TX_CALL.findall(src)}
+    if ".batch_get(" in src:
+        out |= {("dynamodb:BatchGetItem", snake(t)) for t in TABLE.findall(src)}
+    if ".batch_put(" in src:
+        out |= {("dynamodb:BatchWriteItem", snake(t)) for t in TABLE.findall(src)}
     return out
 
 

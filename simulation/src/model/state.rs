@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use sequencer_ports::{
-    BoundedAdd, ErrorKind, Item, Key, Page, PortError, StateStore, Table, Transition,
+    check_transaction, BoundedAdd, ErrorKind, Item, Key, OpStatus, Page, PortError, StateStore,
+    Table, Transition, TxOp, TxOutcome,
 };
 
 use crate::gate::Gate;
@@ -54,6 +55,16 @@ struct Stored {
     members: BTreeSet<String>,
 }
 
+impl Stored {
+    /// The item as a read returns it: with its set.
+    fn read(&self) -> Item {
+        Item {
+            members: self.members.iter().cloned().collect(),
+            ..self.item.clone()
+        }
+    }
+}
+
 /// The store's contents and journal.
 #[derive(Debug, Default)]
 pub struct StateModel {
@@ -81,7 +92,7 @@ impl StateModel {
 
     /// The item at `key` (no latency, no faults: for the invariants).
     pub fn peek(&self, table: Table, key: &Key) -> Option<Item> {
-        self.items.get(&Self::k(table, key)).map(|s| s.item.clone())
+        self.items.get(&Self::k(table, key)).map(Stored::read)
     }
 
     /// Every item of a table, `(pk, sk, item)`, in key order.
@@ -186,10 +197,104 @@ impl StateModel {
         self.items.insert(
             Self::k(table, key),
             Stored {
-                item: item.clone(),
+                item: Item {
+                    members: Vec::new(),
+                    ..item.clone()
+                },
                 members: BTreeSet::new(),
             },
         );
+        Ok(())
+    }
+
+    /// `UpdateItem` `ADD` to the set (and `SET` the TTL), creating the item if absent.
+    fn add_to_set(&mut self, table: Table, key: &Key, members: &[String], ttl: Option<u64>) {
+        let entry = self
+            .items
+            .entry(Self::k(table, key))
+            .or_insert_with(|| Stored {
+                item: Item::default(),
+                members: BTreeSet::new(),
+            });
+        entry.members.extend(members.iter().cloned());
+        if ttl.is_some() {
+            entry.item.ttl = ttl;
+        }
+    }
+
+    /// `TransactWriteItems`: every condition tested against the items as they are, then every
+    /// write applied, or none with a `CancellationReasons` entry per operation (`ALL_OLD`).
+    pub fn transact(&mut self, ops: &[TxOp]) -> Result<TxOutcome, PortError> {
+        check_transaction(ops)?;
+        let statuses: Vec<OpStatus> = ops
+            .iter()
+            .map(|op| {
+                let (table, key) = op.target();
+                let cur = self.peek(table, key);
+                if op.holds(cur.as_ref()) {
+                    OpStatus::Ok
+                } else {
+                    OpStatus::ConditionFailed(cur)
+                }
+            })
+            .collect();
+        if statuses.iter().any(|s| *s != OpStatus::Ok) {
+            return Ok(TxOutcome::Cancelled(statuses));
+        }
+        for op in ops {
+            if let TxOp::Put { key, item, .. } = op {
+                Self::check_size(key, item, &BTreeSet::new())?;
+            }
+        }
+        for op in ops {
+            match op {
+                TxOp::Check { .. } => {}
+                TxOp::Put {
+                    table, key, item, ..
+                } => self.put(*table, key, item)?,
+                TxOp::AddMembers {
+                    table,
+                    key,
+                    members,
+                    ttl,
+                    ..
+                } => self.add_to_set(*table, key, members, *ttl),
+            }
+        }
+        Ok(TxOutcome::Committed)
+    }
+
+    /// `BatchGetItem`, strongly consistent.
+    pub fn batch_get(&self, keys: &[(Table, Key)]) -> Result<Vec<Option<Item>>, PortError> {
+        Ok(keys.iter().map(|(t, k)| self.peek(*t, k)).collect())
+    }
+
+    /// `BatchWriteItem` of puts (a later put of a key wins).
+    pub fn batch_put(&mut self, items: &[(Table, Key, Item)]) -> Result<(), PortError> {
+        for (_, key, item) in items {
+            Self::check_size(key, item, &BTreeSet::new())?;
+        }
+        for (table, key, item) in items {
+            self.put(*table, key, item)?;
+        }
+        Ok(())
+    }
+
+    /// `UpdateItem ADD` with no bound.
+    pub fn add_members(
+        &mut self,
+        table: Table,
+        key: &Key,
+        members: &[String],
+        ttl: Option<u64>,
+    ) -> Result<(), PortError> {
+        if members.is_empty() {
+            return Err(PortError::state(
+                ErrorKind::Refused,
+                "add_members with no member",
+            ));
+        }
+        self.add_to_set(table, key, members, ttl);
         Ok(())
     }
 
@@ -229,7 +334,10 @@ impl StateModel {
         self.items.insert(
             Self::k(table, key),
             Stored {
-                item: item.clone(),
+                item: Item {
+                    members: Vec::new(),
+                    ..item.clone()
+                },
                 members,
             },
         );
@@ -289,7 +397,7 @@ impl StateModel {
                 break;
             }
             bytes += size(&Key::new(p, sk), &s.item, &s.members);
-            items.push((sk.clone(), s.item.clone()));
+            items.push((sk.clone(), s.read()));
         }
         // DynamoDB answers a LastEvaluatedKey whenever it stopped at the limit.
         let next = (more || items.len() >= limit.max(1))
@@ -508,6 +616,80 @@ impl StateStore for SimState {
         )
         .await
     }
+
+    async fn transact(&self, ops: &[TxOp]) -> Result<TxOutcome, PortError> {
+        let w = ops
+            .iter()
+            .map(|o| {
+                let (t, k) = o.target();
+                what(t, k)
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        // Journaled per item written (the first item stands for the transaction in `op`).
+        let first = ops.first().map(|o| o.target());
+        let write = first.map(|(t, k)| {
+            (
+                t,
+                k,
+                (|r| matches!(r, TxOutcome::Committed)) as fn(&TxOutcome) -> bool,
+            )
+        });
+        self.op(
+            "transact",
+            w,
+            write,
+            |m| m.transact(ops),
+            |r| match r {
+                TxOutcome::Committed => "committed".into(),
+                TxOutcome::Cancelled(st) => format!("cancelled {st:?}"),
+            },
+        )
+        .await
+    }
+
+    async fn batch_get(&self, keys: &[(Table, Key)]) -> Result<Vec<Option<Item>>, PortError> {
+        let w = format!("{} keys", keys.len());
+        self.op(
+            "batch_get",
+            w,
+            None,
+            |m| m.batch_get(keys),
+            |r| format!("{} found", r.iter().flatten().count()),
+        )
+        .await
+    }
+
+    async fn batch_put(&self, items: &[(Table, Key, Item)]) -> Result<(), PortError> {
+        let w = format!("{} items", items.len());
+        self.op(
+            "batch_put",
+            w,
+            None,
+            |m| m.batch_put(items),
+            |r| format!("{r:?}"),
+        )
+        .await
+    }
+
+    async fn add_members(
+        &self,
+        table: Table,
+        key: &Key,
+        members: &[String],
+        ttl: Option<u64>,
+    ) -> Result<(), PortError> {
+        let w = format!("{} +{}", what(table, key), members.len());
+        let write = Some((table, key, (|_| true) as fn(&()) -> bool));
+        self.op(
+            "add_members",
+            w,
+            write,
+            |m| m.add_members(table, key, members, ttl),
+            |r| format!("{r:?}"),
+        )
+        .await
+    }
 }
 
 /// A read-only view of a [`StateModel`]: a `StateStore` whose reads answer at once, with no
@@ -560,6 +742,24 @@ impl StateStore for ReadOnly<'_> {
         self.0.query(table, pk, after, limit)
     }
     async fn delete(&self, _: Table, _: &Key) -> Result<(), PortError> {
+        Err(read_only())
+    }
+    async fn transact(&self, _: &[TxOp]) -> Result<TxOutcome, PortError> {
+        Err(read_only())
+    }
+    async fn batch_get(&self, keys: &[(Table, Key)]) -> Result<Vec<Option<Item>>, PortError> {
+        self.0.batch_get(keys)
+    }
+    async fn batch_put(&self, _: &[(Table, Key, Item)]) -> Result<(), PortError> {
+        Err(read_only())
+    }
+    async fn add_members(
+        &self,
+        _: Table,
+        _: &Key,
+        _: &[String],
+        _: Option<u64>,
+    ) -> Result<(), PortError> {
         Err(read_only())
     }
 }

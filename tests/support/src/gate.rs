@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sequencer_ports::{
     BoundedAdd, ContentStore, ErrorKind, Item, Key, OutMessage, Page, PortError, Queue, Received,
-    StateStore, Table, Transition,
+    StateStore, Table, Transition, TxOp, TxOutcome,
 };
 use tokio::sync::Notify;
 
@@ -207,6 +207,30 @@ impl StateStore for GatedState {
             .enter(format!("state delete {}", table.name()), state_err)
             .await?;
         self.inner.delete(table, key).await
+    }
+    async fn transact(&self, ops: &[TxOp]) -> Result<TxOutcome, PortError> {
+        self.gate.enter("state transact".into(), state_err).await?;
+        self.inner.transact(ops).await
+    }
+    async fn batch_get(&self, keys: &[(Table, Key)]) -> Result<Vec<Option<Item>>, PortError> {
+        self.gate.enter("state batch_get".into(), state_err).await?;
+        self.inner.batch_get(keys).await
+    }
+    async fn batch_put(&self, items: &[(Table, Key, Item)]) -> Result<(), PortError> {
+        self.gate.enter("state batch_put".into(), state_err).await?;
+        self.inner.batch_put(items).await
+    }
+    async fn add_members(
+        &self,
+        table: Table,
+        key: &Key,
+        members: &[String],
+        ttl: Option<u64>,
+    ) -> Result<(), PortError> {
+        self.gate
+            .enter(format!("state add_members {}", table.name()), state_err)
+            .await?;
+        self.inner.add_members(table, key, members, ttl).await
     }
 }
 

@@ -8,7 +8,8 @@
 #    GetQueueAttributes on the queue it consumes;
 #  - DynamoDB: the item calls its handler makes on each table through the records layer (get -> GetItem, put /
 #    put_if_absent / transition -> PutItem, add_bounded -> UpdateItem, query -> Query,
-#    delete -> DeleteItem);
+#    delete -> DeleteItem; a transaction's items: Check -> ConditionCheckItem, Put -> PutItem,
+#    AddMembers -> UpdateItem; batch_get -> BatchGetItem, batch_put -> BatchWriteItem);
 #  - SendMessage to the queue it feeds; kms:Sign + GetPublicKey on its own signing key;
 #  - proof: GetQueueAttributes on every DLQ, whose depth its status summary shows
 #    (handlers/src/query/summary.rs: Queue::depth over the DLQs lambdas/src/bin/proof.rs passes).
@@ -41,11 +42,11 @@ locals {
   # function -> table -> DynamoDB actions (from the handlers; see the header).
   dynamodb_actions = {
     verify = {
-      receipts    = ["dynamodb:GetItem", "dynamodb:PutItem"]
-      epochs      = ["dynamodb:GetItem"]
-      submissions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
-      counters    = ["dynamodb:UpdateItem"]
-      blocks      = ["dynamodb:GetItem", "dynamodb:PutItem"]
+      receipts    = ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
+      epochs      = ["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"]
+      submissions = ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
+      counters    = ["dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
+      blocks      = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"]
     }
     tick = {
       epochs = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
