@@ -11,7 +11,8 @@
 //! class), are [`PortError::Unavailable`]; items this code cannot decode are
 //! [`PortError::Corrupt`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
@@ -36,6 +37,40 @@ const MEMBERS: &str = "members";
 pub struct DynamoStore {
     client: Client,
     prefix: String,
+    requests: Arc<RequestCounts>,
+}
+
+/// Requests this store sent to DynamoDB, by operation (`GetItem`, `TransactWriteItems`, …):
+/// what the benchmarks and the hostile-traffic tests count, at the adapter, so every retry of an
+/// unprocessed batch and every read behind a refused condition is in it.
+#[derive(Debug, Default)]
+pub struct RequestCounts(Mutex<BTreeMap<&'static str, u64>>);
+
+impl RequestCounts {
+    fn add(&self, op: &'static str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(op).or_default() += 1;
+        }
+    }
+
+    /// Requests by operation so far.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    /// All requests so far.
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+
+    /// Requests that write (everything but `GetItem`, `BatchGetItem` and `Query`).
+    pub fn writes(&self) -> u64 {
+        self.snapshot()
+            .iter()
+            .filter(|(op, _)| !matches!(**op, "GetItem" | "BatchGetItem" | "Query"))
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 fn unavailable<E>(op: &str, table: &str, e: &aws_sdk_dynamodb::error::SdkError<E>) -> PortError
@@ -124,7 +159,13 @@ impl DynamoStore {
         Self {
             client,
             prefix: prefix.into(),
+            requests: Arc::default(),
         }
+    }
+
+    /// The requests sent so far (shared by clones of this store).
+    pub fn requests(&self) -> &RequestCounts {
+        &self.requests
     }
 
     /// A store from an SDK configuration (e.g. [`crate::aws_sdk_config`]) and `prefix`.
@@ -148,6 +189,7 @@ impl DynamoStore {
     }
 
     async fn get_attrs(&self, name: &str, key: &Key) -> Result<Option<Attrs>, PortError> {
+        self.requests.add("GetItem");
         let out = self
             .client
             .get_item()
@@ -173,6 +215,7 @@ impl StateStore for DynamoStore {
 
     async fn put(&self, table: Table, key: &Key, item: &Item) -> Result<(), PortError> {
         let name = self.table_name(table);
+        self.requests.add("PutItem");
         self.client
             .put_item()
             .table_name(&name)
@@ -185,6 +228,7 @@ impl StateStore for DynamoStore {
 
     async fn put_if_absent(&self, table: Table, key: &Key, item: &Item) -> Result<bool, PortError> {
         let name = self.table_name(table);
+        self.requests.add("PutItem");
         match self
             .client
             .put_item()
@@ -213,6 +257,7 @@ impl StateStore for DynamoStore {
         item: &Item,
     ) -> Result<Transition, PortError> {
         let name = self.table_name(table);
+        self.requests.add("PutItem");
         let mut req = self
             .client
             .put_item()
@@ -269,6 +314,7 @@ impl StateStore for DynamoStore {
                 BoundedAdd::Full(n)
             });
         }
+        self.requests.add("UpdateItem");
         let res = self
             .client
             .update_item()
@@ -326,6 +372,7 @@ impl StateStore for DynamoStore {
         limit: usize,
     ) -> Result<Page, PortError> {
         let name = self.table_name(table);
+        self.requests.add("Query");
         let mut req = self
             .client
             .query()
@@ -361,6 +408,7 @@ impl StateStore for DynamoStore {
 
     async fn delete(&self, table: Table, key: &Key) -> Result<(), PortError> {
         let name = self.table_name(table);
+        self.requests.add("DeleteItem");
         self.client
             .delete_item()
             .table_name(&name)

@@ -28,7 +28,7 @@ pub mod sqs;
 
 use std::time::Duration;
 
-pub use dynamo::DynamoStore;
+pub use dynamo::{DynamoStore, RequestCounts};
 pub use sqs::{QueueKind, SqsQueue};
 
 /// Default `SEQ_PREFIX`.
