@@ -17,7 +17,7 @@ use sequencer_ports::{EndOutcome, PortError, SubmitOutcome};
 use serde::Serialize;
 
 use crate::jobs::EpochJob;
-use crate::pipeline::{now_ms, parse, Pipeline, PipelineError};
+use crate::pipeline::{parse, Pipeline, PipelineError};
 use crate::records::{BatchState, EpochMove, EpochRecord, EpochState};
 use crate::sqs::{body, failure};
 
@@ -160,7 +160,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<AnchorReport, PipelineEr
             Err(e) => return Err(e.into()),
         }
     }
-    rec.anchored_at_ms = Some(now_ms());
+    rec.anchored_at_ms = Some(p.now_ms());
     if let EpochMove::Refused(cur) = records
         .move_epoch(EpochState::Finalized, EpochState::Anchored, &rec)
         .await?

@@ -16,7 +16,7 @@ use sequencer_ports::{ErrorKind, PortError};
 use serde::Serialize;
 
 use crate::jobs::EpochJob;
-use crate::pipeline::{now_ms, parse, Pipeline, PipelineError};
+use crate::pipeline::{parse, Pipeline, PipelineError};
 use crate::records::{BatchRecord, EpochMove, EpochState};
 use crate::sqs::{body, each_record};
 
@@ -145,7 +145,7 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
     rec.counts = Some(counts);
     rec.batches = Some(report.batches);
     rec.below_minimum = finalized.below_minimum.clone();
-    rec.finalized_at_ms = Some(now_ms());
+    rec.finalized_at_ms = Some(p.now_ms());
     match records
         .move_epoch(from, EpochState::Finalized, &rec)
         .await?

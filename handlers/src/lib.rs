@@ -30,4 +30,4 @@ pub mod tick;
 pub mod verify;
 
 pub use config::PipelineConfig;
-pub use pipeline::{Counters, Pipeline, PipelineError, Ports};
+pub use pipeline::{Clock, Counters, Pipeline, PipelineError, Ports, SystemClock};

@@ -2,7 +2,10 @@
 //! start, the local runner) and shared by every invocation.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use sequencer_core::eip712::Verifier;
 
@@ -94,6 +97,32 @@ impl PipelineError {
     }
 }
 
+/// Where the handlers read the time and wait (record timestamps and expiries, the tick's loop):
+/// the system clock in every deployment; the deterministic simulation (`sequencer-simulation`)
+/// runs them on virtual time.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now_ms(&self) -> i64;
+    /// Waits `d`.
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(d))
+    }
+}
+
 /// Ports, settings and counters.
 pub struct Pipeline {
     /// Ports.
@@ -104,6 +133,8 @@ pub struct Pipeline {
     pub verifier: Verifier,
     /// Counters.
     pub counters: Counters,
+    /// The clock records are stamped and expire by ([`SystemClock`] unless replaced).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Pipeline {
@@ -114,7 +145,19 @@ impl Pipeline {
             ports,
             config,
             counters: Counters::default(),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same pipeline reading the time from `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Milliseconds since the Unix epoch, by [`Self::clock`].
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
     }
 
     /// The typed records of this pipeline's market in its state store.
@@ -124,6 +167,7 @@ impl Pipeline {
             self.config.market,
             self.config.record_ttl,
         )
+        .with_clock(self.clock.as_ref())
     }
 }
 
@@ -141,14 +185,6 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(
 pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String, PipelineError> {
     serde_json::to_string(v)
         .map_err(|e| PipelineError::Invariant(format!("record does not serialize: {e}")))
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

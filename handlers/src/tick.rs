@@ -13,10 +13,9 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::time::Instant;
 
 use crate::jobs::EpochJob;
-use crate::pipeline::{now_ms, Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{EpochMove, EpochRecord, EpochState};
 
 /// Most block hashes recorded per step (bounds RPC calls after a long pause; verify resolves
@@ -36,12 +35,15 @@ pub struct TickReport {
     pub blocks_recorded: u64,
 }
 
-/// Runs steps every `poll` until `deadline` (the invocation's budget), returns the merged report.
+/// Runs steps every `poll` for `budget` (the invocation's time left), on the pipeline's clock;
+/// returns the merged report.
 pub async fn run(
     p: &Pipeline,
-    deadline: Instant,
+    budget: Duration,
     poll: Duration,
 ) -> Result<TickReport, PipelineError> {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    let deadline = p.now_ms().saturating_add(ms(budget));
     let mut total = TickReport::default();
     loop {
         let r = step(p).await?;
@@ -49,10 +51,10 @@ pub async fn run(
         total.opened.extend(r.opened);
         total.closed.extend(r.closed);
         total.blocks_recorded += r.blocks_recorded;
-        if Instant::now() + poll >= deadline {
+        if p.now_ms().saturating_add(ms(poll)) >= deadline {
             return Ok(total);
         }
-        tokio::time::sleep(poll).await;
+        p.clock.sleep(poll).await;
     }
 }
 
@@ -112,7 +114,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
                 end: r.end,
                 release_block: r.block_number,
                 window_end: r.block_number.saturating_add(windows.snapshot_blocks),
-                seen_at_ms: now_ms(),
+                seen_at_ms: p.now_ms(),
                 ..EpochRecord::default()
             };
             if records.open_epoch(&rec).await? {
@@ -142,7 +144,7 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
             EpochState::Open
                 if report.head > rec.window_end.saturating_add(p.config.close_grace_blocks) =>
             {
-                rec.closed_at_ms = Some(now_ms());
+                rec.closed_at_ms = Some(p.now_ms());
                 rec.closed_at_block = Some(report.head);
                 records
                     .move_epoch(EpochState::Open, EpochState::Closing, &rec)

@@ -22,7 +22,7 @@ use sequencer_core::B256;
 use sequencer_ports::{BoundedAdd, OutMessage};
 use sha2::{Digest, Sha256};
 
-use crate::pipeline::{now_ms, Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{
     AcceptClaim, EpochState, Outcome, Receipt, RejectReason, SubmissionRecord, SubmissionState,
 };
@@ -108,7 +108,7 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         digest: digest.clone(),
         project: project.to_string(),
         slot,
-        at_ms: now_ms(),
+        at_ms: p.now_ms(),
     };
     let (records, id) = (&records, &id);
     let reject = |reason: RejectReason, detail: String| async move {
@@ -193,7 +193,7 @@ async fn verify_inner(p: &Pipeline, body: &str) -> Result<Verdict, PipelineError
         text,
         signer,
         header_block,
-        verified_at_ms: now_ms(),
+        verified_at_ms: p.now_ms(),
     };
     if !records
         .claim_submission(epoch, project, slot, &record)

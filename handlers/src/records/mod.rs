@@ -31,6 +31,8 @@ use std::time::Duration;
 use sequencer_core::Address;
 use sequencer_ports::StateStore;
 
+use crate::pipeline::{Clock, SystemClock};
+
 pub use batches::{BatchEntry, BatchRecord, BatchState};
 pub use epochs::{EpochEntry, EpochMove, EpochRecord, EpochState, TickCursor};
 pub use keys::{shard_of, SHARDS};
@@ -44,6 +46,7 @@ pub struct Records<'a> {
     store: &'a dyn StateStore,
     market: Address,
     ttl: Duration,
+    clock: &'a dyn Clock,
 }
 
 impl std::fmt::Debug for Records<'_> {
@@ -59,7 +62,17 @@ impl<'a> Records<'a> {
     /// The records of `market` in `store`; records that expire get `ttl` from the time they are
     /// written.
     pub fn new(store: &'a dyn StateStore, market: Address, ttl: Duration) -> Self {
-        Self { store, market, ttl }
+        Self {
+            store,
+            market,
+            ttl,
+            clock: &SystemClock,
+        }
+    }
+
+    /// The same records reading the time from `clock` (the pipeline's).
+    pub fn with_clock(self, clock: &'a dyn Clock) -> Self {
+        Self { clock, ..self }
     }
 
     /// The market.
@@ -69,10 +82,7 @@ impl<'a> Records<'a> {
 
     /// Expiry (Unix seconds) of a record written now.
     fn expiry(&self) -> Option<u64> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = u64::try_from(self.clock.now_ms() / 1000).unwrap_or(0);
         Some(now.saturating_add(self.ttl.as_secs()))
     }
 }

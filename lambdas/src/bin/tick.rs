@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
         move |e: LambdaEvent<serde_json::Value>| async move {
             let left = sequencer_lambdas::time_left(&e.context, MARGIN);
             let started = std::time::Instant::now();
-            let report = tick::run(p, tokio::time::Instant::now() + left, poll).await;
+            let report = tick::run(p, left, poll).await;
             emf.emit(&p.counters, started.elapsed());
             Ok::<_, Error>(serde_json::to_value(report?)?)
         },

@@ -5,8 +5,9 @@
 //! - [`net`]: unique names, a dead endpoint, a scripted HTTP server for failure tests;
 //! - [`MemChain`] ([`memchain`]): the protocol chain in memory;
 //! - [`signing`]: signed `/collect` messages from the simulated slot keys;
-//! - [`Harness`] ([`harness`]): a pipeline on the embedded adapters and a [`MemChain`], and
-//!   [`ServedContent`], a read-only content store over fixed documents;
+//! - [`Harness`] ([`harness`], feature `harness`, on by default): a pipeline on the embedded
+//!   adapters and a [`MemChain`], and [`ServedContent`], a read-only content store over fixed
+//!   documents;
 //! - [`events`]: Lambda events as Lambda delivers them (a function URL request);
 //! - [`faults`]: a state store that fails the next call of a kind (a crash between two port
 //!   calls), stalls, or counts calls in flight.
@@ -18,11 +19,13 @@
 
 pub mod events;
 pub mod faults;
+#[cfg(feature = "harness")]
 pub mod harness;
 pub mod memchain;
 pub mod net;
 pub mod signing;
 
+#[cfg(feature = "harness")]
 pub use harness::{Harness, ServedContent};
 pub use memchain::{block_hash_of, MemChain};
 pub use signing::signed_message;
