@@ -369,7 +369,7 @@ async fn on_anvil(block_time: u64, w: &Wired, e: &Epoch) -> OnAnvil {
         .block_time(block_time)
         .try_spawn()
         .expect("anvil starts");
-    let mut cfg = ChainConfig::new(&anvil.endpoint(), Address::ZERO).with_private_key(ANVIL_KEY);
+    let mut cfg = ChainConfig::new(anvil.endpoint(), Address::ZERO).with_private_key(ANVIL_KEY);
     cfg.receipt_poll = Duration::from_millis(5);
     let owner = ChainClient::connect(cfg).await.unwrap();
     let plan = DeployPlan {
