@@ -27,17 +27,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sequencer_core::collect::CollectMessage;
-use sequencer_core::eip712::Domain;
-use sequencer_core::{devkeys, Address};
 use sequencer_embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
-use sequencer_handlers::sqs::events::{SqsEvent, SqsMessage};
 use sequencer_handlers::{tick, verify, Pipeline, PipelineConfig, Ports};
-use sequencer_ports::{Queue, StateStore, Windows};
-use sequencer_testsupport::{block_hash_of, signed_message, MemChain};
+use sequencer_ports::{Queue, StateStore};
+use sequencer_testsupport::bench::{signed_epoch, sqs_events, SignedEpoch};
 
 const SNAPSHOTTERS: u64 = 5;
-const CID_A: &str = "bafkreihwyondy4kizuhvw2zzhzbueoeu725mxg57jsgwpaizummptvtjzy";
-const CID_B: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 
 struct Args {
     projects: u64,
@@ -55,7 +50,12 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let mut v = || it.next().expect("a value").parse::<u64>().expect("a number");
+        let mut v = || {
+            it.next()
+                .expect("a value")
+                .parse::<u64>()
+                .expect("a number")
+        };
         match k.as_str() {
             "--projects" => a.projects = v(),
             "--batch" => a.batch = v() as usize,
@@ -67,77 +67,7 @@ fn args() -> Args {
     a
 }
 
-struct Epoch {
-    chain: Arc<MemChain>,
-    bodies: Vec<String>,
-    market: Address,
-    domain: Domain,
-}
-
-fn epoch(projects: u64) -> Epoch {
-    let market = devkeys::local_market_address();
-    let domain = Domain {
-        chain_id: 31337,
-        verifying_contract: Address::repeat_byte(0x5a),
-    };
-    let slots = (projects * SNAPSHOTTERS).div_ceil(2);
-    let chain = Arc::new(MemChain::new(
-        market,
-        Windows {
-            snapshot_blocks: 5,
-            batch_blocks: 1_000_000,
-        },
-        slots,
-    ));
-    let (epoch, r) = chain.release();
-    chain.mine(1);
-    let header = block_hash_of(r + 1);
-    let mut bodies = Vec::with_capacity((projects * SNAPSHOTTERS) as usize);
-    for k in 0..SNAPSHOTTERS {
-        for j in 0..projects {
-            let slot = (k * projects + j) % slots + 1;
-            let cid = if k < 3 { CID_A } else { CID_B };
-            let project = format!("aggregate_pairContract_trade_volume:0x{j:040x}:UNISWAPV2");
-            let id = uuid::Uuid::new_v4();
-            bodies.push(
-                signed_message(
-                    &domain, market, &id, slot, slot, epoch, &project, cid, header,
-                )
-                .0,
-            );
-        }
-    }
-    Epoch {
-        chain,
-        bodies,
-        market,
-        domain,
-    }
-}
-
-fn events(bodies: &[String], batch: usize) -> Vec<SqsEvent> {
-    bodies
-        .chunks(batch)
-        .enumerate()
-        .map(|(b, chunk)| {
-            let mut e = SqsEvent::default();
-            e.records = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
-                    let mut m = SqsMessage::default();
-                    m.message_id = Some(format!("m-{b}-{i}"));
-                    m.receipt_handle = Some(format!("r-{b}-{i}"));
-                    m.body = Some(body.clone());
-                    m
-                })
-                .collect();
-            e
-        })
-        .collect()
-}
-
-fn pipeline(e: &Epoch, state: Arc<dyn StateStore>, dir: &std::path::Path) -> Arc<Pipeline> {
+fn pipeline(e: &SignedEpoch, state: Arc<dyn StateStore>, dir: &std::path::Path) -> Arc<Pipeline> {
     let db = Db::open(&dir.join("queues.sqlite")).unwrap();
     let q = |n: &str| -> Arc<dyn Queue> {
         Arc::new(SqliteQueue::new(
@@ -165,7 +95,7 @@ fn pipeline(e: &Epoch, state: Arc<dyn StateStore>, dir: &std::path::Path) -> Arc
 /// Verifies every body through the handler, `inflight` events at once; returns subs/s.
 async fn run_verify(p: &Arc<Pipeline>, bodies: &[String], batch: usize, inflight: usize) -> f64 {
     tick::step(p).await.unwrap();
-    let evs = events(bodies, batch);
+    let evs = sqs_events(bodies, batch);
     let t = Instant::now();
     for group in evs.chunks(inflight.max(1)) {
         let outs = futures::future::join_all(
@@ -190,7 +120,7 @@ async fn run_verify(p: &Arc<Pipeline>, bodies: &[String], batch: usize, inflight
 
 fn main() {
     let a = args();
-    let e = epoch(a.projects);
+    let e = signed_epoch(a.projects, SNAPSHOTTERS);
     let n = e.bodies.len();
 
     // The limit: recovery alone, one thread.

@@ -46,18 +46,17 @@ use std::time::{Duration, Instant};
 use alloy::providers::Provider;
 use clap::{Parser, ValueEnum};
 use sequencer_chain::deploy::{deploy_local, DeployPlan};
-use sequencer_chain::{ChainClient, ChainConfig, Windows};
+use sequencer_chain::{ChainClient, ChainConfig};
 use sequencer_core::collect::CollectMessage;
-use sequencer_core::eip712::{Domain, Verifier};
-use sequencer_core::{devkeys, Address};
+use sequencer_core::eip712::Verifier;
+use sequencer_core::Address;
 use sequencer_embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
 use sequencer_handlers::jobs::EpochJob;
 use sequencer_handlers::records::EpochState;
-use sequencer_handlers::sqs::events::{SqsEvent, SqsMessage};
 use sequencer_handlers::{anchor, finalize, tick, verify};
 use sequencer_handlers::{Pipeline, PipelineConfig, Ports};
 use sequencer_ports::{ChainPort, Queue};
-use sequencer_testsupport::{block_hash_of, signed_message, MemChain};
+use sequencer_testsupport::bench::{signed_epoch, sqs_events, SignedEpoch};
 
 /// Verify rate against signature recovery, and close → anchored against the chain, per backend:
 /// a Markdown table with each target's PASS/MISS, then one JSON line per backend and size.
@@ -130,8 +129,6 @@ impl Backend {
 }
 
 const SNAPSHOTTERS: u64 = 5;
-const CID_A: &str = "bafkreihwyondy4kizuhvw2zzhzbueoeu725mxg57jsgwpaizummptvtjzy";
-const CID_B: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 /// Anvil's first dev account: deployer, sequencer and so the anchoring's sender.
 const ANVIL_KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
@@ -177,55 +174,6 @@ impl ChainCost {
     }
 }
 
-/// One epoch's submissions, signed in advance, and the chain that knows their slots.
-struct Epoch {
-    chain: Arc<MemChain>,
-    epoch: u64,
-    bodies: Vec<String>,
-    domain: Domain,
-    market: Address,
-}
-
-fn signed_epoch(projects: u64) -> Epoch {
-    let market = devkeys::local_market_address();
-    let domain = Domain {
-        chain_id: 31337,
-        verifying_contract: Address::repeat_byte(0x5a),
-    };
-    let slots = (projects * SNAPSHOTTERS).div_ceil(2);
-    let chain = Arc::new(MemChain::new(
-        market,
-        Windows {
-            snapshot_blocks: 5,
-            batch_blocks: 1_000_000,
-        },
-        slots,
-    ));
-    let (epoch, r) = chain.release();
-    chain.mine(1);
-    let header = block_hash_of(r + 1);
-    let mut bodies = Vec::with_capacity((projects * SNAPSHOTTERS) as usize);
-    for k in 0..SNAPSHOTTERS {
-        for j in 0..projects {
-            let slot = (k * projects + j) % slots + 1;
-            let cid = if k < 3 { CID_A } else { CID_B };
-            let project = format!("aggregate_pairContract_trade_volume:0x{j:040x}:UNISWAPV2");
-            let id = uuid::Uuid::new_v4();
-            let (body, _) = signed_message(
-                &domain, market, &id, slot, slot, epoch, &project, cid, header,
-            );
-            bodies.push(body);
-        }
-    }
-    Epoch {
-        chain,
-        epoch,
-        bodies,
-        domain,
-        market,
-    }
-}
-
 /// The pipeline of one pass on a fresh store, its finalize and anchor queues, and (emulators)
 /// the DynamoDB adapter whose requests are counted.
 struct Wired {
@@ -235,7 +183,7 @@ struct Wired {
     dynamo: Option<sequencer_aws::DynamoStore>,
 }
 
-async fn wire(backend: Backend, e: &Epoch, dir: &Path) -> Wired {
+async fn wire(backend: Backend, e: &SignedEpoch, dir: &Path) -> Wired {
     let mut config = PipelineConfig::new(e.market, e.domain.verifying_contract, 31337);
     config.max_per_slot = 2;
     if backend == Backend::Emulators {
@@ -287,36 +235,13 @@ async fn wire(backend: Backend, e: &Epoch, dir: &Path) -> Wired {
     }
 }
 
-/// SQS events of `batch` records, as the event source mapping delivers them.
-fn events(bodies: &[String], batch: usize) -> Vec<SqsEvent> {
-    bodies
-        .chunks(batch.max(1))
-        .enumerate()
-        .map(|(b, chunk)| {
-            let mut e = SqsEvent::default();
-            e.records = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
-                    let mut m = SqsMessage::default();
-                    m.message_id = Some(format!("m-{b}-{i}"));
-                    m.receipt_handle = Some(format!("r-{b}-{i}"));
-                    m.body = Some(body.clone());
-                    m
-                })
-                .collect();
-            e
-        })
-        .collect()
-}
-
 /// Opens the epoch's window, then verifies every body through the handler with `tasks` events
 /// in flight (each task takes the next event when its last one is done); records the handler
 /// reports as failed are delivered again, as SQS would. Returns submissions per second.
 async fn verify_pass(p: &Arc<Pipeline>, bodies: &[String], batch: usize, tasks: usize) -> f64 {
     tick::step(p).await.expect("tick opens the window");
     let before = p.counters.get("verify_accepted_total");
-    let work = Arc::new(Mutex::new(events(bodies, batch).into_iter()));
+    let work = Arc::new(Mutex::new(sqs_events(bodies, batch).into_iter()));
     let t = Instant::now();
     let workers: Vec<_> = (0..tasks.max(1))
         .map(|_| {
@@ -362,7 +287,7 @@ struct OnAnvil {
     p: Arc<Pipeline>,
 }
 
-async fn on_anvil(block_time: u64, w: &Wired, e: &Epoch) -> OnAnvil {
+async fn on_anvil(block_time: u64, w: &Wired, e: &SignedEpoch) -> OnAnvil {
     let bin = std::env::var("ANVIL_BIN").expect("ANVIL_BIN (source scripts/env.sh)");
     let anvil = alloy::node_bindings::Anvil::new()
         .path(bin)
@@ -423,7 +348,7 @@ async fn chain_cost(c: &ChainClient, sender: Address, from: u64, to: u64) -> Cha
 }
 
 fn one_run(backend: Backend, projects: u64, args: &Args, tasks: usize) -> Sample {
-    let e = signed_epoch(projects);
+    let e = signed_epoch(projects, SNAPSHOTTERS);
     let n = e.bodies.len() as f64;
     let mut s = Sample::default();
 
