@@ -152,7 +152,8 @@ nextest_present() {
 }
 
 chromium_bin() {
-    # Headless Chromium for the status page test (seqctl/tests/audit.rs): CHROMIUM_BIN or PATH.
+    # Headless Chromium for the status page tests (api/tests/status_page.rs, seqctl/tests/audit.rs):
+    # CHROMIUM_BIN or PATH.
     if [[ -n "${CHROMIUM_BIN:-}" && -x "${CHROMIUM_BIN:-}" ]]; then
         echo "$CHROMIUM_BIN"
         return 0

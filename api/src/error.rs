@@ -20,6 +20,10 @@ pub mod codes {
     pub const BAD_SUBMISSION_ID: &str = "bad_submission_id";
     /// No receipt for this id in this epoch.
     pub const UNKNOWN_SUBMISSION: &str = "unknown_submission";
+    /// The batch index is not a positive integer.
+    pub const BAD_BATCH_INDEX: &str = "bad_batch_index";
+    /// No batch of this index in this epoch (not finalized yet, or fewer batches).
+    pub const UNKNOWN_BATCH: &str = "unknown_batch";
     /// A query parameter is malformed or unknown.
     pub const BAD_QUERY: &str = "bad_query";
     /// No such route.
@@ -71,6 +75,7 @@ impl From<QueryError> for ApiError {
             QueryError::UnknownSubmission { .. } => {
                 Self::not_found(codes::UNKNOWN_SUBMISSION, e.to_string())
             }
+            QueryError::UnknownBatch { .. } => Self::not_found(codes::UNKNOWN_BATCH, e.to_string()),
             QueryError::Failed(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, "proof API: a port failed");
                 Self::new(

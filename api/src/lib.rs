@@ -7,20 +7,31 @@
 //! | `GET /v1/markets/{market}/epochs/{epoch}/submissions/{id}` | the submission's fate (`SubmissionView`): `included` with its proof, `accepted`, `not_batched`, `simulation`, `rejected` |
 //! | `GET /v1/markets/{market}/epochs/{epoch}` | epoch status with batches (`EpochStatusView`) |
 //! | `GET /v1/markets/{market}/epochs?before=&limit=` | recent epochs, newest first (`EpochListView`) |
+//! | `GET /v1/markets/{market}/epochs/{epoch}/batches/{index}/document` | a batch document's exact bytes (what a proof is checked against; they hash to the batch CID) |
+//! | `GET /v1/markets/{market}/status` | the live summary (`StatusView` and the page's [`ApiConfig`] under `page`): chain head, newest epoch and its age, release lag, recent epochs, anchor failures, dead-letter depth, ingress health |
 //! | `GET /v1/markets` | the market this deployment sequences |
 //! | `GET /`, `/status` | the status page ([`STATUS_PAGE`]) |
 //!
 //! - [`params`]: the typed path and query values; each bad value is refused with its own code
 //!   ([`codes`]) before any lookup.
 //! - [`error`]: `{"error":{"code","message"}}` with the right status.
+//! - [`config`]: the status page's settings (explorer and gateway links, poll interval) from
+//!   the environment.
+//! - [`ingress`]: where the summary's ingress health comes from ([`IngressSource`]).
+//! - [`page`]: the status page, rendered once from its files and the vendored chart and hash
+//!   libraries (no build step).
 //! - [`with_limits`]: a request timeout (`503 unavailable`) and a limit on requests in flight
 //!   (tower-http, tower); [`serve`] adds a header-read timeout and a connection limit where the
 //!   runner serves it.
 //!
 //! Answers about an anchored epoch are final: cached in memory (bounded, by the queries) and sent
-//! with `Cache-Control: public, max-age=31536000, immutable`; everything else is `no-store`.
+//! with `Cache-Control: public, max-age=31536000, immutable`, and so are batch documents (a CID
+//! names its bytes); the live summary and everything else is `no-store`; the page is `no-cache`.
 
+pub mod config;
 pub mod error;
+pub mod ingress;
+pub mod page;
 pub mod params;
 pub mod serve;
 
@@ -34,18 +45,20 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use sequencer_handlers::query::{Answer, Queries, DEFAULT_LIMIT};
+use sequencer_handlers::query::{
+    Answer, IngressReport, LiveSources, Queries, StatusView, DEFAULT_LIMIT,
+};
 use sequencer_handlers::Pipeline;
+use sequencer_ports::Queue;
 use serde::Serialize;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::normalize_path::NormalizePath;
 use tower_http::timeout::TimeoutLayer;
 
+pub use config::ApiConfig;
 pub use error::{codes, ApiError};
-
-/// The status page (plain HTML, CSS and a little JavaScript over this API): recent epochs at a
-/// glance, one epoch's batches, a submission's fate. Served at `/` and `/status`.
-pub const STATUS_PAGE: &str = include_str!("status.html");
+pub use ingress::IngressSource;
+pub use page::STATUS_PAGE;
 
 /// Longest path served; anything longer is not one of ours (refused before routing).
 pub const MAX_PATH_BYTES: usize = 256;
@@ -54,23 +67,83 @@ pub const MAX_PATH_BYTES: usize = 256;
 pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of every other answer.
 pub const NO_STORE: &str = "no-store";
+/// `Cache-Control` of the status page: a browser asks again each time it loads it (a new
+/// deployment's page shows at once).
+pub const NO_CACHE: &str = "no-cache";
 
-/// What the handlers answer from: the pipeline (its ports, market and counters) and the queries
-/// with their caches (one per process).
+/// What the handlers answer from: the pipeline (its ports, market and counters), the queries with
+/// their caches (one per process), the status page's settings, and what the live summary reads
+/// besides the records (dead-letter queues, the ingress's health).
 #[derive(Clone)]
 pub struct ApiState {
     /// The pipeline.
     pub pipeline: Arc<Pipeline>,
     /// The queries and their caches.
     pub queries: Arc<Queries>,
+    /// The status page's settings.
+    pub config: Arc<ApiConfig>,
+    /// Dead-letter queues shown by the summary.
+    pub live: LiveSources,
+    /// The ingress's health, when this deployment has a source of it.
+    pub ingress: Option<Arc<dyn IngressSource>>,
+    rates: Arc<ingress::Rates>,
 }
 
 impl ApiState {
-    /// State over `pipeline` with fresh caches.
+    /// State over `pipeline` with fresh caches, the default page settings, the pipeline's
+    /// submissions DLQ as the dead-letter queue shown and no ingress source.
     pub fn new(pipeline: Arc<Pipeline>) -> Self {
+        let live = LiveSources {
+            dead_letters: vec![pipeline.ports.submissions_dlq.clone()],
+        };
         Self {
             pipeline,
             queries: Arc::new(Queries::default()),
+            config: Arc::new(ApiConfig::default()),
+            live,
+            ingress: None,
+            rates: Arc::new(ingress::Rates::default()),
+        }
+    }
+
+    /// With these page settings.
+    pub fn with_config(mut self, config: ApiConfig) -> Self {
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// With these dead-letter queues shown (every queue's, in a deployment).
+    pub fn with_dead_letters(mut self, queues: Vec<Arc<dyn Queue>>) -> Self {
+        self.live.dead_letters = queues;
+        self
+    }
+
+    /// With a source of the ingress replicas' health.
+    pub fn with_ingress(mut self, source: Arc<dyn IngressSource>) -> Self {
+        self.ingress = Some(source);
+        self
+    }
+
+    /// With these queries (e.g. another summary interval).
+    pub fn with_queries(mut self, queries: Queries) -> Self {
+        self.queries = Arc::new(queries);
+        self
+    }
+
+    /// The ingress report: the source's replicas with rates filled in, or why not.
+    async fn ingress_report(&self) -> IngressReport {
+        let Some(source) = &self.ingress else {
+            return IngressReport::NotWired;
+        };
+        match source.replicas().await {
+            Ok(mut replicas) => {
+                self.rates.fill(&mut replicas);
+                IngressReport::Replicas(replicas)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "status: the ingress source failed");
+                IngressReport::Failed(e)
+            }
         }
     }
 }
@@ -109,6 +182,11 @@ pub fn router(state: ApiState) -> Router {
             "/v1/markets/{market}/epochs/{epoch}/submissions/{id}",
             get(submission),
         )
+        .route(
+            "/v1/markets/{market}/epochs/{epoch}/batches/{index}/document",
+            get(batch_document),
+        )
+        .route("/v1/markets/{market}/status", get(status))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -195,6 +273,7 @@ fn path_rejection(r: PathRejection) -> ApiError {
                 "market" => codes::BAD_MARKET_ADDRESS,
                 "epoch" => codes::BAD_EPOCH,
                 "id" => codes::BAD_SUBMISSION_ID,
+                "index" => codes::BAD_BATCH_INDEX,
                 _ => codes::NOT_FOUND,
             },
             _ => codes::NOT_FOUND,
@@ -232,8 +311,73 @@ fn our_market(state: &ApiState, market: params::Param<params::Market>) -> Result
     Ok(())
 }
 
-async fn status_page() -> Html<&'static str> {
-    Html(STATUS_PAGE)
+async fn status_page() -> Response {
+    (
+        [(header::CACHE_CONTROL, NO_CACHE)],
+        Html(STATUS_PAGE.as_str()),
+    )
+        .into_response()
+}
+
+/// The live summary with the page's settings: what an open status page polls.
+#[derive(Serialize)]
+struct StatusAnswer {
+    #[serde(flatten)]
+    status: Arc<StatusView>,
+    page: Arc<ApiConfig>,
+}
+
+async fn status(
+    State(s): State<ApiState>,
+    path: Result<Path<params::MarketPath>, PathRejection>,
+    query: Result<Query<params::NoQuery>, QueryRejection>,
+) -> Response {
+    let r = async {
+        let Path(p) = path.map_err(path_rejection)?;
+        our_market(&s, p.market)?;
+        query.map_err(query_rejection)?;
+        let status = s
+            .queries
+            .status(&s.pipeline, &s.live, s.ingress_report())
+            .await?;
+        Ok(Answer {
+            view: StatusAnswer {
+                status,
+                page: s.config.clone(),
+            },
+            settled: false,
+        })
+    }
+    .await;
+    respond(&s, r)
+}
+
+async fn batch_document(
+    State(s): State<ApiState>,
+    path: Result<Path<params::BatchPath>, PathRejection>,
+    query: Result<Query<params::NoQuery>, QueryRejection>,
+) -> Response {
+    let r = async {
+        let Path(p) = path.map_err(path_rejection)?;
+        our_market(&s, p.market)?;
+        let params::Epoch(epoch) = p.epoch.get()?;
+        let params::BatchIndex(index) = p.index.get()?;
+        query.map_err(query_rejection)?;
+        Ok::<_, ApiError>(s.queries.batch_document(&s.pipeline, epoch, index).await?)
+    }
+    .await;
+    match r {
+        // Settled: a CID names its bytes. JSON, byte for byte as stored (never re-encoded).
+        Ok(a) => (
+            [
+                (header::CACHE_CONTROL, IMMUTABLE),
+                (header::CONTENT_TYPE, "application/json"),
+            ],
+            a.view.bytes,
+        )
+            .into_response(),
+        Err(e) => refuse(&s, e),
+    }
 }
 
 async fn markets(
@@ -311,7 +455,7 @@ async fn not_found(State(s): State<ApiState>, uri: Uri) -> Response {
         ApiError::not_found(
             codes::NOT_FOUND,
             format!(
-                "no route {}; try /v1/markets/{{market}}/epochs[/{{epoch}}[/submissions/{{id}}]]",
+                "no route {}; try /v1/markets/{{market}}/status or /v1/markets/{{market}}/epochs[/{{epoch}}[/submissions/{{id}}]]",
                 error::clip(uri.path())
             ),
         ),

@@ -153,7 +153,24 @@ impl FromStr for Limit {
     }
 }
 
-/// `/v1/markets/{market}/epochs`.
+/// A batch's index in its epoch: decimal digits, 1..=2³²−1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchIndex(pub u32);
+
+impl FromStr for BatchIndex {
+    type Err = ApiError;
+    fn from_str(s: &str) -> Result<Self, ApiError> {
+        match digits(s).and_then(|n| u32::try_from(n).ok()) {
+            Some(n) if n > 0 => Ok(BatchIndex(n)),
+            _ => Err(ApiError::bad_request(
+                codes::BAD_BATCH_INDEX,
+                format!("batch index {:?} is not a positive batch number", clip(s)),
+            )),
+        }
+    }
+}
+
+/// `/v1/markets/{market}/epochs` and `/v1/markets/{market}/status`.
 #[derive(Debug, Deserialize)]
 pub struct MarketPath {
     /// The market.
@@ -178,6 +195,17 @@ pub struct SubmissionPath {
     pub epoch: Param<SubmissionEpoch>,
     /// The submission id.
     pub id: Param<SubmissionId>,
+}
+
+/// `/v1/markets/{market}/epochs/{epoch}/batches/{index}/document`.
+#[derive(Debug, Deserialize)]
+pub struct BatchPath {
+    /// The market.
+    pub market: Param<Market>,
+    /// The epoch.
+    pub epoch: Param<Epoch>,
+    /// The batch index (from 1).
+    pub index: Param<BatchIndex>,
 }
 
 /// The epoch list's query: `?before=&limit=`, nothing else, each at most once.
@@ -239,6 +267,14 @@ mod tests {
             ),
             Some(codes::BAD_SUBMISSION_ID)
         );
+        for bad in ["0", "-1", "x", "", "4294967296"] {
+            assert_eq!(
+                code(bad.parse::<BatchIndex>().map(|_| ())),
+                Some(codes::BAD_BATCH_INDEX),
+                "{bad}"
+            );
+        }
+        assert_eq!("02".parse::<BatchIndex>().ok(), Some(BatchIndex(2)));
         let long = "x".repeat(1000);
         let e = long.parse::<Market>().err().map(|e| e.message.len());
         assert!(e.is_some_and(|n| n < 200), "untrusted input is clipped");

@@ -13,239 +13,28 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
+mod common;
 
+use common::*;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use lambda_http::request::LambdaRequest;
-use lambda_http::{Context, LambdaEvent, Service};
-use sequencer_api::serve::{serve, ServeLimits};
-use sequencer_api::{app, codes, ApiLimits, ApiState, IMMUTABLE};
+use sequencer_api::ingress::{IngressHealth, IngressPath, IngressResult};
+use sequencer_api::serve::ServeLimits;
+use sequencer_api::{codes, ApiConfig, ApiLimits};
+use sequencer_core::cids::raw_cid;
 use sequencer_core::proof::InclusionProof;
-use sequencer_core::B256;
-use sequencer_embedded::poller::{drain, PollerConfig};
+use sequencer_handlers::query::Queries;
 use sequencer_handlers::records::RejectReason;
-use sequencer_handlers::verify::{self, Verdict};
-use sequencer_handlers::{anchor, finalize, tick};
-use sequencer_ports::ContentStore;
-use sequencer_testsupport::events::function_url_request;
-use sequencer_testsupport::{block_hash_of, signed_message, Harness};
+use sequencer_handlers::tick;
+use sequencer_handlers::verify::Verdict;
+use sequencer_ports::{ContentStore, ErrorKind, OutMessage, PortError, Queue, Received, Table};
+use sequencer_testsupport::faults::Op;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
 use uuid::Uuid;
-
-const CID_A: &str = "bafkreihwyondy4kizuhvw2zzhzbueoeu725mxg57jsgwpaizummptvtjzy";
-const CID_B: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
-
-/// How a request reaches the router.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
-    /// hyper on a loopback socket (the runner).
-    Served,
-    /// `lambda_http` from a function URL event (the `proof` Lambda).
-    Lambda,
-}
-
-enum Client {
-    Served {
-        base: String,
-        http: reqwest::Client,
-        _stop: oneshot::Sender<()>,
-    },
-    Lambda {
-        app: Router,
-    },
-}
-
-/// An answer as the client saw it.
-struct ApiResponse {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Value,
-    text: String,
-    /// `Cache-Control` says it is final.
-    immutable: bool,
-}
-
-struct Env {
-    h: Harness,
-    api: ApiState,
-    client: Client,
-    via: Via,
-    _dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for Env {
-    type Target = Harness;
-    fn deref(&self) -> &Harness {
-        &self.h
-    }
-}
-
-async fn env(via: Via) -> Env {
-    env_with(via, ApiLimits::default(), ServeLimits::default()).await
-}
-
-async fn env_with(via: Via, limits: ApiLimits, serve_limits: ServeLimits) -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let h = Harness::new(dir.path(), 1);
-    let state = ApiState::new(h.p.clone());
-    let router = app(state.clone(), &limits);
-    let client = match via {
-        Via::Served => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let base = format!("http://{}", listener.local_addr().unwrap());
-            let (stop, stopped) = oneshot::channel::<()>();
-            tokio::spawn(serve(listener, router, serve_limits, async move {
-                let _ = stopped.await;
-            }));
-            Client::Served {
-                base,
-                http: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(20))
-                    .build()
-                    .unwrap(),
-                _stop: stop,
-            }
-        }
-        Via::Lambda => Client::Lambda { app: router },
-    };
-    Env {
-        h,
-        api: state,
-        client,
-        via,
-        _dir: dir,
-    }
-}
-
-impl Env {
-    async fn call(&self, method: &str, path: &str) -> ApiResponse {
-        let (status, headers, text) = match &self.client {
-            Client::Served { base, http, .. } => {
-                let r = http
-                    .request(method.parse().unwrap(), format!("{base}{path}"))
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status().as_u16();
-                let headers: HashMap<String, String> = r
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap().to_string()))
-                    .collect();
-                (status, headers, r.text().await.unwrap())
-            }
-            Client::Lambda { app } => {
-                let req: LambdaRequest =
-                    serde_json::from_value(function_url_request(method, path)).unwrap();
-                let mut adapter = lambda_http::Adapter::from(app.clone());
-                let resp = adapter
-                    .call(LambdaEvent::new(req, Context::default()))
-                    .await
-                    .unwrap();
-                let v = serde_json::to_value(&resp).unwrap();
-                assert_eq!(v["isBase64Encoded"], false, "{v}");
-                let headers = v["headers"]
-                    .as_object()
-                    .unwrap()
-                    .iter()
-                    .map(|(k, v)| (k.to_lowercase(), v.as_str().unwrap().to_string()))
-                    .collect();
-                (
-                    v["statusCode"].as_u64().unwrap() as u16,
-                    headers,
-                    v["body"].as_str().unwrap_or("").to_string(),
-                )
-            }
-        };
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        let immutable = headers.get("cache-control").map(String::as_str) == Some(IMMUTABLE);
-        ApiResponse {
-            status,
-            headers,
-            body,
-            text,
-            immutable,
-        }
-    }
-
-    async fn get(&self, path: &str) -> ApiResponse {
-        self.call("GET", path).await
-    }
-
-    /// Signs and verifies one submission; returns its id and verdict.
-    async fn submit(
-        &self,
-        slot: u64,
-        signer: u64,
-        epoch: u64,
-        project: &str,
-        cid: &str,
-        header: B256,
-    ) -> (String, Verdict) {
-        let id = Uuid::new_v4();
-        let body = signed_message(
-            &self.domain,
-            self.market,
-            &id,
-            slot,
-            signer,
-            epoch,
-            project,
-            cid,
-            header,
-        )
-        .0;
-        let v = verify::verify_body(&self.p, &body).await.unwrap();
-        (id.to_string(), v)
-    }
-
-    async fn finalize(&self) {
-        drain(&self.finalize_q, &cfg(), 10, |e| {
-            finalize::handle(&self.p, e)
-        })
-        .await
-        .unwrap();
-    }
-
-    async fn anchor(&self) {
-        drain(&self.anchor_q, &cfg(), 10, |e| anchor::handle(&self.p, e))
-            .await
-            .unwrap();
-    }
-
-    fn m(&self) -> String {
-        format!("{:#x}", self.market)
-    }
-
-    /// Releases an epoch, opens it and returns (epoch, a header inside its window).
-    async fn open_epoch(&self) -> (u64, B256) {
-        let (epoch, r) = self.chain.release();
-        self.chain.mine(1);
-        tick::step(&self.p).await.unwrap();
-        (epoch, block_hash_of(r + 1))
-    }
-
-    async fn close(&self) {
-        self.chain.mine(10);
-        tick::step(&self.p).await.unwrap();
-    }
-}
-
-fn cfg() -> PollerConfig {
-    PollerConfig {
-        wait: Duration::ZERO,
-        retry_delay: Duration::ZERO,
-        ..PollerConfig::default()
-    }
-}
-
-fn code(r: &ApiResponse) -> &str {
-    r.body["error"]["code"].as_str().unwrap_or("")
-}
 
 /// Each test, run through both servers.
 macro_rules! both {
@@ -276,6 +65,9 @@ both!(
     percent_encoding_and_trailing_slashes_are_the_routers,
     a_slow_store_is_answered_unavailable_at_the_request_timeout,
     requests_in_flight_are_bounded,
+    the_live_summary_tells_head_ages_lag_failures_dead_letters_and_ingress,
+    the_summary_survives_an_unreadable_dlq_and_a_failing_ingress_source,
+    batch_documents_are_the_exact_bytes_their_cid_names,
 );
 
 async fn every_fate_of_a_submission_and_a_proof_that_verifies(via: Via) {
@@ -779,4 +571,329 @@ async fn served_connections_beyond_the_limit_wait_for_one_to_close() {
         .unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+/// Ingress health as a test source reports it: one replica, the given counts on both paths.
+fn replica(name: &str, at_ms: i64, accepted: u64) -> IngressHealth {
+    IngressHealth {
+        replica: name.into(),
+        at_ms,
+        connections: 3,
+        streams: 2,
+        paths: ["collect", "gossipsub"]
+            .into_iter()
+            .map(|p| IngressPath {
+                path: p.into(),
+                accepted,
+                rejected: 1,
+                accepted_per_sec: None,
+            })
+            .collect(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn the_live_summary_tells_head_ages_lag_failures_dead_letters_and_ingress(via: Via) {
+    // The source reports a replica whose counts grow by 100 per call, 2 s apart.
+    let calls = Arc::new(AtomicU64::new(0));
+    let c = calls.clone();
+    let started = now_ms();
+    let source = move || -> IngressResult {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        Ok(vec![replica(
+            "task-1",
+            started + 2_000 * n as i64,
+            100 * (n + 1),
+        )])
+    };
+    let config = ApiConfig {
+        explorer_tx_url: Some("https://scan.example/tx/{tx}".into()),
+        ..ApiConfig::default()
+    };
+    let e = env_state(via, ApiLimits::default(), ServeLimits::default(), |s| {
+        s.with_queries(Queries::default().with_summary_ttl(Duration::ZERO))
+            .with_ingress(Arc::new(source))
+            .with_config(config)
+    })
+    .await;
+    let path = format!("/v1/markets/{}/status", e.m());
+
+    // Before the first tick: no head, no epoch, an empty DLQ.
+    let r = e.get(&path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    assert!(r.body["chain"]["head"].is_null());
+    assert!(r.body["latest"].is_null());
+    assert_eq!(r.body["epochs"], serde_json::json!([]));
+    assert_eq!(r.body["deadLetters"][0]["queue"], "submissions-dlq");
+    assert_eq!(r.body["deadLetters"][0]["depth"], 0);
+    assert_eq!(
+        r.body["page"]["explorerTxUrl"],
+        "https://scan.example/tx/{tx}"
+    );
+    assert_eq!(
+        r.body["page"]["ipfsGatewayUrl"],
+        "https://ipfs.io/ipfs/{cid}"
+    );
+    assert_eq!(r.body["page"]["pollMs"], 5000);
+
+    // Epoch 1 anchored; epoch 2's anchoring refused for good; epoch 3 open with live counts.
+    let (e1, h) = e.open_epoch().await;
+    e.submit(1, 1, e1, "p1", CID_A, h).await;
+    e.submit(2, 5, e1, "p1", CID_A, h).await; // not the slot's snapshotter
+    e.close().await;
+    e.finalize().await;
+    e.anchor().await;
+    let (e2, h) = e.open_epoch().await;
+    e.submit(1, 1, e2, "p1", CID_A, h).await;
+    e.close().await;
+    e.finalize().await;
+    e.chain.revert_next_submits(1);
+    e.anchor().await;
+    let (e3, h) = e.open_epoch().await;
+    e.submit(1, 1, e3, "p1", CID_A, h).await;
+    e.submit(3, 3, e3, "p2", CID_B, h).await;
+    // Two poison messages in the submissions DLQ.
+    e.submissions
+        .send(&[OutMessage::new("x"), OutMessage::new("y")])
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let m = e.submissions.receive(1, Duration::ZERO).await.unwrap();
+        e.submissions
+            .dead_letter(&m[0], "test poison")
+            .await
+            .unwrap();
+    }
+
+    let r = e.get(&path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["cache-control"], "no-store");
+    let b = &r.body;
+    let head = e.chain.head_now();
+    assert_eq!(b["chain"]["head"], head, "{b}");
+    let tick_age = b["chain"]["tickAgeMs"].as_i64().unwrap();
+    assert!((0..60_000).contains(&tick_age), "{tick_age}");
+    assert_eq!(b["latest"]["epochId"], e3);
+    assert_eq!(b["latest"]["state"], "OPEN");
+    assert!(b["latest"]["ageMs"].as_i64().unwrap() >= 0);
+    assert_eq!(b["latest"]["counts"]["accepted"], 2);
+    let release3 = b["latest"]["releaseBlock"].as_u64().unwrap();
+    assert_eq!(b["releaseLag"]["blocks"], head - release3);
+    let release2 = b["epochs"][1]["releaseBlock"].as_u64().unwrap();
+    let release1 = b["epochs"][2]["releaseBlock"].as_u64().unwrap();
+    let mut gaps = [release3 - release2, release2 - release1];
+    gaps.sort_unstable();
+    assert_eq!(b["releaseLag"]["typicalBlocks"], gaps[1]);
+    let ids: Vec<u64> = b["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["epochId"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![e3, e2, e1], "newest first");
+    assert_eq!(b["epochs"][2]["state"], "ANCHORED");
+    assert_eq!(
+        b["epochs"][2]["counts"]["rejectedByReason"]["not_slot_snapshotter"],
+        1
+    );
+    assert!(b["epochs"][2]["closeToAnchoredMs"].as_i64().unwrap() >= 0);
+    assert!(b["next_before"].is_null());
+    assert_eq!(b["anchorFailures"]["window"], 3);
+    assert_eq!(b["anchorFailures"]["count"], 1);
+    assert_eq!(b["anchorFailures"]["latest"][0]["epochId"], e2);
+    assert!(
+        b["anchorFailures"]["latest"][0]["failure"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{b}"
+    );
+    assert_eq!(b["deadLetters"][0]["depth"], 2);
+    // Ingress: the replica as reported; the second report (2 s later, +100) gives 50/s.
+    assert_eq!(b["ingress"][0]["replica"], "task-1");
+    assert_eq!(b["ingress"][0]["connections"], 3);
+    assert_eq!(b["ingress"][0]["paths"][1]["path"], "gossipsub");
+    assert_eq!(b["ingress"][0]["paths"][0]["accepted"], 200);
+    assert_eq!(b["ingress"][0]["paths"][0]["acceptedPerSec"], 50.0, "{b}");
+    assert!(b.get("ingressError").is_none());
+
+    // Live: the next block shows at once (no summary is kept across requests here).
+    e.chain.mine(1);
+    tick::step(&e.p).await.unwrap();
+    let r = e.get(&path).await;
+    assert_eq!(r.body["chain"]["head"], head + 1);
+
+    // Bad input is refused like everywhere else.
+    for (p, status, want) in [
+        (
+            "/v1/markets/0x12/status".to_string(),
+            400,
+            codes::BAD_MARKET_ADDRESS,
+        ),
+        (
+            format!("/v1/markets/0x{}/status", "ab".repeat(20)),
+            404,
+            codes::UNKNOWN_MARKET,
+        ),
+        (format!("{path}?x=1"), 400, codes::BAD_QUERY),
+    ] {
+        let r = e.get(&p).await;
+        assert_eq!((r.status, code(&r)), (status, want), "{p}: {}", r.body);
+    }
+}
+
+/// A dead-letter queue whose depth cannot be read.
+struct UnreadableQueue;
+
+#[async_trait::async_trait]
+impl Queue for UnreadableQueue {
+    fn name(&self) -> &str {
+        "anchor-dlq.fifo"
+    }
+    async fn send(&self, _: &[OutMessage]) -> Result<(), PortError> {
+        unreachable!()
+    }
+    async fn receive(&self, _: usize, _: Duration) -> Result<Vec<Received>, PortError> {
+        unreachable!()
+    }
+    async fn ack(&self, _: &[String]) -> Result<(), PortError> {
+        unreachable!()
+    }
+    async fn nack(&self, _: &str, _: Duration) -> Result<(), PortError> {
+        unreachable!()
+    }
+    async fn dead_letter(&self, _: &Received, _: &str) -> Result<(), PortError> {
+        unreachable!()
+    }
+    async fn depth(&self) -> Result<u64, PortError> {
+        Err(PortError::queue(
+            ErrorKind::Refused,
+            "AccessDenied: sqs:GetQueueAttributes",
+        ))
+    }
+}
+
+async fn the_summary_survives_an_unreadable_dlq_and_a_failing_ingress_source(via: Via) {
+    let failing = || -> IngressResult { Err("heartbeats unreadable: table throttled".into()) };
+    let e = env_state(via, ApiLimits::default(), ServeLimits::default(), |s| {
+        let dlq = s.pipeline.ports.submissions_dlq.clone();
+        s.with_dead_letters(vec![dlq, Arc::new(UnreadableQueue)])
+            .with_ingress(Arc::new(failing))
+    })
+    .await;
+    let path = format!("/v1/markets/{}/status", e.m());
+    let r = e.get(&path).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let b = &r.body;
+    assert_eq!(b["deadLetters"][0]["depth"], 0);
+    assert_eq!(b["deadLetters"][1]["queue"], "anchor-dlq.fifo");
+    assert!(b["deadLetters"][1]["depth"].is_null());
+    assert!(b["deadLetters"][1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("AccessDenied"));
+    assert!(b["ingress"].is_null());
+    assert!(b["ingressError"].as_str().unwrap().contains("throttled"));
+    // The summary is kept for a moment: many open pages cost one computation per interval.
+    let again = e.get(&path).await;
+    assert_eq!(again.body["nowMs"], b["nowMs"]);
+    // Without a source, the summary says "not wired" (null, no error), not "no replica".
+    let plain = env_state(via, ApiLimits::default(), ServeLimits::default(), |s| {
+        s.with_queries(Queries::default().with_summary_ttl(Duration::ZERO))
+    })
+    .await;
+    let r = plain
+        .get(&format!("/v1/markets/{}/status", plain.m()))
+        .await;
+    assert!(
+        r.body["ingress"].is_null() && r.body.get("ingressError").is_none(),
+        "{}",
+        r.body
+    );
+    // A store that fails is an error the page can show, not a half summary.
+    plain.state.fail_next(Op::Get, Table::Epochs);
+    let r = plain
+        .get(&format!("/v1/markets/{}/status", plain.m()))
+        .await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (503, codes::UNAVAILABLE),
+        "{}",
+        r.body
+    );
+}
+
+async fn batch_documents_are_the_exact_bytes_their_cid_names(via: Via) {
+    let e = env(via).await;
+    let (epoch, h) = e.open_epoch().await;
+    e.submit(1, 1, epoch, "p1", CID_A, h).await;
+    e.submit(2, 2, epoch, "p2", CID_B, h).await;
+    let doc = |i: &str| format!("/v1/markets/{}/epochs/{epoch}/batches/{i}/document", e.m());
+    // Open: no batch yet.
+    let r = e.get(&doc("1")).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (404, codes::UNKNOWN_BATCH),
+        "{}",
+        r.body
+    );
+    e.close().await;
+    e.finalize().await;
+    e.anchor().await;
+    let st = e
+        .get(&format!("/v1/markets/{}/epochs/{epoch}", e.m()))
+        .await;
+    for i in 1..=2u32 {
+        let r = e.get(&doc(&i.to_string())).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.immutable, "a CID names its bytes");
+        assert!(r.headers["content-type"].starts_with("application/json"));
+        let cid = st.body["batches"][(i - 1) as usize]["cid"]
+            .as_str()
+            .unwrap();
+        assert_eq!(
+            raw_cid(r.text.as_bytes()).to_string(),
+            cid,
+            "the bytes hash to the CID"
+        );
+        assert_eq!(
+            r.text.as_bytes(),
+            e.blocks.get(cid).await.unwrap().unwrap().as_slice(),
+            "byte for byte"
+        );
+    }
+    for (i, status, want) in [
+        ("3", 404, codes::UNKNOWN_BATCH),
+        ("0", 400, codes::BAD_BATCH_INDEX),
+        ("x", 400, codes::BAD_BATCH_INDEX),
+        ("4294967296", 400, codes::BAD_BATCH_INDEX),
+    ] {
+        let r = e.get(&doc(i)).await;
+        assert_eq!((r.status, code(&r)), (status, want), "{i}: {}", r.body);
+    }
+    let r = e
+        .get(&format!(
+            "/v1/markets/{}/epochs/77/batches/1/document",
+            e.m()
+        ))
+        .await;
+    assert_eq!((r.status, code(&r)), (404, codes::UNKNOWN_EPOCH));
+    // The content store lost the document: unavailable (retry), never other bytes.
+    let cid = st.body["batches"][1]["cid"].as_str().unwrap();
+    std::fs::remove_file(e.blocks.dir().join(cid)).unwrap();
+    let r = e.get(&doc("2")).await;
+    assert_eq!(
+        (r.status, code(&r)),
+        (503, codes::UNAVAILABLE),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.headers["cache-control"], "no-store");
 }

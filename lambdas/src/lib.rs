@@ -44,6 +44,9 @@ pub enum StartError {
     /// The submissions queue has no DLQ.
     #[error("the submissions queue has no dead-letter queue")]
     NoDlq,
+    /// The status page's settings.
+    #[error(transparent)]
+    Status(#[from] sequencer_api::config::ApiConfigError),
 }
 
 /// Logs through `lambda_runtime`'s own tracing setup, so the function's logging configuration
@@ -73,6 +76,9 @@ pub struct AwsQueues {
     pub finalize: SqsQueue,
     /// Anchor jobs (FIFO).
     pub anchor: SqsQueue,
+    /// The dead-letter queues of the three (submissions, finalize, anchor): the status summary
+    /// shows their depth.
+    pub dead_letters: Vec<SqsQueue>,
 }
 
 /// The pipeline on SQS, DynamoDB and IPFS over `chain`: queues and tables named with
@@ -87,10 +93,19 @@ pub async fn aws_pipeline(
     let ipfs = sequencer_ipfs::Config::from_env();
     let sdk = sequencer_aws::aws_sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let submissions = SqsQueue::for_kind(&sqs, &prefix, QueueKind::Submissions).await?;
+    let finalize = SqsQueue::for_kind(&sqs, &prefix, QueueKind::Finalize).await?;
+    let anchor = SqsQueue::for_kind(&sqs, &prefix, QueueKind::Anchor).await?;
+    let dead_letters = [&submissions, &finalize, &anchor]
+        .into_iter()
+        .filter_map(|q| q.dlq_url())
+        .map(|url| SqsQueue::new(sqs.clone(), url))
+        .collect();
     let queues = AwsQueues {
-        submissions: SqsQueue::for_kind(&sqs, &prefix, QueueKind::Submissions).await?,
-        finalize: SqsQueue::for_kind(&sqs, &prefix, QueueKind::Finalize).await?,
-        anchor: SqsQueue::for_kind(&sqs, &prefix, QueueKind::Anchor).await?,
+        submissions,
+        finalize,
+        anchor,
+        dead_letters,
     };
     let dlq_url = queues.submissions.dlq_url().ok_or(StartError::NoDlq)?;
     let ports = Ports {
@@ -107,11 +122,16 @@ pub async fn aws_pipeline(
 /// The pipeline of a Lambda: settings and the chain client from the environment, on
 /// [`aws_pipeline`].
 pub async fn pipeline_from_env() -> Result<Pipeline, StartError> {
+    Ok(Box::pin(pipeline_and_queues_from_env()).await?.0)
+}
+
+/// [`pipeline_from_env`] with its queues (the proof function shows their dead-letter depths).
+pub async fn pipeline_and_queues_from_env() -> Result<(Pipeline, AwsQueues), StartError> {
     let config = PipelineConfig::from_env()?;
     let chain = Arc::new(ChainClient::connect(ChainConfig::from_env()?).await?);
     // Boxed: the wiring's future is large and deep; a `main` awaiting it inline would hit the
     // compiler's layout depth limit.
-    Ok(Box::pin(aws_pipeline(chain, config)).await?.0)
+    Box::pin(aws_pipeline(chain, config)).await
 }
 
 /// The `main` of a queue consumer (verify, finalize, anchor): the pipeline built once from the

@@ -3,8 +3,10 @@
 //! runner fetch the batch documents whose CIDs are on chain and recompute them.
 //!
 //! The same server answers the proof API under `/v1/` (`sequencer_api`, the router the `proof`
-//! Lambda serves): submission fates with inclusion proofs, epoch status, recent epochs, with the
-//! status page over it at `/` and `/status`; and the pipeline's counters on `/metrics` in the
+//! Lambda serves): submission fates with inclusion proofs, epoch status, recent epochs, the live
+//! summary (with the dead-letter queues' depth and the in-process ingress's health, see
+//! [`ingress_health`]), with the status page over it at `/` and `/status` (batch links go to this
+//! server's own `/ipfs/<cid>`); and the pipeline's counters on `/metrics` in the
 //! Prometheus text format (the names the functions' EMF lines carry, labels as Prometheus
 //! labels). It is served by `sequencer_api::serve` (hyper: header-read timeout, connection
 //! limit) with the API's request timeout and in-flight limit over every route.
@@ -18,9 +20,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use sequencer_api::ingress::{IngressHealth, IngressPath, IngressResult};
 use sequencer_api::serve::ServeLimits;
-use sequencer_api::{ApiLimits, ApiState};
+use sequencer_api::{ApiConfig, ApiLimits, ApiState, IngressSource};
 use sequencer_handlers::Pipeline;
+use sequencer_ingress::metrics::{Metrics, Path as IngressPathLabel};
 use sequencer_ports::ContentStore;
 use tokio_util::sync::CancellationToken;
 
@@ -102,26 +106,63 @@ async fn metrics(State(p): State<Arc<Pipeline>>) -> Response {
         .into_response()
 }
 
-/// Serves `store` on `addr`, and the proof API over `pipeline` (with the status page) and its
-/// counters on `/metrics` when given; returns the bound address.
+/// The status page's settings in the runner: batch links to this server's own gateway route
+/// unless `STATUS_IPFS_GATEWAY_URL` says otherwise (the other `STATUS_*` variables apply too).
+pub fn api_config() -> Result<ApiConfig, sequencer_api::config::ApiConfigError> {
+    ApiConfig {
+        ipfs_gateway_url: "/ipfs/{cid}".into(),
+        ..ApiConfig::default()
+    }
+    .with_env()
+}
+
+/// The health of the ingress running in this process, as the status summary shows it: open
+/// connections and `/collect` streams, and accepted / rejected submissions per path (the API
+/// turns successive reports into rates).
+pub fn ingress_health(replica: String, metrics: Metrics) -> impl IngressSource {
+    move || -> IngressResult {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        Ok(vec![IngressHealth {
+            replica: replica.clone(),
+            at_ms,
+            connections: metrics.connections_open.get().max(0) as u64,
+            streams: metrics.streams_open.get().max(0) as u64,
+            paths: [IngressPathLabel::Collect, IngressPathLabel::Gossipsub]
+                .into_iter()
+                .map(|p| IngressPath {
+                    path: p.as_str().to_string(),
+                    accepted: metrics.path.count_of(p, "accepted"),
+                    rejected: metrics.path.count_of(p, "rejected"),
+                    accepted_per_sec: None,
+                })
+                .collect(),
+        }])
+    }
+}
+
+/// Serves `store` on `addr`, and the proof API of `api` (with the status page) and its
+/// pipeline's counters on `/metrics` when given; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     store: Store,
-    pipeline: Option<Arc<Pipeline>>,
+    api: Option<ApiState>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let mut app = Router::new()
         .route("/api/v0/cat", post(cat).get(cat))
         .route("/ipfs/{cid}", get(gateway))
         .with_state(store);
-    if let Some(p) = pipeline {
+    if let Some(api) = api {
         app = app
             .merge(
                 Router::new()
                     .route("/metrics", get(metrics))
-                    .with_state(p.clone()),
+                    .with_state(api.pipeline.clone()),
             )
-            .merge(sequencer_api::router(ApiState::new(p)));
+            .merge(sequencer_api::router(api));
     }
     let app = sequencer_api::with_limits(app, &ApiLimits::default());
     let listener = tokio::net::TcpListener::bind(addr).await?;

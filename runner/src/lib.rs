@@ -147,7 +147,8 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
         queue: queues.submissions.clone(),
         twice: args.deliver_twice,
     });
-    let ingress = Ingress::start(settings, key, sink, Metrics::new(), None)
+    let ingress_metrics = Metrics::new();
+    let ingress = Ingress::start(settings, key, sink, ingress_metrics.clone(), None)
         .await
         .context("starting the ingress")?;
     let mut ingress_addr: Multiaddr = ingress
@@ -160,10 +161,17 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
     ingress_addr.push(Protocol::P2p(ingress.peer_id));
     progress(started, &format!("ingress listening on {ingress_addr}"));
     let stop_http = tokio_util::sync::CancellationToken::new();
+    let api = sequencer_api::ApiState::new(p.clone())
+        .with_config(content_http::api_config().context("status page settings")?)
+        .with_dead_letters(queues.dead_letters.clone())
+        .with_ingress(Arc::new(content_http::ingress_health(
+            format!("local {}", ingress.peer_id),
+            ingress_metrics,
+        )));
     let content_addr = content_http::serve(
         args.content_listen,
         blocks.clone(),
-        Some(p.clone()),
+        Some(api),
         stop_http.clone(),
     )
     .await
@@ -171,7 +179,7 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
     progress(
         started,
         &format!(
-            "batch documents at http://{content_addr}/ipfs/<cid> (and the Kubo RPC's /api/v0/cat); proof API at http://{content_addr}/v1/markets/{:#x}/epochs; metrics at http://{content_addr}/metrics",
+            "status page at http://{content_addr}/status; batch documents at http://{content_addr}/ipfs/<cid> (and the Kubo RPC's /api/v0/cat); proof API at http://{content_addr}/v1/markets/{:#x}/epochs; metrics at http://{content_addr}/metrics",
             dep.data_market
         ),
     );

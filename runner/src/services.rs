@@ -33,6 +33,8 @@ pub struct Queues {
     pub finalize: Arc<dyn Queue>,
     /// Anchor jobs.
     pub anchor: Arc<dyn Queue>,
+    /// The three queues' dead-letter queues (the status page shows their depth).
+    pub dead_letters: Vec<Arc<dyn Queue>>,
 }
 
 fn queue(db: &Db, name: &str, fifo: bool) -> SqliteQueue {
@@ -60,11 +62,19 @@ pub fn embedded(
 ) -> Result<(Arc<Pipeline>, Queues)> {
     let db = Db::open(&data_dir.join("sequencer.sqlite")).context("opening the state database")?;
     let submissions = queue(&db, SUBMISSIONS, false);
+    let finalize = queue(&db, FINALIZE, false);
+    let anchor = queue(&db, ANCHOR, true);
     let dlq = submissions.dlq().context("submissions queue has a DLQ")?;
+    let dead_letters = [&submissions, &finalize, &anchor]
+        .into_iter()
+        .filter_map(|q| q.dlq())
+        .map(|q| Arc::new(q) as Arc<dyn Queue>)
+        .collect();
     let queues = Queues {
         submissions: Arc::new(submissions),
-        finalize: Arc::new(queue(&db, FINALIZE, false)),
-        anchor: Arc::new(queue(&db, ANCHOR, true)),
+        finalize: Arc::new(finalize),
+        anchor: Arc::new(anchor),
+        dead_letters,
     };
     let ports = Ports {
         state: Arc::new(SqliteState::new(db)),
@@ -91,6 +101,11 @@ pub async fn aws(
         submissions: Arc::new(q.submissions),
         finalize: Arc::new(q.finalize),
         anchor: Arc::new(q.anchor),
+        dead_letters: q
+            .dead_letters
+            .into_iter()
+            .map(|q| Arc::new(q) as Arc<dyn Queue>)
+            .collect(),
     };
     Ok((Arc::new(p), queues))
 }

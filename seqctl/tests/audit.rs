@@ -92,7 +92,7 @@ async fn audit_holds_on_a_real_epoch_and_catches_tampering() {
     let honest = sequencer_runner::content_http::serve(
         "127.0.0.1:0".parse().unwrap(),
         p.ports.content.clone(),
-        Some(p.clone()),
+        Some(sequencer_api::ApiState::new(p.clone())),
         stop.clone(),
     )
     .await

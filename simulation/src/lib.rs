@@ -274,6 +274,8 @@ async fn proofs(w: &Arc<World>) {
             Err(QueryError::UnknownEpoch(_)) => Answer::UnknownEpoch,
             Err(QueryError::UnknownSubmission { .. }) => Answer::UnknownSubmission,
             Err(QueryError::Failed(err)) => Answer::Failed(err.to_string()),
+            // A batch document's answer; a submission's query never gives it.
+            Err(err @ QueryError::UnknownBatch { .. }) => Answer::Failed(err.to_string()),
         };
         w.ledger().proofs.push((id, e, answer));
     }

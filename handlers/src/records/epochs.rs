@@ -175,6 +175,10 @@ pub struct TickCursor {
     pub blocks_up_to: u64,
     /// Epochs below this one are closed (or later) and need no look.
     pub low_epoch: u64,
+    /// When the tick last saved it (ms; set by [`Records::save_tick_cursor`]): how fresh the
+    /// head above is. Absent in cursors saved before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_at_ms: Option<i64>,
 }
 
 /// Items per query page when listing epochs.
@@ -355,14 +359,18 @@ impl Records<'_> {
         }
     }
 
-    /// Saves the tick's cursor.
+    /// Saves the tick's cursor, stamped with the time (the status view's chain-head age).
     pub async fn save_tick_cursor(&self, cursor: &TickCursor) -> Result<(), PipelineError> {
+        let stamped = TickCursor {
+            saved_at_ms: Some(self.clock.now_ms()),
+            ..cursor.clone()
+        };
         Ok(self
             .store
             .put(
                 Table::Epochs,
                 &keys::cursor_key(&self.market),
-                &Item::data(json(cursor)?),
+                &Item::data(json(&stamped)?),
             )
             .await?)
     }

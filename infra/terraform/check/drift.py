@@ -140,6 +140,8 @@ ALWAYS_OK = {"RUST_LOG"}  # lambda_runtime::tracing::init_default_subscriber rea
 code_env = {}
 for name in ["verify", "tick", "finalize", "anchor", "proof"]:
     code_env[name] = pipeline_env | set(ENV_CALL.findall(bins.get(name, ""))) | ALWAYS_OK
+# The proof function also reads the status page's settings (api/src/config.rs).
+code_env["proof"] |= set(ENV_CALL.findall(read("api/src/config.rs").split("#[cfg(test)]")[0]))
 code_env["epoch-manager"] = chain_env | set(ENV_CALL.findall(em_lib)) | ALWAYS_OK
 
 locals_src = read("infra/terraform/modules/sequencer/locals.tf")
@@ -157,12 +159,13 @@ tf_pipeline = env_keys("pipeline_env")
 tf_signer = env_keys("signer_env")
 tf_em = env_keys("epoch_manager_env")
 tf_fn_env = env_keys("function_env")
+tf_status = env_keys("status_env")
 tf_env = {
     "verify": tf_pipeline,
     "tick": tf_pipeline | (tf_fn_env & {"TICK_POLL_MS"}),
     "finalize": tf_pipeline,
     "anchor": tf_pipeline | tf_signer,
-    "proof": tf_pipeline,
+    "proof": tf_pipeline | tf_status,
     "epoch-manager": tf_em | tf_signer,
 }
 REQUIRED = {"DATA_MARKET_ADDRESS", "PROTOCOL_STATE_ADDRESS", "CHAIN_ID", "RPC_URL"}
@@ -292,7 +295,7 @@ HANDLER_SRC = {
     "tick": ["handlers/src/tick.rs"],
     "finalize": ["handlers/src/finalize.rs"],
     "anchor": ["handlers/src/anchor.rs"],
-    "proof": ["handlers/src/query.rs"],
+    "proof": sorted(str(p.relative_to(ROOT)) for p in (ROOT / "handlers/src/query").glob("*.rs")),
 }
 for fn, paths in HANDLER_SRC.items():
     src = "".join(read(p).split("#[cfg(test)]")[0] for p in paths)
@@ -317,6 +320,14 @@ for fn, paths in HANDLER_SRC.items():
     have_sends = {re.sub(r"^\$\{aws_sqs_queue\.(.*)\.arn\}$", r"\1", s) for s in iam["sends_to"].get(fn, [])}
     if sends != have_sends:
         err("iam", f"{fn} sends to {sorted(sends)} in the code, terraform allows {sorted(have_sends)}")
+    # Queue depth (the status summary's dead-letter queues): GetQueueAttributes on every DLQ.
+    reads_depth = re.search(r"\.depth\(\)", src) is not None
+    granted = iam.get("reads_depth_of", {}).get(fn)
+    have_depth = set(re.findall(r"values\(aws_sqs_queue\.(\w+)\)\[\*\]\.arn", str(granted or "")))
+    if reads_depth and have_depth != {"dlq"}:
+        err("iam", f"{fn} reads queue depths (Queue::depth) in the code; terraform must grant sqs:GetQueueAttributes on every DLQ (iam.tf reads_depth_of), has {sorted(have_depth)}")
+    if not reads_depth and have_depth:
+        err("iam", f"{fn}: terraform grants reading queue depths, the code never calls Queue::depth")
 
 sink = read("ingress/src/sink/sqs.rs")
 calls = set(re.findall(r"\.(get_queue_url|get_queue_attributes|send_message_batch|send_message)\(", sink))

@@ -93,7 +93,8 @@ def main() -> int:
             "defaults": {},
             "secrets-manager, no epoch manager, proof, kubo, overrides": {
                 "signer_backend": "secrets_manager", "signer_secret_ready": True,
-                "epoch_manager": {"enabled": False}, "proof": {"enabled": True},
+                "epoch_manager": {"enabled": False},
+                "proof": {"enabled": True, "explorer_tx_url": "https://scan.example/tx/{tx}", "poll_secs": 2},
                 "ipfs": {"kubo_on_ecs": True}, "lambda_subnet_ids": ["subnet-c"],
                 "functions": {"verify": {"memory_size": 3008, "batching_window_secs": 0, "batch_size": 10}},
                 "pipeline": {"batch_size": 25, "tick_poll_ms": 500, "full_node_addresses": ["0x0000000000000000000000000000000000000003"]},
@@ -142,6 +143,10 @@ def main() -> int:
                 check(name, env["finalize"].get("BATCH_SIZE") == "25" and env["tick"].get("TICK_POLL_MS") == "500", "pipeline settings")
                 check(name, "TICK_POLL_MS" not in env["verify"], "TICK_POLL_MS only for tick")
                 check(name, env["verify"].get("FULL_NODE_ADDRESSES") == "0x0000000000000000000000000000000000000003", "FULL_NODE_ADDRESSES")
+                check(name, env["proof"].get("STATUS_EXPLORER_TX_URL") == "https://scan.example/tx/{tx}"
+                      and env["proof"].get("STATUS_POLL_SECS") == "2" and "STATUS_IPFS_GATEWAY_URL" not in env["proof"],
+                      f"status page settings {env['proof']}")
+                check(name, "STATUS_EXPLORER_TX_URL" not in env["verify"], "status page settings only for proof")
             else:
                 check(name, not ({"KMS_KEY_ID", "SIGNER_PRIVATE_KEY"} & set(env["anchor"])), "no key before the secret is ready")
 
@@ -155,6 +160,9 @@ def main() -> int:
             "unknown proof access": {"proof": {"enabled": True, "access": "anyone"}},
             "proof rate limit under WAF's minimum": {"proof": {"enabled": True, "access": "public", "rate_limit": 5}},
             "unknown log level": {"log_level": "LOUD"},
+            "explorer link without {tx}": {"proof": {"enabled": True, "explorer_tx_url": "https://scan.example/tx/"}},
+            "gateway link that is not http(s)": {"proof": {"enabled": True, "ipfs_gateway_url": "javascript:x({cid})"}},
+            "status poll of 0 s": {"proof": {"enabled": True, "poll_secs": 0}},
         }
         for name, extra in refused.items():
             rc, out = run(root, {**BASE, **extra})

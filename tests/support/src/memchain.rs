@@ -41,6 +41,7 @@ struct Inner {
     ended: BTreeSet<u64>,
     txs: u64,
     fail_next_submit: u32,
+    revert_next_submit: u32,
     /// The market's current windows (`updateSubmissionWindows`).
     windows: Windows,
     /// The windows each epoch was released under (`epochWindows`).
@@ -70,6 +71,7 @@ impl MemChain {
             ended: BTreeSet::new(),
             txs: 0,
             fail_next_submit: 0,
+            revert_next_submit: 0,
             windows,
             epoch_windows: BTreeMap::new(),
             no_epoch_windows: false,
@@ -155,6 +157,12 @@ impl MemChain {
     pub fn fail_next_submits(&self, n: u32) {
         self.inner.lock().unwrap().fail_next_submit = n;
     }
+
+    /// Makes the next `n` batch submissions revert (a refusal no retry fixes: the epoch ends
+    /// `ANCHOR_FAILED`).
+    pub fn revert_next_submits(&self, n: u32) {
+        self.inner.lock().unwrap().revert_next_submit = n;
+    }
 }
 
 #[async_trait]
@@ -235,6 +243,14 @@ impl ChainPort for MemChain {
         root: B256,
     ) -> Result<SubmitOutcome, PortError> {
         let mut i = self.inner.lock().unwrap();
+        if i.revert_next_submit > 0 {
+            i.revert_next_submit -= 1;
+            return Err(PortError::chain(
+                ErrorKind::Reverted,
+                format!("contract reverted: epoch {epoch}: batch {batch_cid} refused"),
+            )
+            .with_code("InvalidBatch"));
+        }
         if i.fail_next_submit > 0 {
             i.fail_next_submit -= 1;
             // What the chain client says when a receipt does not come in time: retry.

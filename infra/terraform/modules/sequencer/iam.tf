@@ -9,7 +9,9 @@
 #  - DynamoDB: the item calls its handler makes on each table through the records layer (get -> GetItem, put /
 #    put_if_absent / transition -> PutItem, add_bounded -> UpdateItem, query -> Query,
 #    delete -> DeleteItem);
-#  - SendMessage to the queue it feeds; kms:Sign + GetPublicKey on its own signing key.
+#  - SendMessage to the queue it feeds; kms:Sign + GetPublicKey on its own signing key;
+#  - proof: GetQueueAttributes on every DLQ, whose depth its status summary shows
+#    (handlers/src/query/summary.rs: Queue::depth over the DLQs lambdas/src/bin/proof.rs passes).
 
 data "aws_iam_policy_document" "assume_lambda" {
   statement {
@@ -62,7 +64,7 @@ locals {
     proof = {
       receipts = ["dynamodb:GetItem", "dynamodb:Query"]
       epochs   = ["dynamodb:GetItem", "dynamodb:Query"]
-      batches  = ["dynamodb:Query"]
+      batches  = ["dynamodb:GetItem", "dynamodb:Query"]
     }
     "epoch-manager" = {}
   }
@@ -72,6 +74,11 @@ locals {
     verify   = [aws_sqs_queue.dlq["submissions"].arn]
     tick     = [aws_sqs_queue.main["finalize"].arn]
     finalize = [aws_sqs_queue.main["anchor"].arn]
+  }
+
+  # function -> queues whose depth it reads (the status summary's dead-letter queues).
+  reads_depth_of = {
+    proof = values(aws_sqs_queue.dlq)[*].arn
   }
 
   pipeline_functions = toset([for f in local.enabled_functions : f if f != "epoch-manager"])
@@ -110,6 +117,15 @@ data "aws_iam_policy_document" "fn" {
       sid       = "SendQueue"
       actions   = ["sqs:SendMessage"]
       resources = local.sends_to[each.key]
+    }
+  }
+
+  dynamic "statement" {
+    for_each = contains(keys(local.reads_depth_of), each.key) ? ["depth"] : []
+    content {
+      sid       = "QueueDepth"
+      actions   = ["sqs:GetQueueAttributes"]
+      resources = local.reads_depth_of[each.key]
     }
   }
 

@@ -124,13 +124,20 @@ locals {
     RUST_LOG               = var.pipeline.rust_log
   } : k => v if v != null }
 
+  # The status page's settings (api/src/config.rs); unset ones keep the code's defaults.
+  status_env = { for k, v in {
+    STATUS_EXPLORER_TX_URL  = var.proof.explorer_tx_url
+    STATUS_IPFS_GATEWAY_URL = var.proof.ipfs_gateway_url
+    STATUS_POLL_SECS        = var.proof.poll_secs == null ? null : tostring(var.proof.poll_secs)
+  } : k => v if v != null }
+
   function_env = {
     verify          = local.pipeline_env
     tick            = merge(local.pipeline_env, var.pipeline.tick_poll_ms == null ? {} : { TICK_POLL_MS = tostring(var.pipeline.tick_poll_ms) })
     finalize        = local.pipeline_env
     anchor          = merge(local.pipeline_env, lookup(local.signer_env, "anchor", {}))
     "epoch-manager" = merge(local.epoch_manager_env, lookup(local.signer_env, "epoch-manager", {}))
-    proof           = local.pipeline_env
+    proof           = merge(local.pipeline_env, local.status_env)
   }
 
   signing_functions = toset([for f in ["anchor", "epoch-manager"] : f if contains(local.enabled_functions, f)])

@@ -161,7 +161,7 @@ variable "epoch_manager" {
 
 variable "proof" {
   description = <<-EOT
-    The proof/status function (api/src/lib.rs over handlers/src/query.rs, binary `proof`): inclusion proofs,
+    The proof/status function (api/src/lib.rs over handlers/src/query/, binary `proof`): inclusion proofs,
     epoch status and the status page behind a Lambda function URL. Off by default. Who can read it
     (docs/deploy.md, "Opening the status page"):
       access = "iam"    (default) the function URL takes SigV4-signed requests only; the output
@@ -173,6 +173,10 @@ variable "proof" {
                         WAF rate-based rule blocks an address past rate_limit requests per 5 minutes.
     auth_type = "NONE" opens the function URL itself with neither cache nor rate limit: prefer
     access = "public".
+    The status page (api/src/config.rs): explorer_tx_url links each transaction to a block
+    explorer of the protocol chain ("https://…/tx/{tx}"; unset: hashes without links),
+    ipfs_gateway_url links each batch to an IPFS gateway (default "https://ipfs.io/ipfs/{cid}"),
+    poll_secs is how often an open page asks for the live summary (default 5, 1..300).
   EOT
   type = object({
     enabled              = optional(bool, false)
@@ -182,6 +186,9 @@ variable "proof" {
     reserved_concurrency = optional(number, 20)
     rate_limit           = optional(number, 1500)
     price_class          = optional(string, "PriceClass_100")
+    explorer_tx_url      = optional(string)
+    ipfs_gateway_url     = optional(string)
+    poll_secs            = optional(number)
   })
   default = {}
   validation {
@@ -203,6 +210,18 @@ variable "proof" {
   validation {
     condition     = contains(["PriceClass_100", "PriceClass_200", "PriceClass_All"], var.proof.price_class)
     error_message = "proof.price_class is PriceClass_100, PriceClass_200 or PriceClass_All."
+  }
+  validation {
+    condition     = var.proof.explorer_tx_url == null || can(regex("^(https?://|/[^/]).*\\{tx\\}", coalesce(var.proof.explorer_tx_url, "-")))
+    error_message = "proof.explorer_tx_url is an http(s) URL (or a /path) holding {tx}."
+  }
+  validation {
+    condition     = var.proof.ipfs_gateway_url == null || can(regex("^(https?://|/[^/]).*\\{cid\\}", coalesce(var.proof.ipfs_gateway_url, "-")))
+    error_message = "proof.ipfs_gateway_url is an http(s) URL (or a /path) holding {cid}."
+  }
+  validation {
+    condition     = var.proof.poll_secs == null || (coalesce(var.proof.poll_secs, 5) >= 1 && coalesce(var.proof.poll_secs, 5) <= 300)
+    error_message = "proof.poll_secs is 1 to 300."
   }
 }
 
