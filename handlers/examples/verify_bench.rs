@@ -27,18 +27,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sequencer_core::collect::CollectMessage;
-use sequencer_core::eip712::Domain;
-use sequencer_core::{devkeys, Address};
 use sequencer_embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
-use sequencer_handlers::sqs::events::{SqsEvent, SqsMessage};
 use sequencer_handlers::{tick, verify, Pipeline, PipelineConfig, Ports};
-use sequencer_ports::{Queue, StateStore, Windows};
+use sequencer_ports::{Queue, StateStore};
+use sequencer_testsupport::bench::{signed_epoch, sqs_events, SignedEpoch};
 use sequencer_testsupport::MetricsProbe;
-use sequencer_testsupport::{block_hash_of, signed_message, MemChain};
 
 const SNAPSHOTTERS: u64 = 5;
-const CID_A: &str = "bafkreihwyondy4kizuhvw2zzhzbueoeu725mxg57jsgwpaizummptvtjzy";
-const CID_B: &str = "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4";
 
 struct Args {
     projects: u64,
@@ -73,78 +68,8 @@ fn args() -> Args {
     a
 }
 
-struct Epoch {
-    chain: Arc<MemChain>,
-    bodies: Vec<String>,
-    market: Address,
-    domain: Domain,
-}
-
-fn epoch(projects: u64) -> Epoch {
-    let market = devkeys::local_market_address();
-    let domain = Domain {
-        chain_id: 31337,
-        verifying_contract: Address::repeat_byte(0x5a),
-    };
-    let slots = (projects * SNAPSHOTTERS).div_ceil(2);
-    let chain = Arc::new(MemChain::new(
-        market,
-        Windows {
-            snapshot_blocks: 5,
-            batch_blocks: 1_000_000,
-        },
-        slots,
-    ));
-    let (epoch, r) = chain.release();
-    chain.mine(1);
-    let header = block_hash_of(r + 1);
-    let mut bodies = Vec::with_capacity((projects * SNAPSHOTTERS) as usize);
-    for k in 0..SNAPSHOTTERS {
-        for j in 0..projects {
-            let slot = (k * projects + j) % slots + 1;
-            let cid = if k < 3 { CID_A } else { CID_B };
-            let project = format!("aggregate_pairContract_trade_volume:0x{j:040x}:UNISWAPV2");
-            let id = uuid::Uuid::new_v4();
-            bodies.push(
-                signed_message(
-                    &domain, market, &id, slot, slot, epoch, &project, cid, header,
-                )
-                .0,
-            );
-        }
-    }
-    Epoch {
-        chain,
-        bodies,
-        market,
-        domain,
-    }
-}
-
-fn events(bodies: &[String], batch: usize) -> Vec<SqsEvent> {
-    bodies
-        .chunks(batch)
-        .enumerate()
-        .map(|(b, chunk)| {
-            let mut e = SqsEvent::default();
-            e.records = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, body)| {
-                    let mut m = SqsMessage::default();
-                    m.message_id = Some(format!("m-{b}-{i}"));
-                    m.receipt_handle = Some(format!("r-{b}-{i}"));
-                    m.body = Some(body.clone());
-                    m
-                })
-                .collect();
-            e
-        })
-        .collect()
-}
-
 fn pipeline(
-    e: &Epoch,
+    e: &SignedEpoch,
     state: Arc<dyn StateStore>,
     dir: &std::path::Path,
 ) -> (Arc<Pipeline>, MetricsProbe) {
@@ -185,7 +110,7 @@ async fn run_verify(
     inflight: usize,
 ) -> f64 {
     tick::step(p).await.unwrap();
-    let evs = events(bodies, batch);
+    let evs = sqs_events(bodies, batch);
     let t = Instant::now();
     for group in evs.chunks(inflight.max(1)) {
         let outs = futures::future::join_all(
@@ -210,7 +135,7 @@ async fn run_verify(
 
 fn main() {
     let a = args();
-    let e = epoch(a.projects);
+    let e = signed_epoch(a.projects, SNAPSHOTTERS);
     let n = e.bodies.len();
 
     // The limit: recovery alone, one thread.

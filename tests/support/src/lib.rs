@@ -21,6 +21,7 @@
 //! `SEQ_REQUIRE_SERVICES=1` (`scripts/test.sh` and CI set it), so a CI run can never pass by
 //! skipping. `source scripts/env.sh` sets the variables probed here.
 
+pub mod bench;
 pub mod events;
 pub mod faults;
 pub mod gate;

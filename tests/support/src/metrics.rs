@@ -43,6 +43,16 @@ impl MetricsProbe {
         (probe, recorder)
     }
 
+    /// A probe of `market` over a recorder given to several pipelines (each read takes what
+    /// the recorder counted since the last read of any probe over it).
+    pub fn of(market: Address, recorder: &DebuggingRecorder) -> Self {
+        Self {
+            market: format!("{market:#x}"),
+            snapshotter: recorder.snapshotter(),
+            totals: Arc::default(),
+        }
+    }
+
     fn read<T>(&self, f: impl FnOnce(&Totals) -> T) -> T {
         let mut totals = self
             .totals
