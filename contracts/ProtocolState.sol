@@ -3,7 +3,7 @@ pragma solidity 0.8.30;
 
 /// @title ProtocolState (sequencer-compatible subset)
 /// @notice A self-contained stand-in for Powerloom's protocol state contract, for local chains and
-///         tests. It keeps the exact signatures the sequencer speaks (PROTOCOL.md §3, §4, §7):
+///         tests. It keeps the exact signatures the sequencer speaks (docs/protocol.md §3, §4, §7):
 ///         `EpochReleased`, `submitSubmissionBatch` (0xcf396cbf), `endBatchSubmissions` (0x6ee55d73),
 ///         `SnapshotBatchSubmitted`, `DelayedBatchSubmitted`, `BatchSubmissionsCompleted`,
 ///         `slotSnapshotterMapping(uint256)`, `snapshotSubmissionWindow(address)` and
@@ -533,7 +533,7 @@ contract ProtocolState {
     }
 
     // ------------------------------------------------------------------ views Powerloom's node reads
-    // Same selectors and return shapes as Powerloom's ProtocolState (PROTOCOL.md section 9).
+    // Same selectors and return shapes as Powerloom's ProtocolState (docs/protocol.md section 9).
     // Market-scoped settings revert `UnknownMarket` for an unregistered market, as a call into a
     // missing market contract reverts there: a misconfigured node stops at start.
 

@@ -1,4 +1,4 @@
-//! A market's settings as Powerloom's snapshotter node reads them (PROTOCOL.md §9), their
+//! A market's settings as Powerloom's snapshotter node reads them (docs/protocol.md §9), their
 //! validation (the contract's rules, checked before anything is sent), and the sizing of the
 //! snapshot submission window for unmodified nodes.
 //!

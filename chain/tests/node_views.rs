@@ -1,4 +1,4 @@
-//! What an unmodified Powerloom snapshotter node reads (PROTOCOL.md §9), on a real anvil.
+//! What an unmodified Powerloom snapshotter node reads (docs/protocol.md §9), on a real anvil.
 //!
 //! - Every selector and event topic is recomputed here with keccak from its signature and held
 //!   against the table of §9, against a hand-written interface in Powerloom's shapes (not our

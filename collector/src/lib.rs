@@ -2,12 +2,12 @@
 //! talks to, unchanged. The node dials `snapshotter-lite-local-collector:50051` and calls
 //! `submission.Submission/SubmitSnapshot` (unary, plaintext HTTP/2) once per signed submission;
 //! this collector takes each one into a bounded buffer ([`buffer`]) and forwards it over libp2p
-//! `/collect` (a UUID and the JSON, PROTOCOL.md §2) to one configured sequencer whose peer id is
+//! `/collect` (a UUID and the JSON, docs/protocol.md §2) to one configured sequencer whose peer id is
 //! pinned ([`upstream`]), redialling with backoff. Nothing is dropped silently: every refusal
 //! and drop is counted with its reason ([`metrics`]), and `/health` answers 503 while the
 //! sequencer is unreachable, with the buffer's depth.
 //!
-//! Not here yet: publishing on gossipsub (PROTOCOL.md §10) besides `/collect`. It is for a later
+//! Not here yet: publishing on gossipsub (docs/protocol.md §10) besides `/collect`. It is for a later
 //! stage, once the ingress subscribes; `/collect` alone reaches our sequencer.
 
 pub mod buffer;

@@ -1,7 +1,7 @@
 //! The upstream side: one libp2p connection to the configured sequencer (its peer id pinned:
 //! a host answering with another id is refused by the handshake), redialled with exponential
 //! backoff, and `streams` writer tasks that each keep one long-lived `/collect` stream and write
-//! one message per write, as deployed collectors do (PROTOCOL.md §2). A message whose write
+//! one message per write, as deployed collectors do (docs/protocol.md §2). A message whose write
 //! fails or times out goes back to the head of the buffer; nothing is lost on a reconnect.
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::buffer::Buffer;
 use crate::metrics::Stats;
 
-/// `/collect` (PROTOCOL.md §2).
+/// `/collect` (docs/protocol.md §2).
 pub const COLLECT: StreamProtocol = StreamProtocol::new(sequencer_core::collect::PROTOCOL);
 
 /// How the upstream behaves.

@@ -1,4 +1,4 @@
-//! Content identifiers (PROTOCOL.md §6): document CIDs and snapshot CID parsing.
+//! Content identifiers (docs/protocol.md §6): document CIDs and snapshot CID parsing.
 
 use cid::multihash::Multihash;
 pub use cid::Cid;
@@ -29,7 +29,7 @@ pub fn raw_cid(bytes: &[u8]) -> Cid {
 }
 
 /// The CID of a document (a batch, a seal): what `ipfs add --cid-version=1 --raw-leaves` gives
-/// for its bytes (PROTOCOL.md §6): [`raw_cid`] up to [`MAX_RAW_BLOCK_BYTES`], else the root of
+/// for its bytes (docs/protocol.md §6): [`raw_cid`] up to [`MAX_RAW_BLOCK_BYTES`], else the root of
 /// the balanced UnixFS DAG of 256 KiB raw leaves (`bafybei…`, [`crate::unixfs`]). The one rule
 /// every writer and checker of a document's CID uses: finalize, the content stores, the proofs,
 /// `seqctl`.
@@ -61,7 +61,7 @@ pub fn parse_cid(s: &str) -> Result<Cid, CidError> {
     Ok(c)
 }
 
-/// The canonical spelling of a CID (PROTOCOL.md §6): CIDv1 in lower-case base32; a CIDv0
+/// The canonical spelling of a CID (docs/protocol.md §6): CIDv1 in lower-case base32; a CIDv0
 /// becomes its CIDv1 (dag-pb) form. Text that does not parse is returned as is (verify rejects
 /// such a submission before it can be accepted).
 pub fn canonical_cid(s: &str) -> String {

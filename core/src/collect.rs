@@ -1,4 +1,4 @@
-//! The `/collect` byte stream (PROTOCOL.md §2): each message is the 36 ASCII bytes
+//! The `/collect` byte stream (docs/protocol.md §2): each message is the 36 ASCII bytes
 //! of a UUID immediately followed by one JSON object, back to back, with no length
 //! prefix. [`CollectDecoder`] takes the stream in whatever pieces the transport
 //! delivers (split or coalesced arbitrarily) and gives back whole messages.
@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::submission::SnapshotSubmission;
 
-/// The libp2p protocol id deployed local collectors open their streams with (PROTOCOL.md §2).
+/// The libp2p protocol id deployed local collectors open their streams with (docs/protocol.md §2).
 pub const PROTOCOL: &str = "/collect";
 
 /// Cap on one message (UUID + JSON), in bytes. Real submissions are under 1 KiB;

@@ -1,4 +1,4 @@
-//! Snapshotter identity (PROTOCOL.md §3): the EIP-712 digest of a submission's
+//! Snapshotter identity (docs/protocol.md §3): the EIP-712 digest of a submission's
 //! request, signature parsing, and signer recovery.
 //!
 //! Recovery has two implementations: [`recover_k256`] (pure Rust, RustCrypto) and

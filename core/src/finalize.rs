@@ -1,4 +1,4 @@
-//! Finalization of an epoch (PROTOCOL.md §6): the plurality CID per project,
+//! Finalization of an epoch (docs/protocol.md §6): the plurality CID per project,
 //! projects sorted and cut into batches, canonical batch documents, their CIDs and
 //! both Merkle roots.
 //!
@@ -19,7 +19,7 @@ use crate::submission::SnapshotSubmission;
 /// (about 100 projects each), so by default gas and bytes decide.
 pub const DEFAULT_BATCH_SIZE: usize = 500;
 /// Default cap on one batch document's JSON: one IPFS chunk, so its CID is the raw
-/// CID of its bytes (a single project larger than that gets a UnixFS CID, PROTOCOL.md §6).
+/// CID of its bytes (a single project larger than that gets a UnixFS CID, docs/protocol.md §6).
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Default gas budget of one batch's `submitSubmissionBatch` ([`crate::anchor_gas`]): three
 /// batches fill a 30 M-gas block, the third still fitting with the chain client's default 20 %
@@ -85,7 +85,7 @@ pub struct ProjectConsensus {
     pub total: usize,
 }
 
-/// The batch document, keys and order exactly as PROTOCOL.md §6.
+/// The batch document, keys and order exactly as docs/protocol.md §6.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchDocument {
     #[serde(rename = "submissionIDs")]
@@ -155,7 +155,7 @@ fn consensus_of<'a>(
     subs: impl IntoIterator<Item = &'a Accepted>,
 ) -> BTreeMap<String, ProjectConsensus> {
     // Votes are counted in the canonical spelling (CIDv1, lower-case base32), so other spellings
-    // of one CID are one vote and cannot win a tie by sorting first (PROTOCOL.md §6).
+    // of one CID are one vote and cannot win a tie by sorting first (docs/protocol.md §6).
     let mut counts: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();
     for s in subs {
         *counts

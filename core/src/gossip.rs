@@ -1,4 +1,4 @@
-//! Gossipsub submissions (PROTOCOL.md §10, docs/gossipsub.md): the topics, the collectors'
+//! Gossipsub submissions (docs/protocol.md §10, docs/gossipsub.md): the topics, the collectors'
 //! message forms, and the deterministic submission id a gossiped submission gets.
 //!
 //! The newest collectors publish each submission on `<prefix>/all` (simulations on `<prefix>/0`)
@@ -159,7 +159,7 @@ fn is_mesh_formation(text: &str) -> bool {
     epoch_zero && cid_empty
 }
 
-/// Takes one gossip message apart (PROTOCOL.md §10). Pure; never rewrites a byte.
+/// Takes one gossip message apart (docs/protocol.md §10). Pure; never rewrites a byte.
 pub fn parse(data: &[u8]) -> Result<GossipPayload<'_>, GossipError> {
     if data.len() > MAX_GOSSIP_MESSAGE_BYTES {
         return Err(GossipError::Oversize(data.len()));

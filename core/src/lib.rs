@@ -1,4 +1,4 @@
-//! Pure protocol core of the submission sequencer (PROTOCOL.md): submission types
+//! Pure protocol core of the submission sequencer (docs/protocol.md): submission types
 //! and both wire codecs, EIP-712 identity, validation rules with typed rejection
 //! reasons, consensus, batch cutting and canonical batch JSON, the incremental
 //! Merkle tree and its proofs, CIDs and the UnixFS layout of large documents, the

@@ -1,4 +1,4 @@
-//! The sequencer's Merkle tree (PROTOCOL.md §6): an incremental tree of fixed
+//! The sequencer's Merkle tree (docs/protocol.md §6): an incremental tree of fixed
 //! height 32; leaf = SHA-256(UTF-8 string), node = SHA-256(left ‖ right), empty
 //! subtrees are zero hashes (z₀ = 32 zero bytes, zₗ₊₁ = SHA-256(zₗ ‖ zₗ)); the
 //! published value is keccak256(root).

@@ -1,4 +1,4 @@
-//! Inclusion proofs (PROTOCOL.md §8): given the batches of an epoch and a
+//! Inclusion proofs (docs/protocol.md §8): given the batches of an epoch and a
 //! submission id, the batch CID, the leaf index in the epoch's growing tree, the 32
 //! siblings and the batch's `roothash`; verifiable offline with the batch document.
 

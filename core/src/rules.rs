@@ -1,4 +1,4 @@
-//! Verification rules (PROTOCOL.md §3–§5) as pure functions: each returns `Ok` or
+//! Verification rules (docs/protocol.md §3–§5) as pure functions: each returns `Ok` or
 //! a typed [`Rejection`] with a stable reason code. Handlers fetch what the rules
 //! need (slot owner, header block, epoch window, counters) and call these; the
 //! rules never do I/O themselves.

@@ -1,4 +1,4 @@
-//! Submission types (PROTOCOL.md §1): the JSON form spoken on `/collect` and the
+//! Submission types (docs/protocol.md §1): the JSON form spoken on `/collect` and the
 //! protobuf form of `core/proto/submission.proto`, plus field validation.
 
 use std::fmt;
@@ -53,7 +53,7 @@ pub struct SnapshotSubmission {
     pub protocol_state: Option<String>,
 }
 
-/// A field that does not meet PROTOCOL.md §1.
+/// A field that does not meet docs/protocol.md §1.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
     #[error("snapshotCid is not a CID: {0}")]

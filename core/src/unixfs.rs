@@ -1,4 +1,4 @@
-//! Files as `ipfs add --cid-version=1 --raw-leaves` stores them (PROTOCOL.md §6): the bytes are
+//! Files as `ipfs add --cid-version=1 --raw-leaves` stores them (docs/protocol.md §6): the bytes are
 //! cut into 256 KiB chunks, each a raw block (`bafkrei…`); a file of one chunk *is* that block,
 //! and a longer one gets UnixFS `File` nodes (dag-pb) over its chunks in IPFS's balanced layout,
 //! at most 174 links per node, level above level until one node is left: the root, whose CID

@@ -5,7 +5,7 @@
 //! | `DATA_MARKET_ADDRESS` | (required) | the data market this deployment sequences |
 //! | `PROTOCOL_STATE_ADDRESS` | (required) | ProtocolState contract: EIP-712 `verifyingContract` |
 //! | `CHAIN_ID` | (required) | protocol chain id: EIP-712 domain |
-//! | `MAX_SUBMISSIONS_PER_SLOT` | 2 | accepted submissions per (market, slot, epoch), PROTOCOL.md §5 |
+//! | `MAX_SUBMISSIONS_PER_SLOT` | 2 | accepted submissions per (market, slot, epoch), docs/protocol.md §5 |
 //! | `FULL_NODE_ADDRESSES` | empty | comma-separated signers exempt from the per-slot cap |
 //! | `CLOSE_GRACE_BLOCKS` | 2 | blocks past the window's end before an epoch is closed |
 //! | `BATCH_SIZE` | 500 | ceiling on projects per batch (gas and bytes decide below it) |

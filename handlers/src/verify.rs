@@ -1,4 +1,4 @@
-//! `verify` (SQS `submissions` → state store): PROTOCOL.md §3–§5, exactly once per submission
+//! `verify` (SQS `submissions` → state store): docs/protocol.md §3–§5, exactly once per submission
 //! id, one SQS batch at a time.
 //!
 //! One batch (up to the event source mapping's batch size) is one unit of state work:

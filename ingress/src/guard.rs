@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::rate::{AddrKey, Cut, PeerGate};
 use crate::reject::Reject;
 
-/// The `/collect` protocol id (defined by core, PROTOCOL.md §2).
+/// The `/collect` protocol id (defined by core, docs/protocol.md §2).
 pub const COLLECT: StreamProtocol = StreamProtocol::new(sequencer_core::collect::PROTOCOL);
 
 /// Refusal of a connection by [`EdgeGuard`].

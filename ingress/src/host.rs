@@ -78,7 +78,7 @@ impl Default for HostConfig {
     }
 }
 
-/// `/ip4/0.0.0.0/tcp/9100` (PROTOCOL.md §2).
+/// `/ip4/0.0.0.0/tcp/9100` (docs/protocol.md §2).
 pub fn default_listen() -> Multiaddr {
     Multiaddr::empty()
         .with(libp2p::multiaddr::Protocol::Ip4(

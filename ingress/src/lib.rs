@@ -1,6 +1,6 @@
 //! libp2p `/collect` ingress of the submission sequencer.
 //!
-//! Collectors dial the host and write `/collect` messages (PROTOCOL.md §1–2); [`host`] reads them
+//! Collectors dial the host and write `/collect` messages (docs/protocol.md §1–2); [`host`] reads them
 //! with core's incremental decoder under the edge limits of [`limits`]: connection admission in
 //! [`guard`], per-peer and per-address rates, bans and stream budgets in [`rate`], the stateless
 //! checks of [`edge`], every refusal counted under a [`reject::Reject`] reason; accepted messages

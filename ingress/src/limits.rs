@@ -1,4 +1,4 @@
-//! Edge-protection defaults (PROTOCOL.md §5). Each is a flag and an environment variable
+//! Edge-protection defaults (docs/protocol.md §5). Each is a flag and an environment variable
 //! (see `config.rs`); the comment says why the default is what it is.
 
 use std::time::Duration;
@@ -263,7 +263,7 @@ pub const GOSSIP_MAX_INBOUND_PER_ADDR: usize = 8;
 pub const GOSSIP_MAX_OUTBOUND: usize = 16;
 
 /// Largest gossipsub RPC (all messages and control in one frame): the deployed peers' 1 MiB
-/// (PROTOCOL.md §10). Lower would refuse RPCs honest go peers send; it is the decode buffer one
+/// (docs/protocol.md §10). Lower would refuse RPCs honest go peers send; it is the decode buffer one
 /// peer can make us hold.
 pub const GOSSIP_MAX_TRANSMIT_BYTES: usize = 1024 * 1024;
 

@@ -10,7 +10,7 @@
 //! what a test sees is what Prometheus scrapes.
 //!
 //! Every place that drops or refuses something increments `ingress_rejects_total{reason}`
-//! (reasons: [`crate::reject::Reject`]); nothing is dropped silently (PROTOCOL.md §5).
+//! (reasons: [`crate::reject::Reject`]); nothing is dropped silently (docs/protocol.md §5).
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! The content store port: content-addressed bytes (IPFS in production, a blockstore directory
 //! locally). A document's CID is what `ipfs add --cid-version=1 --raw-leaves` gives for its bytes
-//! (PROTOCOL.md §6), computed by `sequencer_core::cids::document_cid`: `CIDv1(raw, sha2-256)`
+//! (docs/protocol.md §6), computed by `sequencer_core::cids::document_cid`: `CIDv1(raw, sha2-256)`
 //! for one 256 KiB chunk or less, the root of the balanced UnixFS DAG of 256 KiB raw leaves
 //! above that. Every adapter answers exactly that CID and serves the whole document by it.
 //!

@@ -1,5 +1,5 @@
 //! A simulated gossipsub collector: its own libp2p identity, gossipsub with the deployed peers'
-//! parameters (PROTOCOL.md §10, StrictSign, their message id), subscribed to `<prefix>/all` and
+//! parameters (docs/protocol.md §10, StrictSign, their message id), subscribed to `<prefix>/all` and
 //! `<prefix>/0`, publishing the newest collectors' envelopes and heartbeats. The load generator,
 //! the runner's `--path gossipsub|both` and the ingress tests use it; the independent check of the
 //! ingress is the js-libp2p publisher (`ingress/tests/js-gossip`).

@@ -24,7 +24,7 @@ use sequencer_core::Address;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// The `/collect` protocol id (core's, PROTOCOL.md §2).
+/// The `/collect` protocol id (core's, docs/protocol.md §2).
 const COLLECT: libp2p::StreamProtocol =
     libp2p::StreamProtocol::new(sequencer_core::collect::PROTOCOL);
 

@@ -503,7 +503,7 @@ fn send_own(
         let text = s.body[36..].to_string();
         deliver(w, s.clone());
         if w.sim.chance(w.sc.gossip_p) {
-            // Published on gossipsub too (PROTOCOL.md §10): the same text under its content id,
+            // Published on gossipsub too (docs/protocol.md §10): the same text under its content id,
             // received by every ingress replica.
             if let Ok(g) = sequencer_core::gossip::queue_body(&text) {
                 let mut copy = s;

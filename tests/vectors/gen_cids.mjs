@@ -1,4 +1,4 @@
-// Generate tests/vectors/cids.json: CID vectors (PROTOCOL.md sections 1 and 6) computed with the
+// Generate tests/vectors/cids.json: CID vectors (docs/protocol.md sections 1 and 6) computed with the
 // `multiformats` npm package, an implementation independent of ours.
 //
 // Run:   cd tests/vectors/js && npm ci && node ../gen_cids.mjs
@@ -147,7 +147,7 @@ if (spellings[1].canonical !== cases[1].cidV1Raw) throw new Error('raw canonical
 
 // ---- consensus: spellings of one CID are one vote and cannot win a tie by sorting first ----
 // `winner` is the plurality over canonical CIDs, ties to the smallest canonical string
-// (PROTOCOL.md section 6); `stringWinner` is what counting the raw strings would give.
+// (docs/protocol.md section 6); `stringWinner` is what counting the raw strings would give.
 function pluralityOf (votes, key) {
   const counts = new Map()
   for (const v of votes) counts.set(key(v), (counts.get(key(v)) || 0) + 1)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Generate tests/vectors/eip712.json: EIP-712 vectors for the sequencer's submission identity
-check (PROTOCOL.md section 3), computed with eth-account (an implementation independent of ours).
+check (docs/protocol.md section 3), computed with eth-account (an implementation independent of ours).
 
 Run from the workspace root:
     python3 -m venv .tools/vectors-venv

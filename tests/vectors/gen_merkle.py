@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate tests/vectors/merkle.json: Merkle root / proof vectors for PROTOCOL.md section 6.
+"""Generate tests/vectors/merkle.json: Merkle root / proof vectors for docs/protocol.md section 6.
 
 Tree: fixed height 32, leaf = SHA-256(UTF-8 string), node = SHA-256(left || right),
 empty subtree z_0 = 32 zero bytes, z_{l+1} = SHA-256(z_l || z_l); published = keccak256(root).
@@ -90,7 +90,7 @@ def main():
     sample_ids = sample["submissionIDs"]
     assert len(sample_ids) == 51
 
-    # Spec checks (PROTOCOL.md section 6).
+    # Spec checks (docs/protocol.md section 6).
     assert hx(keccak256(root(["a"]))) == "0x11c2aabbbd479c860fcf2ef671a8b9aa08efdaed6ad9008b42970873d55b4aaa"
     assert hx(keccak256(root(sample_ids))) == sample["roothash"], "submission-id tree != sample roothash"
     assert hx(keccak256(root(sample["cids"]))) == "0x04a066d979147a36eca07812c338f429fba6334baeef10c25ec428ffc48c821a"

@@ -1,6 +1,6 @@
 // Generate tests/vectors/unixfs.json: the CIDs and dag-pb blocks `ipfs add --cid-version=1
-// --raw-leaves` gives (PROTOCOL.md section 6), made with npm's `ipfs-unixfs-importer` (the importer
-// js-ipfs adds files with; TOOLING checked it gives js-ipfs's CIDs) and `blockstore-core`'s memory
+// --raw-leaves` gives (docs/protocol.md section 6), made with npm's `ipfs-unixfs-importer` (the importer
+// js-ipfs adds files with; the js-ipfs emulator gives the same CIDs) and `blockstore-core`'s memory
 // store, implementations independent of ours.
 //
 // Run:   cd tests/vectors/js && npm ci && node ../gen_unixfs.mjs

@@ -3,7 +3,7 @@
 //! - `put`: `POST {base}/api/v0/add?cid-version=1&raw-leaves=true&pin=true&cid-base=base32`
 //!   with a one-file multipart body (built here). `cid-base=base32` because js-ipfs otherwise
 //!   answers CIDv1 in base58btc (`zb2…`); the CIDs are compared parsed, not as text. The node's
-//!   CID must be the one computed here, `sequencer_core::cids::document_cid` (PROTOCOL.md §6):
+//!   CID must be the one computed here, `sequencer_core::cids::document_cid` (docs/protocol.md §6):
 //!   the raw CID of a document of one 256 KiB chunk, the root of the balanced UnixFS DAG of
 //!   256 KiB raw leaves above that. Any other `Hash` (a node configured with another chunker,
 //!   layout or hash) is refused with [`ErrorKind::CidMismatch`].

@@ -58,7 +58,7 @@ async fn kubo_content_conforms() {
     assert_eq!(store.get(&cid).await.unwrap().as_deref(), Some(&big[..]));
 
     // One byte more and the node chunks it into a UnixFS DAG of raw leaves: the node's root is
-    // the one computed locally (PROTOCOL.md §6), and `cat` gives the whole document back.
+    // the one computed locally (docs/protocol.md §6), and `cat` gives the whole document back.
     let bigger = [big.as_slice(), b"!"].concat();
     let cid = store.put(&bigger).await.unwrap();
     assert!(cid.starts_with("bafybei"), "{cid}");

@@ -148,7 +148,9 @@ for name in ["verify", "tick", "finalize", "anchor", "proof"]:
     code_env[name] = pipeline_env | set(ENV_CALL.findall(bins.get(name, ""))) | ALWAYS_OK
 # The proof function also reads the status page's settings (api/src/config.rs).
 code_env["proof"] |= set(ENV_CALL.findall(read("api/src/config.rs").split("#[cfg(test)]")[0]))
-code_env["epoch-manager"] = chain_env | set(ENV_CALL.findall(em_lib)) | ALWAYS_OK
+# The epoch manager's own settings live beside its service (handlers/src/epoch_manager/config.rs).
+em_config = read("handlers/src/epoch_manager/config.rs").split("#[cfg(test)]")[0]
+code_env["epoch-manager"] = chain_env | set(ENV_CALL.findall(em_lib + em_config)) | ALWAYS_OK
 
 locals_src = read("infra/terraform/modules/sequencer/locals.tf")
 

@@ -1,4 +1,4 @@
-//! Gossipsub beside `/collect` (PROTOCOL.md §10, docs/gossipsub.md): the newest collectors publish
+//! Gossipsub beside `/collect` (docs/protocol.md §10, docs/gossipsub.md): the newest collectors publish
 //! every submission on `<prefix>/all` (simulations and heartbeats on `<prefix>/0`). The ingress
 //! joins that mesh on the same host and port as `/collect`, as a peer the deployed
 //! go-libp2p-pubsub peers keep: the same mesh parameters (D 10, D_lo 8, D_hi 16, D_lazy 10, D_out 4,
@@ -34,7 +34,7 @@ use sequencer_core::gossip as wire;
 use crate::limits as l;
 use crate::metrics::Metrics;
 
-/// Heartbeat of the deployed peers' gossipsub (PROTOCOL.md §10).
+/// Heartbeat of the deployed peers' gossipsub (docs/protocol.md §10).
 pub const HEARTBEAT: Duration = Duration::from_millis(700);
 
 /// How often the provider records are announced again (what the collectors do: every 5 minutes).
@@ -163,7 +163,7 @@ pub fn message_id(m: &gossipsub::Message) -> MessageId {
     MessageId::new(&id)
 }
 
-/// The deployed peers' mesh (PROTOCOL.md §10, their `gossipconfig`): D 10, D_lo 8, D_hi 16,
+/// The deployed peers' mesh (docs/protocol.md §10, their `gossipconfig`): D 10, D_lo 8, D_hi 16,
 /// D_lazy 10, D_out 4, D_score 6, history 12/6, gossip factor 0.25, flood publish, opportunistic
 /// graft every 30 heartbeats (4 peers), backoffs 5 min / 30 s, fanout TTL 60 s, 1 MiB, StrictSign,
 /// their message id, with `heartbeat`. Shared with the simulator's collectors.

@@ -1,5 +1,5 @@
 //! Where accepted submissions go: the `SubmissionSink` port with an SQS adapter for production
-//! and an in-memory adapter for tests, local runs and benchmarks (ARCHITECTURE.md "ports").
+//! and an in-memory adapter for tests, local runs and benchmarks (docs/architecture.md, "The layers").
 //!
 //! A sink only knows how to send one batch; batching, retries, backpressure, drain and spill live
 //! in [`crate::dispatcher`] so both adapters get the same behaviour.

@@ -54,12 +54,12 @@ locals {
     }
     finalize = {
       epochs      = ["dynamodb:GetItem", "dynamodb:PutItem"]
-      batches     = ["dynamodb:GetItem", "dynamodb:PutItem"]
+      batches     = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
       submissions = ["dynamodb:Query"]
       receipts    = ["dynamodb:Query"]
     }
     anchor = {
-      epochs  = ["dynamodb:GetItem", "dynamodb:PutItem"]
+      epochs  = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
       batches = ["dynamodb:PutItem", "dynamodb:Query"]
     }
     proof = {

@@ -94,3 +94,15 @@ output "anchor_group_id" {
   description = "ANCHOR_GROUP_ID: the anchor FIFO message group (one per signing key)."
   value       = local.anchor_group_id
 }
+
+output "snapshotter_kit" {
+  description = "What a snapshotter operator needs to join this market (docs/run-a-market.md). The peer id is not known to Terraform (the host key is a secret): `command` prints the whole kit, sequencers.json entry included, once PEER_ID and the public RPC URL are filled in."
+  value = {
+    PROTOCOL_STATE_CONTRACT = var.protocol_state_address
+    DATA_MARKET_CONTRACT    = var.data_market_address
+    CHAIN_ID                = var.chain_id
+    sequencer_multiaddrs    = [for m in concat(["/dns4/${aws_lb.ingress.dns_name}/tcp/9100"], var.ingress.quic ? ["/dns4/${aws_lb.ingress.dns_name}/udp/9100/quic-v1"] : []) : "${m}/p2p/<PEER_ID>"]
+    collector_port          = 50051
+    command                 = "seqctl market snapshotter-env --rpc-url \"$RPC_URL\" --public-rpc-url \"$POWERLOOM_RPC_URL\" --protocol-state ${var.protocol_state_address} --market ${var.data_market_address} --sequencer-multiaddr /dns4/${aws_lb.ingress.dns_name}/tcp/9100/p2p/$PEER_ID"
+  }
+}
