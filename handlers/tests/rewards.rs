@@ -226,3 +226,100 @@ async fn anchoring_the_next_days_epochs_commits_the_day_through_the_anchor_fifo_
         1
     );
 }
+
+/// A market of thousands of slots: one epoch's tally (every slot with two discards) and one
+/// day's sums are far over what one DynamoDB item holds (400 KB). They are stored in parts, no
+/// item over the limit, and read back whole, alone and in a range; before, finalize failed on
+/// every delivery (`ValidationException: Item size has exceeded the maximum allowed size`, found
+/// by the pipeline benchmark at 1 000 projects × 5 on DynamoDB Local) and the epoch never
+/// anchored.
+#[tokio::test]
+async fn rewards_of_thousands_of_slots_fit_the_store_in_parts() {
+    use sequencer_core::rewards::{DaySlot, Discard, SlotTally};
+    use sequencer_handlers::records::DayRewards;
+    use sequencer_ports::{query_all, Table};
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::new(dir.path(), 2);
+    let records = h.p.records();
+    let slots: Vec<SlotTally> = (1..=6_000u64)
+        .map(|slot| SlotTally {
+            slot,
+            eligible: 1,
+            discards: (0..2)
+                .map(|k| Discard {
+                    project: format!("aggregate_pair_total_reserves:0x{slot:040x}:{k}"),
+                    cid: CID_B.to_string(),
+                    finalized_cid: Some(CID_A.to_string()),
+                    reason: DiscardReason::Outvoted,
+                })
+                .collect(),
+        })
+        .collect();
+    // A small epoch before and after: the range read keeps them apart.
+    let small = vec![SlotTally {
+        slot: 1,
+        eligible: 1,
+        discards: Vec::new(),
+    }];
+    records.record_epoch_rewards(6, &small).await.unwrap();
+    let big = records.record_epoch_rewards(7, &slots).await.unwrap();
+    records.record_epoch_rewards(8, &small).await.unwrap();
+    // Again (a redelivered finalize): the same.
+    records.record_epoch_rewards(7, &slots).await.unwrap();
+    assert_eq!(records.epoch_rewards(7).await.unwrap().unwrap(), big);
+    let range = records.epochs_rewards(6, 8).await.unwrap();
+    assert_eq!(
+        range
+            .iter()
+            .map(|r| (r.epoch, r.slots.len()))
+            .collect::<Vec<_>>(),
+        vec![(6, 1), (7, 6_000), (8, 1)]
+    );
+    assert_eq!(range[1], big);
+
+    let day = DayRewards {
+        day: 3,
+        first_epoch: 1,
+        last_epoch: 720,
+        quota: 10,
+        slots: (1..=20_000u64)
+            .map(|slot| DaySlot {
+                slot,
+                eligible: 700 + slot % 40,
+                discarded: slot % 7,
+                met_quota: true,
+            })
+            .collect(),
+        eligible_nodes: 20_000,
+        committed: None,
+    };
+    records.save_day_rewards(&day).await.unwrap();
+    assert_eq!(records.day_rewards(3).await.unwrap().unwrap(), day);
+
+    let mut items = 0;
+    for (_, item) in query_all(
+        h.state.as_ref(),
+        Table::Epochs,
+        &format!("{:#x}#rewards", h.market),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .chain(
+        query_all(
+            h.state.as_ref(),
+            Table::Epochs,
+            &format!("{:#x}#rewards-day", h.market),
+        )
+        .await
+        .unwrap(),
+    ) {
+        assert!(
+            item.data.len() < 400_000,
+            "an item of {} bytes",
+            item.data.len()
+        );
+        items += 1;
+    }
+    assert!(items > 6, "stored in parts: {items} items");
+}

@@ -3,6 +3,14 @@
 //! the daily rewards commit, `crate::rewards`). Both live in the epochs table, in partitions of
 //! their own (`market#rewards` by epoch, `market#rewards-day` by day), and never expire: they are
 //! what the operator pays from.
+//!
+//! A market's records grow with its slots (a slot with discards costs ~250 bytes of JSON), past
+//! what one DynamoDB item holds (400 KB) at a few thousand slots. A record whose JSON exceeds
+//! [`ONE_ITEM_BYTES`] is stored in parts: the main item (at the record's key, as before) holds
+//! everything but the slots and says how many parts follow; the slots go to parts of at most
+//! [`PART_BYTES`] each, at the main item's sort key + `#0001`, `#0002`, … (sorted right after
+//! it). Parts are written before the main item, so a reader that finds the main item finds its
+//! parts; a re-run writes the same bytes.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +21,78 @@ use sequencer_ports::{Item, RewardsOutcome, Table};
 use super::keys;
 use super::Records;
 use crate::pipeline::{json, parse, PipelineError};
+
+/// The largest record JSON stored as one item (DynamoDB's item limit is 400 KB, keys and
+/// attribute names included).
+pub const ONE_ITEM_BYTES: usize = 350_000;
+/// The largest JSON of one part's slots.
+pub const PART_BYTES: usize = 300_000;
+
+/// The main item of a record stored in parts: the record with its slots moved to the parts.
+#[derive(Serialize, Deserialize)]
+struct Main<T> {
+    #[serde(flatten)]
+    rec: T,
+    /// Parts that hold the slots (absent: the record is whole in this item).
+    #[serde(default)]
+    parts: u32,
+}
+
+/// One part: slots of a record stored in parts.
+#[derive(Serialize, Deserialize)]
+struct Part<S> {
+    slots: Vec<S>,
+}
+
+/// `slots` cut into runs whose JSON stays within [`PART_BYTES`] (a single larger slot is a part
+/// of its own).
+fn cut<S: Serialize + Clone>(slots: &[S]) -> Result<Vec<Vec<S>>, PipelineError> {
+    let mut parts: Vec<Vec<S>> = Vec::new();
+    let mut size = 0usize;
+    for s in slots {
+        let n = json(s)?.len() + 1;
+        match parts.last_mut() {
+            Some(p) if size + n <= PART_BYTES => {
+                p.push(s.clone());
+                size += n;
+            }
+            _ => {
+                parts.push(vec![s.clone()]);
+                size = n + 16;
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// A record with a list of slots, stored whole or in parts.
+trait Parted: Serialize + for<'de> Deserialize<'de> + Clone {
+    type Slot: Serialize + for<'de> Deserialize<'de> + Clone;
+    fn slots_mut(&mut self) -> &mut Vec<Self::Slot>;
+}
+
+impl Parted for EpochRewards {
+    type Slot = SlotTally;
+    fn slots_mut(&mut self) -> &mut Vec<SlotTally> {
+        &mut self.slots
+    }
+}
+
+impl Parted for DayRewards {
+    type Slot = DaySlot;
+    fn slots_mut(&mut self) -> &mut Vec<DaySlot> {
+        &mut self.slots
+    }
+}
+
+fn part_key(main: &sequencer_ports::Key, i: u32) -> sequencer_ports::Key {
+    sequencer_ports::Key::new(main.pk.clone(), format!("{}#{i:04}", main.sk))
+}
+
+/// Whether `sk` is a part's sort key (`<main sk>#NNNN`).
+fn is_part(sk: &str) -> bool {
+    sk.contains('#')
+}
 
 /// One finalized epoch's rewards: every slot with an accepted submission, eligible (voted for
 /// its project's finalized CID) and discarded (with the CIDs and why).
@@ -85,24 +165,94 @@ impl Records<'_> {
             epoch,
             slots: slots.to_vec(),
         };
-        self.store
-            .put(
-                Table::Epochs,
-                &keys::epoch_rewards_key(&self.market, epoch),
-                &Item::data(json(&rec)?),
-            )
+        self.put_parted(&keys::epoch_rewards_key(&self.market, epoch), &rec)
             .await?;
         Ok(rec)
+    }
+
+    /// Stores `rec` at `key`, whole or in parts (the module's doc).
+    async fn put_parted<T: Parted>(
+        &self,
+        key: &sequencer_ports::Key,
+        rec: &T,
+    ) -> Result<(), PipelineError> {
+        let whole = json(rec)?;
+        if whole.len() <= ONE_ITEM_BYTES {
+            return Ok(self
+                .store
+                .put(Table::Epochs, key, &Item::data(whole))
+                .await?);
+        }
+        let mut main = rec.clone();
+        let slots = std::mem::take(main.slots_mut());
+        let parts = cut(&slots)?;
+        for (i, p) in parts.iter().enumerate() {
+            let i = u32::try_from(i + 1)
+                .map_err(|_| PipelineError::Invariant("a record of more than 2^32 parts".into()))?;
+            let part = Part { slots: p.clone() };
+            self.store
+                .put(Table::Epochs, &part_key(key, i), &Item::data(json(&part)?))
+                .await?;
+        }
+        let main = Main {
+            rec: main,
+            parts: u32::try_from(parts.len()).unwrap_or(u32::MAX),
+        };
+        Ok(self
+            .store
+            .put(Table::Epochs, key, &Item::data(json(&main)?))
+            .await?)
+    }
+
+    /// The record at `key` with its parts' slots, `None` when absent.
+    async fn get_parted<T: Parted>(
+        &self,
+        key: &sequencer_ports::Key,
+        what: &str,
+    ) -> Result<Option<T>, PipelineError> {
+        let Some(item) = self.store.get(Table::Epochs, key).await? else {
+            return Ok(None);
+        };
+        let main: Main<T> = parse(what, &item.data)?;
+        let mut rec = main.rec;
+        if main.parts > 0 {
+            let page = self
+                .store
+                .query(
+                    Table::Epochs,
+                    &key.pk,
+                    Some(&key.sk),
+                    usize::try_from(main.parts).unwrap_or(usize::MAX),
+                )
+                .await?;
+            let prefix = format!("{}#", key.sk);
+            let mut found = 0u32;
+            for (sk, item) in &page.items {
+                if !sk.starts_with(&prefix) {
+                    break;
+                }
+                let part: Part<T::Slot> = parse(what, &item.data)?;
+                rec.slots_mut().extend(part.slots);
+                found += 1;
+            }
+            if found != main.parts {
+                return Err(PipelineError::Corrupt(format!(
+                    "{what} at {}: {found} of its {} parts",
+                    key.sk, main.parts
+                )));
+            }
+        }
+        Ok(Some(rec))
     }
 
     /// Epoch `epoch`'s rewards, `None` when it was not finalized (or finalized before rewards
     /// were kept).
     pub async fn epoch_rewards(&self, epoch: u64) -> Result<Option<EpochRewards>, PipelineError> {
-        self.store
-            .get(Table::Epochs, &keys::epoch_rewards_key(&self.market, epoch))
-            .await?
-            .map(|i| parse("epoch rewards", &i.data))
-            .transpose()
+        self.get_parted(
+            &keys::epoch_rewards_key(&self.market, epoch),
+            "epoch rewards",
+        )
+        .await
     }
 
     /// The rewards of the epochs `first..=last` that have them, in epoch order.
@@ -112,7 +262,7 @@ impl Records<'_> {
         last: u64,
     ) -> Result<Vec<EpochRewards>, PipelineError> {
         let pk = keys::epoch_rewards_pk(&self.market);
-        let mut out = Vec::new();
+        let mut out: Vec<EpochRewards> = Vec::new();
         // Sort keys are zero-padded epoch ids: start just before `first`.
         let mut after = first.checked_sub(1).map(keys::epoch_sk);
         'pages: loop {
@@ -121,9 +271,23 @@ impl Records<'_> {
                 .query(Table::Epochs, &pk, after.as_deref(), 1000)
                 .await?;
             for (sk, item) in &page.items {
+                if is_part(sk) {
+                    // The slots of the record just read (its main item sorts first).
+                    let part: Part<SlotTally> = parse("epoch rewards", &item.data)?;
+                    match out.last_mut() {
+                        Some(rec) if sk.starts_with(&format!("{}#", keys::epoch_sk(rec.epoch))) => {
+                            rec.slots.extend(part.slots)
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
                 match keys::epoch_of_sk(sk) {
                     Some(e) if e > last => break 'pages,
-                    Some(_) => out.push(parse("epoch rewards", &item.data)?),
+                    Some(_) => {
+                        let main: Main<EpochRewards> = parse("epoch rewards", &item.data)?;
+                        out.push(main.rec);
+                    }
                     None => return Err(PipelineError::Corrupt(format!("epoch rewards key {sk}"))),
                 }
             }
@@ -137,22 +301,13 @@ impl Records<'_> {
 
     /// Day `day`'s rewards, `None` before the daily commit computed them.
     pub async fn day_rewards(&self, day: u64) -> Result<Option<DayRewards>, PipelineError> {
-        self.store
-            .get(Table::Epochs, &keys::day_rewards_key(&self.market, day))
-            .await?
-            .map(|i| parse("day rewards", &i.data))
-            .transpose()
+        self.get_parted(&keys::day_rewards_key(&self.market, day), "day rewards")
+            .await
     }
 
     /// Saves day `day`'s rewards (computed, then again with the commit's outcome).
     pub async fn save_day_rewards(&self, rec: &DayRewards) -> Result<(), PipelineError> {
-        Ok(self
-            .store
-            .put(
-                Table::Epochs,
-                &keys::day_rewards_key(&self.market, rec.day),
-                &Item::data(json(rec)?),
-            )
-            .await?)
+        self.put_parted(&keys::day_rewards_key(&self.market, rec.day), rec)
+            .await
     }
 }
