@@ -1,13 +1,12 @@
 //! Content identifiers (docs/protocol.md §6): document CIDs and snapshot CID parsing.
+//!
+//! The CID of one raw block ([`raw_cid`]) lives in `blocks`, below both this module and `unixfs`,
+//! and is re-exported here; this module sits above the UnixFS layout, so a
+//! document's CID ([`document_cid`]) can pick between the two without the modules importing each
+//! other.
 
-use cid::multihash::Multihash;
-pub use cid::Cid;
-use sha2::{Digest, Sha256};
+pub use crate::blocks::{raw_cid, Cid, RAW_CODEC, SHA2_256};
 
-/// Multicodec `raw`.
-pub const RAW_CODEC: u64 = 0x55;
-/// Multihash `sha2-256`.
-pub const SHA2_256: u64 = 0x12;
 /// Largest document `ipfs add --cid-version=1` stores as one raw block (its default
 /// chunk size); up to this size the CID is `CIDv1(raw, sha2-256(bytes))`, above it the root of a
 /// UnixFS DAG ([`document_cid`]).
@@ -17,16 +16,6 @@ pub const MAX_RAW_BLOCK_BYTES: usize = crate::unixfs::CHUNK_BYTES;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct CidError(String);
-
-/// `CIDv1(raw, sha2-256(bytes))`, as `ipfs add --cid-version=1` returns for a
-/// document of at most [`MAX_RAW_BLOCK_BYTES`] and as `ipfs block put` with the raw
-/// codec returns for any size.
-pub fn raw_cid(bytes: &[u8]) -> Cid {
-    let digest = Sha256::digest(bytes);
-    // A 32-byte digest always fits the 64-byte multihash.
-    let mh = Multihash::<64>::wrap(SHA2_256, &digest).unwrap_or_default();
-    Cid::new_v1(RAW_CODEC, mh)
-}
 
 /// The CID of a document (a batch, a seal): what `ipfs add --cid-version=1 --raw-leaves` gives
 /// for its bytes (docs/protocol.md §6): [`raw_cid`] up to [`MAX_RAW_BLOCK_BYTES`], else the root of
@@ -75,14 +64,6 @@ pub fn canonical_cid(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hello_world_matches_ipfs_add() {
-        assert_eq!(
-            raw_cid(b"hello world\n").to_string(),
-            "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"
-        );
-    }
 
     #[test]
     fn parses_v0_and_v1_and_rejects_junk() {

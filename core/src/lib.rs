@@ -7,6 +7,7 @@
 //! deterministic, so the same code runs in Lambda, locally and in tests.
 
 pub mod anchor_gas;
+pub mod blocks;
 pub mod cids;
 pub mod collect;
 pub mod devkeys;

@@ -16,7 +16,7 @@
 use cid::multihash::Multihash;
 use sha2::{Digest, Sha256};
 
-use crate::cids::{raw_cid, Cid, SHA2_256};
+use crate::blocks::{raw_cid, Cid, SHA2_256};
 
 /// Bytes per chunk (`ipfs add`'s default `size-262144` chunker).
 pub const CHUNK_BYTES: usize = 256 * 1024;

@@ -4,6 +4,7 @@
 //!
 //! - [`pipeline`]: the context every handler takes ([`Pipeline`]: ports, settings, verifier,
 //!   metrics) and the handlers' error ([`PipelineError`]).
+//! - [`clock`]: where the handlers read the time and wait ([`Clock`], [`SystemClock`]).
 //! - [`metrics`]: every metric the pipeline records (names, labels, units, help) in one table,
 //!   recorded through the `metrics` facade with the market as a label on every series.
 //! - [`config`]: the settings, from environment variables with documented defaults.
@@ -25,6 +26,7 @@
 //! SQLite, no AWS SDK (`cargo tree -p sequencer-handlers -e normal` shows it).
 
 pub mod anchor;
+pub mod clock;
 pub mod config;
 pub mod epoch_manager;
 pub mod finalize;

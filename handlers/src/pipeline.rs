@@ -1,13 +1,11 @@
 //! The handlers' context: ports, settings and metrics, built once per process (a Lambda cold
 //! start, the local runner) and shared by every invocation.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sequencer_core::eip712::Verifier;
 
+pub use crate::clock::{Clock, SystemClock};
 use crate::config::PipelineConfig;
 use crate::metrics::Metrics;
 use crate::records::Records;
@@ -55,32 +53,6 @@ impl PipelineError {
             PipelineError::Corrupt(_) | PipelineError::Invariant(_) => false,
             PipelineError::NotReady(_) => true,
         }
-    }
-}
-
-/// Where the handlers read the time and wait (record timestamps and expiries, the tick's loop):
-/// the system clock in every deployment; the deterministic simulation (`sequencer-simulation`)
-/// runs them on virtual time.
-pub trait Clock: Send + Sync {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> i64;
-    /// Waits `d`.
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    }
-    fn sleep(&self, d: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(tokio::time::sleep(d))
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 
 use crate::envelope::Envelope;
-use crate::metrics::Counter;
+pub use crate::metrics::WalMetrics;
 use crate::spill::{FileGuard, Replay, SpillError, SpillRecord, SpillWriter};
 
 /// A segment is rotated once it holds this many bytes. Small enough that replay after a crash
@@ -58,24 +58,6 @@ pub enum WalError {
     /// The writer thread is gone (it failed to start, or the process is shutting down).
     #[error("write-ahead log writer stopped")]
     Stopped,
-}
-
-/// Counters of the WAL.
-#[derive(Clone, Debug)]
-pub struct WalMetrics {
-    /// Messages appended and fsynced.
-    pub appended: Counter,
-    /// Group commits (one fsync each).
-    pub commits: Counter,
-    /// Group commits that failed.
-    pub failures: Counter,
-}
-
-impl Default for WalMetrics {
-    /// Handles on a recorder of their own (tests that need no other metric).
-    fn default() -> Self {
-        crate::metrics::Metrics::new().wal
-    }
 }
 
 /// What to do with a message once its group commit is done: `Ok` with the segment's guard (the

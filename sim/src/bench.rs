@@ -1,5 +1,5 @@
 //! The real `sequencer-ingress` binary as a child process, for the benchmarks that measure its
-//! resident memory and CPU apart from the load generator's own (`ingress/examples/`).
+//! resident memory and CPU apart from the load generator's own (`runner/examples/`).
 
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -40,7 +40,7 @@ use std::time::Duration;
 use sequencer_core::Address;
 use sequencer_ports::StateStore;
 
-use crate::pipeline::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock};
 
 pub use batches::{BatchEntry, BatchRecord, BatchState};
 pub use epochs::{EpochEntry, EpochMove, EpochRecord, EpochState, TickCursor};

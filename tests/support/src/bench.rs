@@ -1,5 +1,5 @@
 //! What the benchmarks feed the functions: one epoch's submissions signed in advance, and SQS
-//! events of them as the event source mapping delivers them (`handlers/examples/verify_bench.rs`,
+//! events of them as the event source mapping delivers them (`runner/examples/verify_bench.rs`,
 //! `runner/examples/pipeline_bench.rs`).
 
 use std::sync::Arc;

@@ -16,8 +16,8 @@
 //!
 //! ```sh
 //! source scripts/env.sh
-//! cargo run --release -p sequencer-handlers --example verify_bench -- --projects 1000
-//! cargo run --release -p sequencer-handlers --example verify_bench -- --projects 1000 --emulators
+//! cargo run --release -p sequencer-runner --example verify_bench -- --projects 1000
+//! cargo run --release -p sequencer-runner --example verify_bench -- --projects 1000 --emulators
 //! ```
 //! Prints a table and a last line of JSON.
 

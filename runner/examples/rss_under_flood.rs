@@ -10,7 +10,7 @@
 //! `limits::QUIC_CONNECTION_WINDOW` per connection).
 //!
 //! ```sh
-//! cargo build -p sequencer-ingress --bin sequencer-ingress --example rss_under_flood
+//! cargo build -p sequencer-ingress --bin sequencer-ingress -p sequencer-runner --example rss_under_flood
 //! target/debug/examples/rss_under_flood --connections 200 --streams 4 --seconds 20
 //! ```
 

@@ -15,7 +15,7 @@
 //! half of the run.
 //!
 //! ```sh
-//! cargo build -p sequencer-ingress --bin sequencer-ingress --example gossip_cost
+//! cargo build -p sequencer-ingress --bin sequencer-ingress -p sequencer-runner --example gossip_cost
 //! target/debug/examples/gossip_cost --rate 1000 --seconds 20 --collectors 8
 //! target/debug/examples/gossip_cost --rate 0 --seconds 10 --collectors 8   # as fast as they can
 //! ```
