@@ -8,7 +8,7 @@
 //! | `GET /v1/markets/{market}/epochs/{epoch}` | epoch status with batches (`EpochStatusView`) |
 //! | `GET /v1/markets/{market}/epochs?before=&limit=` | recent epochs, newest first (`EpochListView`) |
 //! | `GET /v1/markets/{market}/epochs/{epoch}/batches/{index}/document` | a batch document's exact bytes (what a proof is checked against; they hash to the batch CID) |
-//! | `GET /v1/markets/{market}/status` | the live summary (`StatusView` and the page's [`ApiConfig`] under `page`): chain head, newest epoch and its age, release lag, recent epochs, anchor failures, dead-letter depth, ingress health |
+//! | `GET /v1/markets/{market}/status` | the live summary (`StatusView` and the page's [`ApiConfig`] under `page`): chain head, newest epoch and its age, release lag, recent epochs, anchor failures, dead-letter depth, ingress health, the newest day with rewards (`latestRewardsDay`) |
 //! | `GET /v1/markets/{market}/epochs/{epoch}/rewards` | the epoch's rewards per slot: eligible, discarded with the CIDs (`EpochRewardsView`) |
 //! | `GET /v1/markets/{market}/days/{day}/rewards` | the day's rewards per slot, the quota and the `updateRewards` commit (`DayRewardsView`) |
 //! | `GET /v1/markets` | the market this deployment sequences |

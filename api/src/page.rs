@@ -5,8 +5,9 @@
 //! - `page/index.html`: the markup; `<!--@style-->` and `<!--@script-->` mark where the styles
 //!   and scripts go.
 //! - `page/status.css`, `page/status.js`: the page's own style and code (plain JavaScript, no
-//!   framework): polling while visible, charts, paging, the in-browser proof check. Rewards per
-//!   slot have a marked empty section until a rewards endpoint exists.
+//!   framework): polling while visible, charts, paging, the in-browser proof check, and the
+//!   rewards per slot of the newest day with rewards (`latestRewardsDay` in the summary; the
+//!   day's answer from `/days/{day}/rewards`, earlier days by its pager), hidden until there is one.
 //! - `page/vendor/`: uPlot (charts) and js-sha3 (keccak-256, which Web Crypto lacks), as their
 //!   npm packages ship them, each with its licence, which the page carries in a comment above
 //!   the library (`page/vendor/README.md`: versions, checksums, how to update).

@@ -125,6 +125,10 @@ async fn rewards_per_epoch_and_per_day(via: Via) {
     assert_eq!(r.body["eligible_nodes"], 2, "slot 3 earned nothing");
     assert_eq!(r.body["first_epoch"], epoch);
     assert_eq!(r.body["committed"]["completed"], serde_json::json!([1, 2]));
+    // The live summary names it as the newest day with rewards (what the page opens on).
+    let r = e.get(&format!("/v1/markets/{}/status", e.m())).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["latestRewardsDay"], 1, "{}", r.body);
 
     // Bad days are refused before any lookup; another market is not ours.
     for bad in ["0", "x", "-1", "1.5"] {
@@ -705,6 +709,8 @@ async fn the_live_summary_tells_head_ages_lag_failures_dead_letters_and_ingress(
     assert!(r.body["chain"]["head"].is_null());
     assert!(r.body["latest"].is_null());
     assert_eq!(r.body["epochs"], serde_json::json!([]));
+    // No day with rewards yet: the page keeps its rewards section hidden.
+    assert!(r.body["latestRewardsDay"].is_null(), "{}", r.body);
     assert_eq!(r.body["deadLetters"][0]["queue"], "submissions-dlq");
     assert_eq!(r.body["deadLetters"][0]["depth"], 0);
     assert_eq!(

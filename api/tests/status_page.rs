@@ -6,11 +6,13 @@
 //!
 //! At 1280 px and at 390 px (a phone) it checks every card against the API's own numbers, the
 //! epoch rows, both charts drawn (pixels of the accepted colour and of a rejection reason), the
-//! explorer and gateway links, the rewards section marked empty (no rewards endpoint yet), and a
-//! submission's inclusion proof checked in the browser (every step ✓), with no horizontal
-//! scrolling and no JavaScript error. Live: a new block and a new epoch show without reloading;
+//! explorer and gateway links, the rewards of the newest day with rewards (a row per slot:
+//! eligible, discarded, quota met, the `updateRewards` commit, its transaction linked to the
+//! explorer; hidden while no day has rewards), and a submission's inclusion proof checked in the
+//! browser (every step ✓), with no horizontal scrolling and no JavaScript error. Live: a new block and a new epoch show without reloading;
 //! a hidden tab sends no request and says it is paused, and polls at once when shown again.
-//! Paging: "Older" shows the epochs before the newest 48. An attack: a lying cache or proxy
+//! Paging: "Older" shows the epochs before the newest 48; "Earlier" the day before the newest
+//! day's rewards. An attack: a lying cache or proxy
 //! (DevTools request interception) alters a batch's bytes on their way to the browser; its check
 //! fails (the bytes no longer hash to their CID) and the page says the proof does not hold.
 //!
@@ -153,6 +155,47 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// The rewards rows the page should show for a day's answer: slot, eligible, discarded, quota
+/// met, and what the day's `updateRewards` commit did for the slot.
+fn rewards_rows(day: &Value) -> Vec<Vec<String>> {
+    let has = |list: &str, slot: &Value| {
+        day["committed"][list]
+            .as_array()
+            .is_some_and(|l| l.contains(slot))
+    };
+    day["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let slot = &s["slot"];
+            let done = if has("completed", slot) {
+                " · task completed"
+            } else {
+                ""
+            };
+            let commit = if day["committed"].is_null() {
+                "pending".to_string()
+            } else if has("recorded", slot) {
+                format!("sent{done}")
+            } else if has("already", slot) {
+                format!("recorded earlier{done}")
+            } else if s["eligible"] == 0 {
+                "not sent (nothing eligible)".to_string()
+            } else {
+                "not sent".to_string()
+            };
+            vec![
+                slot.to_string(),
+                s["eligible"].to_string(),
+                s["discarded"].to_string(),
+                if s["met_quota"] == true { "yes" } else { "no" }.to_string(),
+                commit,
+            ]
+        })
+        .collect()
+}
+
 /// One anchored epoch: `n` submissions accepted (projects p1.., one batch each), slot 3
 /// signing for slot 2 once in every third epoch, a header from before the window in every fifth.
 async fn anchored_epoch(e: &Env, i: u64) -> (u64, Vec<String>) {
@@ -232,6 +275,21 @@ async fn the_status_page_in_headless_chromium_at_two_widths() {
     };
     let base = base.clone();
 
+    // Days of 10 epochs and a quota of 5 eligible submissions: slot 1 submits in every epoch,
+    // slot 2 in two of three, slot 3 in one of three (under the quota). Anchoring a day's first
+    // epoch commits the day before it.
+    e.chain.set_market(10, 10, 5);
+
+    // Before any day has rewards the page hides its rewards section.
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/artifacts");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut d = Driver::start(node, chromium).await;
+    let f = d
+        .run(json!({"cmd": "open", "url": format!("{base}/status"), "width": 1280}))
+        .await;
+    assert_eq!(f["rewardsHidden"], true, "{f}");
+    assert_eq!(f["live"], "live", "{f}");
+
     // The history: anchored epochs, one refused at anchoring, an open one.
     let mut looked_up = None;
     for i in 0..EPOCHS - 2 {
@@ -270,10 +328,30 @@ async fn the_status_page_in_headless_chromium_at_two_widths() {
     assert_eq!(batch_cids.len(), 2, "{st}");
     let tx = st["batches"][1]["txHash"].as_str().unwrap().to_string();
 
-    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/artifacts");
-    std::fs::create_dir_all(&shots).unwrap();
     let url = format!("{base}/status?epoch={epoch}&id={id}");
-    let mut d = Driver::start(node, chromium).await;
+
+    // The rewards: days 1 to 4 committed by the anchoring of days 2 to 5's first epochs (day
+    // 5's commit waits for an anchored epoch of day 6; its first one was refused).
+    let status = e.get(&format!("/v1/markets/{}/status", e.m())).await.body;
+    let newest_day = status["latestRewardsDay"].as_u64().unwrap();
+    assert_eq!(newest_day, 4, "{status}");
+    let day_path = |day: u64| format!("/v1/markets/{}/days/{day}/rewards", e.m());
+    let newest = e.get(&day_path(newest_day)).await.body;
+    assert_eq!(newest["status"], "committed", "{newest}");
+    let newest_rows = rewards_rows(&newest);
+    assert_eq!(newest_rows.len(), 3, "{newest}");
+    assert!(
+        newest_rows.iter().any(|r| r[3] == "yes") && newest_rows.iter().any(|r| r[3] == "no"),
+        "one slot met the quota, one did not: {newest_rows:?}"
+    );
+    let rewards_txs: Vec<String> = newest["committed"]["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    assert!(!rewards_txs.is_empty(), "{newest}");
+    let earlier_rows = rewards_rows(&e.get(&day_path(newest_day - 1)).await.body);
 
     for width in [1280u64, 390] {
         // What the API says now, to hold the page to.
@@ -407,8 +485,29 @@ async fn the_status_page_in_headless_chromium_at_two_widths() {
                 .starts_with("the proof holds against the batch bytes; the roothash is on chain"),
             "{at}"
         );
-        // Rewards: a marked empty section until a rewards endpoint exists.
-        assert!(text(&f, "rewards").starts_with("Not available yet"), "{at}");
+        // Rewards: the newest day with rewards, a row per slot, its commit linked.
+        assert_eq!(f["rewardsHidden"], false, "{at}");
+        assert_eq!(
+            text(&f, "rewardsLabel"),
+            format!("day {newest_day} · newest"),
+            "{at}"
+        );
+        let rows: Vec<Vec<String>> = serde_json::from_value(f["rewardsRows"].clone()).unwrap();
+        assert_eq!(rows, newest_rows, "{at}");
+        let summary = text(&f, "rewardsSummary");
+        assert!(
+            summary.starts_with(&format!("Day {newest_day}: epochs 31–40 · quota 5 · "))
+                && summary.contains("updateRewards sent in"),
+            "{summary} {at}"
+        );
+        for tx in &rewards_txs {
+            assert!(
+                links.contains(&format!("https://explorer.example/tx/{tx}").as_str()),
+                "the updateRewards transaction {tx} is linked {at}"
+            );
+        }
+        assert_eq!(f["rewardsLaterDisabled"], true, "{at}");
+        assert_eq!(f["rewardsEarlierDisabled"], false, "{at}");
         // Nothing wider than the screen, no text spilling out of its box (tables scroll).
         assert!(
             f["scrollWidth"].as_u64().unwrap() <= width
@@ -459,6 +558,24 @@ async fn the_status_page_in_headless_chromium_at_two_widths() {
             let f = d.run(json!({"cmd": "click", "id": "newer"})).await;
             assert_eq!(f["rows"][0], newest, "{f}");
             assert!(text(&f, "pageLabel").ends_with("· live"), "{f}");
+            // The rewards pager: the day before the newest, then back.
+            let f = d
+                .run(json!({"cmd": "click", "id": "rewards-earlier"}))
+                .await;
+            assert_eq!(
+                text(&f, "rewardsLabel"),
+                format!("day {} of {newest_day}", newest_day - 1),
+                "{f}"
+            );
+            let rows: Vec<Vec<String>> = serde_json::from_value(f["rewardsRows"].clone()).unwrap();
+            assert_eq!(rows, earlier_rows, "{f}");
+            assert_eq!(f["rewardsLaterDisabled"], false, "{f}");
+            let f = d.run(json!({"cmd": "click", "id": "rewards-later"})).await;
+            assert_eq!(
+                text(&f, "rewardsLabel"),
+                format!("day {newest_day} · newest"),
+                "{f}"
+            );
         }
     }
 

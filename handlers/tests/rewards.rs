@@ -8,6 +8,7 @@
 use sequencer_core::rewards::DiscardReason;
 use sequencer_core::B256;
 use sequencer_handlers::jobs::RewardsJob;
+use sequencer_handlers::records::{DayCommit, DayRewards};
 use sequencer_handlers::{rewards, tick, verify, PipelineError};
 use sequencer_testsupport::memchain::SendFault;
 use sequencer_testsupport::{block_hash_of, signed_message, Harness};
@@ -217,6 +218,7 @@ async fn anchoring_the_next_days_epochs_commits_the_day_through_the_anchor_fifo_
     assert_eq!(h.chain.rewards_transactions(), 1);
     let day = h.p.records().day_rewards(1).await.unwrap().unwrap();
     assert_eq!(day.committed.unwrap().completed, vec![1, 2]);
+    assert_eq!(h.p.records().latest_rewards_day().await.unwrap(), Some(1));
     // Later epochs of day 2 do not ask again.
     epoch_with(&h, &[(2, "p1", CID_A)]).await;
     assert_eq!(h.chain.rewards_transactions(), 1);
@@ -322,4 +324,33 @@ async fn rewards_of_thousands_of_slots_fit_the_store_in_parts() {
         items += 1;
     }
     assert!(items > 6, "stored in parts: {items} items");
+}
+
+#[tokio::test]
+async fn the_newest_day_with_rewards_is_named_by_one_item_that_never_moves_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::new(dir.path(), 1);
+    let records = h.p.records();
+    assert_eq!(records.latest_rewards_day().await.unwrap(), None);
+    let day = |day| DayRewards {
+        day,
+        first_epoch: day,
+        last_epoch: day,
+        quota: 1,
+        ..DayRewards::default()
+    };
+    records.save_day_rewards(&day(3)).await.unwrap();
+    assert_eq!(records.latest_rewards_day().await.unwrap(), Some(3));
+    // An older day saved late (a day whose commit was asked for late) does not move it back.
+    records.save_day_rewards(&day(2)).await.unwrap();
+    assert_eq!(records.latest_rewards_day().await.unwrap(), Some(3));
+    // Saved again with its commit: still named.
+    let mut committed = day(3);
+    committed.committed = Some(DayCommit::default());
+    records.save_day_rewards(&committed).await.unwrap();
+    assert_eq!(records.latest_rewards_day().await.unwrap(), Some(3));
+    records.save_day_rewards(&day(4)).await.unwrap();
+    assert_eq!(records.latest_rewards_day().await.unwrap(), Some(4));
+    // The day records themselves are untouched by the name.
+    assert_eq!(records.day_rewards(2).await.unwrap().unwrap().day, 2);
 }

@@ -1,5 +1,6 @@
 // The status page: polls the live summary (/v1/markets/{market}/status) while the tab is
-// visible, draws the trends with uPlot, pages through the epoch list, and checks a submission's inclusion proof in this browser:
+// visible, draws the trends with uPlot, pages through the epoch list, shows the rewards per slot
+// of the newest day that has them (and earlier days on request), and checks a submission's inclusion proof in this browser:
 // the batch bytes hash to their CID, the submission-id tree (SHA-256 leaves, height 32) rebuilt
 // from the documents and the proof's path both give the published root (keccak-256 of the tree
 // root, js-sha3), which is the batch's roothash on chain.
@@ -25,6 +26,9 @@ const S = {
   charts: {},
   rendered: () => {},
   selected: null,
+  // Rewards: the newest day with rewards (from the summary), the day shown, whether the view
+  // follows the newest day, and the shown day's answer.
+  rewards: { latest: null, day: null, following: true, shown: null, asked: 0, pending: null },
 };
 
 function esc(s) {
@@ -134,6 +138,7 @@ function render() {
   if (S.history.length === 0) {
     renderEpochs(S.summary.epochs, S.summary.next_before);
   }
+  syncRewards();
 }
 function renderAges() {
   const s = S.summary;
@@ -338,6 +343,78 @@ async function showEpoch(epoch) {
   }
 }
 
+// ---------------------------------------------------------------- rewards per slot per day
+
+// Called with each summary: shows the section once a day has rewards, follows the newest day
+// unless the reader stepped back, and asks again for a day whose commit is still under way.
+function syncRewards() {
+  const R = S.rewards, latest = S.summary.latestRewardsDay ?? null;
+  $("rewards-section").hidden = latest == null;
+  if (latest == null) return;
+  const moved = latest !== R.latest;
+  R.latest = latest;
+  if (R.day == null || (R.following && moved)) {
+    R.pending = showDay(latest);
+  } else {
+    if (R.shown && R.shown.day === R.day && R.shown.status !== "committed") showDay(R.day);
+    renderRewardsPager();
+  }
+}
+function renderRewardsPager() {
+  const R = S.rewards;
+  $("rewards-label").textContent = R.day == null ? "" : `day ${R.day}` + (R.day === R.latest ? " · newest" : ` of ${R.latest}`);
+  $("rewards-later").disabled = R.day == null || R.day >= R.latest;
+  $("rewards-earlier").disabled = R.day == null || R.day <= 1;
+}
+async function showDay(day) {
+  const R = S.rewards, asked = ++R.asked;
+  R.day = day;
+  R.following = day === R.latest;
+  renderRewardsPager();
+  let d = null, err = null;
+  try {
+    d = await getJson(`/v1/markets/${S.market}/days/${day}/rewards`);
+  } catch (e) {
+    err = e;
+  }
+  if (asked !== R.asked) return; // a later request took over
+  R.shown = d;
+  if (err) {
+    $("rewards-summary").textContent = err.status === 404 ? `no rewards recorded for day ${day}` : "error: " + err.message;
+    $("rewards").innerHTML = `<tr><td colspan="5" class="muted">–</td></tr>`;
+    return;
+  }
+  renderDay(d);
+}
+// What the day's updateRewards commit did for a slot.
+function slotCommit(d, s) {
+  const c = d.committed;
+  if (!c) return `<span class="skip">pending</span>`;
+  const done = c.completed.includes(s.slot) ? " · task completed" : "";
+  if (c.recorded.includes(s.slot)) return `<span class="ok">sent</span>${done}`;
+  if (c.already.includes(s.slot)) return `<span class="ok">recorded earlier</span>${done}`;
+  return `<span class="muted">not sent${s.eligible === 0 ? " (nothing eligible)" : ""}</span>`;
+}
+function renderDay(d) {
+  const c = d.committed, met = d.slots.filter(s => s.met_quota).length;
+  let commit;
+  if (!c) commit = `<span class="skip">updateRewards not sent yet</span> (computed; the commit is under way)`;
+  else if (c.txs.length === 0) commit = `nothing to send (no eligible submission) · ${agoSpan(c.at_ms)} ago`;
+  else commit = `<span class="ok">updateRewards sent</span> in ${c.txs.map(txLink).join(", ")} · ${agoSpan(c.at_ms)} ago`;
+  $("rewards-summary").innerHTML = `Day ${d.day}: epochs ${d.first_epoch}–${d.last_epoch} · quota ${d.quota} · ` +
+    `${met} of ${d.slots.length} slots met it · ${commit}`;
+  $("rewards").innerHTML = d.slots.map(s => `<tr data-slot="${s.slot}"><td>${s.slot}</td><td>${s.eligible}</td><td>${s.discarded}</td>` +
+    `<td>${s.met_quota ? `<span class="ok">yes</span>` : "no"}</td><td>${slotCommit(d, s)}</td></tr>`).join("") ||
+    `<tr><td colspan="5" class="muted">no slot submitted that day</td></tr>`;
+}
+function rewardsGuarded(f) {
+  return async () => {
+    try { await f(); } catch (err) { $("rewards-summary").textContent = "error: " + err.message; }
+  };
+}
+$("rewards-later").onclick = rewardsGuarded(() => S.rewards.day < S.rewards.latest && showDay(S.rewards.day + 1));
+$("rewards-earlier").onclick = rewardsGuarded(() => S.rewards.day > 1 && showDay(S.rewards.day - 1));
+
 // ---------------------------------------------------------------- proof check in the browser
 
 class Stop extends Error {}
@@ -497,6 +574,8 @@ $("lookup").onsubmit = ev => {
     $("market").textContent = S.market;
     // The first summary (poll retries on its own until one arrives).
     await new Promise(resolve => { S.rendered = resolve; poll(); });
+    // The newest day's rewards, when there are any, before the page says it is ready.
+    if (S.rewards.pending) await S.rewards.pending;
     const q = new URLSearchParams(location.search);
     if (q.get("epoch")) await showEpoch(q.get("epoch"));
     if (q.get("epoch") && q.get("id")) {

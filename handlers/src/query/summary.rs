@@ -1,6 +1,7 @@
 //! The live status summary an operator keeps open: the chain head as the tick last saw it, the
 //! newest epoch with its age, the release lag, the recent epochs (for the trend charts), anchor
-//! failures among them, the dead-letter queues' depth and the ingress replicas' health. It
+//! failures among them, the dead-letter queues' depth, the ingress replicas' health and the
+//! newest day with rewards. It
 //! changes every block, so it is never settled; a copy is kept for [`SUMMARY_TTL`] so that many
 //! open pages cost one set of store reads per interval, not one per page.
 
@@ -192,6 +193,9 @@ pub struct StatusView {
     /// Why the ingress numbers are missing, when their source failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ingress_error: Option<String>,
+    /// The newest day with rewards (`/v1/markets/{m}/days/{day}/rewards`); `None` before the
+    /// first day's rewards were computed.
+    pub latest_rewards_day: Option<u64>,
 }
 
 /// When an epoch entered its current state, as far as its timestamps tell (a failure has none
@@ -261,6 +265,7 @@ impl Queries {
     ) -> Result<StatusView, QueryError> {
         let records = p.records();
         let cursor = records.tick_cursor().await?;
+        let latest_rewards_day = records.latest_rewards_day().await?;
         let now = p.now_ms();
         let chain = chain_view(&cursor, now);
         let page = self.epoch_list(p, None, SUMMARY_EPOCHS).await?;
@@ -331,6 +336,7 @@ impl Queries {
             dead_letters,
             ingress,
             ingress_error,
+            latest_rewards_day,
         })
     }
 }

@@ -15,6 +15,7 @@
 //! | batches | `market#epoch` | index (6 digits) |
 //! | epochs | `market#rewards` | epoch (20 digits): an epoch's rewards |
 //! | epochs | `market#rewards-day` | day (20 digits): a day's rewards and its commit |
+//! | epochs | `market#rewards-latest` | `day`: the newest day with rewards (the status summary's one read) |
 
 use sequencer_core::Address;
 use sequencer_ports::Key;
@@ -131,6 +132,11 @@ pub(super) fn day_rewards_key(market: &Address, day: u64) -> Key {
     Key::new(format!("{}#rewards-day", m(market)), format!("{day:020}"))
 }
 
+/// Key of the newest day with rewards: a partition of its own, so no listing of days reads it.
+pub(super) fn latest_rewards_day_key(market: &Address) -> Key {
+    Key::new(format!("{}#rewards-latest", m(market)), "day")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +182,9 @@ mod tests {
         );
         assert_eq!(block_key("0xAB"), Key::new("0xab", "block"));
         assert_eq!(batch_key(&a, 7, 2), Key::new(format!("{m}#7"), "000002"));
+        assert_eq!(
+            latest_rewards_day_key(&a),
+            Key::new(format!("{m}#rewards-latest"), "day")
+        );
     }
 }

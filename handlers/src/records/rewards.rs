@@ -2,7 +2,9 @@
 //! finalization) and each day's sums with what was committed on chain ([`DayRewards`], written by
 //! the daily rewards commit, `crate::rewards`). Both live in the epochs table, in partitions of
 //! their own (`market#rewards` by epoch, `market#rewards-day` by day), and never expire: they are
-//! what the operator pays from.
+//! what the operator pays from. Beside them, one small item names the newest day with rewards
+//! ([`Records::latest_rewards_day`]), so the live summary learns it with one read instead of
+//! listing every day.
 //!
 //! A market's records grow with its slots (a slot with discards costs ~250 bytes of JSON), past
 //! what one DynamoDB item holds (400 KB) at a few thousand slots. A record whose JSON exceeds
@@ -150,6 +152,12 @@ impl DayCommit {
             at_ms,
         }
     }
+}
+
+/// The newest day with rewards (`market#rewards-latest`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct LatestDay {
+    day: u64,
 }
 
 impl Records<'_> {
@@ -305,9 +313,34 @@ impl Records<'_> {
             .await
     }
 
-    /// Saves day `day`'s rewards (computed, then again with the commit's outcome).
+    /// Saves day `day`'s rewards (computed, then again with the commit's outcome), and names it
+    /// the newest day with rewards unless a later one is named already. Days are committed one
+    /// job at a time on the anchor FIFO's group, so the read-then-write does not race in
+    /// practice; if it ever did, the next day saved moves the name on again.
     pub async fn save_day_rewards(&self, rec: &DayRewards) -> Result<(), PipelineError> {
         self.put_parted(&keys::day_rewards_key(&self.market, rec.day), rec)
-            .await
+            .await?;
+        if self.latest_rewards_day().await?.is_none_or(|d| d < rec.day) {
+            self.store
+                .put(
+                    Table::Epochs,
+                    &keys::latest_rewards_day_key(&self.market),
+                    &Item::data(json(&LatestDay { day: rec.day })?),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The newest day with rewards (computed, committed or not), `None` before the first: one
+    /// read. Days saved before this name was kept are named from the next day saved on.
+    pub async fn latest_rewards_day(&self) -> Result<Option<u64>, PipelineError> {
+        Ok(self
+            .store
+            .get(Table::Epochs, &keys::latest_rewards_day_key(&self.market))
+            .await?
+            .map(|i| parse::<LatestDay>("latest rewards day", &i.data))
+            .transpose()?
+            .map(|l| l.day))
     }
 }
