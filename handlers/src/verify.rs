@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{
-    EpochEntry, EpochState, Found, Outcome, Receipt, RejectReason, SubmissionRecord,
+    EpochEntry, EpochRecord, EpochState, Found, Outcome, Receipt, RejectReason, SubmissionRecord,
     SubmissionState, Want, Write, WriteStatus,
 };
 use crate::sqs::{body, failure};
@@ -185,6 +185,13 @@ struct Batch<'a> {
     members: HashMap<(u64, u64), BTreeSet<String>>,
     /// Messages whose stored receipt (a redelivery's) says `late`.
     found_late: BTreeSet<usize>,
+    /// The last round of this invocation: "not yet" answers are final (or go back to the queue)
+    /// instead of waiting for the next round.
+    final_round: bool,
+    /// Messages judged again in a later round of this invocation: a receipt they find with
+    /// their own body is their own earlier round's write (its answer was lost), so it is
+    /// reported as what it says, not as a redelivery.
+    again: BTreeSet<usize>,
 }
 
 fn port_err(e: &PipelineError) -> PipelineError {
@@ -205,6 +212,8 @@ impl<'a> Batch<'a> {
             plans: Vec::with_capacity(bodies.len()),
             members: HashMap::new(),
             found_late: BTreeSet::new(),
+            final_round: false,
+            again: BTreeSet::new(),
         }
     }
 
@@ -236,8 +245,43 @@ impl<'a> Batch<'a> {
     async fn run(mut self) -> Vec<Result<Verdict, PipelineError>> {
         self.parse().await;
         let recovered = self.recover();
-        self.judge(recovered).await;
-        self.write().await;
+        // Rounds: what comes back "not yet" (a release or a header block the node has not
+        // served yet, a write conflict, a transient port error) is judged again after a pause
+        // that doubles, within `verify_not_yet_wait`; only what is still undecided then goes
+        // back to the queue, whose redelivery comes after the visibility timeout (minutes).
+        let budget =
+            i64::try_from(self.p.config.verify_not_yet_wait.as_millis()).unwrap_or(i64::MAX);
+        // The pauses planned so far (not the clock: the rounds are the same however long each
+        // judgement took).
+        let mut waited: i64 = 0;
+        let mut pause_ms: i64 = 1_000;
+        let mut input = recovered.clone();
+        loop {
+            self.final_round = waited.saturating_add(pause_ms) > budget;
+            self.judge(input).await;
+            self.write().await;
+            let again: Vec<usize> = (0..self.plans.len())
+                .filter(|i| matches!(&self.plans[*i], Plan::Done(Err(e)) if e.is_retryable()))
+                .collect();
+            if again.is_empty() || self.final_round {
+                break;
+            }
+            self.p.metrics.inc(&m::VERIFY_NOT_YET_ROUNDS, []);
+            self.p
+                .clock
+                .sleep(std::time::Duration::from_millis(
+                    u64::try_from(pause_ms).unwrap_or(0),
+                ))
+                .await;
+            waited = waited.saturating_add(pause_ms);
+            pause_ms = pause_ms.saturating_mul(2);
+            input = vec![None; self.plans.len()];
+            for i in again {
+                self.plans[i] = Plan::Open;
+                input[i] = recovered[i].clone();
+                self.again.insert(i);
+            }
+        }
         let mut out: Vec<Result<Verdict, PipelineError>> = Vec::with_capacity(self.plans.len());
         for i in 0..self.plans.len() {
             let r = match std::mem::replace(&mut self.plans[i], Plan::Open) {
@@ -509,22 +553,25 @@ impl<'a> Batch<'a> {
         .into_iter()
         .collect();
 
-        // Epochs the tick has not recorded: released on chain means "not yet".
+        // Epochs the tick has not recorded yet: released on chain, recorded here as the tick
+        // records them (same release block, same window), so a submission is judged when it
+        // arrives rather than after a redelivery. Not released (yet): "not yet" until the last
+        // round, then `epoch_not_released`.
         let mut epochs: BTreeMap<u64, Result<Option<EpochEntry>, PipelineError>> = BTreeMap::new();
         for (e, ix) in &epoch_at {
             let r = match &found[*ix] {
                 Ok(Found::Epoch(Some(entry))) => Ok(Some(entry.clone())),
-                Ok(_) => match p.ports.chain.anchored(cfg.market, *e).await {
-                    Ok(a) if a.release_block.is_some() => Err(PipelineError::NotReady(format!(
-                        "epoch {e} is released on chain but not recorded by the tick yet"
+                Ok(_) => match self.open_from_chain(*e).await {
+                    Ok(None) if !self.final_round => Err(PipelineError::NotReady(format!(
+                        "epoch {e} is not released on the node we read yet"
                     ))),
-                    Ok(_) => Ok(None),
-                    Err(err) => Err(PipelineError::Port(err)),
+                    other => other,
                 },
                 Err(err) => Err(port_err(err)),
             };
             epochs.insert(*e, r);
         }
+        let mut head: Option<Result<u64, PipelineError>> = None;
 
         let mut new_blocks: Vec<(B256, u64)> = Vec::new();
         let mut blocks: BTreeMap<B256, Result<Option<u64>, PipelineError>> = BTreeMap::new();
@@ -608,7 +655,34 @@ impl<'a> Batch<'a> {
                                 v.insert(r);
                             }
                             match &blocks[&h] {
-                                Ok(n) => *n,
+                                Ok(Some(n)) => Some(*n),
+                                Ok(None) => {
+                                    // A block the node has not served yet while the window
+                                    // may still be open by the node's head: "not yet" (and,
+                                    // after the last round, back to the queue); once the head
+                                    // is past the window the header is unknown for good.
+                                    let window_end = window.map(|w| w.end());
+                                    if window_end.is_some() && head.is_none() {
+                                        head = Some(
+                                            p.ports.chain.head().await.map_err(PipelineError::Port),
+                                        );
+                                    }
+                                    match (window_end, &head) {
+                                        // Not released: judged as such below.
+                                        (None, _) | (_, None) => None,
+                                        (Some(end), Some(Ok(h))) if *h > end => None,
+                                        (Some(end), Some(Ok(h))) => {
+                                            self.plans[i] = Plan::Done(Err(PipelineError::NotReady(format!(
+                                                "header block not served by the node yet (head {h}, window ends at {end})"
+                                            ))));
+                                            continue;
+                                        }
+                                        (Some(_), Some(Err(e))) => {
+                                            self.plans[i] = Plan::Done(Err(port_err(e)));
+                                            continue;
+                                        }
+                                    }
+                                }
                                 Err(e) => {
                                     self.plans[i] = Plan::Done(Err(port_err(e)));
                                     continue;
@@ -662,6 +736,41 @@ impl<'a> Batch<'a> {
     }
 }
 
+impl Batch<'_> {
+    /// Epoch `e` as the chain has it when the tick has not recorded it: `None` when it is not
+    /// released (on the node we read); else recorded `OPEN` with the release block and window
+    /// the tick would record (the tick finds it recorded and closes it when due), and what the
+    /// store holds then.
+    async fn open_from_chain(&self, e: u64) -> Result<Option<EpochEntry>, PipelineError> {
+        let p = self.p;
+        let a = p.ports.chain.anchored(p.config.market, e).await?;
+        let Some(release_block) = a.release_block else {
+            return Ok(None);
+        };
+        let snapshot = crate::tick::release_window(p, e, &mut None).await?;
+        let rec = EpochRecord {
+            epoch: e,
+            begin: a.begin,
+            end: a.end,
+            release_block,
+            window_end: release_block.saturating_add(snapshot),
+            seen_at_ms: p.now_ms(),
+            ..EpochRecord::default()
+        };
+        let records = p.records();
+        if records.open_epoch(&rec).await? {
+            tracing::info!(
+                epoch = e,
+                release_block,
+                window_end = rec.window_end,
+                "epoch recorded by verify ahead of the tick"
+            );
+            p.metrics.inc(&m::VERIFY_EPOCHS_OPENED, []);
+        }
+        records.epoch(e).await
+    }
+}
+
 /// One transaction being packed: the epochs it must check open, and its writes with their roles.
 type Chunk = (BTreeSet<u64>, Vec<(Write, Role)>);
 
@@ -679,6 +788,13 @@ impl Batch<'_> {
             self.found_late.insert(i);
         }
         match &self.msgs[i] {
+            Some(m) if m.digest == r.digest && self.again.contains(&i) => {
+                Plan::Done(Ok(match &r.outcome {
+                    Outcome::Accepted => Verdict::Accepted,
+                    Outcome::Simulation => Verdict::Simulation,
+                    Outcome::Rejected { reason, .. } => Verdict::Rejected(reason.clone()),
+                }))
+            }
             Some(m) if m.digest == r.digest => Plan::Done(Ok(Verdict::Redelivered)),
             m => {
                 tracing::warn!(
