@@ -95,7 +95,18 @@ pub enum Verdict {
 /// transient failure come back as `batchItemFailures`.
 pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
     let bodies: Vec<&str> = event.records.iter().map(body).collect();
-    let results = verify_batch(p, &bodies).await;
+    // When SQS took each message (Lambda's `SentTimestamp`, Unix ms): the ingress sends a
+    // submission as it arrives, so this is its arrival as far as the pipeline can tell.
+    let sent: Vec<Option<i64>> = event
+        .records
+        .iter()
+        .map(|m| {
+            m.attributes
+                .get("SentTimestamp")
+                .and_then(|v| v.parse::<i64>().ok())
+        })
+        .collect();
+    let results = count(p, Batch::new(p, &bodies).sent_at(sent).run().await);
     let mut response = SqsBatchResponse::default();
     for (m, r) in event.records.iter().zip(results) {
         if let Err(e) = r {
@@ -122,7 +133,14 @@ pub async fn verify_body(p: &Pipeline, body: &str) -> Result<Verdict, PipelineEr
 
 /// Verifies a batch of queue message bodies: one result per body, in order.
 pub async fn verify_batch(p: &Pipeline, bodies: &[&str]) -> Vec<Result<Verdict, PipelineError>> {
-    let results = Batch::new(p, bodies).run().await;
+    count(p, Batch::new(p, bodies).run().await)
+}
+
+/// Counts each result on the metrics catalogue; returns them.
+fn count(
+    p: &Pipeline,
+    results: Vec<Result<Verdict, PipelineError>>,
+) -> Vec<Result<Verdict, PipelineError>> {
     for r in &results {
         match r {
             Ok(Verdict::Accepted) => p.metrics.inc(&m::VERIFY_ACCEPTED, []),
@@ -192,6 +210,11 @@ struct Batch<'a> {
     /// their own body is their own earlier round's write (its answer was lost), so it is
     /// reported as what it says, not as a redelivery.
     again: BTreeSet<usize>,
+    /// When the queue took each message (Unix ms), where known.
+    sent_ms: Vec<Option<i64>>,
+    /// Messages rejected `late` although they arrived before the close: the pipeline, not the
+    /// sender, was late (counted `verify_late_after_arrival_total`).
+    delayed: BTreeSet<usize>,
 }
 
 fn port_err(e: &PipelineError) -> PipelineError {
@@ -214,7 +237,37 @@ impl<'a> Batch<'a> {
             found_late: BTreeSet::new(),
             final_round: false,
             again: BTreeSet::new(),
+            sent_ms: Vec::new(),
+            delayed: BTreeSet::new(),
         }
+    }
+
+    fn sent_at(mut self, sent: Vec<Option<i64>>) -> Self {
+        self.sent_ms = sent;
+        self
+    }
+
+    /// Message `i` is `late`: the epoch was closed (at `closed_at_ms` when known) before it
+    /// could be accepted. `open_when_read`: it was open when this invocation read it, so the
+    /// message certainly arrived before the close.
+    fn late(&mut self, i: usize, epoch: u64, closed_at_ms: Option<i64>, open_when_read: bool) {
+        let sent = self.sent_ms.get(i).copied().flatten();
+        let before_close =
+            open_when_read || matches!((sent, closed_at_ms), (Some(s), Some(c)) if s < c);
+        let detail = if before_close {
+            self.delayed.insert(i);
+            match sent {
+                Some(s) => format!(
+                    "epoch {epoch} was closed for finalization before this submission, which arrived at {s} ms (before the close), was verified"
+                ),
+                None => format!(
+                    "epoch {epoch} was closed for finalization before this submission, which arrived before the close, was verified"
+                ),
+            }
+        } else {
+            format!("epoch {epoch} was already closed for finalization")
+        };
+        self.reject(i, RejectReason::Late, detail);
     }
 
     fn receipt_of(&self, i: usize, outcome: Outcome) -> Option<Receipt> {
@@ -280,6 +333,18 @@ impl<'a> Batch<'a> {
                 self.plans[i] = Plan::Open;
                 input[i] = recovered[i].clone();
                 self.again.insert(i);
+            }
+        }
+        for &i in &self.delayed {
+            if matches!(
+                self.plans.get(i),
+                Some(Plan::Done(Ok(Verdict::Rejected(RejectReason::Late))))
+            ) {
+                tracing::warn!(
+                    submission_id = self.msgs[i].as_ref().map_or("", |m| m.id.as_str()),
+                    "rejected late although it arrived before the close"
+                );
+                self.p.metrics.inc(&m::VERIFY_LATE_AFTER_ARRIVAL, []);
             }
         }
         let mut out: Vec<Result<Verdict, PipelineError>> = Vec::with_capacity(self.plans.len());
@@ -609,15 +674,16 @@ impl<'a> Batch<'a> {
                 self.plans[i] = Plan::Record(Outcome::Simulation, Verdict::Simulation);
                 continue;
             }
-            let (window, open) = match epochs.get(&epoch) {
+            let (window, open, closed_at) = match epochs.get(&epoch) {
                 Some(Ok(Some(e))) => (
                     Some(EpochWindow {
                         release_block: e.record.release_block,
                         window_blocks: e.record.window_end.saturating_sub(e.record.release_block),
                     }),
                     e.state == EpochState::Open,
+                    e.record.closed_at_ms,
                 ),
-                Some(Ok(None)) => (None, true),
+                Some(Ok(None)) => (None, true, None),
                 Some(Err(e)) => {
                     self.plans[i] = Plan::Done(Err(port_err(e)));
                     continue;
@@ -625,11 +691,7 @@ impl<'a> Batch<'a> {
                 None => continue,
             };
             if !open {
-                self.reject(
-                    i,
-                    RejectReason::Late,
-                    format!("epoch {epoch} was already closed for finalization"),
-                );
+                self.late(i, epoch, closed_at, false);
                 continue;
             }
             let header_block = match m.collect.submission.header_hash().map(B256::from) {
@@ -757,6 +819,18 @@ impl Batch<'_> {
             seen_at_ms: p.now_ms(),
             ..EpochRecord::default()
         };
+        // Only an epoch the tick will still close: not one that was finalized already (its
+        // record expired), nor one whose window the chain has passed by the grace (the tick
+        // would close it at once; recording it now could leave it open behind the tick's
+        // cursor for ever). Those are closed: `late`.
+        let head = p.ports.chain.head().await?;
+        let due = rec.window_end.saturating_add(p.config.close_grace_blocks);
+        if a.ended || !a.batches.is_empty() || head > due {
+            return Ok(Some(EpochEntry {
+                state: EpochState::Closed,
+                record: rec,
+            }));
+        }
         let records = p.records();
         if records.open_epoch(&rec).await? {
             tracing::info!(
@@ -842,11 +916,7 @@ impl Batch<'_> {
             };
             if closed.contains(&m.epoch) {
                 let epoch = m.epoch;
-                self.reject(
-                    i,
-                    RejectReason::Late,
-                    format!("epoch {epoch} was closed for finalization before it was accepted"),
-                );
+                self.late(i, epoch, None, true);
             } else {
                 by_slot.entry((m.epoch, m.slot)).or_default().push(i);
             }

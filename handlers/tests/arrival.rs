@@ -173,3 +173,57 @@ async fn an_epoch_not_released_on_our_node_yet_is_waited_for_then_answered() {
     );
     assert_eq!(v, Verdict::Accepted);
 }
+
+/// A submission that arrived (the queue's `SentTimestamp`) before the close but is verified
+/// after it is still `late` (its epoch's batches are sealed), but said and counted as the
+/// pipeline's delay, with an alarm on the counter; one that arrived after the close is plain
+/// `late`.
+#[tokio::test]
+async fn late_after_arrival_is_told_apart_from_late_arrival() {
+    use sequencer_handlers::sqs::events::{SqsEvent, SqsMessage};
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::new(dir.path(), 2);
+    let (epoch, r) = h.chain.release();
+    h.chain.mine(1);
+    tick::step(&h.p).await.unwrap();
+    let before_close = h.p.now_ms();
+    h.chain.mine(10);
+    assert_eq!(tick::step(&h.p).await.unwrap().closed, vec![epoch]);
+    let after_close = h.p.now_ms() + 1;
+    let event = |body: &str, sent: i64| {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(body[..36].to_string());
+        m.body = Some(body.to_string());
+        m.attributes
+            .insert("SentTimestamp".to_string(), sent.to_string());
+        let mut e = SqsEvent::default();
+        e.records = vec![m];
+        e
+    };
+    let delayed = msg(&h, 1, epoch, "p1", block_hash_of(r + 1));
+    let tardy = msg(&h, 2, epoch, "p1", block_hash_of(r + 1));
+    assert!(verify::handle(&h.p, event(&delayed, before_close - 1))
+        .await
+        .batch_item_failures
+        .is_empty());
+    assert!(verify::handle(&h.p, event(&tardy, after_close))
+        .await
+        .batch_item_failures
+        .is_empty());
+    let receipt = |body: String| {
+        let p = h.p.clone();
+        async move {
+            p.records()
+                .receipt(epoch, &body[..36])
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let d = receipt(delayed.clone()).await;
+    let t = receipt(tardy.clone()).await;
+    assert_eq!(d.outcome.reason(), Some(&RejectReason::Late));
+    assert_eq!(t.outcome.reason(), Some(&RejectReason::Late));
+    assert_eq!(h.metrics.counter(&m::VERIFY_LATE_AFTER_ARRIVAL, []), 1);
+    assert_eq!(h.metrics.counter(&m::VERIFY_REJECTED, ["late"]), 2);
+}
