@@ -358,6 +358,9 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
     let own = [
         ("epoch-manager", "SIGNER_PRIVATE_KEY", OWNER_KEY.to_string()),
         ("finalize", "AWS_LAMBDA_LOG_LEVEL", "WARN".to_string()),
+        // The deployment lets finalize retry for 120 s inside its 300 s timeout; an invoke here
+        // waits 40 s, and the job for an unreleased epoch below must come back as a failure.
+        ("finalize", "FINALIZE_RETRY_BUDGET_MS", "3000".to_string()),
         ("anchor", "AWS_LAMBDA_LOG_LEVEL", "INFO".to_string()),
     ];
     let mut lambdas = Lambdas::start(&dir, &env, &own).await;
