@@ -143,7 +143,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "",
         scenario: "race",
         seed: 14,
-        fixed: true,
+        fixed: false,
     },
     Defect {
         id: "big-project",
@@ -265,7 +265,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "",
         scenario: "everything",
         seed: 24,
-        fixed: true,
+        fixed: false,
     },
     Defect {
         id: "duplicate-behind-late",
