@@ -53,7 +53,7 @@ locals {
       blocks = ["dynamodb:PutItem"]
     }
     finalize = {
-      epochs      = ["dynamodb:GetItem", "dynamodb:PutItem"]
+      epochs      = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
       batches     = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
       submissions = ["dynamodb:Query"]
       receipts    = ["dynamodb:Query"]
