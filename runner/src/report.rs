@@ -81,7 +81,13 @@ pub async fn epoch_row(
                         (is(&got, &s.expect) && is(&other, &dup))
                             || (is(&other, &s.expect) && is(&got, &dup))
                     }
-                    Expect::Rejected(_) => is(&got, &s.expect) && is(&other, &s.expect),
+                    // Both rejected, never counted: the copy judged second may instead meet
+                    // the (project, slot) claim of the slot's accepted submission first
+                    // (`duplicate`), which verify checks before the cap.
+                    Expect::Rejected(_) => {
+                        (is(&got, &s.expect) && (is(&other, &s.expect) || is(&other, &dup)))
+                            || (is(&other, &s.expect) && is(&got, &dup))
+                    }
                 };
                 (m, Some((alt.clone(), other)))
             }
