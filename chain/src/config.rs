@@ -53,6 +53,7 @@ pub const DEFAULT_MAX_PENDING_TXS: usize = 16;
 const DEFAULT_RPC_TIMEOUT_MS: u64 = 10_000;
 const DEFAULT_MAX_RETRIES: u32 = 6;
 const DEFAULT_BACKOFF_INITIAL_MS: u64 = 200;
+const DEFAULT_CALL_BUDGET_MS: u64 = 60_000;
 const DEFAULT_BACKOFF_MAX_MS: u64 = 5_000;
 const DEFAULT_RECEIPT_POLL_MS: u64 = 250;
 const DEFAULT_RECEIPT_TIMEOUT_SECS: u64 = 120;
@@ -109,6 +110,11 @@ pub struct ChainConfig {
     /// `RPC_MAX_RETRIES` (default 6): retries of one call on transient errors (connection
     /// refused or reset, timeouts, HTTP 429/5xx, rate-limit error codes). Reverts never retry.
     pub max_retries: u32,
+    /// `RPC_CALL_BUDGET_MS` (default 60 000): the longest one call may take, its retries,
+    /// backoffs and each attempt's wait included; past it the call fails with a retryable error
+    /// instead of outliving the function that made it (the Terraform module sets it below each
+    /// function's timeout: verify's 30 s gets 8 s).
+    pub call_budget: Duration,
     /// `RPC_BACKOFF_INITIAL_MS` (default 200): first backoff; doubles per retry.
     pub backoff_initial: Duration,
     /// `RPC_BACKOFF_MAX_MS` (default 5 000): backoff cap.
@@ -147,6 +153,7 @@ impl ChainConfig {
             rpc_timeout: Duration::from_millis(DEFAULT_RPC_TIMEOUT_MS),
             max_retries: DEFAULT_MAX_RETRIES,
             backoff_initial: Duration::from_millis(DEFAULT_BACKOFF_INITIAL_MS),
+            call_budget: Duration::from_millis(DEFAULT_CALL_BUDGET_MS),
             backoff_max: Duration::from_millis(DEFAULT_BACKOFF_MAX_MS),
             receipt_poll: Duration::from_millis(DEFAULT_RECEIPT_POLL_MS),
             receipt_timeout: Duration::from_secs(DEFAULT_RECEIPT_TIMEOUT_SECS),
@@ -226,6 +233,8 @@ impl ChainConfig {
         c.backoff_initial =
             Duration::from_millis(num("RPC_BACKOFF_INITIAL_MS", DEFAULT_BACKOFF_INITIAL_MS)?);
         c.backoff_max = Duration::from_millis(num("RPC_BACKOFF_MAX_MS", DEFAULT_BACKOFF_MAX_MS)?);
+        c.call_budget =
+            Duration::from_millis(num("RPC_CALL_BUDGET_MS", DEFAULT_CALL_BUDGET_MS)?.max(1));
         c.receipt_poll =
             Duration::from_millis(num("RECEIPT_POLL_MS", DEFAULT_RECEIPT_POLL_MS)?.max(1));
         c.receipt_timeout =
@@ -257,6 +266,7 @@ impl fmt::Debug for ChainConfig {
             .field("max_pending_txs", &self.max_pending_txs)
             .field("rpc_timeout", &self.rpc_timeout)
             .field("max_retries", &self.max_retries)
+            .field("call_budget", &self.call_budget)
             .field("backoff_initial", &self.backoff_initial)
             .field("backoff_max", &self.backoff_max)
             .field("receipt_poll", &self.receipt_poll)

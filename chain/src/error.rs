@@ -282,6 +282,15 @@ pub enum ChainError {
         /// `CHAIN_CONFIRMATIONS`.
         confirmations: u64,
     },
+    /// One call (its retries and backoffs included) ran out of `RPC_CALL_BUDGET_MS`; retryable:
+    /// the caller's retry (a redelivery) tries again.
+    #[error("{what}: no answer within the call budget of {budget_ms} ms")]
+    CallBudget {
+        /// The RPC method or view.
+        what: &'static str,
+        /// `RPC_CALL_BUDGET_MS`.
+        budget_ms: u64,
+    },
     /// Our transaction's block left the canonical chain again and again while we waited for
     /// confirmations; retryable (the retry checks the chain and sends again only if needed).
     #[error("transaction {0} was reorged out repeatedly")]
@@ -320,6 +329,7 @@ impl ChainError {
             | Self::FeeTooLow { .. }
             | Self::ReceiptIncomplete { .. }
             | Self::ConfirmationTimeout { .. }
+            | Self::CallBudget { .. }
             | Self::Reorged(_) => true,
             Self::Config(_)
             | Self::Revert(_)

@@ -52,6 +52,7 @@ impl Revert {
 fn classify(e: &ChainError) -> (ErrorKind, Option<&'static str>) {
     match e {
         ChainError::Rpc(t) if is_transient(t) => (ErrorKind::Unavailable, None),
+        ChainError::CallBudget { .. } => (ErrorKind::Unavailable, None),
         ChainError::Rpc(_) => {
             // A node's refusal, worded by the node (geth, anvil, hosted RPCs).
             let m = e.to_string().to_ascii_lowercase();

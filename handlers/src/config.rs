@@ -67,6 +67,10 @@ pub struct PipelineConfig {
     pub finalize_concurrency: usize,
     /// How long one finalize invocation retries transient failures itself.
     pub finalize_retry_budget: Duration,
+    /// How long one verify invocation waits, in rounds of doubling pauses, for "not yet" answers
+    /// (a release or a header block the node has not served yet) before the message goes back
+    /// to the queue: `VERIFY_NOT_YET_WAIT_MS`, default 7 000 (well inside verify's 30 s).
+    pub verify_not_yet_wait: Duration,
 }
 
 impl PipelineConfig {
@@ -85,6 +89,7 @@ impl PipelineConfig {
             record_ttl: Duration::from_secs(30 * 24 * 3600),
             finalize_concurrency: 8,
             finalize_retry_budget: Duration::from_secs(120),
+            verify_not_yet_wait: Duration::from_millis(7_000),
         }
     }
 
@@ -124,6 +129,11 @@ impl PipelineConfig {
         }
         c.max_per_slot = num(&get, "MAX_SUBMISSIONS_PER_SLOT", c.max_per_slot)?;
         c.close_grace_blocks = num(&get, "CLOSE_GRACE_BLOCKS", c.close_grace_blocks)?;
+        c.verify_not_yet_wait = Duration::from_millis(num(
+            &get,
+            "VERIFY_NOT_YET_WAIT_MS",
+            u64::try_from(c.verify_not_yet_wait.as_millis()).unwrap_or(u64::MAX),
+        )?);
         c.finalize.batch_size = num(&get, "BATCH_SIZE", c.finalize.batch_size)?;
         c.finalize.max_batch_bytes = num(&get, "MAX_BATCH_BYTES", c.finalize.max_batch_bytes)?;
         c.finalize.max_batch_gas = num(&get, "MAX_BATCH_GAS", c.finalize.max_batch_gas)?;

@@ -118,6 +118,12 @@ catalogue! {
     counter VERIFY_DEAD_LETTERED = "verify_dead_lettered_total" ["reason"] Count;
     /// Messages verify left to the queue's redelivery (a transient failure of a port).
     counter VERIFY_RETRIED = "verify_retried_total" [] Count;
+    /// Pauses verify took inside one invocation before judging "not yet" answers again.
+    counter VERIFY_NOT_YET_ROUNDS = "verify_not_yet_rounds_total" [] Count;
+    /// Epochs verify recorded from the chain before the tick did (judged at arrival).
+    counter VERIFY_EPOCHS_OPENED = "verify_epochs_opened_total" [] Count;
+    /// Submissions rejected `late` although they arrived before the close (the pipeline was late).
+    counter VERIFY_LATE_AFTER_ARRIVAL = "verify_late_after_arrival_total" [] Count;
     /// Epochs the tick opened from a release.
     counter TICK_EPOCHS_OPENED = "tick_epochs_opened_total" [] Count;
     /// Epochs the tick closed (and sent a finalize job for).

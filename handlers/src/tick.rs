@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use sequencer_ports::Windows;
 use serde::Serialize;
 
 use crate::jobs::EpochJob;
@@ -59,6 +60,33 @@ pub async fn run(
     }
 }
 
+/// The submission window (blocks) `epoch` was released under: its own windows on chain, else
+/// the market's current ones (read once per caller through `market_windows`; counted
+/// `tick_epoch_windows_fallback_total`). The tick and verify (for a release the tick has not
+/// recorded yet) record an epoch with the same window this way.
+pub(crate) async fn release_window(
+    p: &Pipeline,
+    epoch: u64,
+    market_windows: &mut Option<Windows>,
+) -> Result<u64, PipelineError> {
+    let market = p.config.market;
+    if let Some(w) = p.ports.chain.epoch_windows(market, epoch).await? {
+        return Ok(w.snapshot_blocks);
+    }
+    p.metrics.inc(&m::TICK_EPOCH_WINDOWS_FALLBACK, []);
+    if let Some(w) = market_windows {
+        return Ok(w.snapshot_blocks);
+    }
+    let w = p.ports.chain.windows(market).await?;
+    tracing::warn!(
+        epoch,
+        snapshot_window = w.snapshot_blocks,
+        "no windows stored with the epoch on chain; using the market's current ones"
+    );
+    *market_windows = Some(w);
+    Ok(w.snapshot_blocks)
+}
+
 /// One step.
 pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
     let market = p.config.market;
@@ -90,31 +118,13 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
         // Read only when a release has no windows of its own on chain.
         let mut market_windows = None;
         for r in &page.releases {
-            let windows = match chain.epoch_windows(market, r.epoch_id).await? {
-                Some(w) => w,
-                None => {
-                    p.metrics.inc(&m::TICK_EPOCH_WINDOWS_FALLBACK, []);
-                    match market_windows {
-                        Some(w) => w,
-                        None => {
-                            let w = chain.windows(market).await?;
-                            tracing::warn!(
-                                epoch = r.epoch_id,
-                                snapshot_window = w.snapshot_blocks,
-                                "no windows stored with the epoch on chain; using the market's current ones"
-                            );
-                            market_windows = Some(w);
-                            w
-                        }
-                    }
-                }
-            };
+            let snapshot = release_window(p, r.epoch_id, &mut market_windows).await?;
             let rec = EpochRecord {
                 epoch: r.epoch_id,
                 begin: r.begin,
                 end: r.end,
                 release_block: r.block_number,
-                window_end: r.block_number.saturating_add(windows.snapshot_blocks),
+                window_end: r.block_number.saturating_add(snapshot),
                 seen_at_ms: p.now_ms(),
                 ..EpochRecord::default()
             };

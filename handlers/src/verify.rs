@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{
-    EpochEntry, EpochState, Found, Outcome, Receipt, RejectReason, SubmissionRecord,
+    EpochEntry, EpochRecord, EpochState, Found, Outcome, Receipt, RejectReason, SubmissionRecord,
     SubmissionState, Want, Write, WriteStatus,
 };
 use crate::sqs::{body, failure};
@@ -95,7 +95,18 @@ pub enum Verdict {
 /// transient failure come back as `batchItemFailures`.
 pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
     let bodies: Vec<&str> = event.records.iter().map(body).collect();
-    let results = verify_batch(p, &bodies).await;
+    // When SQS took each message (Lambda's `SentTimestamp`, Unix ms): the ingress sends a
+    // submission as it arrives, so this is its arrival as far as the pipeline can tell.
+    let sent: Vec<Option<i64>> = event
+        .records
+        .iter()
+        .map(|m| {
+            m.attributes
+                .get("SentTimestamp")
+                .and_then(|v| v.parse::<i64>().ok())
+        })
+        .collect();
+    let results = count(p, Batch::new(p, &bodies).sent_at(sent).run().await);
     let mut response = SqsBatchResponse::default();
     for (m, r) in event.records.iter().zip(results) {
         if let Err(e) = r {
@@ -122,7 +133,14 @@ pub async fn verify_body(p: &Pipeline, body: &str) -> Result<Verdict, PipelineEr
 
 /// Verifies a batch of queue message bodies: one result per body, in order.
 pub async fn verify_batch(p: &Pipeline, bodies: &[&str]) -> Vec<Result<Verdict, PipelineError>> {
-    let results = Batch::new(p, bodies).run().await;
+    count(p, Batch::new(p, bodies).run().await)
+}
+
+/// Counts each result on the metrics catalogue; returns them.
+fn count(
+    p: &Pipeline,
+    results: Vec<Result<Verdict, PipelineError>>,
+) -> Vec<Result<Verdict, PipelineError>> {
     for r in &results {
         match r {
             Ok(Verdict::Accepted) => p.metrics.inc(&m::VERIFY_ACCEPTED, []),
@@ -185,6 +203,18 @@ struct Batch<'a> {
     members: HashMap<(u64, u64), BTreeSet<String>>,
     /// Messages whose stored receipt (a redelivery's) says `late`.
     found_late: BTreeSet<usize>,
+    /// The last round of this invocation: "not yet" answers are final (or go back to the queue)
+    /// instead of waiting for the next round.
+    final_round: bool,
+    /// Messages judged again in a later round of this invocation: a receipt they find with
+    /// their own body is their own earlier round's write (its answer was lost), so it is
+    /// reported as what it says, not as a redelivery.
+    again: BTreeSet<usize>,
+    /// When the queue took each message (Unix ms), where known.
+    sent_ms: Vec<Option<i64>>,
+    /// Messages rejected `late` although they arrived before the close: the pipeline, not the
+    /// sender, was late (counted `verify_late_after_arrival_total`).
+    delayed: BTreeSet<usize>,
 }
 
 fn port_err(e: &PipelineError) -> PipelineError {
@@ -205,7 +235,39 @@ impl<'a> Batch<'a> {
             plans: Vec::with_capacity(bodies.len()),
             members: HashMap::new(),
             found_late: BTreeSet::new(),
+            final_round: false,
+            again: BTreeSet::new(),
+            sent_ms: Vec::new(),
+            delayed: BTreeSet::new(),
         }
+    }
+
+    fn sent_at(mut self, sent: Vec<Option<i64>>) -> Self {
+        self.sent_ms = sent;
+        self
+    }
+
+    /// Message `i` is `late`: the epoch was closed (at `closed_at_ms` when known) before it
+    /// could be accepted. `open_when_read`: it was open when this invocation read it, so the
+    /// message certainly arrived before the close.
+    fn late(&mut self, i: usize, epoch: u64, closed_at_ms: Option<i64>, open_when_read: bool) {
+        let sent = self.sent_ms.get(i).copied().flatten();
+        let before_close =
+            open_when_read || matches!((sent, closed_at_ms), (Some(s), Some(c)) if s < c);
+        let detail = if before_close {
+            self.delayed.insert(i);
+            match sent {
+                Some(s) => format!(
+                    "epoch {epoch} was closed for finalization before this submission, which arrived at {s} ms (before the close), was verified"
+                ),
+                None => format!(
+                    "epoch {epoch} was closed for finalization before this submission, which arrived before the close, was verified"
+                ),
+            }
+        } else {
+            format!("epoch {epoch} was already closed for finalization")
+        };
+        self.reject(i, RejectReason::Late, detail);
     }
 
     fn receipt_of(&self, i: usize, outcome: Outcome) -> Option<Receipt> {
@@ -236,8 +298,55 @@ impl<'a> Batch<'a> {
     async fn run(mut self) -> Vec<Result<Verdict, PipelineError>> {
         self.parse().await;
         let recovered = self.recover();
-        self.judge(recovered).await;
-        self.write().await;
+        // Rounds: what comes back "not yet" (a release or a header block the node has not
+        // served yet, a write conflict, a transient port error) is judged again after a pause
+        // that doubles, within `verify_not_yet_wait`; only what is still undecided then goes
+        // back to the queue, whose redelivery comes after the visibility timeout (minutes).
+        let budget =
+            i64::try_from(self.p.config.verify_not_yet_wait.as_millis()).unwrap_or(i64::MAX);
+        // The pauses planned so far (not the clock: the rounds are the same however long each
+        // judgement took).
+        let mut waited: i64 = 0;
+        let mut pause_ms: i64 = 1_000;
+        let mut input = recovered.clone();
+        loop {
+            self.final_round = waited.saturating_add(pause_ms) > budget;
+            self.judge(input).await;
+            self.write().await;
+            let again: Vec<usize> = (0..self.plans.len())
+                .filter(|i| matches!(&self.plans[*i], Plan::Done(Err(e)) if e.is_retryable()))
+                .collect();
+            if again.is_empty() || self.final_round {
+                break;
+            }
+            self.p.metrics.inc(&m::VERIFY_NOT_YET_ROUNDS, []);
+            self.p
+                .clock
+                .sleep(std::time::Duration::from_millis(
+                    u64::try_from(pause_ms).unwrap_or(0),
+                ))
+                .await;
+            waited = waited.saturating_add(pause_ms);
+            pause_ms = pause_ms.saturating_mul(2);
+            input = vec![None; self.plans.len()];
+            for i in again {
+                self.plans[i] = Plan::Open;
+                input[i] = recovered[i].clone();
+                self.again.insert(i);
+            }
+        }
+        for &i in &self.delayed {
+            if matches!(
+                self.plans.get(i),
+                Some(Plan::Done(Ok(Verdict::Rejected(RejectReason::Late))))
+            ) {
+                tracing::warn!(
+                    submission_id = self.msgs[i].as_ref().map_or("", |m| m.id.as_str()),
+                    "rejected late although it arrived before the close"
+                );
+                self.p.metrics.inc(&m::VERIFY_LATE_AFTER_ARRIVAL, []);
+            }
+        }
         let mut out: Vec<Result<Verdict, PipelineError>> = Vec::with_capacity(self.plans.len());
         for i in 0..self.plans.len() {
             let r = match std::mem::replace(&mut self.plans[i], Plan::Open) {
@@ -509,22 +618,25 @@ impl<'a> Batch<'a> {
         .into_iter()
         .collect();
 
-        // Epochs the tick has not recorded: released on chain means "not yet".
+        // Epochs the tick has not recorded yet: released on chain, recorded here as the tick
+        // records them (same release block, same window), so a submission is judged when it
+        // arrives rather than after a redelivery. Not released (yet): "not yet" until the last
+        // round, then `epoch_not_released`.
         let mut epochs: BTreeMap<u64, Result<Option<EpochEntry>, PipelineError>> = BTreeMap::new();
         for (e, ix) in &epoch_at {
             let r = match &found[*ix] {
                 Ok(Found::Epoch(Some(entry))) => Ok(Some(entry.clone())),
-                Ok(_) => match p.ports.chain.anchored(cfg.market, *e).await {
-                    Ok(a) if a.release_block.is_some() => Err(PipelineError::NotReady(format!(
-                        "epoch {e} is released on chain but not recorded by the tick yet"
+                Ok(_) => match self.open_from_chain(*e).await {
+                    Ok(None) if !self.final_round => Err(PipelineError::NotReady(format!(
+                        "epoch {e} is not released on the node we read yet"
                     ))),
-                    Ok(_) => Ok(None),
-                    Err(err) => Err(PipelineError::Port(err)),
+                    other => other,
                 },
                 Err(err) => Err(port_err(err)),
             };
             epochs.insert(*e, r);
         }
+        let mut head: Option<Result<u64, PipelineError>> = None;
 
         let mut new_blocks: Vec<(B256, u64)> = Vec::new();
         let mut blocks: BTreeMap<B256, Result<Option<u64>, PipelineError>> = BTreeMap::new();
@@ -562,15 +674,16 @@ impl<'a> Batch<'a> {
                 self.plans[i] = Plan::Record(Outcome::Simulation, Verdict::Simulation);
                 continue;
             }
-            let (window, open) = match epochs.get(&epoch) {
+            let (window, open, closed_at) = match epochs.get(&epoch) {
                 Some(Ok(Some(e))) => (
                     Some(EpochWindow {
                         release_block: e.record.release_block,
                         window_blocks: e.record.window_end.saturating_sub(e.record.release_block),
                     }),
                     e.state == EpochState::Open,
+                    e.record.closed_at_ms,
                 ),
-                Some(Ok(None)) => (None, true),
+                Some(Ok(None)) => (None, true, None),
                 Some(Err(e)) => {
                     self.plans[i] = Plan::Done(Err(port_err(e)));
                     continue;
@@ -578,11 +691,7 @@ impl<'a> Batch<'a> {
                 None => continue,
             };
             if !open {
-                self.reject(
-                    i,
-                    RejectReason::Late,
-                    format!("epoch {epoch} was already closed for finalization"),
-                );
+                self.late(i, epoch, closed_at, false);
                 continue;
             }
             let header_block = match m.collect.submission.header_hash().map(B256::from) {
@@ -608,7 +717,34 @@ impl<'a> Batch<'a> {
                                 v.insert(r);
                             }
                             match &blocks[&h] {
-                                Ok(n) => *n,
+                                Ok(Some(n)) => Some(*n),
+                                Ok(None) => {
+                                    // A block the node has not served yet while the window
+                                    // may still be open by the node's head: "not yet" (and,
+                                    // after the last round, back to the queue); once the head
+                                    // is past the window the header is unknown for good.
+                                    let window_end = window.map(|w| w.end());
+                                    if window_end.is_some() && head.is_none() {
+                                        head = Some(
+                                            p.ports.chain.head().await.map_err(PipelineError::Port),
+                                        );
+                                    }
+                                    match (window_end, &head) {
+                                        // Not released: judged as such below.
+                                        (None, _) | (_, None) => None,
+                                        (Some(end), Some(Ok(h))) if *h > end => None,
+                                        (Some(end), Some(Ok(h))) => {
+                                            self.plans[i] = Plan::Done(Err(PipelineError::NotReady(format!(
+                                                "header block not served by the node yet (head {h}, window ends at {end})"
+                                            ))));
+                                            continue;
+                                        }
+                                        (Some(_), Some(Err(e))) => {
+                                            self.plans[i] = Plan::Done(Err(port_err(e)));
+                                            continue;
+                                        }
+                                    }
+                                }
                                 Err(e) => {
                                     self.plans[i] = Plan::Done(Err(port_err(e)));
                                     continue;
@@ -662,6 +798,53 @@ impl<'a> Batch<'a> {
     }
 }
 
+impl Batch<'_> {
+    /// Epoch `e` as the chain has it when the tick has not recorded it: `None` when it is not
+    /// released (on the node we read); else recorded `OPEN` with the release block and window
+    /// the tick would record (the tick finds it recorded and closes it when due), and what the
+    /// store holds then.
+    async fn open_from_chain(&self, e: u64) -> Result<Option<EpochEntry>, PipelineError> {
+        let p = self.p;
+        let a = p.ports.chain.anchored(p.config.market, e).await?;
+        let Some(release_block) = a.release_block else {
+            return Ok(None);
+        };
+        let snapshot = crate::tick::release_window(p, e, &mut None).await?;
+        let rec = EpochRecord {
+            epoch: e,
+            begin: a.begin,
+            end: a.end,
+            release_block,
+            window_end: release_block.saturating_add(snapshot),
+            seen_at_ms: p.now_ms(),
+            ..EpochRecord::default()
+        };
+        // Only an epoch the tick will still close: not one that was finalized already (its
+        // record expired), nor one whose window the chain has passed by the grace (the tick
+        // would close it at once; recording it now could leave it open behind the tick's
+        // cursor for ever). Those are closed: `late`.
+        let head = p.ports.chain.head().await?;
+        let due = rec.window_end.saturating_add(p.config.close_grace_blocks);
+        if a.ended || !a.batches.is_empty() || head > due {
+            return Ok(Some(EpochEntry {
+                state: EpochState::Closed,
+                record: rec,
+            }));
+        }
+        let records = p.records();
+        if records.open_epoch(&rec).await? {
+            tracing::info!(
+                epoch = e,
+                release_block,
+                window_end = rec.window_end,
+                "epoch recorded by verify ahead of the tick"
+            );
+            p.metrics.inc(&m::VERIFY_EPOCHS_OPENED, []);
+        }
+        records.epoch(e).await
+    }
+}
+
 /// One transaction being packed: the epochs it must check open, and its writes with their roles.
 type Chunk = (BTreeSet<u64>, Vec<(Write, Role)>);
 
@@ -679,6 +862,13 @@ impl Batch<'_> {
             self.found_late.insert(i);
         }
         match &self.msgs[i] {
+            Some(m) if m.digest == r.digest && self.again.contains(&i) => {
+                Plan::Done(Ok(match &r.outcome {
+                    Outcome::Accepted => Verdict::Accepted,
+                    Outcome::Simulation => Verdict::Simulation,
+                    Outcome::Rejected { reason, .. } => Verdict::Rejected(reason.clone()),
+                }))
+            }
             Some(m) if m.digest == r.digest => Plan::Done(Ok(Verdict::Redelivered)),
             m => {
                 tracing::warn!(
@@ -726,11 +916,7 @@ impl Batch<'_> {
             };
             if closed.contains(&m.epoch) {
                 let epoch = m.epoch;
-                self.reject(
-                    i,
-                    RejectReason::Late,
-                    format!("epoch {epoch} was closed for finalization before it was accepted"),
-                );
+                self.late(i, epoch, None, true);
             } else {
                 by_slot.entry((m.epoch, m.slot)).or_default().push(i);
             }

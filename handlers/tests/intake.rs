@@ -101,8 +101,31 @@ impl Env {
     }
 }
 
+/// The harness's pipeline with no time for a second round (`VERIFY_NOT_YET_WAIT_MS=0`): what a
+/// failed round returns is what the queue gets back.
+fn cut_short(e: &Env) -> sequencer_handlers::Pipeline {
+    let mut cfg = e.p.config.clone();
+    cfg.verify_not_yet_wait = std::time::Duration::ZERO;
+    sequencer_handlers::Pipeline::new(e.p.ports.clone(), cfg)
+}
+
 fn rejected(reason: &str) -> Verdict {
     Verdict::Rejected(RejectReason::from_code(reason))
+}
+
+/// Item 16.2: the same lost answer inside an invocation with time left: the next round finds
+/// the message's own receipt and reports what it says (accepted), not a redelivery.
+#[tokio::test]
+async fn a_lost_answer_is_settled_by_the_next_round_of_the_same_invocation() {
+    let e = env().await;
+    let body = e.msg(2, "p1");
+    e.state.lose_next(Op::Transact, Table::Submissions);
+    assert_eq!(
+        verify::verify_body(&e.p, &body).await.unwrap(),
+        Verdict::Accepted
+    );
+    assert_eq!(e.outcome(&body).await, Some(Outcome::Accepted));
+    assert_eq!(e.accepted_ids().await, vec![body[..36].to_string()]);
 }
 
 /// Item 16.1: the tick closes the epoch after verify read it as open and before verify wrote.
@@ -149,7 +172,8 @@ async fn a_redelivery_after_the_close_never_writes_late_over_an_accepted_claim()
     let e = env().await;
     let body = e.msg(2, "p1");
     e.state.lose_next(Op::Transact, Table::Submissions);
-    assert!(verify::verify_body(&e.p, &body).await.is_err());
+    // The invocation ends with the lost answer (no time left for a round: a timeout or a crash).
+    assert!(verify::verify_body(&cut_short(&e), &body).await.is_err());
     e.close().await;
     assert_eq!(
         verify::verify_body(&e.p, &body).await.unwrap(),
@@ -345,7 +369,7 @@ async fn a_failed_transaction_returns_only_its_messages_and_the_retry_completes_
     let bodies = [e.msg(1, "p1"), e.msg(2, "p1"), "garbage".to_string()];
     let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
     e.state.fail_next(Op::Transact, Table::Submissions);
-    let out = verify::verify_batch(&e.p, &refs).await;
+    let out = verify::verify_batch(&cut_short(&e), &refs).await;
     assert!(out[0].is_err() && out[1].is_err(), "{out:?}");
     assert!(out[0].as_ref().unwrap_err().is_retryable());
     assert!(

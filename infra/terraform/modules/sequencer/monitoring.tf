@@ -189,6 +189,23 @@ resource "aws_cloudwatch_metric_alarm" "anchor_failed" {
   tags                = local.tags
 }
 
+resource "aws_cloudwatch_metric_alarm" "late_after_arrival" {
+  alarm_name          = "${var.prefix}-late-after-arrival"
+  alarm_description   = "A submission that arrived before its epoch closed was rejected late: verification was delayed past the close (a redelivery, a queue backlog). Raise CLOSE_GRACE_BLOCKS or find the delay in verify's log (docs/protocol.md section 4)."
+  namespace           = local.metric_namespace
+  metric_name         = "verify_late_after_arrival_total"
+  dimensions          = { market = local.metric_market }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
 resource "aws_cloudwatch_metric_alarm" "close_to_anchored" {
   alarm_name          = "${var.prefix}-close-to-anchored-slow"
   alarm_description   = "Epochs take more than ${var.alarms.close_to_anchored_secs} s (p90) from closing to anchored: finalize or anchor is slow or retrying (IPFS, gas, RPC)."
