@@ -65,8 +65,8 @@ pub struct AnchorReport {
 ///
 /// Every message of the batch is held ([`ANCHOR_REDELIVERY`]`.hold`) while the batch runs, so a
 /// crashed or timed-out invocation unblocks the FIFO group within that; a failed job is given
-/// back after [`ANCHOR_REDELIVERY`]'s delay, or [`ANCHOR_OPERATIONAL_REDELIVERY`]'s when the
-/// operator must act (funds, nonce, role).
+/// back after [`ANCHOR_REDELIVERY`]'s delay, [`ANCHOR_OPERATIONAL_REDELIVERY`]'s when the
+/// operator must act (funds, nonce, role), [`ANCHOR_POISON_REDELIVERY`]'s when no retry can help.
 pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
     let queue = p.ports.anchor_queue.as_ref();
     let runs = async {
@@ -93,8 +93,10 @@ pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
         let id = m.message_id.clone().unwrap_or_default();
         let redelivery = if operational(&e).is_some() {
             &ANCHOR_OPERATIONAL_REDELIVERY
-        } else {
+        } else if e.is_retryable() {
             &ANCHOR_REDELIVERY
+        } else {
+            &ANCHOR_POISON_REDELIVERY
         };
         let delay = retry_later(queue, m, redelivery).await;
         tracing::warn!(message_id = %id, receives = receives(m), error = %e, delay_s = delay.as_secs(), "anchor job failed; it will be redelivered after the delay");
@@ -112,6 +114,16 @@ pub const ANCHOR_REDELIVERY: Redelivery = Redelivery {
     first: Duration::from_secs(5),
     factor: 4,
     max: Duration::from_secs(660),
+};
+
+/// [`ANCHOR_REDELIVERY`] for a job no retry can help (unreadable, corrupt records): 5 s every
+/// time, so it reaches the DLQ after its receives within a couple of minutes instead of holding
+/// its FIFO group for the growing delays.
+pub const ANCHOR_POISON_REDELIVERY: Redelivery = Redelivery {
+    hold: Duration::from_secs(60),
+    first: Duration::from_secs(5),
+    factor: 1,
+    max: Duration::from_secs(5),
 };
 
 /// [`ANCHOR_REDELIVERY`] for a refusal the operator must fix (`insufficient funds`,

@@ -117,15 +117,20 @@ pub async fn holding<T>(
         .iter()
         .filter_map(|m| m.receipt_handle.as_deref())
         .collect();
+    let renew = || async {
+        for r in &receipts {
+            if let Err(e) = queue.nack(r, hold).await {
+                tracing::warn!(error = %e, "could not hold a message while working on it");
+            }
+        }
+    };
+    // Held before the work's first call: a crash there gives the messages back within `hold`.
+    renew().await;
     let heartbeat = async {
         #[allow(clippy::infinite_loop)]
         loop {
-            for r in &receipts {
-                if let Err(e) = queue.nack(r, hold).await {
-                    tracing::warn!(error = %e, "could not hold a message while working on it");
-                }
-            }
             p.clock.sleep(hold / 3).await;
+            renew().await;
         }
     };
     let (work, heartbeat) = (std::pin::pin!(work), std::pin::pin!(heartbeat));

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sequencer_embedded::poller::{drain, sqs_event, PollerConfig};
-use sequencer_handlers::anchor::{self, ANCHOR_OPERATIONAL_REDELIVERY, ANCHOR_REDELIVERY};
+use sequencer_handlers::anchor::{
+    self, ANCHOR_OPERATIONAL_REDELIVERY, ANCHOR_POISON_REDELIVERY, ANCHOR_REDELIVERY,
+};
 use sequencer_handlers::finalize::{self, FINALIZE_REDELIVERY};
 use sequencer_handlers::records::EpochState;
 use sequencer_handlers::sqs::{holding, Redelivery};
@@ -148,6 +150,8 @@ fn delays_start_short_and_grow_to_their_cap() {
         d(&ANCHOR_OPERATIONAL_REDELIVERY),
         [60, 120, 240, 480, 660, 660, 660, 660, 660, 660]
     );
+    // A job no retry can help reaches the DLQ quickly instead of holding its FIFO group.
+    assert!(d(&ANCHOR_POISON_REDELIVERY).iter().all(|s| *s == 5));
     // Holding renews well before the hold runs out.
     assert!(ANCHOR_REDELIVERY.hold < Duration::from_secs(660));
 }
@@ -167,9 +171,10 @@ async fn a_failed_finalize_job_comes_back_in_seconds() {
     let resp = finalize::handle(&p, sqs_event("arn:finalize", &got)).await;
     assert_eq!(resp.batch_item_failures.len(), 1);
     let nacks = fq.nacks();
-    assert!(
-        nacks.iter().all(|(_, d)| *d <= FINALIZE_REDELIVERY.hold),
-        "never the visibility timeout: {nacks:?}"
+    assert_eq!(
+        nacks[0],
+        (receipt.clone(), FINALIZE_REDELIVERY.hold),
+        "held before the work starts"
     );
     assert_eq!(
         last_delay(&nacks, &receipt),
