@@ -29,6 +29,8 @@
 //! The same FIFO carries the daily rewards commit ([`crate::rewards`], `updateRewards` with the
 //! same key): an anchored epoch of day d asks for day d − 1's commit until it is done.
 
+use std::time::Duration;
+
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use sequencer_core::B256;
 use sequencer_ports::{BatchCall, ErrorKind, Queue};
@@ -40,7 +42,7 @@ use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{BatchState, EpochEntry, EpochMove, EpochRecord, EpochState, Records};
 use crate::rewards;
-use crate::sqs::{body, failure};
+use crate::sqs::{body, failure, holding, receives, retry_later, Redelivery};
 
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -60,29 +62,95 @@ pub struct AnchorReport {
 /// The Lambda handler. FIFO: the records of one group arrive in order and run one after another
 /// (one writer per signing key), each on its own: one that fails is reported alone and comes back
 /// (after `maxReceiveCount` deliveries, to the DLQ); the others are done.
+///
+/// Every message of the batch is held ([`ANCHOR_REDELIVERY`]`.hold`) while the batch runs, so a
+/// crashed or timed-out invocation unblocks the FIFO group within that; a failed job is given
+/// back after [`ANCHOR_REDELIVERY`]'s delay, [`ANCHOR_OPERATIONAL_REDELIVERY`]'s when the
+/// operator must act (funds, nonce, role), [`ANCHOR_POISON_REDELIVERY`]'s when no retry can help.
 pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for m in &event.records {
-        let id = m.message_id.clone().unwrap_or_default();
-        let receives: u32 = m
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
-        let last = receives >= p.config.anchor_max_receives;
-        let result = match AnchorJob::parse(body(m)) {
-            Ok(job) => run_job(p, job, last).await,
-            Err(e) => {
-                p.metrics.inc(&m::ANCHOR_JOBS_UNREADABLE, []);
-                Err(e)
+    let queue = p.ports.anchor_queue.as_ref();
+    let runs = async {
+        let mut failed = Vec::new();
+        for m in &event.records {
+            let receives = receives(m);
+            let last = receives >= p.config.anchor_max_receives;
+            let result = match AnchorJob::parse(body(m)) {
+                Ok(job) => run_job(p, job, last).await,
+                Err(e) => {
+                    p.metrics.inc(&m::ANCHOR_JOBS_UNREADABLE, []);
+                    Err(e)
+                }
+            };
+            if let Err(e) = result {
+                failed.push((m, e));
             }
-        };
-        if let Err(e) = result {
-            tracing::warn!(message_id = %id, receives, error = %e, "anchor job failed; it will be redelivered");
-            response.batch_item_failures.push(failure(id));
         }
+        failed
+    };
+    let failed = holding(p, queue, &event.records, ANCHOR_REDELIVERY.hold, runs).await;
+    let mut response = SqsBatchResponse::default();
+    for (m, e) in failed {
+        let id = m.message_id.clone().unwrap_or_default();
+        let redelivery = if operational(&e).is_some() {
+            &ANCHOR_OPERATIONAL_REDELIVERY
+        } else if e.is_retryable() {
+            &ANCHOR_REDELIVERY
+        } else {
+            &ANCHOR_POISON_REDELIVERY
+        };
+        let delay = retry_later(queue, m, redelivery).await;
+        tracing::warn!(message_id = %id, receives = receives(m), error = %e, delay_s = delay.as_secs(), "anchor job failed; it will be redelivered after the delay");
+        response.batch_item_failures.push(failure(id));
     }
     response
+}
+
+/// How anchor jobs are held while their batch runs and when a failed one comes back (the FIFO
+/// group waits for it): held 60 s at a time; after a failed delivery 5 s, then 20 s, 80 s, 320 s
+/// and at most the queue's 660 s visibility timeout (10 receives: a retry horizon of about an
+/// hour).
+pub const ANCHOR_REDELIVERY: Redelivery = Redelivery {
+    hold: Duration::from_secs(60),
+    first: Duration::from_secs(5),
+    factor: 4,
+    max: Duration::from_secs(660),
+};
+
+/// [`ANCHOR_REDELIVERY`] for a job no retry can help (unreadable, corrupt records): 5 s every
+/// time, so it reaches the DLQ after its receives within a couple of minutes instead of holding
+/// its FIFO group for the growing delays.
+pub const ANCHOR_POISON_REDELIVERY: Redelivery = Redelivery {
+    hold: Duration::from_secs(60),
+    first: Duration::from_secs(5),
+    factor: 1,
+    max: Duration::from_secs(5),
+};
+
+/// [`ANCHOR_REDELIVERY`] for a refusal the operator must fix (`insufficient funds`,
+/// `nonce too low`, a revoked role): 60 s, doubling to 660 s (a retry horizon of about 70
+/// minutes before the epoch is `ANCHOR_FAILED` and `seqctl epochs reanchor` is the way back).
+pub const ANCHOR_OPERATIONAL_REDELIVERY: Redelivery = Redelivery {
+    hold: Duration::from_secs(60),
+    first: Duration::from_secs(60),
+    factor: 2,
+    max: Duration::from_secs(660),
+};
+
+/// The `kind` label of an error the operator must fix, if it is one.
+fn operational(e: &PipelineError) -> Option<&'static str> {
+    match e {
+        PipelineError::Port(e) => operational_kind(e),
+        _ => None,
+    }
+}
+
+fn operational_kind(e: &PortError) -> Option<&'static str> {
+    match e.kind() {
+        ErrorKind::Funds => Some("funds"),
+        ErrorKind::Nonce => Some("nonce"),
+        ErrorKind::Permission => Some("permission"),
+        _ => None,
+    }
 }
 
 /// Runs one job of the anchor queue; `last`: its last delivery before the DLQ.
@@ -250,13 +318,7 @@ async fn chain_failure(
     e: PortError,
     last: bool,
 ) -> Result<AnchorReport, PipelineError> {
-    let operational = match e.kind() {
-        ErrorKind::Funds => Some("funds"),
-        ErrorKind::Nonce => Some("nonce"),
-        ErrorKind::Permission => Some("permission"),
-        _ => None,
-    };
-    if let Some(kind) = operational {
+    if let Some(kind) = operational_kind(&e) {
         p.metrics.inc(&m::ANCHOR_OPERATIONAL_ERRORS, [kind]);
         tracing::error!(epoch = rec.epoch, kind, error = %e, retryable = e.is_retryable(), "anchor account needs the operator");
     }

@@ -30,9 +30,11 @@
 //! fail the job. A transient failure (state store, content store or queue unavailable) is retried
 //! inside the same invocation by [`handle`] ([`run_retrying`]): after 1 s, then 2, 4, 8, 16 and
 //! 30 s, while the retries stay within `FINALIZE_RETRY_BUDGET_MS` (120 s by default, counting the
-//! runs themselves; the function's timeout is 300 s). Past that budget the message comes back
-//! after the queue's visibility timeout (6 × 300 s = 30 min in the Terraform module), and after
-//! five receives it goes to the DLQ. Errors no retry can fix (an invariant, corrupt data, a
+//! runs themselves; the function's timeout is 300 s). Past that budget the message is given
+//! back with a short visibility ([`FINALIZE_REDELIVERY`]: 30 s, then 2, 8 and 30 minutes), not
+//! the queue's visibility timeout (6 × 300 s = 30 min in the Terraform module), and after five
+//! receives it goes to the DLQ. While a job runs its message is held 60 s at a time, so a run
+//! that crashes or times out gives it back within a minute. Errors no retry can fix (an invariant, corrupt data, a
 //! content store that answers another CID) are not retried in the invocation.
 
 use std::time::{Duration, Instant};
@@ -51,7 +53,7 @@ use crate::pipeline::{parse, Pipeline, PipelineError};
 use crate::records::{
     BatchRecord, EpochCounts, EpochEntry, EpochMove, EpochState, SealRecord, SealWrite,
 };
-use crate::sqs::{body, each_record};
+use crate::sqs::{body, each_record_held, Redelivery};
 
 /// What one run did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -113,12 +115,31 @@ pub struct Sealed {
     pub by_this_run: bool,
 }
 
-/// The Lambda handler: each job run with in-invocation retries of transient failures.
+/// How finalize jobs are held while they run and when a failed one comes back: held 60 s at a
+/// time (a crashed or timed-out run's job is back within a minute, not after the queue's 30-minute
+/// visibility timeout); after a failed delivery, 30 s, then 2, 8 and 30 minutes (the queue's
+/// `maxReceiveCount` of 5 gives a retry horizon of about 40 minutes plus the runs' own retries).
+pub const FINALIZE_REDELIVERY: Redelivery = Redelivery {
+    hold: Duration::from_secs(60),
+    first: Duration::from_secs(30),
+    factor: 4,
+    max: Duration::from_secs(1800),
+};
+
+/// The Lambda handler: each job run with in-invocation retries of transient failures, held while
+/// it runs and, when it fails, given back after [`FINALIZE_REDELIVERY`]'s delay.
 pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
-    each_record(&event, "finalize", |m| async move {
-        let job: EpochJob = parse("finalize job", body(m))?;
-        run_retrying(p, job).await.map(|_| ())
-    })
+    each_record_held(
+        p,
+        p.ports.finalize_queue.as_ref(),
+        &FINALIZE_REDELIVERY,
+        &event,
+        "finalize",
+        |m| async move {
+            let job: EpochJob = parse("finalize job", body(m))?;
+            run_retrying(p, job).await.map(|_| ())
+        },
+    )
     .await
 }
 

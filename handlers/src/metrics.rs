@@ -132,6 +132,8 @@ catalogue! {
     counter TICK_EPOCH_WINDOWS_FALLBACK = "tick_epoch_windows_fallback_total" [] Count;
     /// Tick steps that failed and were retried (the local runner's tick loop).
     counter TICK_ERRORS = "tick_errors_total" [] Count;
+    /// Tick steps that failed inside a tick run, by the part that failed (`head`, `releases`, `close`, `blocks`); the run goes on after a short pause.
+    counter TICK_STEP_FAILURES = "tick_step_failures_total" ["part"] Count;
     /// Epochs finalized (including a redelivered job finding its epoch finalized).
     counter FINALIZE_EPOCHS = "finalize_epochs_total" [] Count;
     /// Batches of the epochs finalized.

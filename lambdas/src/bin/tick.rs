@@ -1,7 +1,9 @@
 //! `tick` Lambda (EventBridge schedule, every minute): follows the chain head inside the
 //! invocation until shortly before its deadline (`TICK_POLL_MS`, default 1000, between steps), so
-//! epochs shorter than a minute are served; EMF metric lines after each invocation. Environment:
-//! see the `sequencer_lambdas` crate docs.
+//! epochs shorter than a minute are served; EMF metric lines after each invocation. A failed step
+//! does not end the invocation (`tick::run` counts it in `tick_step_failures_total` and goes on);
+//! the invocation reports failure only when every one of its steps failed, and its report says
+//! how many failed otherwise. Environment: see the `sequencer_lambdas` crate docs.
 
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ async fn main() -> Result<(), Error> {
         move |e: LambdaEvent<serde_json::Value>| async move {
             let left = sequencer_lambdas::time_left(&e.context, MARGIN);
             let started = std::time::Instant::now();
+            // Err only when every step failed: the invocation is then reported failed.
             let report = tick::run(p, left, poll).await;
             emf.invocation_done(p, started.elapsed());
             Ok::<_, Error>(serde_json::to_value(report?)?)

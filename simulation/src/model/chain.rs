@@ -10,7 +10,7 @@
 //! Failures are the [`PortError`]s the chain adapter makes of the client's errors
 //! (`chain/src/port.rs`): a contract revert is `Reverted` with the contract's error name as its
 //! code (`NotSequencer` is `Permission`), a node's `insufficient funds` is `Funds` and its
-//! `nonce too low` is `Nonce`, neither retryable (the client's verdict on a node's refusal), a
+//! `nonce too low` is `Nonce`, both retried (the adapter's verdict since issue 16 item 5), a
 //! receipt that did not come in time is `Pending` (retryable), a transport failure (the gate's)
 //! `Unavailable`. Messages are the client's.
 //!
@@ -472,8 +472,10 @@ fn revert(name: &str, message: impl std::fmt::Display) -> PortError {
 }
 
 /// A node's refusal of our transaction (`insufficient funds …`, `nonce too low`) as the chain
-/// adapter reports it: the kind its wording gives, not retryable (the client's verdict on an
-/// error answer of the node, which is no transport failure).
+/// adapter reports it (`chain/src/port.rs`, `From<ChainError>`): the kind its wording gives;
+/// funds and nonce refusals retryable (funded, or with the next nonce, it works: issue 16 item
+/// 5), any other refusal not (the client's verdict on an error answer of the node, which is no
+/// transport failure).
 pub fn node_error(message: &str) -> PortError {
     let m = message.to_ascii_lowercase();
     let kind = if m.contains("insufficient funds") {
@@ -483,11 +485,12 @@ pub fn node_error(message: &str) -> PortError {
     } else {
         ErrorKind::Refused
     };
+    let retryable = matches!(kind, ErrorKind::Funds | ErrorKind::Nonce);
     PortError::chain(
         kind,
         format!("rpc: server returned an error response: error code -32000: {message}"),
     )
-    .with_retryable(false)
+    .with_retryable(retryable)
 }
 
 /// A receipt that did not come in time, our transaction mined or not.
@@ -863,12 +866,14 @@ mod tests {
         let funds = node_error("insufficient funds for gas * price + value");
         assert_eq!(
             (funds.kind(), funds.is_retryable()),
-            (&ErrorKind::Funds, false)
+            (&ErrorKind::Funds, true),
+            "the adapter retries an account out of gas money"
         );
         let nonce = node_error("nonce too low");
         assert_eq!(
             (nonce.kind(), nonce.is_retryable()),
-            (&ErrorKind::Nonce, false)
+            (&ErrorKind::Nonce, true),
+            "and a nonce another writer took"
         );
         assert!(receipt_timeout(B256::ZERO).is_retryable());
     }

@@ -106,6 +106,12 @@ struct Inner {
     skips: Vec<(u64, u64)>,
     release_txs: u64,
     rewards_txs: u64,
+    /// `head` calls that fail (`Unavailable`) before it answers again.
+    fail_next_heads: u32,
+    /// How long each `block_hash` call takes (tokio time).
+    block_hash_delay: Option<std::time::Duration>,
+    /// `block_hash` calls answered.
+    block_hash_calls: u64,
 }
 
 impl Inner {
@@ -307,6 +313,9 @@ impl MemChain {
             skips: Vec::new(),
             release_txs: 0,
             rewards_txs: 0,
+            fail_next_heads: 0,
+            block_hash_delay: None,
+            block_hash_calls: 0,
         };
         for s in 1..=slots {
             inner
@@ -484,6 +493,22 @@ impl MemChain {
             .unwrap_or_default()
     }
 
+    /// Makes the next `n` `head` reads fail as an unavailable node.
+    pub fn fail_next_heads(&self, n: u32) {
+        self.lock().fail_next_heads = n;
+    }
+
+    /// Makes every `block_hash` read take `d` (a slow RPC node; tokio time, so a test on paused
+    /// time advances it), or answer at once (`None`).
+    pub fn set_block_hash_delay(&self, d: Option<std::time::Duration>) {
+        self.lock().block_hash_delay = d;
+    }
+
+    /// `block_hash` reads answered so far.
+    pub fn block_hash_calls(&self) -> u64 {
+        self.lock().block_hash_calls
+    }
+
     /// Makes the next `n` batch submissions fail with a transport error (after nothing was sent).
     pub fn fail_next_submits(&self, n: u32) {
         let mut i = self.inner.lock().unwrap();
@@ -544,9 +569,24 @@ impl MemChain {
 #[async_trait]
 impl ChainPort for MemChain {
     async fn head(&self) -> Result<u64, PortError> {
+        {
+            let mut i = self.lock();
+            if i.fail_next_heads > 0 {
+                i.fail_next_heads -= 1;
+                return Err(PortError::chain(
+                    ErrorKind::Unavailable,
+                    "node unavailable (test fault)",
+                ));
+            }
+        }
         Ok(self.head_now())
     }
     async fn block_hash(&self, number: u64) -> Result<Option<B256>, PortError> {
+        let delay = self.lock().block_hash_delay;
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        self.lock().block_hash_calls += 1;
         Ok((number <= self.head_now()).then(|| block_hash_of(number)))
     }
     async fn block_number(&self, hash: B256) -> Result<Option<u64>, PortError> {
