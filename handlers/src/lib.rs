@@ -25,6 +25,7 @@
 //! SQLite, no AWS SDK (`cargo tree -p sequencer-handlers -e normal` shows it).
 
 pub mod anchor;
+pub mod chain_cache;
 pub mod config;
 pub mod epoch_manager;
 pub mod finalize;

@@ -118,6 +118,9 @@ catalogue! {
     counter VERIFY_DEAD_LETTERED = "verify_dead_lettered_total" ["reason"] Count;
     /// Messages verify left to the queue's redelivery (a transient failure of a port).
     counter VERIFY_RETRIED = "verify_retried_total" [] Count;
+    /// Messages counted and not stored (no receipt, no record): a slot or epoch out of range, a
+    /// signer that is not the slot's snapshotter, a slot's simulations over their cap; by reason.
+    counter VERIFY_DROPPED = "verify_dropped_total" ["reason"] Count;
     /// Epochs the tick opened from a release.
     counter TICK_EPOCHS_OPENED = "tick_epochs_opened_total" [] Count;
     /// Epochs the tick closed (and sent a finalize job for).

@@ -662,6 +662,21 @@ impl ChainPort for SimChain {
         .await
     }
 
+    async fn slot_count(&self) -> Result<Option<u64>, PortError> {
+        // `getTotalNodeCount()`: the highest slot ever given a snapshotter.
+        self.read("slot_count", String::new(), |m, _| {
+            Some(
+                m.owners
+                    .iter()
+                    .filter(|(_, a)| **a != Address::ZERO)
+                    .map(|(s, _)| *s)
+                    .max()
+                    .unwrap_or(0),
+            )
+        })
+        .await
+    }
+
     async fn windows(&self, _market: Address) -> Result<Windows, PortError> {
         self.read("windows", String::new(), |m, _| m.windows).await
     }
