@@ -6,8 +6,9 @@
 //!   slot id outside `1..=getTotalNodeCount()` (`slot_out_of_range`), an epoch more than
 //!   `EPOCH_HORIZON` epochs past the newest one the store has recorded (`epoch_out_of_range`).
 //!   The slot count comes from the chain port (cached per process by `chain_cache`); the newest
-//!   epoch from the records, kept per process ([`Horizon`]) and read again at most once a second,
-//!   only when a message names an epoch beyond it.
+//!   epoch from the records (before the tick has recorded any: the chain's last released epoch,
+//!   `dataMarketInfo`), kept per process ([`Horizon`]) and read again at most once a second, only
+//!   when a message names an epoch beyond it.
 //! - **Strangers** ([`Batch::drop_strangers`]): a signer that is not the slot's snapshotter (or a
 //!   slot without one) is dropped once the owners are known, before the epoch's chain reads,
 //!   flags, headers or any write. No receipt: a redelivery is judged again, the same way.
@@ -58,7 +59,13 @@ impl Horizon {
                 return Ok(n);
             }
         }
-        let n = p.records().newest_epoch().await?;
+        let mut n = p.records().newest_epoch().await?;
+        if n.is_none() {
+            // The tick has recorded nothing yet: the chain's last released epoch (a failure
+            // leaves the batch to the queue's redelivery, as any chain failure does).
+            let info = p.ports.chain.market_info(p.config.market).await?;
+            n = (info.current_epoch > 0).then_some(info.current_epoch);
+        }
         *self.newest.lock().unwrap_or_else(|e| e.into_inner()) = Some((n, now));
         Ok(n)
     }
