@@ -62,6 +62,7 @@ pub async fn epoch_row(
     // `duplicate`, or both are rejected for its reason.
     let is = |r: &Option<Receipt>, e: &Expect| match (e, r) {
         (Expect::Accepted, Some(r)) => r.outcome == Outcome::Accepted,
+        (Expect::Dropped(_), None) => true,
         (Expect::Rejected(why), Some(r)) => {
             r.outcome.reason().map(|reason| reason.code()) == Some(*why)
         }
@@ -81,7 +82,9 @@ pub async fn epoch_row(
                         (is(&got, &s.expect) && is(&other, &dup))
                             || (is(&other, &s.expect) && is(&got, &dup))
                     }
-                    Expect::Rejected(_) => is(&got, &s.expect) && is(&other, &s.expect),
+                    Expect::Rejected(_) | Expect::Dropped(_) => {
+                        is(&got, &s.expect) && is(&other, &s.expect)
+                    }
                 };
                 (m, Some((alt.clone(), other)))
             }

@@ -135,12 +135,6 @@ impl ChainClient {
         Ok(owner)
     }
 
-    /// `getTotalNodeCount()`: the highest slot id ever assigned (slots are `1..=this`).
-    pub async fn total_node_count(&self) -> Result<u64> {
-        let n = self.view(ProtocolState::getTotalNodeCountCall {}).await?;
-        to_u64(n, "total node count")
-    }
-
     fn cached_slot(&self, slot: u64) -> Option<Address> {
         let cache = self.slots.lock().ok()?;
         let (owner, at) = cache.get(&slot)?;
