@@ -32,6 +32,7 @@ use sequencer_handlers::records::RejectReason;
 use sequencer_handlers::tick;
 use sequencer_handlers::verify::Verdict;
 use sequencer_ports::{ContentStore, ErrorKind, OutMessage, PortError, Queue, Received, Table};
+use sequencer_testsupport::block_hash_of;
 use sequencer_testsupport::faults::Op;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -159,10 +160,12 @@ async fn every_fate_of_a_submission_and_a_proof_that_verifies(via: Via) {
     assert_eq!(v, Verdict::Accepted);
     let (a2, _) = e.submit(2, 2, epoch, "p1", CID_B, h).await;
     let (b1, _) = e.submit(3, 3, epoch, "p2", CID_A, h).await;
-    let (forged, v) = e.submit(4, 5, epoch, "p3", CID_A, h).await;
+    // A header before the epoch's window: rejected and stored with its reason (a signer that
+    // is not the slot's snapshotter is counted and not stored, docs/protocol.md §5).
+    let (forged, v) = e.submit(4, 4, epoch, "p3", CID_A, block_hash_of(1)).await;
     assert_eq!(
         v,
-        Verdict::Rejected(RejectReason::from_code("not_slot_snapshotter"))
+        Verdict::Rejected(RejectReason::from_code("outside_window"))
     );
     let (sim, v) = e.submit(5, 5, 0, "p4", CID_A, h).await;
     assert_eq!(v, Verdict::Simulation);
@@ -186,7 +189,7 @@ async fn every_fate_of_a_submission_and_a_proof_that_verifies(via: Via) {
         ))
         .await;
     assert_eq!(r.body["fate"], "rejected");
-    assert_eq!(r.body["reason"], "not_slot_snapshotter");
+    assert_eq!(r.body["reason"], "outside_window");
     assert!(r.body["at_ms"].as_i64().unwrap() > 0);
     let r = e
         .get(&format!("/v1/markets/{}/epochs/0/submissions/{sim}", e.m()))
@@ -200,10 +203,7 @@ async fn every_fate_of_a_submission_and_a_proof_that_verifies(via: Via) {
     assert_eq!(st.status, 200);
     assert_eq!(st.body["state"], "OPEN");
     assert_eq!(st.body["counts"]["accepted"], 3);
-    assert_eq!(
-        st.body["counts"]["rejectedByReason"]["not_slot_snapshotter"],
-        1
-    );
+    assert_eq!(st.body["counts"]["rejectedByReason"]["outside_window"], 1);
     assert_eq!(st.body["countsFinal"], false);
 
     // Finalized, not anchored: the proof exists, the fate says it is not anchored.
@@ -726,7 +726,7 @@ async fn the_live_summary_tells_head_ages_lag_failures_dead_letters_and_ingress(
     // Epoch 1 anchored; epoch 2's anchoring refused for good; epoch 3 open with live counts.
     let (e1, h) = e.open_epoch().await;
     e.submit(1, 1, e1, "p1", CID_A, h).await;
-    e.submit(2, 5, e1, "p1", CID_A, h).await; // not the slot's snapshotter
+    e.submit(2, 2, e1, "p1", CID_A, block_hash_of(1)).await; // before the window
     e.close().await;
     e.finalize().await;
     e.anchor().await;
@@ -780,7 +780,7 @@ async fn the_live_summary_tells_head_ages_lag_failures_dead_letters_and_ingress(
     assert_eq!(ids, vec![e3, e2, e1], "newest first");
     assert_eq!(b["epochs"][2]["state"], "ANCHORED");
     assert_eq!(
-        b["epochs"][2]["counts"]["rejectedByReason"]["not_slot_snapshotter"],
+        b["epochs"][2]["counts"]["rejectedByReason"]["outside_window"],
         1
     );
     assert!(b["epochs"][2]["closeToAnchoredMs"].as_i64().unwrap() >= 0);

@@ -135,6 +135,9 @@ impl ChainPort for ChainClient {
     async fn is_flagged(&self, market: Address, who: Address) -> Result<bool, PortError> {
         Ok(ChainClient::is_flagged(self, market, who).await?)
     }
+    async fn slot_count(&self) -> Result<Option<u64>, PortError> {
+        Ok(Some(ChainClient::total_node_count(self).await?))
+    }
     async fn windows(&self, market: Address) -> Result<Windows, PortError> {
         Ok(ChainClient::submission_window(self, market).await?)
     }

@@ -17,6 +17,11 @@
 //! | `RECORD_TTL_DAYS` | 30 | expiry of receipts, counters, accepted submissions, blocks and epochs in the state store |
 //! | `FINALIZE_CONCURRENCY` | 8 | batch uploads and batch records finalize has in flight at once |
 //! | `FINALIZE_RETRY_BUDGET_MS` | 120000 | how long one finalize invocation retries transient failures itself (delays 1 s, doubling to 30 s); 0: never, the queue's visibility timeout decides |
+//! | `EPOCH_HORIZON` | 10 | epochs past the newest one the store has recorded that verify still takes up; a message naming a later epoch is counted and not stored |
+//! | `MAX_SIMULATIONS_PER_SLOT` | 4 | simulation (epoch 0) receipts kept per slot while they live (`RECORD_TTL_DAYS`); more are counted and not stored |
+//! | `CHAIN_CACHE_TTL_SECS` | 60 | how long verify's process keeps a slot's owner, a signer's flag and the slot count |
+//! | `CHAIN_CACHE_ENTRIES` | 100000 | entries of each of those caches (owners, flags, unknown headers) |
+//! | `UNKNOWN_HEADER_TTL_MS` | 1000 | how long a header the chain did not know is answered "unknown" without asking again |
 //!
 //! Why `CLOSE_GRACE_BLOCKS` = 2: a submission whose header is the window's last block can still
 //! be in the ingress buffer (20 ms linger), in SQS or in a verify batch when the head passes the
@@ -24,6 +29,13 @@
 //! takes milliseconds, so two blocks (≥ 2 s on chains with ≥ 1 s blocks, 24 s on Ethereum) cover
 //! it with a wide margin while keeping finalization prompt. What arrives after the close is
 //! rejected as `late`, never silently dropped.
+//!
+//! Why `EPOCH_HORIZON` = 10: the tick records a release within seconds, but a stalled tick (a
+//! slow RPC node, a failed invocation) can leave a few released epochs unrecorded; ten epochs
+//! (minutes on any market) cover that, while a message naming an epoch further out, which no
+//! honest snapshotter sends, costs no chain call and leaves no record. `UNKNOWN_HEADER_TTL_MS` is
+//! shorter than any protocol chain's block time so that a header which was only "not yet" is
+//! asked again at the next try.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -71,6 +83,16 @@ pub struct PipelineConfig {
     /// (a release or a header block the node has not served yet) before the message goes back
     /// to the queue: `VERIFY_NOT_YET_WAIT_MS`, default 7 000 (well inside verify's 30 s).
     pub verify_not_yet_wait: Duration,
+    /// Epochs past the newest recorded one that verify takes up (the rest: counted, not stored).
+    pub epoch_horizon: u64,
+    /// Simulation receipts kept per slot (the rest: counted, not stored).
+    pub max_simulations_per_slot: u32,
+    /// How long slot owners, flags and the slot count are cached (`chain_cache`).
+    pub chain_cache_ttl: Duration,
+    /// Entries per chain cache.
+    pub chain_cache_entries: usize,
+    /// How long a header the chain did not know is remembered as unknown.
+    pub unknown_header_ttl: Duration,
 }
 
 impl PipelineConfig {
@@ -90,6 +112,11 @@ impl PipelineConfig {
             finalize_concurrency: 8,
             finalize_retry_budget: Duration::from_secs(120),
             verify_not_yet_wait: Duration::from_millis(7_000),
+            epoch_horizon: 10,
+            max_simulations_per_slot: 4,
+            chain_cache_ttl: Duration::from_secs(60),
+            chain_cache_entries: 100_000,
+            unknown_header_ttl: Duration::from_millis(1_000),
         }
     }
 
@@ -161,6 +188,23 @@ impl PipelineConfig {
             c.finalize_retry_budget.as_millis() as u64,
         )?;
         c.finalize_retry_budget = Duration::from_millis(budget_ms);
+        c.epoch_horizon = num(&get, "EPOCH_HORIZON", c.epoch_horizon)?;
+        c.max_simulations_per_slot =
+            num(&get, "MAX_SIMULATIONS_PER_SLOT", c.max_simulations_per_slot)?;
+        c.chain_cache_ttl = Duration::from_secs(num(
+            &get,
+            "CHAIN_CACHE_TTL_SECS",
+            c.chain_cache_ttl.as_secs(),
+        )?);
+        c.chain_cache_entries = num(&get, "CHAIN_CACHE_ENTRIES", c.chain_cache_entries)?;
+        if c.chain_cache_entries == 0 {
+            return Err(ConfigError("CHAIN_CACHE_ENTRIES must be at least 1".into()));
+        }
+        c.unknown_header_ttl = Duration::from_millis(num(
+            &get,
+            "UNKNOWN_HEADER_TTL_MS",
+            c.unknown_header_ttl.as_millis() as u64,
+        )?);
         let days: u64 = num(&get, "RECORD_TTL_DAYS", 30)?;
         c.record_ttl = Duration::from_secs(days.saturating_mul(24 * 3600));
         if let Some(list) = get("FULL_NODE_ADDRESSES") {

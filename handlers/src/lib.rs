@@ -27,6 +27,7 @@
 
 pub mod anchor;
 pub mod clock;
+pub mod chain_cache;
 pub mod config;
 pub mod epoch_manager;
 pub mod finalize;

@@ -124,6 +124,9 @@ catalogue! {
     counter VERIFY_EPOCHS_OPENED = "verify_epochs_opened_total" [] Count;
     /// Submissions rejected `late` although they arrived before the close (the pipeline was late).
     counter VERIFY_LATE_AFTER_ARRIVAL = "verify_late_after_arrival_total" [] Count;
+    /// Messages counted and not stored (no receipt, no record): a slot or epoch out of range, a
+    /// signer that is not the slot's snapshotter, a slot's simulations over their cap; by reason.
+    counter VERIFY_DROPPED = "verify_dropped_total" ["reason"] Count;
     /// Epochs the tick opened from a release.
     counter TICK_EPOCHS_OPENED = "tick_epochs_opened_total" [] Count;
     /// Epochs the tick closed (and sent a finalize job for).

@@ -68,6 +68,8 @@ pub struct Pipeline {
     pub metrics: Metrics,
     /// The clock records are stamped and expire by ([`SystemClock`] unless replaced).
     pub clock: Arc<dyn Clock>,
+    /// The newest recorded epoch as verify last read it (kept per process, `verify::guard`).
+    pub verify_horizon: Arc<crate::verify::Horizon>,
 }
 
 impl Pipeline {
@@ -80,6 +82,7 @@ impl Pipeline {
             ports,
             config,
             clock: Arc::new(SystemClock),
+            verify_horizon: Arc::default(),
         }
     }
 

@@ -28,6 +28,10 @@
 //! everything of a message, and a redelivery finds its receipt. A redelivered message after the
 //! close finds its receipt (or its accepted claim) before it could be judged `late`.
 //! Only messages that hit a transient failure come back (`batchItemFailures`).
+//!
+//! What a hostile message may cost, and the messages counted but never stored (out-of-range
+//! slots and epochs, signers that are not the slot's snapshotter, simulations over their cap),
+//! are in [`guard`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -45,6 +49,9 @@ use crate::records::{
     SubmissionState, Want, Write, WriteStatus,
 };
 use crate::sqs::{body, failure};
+
+mod guard;
+pub use guard::{Horizon, EPOCH_OUT_OF_RANGE, SIMULATION_CAP, SLOT_OUT_OF_RANGE};
 
 /// Reason code of a submission for an epoch the tick has already closed.
 pub const LATE: &str = RejectReason::LATE;
@@ -89,6 +96,8 @@ pub enum Verdict {
     Redelivered,
     /// Not a submission at all: sent to the dead-letter queue.
     DeadLettered(String),
+    /// Counted, not stored (no receipt), for this reason ([`guard`]).
+    Dropped(&'static str),
 }
 
 /// The Lambda handler: the whole batch as one unit of state work; only the messages that hit a
@@ -148,6 +157,7 @@ fn count(
             Ok(Verdict::Rejected(r)) => p.metrics.inc(&m::VERIFY_REJECTED, [r.code()]),
             Ok(Verdict::Redelivered) => p.metrics.inc(&m::VERIFY_REDELIVERED, []),
             Ok(Verdict::DeadLettered(r)) => p.metrics.inc(&m::VERIFY_DEAD_LETTERED, [r]),
+            Ok(Verdict::Dropped(r)) => p.metrics.inc(&m::VERIFY_DROPPED, [*r]),
             Err(_) => p.metrics.inc(&m::VERIFY_RETRIED, []),
         }
     }
@@ -297,6 +307,7 @@ impl<'a> Batch<'a> {
 
     async fn run(mut self) -> Vec<Result<Verdict, PipelineError>> {
         self.parse().await;
+        self.screen().await;
         let recovered = self.recover();
         // Rounds: what comes back "not yet" (a release or a header block the node has not
         // served yet, a write conflict, a transient port error) is judged again after a pause
@@ -601,6 +612,7 @@ impl<'a> Batch<'a> {
         .await
         .into_iter()
         .collect();
+        self.drop_strangers(&mut still, &owners, &signer);
         let want_flags: BTreeSet<Address> = still
             .iter()
             .filter_map(|i| {
@@ -624,6 +636,14 @@ impl<'a> Batch<'a> {
         // round, then `epoch_not_released`.
         let mut epochs: BTreeMap<u64, Result<Option<EpochEntry>, PipelineError>> = BTreeMap::new();
         for (e, ix) in &epoch_at {
+            // Only epochs a message still being judged names (a simulation's 0 has none).
+            if *e == 0
+                || !still
+                    .iter()
+                    .any(|i| self.msgs[*i].as_ref().is_some_and(|m| m.epoch == *e))
+            {
+                continue;
+            }
             let r = match &found[*ix] {
                 Ok(Found::Epoch(Some(entry))) => Ok(Some(entry.clone())),
                 Ok(_) => match self.open_from_chain(*e).await {
@@ -1002,10 +1022,14 @@ impl Batch<'_> {
                 });
             }
         }
+        units.extend(self.simulation_units());
         for i in 0..self.plans.len() {
             let (Plan::Record(outcome, _), Some(m)) = (&self.plans[i], &self.msgs[i]) else {
                 continue;
             };
+            if *outcome == Outcome::Simulation {
+                continue;
+            }
             if let Some(receipt) = self.receipt_of(i, outcome.clone()) {
                 units.push(Unit {
                     epoch: None,

@@ -115,13 +115,20 @@ async fn every_rule_then_close_finalize_anchor_exactly_once() {
         e.verify(&e.msg(2, 2, epoch, "p1", CID_B, h)).await,
         rejected("duplicate")
     );
+    // Counted, not stored (docs/protocol.md §5): another slot's key, a slot without a
+    // snapshotter, a slot id past the contract's slot count.
     assert_eq!(
         e.verify(&e.msg(3, 4, epoch, "p4", CID_A, h)).await,
-        rejected("not_slot_snapshotter")
+        Verdict::Dropped("not_slot_snapshotter")
+    );
+    e.chain.assign_slot(10, Address::repeat_byte(0x10));
+    assert_eq!(
+        e.verify(&e.msg(8, 1, epoch, "p4", CID_A, h)).await,
+        Verdict::Dropped("unknown_slot")
     );
     assert_eq!(
         e.verify(&e.msg(99, 1, epoch, "p4", CID_A, h)).await,
-        rejected("unknown_slot")
+        Verdict::Dropped(verify::SLOT_OUT_OF_RANGE)
     );
     assert_eq!(
         e.verify(&e.msg(2, 2, epoch, "p5", CID_A, block_hash_of(r - 1)))
@@ -181,7 +188,10 @@ async fn every_rule_then_close_finalize_anchor_exactly_once() {
         h,
     )
     .0;
-    assert_eq!(e.verify(&forged).await, rejected("not_slot_snapshotter"));
+    assert_eq!(
+        e.verify(&forged).await,
+        Verdict::Dropped("not_slot_snapshotter")
+    );
     e.chain
         .flag(address_of(&devkeys::sim_snapshotter_key(6).unwrap()));
     assert_eq!(
@@ -257,17 +267,21 @@ async fn every_rule_then_close_finalize_anchor_exactly_once() {
     for reason in [
         "slot_epoch_cap",
         "duplicate",
-        "not_slot_snapshotter",
         "outside_window",
         "unknown_header",
         "bad_snapshot_cid",
         "wrong_data_market",
         "flagged_signer",
-        "unknown_slot",
     ] {
         assert!(
             counts.rejected.get(reason).copied().unwrap_or(0) >= 1,
             "{reason}: {counts:?}"
+        );
+    }
+    for reason in ["not_slot_snapshotter", "unknown_slot", "slot_out_of_range"] {
+        assert!(
+            !counts.rejected.contains_key(reason),
+            "not stored: {counts:?}"
         );
     }
 
@@ -309,8 +323,8 @@ async fn every_rule_then_close_finalize_anchor_exactly_once() {
     for (reason, n) in [
         ("slot_epoch_cap", 1),
         ("duplicate", 1),
-        ("not_slot_snapshotter", 2),
-        ("unknown_slot", 1),
+        ("not_slot_snapshotter", 0),
+        ("unknown_slot", 0),
         ("outside_window", 1),
         ("unknown_header", 1),
         ("epoch_not_released", 1),
@@ -322,6 +336,13 @@ async fn every_rule_then_close_finalize_anchor_exactly_once() {
         ("never_seen", 0),
     ] {
         assert_eq!(m.counter(&m::VERIFY_REJECTED, [reason]), n, "{reason}");
+    }
+    for (reason, n) in [
+        ("not_slot_snapshotter", 2),
+        ("unknown_slot", 1),
+        (verify::SLOT_OUT_OF_RANGE, 1),
+    ] {
+        assert_eq!(m.counter(&m::VERIFY_DROPPED, [reason]), n, "{reason}");
     }
     let series = m.all_series();
     let dead: Vec<_> = series

@@ -18,10 +18,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use lambda_runtime::LambdaEvent;
 use sequencer_aws::{DynamoStore, QueueKind, SqsQueue};
 use sequencer_chain::{ChainClient, ChainConfig};
+use sequencer_handlers::chain_cache::CachedChain;
 use sequencer_handlers::config::ConfigError;
 use sequencer_handlers::epoch_manager::{EpochManager, EpochManagerConfig};
 use sequencer_handlers::sqs::events::{SqsBatchResponse, SqsEvent};
-use sequencer_handlers::{Pipeline, PipelineConfig, Ports};
+use sequencer_handlers::{Pipeline, PipelineConfig, Ports, SystemClock};
 use sequencer_ipfs::KuboContent;
 use sequencer_ports::{ChainPort, PortError};
 
@@ -116,7 +117,9 @@ pub async fn aws_pipeline(
     let ports = Ports {
         state: Arc::new(DynamoStore::from_sdk(&sdk, prefix.clone())),
         content: Arc::new(KuboContent::from_config(&ipfs)?),
-        chain,
+        // Slot owners, flags, the slot count and unknown headers cached per process (a warm
+        // Lambda keeps them between invocations): what a hostile message may cost.
+        chain: CachedChain::wrap(chain, &config, Arc::new(SystemClock)),
         finalize_queue: Arc::new(queues.finalize.clone()),
         anchor_queue: Arc::new(queues.anchor.clone()),
         submissions_dlq: Arc::new(SqsQueue::new(sqs.clone(), dlq_url)),

@@ -25,6 +25,13 @@ pub trait ChainPort: Send + Sync {
     async fn slot_owner(&self, slot: u64) -> Result<Address, PortError>;
     /// Whether `who` is flagged on `market`.
     async fn is_flagged(&self, market: Address, who: Address) -> Result<bool, PortError>;
+    /// How many slots the contract has given out (`getTotalNodeCount()`: the highest slot id
+    /// ever assigned; slots are numbered from 1, so `1..=this` covers every slot), `None` when
+    /// the adapter cannot tell (then callers check no slot range). Verify rejects a slot id above
+    /// it before any other chain call (docs/protocol.md §5).
+    async fn slot_count(&self) -> Result<Option<u64>, PortError> {
+        Ok(None)
+    }
     /// The market's windows, in blocks: what epochs released from now on get.
     async fn windows(&self, market: Address) -> Result<Windows, PortError>;
     /// The windows `epoch` was released under (its deadlines, whatever the market's windows

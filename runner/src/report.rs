@@ -62,6 +62,7 @@ pub async fn epoch_row(
     // `duplicate`, or both are rejected for its reason.
     let is = |r: &Option<Receipt>, e: &Expect| match (e, r) {
         (Expect::Accepted, Some(r)) => r.outcome == Outcome::Accepted,
+        (Expect::Dropped(_), None) => true,
         (Expect::Rejected(why), Some(r)) => {
             r.outcome.reason().map(|reason| reason.code()) == Some(*why)
         }
@@ -84,7 +85,7 @@ pub async fn epoch_row(
                     // Both rejected, never counted: the copy judged second may instead meet
                     // the (project, slot) claim of the slot's accepted submission first
                     // (`duplicate`), which verify checks before the cap.
-                    Expect::Rejected(_) => {
+                    Expect::Rejected(_) | Expect::Dropped(_) => {
                         (is(&got, &s.expect) && (is(&other, &s.expect) || is(&other, &dup)))
                             || (is(&other, &s.expect) && is(&got, &dup))
                     }

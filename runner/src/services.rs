@@ -10,8 +10,9 @@ use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 use sequencer_embedded::poller::{poll_once, PollerConfig};
 use sequencer_embedded::{BlockDir, Db, QueueOptions, SqliteQueue, SqliteState};
+use sequencer_handlers::chain_cache::CachedChain;
 use sequencer_handlers::{anchor, finalize, tick, verify};
-use sequencer_handlers::{Pipeline, PipelineConfig, Ports};
+use sequencer_handlers::{Pipeline, PipelineConfig, Ports, SystemClock};
 use sequencer_ingress::sink::{EntryResult, Envelope, SinkError, SubmissionSink};
 use sequencer_ports::{ChainPort, OutMessage, Queue};
 use tokio::task::JoinHandle;
@@ -80,7 +81,7 @@ pub fn embedded(
     let ports = Ports {
         state: Arc::new(SqliteState::new(db)),
         content: Arc::new(BlockDir::new(data_dir.join("blocks"))),
-        chain,
+        chain: CachedChain::wrap(chain, &config, Arc::new(SystemClock)),
         finalize_queue: queues.finalize.clone(),
         anchor_queue: queues.anchor.clone(),
         submissions_dlq: Arc::new(dlq),

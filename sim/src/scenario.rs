@@ -5,11 +5,12 @@
 //! - honest: slot `i` submits projects `2i mod M` and `2i+1 mod M` (so each project gets
 //!   `2N/M` snapshotters and every slot uses its cap of 2);
 //! - disagreeing: every fifth slot names another CID for its first project (a minority vote);
-//! - badly signed: a submission for slot 1 signed with slot 2's key (`not_slot_snapshotter`);
+//! - badly signed: a submission for slot 1 signed with slot 2's key (`not_slot_snapshotter`:
+//!   counted, not stored);
 //! - over the cap: slot 3 submits a third project (`slot_epoch_cap`);
 //! - twice: slot 4 submits its first project again under a new id (`duplicate`), and one message
 //!   is sent twice byte for byte (a redelivery: changes nothing);
-//! - not its slot: an unassigned slot (`unknown_slot`);
+//! - not its slot: a slot id past the contract's slots (`slot_out_of_range`: counted, not stored);
 //! - late: slot 5 submits after the epoch was closed (`late`).
 //!
 //! Each submission goes by the chosen [`SimPath`]: `/collect` (the client's UUID is its id),
@@ -39,6 +40,8 @@ pub enum Expect {
     Accepted,
     /// Rejected with this reason.
     Rejected(&'static str),
+    /// Counted and not stored (no receipt), for this reason (docs/protocol.md §5).
+    Dropped(&'static str),
 }
 
 /// Which path the simulated collectors send by.
@@ -290,13 +293,16 @@ impl Simulator {
             bad.push((4, 4, p.clone(), "duplicate"));
         }
         let unassigned = self.slots + 1_000;
-        bad.push((unassigned, 1, p0.clone(), "unknown_slot"));
+        bad.push((unassigned, 1, p0.clone(), "slot_out_of_range"));
         for (slot, signer, project, reason) in bad {
             let (s, bytes) = self.message(slot, signer, epoch, &project, &cid, header)?;
             self.write(k, &bytes, epoch).await?;
             k += 1;
             sent.push(Sent {
-                expect: Expect::Rejected(reason),
+                expect: match reason {
+                    "not_slot_snapshotter" | "slot_out_of_range" => Expect::Dropped(reason),
+                    _ => Expect::Rejected(reason),
+                },
                 ..s
             });
         }

@@ -163,7 +163,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "",
         scenario: "hostile",
         seed: 1,
-        fixed: false,
+        fixed: true,
     },
     Defect {
         id: "future-epoch-records",
@@ -173,7 +173,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "",
         scenario: "hostile",
         seed: 1,
-        fixed: false,
+        fixed: true,
     },
     Defect {
         id: "anchor-failed-funding",

@@ -1137,7 +1137,11 @@ fn hostile_cost(f: &Facts, v: &mut Vec<Violation>) {
         let writes: u64 = calls
             .iter()
             .filter(|(op, _)| {
-                op.starts_with("state.") && !op.ends_with(".get") && !op.ends_with(".query")
+                // Reads: `get`, `batch_get` (verify's one batched read), `query`.
+                op.starts_with("state.")
+                    && !op.ends_with(".get")
+                    && !op.ends_with(".batch_get")
+                    && !op.ends_with(".query")
             })
             .map(|(_, n)| n)
             .sum();

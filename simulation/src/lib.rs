@@ -288,31 +288,24 @@ async fn proofs(w: &Arc<World>) {
 /// live epoch run while one is open and recorded (`probe_live`); an expired epoch's replay runs
 /// after the run (`audit`).
 pub(crate) async fn probe(w: &Arc<World>, attack: Attack, e: u64, r: u64) {
-    let slots = Slots::of(&w.sc);
-    // A replay probe replays a submission already answered, so it measures the replay's cost
-    // without taking the original's place.
-    let mut m = None;
-    for _ in 0..20 {
-        let Some(c) = actors::hostile_message(w, slots, e, r, attack)
-            .into_iter()
-            .next()
-        else {
-            break;
-        };
-        let answered = c.replay_of.as_ref().is_none_or(|orig| {
-            let st = w.state();
-            let view = ReadOnly(&st);
-            now(w.records(&view).receipt(c.epoch, orig))
-                .ok()
-                .flatten()
-                .is_some()
-        });
-        if answered {
-            m = Some(c);
-            break;
+    // The cost of one message in a flood, in a warm verify process: every slot's owner and
+    // flag and the slot count in its caches, as steady traffic (and the flood's first messages)
+    // leave them. A cold process pays one `slot_owner` and one `is_flagged` per slot, and one
+    // `slot_count`, per CHAIN_CACHE_TTL_SECS (docs/simulation.md).
+    let p = w.reader.clone();
+    let last = Slots::of(&w.sc).last();
+    let market = w.market;
+    let h = w.sim.spawn("probe-warm", async move {
+        let chain = &p.ports.chain;
+        let _ = chain.slot_count().await;
+        for s in 1..=last {
+            if let Ok(o) = chain.slot_owner(s).await {
+                let _ = chain.is_flagged(market, o).await;
+            }
         }
-    }
-    let Some(m) = m else {
+    });
+    let _ = h.await;
+    let Some(m) = probe_message(w, attack, e, r) else {
         return;
     };
     w.ledger().probe_ids.insert(m.id.clone());
@@ -334,6 +327,29 @@ pub(crate) async fn probe(w: &Arc<World>, attack: Attack, e: u64, r: u64) {
         .filter(|(_, v)| *v > 0)
         .collect();
     w.ledger().probes.push((attack, verdict, delta));
+}
+
+/// A hostile message of `attack` for the probes. A replay probe replays a submission already
+/// answered, so it measures the replay's cost without taking the original's place.
+fn probe_message(w: &Arc<World>, attack: Attack, e: u64, r: u64) -> Option<ledger::Sent> {
+    let slots = Slots::of(&w.sc);
+    for _ in 0..20 {
+        let c = actors::hostile_message(w, slots, e, r, attack)
+            .into_iter()
+            .next()?;
+        let answered = c.replay_of.as_ref().is_none_or(|orig| {
+            let st = w.state();
+            let view = ReadOnly(&st);
+            now(w.records(&view).receipt(c.epoch, orig))
+                .ok()
+                .flatten()
+                .is_some()
+        });
+        if answered {
+            return Some(c);
+        }
+    }
+    None
 }
 
 async fn probes(w: &Arc<World>) {

@@ -13,6 +13,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage, SqsMessageA
 use sequencer_core::devkeys;
 use sequencer_core::eip712::{address_of, Domain};
 use sequencer_core::{Address, B256};
+use sequencer_handlers::chain_cache::CachedChain;
 use sequencer_handlers::records::Records;
 use sequencer_handlers::{anchor, finalize, verify};
 use sequencer_handlers::{Clock, Pipeline, PipelineConfig, Ports};
@@ -293,7 +294,13 @@ impl World {
         let ports = Ports {
             state: Arc::new(SimState::new(gates.state.clone(), state.clone())),
             content: Arc::new(SimContent::new(gates.content.clone(), content.clone())),
-            chain: Arc::new(SimChain::new(gates.chain.clone(), chain.clone())),
+            // One process's caches in front of the chain, shared by every function of the model
+            // (verify's, and the probes', which measure a warm verify).
+            chain: CachedChain::wrap(
+                Arc::new(SimChain::new(gates.chain.clone(), chain.clone())),
+                &PipelineConfig::new(market, protocol_state, domain.chain_id),
+                Arc::new(SimClock(sim.clone())),
+            ),
             finalize_queue: Arc::new(finalize_q.clone()),
             anchor_queue: Arc::new(anchor_q.clone()),
             submissions_dlq: Arc::new(q(queues::SUBMISSIONS_DLQ, None)),

@@ -19,6 +19,10 @@ use crate::{
     ChainError, Revert,
 };
 
+/// Entries the slot-owner cache holds at most (verify checks the slot range first, so a market's
+/// slots bound it in practice; this bounds it whatever a caller asks).
+const SLOT_CACHE_MAX_ENTRIES: usize = 100_000;
+
 impl ChainClient {
     /// Current head block number.
     pub async fn head(&self) -> Result<u64> {
@@ -117,6 +121,15 @@ impl ChainClient {
             })
             .await?;
         if let Ok(mut cache) = self.slots.lock() {
+            if cache.len() >= SLOT_CACHE_MAX_ENTRIES {
+                // Bounded: expired entries go first; if every entry is fresh (a flood of slot
+                // ids), the map starts over rather than grow.
+                let ttl = self.cfg.slot_cache_ttl;
+                cache.retain(|_, (_, at)| at.elapsed() < ttl);
+                if cache.len() >= SLOT_CACHE_MAX_ENTRIES {
+                    cache.clear();
+                }
+            }
             cache.insert(slot, (owner, Instant::now()));
         }
         Ok(owner)

@@ -309,9 +309,10 @@ def records_needs(src: str) -> set[tuple[str, str]]:
     return out
 
 
-# Where each function's state access is written: its handler; for proof, the queries.
+# Where each function's state access is written: its handler (and its submodules); for proof,
+# the queries.
 HANDLER_SRC = {
-    "verify": ["handlers/src/verify.rs"],
+    "verify": ["handlers/src/verify.rs"] + sorted(str(p.relative_to(ROOT)) for p in (ROOT / "handlers/src/verify").glob("*.rs")),
     "tick": ["handlers/src/tick.rs"],
     "finalize": ["handlers/src/finalize.rs"],
     "anchor": ["handlers/src/anchor.rs"],

@@ -665,6 +665,21 @@ impl ChainPort for SimChain {
         .await
     }
 
+    async fn slot_count(&self) -> Result<Option<u64>, PortError> {
+        // `getTotalNodeCount()`: the highest slot ever given a snapshotter.
+        self.read("slot_count", String::new(), |m, _| {
+            Some(
+                m.owners
+                    .iter()
+                    .filter(|(_, a)| **a != Address::ZERO)
+                    .map(|(s, _)| *s)
+                    .max()
+                    .unwrap_or(0),
+            )
+        })
+        .await
+    }
+
     async fn windows(&self, _market: Address) -> Result<Windows, PortError> {
         self.read("windows", String::new(), |m, _| m.windows).await
     }
@@ -734,7 +749,19 @@ impl ChainPort for SimChain {
         Some(SEQUENCER)
     }
     async fn market_info(&self, _market: Address) -> Result<MarketInfo, PortError> {
-        Err(not_modelled("market_info"))
+        // What verify reads of it: the last released epoch (its horizon before the tick has
+        // recorded any epoch).
+        self.read("market_info", String::new(), |m, view| {
+            let last = m.releases.iter().rev().find(|r| r.3 <= view);
+            MarketInfo {
+                registered: true,
+                epoch_size: last.map_or(0, |r| r.2 + 1 - r.1),
+                windows: m.windows,
+                current_epoch: last.map_or(0, |r| r.0),
+                last_epoch_end: last.map_or(0, |r| r.2),
+            }
+        })
+        .await
     }
     async fn is_epoch_manager(&self, _market: Address, _who: Address) -> Result<bool, PortError> {
         Err(not_modelled("is_epoch_manager"))

@@ -63,6 +63,8 @@ const REWARD_SLOTS_PER_TX: usize = 250;
 
 #[derive(Debug)]
 struct Inner {
+    /// Port calls by method (what a test counts: `MemChain::calls`).
+    calls: BTreeMap<&'static str, u64>,
     head: u64,
     releases: Vec<EpochRelease>,
     days_of: BTreeMap<u64, u64>,
@@ -280,6 +282,7 @@ impl MemChain {
     /// epochs of 10 blocks, Powerloom's day of a 1 s chain (8 640 epochs) and quota (1 000).
     pub fn new(market: Address, windows: Windows, slots: u64) -> Self {
         let mut inner = Inner {
+            calls: BTreeMap::new(),
             head: 1,
             releases: Vec::new(),
             days_of: BTreeMap::new(),
@@ -331,6 +334,20 @@ impl MemChain {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap()
+    }
+
+    fn count(&self, method: &'static str) {
+        *self.lock().calls.entry(method).or_default() += 1;
+    }
+
+    /// Port calls so far, by method (`slot_owner`, `is_flagged`, `block_number`, …).
+    pub fn calls(&self) -> BTreeMap<&'static str, u64> {
+        self.lock().calls.clone()
+    }
+
+    /// Port calls so far, all methods.
+    pub fn total_calls(&self) -> u64 {
+        self.lock().calls.values().sum()
     }
 
     /// The market.
@@ -569,6 +586,7 @@ impl MemChain {
 #[async_trait]
 impl ChainPort for MemChain {
     async fn head(&self) -> Result<u64, PortError> {
+        self.count("head");
         {
             let mut i = self.lock();
             if i.fail_next_heads > 0 {
@@ -587,9 +605,11 @@ impl ChainPort for MemChain {
             tokio::time::sleep(d).await;
         }
         self.lock().block_hash_calls += 1;
+        self.count("block_hash");
         Ok((number <= self.head_now()).then(|| block_hash_of(number)))
     }
     async fn block_number(&self, hash: B256) -> Result<Option<u64>, PortError> {
+        self.count("block_number");
         let head = self.head_now();
         Ok((0..=head).rev().find(|n| block_hash_of(*n) == hash))
     }
@@ -598,6 +618,7 @@ impl ChainPort for MemChain {
         _market: Address,
         cursor: u64,
     ) -> Result<ReleasesPage, PortError> {
+        self.count("releases_after");
         let i = self.lock();
         Ok(ReleasesPage {
             releases: i
@@ -610,6 +631,7 @@ impl ChainPort for MemChain {
         })
     }
     async fn slot_owner(&self, slot: u64) -> Result<Address, PortError> {
+        self.count("slot_owner");
         Ok(self
             .lock()
             .owners
@@ -618,9 +640,24 @@ impl ChainPort for MemChain {
             .unwrap_or(Address::ZERO))
     }
     async fn is_flagged(&self, _market: Address, who: Address) -> Result<bool, PortError> {
+        self.count("is_flagged");
         Ok(self.lock().flagged.contains(&who))
     }
+    async fn slot_count(&self) -> Result<Option<u64>, PortError> {
+        self.count("slot_count");
+        // `getTotalNodeCount()`: the highest slot ever given a snapshotter.
+        Ok(Some(
+            self.lock()
+                .owners
+                .iter()
+                .filter(|(_, a)| **a != Address::ZERO)
+                .map(|(s, _)| *s)
+                .max()
+                .unwrap_or(0),
+        ))
+    }
     async fn windows(&self, _market: Address) -> Result<Windows, PortError> {
+        self.count("windows");
         Ok(self.lock().windows)
     }
     async fn epoch_windows(
@@ -628,6 +665,7 @@ impl ChainPort for MemChain {
         _market: Address,
         epoch: u64,
     ) -> Result<Option<Windows>, PortError> {
+        self.count("epoch_windows");
         let i = self.lock();
         if i.no_epoch_windows {
             return Ok(None);
@@ -635,6 +673,7 @@ impl ChainPort for MemChain {
         Ok(i.epoch_windows.get(&epoch).copied())
     }
     async fn anchored(&self, market: Address, epoch: u64) -> Result<EpochAnchors, PortError> {
+        self.count("anchored");
         let i = self.lock();
         let r = i.releases.iter().find(|r| r.epoch_id == epoch);
         Ok(EpochAnchors {
@@ -656,6 +695,7 @@ impl ChainPort for MemChain {
         _cids: &[String],
         root: B256,
     ) -> Result<SubmitOutcome, PortError> {
+        self.count("submit_batch");
         let mut i = self.inner.lock().unwrap();
         if i.revert_next_submit > 0 {
             i.revert_next_submit -= 1;
@@ -710,6 +750,7 @@ impl ChainPort for MemChain {
         })
     }
     async fn end_batch(&self, _market: Address, epoch: u64) -> Result<EndOutcome, PortError> {
+        self.count("end_batch");
         let mut i = self.lock();
         if i.ended.contains(&epoch) {
             return Ok(EndOutcome::AlreadyEnded);
@@ -738,6 +779,7 @@ impl ChainPort for MemChain {
         self.signer
     }
     async fn market_info(&self, market: Address) -> Result<MarketInfo, PortError> {
+        self.count("market_info");
         let i = self.lock();
         if market != self.market {
             return Ok(MarketInfo {
@@ -760,6 +802,7 @@ impl ChainPort for MemChain {
         })
     }
     async fn is_epoch_manager(&self, market: Address, who: Address) -> Result<bool, PortError> {
+        self.count("is_epoch_manager");
         Ok(market == self.market && self.lock().epoch_managers.contains(&who))
     }
     async fn release_epoch(
@@ -768,6 +811,7 @@ impl ChainPort for MemChain {
         begin: u64,
         end: u64,
     ) -> Result<ReleaseOutcome, PortError> {
+        self.count("release_epoch");
         let from = self.from()?;
         self.known(market)?;
         let mut i = self.lock();
@@ -794,6 +838,7 @@ impl ChainPort for MemChain {
         }
     }
     async fn skip_epochs(&self, market: Address, new_begin: u64) -> Result<SentTx, PortError> {
+        self.count("skip_epochs");
         let from = self.from()?;
         self.known(market)?;
         let mut i = self.lock();
@@ -824,6 +869,7 @@ impl ChainPort for MemChain {
         _market: Address,
         epoch: u64,
     ) -> Result<Option<EpochDetails>, PortError> {
+        self.count("epoch_details");
         let i = self.lock();
         Ok(i.releases
             .iter()
@@ -842,6 +888,7 @@ impl ChainPort for MemChain {
         _market: Address,
         epoch: u64,
     ) -> Result<Option<EpochRelease>, PortError> {
+        self.count("epoch_release");
         Ok(self
             .lock()
             .releases
@@ -850,9 +897,11 @@ impl ChainPort for MemChain {
             .cloned())
     }
     async fn transaction_sender(&self, tx: B256) -> Result<Option<Address>, PortError> {
+        self.count("transaction_sender");
         Ok(self.lock().senders.get(&tx).copied())
     }
     async fn market_days(&self, market: Address) -> Result<MarketDays, PortError> {
+        self.count("market_days");
         self.known(market)?;
         let i = self.lock();
         Ok(MarketDays {
@@ -869,6 +918,7 @@ impl ChainPort for MemChain {
         counts: &[SlotCount],
         eligible_nodes: u64,
     ) -> Result<RewardsOutcome, PortError> {
+        self.count("update_rewards");
         let from = self.from()?;
         self.known(market)?;
         let mut counts = counts.to_vec();

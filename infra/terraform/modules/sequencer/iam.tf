@@ -43,7 +43,7 @@ locals {
   dynamodb_actions = {
     verify = {
       receipts    = ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
-      epochs      = ["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem"]
+      epochs      = ["dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
       submissions = ["dynamodb:BatchGetItem", "dynamodb:PutItem"]
       counters    = ["dynamodb:BatchGetItem", "dynamodb:UpdateItem"]
       blocks      = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"]

@@ -1,0 +1,265 @@
+//! What a hostile message costs verify (issue 16 item 4, docs/protocol.md §5): floods of each
+//! kind through a pipeline whose chain port is behind the per-process cache
+//! (`sequencer_handlers::chain_cache`), counting the chain's calls (`MemChain::calls`) and the
+//! state store's writes (`FaultyState::write_calls`) against the ceilings the docs state.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use sequencer_core::B256;
+use sequencer_handlers::chain_cache::CachedChain;
+use sequencer_handlers::metrics as m;
+use sequencer_handlers::records::RejectReason;
+use sequencer_handlers::{tick, verify, Pipeline, Ports, SystemClock};
+use sequencer_testsupport::{block_hash_of, signed_message, Harness};
+use uuid::Uuid;
+use verify::Verdict;
+
+const CID_A: &str = "bafkreihwyondy4kizuhvw2zzhzbueoeu725mxg57jsgwpaizummptvtjzy";
+const SLOTS: u64 = 6;
+const FLOOD: usize = 200;
+
+struct Env {
+    h: Harness,
+    _dir: tempfile::TempDir,
+    /// Verify's pipeline: the harness's, with the chain behind the cache.
+    p: Arc<Pipeline>,
+    epoch: u64,
+    header: B256,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::with(dir.path(), 2, SLOTS, None);
+    let (epoch, r) = h.chain.release();
+    h.chain.mine(1);
+    assert_eq!(tick::step(&h.p).await.unwrap().opened, vec![epoch]);
+    let config = h.p.config.clone();
+    let ports = Ports {
+        chain: CachedChain::wrap(h.chain.clone(), &config, Arc::new(SystemClock)),
+        ..h.p.ports.clone()
+    };
+    // The harness's recorder, so its probe sees verify's counters.
+    let p = Arc::new(Pipeline {
+        ports,
+        config,
+        verifier: h.p.verifier.clone(),
+        metrics: h.p.metrics.clone(),
+        clock: h.p.clock.clone(),
+        verify_horizon: Arc::default(),
+    });
+    Env {
+        h,
+        _dir: dir,
+        p,
+        epoch,
+        header: block_hash_of(r + 1),
+    }
+}
+
+impl Env {
+    /// A body for `slot` signed by `signer_slot`'s key, for `epoch`, with `header`.
+    fn body(&self, slot: u64, signer_slot: u64, epoch: u64, project: &str, header: B256) -> String {
+        signed_message(
+            &self.h.domain,
+            self.h.market,
+            &Uuid::new_v4(),
+            slot,
+            signer_slot,
+            epoch,
+            project,
+            CID_A,
+            header,
+        )
+        .0
+    }
+
+    /// Verifies `bodies` in SQS-sized batches of 10; the chain calls and state writes it cost.
+    async fn flood(&self, bodies: &[String]) -> (Vec<Verdict>, u64, u64) {
+        let (calls, writes) = (self.h.chain.total_calls(), self.h.state.write_calls());
+        let mut verdicts = Vec::new();
+        for batch in bodies.chunks(10) {
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            for r in verify::verify_batch(&self.p, &refs).await {
+                verdicts.push(r.unwrap());
+            }
+        }
+        (
+            verdicts,
+            self.h.chain.total_calls() - calls,
+            self.h.state.write_calls() - writes,
+        )
+    }
+
+    /// Warms the process's caches as steady traffic does: one honest submission per slot.
+    async fn warm(&self) {
+        let bodies: Vec<String> = (1..=SLOTS)
+            .map(|s| self.body(s, s, self.epoch, &format!("warm{s}"), self.header))
+            .collect();
+        let (v, _, _) = self.flood(&bodies).await;
+        assert!(v.iter().all(|v| *v == Verdict::Accepted), "{v:?}");
+    }
+
+    async fn receipts(&self, epoch: u64) -> usize {
+        self.p
+            .records()
+            .tally_receipts(epoch)
+            .await
+            .map(|c| (c.accepted + c.simulations + c.rejected_total()) as usize)
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn random_keys_over_random_slots_cost_no_write_and_no_chain_call() {
+    let e = env().await;
+    e.warm().await;
+    let before = e.receipts(e.epoch).await;
+    // A valid signature by a key that owns nothing, over slots far outside the market's range.
+    let bodies: Vec<String> = (0..FLOOD as u64)
+        .map(|k| e.body(1_000 + k * 7_919, 500 + k, e.epoch, "p", e.header))
+        .collect();
+    let (v, calls, writes) = e.flood(&bodies).await;
+    assert!(
+        v.iter()
+            .all(|v| *v == Verdict::Dropped(verify::SLOT_OUT_OF_RANGE)),
+        "{v:?}"
+    );
+    assert_eq!((calls, writes), (0, 0), "{:?}", e.h.chain.calls());
+    assert_eq!(e.receipts(e.epoch).await, before, "nothing stored");
+    assert_eq!(
+        e.h.metrics
+            .counter(&m::VERIFY_DROPPED, [verify::SLOT_OUT_OF_RANGE]),
+        FLOOD as u64
+    );
+}
+
+#[tokio::test]
+async fn strangers_over_real_slots_are_counted_not_stored() {
+    let e = env().await;
+    e.warm().await;
+    let before = e.receipts(e.epoch).await;
+    // Keys that own nothing over the market's real slots: the owners are cached already.
+    let bodies: Vec<String> = (0..FLOOD as u64)
+        .map(|k| e.body(k % SLOTS + 1, 500 + k, e.epoch, "p", e.header))
+        .collect();
+    let (v, calls, writes) = e.flood(&bodies).await;
+    assert!(
+        v.iter()
+            .all(|v| *v == Verdict::Dropped("not_slot_snapshotter")),
+        "{v:?}"
+    );
+    assert_eq!((calls, writes), (0, 0), "{:?}", e.h.chain.calls());
+    assert_eq!(e.receipts(e.epoch).await, before);
+    // Delivered again: judged the same way, still nothing stored.
+    let (again, _, writes) = e.flood(&bodies[..10]).await;
+    assert!(again
+        .iter()
+        .all(|v| *v == Verdict::Dropped("not_slot_snapshotter")));
+    assert_eq!(writes, 0);
+}
+
+#[tokio::test]
+async fn far_future_epochs_cost_nothing_and_leave_no_record() {
+    let e = env().await;
+    e.warm().await;
+    let far = |k: u64| e.epoch + 1_000 + k;
+    let bodies: Vec<String> = (0..FLOOD as u64)
+        .map(|k| e.body(k % SLOTS + 1, k % SLOTS + 1, far(k), "p", e.header))
+        .collect();
+    let (v, calls, writes) = e.flood(&bodies).await;
+    assert!(
+        v.iter()
+            .all(|v| *v == Verdict::Dropped(verify::EPOCH_OUT_OF_RANGE)),
+        "{v:?}"
+    );
+    assert_eq!((calls, writes), (0, 0), "{:?}", e.h.chain.calls());
+    for k in [0u64, 57, 199] {
+        assert_eq!(e.receipts(far(k)).await, 0);
+        assert!(e.p.records().epoch(far(k)).await.unwrap().is_none());
+    }
+    // Within the horizon the message is judged as before (here: not released on chain).
+    let near = e.body(1, 1, e.epoch + 2, "near", e.header);
+    let (v, _, _) = e.flood(&[near]).await;
+    assert!(matches!(v[0], Verdict::Rejected(_)), "{v:?}");
+}
+
+#[tokio::test]
+async fn random_headers_cost_one_lookup_and_one_receipt_each() {
+    let e = env().await;
+    e.warm().await;
+    let bodies: Vec<String> = (0..FLOOD as u64)
+        .map(|k| {
+            let junk = B256::from(uuid_bytes());
+            e.body(
+                k % SLOTS + 1,
+                k % SLOTS + 1,
+                e.epoch,
+                &format!("h{k}"),
+                junk,
+            )
+        })
+        .collect();
+    let calls_before = e.h.chain.calls();
+    let (v, calls, writes) = e.flood(&bodies).await;
+    assert!(
+        v.iter()
+            .all(|v| *v == Verdict::Rejected(RejectReason::from_code("unknown_header"))),
+        "{v:?}"
+    );
+    let after = e.h.chain.calls();
+    let lookups = after.get("block_number").copied().unwrap_or(0)
+        - calls_before.get("block_number").copied().unwrap_or(0);
+    assert_eq!(
+        lookups, FLOOD as u64,
+        "one getBlockByHash per unknown header"
+    );
+    assert_eq!(calls, lookups, "nothing else: {after:?}");
+    assert!(
+        writes <= FLOOD as u64,
+        "at most one write (the receipt) each: {writes}"
+    );
+
+    // The same unknown header again within UNKNOWN_HEADER_TTL_MS: no second lookup.
+    let junk = B256::repeat_byte(0x77);
+    let twice: Vec<String> = (0..2u64)
+        .map(|k| e.body(k + 1, k + 1, e.epoch, &format!("again{k}"), junk))
+        .collect();
+    let (_, calls, _) = e.flood(&twice[..1]).await;
+    assert_eq!(calls, 1);
+    let (_, calls, _) = e.flood(&twice[1..]).await;
+    assert_eq!(calls, 0, "the unknown header is remembered");
+}
+
+#[tokio::test]
+async fn a_slots_simulations_are_capped() {
+    let e = env().await;
+    e.warm().await;
+    let cap = e.p.config.max_simulations_per_slot as usize;
+    let bodies: Vec<String> = (0..40u64)
+        .map(|k| e.body(k % 2 + 1, k % 2 + 1, 0, &format!("sim{k}"), e.header))
+        .collect();
+    let (v, calls, _) = e.flood(&bodies).await;
+    let stored = v.iter().filter(|v| **v == Verdict::Simulation).count();
+    let dropped = v
+        .iter()
+        .filter(|v| **v == Verdict::Dropped(verify::SIMULATION_CAP))
+        .count();
+    assert_eq!((stored, dropped), (2 * cap, 40 - 2 * cap), "{v:?}");
+    assert_eq!(e.receipts(0).await, 2 * cap);
+    assert_eq!(calls, 0, "{:?}", e.h.chain.calls());
+    // A stored simulation delivered again is a redelivery, not a drop.
+    let first = bodies[0].as_str();
+    assert_eq!(
+        verify::verify_body(&e.p, first).await.unwrap(),
+        Verdict::Redelivered
+    );
+}
+
+fn uuid_bytes() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    b[..16].copy_from_slice(Uuid::new_v4().as_bytes());
+    b[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    b
+}
