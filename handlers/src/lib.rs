@@ -16,6 +16,8 @@
 //!   `sequencer_core::epochs`), over the chain port.
 //! - [`rewards`]: the daily rewards commit (`updateRewards`, once per day) from the per-epoch
 //!   rewards finalization keeps.
+//! - `retention`: verify's check of an epoch past the retention (`expired_epoch`, answered at
+//!   once); the policy itself is the records layer's ([`records`]).
 //! - [`jobs`]: the finalize, anchor and rewards jobs they send each other.
 //! - [`query`]: the proof and status queries as typed serde views (served over HTTP by
 //!   `sequencer-api`).
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod records;
+mod retention;
 pub mod rewards;
 pub mod sqs;
 pub mod tick;

@@ -13,7 +13,8 @@
 //!    another body is a reused id (`duplicate_submission_id`; the first stays).
 //! 4. Slot owners and flags from the chain, once per distinct slot and signer of the batch;
 //!    the window from the tick's record (an epoch no longer open: `late`); unseen headers from
-//!    the chain, once per distinct hash (then recorded in one batched write).
+//!    the chain, once per distinct hash (then recorded in one batched write). Before any of it,
+//!    a message for an epoch past the retention is `expired_epoch` (no call, no write).
 //! 5. The batch's writes in transactions of at most 100 operations
 //!    ([`Records::write_intake`]: `TransactWriteItems`, one SQLite transaction): an acceptance
 //!    is the epoch still `OPEN` (a condition check on the item the tick moves to `CLOSING`),
@@ -41,9 +42,10 @@ use sha2::{Digest, Sha256};
 use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{
-    EpochEntry, EpochState, Found, Outcome, Receipt, RejectReason, SubmissionRecord,
+    EpochEntry, EpochState, Expiry, Found, Outcome, Receipt, RejectReason, SubmissionRecord,
     SubmissionState, Want, Write, WriteStatus,
 };
+use crate::retention;
 use crate::sqs::{body, failure};
 
 /// Reason code of a submission for an epoch the tick has already closed.
@@ -185,6 +187,8 @@ struct Batch<'a> {
     members: HashMap<(u64, u64), BTreeSet<String>>,
     /// Messages whose stored receipt (a redelivery's) says `late`.
     found_late: BTreeSet<usize>,
+    /// The expiry of each recorded epoch of the batch: what its new records carry.
+    expiries: BTreeMap<u64, Expiry>,
 }
 
 fn port_err(e: &PipelineError) -> PipelineError {
@@ -205,6 +209,7 @@ impl<'a> Batch<'a> {
             plans: Vec::with_capacity(bodies.len()),
             members: HashMap::new(),
             found_late: BTreeSet::new(),
+            expiries: BTreeMap::new(),
         }
     }
 
@@ -479,6 +484,17 @@ impl<'a> Batch<'a> {
             still.push(i);
         }
 
+        // An epoch past the retention: `expired_epoch` at once, no chain call, no write.
+        let ages = retention::epoch_ages(&records, &epoch_at, &found).await;
+        self.expiries = ages.expiries;
+        still.retain(|&i| match &self.msgs[i] {
+            Some(m) if ages.expired.contains(&m.epoch) => {
+                self.plans[i] = Plan::Done(Ok(Verdict::Rejected(RejectReason::ExpiredEpoch)));
+                false
+            }
+            _ => true,
+        });
+
         // The chain: owners once per distinct slot, flags once per distinct owner.
         let slots: BTreeSet<u64> = still
             .iter()
@@ -511,7 +527,7 @@ impl<'a> Batch<'a> {
 
         // Epochs the tick has not recorded: released on chain means "not yet".
         let mut epochs: BTreeMap<u64, Result<Option<EpochEntry>, PipelineError>> = BTreeMap::new();
-        for (e, ix) in &epoch_at {
+        for (e, ix) in epoch_at.iter().filter(|(e, _)| !ages.expired.contains(e)) {
             let r = match &found[*ix] {
                 Ok(Found::Epoch(Some(entry))) => Ok(Some(entry.clone())),
                 Ok(_) => match p.ports.chain.anchored(cfg.market, *e).await {
@@ -880,7 +896,7 @@ impl Batch<'_> {
                     .collect();
                 all.extend(body);
                 let writes: Vec<Write> = all.iter().map(|(w, _)| w.clone()).collect();
-                match records.write_intake(&writes).await {
+                match records.write_intake(&writes, &self.expiries).await {
                     Ok(None) => {
                         for (_, role) in &all {
                             if let Role::Receipt(i) = role {

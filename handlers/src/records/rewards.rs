@@ -1,8 +1,9 @@
 //! Rewards: what each slot earned in each finalized epoch ([`EpochRewards`], written by
 //! finalization) and each day's sums with what was committed on chain ([`DayRewards`], written by
 //! the daily rewards commit, `crate::rewards`). Both live in the epochs table, in partitions of
-//! their own (`market#rewards` by epoch, `market#rewards-day` by day), and never expire: they are
-//! what the operator pays from.
+//! their own (`market#rewards` by epoch, `market#rewards-day` by day). An epoch's rewards expire
+//! with the epoch; a day's expire the retention after the day's commit computed them (it runs
+//! once the day ended, so the day's sums outlive its epochs).
 
 use serde::{Deserialize, Serialize};
 
@@ -11,7 +12,7 @@ use sequencer_core::B256;
 use sequencer_ports::{Item, RewardsOutcome, Table};
 
 use super::keys;
-use super::Records;
+use super::{Expiry, Records};
 use crate::pipeline::{json, parse, PipelineError};
 
 /// One finalized epoch's rewards: every slot with an accepted submission, eligible (voted for
@@ -80,6 +81,7 @@ impl Records<'_> {
         &self,
         epoch: u64,
         slots: &[SlotTally],
+        expiry: Expiry,
     ) -> Result<EpochRewards, PipelineError> {
         let rec = EpochRewards {
             epoch,
@@ -89,7 +91,7 @@ impl Records<'_> {
             .put(
                 Table::Epochs,
                 &keys::epoch_rewards_key(&self.market, epoch),
-                &Item::data(json(&rec)?),
+                &Item::data(json(&rec)?).ttl(Some(expiry.0)),
             )
             .await?;
         Ok(rec)
@@ -151,7 +153,7 @@ impl Records<'_> {
             .put(
                 Table::Epochs,
                 &keys::day_rewards_key(&self.market, rec.day),
-                &Item::data(json(rec)?),
+                &Item::data(json(rec)?).ttl(self.expiry()),
             )
             .await?)
     }
