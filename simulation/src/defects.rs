@@ -225,7 +225,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "expired apart",
         scenario: "retention",
         seed: 1,
-        fixed: false,
+        fixed: true,
     },
     Defect {
         id: "retention-ttl",
@@ -235,7 +235,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "",
         scenario: "calm",
         seed: 1,
-        fixed: false,
+        fixed: true,
     },
     Defect {
         id: "retry-after-expiry",
@@ -245,7 +245,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "is not recorded",
         scenario: "retention",
         seed: 53,
-        fixed: false,
+        fixed: true,
     },
     Defect {
         id: "old-replay-dead-lettered",
@@ -255,7 +255,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "OldReplay",
         scenario: "retention",
         seed: 1,
-        fixed: false,
+        fixed: true,
     },
     Defect {
         id: "not-ready-dead-lettered-any",
