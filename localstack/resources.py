@@ -42,12 +42,12 @@ BUCKETS = ["batches"]
 # (ports/src/state.rs); every one has a string pk and sk, as `DynamoStore` writes them
 # (adapters/aws/src/dynamo.rs).
 TABLES = {
-    "submissions": (True, False),
+    "submissions": (True, True),
     "receipts": (True, True),
     "counters": (True, True),
     "epochs": (True, True),
     "blocks": (True, True),
-    "batches": (True, False),
+    "batches": (True, True),
 }
 
 CFG = Config(region_name=REGION, retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30)

@@ -16,6 +16,8 @@ pub mod codes {
     pub const BAD_EPOCH: &str = "bad_epoch";
     /// No such epoch recorded.
     pub const UNKNOWN_EPOCH: &str = "unknown_epoch";
+    /// The epoch is past the retention (`RECORD_TTL_DAYS`): its records expired.
+    pub const EXPIRED_EPOCH: &str = "expired_epoch";
     /// The submission id is not a UUID.
     pub const BAD_SUBMISSION_ID: &str = "bad_submission_id";
     /// No receipt for this id in this epoch.
@@ -76,6 +78,9 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::UnknownEpoch(_) => Self::not_found(codes::UNKNOWN_EPOCH, e.to_string()),
+            QueryError::ExpiredEpoch { .. } => {
+                Self::new(StatusCode::GONE, codes::EXPIRED_EPOCH, e.to_string())
+            }
             QueryError::UnknownDay(_) => Self::not_found(codes::UNKNOWN_DAY, e.to_string()),
             QueryError::UnknownSubmission { .. } => {
                 Self::not_found(codes::UNKNOWN_SUBMISSION, e.to_string())

@@ -256,7 +256,9 @@ async fn run_delivery(
                     b.delayed = delayed;
                 }
             }
-            records.mark_batch_anchored(epoch, &b).await?;
+            records
+                .mark_batch_anchored(epoch, &b, records.expiry_of(&rec))
+                .await?;
             tracing::info!(epoch, batch = b.index, cid = %b.cid, tx = ?b.tx_hash, "batch anchored");
         }
         if let Some(e) = out.error {
@@ -373,7 +375,8 @@ pub struct Reanchor {
 /// once) and queues its anchor job in `group` with a deduplication id of its own (`token`, unique
 /// per attempt), so SQS does not drop it as a repeat of the first job. Still exactly once: the
 /// batches recorded anchored are skipped, and the chain client reads the contract before it
-/// sends any other. An epoch in any other state is refused with the state it is in.
+/// sends any other. An epoch in any other state is refused with the state it is in, and so is
+/// an epoch past the retention (its batches expire with it).
 pub async fn reanchor(
     records: &Records<'_>,
     anchor_queue: &dyn Queue,
@@ -386,6 +389,12 @@ pub async fn reanchor(
         .await?
         .ok_or_else(|| PipelineError::Invariant(format!("epoch {epoch} is not recorded")))?;
     let mut rec = entry.record;
+    if records.is_expired(&rec) {
+        return Err(PipelineError::Invariant(format!(
+            "epoch {epoch} is past the retention ({} days): its records are expiring, it cannot be anchored again",
+            records.retention().as_secs() / 86_400
+        )));
+    }
     let failure = rec.failure.take();
     match entry.state {
         EpochState::Failed => {

@@ -14,7 +14,8 @@
 //! | `ANCHOR_MAX_RECEIVES` | 5 | the anchor queue's `maxReceiveCount`: on its last delivery a funding or nonce failure is recorded `ANCHOR_FAILED` instead of going to the DLQ |
 //! | `MIN_SUBMISSIONS_PER_PROJECT` | 1 | projects with fewer accepted submissions are not finalized |
 //! | `ANCHOR_GROUP_ID` | `sequencer` | FIFO message group of the anchor queue: one per signing key |
-//! | `RECORD_TTL_DAYS` | 30 | expiry of receipts, counters, accepted submissions, blocks and epochs in the state store |
+//! | `RECORD_TTL_DAYS` | 30 | the retention: every record of an epoch (epoch, seal, submissions, receipts, counters, batches, rewards) expires this many days after the tick saw its release, all at once; must exceed `RETRY_HORIZON_SECS` |
+//! | `RETRY_HORIZON_SECS` | 16500 | longest an epoch's work is retried by its queues: Σ visibility timeout × maxReceiveCount of verify (180 s × 5), finalize (1800 s × 5) and anchor (660 s × 10), as the Terraform module passes it; a retention not above it is refused |
 //! | `FINALIZE_CONCURRENCY` | 8 | batch uploads and batch records finalize has in flight at once |
 //! | `FINALIZE_RETRY_BUDGET_MS` | 120000 | how long one finalize invocation retries transient failures itself (delays 1 s, doubling to 30 s); 0: never, the queue's visibility timeout decides |
 //! | `EPOCH_HORIZON` | 10 | epochs past the newest one the store has recorded that verify still takes up; a message naming a later epoch is counted and not stored |
@@ -45,6 +46,13 @@ use sequencer_core::finalize::FinalizeConfig;
 use sequencer_core::rules::DEFAULT_MAX_PER_SLOT_EPOCH;
 use sequencer_core::Address;
 
+/// Default retention (`RECORD_TTL_DAYS`), days.
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+
+/// Default retry horizon (`RETRY_HORIZON_SECS`): the Terraform module's queues, verify 180 s × 5
+/// receives + finalize 1800 s × 5 + anchor 660 s × 10.
+pub const DEFAULT_RETRY_HORIZON_SECS: u64 = 180 * 5 + 1800 * 5 + 660 * 10;
+
 /// A setting that is missing or malformed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -73,8 +81,13 @@ pub struct PipelineConfig {
     /// nonce failure as `ANCHOR_FAILED` (listed and re-anchored with `seqctl epochs`) rather
     /// than leaving the epoch `FINALIZED` behind a job in the DLQ.
     pub anchor_max_receives: u32,
-    /// Expiry of records, seconds.
+    /// The retention: every record of an epoch expires this long after the tick saw its
+    /// release, all together ([`crate::records::Records::expiry_of`]).
     pub record_ttl: Duration,
+    /// Longest the queues retry an epoch's work (Σ visibility timeout × maxReceiveCount of the
+    /// verify, finalize and anchor queues): the retention must exceed it
+    /// ([`PipelineConfig::validate`]).
+    pub retry_horizon: Duration,
     /// Batch uploads and batch records finalize has in flight at once.
     pub finalize_concurrency: usize,
     /// How long one finalize invocation retries transient failures itself.
@@ -108,7 +121,8 @@ impl PipelineConfig {
             finalize: FinalizeConfig::default(),
             anchor_group: "sequencer".into(),
             anchor_max_receives: 5,
-            record_ttl: Duration::from_secs(30 * 24 * 3600),
+            record_ttl: Duration::from_secs(DEFAULT_RETENTION_DAYS * 24 * 3600),
+            retry_horizon: Duration::from_secs(DEFAULT_RETRY_HORIZON_SECS),
             finalize_concurrency: 8,
             finalize_retry_budget: Duration::from_secs(120),
             verify_not_yet_wait: Duration::from_millis(7_000),
@@ -205,8 +219,10 @@ impl PipelineConfig {
             "UNKNOWN_HEADER_TTL_MS",
             c.unknown_header_ttl.as_millis() as u64,
         )?);
-        let days: u64 = num(&get, "RECORD_TTL_DAYS", 30)?;
+        let days: u64 = num(&get, "RECORD_TTL_DAYS", DEFAULT_RETENTION_DAYS)?;
         c.record_ttl = Duration::from_secs(days.saturating_mul(24 * 3600));
+        let horizon: u64 = num(&get, "RETRY_HORIZON_SECS", DEFAULT_RETRY_HORIZON_SECS)?;
+        c.retry_horizon = Duration::from_secs(horizon);
         if let Some(list) = get("FULL_NODE_ADDRESSES") {
             for a in list.split(',').map(str::trim).filter(|a| !a.is_empty()) {
                 c.full_nodes.insert(
@@ -215,7 +231,25 @@ impl PipelineConfig {
                 );
             }
         }
+        c.validate()?;
         Ok(c)
+    }
+
+    /// Refuses settings that break a promise: a retention not above the retry horizon would
+    /// let an epoch's records expire under a job the queues still retry (a finalize job
+    /// redelivered after its visibility timeout finding its epoch gone, `not recorded` for
+    /// ever).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.record_ttl <= self.retry_horizon {
+            return Err(ConfigError(format!(
+                "RECORD_TTL_DAYS: a retention of {} s does not exceed the retry horizon of {} s \
+                 (RETRY_HORIZON_SECS: the queues' visibility timeouts × maxReceiveCount); an \
+                 epoch's records would expire while its jobs are still retried",
+                self.record_ttl.as_secs(),
+                self.retry_horizon.as_secs()
+            )));
+        }
+        Ok(())
     }
 
     /// The EIP-712 verifier of this market's protocol chain.
@@ -283,5 +317,44 @@ mod tests {
             ("BATCH_SIZE", "0"),
         ];
         assert!(PipelineConfig::from_lookup(env(&bad)).is_err());
+    }
+
+    #[test]
+    fn a_retention_inside_the_retry_horizon_is_refused() {
+        let get = |over: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                over.iter()
+                    .find(|(a, _)| *a == k)
+                    .map(|(_, v)| v.to_string())
+                    .or_else(|| match k {
+                        "DATA_MARKET_ADDRESS" => {
+                            Some("0x1111111111111111111111111111111111111111".into())
+                        }
+                        "PROTOCOL_STATE_ADDRESS" => {
+                            Some("0x2222222222222222222222222222222222222222".into())
+                        }
+                        "CHAIN_ID" => Some("31337".into()),
+                        _ => None,
+                    })
+            }
+        };
+        let c = PipelineConfig::from_lookup(get(&[])).expect("defaults");
+        assert_eq!(c.record_ttl, Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(c.retry_horizon, Duration::from_secs(16_500));
+        // One day covers the module's 4.6 hours of retries.
+        assert!(PipelineConfig::from_lookup(get(&[("RECORD_TTL_DAYS", "1")])).is_ok());
+        // A day does not cover a horizon of two.
+        let err = PipelineConfig::from_lookup(get(&[
+            ("RECORD_TTL_DAYS", "1"),
+            ("RETRY_HORIZON_SECS", "172800"),
+        ]))
+        .expect_err("refused");
+        assert!(err.to_string().contains("retry horizon"), "{err}");
+        // Zero days: records would expire at once.
+        assert!(PipelineConfig::from_lookup(get(&[("RECORD_TTL_DAYS", "0")])).is_err());
+        // A retention set in code (the simulator's) is held to the same rule.
+        let mut short = c.clone();
+        short.record_ttl = Duration::from_secs(15 * 60);
+        assert!(short.validate().is_err());
     }
 }

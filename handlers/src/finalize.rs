@@ -51,7 +51,7 @@ use crate::jobs::EpochJob;
 use crate::metrics as m;
 use crate::pipeline::{parse, Pipeline, PipelineError};
 use crate::records::{
-    BatchRecord, EpochCounts, EpochEntry, EpochMove, EpochState, SealRecord, SealWrite,
+    BatchRecord, EpochCounts, EpochEntry, EpochMove, EpochState, Expiry, SealRecord, SealWrite,
 };
 use crate::sqs::{body, each_record_held, Redelivery};
 
@@ -220,9 +220,11 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
         }
     }
 
-    // 2. Seal (the receipts are counted meanwhile).
+    // 2. Seal (the receipts are counted meanwhile). Every record written expires with the
+    // epoch.
+    let expiry = records.expiry_of(&entry.record);
     let (sealed, counts) = futures::try_join!(
-        seal_epoch(p, epoch, &mut report),
+        seal_epoch(p, epoch, expiry, &mut report),
         records.tally_receipts(epoch)
     )?;
     let t_stored = Instant::now();
@@ -232,9 +234,9 @@ pub async fn run(p: &Pipeline, job: EpochJob) -> Result<FinalizeReport, Pipeline
     report.submissions = sealed.record.submissions;
 
     // 3. Record: the sealed batches, and the rewards tally sealed with them.
-    report.recorded = record_batches(p, epoch, &sealed.doc).await?;
+    report.recorded = record_batches(p, epoch, expiry, &sealed.doc).await?;
     records
-        .record_epoch_rewards(epoch, &sealed.doc.rewards)
+        .record_epoch_rewards(epoch, &sealed.doc.rewards, expiry)
         .await?;
 
     // 4. Finish.
@@ -309,6 +311,7 @@ async fn upload(
 pub async fn seal_epoch(
     p: &Pipeline,
     epoch: u64,
+    expiry: Expiry,
     report: &mut FinalizeReport,
 ) -> Result<Sealed, PipelineError> {
     let records = p.records();
@@ -373,7 +376,7 @@ pub async fn seal_epoch(
         sealed_at_ms: p.now_ms(),
     };
     report.store_ms = t2.elapsed().as_secs_f64() * 1e3;
-    match records.write_seal(epoch, &record).await? {
+    match records.write_seal(epoch, &record, expiry).await? {
         SealWrite::Written => Ok(Sealed {
             record,
             doc,
@@ -435,6 +438,7 @@ async fn load_seal(
 async fn record_batches(
     p: &Pipeline,
     epoch: u64,
+    expiry: Expiry,
     doc: &SealDocument,
 ) -> Result<u32, PipelineError> {
     let records = p.records();
@@ -444,7 +448,7 @@ async fn record_batches(
     let writes: Vec<_> = doc
         .batches
         .iter()
-        .map(|b| record_one(&records, epoch, b))
+        .map(|b| record_one(&records, epoch, expiry, b))
         .collect();
     futures::stream::iter(writes)
         .buffer_unordered(p.config.finalize_concurrency.max(1))
@@ -457,9 +461,10 @@ async fn record_batches(
 async fn record_one(
     records: &crate::records::Records<'_>,
     epoch: u64,
+    expiry: Expiry,
     b: &BatchRecord,
 ) -> Result<u32, PipelineError> {
-    if records.record_batch(epoch, b).await? {
+    if records.record_batch(epoch, b, expiry).await? {
         return Ok(1);
     }
     match records.batch(epoch, b.index).await? {

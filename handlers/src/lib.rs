@@ -17,6 +17,8 @@
 //!   `sequencer_core::epochs`), over the chain port.
 //! - [`rewards`]: the daily rewards commit (`updateRewards`, once per day) from the per-epoch
 //!   rewards finalization keeps.
+//! - `retention`: verify's check of an epoch past the retention (`expired_epoch`, answered at
+//!   once); the policy itself is the records layer's ([`records`]).
 //! - [`jobs`]: the finalize, anchor and rewards jobs they send each other.
 //! - [`query`]: the proof and status queries as typed serde views (served over HTTP by
 //!   `sequencer-api`).
@@ -26,8 +28,8 @@
 //! SQLite, no AWS SDK (`cargo tree -p sequencer-handlers -e normal` shows it).
 
 pub mod anchor;
-pub mod clock;
 pub mod chain_cache;
+pub mod clock;
 pub mod config;
 pub mod epoch_manager;
 pub mod finalize;
@@ -36,6 +38,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod records;
+mod retention;
 pub mod rewards;
 pub mod sqs;
 pub mod tick;

@@ -13,7 +13,8 @@
 //!    another body is a reused id (`duplicate_submission_id`; the first stays).
 //! 4. Slot owners and flags from the chain, once per distinct slot and signer of the batch;
 //!    the window from the tick's record (an epoch no longer open: `late`); unseen headers from
-//!    the chain, once per distinct hash (then recorded in one batched write).
+//!    the chain, once per distinct hash (then recorded in one batched write). Before any of it,
+//!    a message for an epoch past the retention is `expired_epoch` (no call, no write).
 //! 5. The batch's writes in transactions of at most 100 operations
 //!    ([`Records::write_intake`]: `TransactWriteItems`, one SQLite transaction): an acceptance
 //!    is the epoch still `OPEN` (a condition check on the item the tick moves to `CLOSING`),
@@ -45,9 +46,10 @@ use sha2::{Digest, Sha256};
 use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::records::{
-    EpochEntry, EpochRecord, EpochState, Found, Outcome, Receipt, RejectReason, SubmissionRecord,
-    SubmissionState, Want, Write, WriteStatus,
+    EpochEntry, EpochRecord, EpochState, Expiry, Found, Outcome, Receipt, RejectReason,
+    SubmissionRecord, SubmissionState, Want, Write, WriteStatus,
 };
+use crate::retention;
 use crate::sqs::{body, failure};
 
 mod guard;
@@ -225,6 +227,8 @@ struct Batch<'a> {
     /// Messages rejected `late` although they arrived before the close: the pipeline, not the
     /// sender, was late (counted `verify_late_after_arrival_total`).
     delayed: BTreeSet<usize>,
+    /// The expiry of each recorded epoch of the batch: what its new records carry.
+    expiries: BTreeMap<u64, Expiry>,
 }
 
 fn port_err(e: &PipelineError) -> PipelineError {
@@ -249,6 +253,7 @@ impl<'a> Batch<'a> {
             again: BTreeSet::new(),
             sent_ms: Vec::new(),
             delayed: BTreeSet::new(),
+            expiries: BTreeMap::new(),
         }
     }
 
@@ -599,6 +604,17 @@ impl<'a> Batch<'a> {
             still.push(i);
         }
 
+        // An epoch past the retention: `expired_epoch` at once, no chain call, no write.
+        let ages = retention::epoch_ages(&records, &epoch_at, &found).await;
+        self.expiries = ages.expiries;
+        still.retain(|&i| match &self.msgs[i] {
+            Some(m) if ages.expired.contains(&m.epoch) => {
+                self.plans[i] = Plan::Done(Ok(Verdict::Rejected(RejectReason::ExpiredEpoch)));
+                false
+            }
+            _ => true,
+        });
+
         // The chain: owners once per distinct slot, flags once per distinct owner.
         let slots: BTreeSet<u64> = still
             .iter()
@@ -635,7 +651,7 @@ impl<'a> Batch<'a> {
         // arrives rather than after a redelivery. Not released (yet): "not yet" until the last
         // round, then `epoch_not_released`.
         let mut epochs: BTreeMap<u64, Result<Option<EpochEntry>, PipelineError>> = BTreeMap::new();
-        for (e, ix) in &epoch_at {
+        for (e, ix) in epoch_at.iter().filter(|(e, _)| !ages.expired.contains(e)) {
             // Only epochs a message still being judged names (a simulation's 0 has none).
             if *e == 0
                 || !still
@@ -1090,7 +1106,7 @@ impl Batch<'_> {
                     .collect();
                 all.extend(body);
                 let writes: Vec<Write> = all.iter().map(|(w, _)| w.clone()).collect();
-                match records.write_intake(&writes).await {
+                match records.write_intake(&writes, &self.expiries).await {
                     Ok(None) => {
                         for (_, role) in &all {
                             if let Role::Receipt(i) = role {

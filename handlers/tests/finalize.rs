@@ -116,7 +116,11 @@ impl Env {
             rec,
             over_pending: false,
         };
-        assert_eq!(r.write_intake(&[claim]).await.unwrap(), None, "claimed");
+        assert_eq!(
+            r.write_intake(&[claim], &Default::default()).await.unwrap(),
+            None,
+            "claimed"
+        );
     }
 }
 

@@ -238,7 +238,7 @@ async fn anchoring_the_next_days_epochs_commits_the_day_through_the_anchor_fifo_
 #[tokio::test]
 async fn rewards_of_thousands_of_slots_fit_the_store_in_parts() {
     use sequencer_core::rewards::{DaySlot, Discard, SlotTally};
-    use sequencer_handlers::records::DayRewards;
+    use sequencer_handlers::records::{DayRewards, Expiry};
     use sequencer_ports::{query_all, Table};
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::new(dir.path(), 2);
@@ -263,11 +263,25 @@ async fn rewards_of_thousands_of_slots_fit_the_store_in_parts() {
         eligible: 1,
         discards: Vec::new(),
     }];
-    records.record_epoch_rewards(6, &small).await.unwrap();
-    let big = records.record_epoch_rewards(7, &slots).await.unwrap();
-    records.record_epoch_rewards(8, &small).await.unwrap();
+    // Each epoch's rewards carry the epoch's expiry, on every part.
+    let expiry = Expiry(4_000_000_000);
+    records
+        .record_epoch_rewards(6, &small, expiry)
+        .await
+        .unwrap();
+    let big = records
+        .record_epoch_rewards(7, &slots, expiry)
+        .await
+        .unwrap();
+    records
+        .record_epoch_rewards(8, &small, expiry)
+        .await
+        .unwrap();
     // Again (a redelivered finalize): the same.
-    records.record_epoch_rewards(7, &slots).await.unwrap();
+    records
+        .record_epoch_rewards(7, &slots, expiry)
+        .await
+        .unwrap();
     assert_eq!(records.epoch_rewards(7).await.unwrap().unwrap(), big);
     let range = records.epochs_rewards(6, 8).await.unwrap();
     assert_eq!(
@@ -299,6 +313,16 @@ async fn rewards_of_thousands_of_slots_fit_the_store_in_parts() {
     assert_eq!(records.day_rewards(3).await.unwrap().unwrap(), day);
 
     let mut items = 0;
+    for (sk, item) in query_all(
+        h.state.as_ref(),
+        Table::Epochs,
+        &format!("{:#x}#rewards", h.market),
+    )
+    .await
+    .unwrap()
+    {
+        assert_eq!(item.ttl, Some(expiry.0), "{sk} without the epoch's expiry");
+    }
     for (_, item) in query_all(
         h.state.as_ref(),
         Table::Epochs,
@@ -316,6 +340,7 @@ async fn rewards_of_thousands_of_slots_fit_the_store_in_parts() {
         .await
         .unwrap(),
     ) {
+        assert!(item.ttl.is_some(), "a rewards item that never expires");
         assert!(
             item.data.len() < 400_000,
             "an item of {} bytes",

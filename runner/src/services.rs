@@ -36,7 +36,16 @@ pub struct Queues {
     pub anchor: Arc<dyn Queue>,
     /// The three queues' dead-letter queues (the status page shows their depth).
     pub dead_letters: Vec<Arc<dyn Queue>>,
+    /// The embedded state store, whose expired records the runner's sweeper deletes (DynamoDB
+    /// sweeps its own: `None` there).
+    pub sweep: Option<Arc<SqliteState>>,
 }
+
+/// Items the embedded sweeper deletes per pass (one short SQLite transaction).
+pub const SWEEP_PER_PASS: usize = 2_000;
+
+/// How often the embedded sweeper looks for expired records.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 fn queue(db: &Db, name: &str, fifo: bool) -> SqliteQueue {
     let dlq = match name.strip_suffix(".fifo") {
@@ -72,14 +81,16 @@ pub fn embedded(
         .filter_map(|q| q.dlq())
         .map(|q| Arc::new(q) as Arc<dyn Queue>)
         .collect();
+    let state = Arc::new(SqliteState::new(db));
     let queues = Queues {
         submissions: Arc::new(submissions),
         finalize: Arc::new(finalize),
         anchor: Arc::new(anchor),
         dead_letters,
+        sweep: Some(state.clone()),
     };
     let ports = Ports {
-        state: Arc::new(SqliteState::new(db)),
+        state,
         content: Arc::new(BlockDir::new(data_dir.join("blocks"))),
         chain: CachedChain::wrap(chain, &config, Arc::new(SystemClock)),
         finalize_queue: queues.finalize.clone(),
@@ -122,6 +133,7 @@ pub async fn aws(chain: Arc<dyn ChainPort>, config: PipelineConfig) -> Result<(P
             .into_iter()
             .map(|q| Arc::new(q) as Arc<dyn Queue>)
             .collect(),
+        sweep: None,
     };
     Ok((p, queues))
 }
@@ -230,6 +242,12 @@ impl Loops {
                 }
             }));
         }
+        if let Some(state) = q.sweep.clone() {
+            let (p, stop) = (p.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                sweep_loop(&state, &p, SWEEP_EVERY, SWEEP_PER_PASS, &stop).await;
+            }));
+        }
         Self { stop, tasks }
     }
 
@@ -238,6 +256,42 @@ impl Loops {
         self.stop.cancel();
         for t in self.tasks {
             let _ = t.await;
+        }
+    }
+}
+
+/// The embedded store's TTL sweeper (DynamoDB's runs in the service): a pass of at most
+/// `per_pass` expired items every `every`, the next at once while a pass is full, by the
+/// pipeline's clock. A failed pass is logged and tried again at the next.
+pub async fn sweep_loop(
+    state: &SqliteState,
+    p: &Pipeline,
+    every: Duration,
+    per_pass: usize,
+    stop: &CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        let now_s = u64::try_from(p.now_ms() / 1000).unwrap_or(0);
+        let full = match state.sweep_expired(now_s, per_pass) {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!(deleted = n, "swept expired records");
+                }
+                n as usize >= per_pass
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping expired records failed");
+                false
+            }
+        };
+        let pause = if full {
+            Duration::from_millis(10)
+        } else {
+            every
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.cancelled() => {}
         }
     }
 }

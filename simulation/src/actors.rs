@@ -725,11 +725,11 @@ pub fn hostile_message(w: &World, slots: Slots, e: u64, r: u64, attack: Attack) 
 }
 
 /// Replays submissions older than the retention under fresh ids, every 5 minutes once there
-/// are such, until twice the retention has passed.
+/// are such, until 55 minutes past the retention.
 async fn old_replayer(w: Arc<World>, ttl_ms: u64) {
     let sim = w.sim.clone();
     let slots = Slots::of(&w.sc);
-    while sim.now() < 2 * ttl_ms {
+    while sim.now() < ttl_ms + 55 * 60 * 1000 {
         sim.sleep(5 * 60 * 1000).await;
         for _ in 0..w.sc.hostile.old_replays {
             attack_once(&w, slots, 0, 0, Attack::OldReplay);

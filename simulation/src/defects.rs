@@ -228,7 +228,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "expired apart",
         scenario: "retention",
         seed: 1,
-        fixed: false,
+        fixed: true,
     },
     Defect {
         id: "retention-ttl",
@@ -238,7 +238,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "",
         scenario: "calm",
         seed: 1,
-        fixed: false,
+        fixed: true,
     },
     Defect {
         id: "retry-after-expiry",
@@ -248,7 +248,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "is not recorded",
         scenario: "retention",
         seed: 53,
-        fixed: false,
+        fixed: true,
     },
     Defect {
         id: "old-replay-dead-lettered",
@@ -258,7 +258,7 @@ pub const DEFECTS: &[Defect] = &[
         needle: "OldReplay",
         scenario: "retention",
         seed: 1,
-        fixed: false,
+        fixed: true,
     },
     Defect {
         id: "not-ready-dead-lettered-any",

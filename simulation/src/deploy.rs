@@ -40,6 +40,17 @@ impl Function {
     }
 }
 
+impl Deployment {
+    /// How long the queues retry an epoch's work, ms: Σ visibility timeout × maxReceiveCount of
+    /// verify, finalize and anchor (`locals.tf` `retry_horizon_secs`, `RETRY_HORIZON_SECS`).
+    pub fn retry_horizon_ms(&self) -> u64 {
+        [self.verify, self.finalize, self.anchor]
+            .iter()
+            .map(|f| f.visibility_ms() * f.max_receive_count.unwrap_or(1))
+            .sum()
+    }
+}
+
 /// The deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deployment {
@@ -117,14 +128,15 @@ pub const MODULE: Deployment = Deployment {
     long_poll_s: 20,
 };
 
-/// Tables whose items the module expires by TTL (`locals.tf` `tables`).
+/// Tables whose items the module expires by TTL (`locals.tf` `tables`): every one, one retention
+/// for every record of an epoch.
 pub const TTL_TABLES: [(&str, bool); 6] = [
-    ("submissions", false),
+    ("submissions", true),
     ("receipts", true),
     ("counters", true),
     ("epochs", true),
     ("blocks", true),
-    ("batches", false),
+    ("batches", true),
 ];
 
 #[cfg(test)]
@@ -216,6 +228,12 @@ mod tests {
         check(&locals, "epoch-manager", &MODULE.epoch_manager);
         // Visibility = multiplier × timeout: verify's 6 × 30 s = 180 s.
         assert_eq!(MODULE.verify.visibility_ms(), 180_000);
+        // The retry horizon the module passes (RETRY_HORIZON_SECS) is the handlers' default.
+        assert_eq!(
+            MODULE.retry_horizon_ms(),
+            sequencer_handlers::config::DEFAULT_RETRY_HORIZON_SECS * 1000
+        );
+        assert!(locals.contains("retry_horizon_secs = sum([for q, c in local.queues : local.visibility[q] * local.fn[c.consumer].max_receive_count])"));
 
         // Tables with TTL.
         let start = locals.find("tables = {").expect("tables");

@@ -117,7 +117,7 @@ pub fn hostile_ceiling(a: Attack) -> (u64, u64) {
         Attack::RandomHeader => (1, 1),
         Attack::Flagged => (1, 0),
         Attack::Replay | Attack::DuplicateId | Attack::OverCap => (2, 1),
-        Attack::OldReplay => (1, 0),
+        Attack::OldReplay => (0, 0),
     }
 }
 
@@ -756,8 +756,16 @@ fn provable(f: &Facts, v: &mut Vec<Violation>, s: &Sent, api: &BTreeMap<String, 
         return;
     }
     let unknown = |a: &Answer| matches!(a, Answer::UnknownEpoch | Answer::UnknownSubmission);
+    // The epoch is past the retention by the run's clock: every record of it expired at once.
+    let past_retention = f.epochs.get(&e).is_some_and(|(_, rec)| {
+        let view = ReadOnly(&f.all);
+        let expiry_ms = f.w.records(&view).expiry_of(rec).0.saturating_mul(1000);
+        expiry_ms <= (BASE_MS as u64).saturating_add(f.w.sim.now())
+    });
     match api.get(&s.id) {
         Some(Answer::Fate(Fate::Included)) => {}
+        // Past the retention: `expired_epoch`, whatever the sweeper has deleted so far.
+        Some(Answer::ExpiredEpoch) if past_retention => {}
         // Past the retention, with every record of the epoch gone: a consistent answer.
         Some(a) if unknown(a) && gone() => {}
         // A receipt never written: `batched_without_receipt` says it.
@@ -1304,32 +1312,36 @@ mod tests {
                 slot: 3,
                 at_ms: 0,
             };
-            let ok = r
-                .open_epoch(&EpochRecord {
-                    epoch: e,
-                    ..EpochRecord::default()
-                })
-                .await
-                .is_ok()
-                && r.write_receipt(e, "id", &receipt).await.is_ok()
-                && r.write_intake(&[
-                    sequencer_handlers::records::Write::Claim {
-                        epoch: e,
-                        project: "p".into(),
-                        slot: 3,
-                        rec: sub.clone(),
-                        over_pending: false,
-                    },
-                    sequencer_handlers::records::Write::Count {
-                        epoch: e,
-                        slot: 3,
-                        ids: vec!["id".into()],
-                        max_before: 4,
-                    },
-                ])
+            let rec = EpochRecord {
+                epoch: e,
+                ..EpochRecord::default()
+            };
+            let expiry = r.expiry_of(&rec);
+            let ok = r.open_epoch(&rec).await.is_ok()
+                && r.write_receipt(e, "id", &receipt, Some(expiry))
+                    .await
+                    .is_ok()
+                && r.write_intake(
+                    &[
+                        sequencer_handlers::records::Write::Claim {
+                            epoch: e,
+                            project: "p".into(),
+                            slot: 3,
+                            rec: sub.clone(),
+                            over_pending: false,
+                        },
+                        sequencer_handlers::records::Write::Count {
+                            epoch: e,
+                            slot: 3,
+                            ids: vec!["id".into()],
+                            max_before: 4,
+                        },
+                    ],
+                    &BTreeMap::from([(e, expiry)]),
+                )
                 .await
                 .is_ok_and(|r| r.is_none())
-                && r.record_batch(e, &batch).await.is_ok()
+                && r.record_batch(e, &batch, expiry).await.is_ok()
                 && r.record_block(B256::ZERO, 9).await.is_ok();
             *d.lock().unwrap_or_else(|p| p.into_inner()) = ok;
         });

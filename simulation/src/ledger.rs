@@ -49,6 +49,8 @@ pub enum Answer {
     UnknownEpoch,
     /// 404 `unknown_submission`.
     UnknownSubmission,
+    /// 410 `expired_epoch`: past the retention.
+    ExpiredEpoch,
     /// 500: a store failed or the records are inconsistent.
     Failed(String),
 }
@@ -59,6 +61,7 @@ impl std::fmt::Display for Answer {
             Answer::Fate(fate) => write!(f, "200 {fate:?}"),
             Answer::UnknownEpoch => f.write_str("404 unknown_epoch"),
             Answer::UnknownSubmission => f.write_str("404 unknown_submission"),
+            Answer::ExpiredEpoch => f.write_str("410 expired_epoch"),
             Answer::Failed(e) => write!(f, "500 {e}"),
         }
     }

@@ -144,7 +144,9 @@ pub fn run(seed: u64, sc: &Scenario, opts: Options) -> RunReport {
         actors::spawn_all(&w);
         let releases_ms = (sc.epochs + 1) * sc.epoch_size * sc.block_ms + 120_000;
         let limit = releases_ms + sc.drain_ms;
-        let min_run = sc.record_ttl_s.map_or(0, |t| t * 1000 * 2 + 10 * 60 * 1000);
+        // Past the retention, long enough for the sweeper to delete what expired and for old
+        // submissions to be replayed.
+        let min_run = sc.record_ttl_s.map_or(0, |t| (t + 60 * 60) * 1000);
         let mut next_check = 0u64;
         let stop = sim.run(limit, || {
             let now = w.sim.now();
@@ -272,6 +274,7 @@ async fn proofs(w: &Arc<World>) {
         let answer = match api.submission(&w.reader, e, &id).await {
             Ok(a) => Answer::Fate(a.view.fate),
             Err(QueryError::UnknownEpoch(_)) => Answer::UnknownEpoch,
+            Err(QueryError::ExpiredEpoch { .. }) => Answer::ExpiredEpoch,
             Err(QueryError::UnknownSubmission { .. }) => Answer::UnknownSubmission,
             Err(QueryError::Failed(err)) => Answer::Failed(err.to_string()),
             // A batch document's answer; a submission's query never gives it.

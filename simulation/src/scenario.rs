@@ -186,6 +186,9 @@ pub const PRESETS: [&str; 11] = [
     "everything",
 ];
 
+/// The retention preset's `RECORD_TTL`: 5 hours, above the module's retry horizon of 16 500 s.
+pub const RETENTION_PRESET_S: u64 = 5 * 60 * 60;
+
 impl Scenario {
     /// Honest traffic, latencies only.
     pub fn calm() -> Self {
@@ -283,11 +286,15 @@ impl Scenario {
                 s.poison_anchor_job_at = Some(90_000);
             }
             "retention" => {
+                // The shortest retention the pipeline accepts: just above the retry horizon
+                // (Σ visibility × receives of the module's queues, 4 h 35 min). A shorter one
+                // (the 15 minutes this preset had) is refused at start: a finalize job retried
+                // after its 30-minute visibility timeout would find its epoch expired.
                 s.epochs = 12;
-                s.record_ttl_s = Some(15 * 60);
+                s.record_ttl_s = Some(RETENTION_PRESET_S);
                 s.hostile.owned_slots = 1;
                 s.hostile.old_replays = 2;
-                s.drain_ms = 60 * 60 * 1000;
+                s.drain_ms = (RETENTION_PRESET_S + 90 * 60) * 1000;
             }
             "everything" => {
                 s.epochs = 10;
@@ -310,5 +317,33 @@ impl Scenario {
             _ => return None,
         }
         Some(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::world::pipeline_config;
+    use sequencer_core::Address;
+
+    /// Issue 16 item 6: a retention shorter than the queues' retry horizon (this preset's old 15
+    /// minutes, under a finalize visibility timeout of 30) is refused at start, as
+    /// `PipelineConfig::from_env` refuses it; every preset's configuration is accepted.
+    #[test]
+    fn a_retention_inside_the_retry_horizon_is_refused() {
+        let (m, ps) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        for name in PRESETS {
+            let sc = Scenario::named(name).expect("preset");
+            assert!(pipeline_config(&sc, m, ps, 1).is_ok(), "{name}");
+        }
+        let mut sc = Scenario::named("retention").expect("preset");
+        sc.record_ttl_s = Some(15 * 60);
+        let err = pipeline_config(&sc, m, ps, 1).expect_err("refused");
+        assert!(err.to_string().contains("retry horizon"), "{err}");
+        sc.record_ttl_s = Some(crate::deploy::MODULE.retry_horizon_ms() / 1000);
+        assert!(
+            pipeline_config(&sc, m, ps, 1).is_err(),
+            "equal is not above"
+        );
     }
 }

@@ -184,6 +184,29 @@ impl Slots {
     }
 }
 
+/// The pipeline's settings for a preset, as the Terraform module would pass them: the anchor
+/// queue's maxReceiveCount, the queues' retry horizon, and the preset's retention. Refused, as
+/// `PipelineConfig::from_env` refuses it, when the retention does not exceed the retry horizon.
+pub fn pipeline_config(
+    sc: &Scenario,
+    market: Address,
+    protocol_state: Address,
+    chain_id: u64,
+) -> Result<PipelineConfig, sequencer_handlers::config::ConfigError> {
+    let mut config = PipelineConfig::new(market, protocol_state, chain_id);
+    config.finalize.batch_size = sc.batch_size;
+    config.anchor_group = "sequencer-anchor".into();
+    if let Some(n) = MODULE.anchor.max_receive_count {
+        config.anchor_max_receives = n as u32;
+    }
+    config.retry_horizon = Duration::from_millis(MODULE.retry_horizon_ms());
+    if let Some(t) = sc.record_ttl_s {
+        config.record_ttl = Duration::from_secs(t);
+    }
+    config.validate()?;
+    Ok(config)
+}
+
 impl World {
     /// Builds the deployment for `sc` on `sim`.
     pub fn new(sim: Sim, sc: Scenario) -> Arc<Self> {
@@ -305,16 +328,8 @@ impl World {
             anchor_queue: Arc::new(anchor_q.clone()),
             submissions_dlq: Arc::new(q(queues::SUBMISSIONS_DLQ, None)),
         };
-        let mut config = PipelineConfig::new(market, protocol_state, domain.chain_id);
-        config.finalize.batch_size = sc.batch_size;
-        config.anchor_group = "sequencer-anchor".into();
-        // As the Terraform module passes it: the anchor queue's maxReceiveCount.
-        if let Some(n) = MODULE.anchor.max_receive_count {
-            config.anchor_max_receives = n as u32;
-        }
-        if let Some(t) = sc.record_ttl_s {
-            config.record_ttl = std::time::Duration::from_secs(t);
-        }
+        let config = pipeline_config(&sc, market, protocol_state, domain.chain_id)
+            .unwrap_or_else(|e| panic!("preset {}: {e}", sc.name));
         let pipeline = || {
             Arc::new(
                 Pipeline::new(ports.clone(), config.clone())

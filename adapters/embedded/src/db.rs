@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS items (
     state TEXT, data TEXT NOT NULL, ttl INTEGER,
     PRIMARY KEY (tbl, pk, sk)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS items_by_ttl ON items (ttl) WHERE ttl IS NOT NULL;
 CREATE TABLE IF NOT EXISTS members (
     tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL, member TEXT NOT NULL,
     PRIMARY KEY (tbl, pk, sk, member)

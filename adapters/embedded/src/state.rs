@@ -23,29 +23,44 @@ impl SqliteState {
         Self { db }
     }
 
-    /// Deletes every item whose TTL is before `now` (Unix seconds) with its set, as DynamoDB's
-    /// TTL sweeper does (an expired item is read until the sweep deletes it, there too); returns
-    /// how many items went. The local runner calls it every minute.
-    pub fn sweep_expired(&self, now: u64) -> Result<u64, PortError> {
+    /// Deletes at most `limit` items whose TTL is before `now` (Unix seconds), each with its
+    /// set, as DynamoDB's TTL sweeper does (an expired item is read until the sweep deletes it,
+    /// there too); returns how many items went. One short transaction, so a pass never holds the
+    /// database for long: the runner sweeps every minute, and again at once while a pass is
+    /// full (`runner::services::Loops`).
+    pub fn sweep_expired(&self, now: u64, limit: usize) -> Result<u64, PortError> {
         let mut conn = self.db.lock()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let now = now.min(i64::MAX as u64) as i64;
-        tx.execute(
-            "DELETE FROM members WHERE EXISTS (SELECT 1 FROM items i WHERE i.tbl = members.tbl \
-             AND i.pk = members.pk AND i.sk = members.sk AND i.ttl IS NOT NULL AND i.ttl < ?1)",
-            params![now],
-        )
-        .map_err(err)?;
-        let n = tx
-            .execute(
-                "DELETE FROM items WHERE ttl IS NOT NULL AND ttl < ?1",
-                params![now],
-            )
-            .map_err(err)?;
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let keys: Vec<(String, String, String)> = {
+            let mut q = tx
+                .prepare_cached(
+                    "SELECT tbl, pk, sk FROM items WHERE ttl IS NOT NULL AND ttl < ?1 \
+                     ORDER BY ttl LIMIT ?2",
+                )
+                .map_err(err)?;
+            let rows = q
+                .query_map(params![now, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(err)?;
+            rows.collect::<Result<_, _>>().map_err(err)?
+        };
+        for (tbl, pk, sk) in &keys {
+            tx.prepare_cached("DELETE FROM members WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+                .map_err(err)?
+                .execute(params![tbl, pk, sk])
+                .map_err(err)?;
+            tx.prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+                .map_err(err)?
+                .execute(params![tbl, pk, sk])
+                .map_err(err)?;
+        }
         tx.commit().map_err(err)?;
-        Ok(n as u64)
+        Ok(keys.len() as u64)
     }
 }
 
@@ -418,6 +433,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_sweeper_deletes_a_bounded_pass_at_a_time_oldest_first() {
+        let s = SqliteState::new(Db::in_memory().expect("db"));
+        for i in 0..5u64 {
+            let k = Key::new("e", format!("old{i}"));
+            s.put(Table::Epochs, &k, &Item::data("{}").ttl(Some(100 + i)))
+                .await
+                .expect("put");
+        }
+        s.add_members(
+            Table::Counters,
+            &Key::new("c", "old"),
+            &["a".into()],
+            Some(90),
+        )
+        .await
+        .expect("add");
+        let young = Key::new("e", "young");
+        s.put(Table::Epochs, &young, &Item::data("{}").ttl(Some(500)))
+            .await
+            .expect("put");
+        let passes: Vec<u64> = (0..4)
+            .map(|_| s.sweep_expired(200, 2).expect("sweep"))
+            .collect();
+        assert_eq!(
+            passes,
+            vec![2, 2, 2, 0],
+            "at most 2 a pass, until none is left"
+        );
+        // Oldest first: the counter (90) went in the first pass, with its set.
+        assert_eq!(
+            s.get(Table::Counters, &Key::new("c", "old"))
+                .await
+                .expect("get"),
+            None
+        );
+        let page = s.query(Table::Epochs, "e", None, 10).await.expect("query");
+        assert_eq!(page.items.len(), 1, "only the young item is left");
+        assert!(s.get(Table::Epochs, &young).await.expect("get").is_some());
+    }
+
+    #[tokio::test]
     async fn the_sweeper_deletes_what_expired_with_its_set_and_nothing_else() {
         let s = SqliteState::new(Db::in_memory().expect("db"));
         let old = Key::new("c", "old");
@@ -432,7 +488,7 @@ mod tests {
         s.put(Table::Epochs, &forever, &Item::data("{}"))
             .await
             .expect("put");
-        assert_eq!(s.sweep_expired(200).expect("sweep"), 1);
+        assert_eq!(s.sweep_expired(200, 100).expect("sweep"), 1);
         assert_eq!(s.get(Table::Counters, &old).await.expect("get"), None);
         assert!(s.get(Table::Counters, &young).await.expect("get").is_some());
         assert!(s.get(Table::Epochs, &forever).await.expect("get").is_some());

@@ -63,9 +63,19 @@ pub struct Answer<T> {
 /// Why a query has no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// No such epoch recorded (not released, or expired).
+    /// No such epoch recorded (not released yet, or never by this sequencer).
     #[error("epoch {0} is not recorded by this sequencer (not released, or expired)")]
     UnknownEpoch(u64),
+    /// The epoch is past the retention: its records expired (or are expiring) together.
+    #[error(
+        "epoch {epoch} is past this sequencer's retention of {days} days: its records expired"
+    )]
+    ExpiredEpoch {
+        /// The epoch.
+        epoch: u64,
+        /// The retention (`RECORD_TTL_DAYS`).
+        days: u64,
+    },
     /// No receipt for this id in this (recorded) epoch.
     #[error("no submission {id} was received for epoch {epoch}")]
     UnknownSubmission {

@@ -12,7 +12,7 @@ use super::status::BatchView;
 use super::{Answer, Cached, EpochLeaves, Queries, QueryError};
 use crate::metrics as m;
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::records::{BatchState, EpochEntry, EpochState, Outcome};
+use crate::records::{BatchState, EpochEntry, EpochState, Outcome, Records};
 
 /// What became of a submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +84,26 @@ pub struct SubmissionView {
     pub proof: Option<InclusionProof>,
 }
 
+/// Why an epoch that is not recorded has no answer: older than the oldest epoch the store keeps
+/// (its records expired), or not recorded at all.
+pub(super) async fn unrecorded(
+    records: &Records<'_>,
+    epoch: u64,
+) -> Result<QueryError, PipelineError> {
+    Ok(match records.oldest_epoch().await? {
+        Some(oldest) if epoch > 0 && epoch < oldest => expired(records, epoch),
+        _ => QueryError::UnknownEpoch(epoch),
+    })
+}
+
+/// The epoch is past the retention.
+pub(super) fn expired(records: &Records<'_>, epoch: u64) -> QueryError {
+    QueryError::ExpiredEpoch {
+        epoch,
+        days: records.retention().as_secs() / 86_400,
+    }
+}
+
 impl Queries {
     /// The fate of submission `id` (a lower-case hyphenated UUID) in `epoch` (0: simulation).
     pub async fn submission(
@@ -120,7 +140,8 @@ impl Queries {
         let records = p.records();
         let Some(receipt) = records.receipt(epoch, id).await? else {
             return Err(match records.epoch(epoch).await? {
-                None => QueryError::UnknownEpoch(epoch),
+                None => unrecorded(&records, epoch).await?,
+                Some(e) if records.is_expired(&e.record) => expired(&records, epoch),
                 Some(_) => QueryError::UnknownSubmission {
                     epoch,
                     id: id.to_string(),
@@ -167,12 +188,20 @@ impl Queries {
             }
         }
         let Some(EpochEntry { state, record }) = records.epoch(epoch).await? else {
+            if let e @ QueryError::ExpiredEpoch { .. } = unrecorded(&records, epoch).await? {
+                return Err(e);
+            }
             view.message = "accepted; the epoch is not recorded (yet)".into();
             return Ok(Answer {
                 view,
                 settled: false,
             });
         };
+        // Past the retention its records expire together, but the store deletes them one by
+        // one: answered `expired` from the moment it passed, never from a partial set.
+        if records.is_expired(&record) {
+            return Err(expired(&records, epoch));
+        }
         view.epoch_state = Some(state);
         if !state.is_finalized() {
             view.message =
@@ -281,7 +310,7 @@ impl Queries {
         let records = p.records();
         let Some(batch) = records.batch(epoch, index).await? else {
             return Err(match records.epoch(epoch).await? {
-                None => QueryError::UnknownEpoch(epoch),
+                None => unrecorded(&records, epoch).await?,
                 Some(_) => QueryError::UnknownBatch { epoch, index },
             });
         };

@@ -203,8 +203,11 @@ impl Queries {
         }
         let records = p.records();
         let Some(EpochEntry { state, record }) = records.epoch(epoch).await? else {
-            return Err(QueryError::UnknownEpoch(epoch));
+            return Err(super::proof::unrecorded(&records, epoch).await?);
         };
+        if records.is_expired(&record) {
+            return Err(super::proof::expired(&records, epoch));
+        }
         let counts = match &record.counts {
             Some(c) => c.clone(),
             // Not finalized yet: counted live (an open epoch's receipts are bounded by the cap).

@@ -1,12 +1,12 @@
 //! Batches: what finalization recorded for each batch of an epoch (`PENDING`) and what anchoring
-//! found on chain for it (`ANCHORED`).
+//! found on chain for it (`ANCHORED`). Both expire with their epoch.
 
 use serde::{Deserialize, Serialize};
 
 use sequencer_ports::{query_all, Item, Table, Transition};
 
 use super::keys;
-use super::Records;
+use super::{Expiry, Records};
 use crate::pipeline::{json, parse, PipelineError};
 
 /// Where a batch is.
@@ -118,13 +118,14 @@ impl Records<'_> {
         &self,
         epoch: u64,
         batch: &BatchRecord,
+        expiry: Expiry,
     ) -> Result<bool, PipelineError> {
         Ok(self
             .store
             .put_if_absent(
                 Table::Batches,
                 &keys::batch_key(&self.market, epoch, batch.index),
-                &Item::with_state(BatchState::Pending.as_str(), json(batch)?),
+                &Item::with_state(BatchState::Pending.as_str(), json(batch)?).ttl(Some(expiry.0)),
             )
             .await?)
     }
@@ -145,6 +146,7 @@ impl Records<'_> {
         &self,
         epoch: u64,
         batch: &BatchRecord,
+        expiry: Expiry,
     ) -> Result<bool, PipelineError> {
         Ok(matches!(
             self.store
@@ -152,7 +154,8 @@ impl Records<'_> {
                     Table::Batches,
                     &keys::batch_key(&self.market, epoch, batch.index),
                     Some(BatchState::Pending.as_str()),
-                    &Item::with_state(BatchState::Anchored.as_str(), json(batch)?),
+                    &Item::with_state(BatchState::Anchored.as_str(), json(batch)?)
+                        .ttl(Some(expiry.0)),
                 )
                 .await?,
             Transition::Applied

@@ -212,7 +212,8 @@ impl Records<'_> {
 
     /// Records a released epoch as open, once: `false` when it was recorded before.
     pub async fn open_epoch(&self, rec: &EpochRecord) -> Result<bool, PipelineError> {
-        let item = Item::with_state(EpochState::Open.as_str(), json(rec)?).ttl(self.expiry());
+        let item = Item::with_state(EpochState::Open.as_str(), json(rec)?)
+            .ttl(Some(self.expiry_of(rec).0));
         Ok(self
             .store
             .put_if_absent(
@@ -224,9 +225,9 @@ impl Records<'_> {
     }
 
     /// Moves `rec`'s epoch from `from` to `to` with `rec` as its new record, only if it is still
-    /// `from`. A move the lifecycle does not allow is an invariant error and changes nothing. A
-    /// failed epoch keeps no expiry (as before: it waits for an operator); every other state
-    /// expires after the records' TTL.
+    /// `from`. A move the lifecycle does not allow is an invariant error and changes nothing.
+    /// Every state keeps the epoch's one expiry ([`Records::expiry_of`]), a failed epoch too:
+    /// an operator re-anchors it within the retention, while its batches are still stored.
     pub async fn move_epoch(
         &self,
         from: EpochState,
@@ -239,12 +240,7 @@ impl Records<'_> {
                 rec.epoch
             )));
         }
-        let ttl = if to == EpochState::Failed {
-            None
-        } else {
-            self.expiry()
-        };
-        let item = Item::with_state(to.as_str(), json(rec)?).ttl(ttl);
+        let item = Item::with_state(to.as_str(), json(rec)?).ttl(Some(self.expiry_of(rec).0));
         match self
             .store
             .transition(

@@ -9,6 +9,8 @@
 //! a receipt never lands on a claim it did not make), and the slot's set of accepted ids stays
 //! within its cap. Either all of it is stored or none of it.
 
+use std::collections::BTreeMap;
+
 use sequencer_core::B256;
 use sequencer_ports::{Condition, Item, Key, OpStatus, Table, TxOp, TxOutcome};
 
@@ -16,7 +18,7 @@ use super::epochs::{entry, EpochEntry, EpochState};
 use super::keys;
 use super::receipts::{stored_receipt, Receipt};
 use super::submissions::{SubmissionRecord, SubmissionState};
-use super::Records;
+use super::{Expiry, Records};
 use crate::pipeline::{json, parse, PipelineError};
 
 /// Something verify reads for a batch.
@@ -162,8 +164,12 @@ impl Records<'_> {
         }
     }
 
-    fn write_op(&self, w: &Write) -> Result<TxOp, PipelineError> {
+    fn write_op(&self, w: &Write, expiries: &BTreeMap<u64, Expiry>) -> Result<TxOp, PipelineError> {
         let m = &self.market;
+        // Every record of an epoch expires with it; a receipt of an epoch not recorded, the
+        // retention from now.
+        let expiry = |e: &u64| expiries.get(e).copied();
+        let ttl = |e: &u64| expiry(e).map(|x| x.0).or_else(|| self.expiry());
         Ok(match w {
             Write::EpochOpen(e) => TxOp::Check {
                 table: Table::Epochs,
@@ -180,7 +186,7 @@ impl Records<'_> {
                 table: Table::Submissions,
                 key: keys::submission_key(m, *epoch, project, *slot),
                 item: Item::with_state(SubmissionState::Accepted.as_str(), json(rec)?)
-                    .ttl(self.expiry()),
+                    .ttl(ttl(epoch)),
                 condition: Some(if *over_pending {
                     Condition::State(SubmissionState::Pending.as_str().to_string())
                 } else {
@@ -190,7 +196,7 @@ impl Records<'_> {
             Write::Receipt { epoch, id, receipt } => TxOp::Put {
                 table: Table::Receipts,
                 key: keys::receipt_key(m, *epoch, id),
-                item: self.receipt_item(receipt)?,
+                item: self.receipt_item(receipt, expiry(epoch))?,
                 condition: Some(Condition::Absent),
             },
             Write::Count {
@@ -203,7 +209,7 @@ impl Records<'_> {
                 key: keys::slot_counter_key(m, *epoch, *slot),
                 members: ids.clone(),
                 max_before: Some(*max_before),
-                ttl: self.expiry(),
+                ttl: ttl(epoch),
             },
         })
     }
@@ -226,10 +232,13 @@ impl Records<'_> {
     }
 
     /// Applies every write or none (at most [`sequencer_ports::MAX_TX_OPS`], no item twice):
-    /// `None` when committed, else one status per write.
+    /// `None` when committed, else one status per write. Each record expires with its epoch,
+    /// `expiries` ([`Records::expiry_of`] the epochs read); one of an epoch not there, the
+    /// retention from now.
     pub async fn write_intake(
         &self,
         writes: &[Write],
+        expiries: &BTreeMap<u64, Expiry>,
     ) -> Result<Option<Vec<WriteStatus>>, PipelineError> {
         // Built by `write_op`; for the IAM check (infra/terraform/check/drift.py):
         // TxOp::Check { table: Table::Epochs }
@@ -238,7 +247,7 @@ impl Records<'_> {
         // TxOp::AddMembers { table: Table::Counters }
         let ops = writes
             .iter()
-            .map(|w| self.write_op(w))
+            .map(|w| self.write_op(w, expiries))
             .collect::<Result<Vec<_>, _>>()?;
         match self.store.transact(&ops).await? {
             TxOutcome::Committed => Ok(None),

@@ -18,6 +18,14 @@
 //! - [`intake`]: verify's batched read and its one transaction across the tables (acceptance
 //!   conditional on the epoch still open, the claim, the receipt and the slot's cap at once).
 //!
+//! Retention: every record of an epoch (its record, seal, accepted submissions, receipts, slot
+//! counters, batches and rewards) carries one expiry, [`Records::expiry_of`] the epoch: the time
+//! the tick saw its release plus the retention (`RECORD_TTL_DAYS`), whenever it is written. So
+//! the store's TTL removes an epoch's records together, and an epoch is past the retention
+//! ([`Records::is_expired`]) before any of them goes. Records of no one epoch (block hashes, a
+//! day's rewards, a receipt of an epoch never recorded) expire the retention after they are
+//! written. The tick's cursor never expires.
+//!
 //! Stored JSON and key formats are those the previous handlers wrote, byte for byte: a state
 //! store written before this layer reads the same.
 //!
@@ -50,6 +58,10 @@ pub use receipts::{EpochCounts, Outcome, Receipt, RejectReason};
 pub use rewards::{DayCommit, DayRewards, EpochRewards};
 pub use seals::{SealRecord, SealWrite};
 pub use submissions::{SubmissionRecord, SubmissionState};
+
+/// When every record of one epoch expires (Unix seconds): [`Records::expiry_of`] the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Expiry(pub u64);
 
 /// The typed records of one market in a state store. Cheap to build (a reference, the market
 /// and the expiry of new records); build one where it is needed.
@@ -92,9 +104,35 @@ impl<'a> Records<'a> {
         self.market
     }
 
-    /// Expiry (Unix seconds) of a record written now.
+    /// The time by the records' clock, Unix seconds.
+    fn now_s(&self) -> u64 {
+        u64::try_from(self.clock.now_ms() / 1000).unwrap_or(0)
+    }
+
+    /// Expiry (Unix seconds) of a record of no one epoch written now.
     fn expiry(&self) -> Option<u64> {
-        let now = u64::try_from(self.clock.now_ms() / 1000).unwrap_or(0);
-        Some(now.saturating_add(self.ttl.as_secs()))
+        Some(self.now_s().saturating_add(self.ttl.as_secs()))
+    }
+
+    /// When every record of this epoch expires: the time the tick saw its release plus the
+    /// retention, the same whenever a record of it is written. (A record without that time,
+    /// which the tick always stamps, counts from now.)
+    pub fn expiry_of(&self, rec: &EpochRecord) -> Expiry {
+        let seen = u64::try_from(rec.seen_at_ms / 1000)
+            .ok()
+            .filter(|s| *s > 0)
+            .unwrap_or_else(|| self.now_s());
+        Expiry(seen.saturating_add(self.ttl.as_secs()))
+    }
+
+    /// Whether the epoch is past the retention: its records are expired (the store's sweeper
+    /// may not have deleted all of them yet; none of them is to be used).
+    pub fn is_expired(&self, rec: &EpochRecord) -> bool {
+        self.now_s() >= self.expiry_of(rec).0
+    }
+
+    /// The retention.
+    pub fn retention(&self) -> Duration {
+        self.ttl
     }
 }

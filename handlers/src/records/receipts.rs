@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sequencer_ports::{Item, Table};
 
 use super::keys;
-use super::Records;
+use super::{Expiry, Records};
 use crate::pipeline::{json, parse, PipelineError};
 
 /// Why a submission was rejected: a rule of the protocol core, or one of the pipeline's own.
@@ -27,6 +27,10 @@ pub enum RejectReason {
     /// The submission id was used before in the epoch with another body
     /// (`duplicate_submission_id`; the first stays).
     DuplicateSubmissionId,
+    /// The epoch is past the retention (`expired_epoch`): its records expired, or it is older
+    /// than the oldest epoch the store keeps. Answered at once, with no chain call and no
+    /// receipt (it would expire at once too).
+    ExpiredEpoch,
 }
 
 impl RejectReason {
@@ -34,6 +38,8 @@ impl RejectReason {
     pub const LATE: &'static str = "late";
     /// Code of [`RejectReason::DuplicateSubmissionId`].
     pub const DUPLICATE_ID: &'static str = "duplicate_submission_id";
+    /// Code of [`RejectReason::ExpiredEpoch`].
+    pub const EXPIRED_EPOCH: &'static str = "expired_epoch";
 
     /// The stable code (stored, counted, shown by the proof API).
     pub fn code(&self) -> &str {
@@ -41,6 +47,7 @@ impl RejectReason {
             RejectReason::Rule(c) => c,
             RejectReason::Late => Self::LATE,
             RejectReason::DuplicateSubmissionId => Self::DUPLICATE_ID,
+            RejectReason::ExpiredEpoch => Self::EXPIRED_EPOCH,
         }
     }
 
@@ -49,6 +56,7 @@ impl RejectReason {
         match code {
             Self::LATE => RejectReason::Late,
             Self::DUPLICATE_ID => RejectReason::DuplicateSubmissionId,
+            Self::EXPIRED_EPOCH => RejectReason::ExpiredEpoch,
             other => RejectReason::Rule(other.to_string()),
         }
     }
@@ -216,13 +224,18 @@ pub(super) fn stored_receipt(data: &str) -> Result<Receipt, PipelineError> {
 }
 
 impl Records<'_> {
-    /// A receipt as stored (it expires with the records' TTL).
-    pub(super) fn receipt_item(&self, receipt: &Receipt) -> Result<Item, PipelineError> {
+    /// A receipt as stored, expiring at `expiry` (its epoch's), or the retention from now when
+    /// its epoch is not recorded.
+    pub(super) fn receipt_item(
+        &self,
+        receipt: &Receipt,
+        expiry: Option<Expiry>,
+    ) -> Result<Item, PipelineError> {
         Ok(Item::with_state(
             receipt.outcome.label(),
             json(&StoredReceipt::from(receipt))?,
         )
-        .ttl(self.expiry()))
+        .ttl(expiry.map(|e| e.0).or_else(|| self.expiry())))
     }
 
     /// The receipt of a submission id in an epoch.
@@ -237,15 +250,17 @@ impl Records<'_> {
         }
     }
 
-    /// Writes the receipt of a submission id once: `false` when one was there (a concurrent
-    /// delivery of the same message got there first; the first stays).
+    /// Writes the receipt of a submission id once, expiring at `expiry` (its epoch's; `None`:
+    /// the retention from now): `false` when one was there (a concurrent delivery of the same
+    /// message got there first; the first stays).
     pub async fn write_receipt(
         &self,
         epoch: u64,
         id: &str,
         receipt: &Receipt,
+        expiry: Option<Expiry>,
     ) -> Result<bool, PipelineError> {
-        let item = self.receipt_item(receipt)?;
+        let item = self.receipt_item(receipt, expiry)?;
         Ok(self
             .store
             .put_if_absent(

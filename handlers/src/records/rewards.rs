@@ -1,8 +1,10 @@
 //! Rewards: what each slot earned in each finalized epoch ([`EpochRewards`], written by
 //! finalization) and each day's sums with what was committed on chain ([`DayRewards`], written by
 //! the daily rewards commit, `crate::rewards`). Both live in the epochs table, in partitions of
-//! their own (`market#rewards` by epoch, `market#rewards-day` by day), and never expire: they are
-//! what the operator pays from. Beside them, one small item names the newest day with rewards
+//! their own (`market#rewards` by epoch, `market#rewards-day` by day). An epoch's rewards expire
+//! with the epoch; a day's expire the retention after the day's commit computed them (it runs
+//! once the day ended, so the day's sums outlive its epochs; the chain keeps what was
+//! committed). Beside them, one small item names the newest day with rewards
 //! ([`Records::latest_rewards_day`]), so the live summary learns it with one read instead of
 //! listing every day.
 //!
@@ -21,7 +23,7 @@ use sequencer_core::B256;
 use sequencer_ports::{Item, RewardsOutcome, Table};
 
 use super::keys;
-use super::Records;
+use super::{Expiry, Records};
 use crate::pipeline::{json, parse, PipelineError};
 
 /// The largest record JSON stored as one item (DynamoDB's item limit is 400 KB, keys and
@@ -168,13 +170,18 @@ impl Records<'_> {
         &self,
         epoch: u64,
         slots: &[SlotTally],
+        expiry: Expiry,
     ) -> Result<EpochRewards, PipelineError> {
         let rec = EpochRewards {
             epoch,
             slots: slots.to_vec(),
         };
-        self.put_parted(&keys::epoch_rewards_key(&self.market, epoch), &rec)
-            .await?;
+        self.put_parted(
+            &keys::epoch_rewards_key(&self.market, epoch),
+            &rec,
+            Some(expiry.0),
+        )
+        .await?;
         Ok(rec)
     }
 
@@ -183,12 +190,13 @@ impl Records<'_> {
         &self,
         key: &sequencer_ports::Key,
         rec: &T,
+        ttl: Option<u64>,
     ) -> Result<(), PipelineError> {
         let whole = json(rec)?;
         if whole.len() <= ONE_ITEM_BYTES {
             return Ok(self
                 .store
-                .put(Table::Epochs, key, &Item::data(whole))
+                .put(Table::Epochs, key, &Item::data(whole).ttl(ttl))
                 .await?);
         }
         let mut main = rec.clone();
@@ -199,7 +207,11 @@ impl Records<'_> {
                 .map_err(|_| PipelineError::Invariant("a record of more than 2^32 parts".into()))?;
             let part = Part { slots: p.clone() };
             self.store
-                .put(Table::Epochs, &part_key(key, i), &Item::data(json(&part)?))
+                .put(
+                    Table::Epochs,
+                    &part_key(key, i),
+                    &Item::data(json(&part)?).ttl(ttl),
+                )
                 .await?;
         }
         let main = Main {
@@ -208,7 +220,7 @@ impl Records<'_> {
         };
         Ok(self
             .store
-            .put(Table::Epochs, key, &Item::data(json(&main)?))
+            .put(Table::Epochs, key, &Item::data(json(&main)?).ttl(ttl))
             .await?)
     }
 
@@ -318,8 +330,12 @@ impl Records<'_> {
     /// job at a time on the anchor FIFO's group, so the read-then-write does not race in
     /// practice; if it ever did, the next day saved moves the name on again.
     pub async fn save_day_rewards(&self, rec: &DayRewards) -> Result<(), PipelineError> {
-        self.put_parted(&keys::day_rewards_key(&self.market, rec.day), rec)
-            .await?;
+        self.put_parted(
+            &keys::day_rewards_key(&self.market, rec.day),
+            rec,
+            self.expiry(),
+        )
+        .await?;
         if self.latest_rewards_day().await?.is_none_or(|d| d < rec.day) {
             self.store
                 .put(

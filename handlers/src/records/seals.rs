@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sequencer_ports::{Item, Table};
 
 use super::keys;
-use super::Records;
+use super::{Expiry, Records};
 use crate::pipeline::{json, parse, PipelineError};
 
 /// The stored state of a seal.
@@ -63,15 +63,16 @@ impl Records<'_> {
         }
     }
 
-    /// Writes the epoch's seal once. When another run wrote one first, nothing changes and that
-    /// one is returned.
+    /// Writes the epoch's seal once, expiring with the epoch. When another run wrote one first,
+    /// nothing changes and that one is returned.
     pub async fn write_seal(
         &self,
         epoch: u64,
         seal: &SealRecord,
+        expiry: Expiry,
     ) -> Result<SealWrite, PipelineError> {
         let key = keys::seal_key(&self.market, epoch);
-        let item = Item::with_state(SEALED, json(seal)?).ttl(self.expiry());
+        let item = Item::with_state(SEALED, json(seal)?).ttl(Some(expiry.0));
         if self.store.put_if_absent(Table::Epochs, &key, &item).await? {
             return Ok(SealWrite::Written);
         }

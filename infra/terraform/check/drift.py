@@ -117,6 +117,13 @@ if 'name                        = "${var.prefix}-${each.key}"' not in storage or
     err("names", "storage.tf table name or ttl attribute changed shape")
 if 'for_each = each.value ? ["ttl"] : []' not in storage:
     err("names", "storage.tf: the ttl block must follow local.tables")
+# One retention for every record (handlers/src/records/mod.rs): every table expires by TTL, on
+# the attribute the adapter writes.
+for t, ttl in sorted(tf_tables.items()):
+    if not ttl:
+        err("names", f"locals.tf: table {t} has no TTL; every record expires with its epoch (RECORD_TTL_DAYS)")
+if 'const TTL: &str = "ttl";' not in read("adapters/aws/src/dynamo.rs"):
+    err("names", "adapters/aws/src/dynamo.rs no longer writes the TTL as `ttl`, the attribute storage.tf enables")
 # the adapters' own names
 sqs_rs = read("adapters/aws/src/sqs.rs")
 state_rs = read("ports/src/state.rs")

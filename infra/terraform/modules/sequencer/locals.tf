@@ -15,14 +15,16 @@ locals {
     finalize    = { fifo = false, consumer = "finalize" }
     anchor      = { fifo = true, consumer = "anchor" }
   }
-  # name -> ttl enabled (all keys are pk + sk strings: adapters/aws/src/dynamo.rs).
+  # name -> ttl enabled (all keys are pk + sk strings: adapters/aws/src/dynamo.rs). Every table
+  # expires by TTL: one retention (RECORD_TTL_DAYS) for every record of an epoch, written as
+  # one `ttl` (handlers/src/records/mod.rs).
   tables = {
-    submissions = false
+    submissions = true
     receipts    = true
     counters    = true
     epochs      = true
     blocks      = true
-    batches     = false
+    batches     = true
   }
   buckets = ["batches"]
 
@@ -68,6 +70,10 @@ locals {
   # queues so a message is not redelivered while a retrying batch still runs).
   visibility = { for q, c in local.queues : q => local.fn[c.consumer].timeout * local.fn[c.consumer].visibility_multiplier }
 
+  # Σ visibility timeout × maxReceiveCount over the queues (verify, finalize, anchor, one after
+  # the other): the longest an epoch's jobs are retried. RECORD_TTL_DAYS must exceed it.
+  retry_horizon_secs = sum([for q, c in local.queues : local.visibility[q] * local.fn[c.consumer].max_receive_count])
+
   queue_name = { for q, c in local.queues : q => "${var.prefix}-${q}${c.fifo ? ".fifo" : ""}" }
   dlq_name   = { for q, c in local.queues : q => "${var.prefix}-${q}-dlq${c.fifo ? ".fifo" : ""}" }
 
@@ -97,6 +103,7 @@ locals {
     MAX_BATCH_GAS               = var.pipeline.max_batch_gas == null ? null : tostring(var.pipeline.max_batch_gas)
     MIN_SUBMISSIONS_PER_PROJECT = var.pipeline.min_submissions_per_project == null ? null : tostring(var.pipeline.min_submissions_per_project)
     RECORD_TTL_DAYS             = var.pipeline.record_ttl_days == null ? null : tostring(var.pipeline.record_ttl_days)
+    RETRY_HORIZON_SECS          = tostring(local.retry_horizon_secs)
     CONFIRMATIONS               = var.pipeline.confirmations == null ? null : tostring(var.pipeline.confirmations)
     ANCHOR_GROUP_ID             = local.anchor_group_id
     METRICS_NAMESPACE           = local.metric_namespace
