@@ -61,7 +61,7 @@ impl Horizon {
             }
         }
         let mut n = p.records().newest_epoch().await?;
-        if !n.is_some_and(|n| furthest <= n.saturating_add(p.config.epoch_horizon)) {
+        if n.is_none_or(|n| furthest > n.saturating_add(p.config.epoch_horizon)) {
             // The tick has recorded nothing yet, or is behind the chain (a stalled tick must
             // not make verify drop the current epoch's honest submissions): the chain's last
             // released epoch, when it is newer. A failure leaves the batch to the queue's
