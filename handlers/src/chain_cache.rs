@@ -8,11 +8,16 @@
 //!
 //! - `slot_owner(slot)` and `is_flagged(market, who)`: cached for `CHAIN_CACHE_TTL_SECS`, at most
 //!   `CHAIN_CACHE_ENTRIES` entries each (expired entries go first, then the oldest). Refreshed by
-//!   expiry only: the chain port exposes no `SnapshotterAddressChanged` or flag events, and
-//!   reading every slot in bulk costs one call per slot (no bulk view on the contract), so a
-//!   slot given to another snapshotter, or a signer flagged, takes effect within the TTL.
-//! - `slot_count()` (`getTotalNodeCount()`): cached for the same TTL; a slot assigned above the
-//!   cached count is out of range until then.
+//!   expiry, and the owner also on demand: before verify refuses a signer that is not the cached
+//!   owner it asks again through `slot_owner_fresh` with [`STRANGER_RECHECK`] (an answer older
+//!   than that is read again), so a slot given to a new snapshotter is served within a second,
+//!   while a flood of strangers costs at most one read per slot per second. (The chain port
+//!   exposes no `SnapshotterAddressChanged` events, and the contract has no bulk view of owners.)
+//!   A signer flagged on chain is refused within the TTL.
+//! - `slot_count()` (`getTotalNodeCount()`): cached for the same TTL; a slot id above the cached
+//!   count is checked again with `slot_count_fresh` ([`STRANGER_RECHECK`]), so a slot assigned
+//!   just now is in range within a second, and out-of-range floods cost at most one read a
+//!   second.
 //! - `block_number(hash)` answered "unknown" (`None`): remembered for `UNKNOWN_HEADER_TTL_MS`
 //!   (default 1 s, shorter than a block of any chain we serve, so a header that was only "not
 //!   yet" is asked again on the next try), at most `CHAIN_CACHE_ENTRIES` hashes. Known headers
@@ -36,6 +41,10 @@ use sequencer_ports::{
 
 use crate::config::PipelineConfig;
 use crate::pipeline::Clock;
+
+/// How old a cached owner or slot count may be when it is about to refuse a message (module
+/// docs): older answers are read again first.
+pub const STRANGER_RECHECK: Duration = Duration::from_secs(1);
 
 /// How long entries live and how many there may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,20 +174,49 @@ impl CachedChain {
     }
 
     fn ttl_ms(&self) -> i64 {
-        self.cfg.ttl.as_millis().min(i64::MAX as u128) as i64
+        ms(self.cfg.ttl)
     }
-}
 
-#[async_trait]
-impl ChainPort for CachedChain {
-    async fn slot_owner(&self, slot: u64) -> Result<Address, PortError> {
-        let (now, ttl) = (self.now(), self.ttl_ms());
-        if let Some(o) = self.lock().owners.get(&slot, now, ttl) {
+    /// The owner of `slot`, cached if the cached answer is younger than `max_age_ms`.
+    async fn owner_within(&self, slot: u64, max_age_ms: i64) -> Result<Address, PortError> {
+        if let Some(o) = self.lock().owners.get(&slot, self.now(), max_age_ms) {
             return Ok(o);
         }
         let o = self.inner.slot_owner(slot).await?;
         self.lock().owners.insert(slot, o, self.now());
         Ok(o)
+    }
+
+    /// The slot count, cached if the cached answer is younger than `max_age_ms`.
+    async fn count_within(&self, max_age_ms: i64) -> Result<Option<u64>, PortError> {
+        if let Some((n, at)) = self.lock().slot_count {
+            if self.now().saturating_sub(at) < max_age_ms {
+                return Ok(n);
+            }
+        }
+        let n = self.inner.slot_count().await?;
+        self.lock().slot_count = Some((n, self.now()));
+        Ok(n)
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+#[async_trait]
+impl ChainPort for CachedChain {
+    async fn slot_owner(&self, slot: u64) -> Result<Address, PortError> {
+        self.owner_within(slot, self.ttl_ms()).await
+    }
+
+    async fn slot_owner_fresh(&self, slot: u64, max_age: Duration) -> Result<Address, PortError> {
+        self.owner_within(slot, ms(max_age).min(self.ttl_ms()))
+            .await
+    }
+
+    async fn slot_count_fresh(&self, max_age: Duration) -> Result<Option<u64>, PortError> {
+        self.count_within(ms(max_age).min(self.ttl_ms())).await
     }
 
     async fn is_flagged(&self, market: Address, who: Address) -> Result<bool, PortError> {
@@ -192,15 +230,7 @@ impl ChainPort for CachedChain {
     }
 
     async fn slot_count(&self) -> Result<Option<u64>, PortError> {
-        let (now, ttl) = (self.now(), self.ttl_ms());
-        if let Some((n, at)) = self.lock().slot_count {
-            if now.saturating_sub(at) < ttl {
-                return Ok(n);
-            }
-        }
-        let n = self.inner.slot_count().await?;
-        self.lock().slot_count = Some((n, self.now()));
-        Ok(n)
+        self.count_within(self.ttl_ms()).await
     }
 
     async fn block_number(&self, hash: B256) -> Result<Option<u64>, PortError> {

@@ -628,6 +628,30 @@ impl<'a> Batch<'a> {
         .await
         .into_iter()
         .collect();
+        // A signer that is not the (cached) owner: asked again when the answer is older than
+        // `STRANGER_RECHECK` (a slot just given to a new snapshotter), before it is refused.
+        let recheck: BTreeSet<u64> = still
+            .iter()
+            .filter_map(|i| {
+                let m = self.msgs[*i].as_ref()?;
+                let o = owners.get(&m.slot)?.as_ref().ok()?;
+                (Some(o) != signer.get(i)).then_some(m.slot)
+            })
+            .collect();
+        let mut owners = owners;
+        for (s, o) in futures::future::join_all(recheck.iter().map(|s| async move {
+            (
+                *s,
+                p.ports
+                    .chain
+                    .slot_owner_fresh(*s, crate::chain_cache::STRANGER_RECHECK)
+                    .await,
+            )
+        }))
+        .await
+        {
+            owners.insert(s, o);
+        }
         self.drop_strangers(&mut still, &owners, &signer);
         let want_flags: BTreeSet<Address> = still
             .iter()

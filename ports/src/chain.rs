@@ -32,6 +32,26 @@ pub trait ChainPort: Send + Sync {
     async fn slot_count(&self) -> Result<Option<u64>, PortError> {
         Ok(None)
     }
+    /// [`Self::slot_owner`], from a cache only if its answer is younger than `max_age`: what a
+    /// caching adapter serves before refusing a signer (a slot just given to a new snapshotter
+    /// is seen within `max_age`, not the cache's lifetime). Uncached ports read the chain.
+    async fn slot_owner_fresh(
+        &self,
+        slot: u64,
+        max_age: std::time::Duration,
+    ) -> Result<Address, PortError> {
+        let _ = max_age;
+        self.slot_owner(slot).await
+    }
+    /// [`Self::slot_count`], from a cache only if its answer is younger than `max_age` (a slot
+    /// just assigned above the cached count is in range within `max_age`).
+    async fn slot_count_fresh(
+        &self,
+        max_age: std::time::Duration,
+    ) -> Result<Option<u64>, PortError> {
+        let _ = max_age;
+        self.slot_count().await
+    }
     /// The market's windows, in blocks: what epochs released from now on get.
     async fn windows(&self, market: Address) -> Result<Windows, PortError>;
     /// The windows `epoch` was released under (its deadlines, whatever the market's windows

@@ -91,7 +91,18 @@ impl Batch<'_> {
             return;
         }
         let p = self.p;
-        let slots = p.ports.chain.slot_count().await;
+        let mut slots = p.ports.chain.slot_count().await;
+        if let Ok(Some(n)) = slots {
+            // A slot above the cached count: the count asked again when older than
+            // `STRANGER_RECHECK` (a slot assigned just now), before any message is refused.
+            if open.iter().any(|(_, s, _)| *s > n) {
+                slots = p
+                    .ports
+                    .chain
+                    .slot_count_fresh(crate::chain_cache::STRANGER_RECHECK)
+                    .await;
+            }
+        }
         let furthest = open.iter().map(|(_, _, e)| *e).max().unwrap_or(0);
         let newest = p.verify_horizon.newest(p, furthest).await;
         for (i, slot, epoch) in open {
