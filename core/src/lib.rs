@@ -20,6 +20,7 @@ pub mod proof;
 pub mod rewards;
 pub mod rules;
 pub mod submission;
+pub mod tally;
 pub mod unixfs;
 
 pub use alloy_primitives::{Address, B256};
