@@ -96,6 +96,12 @@ pub struct PipelineConfig {
     /// (a release or a header block the node has not served yet) before the message goes back
     /// to the queue: `VERIFY_NOT_YET_WAIT_MS`, default 7 000 (well inside verify's 30 s).
     pub verify_not_yet_wait: Duration,
+    /// Longest the tick holds an epoch open past its window and grace waiting for the close
+    /// watermark (every ingress boot's tally in, verify caught up with them):
+    /// `WATERMARK_MAX_WAIT_MS`, default 240 000 (verify's visibility timeout of 180 s plus a
+    /// minute, so one redelivery of a submission that met a transient failure still counts;
+    /// the Terraform module derives it from that timeout).
+    pub watermark_max_wait: Duration,
     /// Epochs past the newest recorded one that verify takes up (the rest: counted, not stored).
     pub epoch_horizon: u64,
     /// Simulation receipts kept per slot (the rest: counted, not stored).
@@ -126,6 +132,7 @@ impl PipelineConfig {
             finalize_concurrency: 8,
             finalize_retry_budget: Duration::from_secs(120),
             verify_not_yet_wait: Duration::from_millis(7_000),
+            watermark_max_wait: Duration::from_millis(240_000),
             epoch_horizon: 10,
             max_simulations_per_slot: 4,
             chain_cache_ttl: Duration::from_secs(60),
@@ -174,6 +181,11 @@ impl PipelineConfig {
             &get,
             "VERIFY_NOT_YET_WAIT_MS",
             u64::try_from(c.verify_not_yet_wait.as_millis()).unwrap_or(u64::MAX),
+        )?);
+        c.watermark_max_wait = Duration::from_millis(num(
+            &get,
+            "WATERMARK_MAX_WAIT_MS",
+            u64::try_from(c.watermark_max_wait.as_millis()).unwrap_or(u64::MAX),
         )?);
         c.finalize.batch_size = num(&get, "BATCH_SIZE", c.finalize.batch_size)?;
         c.finalize.max_batch_bytes = num(&get, "MAX_BATCH_BYTES", c.finalize.max_batch_bytes)?;

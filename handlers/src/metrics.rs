@@ -127,10 +127,15 @@ catalogue! {
     /// Messages counted and not stored (no receipt, no record): a slot or epoch out of range, a
     /// signer that is not the slot's snapshotter, a slot's simulations over their cap; by reason.
     counter VERIFY_DROPPED = "verify_dropped_total" ["reason"] Count;
+    /// Ingress tallies verify took (the close watermark's counts).
+    counter VERIFY_TALLIES = "verify_tallies_total" [] Count;
     /// Epochs the tick opened from a release.
     counter TICK_EPOCHS_OPENED = "tick_epochs_opened_total" [] Count;
     /// Epochs the tick closed (and sent a finalize job for).
     counter TICK_EPOCHS_CLOSED = "tick_epochs_closed_total" [] Count;
+    /// Epoch closes by what allowed them: `met` (the watermark), `timeout`
+    /// (`WATERMARK_MAX_WAIT_MS` passed first), `no_tallies` (no ingress reports tallies).
+    counter TICK_CLOSE_WATERMARK = "tick_close_watermark_total" ["outcome"] Count;
     /// Releases without windows of their own on chain: the market's current windows were used.
     counter TICK_EPOCH_WINDOWS_FALLBACK = "tick_epoch_windows_fallback_total" [] Count;
     /// Tick steps that failed and were retried (the local runner's tick loop).

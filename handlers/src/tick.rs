@@ -5,7 +5,10 @@
 //! `EpochReleased` of the market as an `OPEN` epoch, with the window it was released under
 //! (`epochWindows(market, epoch)`; the market's current window only on a contract that does not
 //! keep it, counted `tick_epoch_windows_fallback_total`); close every open epoch whose window has
-//! ended (`head > release + window + grace`) through the conditional transition
+//! ended (`head > release + window + grace`) and whose close watermark is met ([`Watermark`]:
+//! every ingress boot alive at the window's end has reported a tally since, and verify has
+//! decided as many of the epoch's submissions as the boots took in; or no boot reports
+//! tallies; or `WATERMARK_MAX_WAIT_MS` passed) through the conditional transition
 //! `OPEN → CLOSING`, send its one finalize job, then `CLOSING → CLOSED`; last, with the time
 //! left, record the hashes of new blocks (a cache for verify's window checks: verify resolves a
 //! header the tick has not recorded against the chain itself). An epoch found in `CLOSING` (a
@@ -302,12 +305,21 @@ async fn close_due(
     let records = p.records();
     let mut first_open: Option<u64> = None;
     let mut last_seen: Option<u64> = None;
+    let mut watermark = Watermark::default();
     for e in records.epochs_from(cursor.low_epoch).await? {
         let epoch = e.record.epoch;
         let mut rec = e.record;
+        if e.state == EpochState::Open && report.head > rec.window_end {
+            // When the tick first saw the window over: the ingress boots' tallies must be
+            // younger than this to hold everything they took in on time.
+            cursor.window_passed.entry(epoch).or_insert_with(|| p.now_ms());
+        }
         let closing = match e.state {
             EpochState::Open
-                if report.head > rec.window_end.saturating_add(p.config.close_grace_blocks) =>
+                if report.head > rec.window_end.saturating_add(p.config.close_grace_blocks)
+                    && watermark
+                        .due(p, epoch, cursor.window_passed.get(&epoch).copied())
+                        .await? =>
             {
                 rec.closed_at_ms = Some(p.now_ms());
                 rec.closed_at_block = Some(report.head);
@@ -320,6 +332,7 @@ async fn close_due(
             _ => false,
         };
         if closing {
+            cursor.window_passed.remove(&epoch);
             let job = EpochJob { market, epoch };
             p.ports.finalize_queue.send(&[job.message()?]).await?;
             records
@@ -338,6 +351,99 @@ async fn close_due(
         cursor.low_epoch = low;
     }
     Ok(())
+}
+
+/// How long after its last tally an ingress boot still counts as alive (three of its
+/// heartbeats at the default `TALLY_HEARTBEAT_MS` of 5 s).
+pub const BOOT_LIVE_MS: i64 = 15_000;
+
+/// How much younger than the tick's first sight of the window's end a live boot's tally must be
+/// to hold every submission it took in on time (clock skew between hosts and the boot's tally
+/// interval, 1 s by default).
+pub const TALLY_SLACK_MS: i64 = 2_000;
+
+/// Why an epoch's close was allowed (`tick_close_watermark_total{outcome}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseBy {
+    /// No ingress boot reports tallies: the close waits only for the grace blocks.
+    NoTallies,
+    /// Every live boot reported after the window and verify decided all they took in.
+    Met,
+    /// `WATERMARK_MAX_WAIT_MS` passed since the window ended without the watermark.
+    Timeout,
+}
+
+impl CloseBy {
+    fn label(self) -> &'static str {
+        match self {
+            CloseBy::NoTallies => "no_tallies",
+            CloseBy::Met => "met",
+            CloseBy::Timeout => "timeout",
+        }
+    }
+}
+
+/// The close watermark (docs/protocol.md §4): what one step read of the ingress tallies.
+#[derive(Default)]
+struct Watermark {
+    tallies: Option<Vec<sequencer_core::tally::Tally>>,
+}
+
+impl Watermark {
+    /// Whether epoch `epoch`, whose window and grace have passed (first seen over at
+    /// `passed_at`), may close now; counted by why.
+    async fn due(
+        &mut self,
+        p: &Pipeline,
+        epoch: u64,
+        passed_at: Option<i64>,
+    ) -> Result<bool, PipelineError> {
+        let by = self.check(p, epoch, passed_at).await?;
+        if let Some(by) = by {
+            p.metrics.inc(&m::TICK_CLOSE_WATERMARK, [by.label()]);
+            if by == CloseBy::Timeout {
+                tracing::warn!(
+                    epoch,
+                    "closing without the watermark: WATERMARK_MAX_WAIT_MS passed since the window ended"
+                );
+            }
+        }
+        Ok(by.is_some())
+    }
+
+    async fn check(
+        &mut self,
+        p: &Pipeline,
+        epoch: u64,
+        passed_at: Option<i64>,
+    ) -> Result<Option<CloseBy>, PipelineError> {
+        if self.tallies.is_none() {
+            self.tallies = Some(p.records().tallies().await?);
+        }
+        let tallies = self.tallies.as_deref().unwrap_or_default();
+        if tallies.is_empty() {
+            return Ok(Some(CloseBy::NoTallies));
+        }
+        let now = p.now_ms();
+        let passed_at = passed_at.unwrap_or(now);
+        let waited = now.saturating_sub(passed_at);
+        let max_wait = i64::try_from(p.config.watermark_max_wait.as_millis()).unwrap_or(i64::MAX);
+        // Boots alive around the window's end must have reported since; boots gone before it
+        // count with what they last said.
+        let reported = tallies
+            .iter()
+            .filter(|t| t.at_ms >= passed_at.saturating_sub(BOOT_LIVE_MS))
+            .all(|t| t.at_ms >= passed_at.saturating_add(TALLY_SLACK_MS));
+        if reported {
+            let taken_in: u64 = tallies.iter().map(|t| t.count(epoch)).sum();
+            let decided = p.records().decided_count(epoch).await?;
+            if decided >= taken_in {
+                return Ok(Some(CloseBy::Met));
+            }
+            tracing::debug!(epoch, taken_in, decided, "waiting for verify");
+        }
+        Ok((waited >= max_wait).then_some(CloseBy::Timeout))
+    }
 }
 
 /// Records new block hashes, [`BLOCK_HASH_CONCURRENCY`] at a time, while rounds start before

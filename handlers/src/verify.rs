@@ -38,6 +38,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use sequencer_core::collect::CollectMessage;
+use sequencer_core::tally::Tally;
 use sequencer_core::rules::{self, EpochWindow, Rejection};
 use sequencer_core::{Address, B256};
 use sequencer_ports::{OutMessage, PortError, MAX_TX_OPS};
@@ -53,6 +54,7 @@ use crate::retention;
 use crate::sqs::{body, failure};
 
 mod guard;
+mod watermark;
 pub use guard::{Horizon, EPOCH_OUT_OF_RANGE, SIMULATION_CAP, SLOT_OUT_OF_RANGE};
 
 /// Reason code of a submission for an epoch the tick has already closed.
@@ -100,6 +102,8 @@ pub enum Verdict {
     DeadLettered(String),
     /// Counted, not stored (no receipt), for this reason ([`guard`]).
     Dropped(&'static str),
+    /// An ingress boot's tally (the close watermark), stored unless a newer one was.
+    Tally,
 }
 
 /// The Lambda handler: the whole batch as one unit of state work; only the messages that hit a
@@ -117,7 +121,15 @@ pub async fn handle(p: &Pipeline, event: SqsEvent) -> SqsBatchResponse {
                 .and_then(|v| v.parse::<i64>().ok())
         })
         .collect();
-    let results = count(p, Batch::new(p, &bodies).sent_at(sent).run().await);
+    let ids: Vec<Option<String>> = event.records.iter().map(|m| m.message_id.clone()).collect();
+    let results = count(
+        p,
+        Batch::new(p, &bodies)
+            .sent_at(sent)
+            .message_ids(ids)
+            .run()
+            .await,
+    );
     let mut response = SqsBatchResponse::default();
     for (m, r) in event.records.iter().zip(results) {
         if let Err(e) = r {
@@ -160,6 +172,7 @@ fn count(
             Ok(Verdict::Redelivered) => p.metrics.inc(&m::VERIFY_REDELIVERED, []),
             Ok(Verdict::DeadLettered(r)) => p.metrics.inc(&m::VERIFY_DEAD_LETTERED, [r]),
             Ok(Verdict::Dropped(r)) => p.metrics.inc(&m::VERIFY_DROPPED, [*r]),
+            Ok(Verdict::Tally) => p.metrics.inc(&m::VERIFY_TALLIES, []),
             Err(_) => p.metrics.inc(&m::VERIFY_RETRIED, []),
         }
     }
@@ -229,6 +242,10 @@ struct Batch<'a> {
     delayed: BTreeSet<usize>,
     /// The expiry of each recorded epoch of the batch: what its new records carry.
     expiries: BTreeMap<u64, Expiry>,
+    /// Ingress tallies of the batch (message index, tally).
+    tallies: Vec<(usize, Tally)>,
+    /// Each message's queue message id, where known (what its decided mark is made of).
+    message_ids: Vec<Option<String>>,
 }
 
 fn port_err(e: &PipelineError) -> PipelineError {
@@ -254,7 +271,14 @@ impl<'a> Batch<'a> {
             sent_ms: Vec::new(),
             delayed: BTreeSet::new(),
             expiries: BTreeMap::new(),
+            tallies: Vec::new(),
+            message_ids: Vec::new(),
         }
+    }
+
+    fn message_ids(mut self, ids: Vec<Option<String>>) -> Self {
+        self.message_ids = ids;
+        self
     }
 
     fn sent_at(mut self, sent: Vec<Option<i64>>) -> Self {
@@ -312,6 +336,7 @@ impl<'a> Batch<'a> {
 
     async fn run(mut self) -> Vec<Result<Verdict, PipelineError>> {
         self.parse().await;
+        self.save_tallies().await;
         self.screen().await;
         let recovered = self.recover();
         // Rounds: what comes back "not yet" (a release or a header block the node has not
@@ -387,6 +412,7 @@ impl<'a> Batch<'a> {
             };
             out.push(r);
         }
+        self.mark_decided(&mut out).await;
         out
     }
 
@@ -396,6 +422,29 @@ impl<'a> Batch<'a> {
         let mut dead = Vec::new();
         let mut first: HashMap<(u64, String), usize> = HashMap::new();
         for (i, body) in self.bodies.iter().enumerate() {
+            // An ingress tally (a JSON object; a /collect body starts with a UUID).
+            if Tally::looks_like(body.as_bytes()) {
+                match Tally::parse(body.as_bytes()) {
+                    Ok(t) => {
+                        self.tallies.push((i, t));
+                        self.msgs.push(None);
+                        self.plans.push(Plan::Done(Ok(Verdict::Tally)));
+                    }
+                    Err(e) => {
+                        let reason = "malformed:tally".to_string();
+                        tracing::warn!(%reason, error = %e, "not a tally; dead-lettered");
+                        dead.push((
+                            i,
+                            OutMessage::new(*body)
+                                .attr("dead_letter_reason", format!("{reason}: {e}")),
+                        ));
+                        self.msgs.push(None);
+                        self.plans
+                            .push(Plan::Done(Ok(Verdict::DeadLettered(reason))));
+                    }
+                }
+                continue;
+            }
             match CollectMessage::parse(body.as_bytes()) {
                 Ok(collect) => {
                     let r = &collect.submission.request;

@@ -364,6 +364,7 @@ mod tests {
                 releases_after: 75,
                 low_epoch: 3,
                 saved_at_ms: Some(400),
+                ..TickCursor::default()
             },
             1_000,
         );

@@ -182,6 +182,10 @@ pub struct TickCursor {
     /// head above is. Absent in cursors saved before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saved_at_ms: Option<i64>,
+    /// Open epochs whose window the tick has seen over, and when (ms): the close watermark's
+    /// reference (`tick.rs`). An epoch leaves it when it closes.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub window_passed: std::collections::BTreeMap<u64, i64>,
 }
 
 /// Items per query page when listing epochs.

@@ -16,6 +16,8 @@
 //! | epochs | `market#rewards` | epoch (20 digits): an epoch's rewards |
 //! | epochs | `market#rewards-day` | day (20 digits): a day's rewards and its commit |
 //! | epochs | `market#rewards-latest` | `day`: the newest day with rewards (the status summary's one read) |
+//! | epochs | `market#tallies` | ingress boot: its newest tally (the close watermark) |
+//! | counters | `market#epoch#decided` | shard (2 digits): marks of the epoch's decided messages |
 
 use sequencer_core::Address;
 use sequencer_ports::Key;
@@ -187,4 +189,22 @@ mod tests {
             Key::new(format!("{m}#rewards-latest"), "day")
         );
     }
+}
+
+/// Partitions of one epoch's decided marks (the close watermark's count).
+pub const DECIDED_SHARDS: u32 = 32;
+
+/// Partition of the newest tally of each ingress boot (sort key: the boot).
+pub(super) fn tallies_pk(market: &Address) -> String {
+    format!("{}#tallies", m(market))
+}
+
+/// Key of one shard of epoch `epoch`'s decided marks.
+pub(super) fn decided_key(market: &Address, epoch: u64, shard: u32) -> Key {
+    Key::new(format!("{}#{epoch}#decided", m(market)), format!("{shard:02}"))
+}
+
+/// The shard a group of decided marks goes to (by its first mark).
+pub(super) fn decided_shard(mark: &str) -> u32 {
+    fnv1a(mark) % DECIDED_SHARDS
 }

@@ -42,6 +42,7 @@ mod receipts;
 mod rewards;
 mod seals;
 mod submissions;
+mod watermark;
 
 use std::time::Duration;
 
@@ -58,6 +59,8 @@ pub use receipts::{EpochCounts, Outcome, Receipt, RejectReason};
 pub use rewards::{DayCommit, DayRewards, EpochRewards};
 pub use seals::{SealRecord, SealWrite};
 pub use submissions::{SubmissionRecord, SubmissionState};
+pub use watermark::mark_of;
+pub use keys::DECIDED_SHARDS;
 
 /// When every record of one epoch expires (Unix seconds): [`Records::expiry_of`] the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
