@@ -63,8 +63,7 @@ impl Tally {
 
     /// Parses and bounds-checks a tally body.
     pub fn parse(body: &[u8]) -> Result<Self, TallyError> {
-        let w: Wire =
-            serde_json::from_slice(body).map_err(|e| TallyError::Shape(e.to_string()))?;
+        let w: Wire = serde_json::from_slice(body).map_err(|e| TallyError::Shape(e.to_string()))?;
         let t = w.tally;
         if t.boot.is_empty() || t.boot.len() > MAX_BOOT_ID {
             return Err(TallyError::Bounds("boot id length"));
@@ -80,7 +79,10 @@ impl Tally {
 
     /// The body verify reads back with [`Tally::parse`].
     pub fn to_body(&self) -> String {
-        serde_json::to_string(&Wire { tally: self.clone() }).unwrap_or_default()
+        serde_json::to_string(&Wire {
+            tally: self.clone(),
+        })
+        .unwrap_or_default()
     }
 
     /// Submissions of `epoch` this boot took in.
@@ -134,6 +136,9 @@ mod tests {
         x.boot = "b".repeat(65);
         assert!(Tally::parse(x.to_body().as_bytes()).is_err());
         assert!(Tally::parse(br#"{"tally":{"market":"x"}}"#).is_err());
-        assert!(Tally::parse(br#"{"tally":{"market":"x","boot":"b","seq":1,"at_ms":1,"epochs":[],"extra":1}}"#).is_err());
+        assert!(Tally::parse(
+            br#"{"tally":{"market":"x","boot":"b","seq":1,"at_ms":1,"epochs":[],"extra":1}}"#
+        )
+        .is_err());
     }
 }

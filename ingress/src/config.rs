@@ -14,6 +14,7 @@ use crate::gossip::{GossipSettings, KadMode};
 use crate::host::HostConfig;
 use crate::limits as l;
 use crate::limits::EdgeLimits;
+use crate::tally::TallySettings;
 use crate::Settings;
 
 /// Default spill file (relative to the working directory; mount a volume there in ECS).
@@ -42,7 +43,11 @@ fn parse_market(s: &str) -> Result<sequencer_core::Address, String> {
 pub const DEFAULT_QUEUE_NAME: &str = "seq-submissions";
 
 fn linger_ms_default() -> u64 {
-    u64::try_from(dispatcher::LINGER.as_millis()).unwrap_or(u64::MAX)
+    ms(dispatcher::LINGER)
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Kademlia mode flag.
@@ -229,6 +234,14 @@ pub struct Cli {
     /// Outbound connections to gossip peers (bootstrap peers, peers found in the DHT).
     #[arg(long, env = "INGRESS_GOSSIP_MAX_OUTBOUND", default_value_t = l::GOSSIP_MAX_OUTBOUND)]
     pub gossip_max_outbound: usize,
+    /// Milliseconds between tallies of the submissions taken in (per market and epoch, for the
+    /// close watermark) while the counts change; 0: heartbeats only.
+    #[arg(long, env = "INGRESS_TALLY_INTERVAL_MS", default_value_t = ms(crate::tally::INTERVAL))]
+    pub tally_interval_ms: u64,
+    /// Milliseconds between tallies regardless of changes (the boot says it is alive); 0 turns
+    /// tallies off entirely.
+    #[arg(long, env = "INGRESS_TALLY_HEARTBEAT_MS", default_value_t = ms(crate::tally::HEARTBEAT))]
+    pub tally_heartbeat_ms: u64,
     /// Log filter (tracing EnvFilter syntax), JSON output.
     #[arg(long, env = "INGRESS_LOG", default_value = "info")]
     pub log: String,
@@ -308,6 +321,7 @@ impl Cli {
             http_listen: Some(self.http_listen),
             wal_path: self.wal_path.clone(),
             ready_probe_interval: Duration::from_secs(self.ready_probe_secs),
+            tally: TallySettings::from_millis(self.tally_interval_ms, self.tally_heartbeat_ms),
         })
     }
 }
@@ -338,6 +352,16 @@ mod tests {
         assert_eq!(g.topic_prefix, sequencer_core::gossip::DEFAULT_TOPIC_PREFIX);
         assert_eq!(g.kad_mode, KadMode::Server);
         assert_eq!(g.max_inbound, l::GOSSIP_MAX_INBOUND);
+        assert_eq!(
+            s.tally,
+            Some(TallySettings::default()),
+            "tallies are on in the binary"
+        );
+        let off = Cli::try_parse_from(["x", "--any-market", "--tally-heartbeat-ms", "0"])
+            .expect("parse")
+            .settings()
+            .expect("settings");
+        assert_eq!(off.tally, None, "a zero heartbeat turns tallies off");
     }
 
     #[test]

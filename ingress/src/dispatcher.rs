@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::reject::Reject;
 use crate::sink::{EntryResult, SubmissionSink, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use crate::spill::{SpillRecord, SpillWriter};
+use crate::tally::TallyCounts;
 use crate::wal::Wal;
 
 /// How long the first message of a batch waits for company. 20 ms adds little latency (the p99
@@ -90,15 +91,28 @@ pub struct BufferHandle {
     tx: mpsc::UnboundedSender<Envelope>,
     metrics: Metrics,
     wal: Option<Arc<Wal>>,
+    tallies: Option<Arc<TallyCounts>>,
 }
 
 impl BufferHandle {
+    /// Also count every message this buffer accepts into `tallies` (per market and epoch, see
+    /// [`crate::tally`]); set before the handle is cloned for the readers.
+    pub fn with_tallies(mut self, tallies: Arc<TallyCounts>) -> Self {
+        self.tallies = Some(tallies);
+        self
+    }
+
     /// Reserves room for `env` (waiting while the buffer is full) and queues it.
     /// Once this returns `Ok`, the message is accepted: it reaches the queue or a spill file.
     /// With a write-ahead log (and no durable copy yet, i.e. not a replayed record), `Ok` means
     /// it is queued for the next group commit: it is accepted (counted, and handed to the
     /// dispatcher) only once it is fsynced; a failed commit drops it, counted as `wal_failed`.
+    ///
+    /// The point of acceptance is also where the submission is *taken in* for the tallies: it is
+    /// counted there, once, unless it is a replayed record (the boot that first accepted it
+    /// counted it; a replay is not a new submission).
     pub async fn push(&self, mut env: Envelope) -> Result<(), BufferClosed> {
+        let replayed = env.is_durable();
         let want = env.buffer_cost().clamp(1, self.capacity);
         let n = u32::try_from(want).unwrap_or(u32::MAX);
         let permit = match self.permits.clone().try_acquire_many_owned(n) {
@@ -124,6 +138,7 @@ impl BufferHandle {
         });
         if let (Some(wal), false) = (&self.wal, env.is_durable()) {
             let (tx, metrics) = (self.tx.clone(), self.metrics.clone());
+            let tallies = self.tallies.clone();
             let line = Wal::line(&env);
             let submitted = wal.submit(
                 line,
@@ -132,8 +147,12 @@ impl BufferHandle {
                     match committed {
                         Ok(segment) => {
                             env.add_ticket(segment.ticket());
+                            let key = tallies.as_ref().map(|_| tally_key(&env));
                             if tx.send(env).is_ok() {
                                 metrics.messages_accepted.inc();
+                                if let (Some(t), Some((market, epoch))) = (&tallies, key) {
+                                    t.count(&market, epoch);
+                                }
                             } else {
                                 // Dispatcher gone (shutdown): not accepted; its line is replayed.
                                 metrics.reject(Reject::ShutdownBeforeAccept);
@@ -153,8 +172,15 @@ impl BufferHandle {
                 BufferClosed
             });
         }
+        let key = match (&self.tallies, replayed) {
+            (Some(_), false) => Some(tally_key(&env)),
+            _ => None,
+        };
         self.tx.send(env).map_err(|_| BufferClosed)?;
         self.metrics.messages_accepted.inc();
+        if let (Some(t), Some((market, epoch))) = (&self.tallies, key) {
+            t.count(&market, epoch);
+        }
         Ok(())
     }
 
@@ -162,6 +188,11 @@ impl BufferHandle {
     pub fn available(&self) -> usize {
         self.permits.available_permits()
     }
+}
+
+/// What a tally counts an accepted envelope under.
+fn tally_key(env: &Envelope) -> (String, u64) {
+    (env.meta.market.clone(), env.meta.epoch)
 }
 
 /// What the dispatcher did by the time it returned.
@@ -215,6 +246,7 @@ pub fn buffer_with_wal(
         tx,
         metrics: metrics.clone(),
         wal,
+        tallies: None,
     };
     let mut rejected_path = spill_path.as_os_str().to_owned();
     rejected_path.push(".rejected.jsonl");
@@ -524,6 +556,78 @@ mod tests {
             ..Default::default()
         };
         Envelope::new(format!("{i:036}{{}}").into_bytes(), meta)
+    }
+
+    #[derive(Debug)]
+    struct NoFile;
+    impl crate::envelope::Settlement for NoFile {
+        fn release(&self, _settled: bool) {}
+    }
+
+    fn at(epoch: u64, market: &str) -> Envelope {
+        let mut e = env(epoch as usize);
+        e.meta.epoch = epoch;
+        e.meta.market = market.to_owned();
+        e
+    }
+
+    const MARKET: &str = "0x00000000000000000000000000000000000000Aa";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn accepted_messages_are_tallied_once_and_replays_refusals_and_epoch_zero_not() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tallies = Arc::new(TallyCounts::new([MARKET]));
+        let cfg = DispatcherConfig {
+            buffer_bytes: 4096,
+            ..DispatcherConfig::default()
+        };
+        let (handle, d) = buffer(cfg, Metrics::new(), &dir.path().join("s.jsonl"));
+        let handle = handle.with_tallies(tallies.clone());
+        for _ in 0..3 {
+            handle.push(at(5, MARKET)).await.expect("push");
+        }
+        handle.push(at(0, MARKET)).await.expect("push");
+        let mut replayed = at(5, MARKET);
+        replayed.add_ticket(crate::envelope::Ticket::new(Arc::new(NoFile)));
+        handle.push(replayed).await.expect("push");
+        assert_eq!(tallies.get(MARKET, 5), 3, "a replay is not counted again");
+        assert_eq!(tallies.get(MARKET, 0), 0, "simulations are not counted");
+        // The buffer is full (nothing drains it): a push that cannot get in is not counted.
+        let mut big = at(6, MARKET);
+        big.raw = vec![b'x'; 4000];
+        let waited = tokio::time::timeout(Duration::from_millis(200), handle.push(big)).await;
+        assert!(waited.is_err(), "backpressure");
+        assert_eq!(tallies.get(MARKET, 6), 0);
+        // Closed (the dispatcher is gone): refused, not counted.
+        drop(d);
+        assert!(handle.push(at(7, MARKET)).await.is_err());
+        assert_eq!(tallies.get(MARKET, 7), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_a_wal_a_message_is_tallied_once_its_line_is_committed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let metrics = Metrics::new();
+        let (wal, _) = Wal::open(&dir.path().join("wal"), metrics.wal.clone()).expect("wal");
+        let tallies = Arc::new(TallyCounts::new([MARKET]));
+        let (handle, d) = buffer_with_wal(
+            DispatcherConfig::default(),
+            metrics.clone(),
+            &dir.path().join("s.jsonl"),
+            Some(Arc::new(wal)),
+        );
+        let handle = handle.with_tallies(tallies.clone());
+        let sink = Arc::new(MemorySink::new());
+        let (_tx, rx) = watch::channel(None);
+        let run = tokio::spawn(d.run(sink.clone(), rx));
+        for _ in 0..4 {
+            handle.push(at(9, MARKET)).await.expect("push");
+        }
+        assert_eq!(sink.wait_for(4, Duration::from_secs(10)).await, 4);
+        assert_eq!(tallies.get(MARKET, 9), 4);
+        assert_eq!(metrics.messages_accepted.get(), 4);
+        drop(handle);
+        run.await.expect("dispatcher");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,11 @@ pub struct EnvelopeMeta {
     /// The path it arrived by (`collect`, `gossipsub`); empty in older records.
     #[serde(default)]
     pub path: String,
+    /// What the message is when it is no submission: `tally` for an ingress tally
+    /// ([`crate::tally`]), sent beside the submissions and never buffered, logged or spilled.
+    /// Empty for a submission (and never written to spill or WAL records then).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
 }
 
 impl Envelope {
@@ -103,6 +108,7 @@ impl Envelope {
             + m.project.len()
             + m.content_id.len()
             + m.path.len()
+            + m.kind.len()
             + ENVELOPE_OVERHEAD
     }
 
@@ -123,9 +129,15 @@ impl Envelope {
 }
 
 impl EnvelopeMeta {
-    /// Message attributes; empty values are left out (SQS rejects empty attribute values).
+    /// Message attributes; empty values are left out (SQS rejects empty attribute values). A
+    /// message that is no submission (`kind` set) carries only its kind and market: it has no
+    /// epoch, slot or submission id.
     pub fn attributes(&self) -> Vec<(&'static str, String)> {
         let m = self;
+        if !m.kind.is_empty() {
+            let all = [("kind", m.kind.clone()), ("market", m.market.clone())];
+            return all.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        }
         let all = [
             ("market", m.market.clone()),
             ("epoch", m.epoch.to_string()),

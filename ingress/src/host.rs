@@ -822,6 +822,7 @@ fn meta(msg: &CollectMessage, peer: &PeerId) -> EnvelopeMeta {
             .hyphenated()
             .to_string(),
         path: Path::Collect.as_str().to_owned(),
+        kind: String::new(),
     }
 }
 

@@ -25,6 +25,7 @@ pub mod reject;
 pub mod seen;
 pub mod sink;
 pub mod spill;
+pub mod tally;
 pub mod wal;
 
 use std::net::SocketAddr;
@@ -71,6 +72,9 @@ pub struct Settings {
     pub wal_path: Option<PathBuf>,
     /// How often the queue is probed for `/readyz`.
     pub ready_probe_interval: Duration,
+    /// Tallies of the submissions taken in, for the close watermark (see [`tally`]); `None`: off
+    /// (the library default, so a sink sees only submissions; the binary turns them on).
+    pub tally: Option<tally::TallySettings>,
 }
 
 impl Default for Settings {
@@ -84,6 +88,7 @@ impl Default for Settings {
             http_listen: None,
             wal_path: None,
             ready_probe_interval: http::READY_PROBE_INTERVAL,
+            tally: None,
         }
     }
 }
@@ -119,6 +124,8 @@ pub struct Ingress {
     pub gossip_health: gossip::health::SharedHealth,
     /// Messages found in the spill file and the write-ahead log at start and being replayed.
     pub replaying: usize,
+    /// This boot's tally sender (`None` with tallies off): its boot id and counts.
+    pub tally: Option<Arc<tally::TallySender>>,
     host: Host,
     buffer: Option<BufferHandle>,
     dispatcher: tokio::task::JoinHandle<DrainReport>,
@@ -128,6 +135,8 @@ pub struct Ingress {
     http_task: Option<tokio::task::JoinHandle<()>>,
     replay_tasks: Vec<tokio::task::JoinHandle<()>>,
     drain_timeout: Duration,
+    stop_tally: CancellationToken,
+    tally_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Pushes replayed records into the buffer in a task. Each envelope holds a ticket on the
@@ -175,12 +184,40 @@ impl Ingress {
             }
             None => (None, None),
         };
-        let (buffer, mut dispatcher) = dispatcher::buffer_with_wal(
+        let (mut buffer, mut dispatcher) = dispatcher::buffer_with_wal(
             settings.dispatcher.clone(),
             metrics.clone(),
             &settings.spill_path,
             wal,
         );
+        let stop_tally = CancellationToken::new();
+        let tally = match settings.tally {
+            Some(t) => {
+                let configured = settings
+                    .host
+                    .edge
+                    .markets
+                    .iter()
+                    .flatten()
+                    .map(|a| format!("{a:#x}"));
+                let counts = Arc::new(tally::TallyCounts::new(configured));
+                buffer = buffer.with_tallies(counts.clone());
+                let sender = Arc::new(tally::TallySender::new(
+                    counts,
+                    sink.clone(),
+                    metrics.clone(),
+                    t,
+                ));
+                tracing::info!(
+                    boot = sender.boot(),
+                    interval_ms = t.interval.as_millis(),
+                    heartbeat_ms = t.heartbeat.as_millis(),
+                    "tallies on"
+                );
+                Some(sender)
+            }
+            None => None,
+        };
         if let Some(log) = latency {
             dispatcher = dispatcher.with_latency_log(log);
         }
@@ -259,6 +296,9 @@ impl Ingress {
             }
             None => (None, None),
         };
+        let tally_task = tally
+            .as_ref()
+            .map(|t| tally::spawn(t.clone(), stop_tally.clone()));
         Ok(Self {
             peer_id: host.peer_id,
             listen_addrs: host.listen_addrs.clone(),
@@ -266,6 +306,7 @@ impl Ingress {
             gossip_health: host.health.clone(),
             metrics,
             replaying,
+            tally,
             host,
             buffer: Some(buffer),
             dispatcher: dispatcher_task,
@@ -275,11 +316,14 @@ impl Ingress {
             http_task,
             replay_tasks,
             drain_timeout: settings.drain_timeout,
+            stop_tally,
+            tally_task,
         })
     }
 
     /// Graceful shutdown: stop accepting, stop readers, drain the buffer to the queue until the
-    /// drain deadline, spill what is left, close connections. Returns what the drain did.
+    /// drain deadline, spill what is left, send the boot's last tallies (with tallies on), close
+    /// connections. Returns what the drain did.
     pub async fn shutdown(mut self) -> DrainReport {
         let deadline = Instant::now() + self.drain_timeout;
         self.draining.store(true, Ordering::SeqCst);
@@ -318,6 +362,20 @@ impl Ingress {
             lost = report.lost,
             "drained"
         );
+        // Heartbeats went on during the drain (the boot is alive); now nothing more is taken
+        // in, so the last tally carries every count of this boot.
+        self.stop_tally.cancel();
+        if let Some(t) = self.tally_task.take() {
+            let _ = t.await;
+        }
+        if let Some(sender) = &self.tally {
+            if tokio::time::timeout(tally::FINAL_TIMEOUT, sender.finish())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the last tallies were not all sent in time");
+            }
+        }
         self.host.shutdown().await;
         self.stop_http.cancel();
         if let Some(t) = self.http_task.take() {

@@ -434,6 +434,8 @@ pub struct Metrics {
     pub wal: WalMetrics,
     /// Per-path and gossipsub metrics.
     pub path: PathMetrics,
+    /// Tally messages sent (`crate::tally`), by outcome (`ok`, `failed`, `rejected`).
+    pub tallies_sent: Family<Counter>,
 }
 
 /// Counters of the write-ahead log (`wal`). Kept here, with every other handle, so this module
@@ -537,6 +539,10 @@ const COUNTERS: &[(&str, &str)] = &[
     (
         "ingress_gossip_messages_total",
         "Gossip messages by topic and validation verdict",
+    ),
+    (
+        "ingress_tallies_sent_total",
+        "Tallies of submissions taken in sent to the queue, by outcome",
     ),
 ];
 
@@ -647,6 +653,7 @@ impl Metrics {
                 gossip_validation_queue: g("ingress_gossip_validation_queue"),
                 gossip_cache_bytes: g("ingress_gossip_cache_bytes"),
             },
+            tallies_sent: Family::new(&r, "ingress_tallies_sent_total"),
             registry: r,
         }
     }

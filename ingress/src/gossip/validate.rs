@@ -317,5 +317,6 @@ pub fn meta(msg: &CollectMessage, peer: &str) -> EnvelopeMeta {
         project: s.request.project_id.clone(),
         content_id: id,
         path: Path::Gossipsub.as_str().to_owned(),
+        kind: String::new(),
     }
 }

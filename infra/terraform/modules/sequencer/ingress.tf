@@ -37,6 +37,8 @@ locals {
     INGRESS_SPILL_PATH         = "/var/lib/ingress/spill/ingress-spill.jsonl"
     INGRESS_LOG                = "info"
     INGRESS_GOSSIP             = tostring(var.ingress.gossip)
+    INGRESS_TALLY_INTERVAL_MS  = tostring(var.ingress.tally_interval_ms)
+    INGRESS_TALLY_HEARTBEAT_MS = tostring(var.ingress.tally_heartbeat_ms)
     AWS_REGION                 = local.region
   }, local.ingress_gossip_env, var.ingress.env)
 }

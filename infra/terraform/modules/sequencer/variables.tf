@@ -294,6 +294,8 @@ variable "ingress" {
     gossip_topic_prefix       = optional(string, "/powerloom/snapshot-submissions") # INGRESS_GOSSIP_TOPIC_PREFIX
     gossip_bootstrap          = optional(list(string), [])                          # INGRESS_GOSSIP_BOOTSTRAP (/…/p2p/<id>); none: the ingress is the bootstrap node
     gossip_kad_mode           = optional(string, "server")                          # INGRESS_GOSSIP_KAD_MODE
+    tally_interval_ms         = optional(number, 1000)                              # INGRESS_TALLY_INTERVAL_MS: tallies of submissions taken in while they change (close watermark)
+    tally_heartbeat_ms        = optional(number, 5000)                              # INGRESS_TALLY_HEARTBEAT_MS: a tally at least this often; 0 turns tallies off
   })
   default = {}
   validation {
@@ -303,6 +305,10 @@ variable "ingress" {
   validation {
     condition     = var.ingress.drain_timeout_secs + var.ingress.stop_timeout_margin_secs <= 120
     error_message = "Fargate's stopTimeout is at most 120 s: drain_timeout_secs + stop_timeout_margin_secs must be <= 120."
+  }
+  validation {
+    condition     = var.ingress.tally_interval_ms >= 0 && var.ingress.tally_heartbeat_ms >= 0
+    error_message = "ingress.tally_interval_ms and ingress.tally_heartbeat_ms are >= 0 (a zero heartbeat turns tallies off)."
   }
   validation {
     condition     = var.ingress.stop_timeout_margin_secs >= 5
