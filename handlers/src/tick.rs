@@ -312,7 +312,10 @@ async fn close_due(
         if e.state == EpochState::Open && report.head > rec.window_end {
             // When the tick first saw the window over: the ingress boots' tallies must be
             // younger than this to hold everything they took in on time.
-            cursor.window_passed.entry(epoch).or_insert_with(|| p.now_ms());
+            cursor
+                .window_passed
+                .entry(epoch)
+                .or_insert_with(|| p.now_ms());
         }
         let closing = match e.state {
             EpochState::Open

@@ -38,8 +38,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use sequencer_core::collect::CollectMessage;
-use sequencer_core::tally::Tally;
 use sequencer_core::rules::{self, EpochWindow, Rejection};
+use sequencer_core::tally::Tally;
 use sequencer_core::{Address, B256};
 use sequencer_ports::{OutMessage, PortError, MAX_TX_OPS};
 use sha2::{Digest, Sha256};
@@ -56,6 +56,7 @@ use crate::sqs::{body, failure};
 mod guard;
 mod watermark;
 pub use guard::{Horizon, EPOCH_OUT_OF_RANGE, SIMULATION_CAP, SLOT_OUT_OF_RANGE};
+pub use watermark::TALLY_OTHER_MARKET;
 
 /// Reason code of a submission for an epoch the tick has already closed.
 pub const LATE: &str = RejectReason::LATE;

@@ -128,7 +128,8 @@ async fn random_keys_over_random_slots_cost_no_write_and_no_chain_call() {
         "{v:?}"
     );
     // At most one `getTotalNodeCount` a second (is the slot assigned just now?), nothing else.
-    assert_eq!(writes, 0);
+    // No write of their own: only each batch's one decided mark for the close watermark.
+    assert!(writes <= (FLOOD as u64).div_ceil(10), "{writes} writes");
     assert!(
         calls <= 1 + started.elapsed().as_secs(),
         "{:?}",
@@ -160,7 +161,8 @@ async fn strangers_over_real_slots_are_counted_not_stored() {
     );
     // At most one `slotSnapshotterMapping` per slot a second (was the slot given to this
     // signer just now?), nothing else.
-    assert_eq!(writes, 0);
+    // No write of their own: only each batch's one decided mark for the close watermark.
+    assert!(writes <= (FLOOD as u64).div_ceil(10), "{writes} writes");
     assert!(
         calls <= SLOTS * (1 + started.elapsed().as_secs()),
         "{:?}",
@@ -172,7 +174,7 @@ async fn strangers_over_real_slots_are_counted_not_stored() {
     assert!(again
         .iter()
         .all(|v| *v == Verdict::Dropped("not_slot_snapshotter")));
-    assert_eq!(writes, 0);
+    assert!(writes <= 1, "at most the batch's decided mark: {writes}");
 }
 
 #[tokio::test]

@@ -201,7 +201,10 @@ pub(super) fn tallies_pk(market: &Address) -> String {
 
 /// Key of one shard of epoch `epoch`'s decided marks.
 pub(super) fn decided_key(market: &Address, epoch: u64, shard: u32) -> Key {
-    Key::new(format!("{}#{epoch}#decided", m(market)), format!("{shard:02}"))
+    Key::new(
+        format!("{}#{epoch}#decided", m(market)),
+        format!("{shard:02}"),
+    )
 }
 
 /// The shard a group of decided marks goes to (by its first mark).

@@ -54,13 +54,13 @@ use crate::clock::{Clock, SystemClock};
 pub use batches::{BatchEntry, BatchRecord, BatchState};
 pub use epochs::{EpochEntry, EpochMove, EpochRecord, EpochState, TickCursor};
 pub use intake::{Found, Want, Write, WriteStatus};
+pub use keys::DECIDED_SHARDS;
 pub use keys::{shard_of, SHARDS};
 pub use receipts::{EpochCounts, Outcome, Receipt, RejectReason};
 pub use rewards::{DayCommit, DayRewards, EpochRewards};
 pub use seals::{SealRecord, SealWrite};
 pub use submissions::{SubmissionRecord, SubmissionState};
 pub use watermark::mark_of;
-pub use keys::DECIDED_SHARDS;
 
 /// When every record of one epoch expires (Unix seconds): [`Records::expiry_of`] the epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -64,12 +64,9 @@ impl Records<'_> {
 
     /// The newest tally of every boot that reported in the last day.
     pub async fn tallies(&self) -> Result<Vec<Tally>, PipelineError> {
-        let items = sequencer_ports::query_all(
-            self.store,
-            Table::Epochs,
-            &keys::tallies_pk(&self.market),
-        )
-        .await?;
+        let items =
+            sequencer_ports::query_all(self.store, Table::Epochs, &keys::tallies_pk(&self.market))
+                .await?;
         items
             .into_iter()
             .map(|(_, i)| parse::<Tally>("tally", &i.data))
