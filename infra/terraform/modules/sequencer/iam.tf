@@ -49,8 +49,9 @@ locals {
       blocks      = ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem"]
     }
     tick = {
-      epochs = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
-      blocks = ["dynamodb:PutItem"]
+      epochs   = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
+      blocks   = ["dynamodb:PutItem"]
+      counters = ["dynamodb:BatchGetItem"]
     }
     finalize = {
       epochs      = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]

@@ -144,8 +144,12 @@ locals {
   } : k => v if v != null }
 
   function_env = {
-    verify          = local.pipeline_env
-    tick            = merge(local.pipeline_env, var.pipeline.tick_poll_ms == null ? {} : { TICK_POLL_MS = tostring(var.pipeline.tick_poll_ms) })
+    verify = local.pipeline_env
+    # The close watermark waits at most verify's visibility timeout plus a minute: one
+    # redelivery of a submission that met a transient failure still counts (docs/protocol.md §4).
+    tick = merge(local.pipeline_env,
+      { WATERMARK_MAX_WAIT_MS = tostring((local.fn.verify.timeout * local.fn.verify.visibility_multiplier + 60) * 1000) },
+    var.pipeline.tick_poll_ms == null ? {} : { TICK_POLL_MS = tostring(var.pipeline.tick_poll_ms) })
     finalize        = local.pipeline_env
     anchor          = merge(local.pipeline_env, lookup(local.signer_env, "anchor", {}), { ANCHOR_MAX_RECEIVES = tostring(local.fn.anchor.max_receive_count) })
     "epoch-manager" = merge(local.epoch_manager_env, lookup(local.signer_env, "epoch-manager", {}))

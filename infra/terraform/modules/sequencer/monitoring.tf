@@ -206,6 +206,23 @@ resource "aws_cloudwatch_metric_alarm" "late_after_arrival" {
   tags                = local.tags
 }
 
+resource "aws_cloudwatch_metric_alarm" "watermark_timeout" {
+  alarm_name          = "${var.prefix}-watermark-timeout"
+  alarm_description   = "An epoch closed without its watermark: an ingress replica stopped reporting tallies around the window's end, or verify had not decided everything the ingress took in after WATERMARK_MAX_WAIT_MS (docs/protocol.md section 4). Look at the ingress replicas and verify's DLQ and errors."
+  namespace           = local.metric_namespace
+  metric_name         = "tick_close_watermark_total"
+  dimensions          = { market = local.metric_market, outcome = "timeout" }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+  tags                = local.tags
+}
+
 resource "aws_cloudwatch_metric_alarm" "close_to_anchored" {
   alarm_name          = "${var.prefix}-close-to-anchored-slow"
   alarm_description   = "Epochs take more than ${var.alarms.close_to_anchored_secs} s (p90) from closing to anchored: finalize or anchor is slow or retrying (IPFS, gas, RPC)."
