@@ -144,6 +144,8 @@ pub async fn run_until(args: Args, stop: tokio_util::sync::CancellationToken) ->
         limits: EdgeLimits::default().one_host_fleet(),
         spill_path: args.data_dir.join("ingress-spill.jsonl"),
         http_listen: Some(([127, 0, 0, 1], 0).into()),
+        // Tallies for the tick's close watermark (docs/protocol.md §4), as in a deployment.
+        tally: Some(sequencer_ingress::tally::TallySettings::default()),
         ..Settings::default()
     };
     let (key, _) = identity::load_or_create(None, &args.data_dir.join("ingress.key"))
