@@ -24,6 +24,8 @@
 
 mod common;
 
+use sequencer_handlers::verify::Verdict;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -196,13 +198,14 @@ fn rewards_rows(day: &Value) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// One anchored epoch: `n` submissions accepted (projects p1.., one batch each), slot 3
-/// signing for slot 2 once in every third epoch, a header from before the window in every fifth.
+/// One anchored epoch: `n` submissions accepted (projects p1.., one batch each), slot 1 sending
+/// its project again under another id in every third epoch, a header from before the window in
+/// every fifth.
 async fn anchored_epoch(e: &Env, i: u64) -> (u64, Vec<String>) {
     let (epoch, h) = e.open_epoch().await;
     let mut ids = Vec::new();
     for s in 1..=(1 + i % 3) {
-        let (id, _) = e
+        let (id, v) = e
             .submit(
                 s,
                 s,
@@ -212,10 +215,13 @@ async fn anchored_epoch(e: &Env, i: u64) -> (u64, Vec<String>) {
                 h,
             )
             .await;
+        assert_eq!(v, Verdict::Accepted, "epoch {epoch} slot {s}");
         ids.push(id);
     }
     if i.is_multiple_of(3) {
-        e.submit(2, 3, epoch, "p9", CID_A, h).await;
+        // Slot 1 again for its project under another id: rejected `duplicate` (a stored
+        // rejection; a signer that is not the slot's snapshotter is counted, not stored).
+        e.submit(1, 1, epoch, "p1", CID_B, h).await;
     }
     if i.is_multiple_of(5) {
         let stale = sequencer_testsupport::block_hash_of(1);

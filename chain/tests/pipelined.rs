@@ -4,7 +4,9 @@
 //! only the rest); a dropped transaction that leaves a nonce gap (filled by a replacement); a
 //! nonce taken by another writer on our key (a retryable conflict, the retry sends the rest
 //! once); a reorg of every batch before its confirmations (`evm_snapshot` / `evm_revert`: sent
-//! again, once); and an epoch on a chain with 1 s blocks taking no more blocks than its gas.
+//! again, once); an epoch on a chain with 1 s blocks taking no more blocks than its gas; and a
+//! transaction the node drops from its pool (anvil, a later nonce that fits a block's leftover
+//! gas) sent again at the next block, not after the replacement delay.
 
 mod common;
 
@@ -553,6 +555,73 @@ async fn on_a_chain_with_1s_blocks_an_epoch_takes_no_more_blocks_than_its_gas_ne
     let taken = blocks.last().expect("blocks") - blocks.first().expect("blocks") + 1;
     eprintln!("24 batches, {gas} gas, block gas limit {block_gas}: gas bound {bound} blocks, took {taken} ({blocks:?})");
     assert!(taken <= bound + 2, "took {taken} blocks, gas needs {bound}");
+    assert_on_chain_once(&c, market, epoch, &want).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_later_nonce_the_node_drops_is_sent_again_at_once_not_after_the_replacement_delay() {
+    // The fault, as anvil mounts it on its own: 12 batches of ≈ 7.2 M gas (limits ≈ 8.6 M with
+    // the margin: 3 fit a 30 M block, the 4th does not) and a last, small one. Building a
+    // block, anvil skips the 4th for want of gas but executes the small last one, whose gas
+    // still fits, out of nonce order: "nonce too high", and it drops it from its pool. Nothing
+    // would mine that nonce again until its replacement, `TX_REPLACE_AFTER_MS` (30 s) later.
+    let test = "a_later_nonce_the_node_drops_is_sent_again_at_once";
+    let Some(bin) = anvil_bin(test) else {
+        return;
+    };
+    let anvil = spawn_anvil(&bin, None);
+    let plan = sequencer_chain::deploy::DeployPlan {
+        slots: 1,
+        windows: WINDOWS,
+        ..sequencer_chain::deploy::DeployPlan::default()
+    };
+    let (_, deployment) = deploy(&anvil, &plan).await;
+    let mut cfg = test_config(&anvil.endpoint(), Some(key_hex(&anvil, 0)));
+    cfg.protocol_state = deployment.protocol_state;
+    cfg.receipt_timeout = Duration::from_secs(60);
+    let replace_after = cfg.replace_after;
+    assert_eq!(replace_after, Duration::from_secs(30), "the default");
+    let c = ChainClient::connect(cfg).await.expect("connect");
+    let market = deployment.data_market;
+    let (_, epoch) = c.release_epoch(market, 1, 10).await.expect("release");
+    c.provider()
+        .anvil_set_interval_mining(1)
+        .await
+        .expect("1 s blocks");
+    let mut want = batches("drop", 12, 77);
+    want.extend(batches("droptail", 1, 19));
+    let head = c.head().await.expect("head");
+    let t = std::time::Instant::now();
+    let out = c.submit_batches(market, epoch, &want).await;
+    let took = t.elapsed();
+    assert!(out.error.is_none(), "{:?}", out.error);
+    let n = c.writer_counters();
+    let mut gas = 0u64;
+    let mut last = head;
+    for o in out.outcomes.iter().flatten() {
+        let SubmitOutcome::Anchored {
+            gas_used, block, ..
+        } = o
+        else {
+            panic!("{o:?}")
+        };
+        gas += gas_used;
+        last = last.max(*block);
+    }
+    let bound = gas.div_ceil(30_000_000);
+    let taken = last - head;
+    eprintln!("13 batches, {gas} gas: bound {bound} blocks, took {taken} blocks in {took:?}; counters {n:?}");
+    assert!(
+        n.rebroadcast >= 1,
+        "the node lost a transaction (the fault was mounted): {n:?}"
+    );
+    assert_eq!(n.replaced, 0, "nothing waited for its replacement: {n:?}");
+    assert!(taken <= bound + 2, "took {taken} blocks, gas needs {bound}");
+    // 1 s blocks: the blocks taken are seconds, far under the 30 s a replacement waits.
+    assert!(
+        Duration::from_secs(taken) < replace_after / 3,
+        "took {taken} blocks of 1 s"
+    );
     assert_on_chain_once(&c, market, epoch, &want).await;
 }
 

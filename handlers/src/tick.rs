@@ -205,8 +205,9 @@ pub async fn step(p: &Pipeline) -> Result<TickReport, PipelineError> {
     step_until(p, i64::MAX).await.map_err(|f| f.error)
 }
 
-/// One step that starts no round of block hashes at or after `deadline_ms` (the pipeline's
-/// clock); releases and closes are done first, and the cursor is saved after each part.
+/// One step that starts no round of block hashes after its first at or after `deadline_ms`
+/// (the pipeline's clock); releases and closes are done first, and the cursor is saved after
+/// each part.
 pub async fn step_until(p: &Pipeline, deadline_ms: i64) -> Result<TickReport, StepFailure> {
     let mut report = TickReport {
         steps: 1,
@@ -464,7 +465,11 @@ async fn blocks(
         .saturating_add(1)
         .max(report.head.saturating_sub(MAX_BLOCKS_PER_STEP - 1));
     let mut saved = false;
-    while next <= report.head && p.now_ms() < deadline_ms {
+    // The first round always runs (a step makes progress however short its run), later ones
+    // only before the deadline.
+    let mut first = true;
+    while next <= report.head && (first || p.now_ms() < deadline_ms) {
+        first = false;
         let last = next
             .saturating_add(BLOCK_HASH_CONCURRENCY - 1)
             .min(report.head);

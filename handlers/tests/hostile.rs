@@ -35,7 +35,10 @@ async fn env() -> Env {
     let (epoch, r) = h.chain.release();
     h.chain.mine(1);
     assert_eq!(tick::step(&h.p).await.unwrap().opened, vec![epoch]);
-    let config = h.p.config.clone();
+    let mut config = h.p.config.clone();
+    config.epoch_horizon =
+        sequencer_handlers::PipelineConfig::new(config.market, config.protocol_state, 1)
+            .epoch_horizon;
     let ports = Ports {
         chain: CachedChain::wrap(h.chain.clone(), &config, Arc::new(SystemClock)),
         ..h.p.ports.clone()

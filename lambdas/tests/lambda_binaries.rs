@@ -423,7 +423,11 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
     let header = chain.block_hash(release.block).await.unwrap().unwrap();
     let (good_id, early_id) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let (good, _) = signed_message(&domain, market, &good_id, 1, 1, epoch, "p1", CID, header);
-    let (early, _) = signed_message(&domain, market, &early_id, 2, 2, 999, "p1", CID, header);
+    // Two epochs ahead: within verify's epoch horizon (further ones are counted, not stored).
+    let unreleased = epoch + 2;
+    let (early, _) = signed_message(
+        &domain, market, &early_id, 2, 2, unreleased, "p1", CID, header,
+    );
     let verify_event = sqs_event(
         &arn(QueueKind::Submissions),
         &[received(good, None), received(early, None)],
@@ -432,7 +436,7 @@ async fn every_lambda_binary_under_the_runtime_api_of_cargo_lambda_watch() {
     assert_eq!(failures(&r), Vec::<String>::new(), "verify: {r}");
     let accepted = receipt(&store, &market, epoch, &good_id).await;
     assert_eq!(accepted.outcome, Outcome::Accepted, "{accepted:?}");
-    let rejected = receipt(&store, &market, 999, &early_id).await;
+    let rejected = receipt(&store, &market, unreleased, &early_id).await;
     assert_eq!(rejected.outcome.code(), "rejected", "{rejected:?}");
     assert_eq!(
         rejected.outcome.reason().map(|r| r.code()),

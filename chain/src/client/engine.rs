@@ -21,7 +21,12 @@
 //!    `replacement transaction underpriced`) are re-priced: a refused replacement like a stuck
 //!    one; a refused send with nothing of ours pooled after one poll, raising only the max fee
 //!    (the tip stays the node's estimate), up to the ceiling. After any error the
-//!    effect is checked before the error is returned.
+//!    effect is checked before the error is returned. Once per new block, a sent transaction
+//!    that the node no longer knows (neither pooled nor mined) is re-broadcast at once, the
+//!    same signed bytes (see [`ChainClient::rebroadcast_if_lost`]): a node may drop a pooled
+//!    transaction (anvil drops a later nonce of ours that fits a block's leftover gas while
+//!    an earlier one does not, executing it out of order as "nonce too high"), and waiting
+//!    `TX_REPLACE_AFTER_MS` for it would hold every later nonce.
 //! 5. Wait until the receipt's block is `CHAIN_CONFIRMATIONS` deep, then re-check that the
 //!    receipt is still there in the same, canonical block. If it was reorged out, start again
 //!    at 1 (the effect check makes the resend idempotent).
@@ -72,6 +77,8 @@ pub struct WriterCounters {
     pub reorged: u64,
     /// Highest max fee per gas ever signed, in wei.
     pub max_fee_signed: u128,
+    /// Sent transactions the node had lost (neither pooled nor mined), sent again unchanged.
+    pub rebroadcast: u64,
 }
 
 /// A transaction this client sent and saw no receipt for before giving up
@@ -83,6 +90,7 @@ pub(super) struct InFlight {
     gas_limit: u64,
     fees: Fees,
     sent: Vec<TxHash>,
+    raw: Option<(TxHash, Vec<u8>)>,
 }
 
 /// The on-chain effect a write must not produce twice, and how to find it: the engine asks
@@ -172,6 +180,8 @@ struct Slot<'c, E: Effect> {
     fees: Fees,
     /// Hashes the node accepted for this nonce (at most one can be mined).
     sent: Vec<TxHash>,
+    /// The last transaction the node accepted and its signed bytes (for a re-broadcast).
+    raw: Option<(TxHash, Vec<u8>)>,
     /// The last transaction signed (accepted or not).
     signed: TxHash,
     /// The node's last fee refusal.
@@ -206,6 +216,7 @@ impl<'c, E: Effect> Slot<'c, E> {
             gas_limit,
             fees,
             sent: Vec::new(),
+            raw: None,
             signed: TxHash::ZERO,
             refusal: None,
             replace_at: now + cfg.replace_after,
@@ -252,6 +263,7 @@ impl<'c, E: Effect> Slot<'c, E> {
             .with_chain_id(chain_id);
         let mut s = Self::new(call, c, f.nonce, req, f.gas_limit, f.fees, cfg);
         s.sent = f.sent;
+        s.raw = f.raw;
         s.replace_at = now;
         s
     }
@@ -436,6 +448,7 @@ impl ChainClient {
         let mut delay = min_delay;
         let mut stop = false;
         let mut fresh_fees: Option<Fees> = None;
+        let mut checked_at_head: Option<u64> = None;
         loop {
             let mut sent_now = false;
             while !stop && slots.iter().filter(|s| s.end.is_none()).count() < window {
@@ -486,6 +499,20 @@ impl ChainClient {
                         let end = self.settle(e, &slot.sent, slot.effect).await;
                         stop |= end.is_err();
                         slot.end = Some(end);
+                    }
+                }
+            }
+            // Once per new block: anything sent that the node lost is sent again at once.
+            if slots.iter().any(|s| s.end.is_none() && !s.sent.is_empty()) {
+                if let Ok(head) = self.head().await {
+                    if checked_at_head.is_none_or(|h| head > h) {
+                        checked_at_head = Some(head);
+                        for slot in slots.iter_mut().filter(|s| s.end.is_none()) {
+                            if let Some(end) = self.rebroadcast_if_lost(from, slot).await {
+                                stop |= end.is_err();
+                                slot.end = Some(end);
+                            }
+                        }
                     }
                 }
             }
@@ -597,6 +624,7 @@ impl ChainClient {
                     slot.sent.push(tx_hash);
                     self.count(|c| c.sent += 1);
                 }
+                slot.raw = Some((tx_hash, raw));
                 None
             }
             Ok(Accepted::NonceTaken(message)) => {
@@ -619,6 +647,63 @@ impl ChainClient {
         slot.replace_at = Instant::now() + wait;
         slot.refusal = refusal;
         None
+    }
+
+    /// Sends `slot`'s last accepted transaction again, the same signed bytes, if the node no
+    /// longer knows any transaction sent for it (neither in its pool nor mined): a node may
+    /// drop a pooled transaction, and then nothing would mine it (nor any later nonce of ours)
+    /// until its replacement is due. Re-sending the same bytes cannot do anything twice (same
+    /// nonce, same hash); a node that no longer takes its fees (`max fee per gas less than
+    /// block base fee`) makes the replacement due now. A read or send that fails otherwise is
+    /// left to the next block's check and to the replacement. `Some` when that ended the slot
+    /// (the nonce was used meanwhile: by this call's transaction, the effect, or another writer).
+    async fn rebroadcast_if_lost<E: Effect>(
+        &self,
+        from: Address,
+        slot: &mut Slot<'_, E>,
+    ) -> Option<Result<Written<E::Found>>> {
+        let (last, raw) = slot.raw.clone()?;
+        for &h in slot.sent.iter().rev() {
+            match self.tx_known(h).await {
+                Ok(false) => {}
+                Ok(true) | Err(_) => return None,
+            }
+        }
+        match self.send_signed(&raw, last).await {
+            Ok(Accepted::Yes) => {
+                self.count(|c| c.rebroadcast += 1);
+                info!(nonce = slot.nonce, tx_hash = %last,
+                    "the node lost our transaction (neither pooled nor mined); sent it again");
+                None
+            }
+            Ok(Accepted::NonceTaken(message)) => {
+                Some(self.nonce_taken(slot, last, from, message).await)
+            }
+            Err(e @ ChainError::FeeTooLow { .. }) => {
+                self.count(|c| c.fee_refused += 1);
+                warn!(nonce = slot.nonce, error = %e,
+                    "the node lost our transaction and refuses its fees now; re-pricing");
+                slot.refusal = Some(e);
+                slot.replace_at = Instant::now();
+                None
+            }
+            Err(e) => {
+                warn!(nonce = slot.nonce, error = %e, "re-broadcast of a lost transaction failed; checking again next block");
+                None
+            }
+        }
+    }
+
+    /// Whether the node knows `tx_hash` (pooled or mined).
+    async fn tx_known(&self, tx_hash: TxHash) -> Result<bool> {
+        self.retry("eth_getTransactionByHash", |c| async move {
+            c.provider
+                .get_transaction_by_hash(tx_hash)
+                .await
+                .map(|t| t.is_some())
+                .map_err(ChainError::from_rpc)
+        })
+        .await
     }
 
     /// The node refused `slot`'s nonce as used: a receipt of ours or the effect settles it,
@@ -732,6 +817,7 @@ impl ChainClient {
                 gas_limit: slot.gas_limit,
                 fees: slot.fees,
                 sent: std::mem::take(&mut slot.sent),
+                raw: slot.raw.take(),
             },
         );
         Err(ChainError::ReceiptTimeout(last))

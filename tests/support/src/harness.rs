@@ -93,6 +93,9 @@ impl Harness {
         config.finalize.batch_size = batch_size;
         // The anchor queue's maxReceiveCount, as the deployment passes it.
         config.anchor_max_receives = 3;
+        // Tests run many epochs a second, faster than verify reads the newest epoch again
+        // (once a second); the horizon's own tests (handlers/tests/hostile.rs) set the default.
+        config.epoch_horizon = 1_000;
         let state = Arc::new(FaultyState::new(Arc::new(SqliteState::new(db.clone()))));
         let ports = Ports {
             state: state.clone(),
