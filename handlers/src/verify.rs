@@ -247,6 +247,9 @@ struct Batch<'a> {
     tallies: Vec<(usize, Tally)>,
     /// Each message's queue message id, where known (what its decided mark is made of).
     message_ids: Vec<Option<String>>,
+    /// Messages whose header the node did not serve (while its head was inside the window) in
+    /// some round of this invocation.
+    unserved_header: BTreeSet<usize>,
 }
 
 fn port_err(e: &PipelineError) -> PipelineError {
@@ -274,6 +277,7 @@ impl<'a> Batch<'a> {
             expiries: BTreeMap::new(),
             tallies: Vec::new(),
             message_ids: Vec::new(),
+            unserved_header: BTreeSet::new(),
         }
     }
 
@@ -844,6 +848,7 @@ impl<'a> Batch<'a> {
                                         (None, _) | (_, None) => None,
                                         (Some(end), Some(Ok(h))) if *h > end => None,
                                         (Some(end), Some(Ok(h))) => {
+                                            self.unserved_header.insert(i);
                                             self.plans[i] = Plan::Done(Err(PipelineError::NotReady(format!(
                                                 "header block not served by the node yet (head {h}, window ends at {end})"
                                             ))));

@@ -137,6 +137,14 @@ pub fn deliver_copies(w: &Arc<World>, s: Sent, copies: u64) {
             let sim = w2.sim.clone();
             sim.sleep(sim.rand_range(5..300)).await;
             let head = w2.chain().head();
+            // Taken in: counted in the ingress's tally (a message that parses, of an epoch).
+            if content_id.is_some() && s.epoch > 0 {
+                *w2.ingress_tally
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(s.epoch)
+                    .or_default() += 1;
+            }
             {
                 let mut l = w2.ledger();
                 let sent = &mut l.sent[idx];
@@ -825,9 +833,50 @@ async fn probe_live(w: Arc<World>) {
     }
 }
 
+/// The ingress's tally sender (`ingress/src/tally.rs`): its cumulative counts through the
+/// submissions queue every second while they change, and every 5 s regardless.
+async fn tallies(w: Arc<World>) {
+    let sim = w.sim.clone();
+    let mut seq = 0u64;
+    let mut last: Option<std::collections::BTreeMap<u64, u64>> = None;
+    let mut since_sent = 0u64;
+    loop {
+        sim.sleep(1_000).await;
+        since_sent += 1_000;
+        let now = w
+            .ingress_tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if last.as_ref() == Some(&now) && since_sent < 5_000 {
+            continue;
+        }
+        seq += 1;
+        let newest: Vec<(u64, u64)> = now
+            .iter()
+            .rev()
+            .take(sequencer_core::tally::MAX_TALLY_EPOCHS)
+            .map(|(e, n)| (*e, *n))
+            .collect();
+        let body = sequencer_core::tally::Tally {
+            market: format!("{:#x}", w.market),
+            boot: "sim-ingress".into(),
+            seq,
+            at_ms: crate::world::BASE_MS + sim.now() as i64,
+            epochs: newest,
+        }
+        .to_body();
+        w.ingress_send(OutMessage::new(body).attr("kind", "tally"))
+            .await;
+        last = Some(now);
+        since_sent = 0;
+    }
+}
+
 /// Starts every actor.
 pub fn spawn_all(w: &Arc<World>) {
     let s = &w.sim;
+    s.spawn("ingress-tally", tallies(w.clone()));
     s.spawn("miner", miner(w.clone()));
     s.spawn("epoch-manager", epoch_manager(w.clone()));
     s.spawn("tick-schedule", tick_schedule(w.clone()));

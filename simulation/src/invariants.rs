@@ -16,7 +16,7 @@
 //! | `one_tx_per_batch` | one `submitSubmissionBatch` per batch CID, one `endBatchSubmissions` per epoch |
 //! | `epoch_stuck` | every released epoch ends `ANCHORED` (ended on chain when it has batches); its accepted submissions are counted here, not one by one |
 //! | `epoch_slow` | and it is anchored within the scenario's bound (15 min) after its window closed |
-//! | `epoch_closed_late` | the tick closes an epoch within 2 min after its window closed on chain |
+//! | `epoch_closed_late` | the tick closes an epoch within 2 min plus the watermark's longest wait (4 min) after its window closed on chain |
 //! | `batched_but_rejected` | no submission in an anchored batch has a rejection receipt |
 //! | `batched_without_receipt` | every submission in an anchored batch has its receipt |
 //! | `slot_cap` | no slot has more than the cap batched in an epoch |
@@ -111,12 +111,17 @@ impl std::fmt::Display for Violation {
 /// from a bounded cache loaded in bulk; a signer that is not the slot's owner is counted, not
 /// stored; unknown headers are cached negatively (one lookup per round); an epoch past the retention
 /// is rejected without chain calls (item 6).
+///
+/// Every message verify decides for a recorded epoch also adds its mark to the epoch's decided
+/// set for the close watermark (docs/protocol.md §4): one set add per epoch per batch, shared by
+/// the batch's messages; a probe is a batch of one, so it pays that write alone (`+ 1` below).
 pub fn hostile_ceiling(a: Attack) -> (u64, u64) {
+    const MARK: u64 = 1;
     match a {
         // A slot above the cached count, or a signer that is not the cached owner, is asked
         // again once the cached answer is a second old (a slot given just now): at most one
         // chain call a second, shared by every such message (a probe may be the one that pays).
-        Attack::Garbage => (0, 1),
+        Attack::Garbage => (MARK, 1),
         // An epoch past the horizon of the records asks the chain for its last release, at most
         // once a second (a tick behind the chain must not drop the current epoch).
         Attack::FutureEpoch => (0, 1),
@@ -126,9 +131,9 @@ pub fn hostile_ceiling(a: Attack) -> (u64, u64) {
         // (1, 2, 4 s: four lookups and four head reads per delivery, none written) and the
         // message comes back once after the visibility timeout, past the window, when one
         // lookup and one receipt decide it.
-        Attack::RandomHeader => (1, 8),
-        Attack::Flagged => (1, 0),
-        Attack::Replay | Attack::DuplicateId | Attack::OverCap => (2, 1),
+        Attack::RandomHeader => (1 + MARK, 8),
+        Attack::Flagged => (1 + MARK, 0),
+        Attack::Replay | Attack::DuplicateId | Attack::OverCap => (2 + MARK, 1),
         Attack::OldReplay => (0, 0),
     }
 }
@@ -1081,8 +1086,11 @@ fn virtual_clock(f: &Facts, v: &mut Vec<Violation>) {
 }
 
 /// The tick closes an epoch at most this long after its window closed on chain: the grace
-/// blocks, the 5 s gap between its runs, a failed run (no retry until the next minute).
-pub const CLOSE_BOUND_MS: u64 = 2 * 60 * 1000;
+/// blocks, the 5 s gap between its runs, a failed run (no retry until the next minute), and the
+/// close watermark's longest wait (`WATERMARK_MAX_WAIT_MS` in the module: verify's 180 s
+/// visibility timeout plus a minute), for which an on-time submission given back to the queue
+/// (a crashed or failed verify) is worth holding the close.
+pub const CLOSE_BOUND_MS: u64 = 2 * 60 * 1000 + 240_000;
 
 fn dead_letters(f: &Facts, v: &mut Vec<Violation>) {
     let l = f.w.ledger();

@@ -139,6 +139,8 @@ pub struct World {
     pub anchor_q: SimQueue,
     /// Ingress messages not yet in the queue.
     pub ingress_pending: AtomicU64,
+    /// What the ingress took in per epoch (its tally for the close watermark).
+    pub ingress_tally: std::sync::Mutex<std::collections::BTreeMap<u64, u64>>,
     /// Snapshotter tasks still to send.
     pub senders_pending: AtomicU64,
     invocations: AtomicU64,
@@ -200,6 +202,8 @@ pub fn pipeline_config(
         config.anchor_max_receives = n as u32;
     }
     config.retry_horizon = Duration::from_millis(MODULE.retry_horizon_ms());
+    // The module's WATERMARK_MAX_WAIT_MS: verify's visibility timeout plus a minute.
+    config.watermark_max_wait = Duration::from_millis(MODULE.verify.visibility_ms() + 60_000);
     if let Some(t) = sc.record_ttl_s {
         config.record_ttl = Duration::from_secs(t);
     }
@@ -357,6 +361,7 @@ impl World {
             finalize_q,
             anchor_q,
             ingress_pending: AtomicU64::new(0),
+            ingress_tally: std::sync::Mutex::default(),
             senders_pending: AtomicU64::new(0),
             invocations: AtomicU64::new(0),
             sc,

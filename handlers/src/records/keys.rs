@@ -139,6 +139,27 @@ pub(super) fn latest_rewards_day_key(market: &Address) -> Key {
     Key::new(format!("{}#rewards-latest", m(market)), "day")
 }
 
+/// Partitions of one epoch's decided marks (the close watermark's count).
+pub const DECIDED_SHARDS: u32 = 32;
+
+/// Partition of the newest tally of each ingress boot (sort key: the boot).
+pub(super) fn tallies_pk(market: &Address) -> String {
+    format!("{}#tallies", m(market))
+}
+
+/// Key of one shard of epoch `epoch`'s decided marks.
+pub(super) fn decided_key(market: &Address, epoch: u64, shard: u32) -> Key {
+    Key::new(
+        format!("{}#{epoch}#decided", m(market)),
+        format!("{shard:02}"),
+    )
+}
+
+/// The shard a group of decided marks goes to (by its first mark).
+pub(super) fn decided_shard(mark: &str) -> u32 {
+    fnv1a(mark) % DECIDED_SHARDS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,25 +210,4 @@ mod tests {
             Key::new(format!("{m}#rewards-latest"), "day")
         );
     }
-}
-
-/// Partitions of one epoch's decided marks (the close watermark's count).
-pub const DECIDED_SHARDS: u32 = 32;
-
-/// Partition of the newest tally of each ingress boot (sort key: the boot).
-pub(super) fn tallies_pk(market: &Address) -> String {
-    format!("{}#tallies", m(market))
-}
-
-/// Key of one shard of epoch `epoch`'s decided marks.
-pub(super) fn decided_key(market: &Address, epoch: u64, shard: u32) -> Key {
-    Key::new(
-        format!("{}#{epoch}#decided", m(market)),
-        format!("{shard:02}"),
-    )
-}
-
-/// The shard a group of decided marks goes to (by its first mark).
-pub(super) fn decided_shard(mark: &str) -> u32 {
-    fnv1a(mark) % DECIDED_SHARDS
 }

@@ -113,6 +113,11 @@ impl<'a> Records<'a> {
     }
 
     /// Expiry (Unix seconds) of a record of no one epoch written now.
+    /// Expiry (Unix seconds) of a record of no recorded epoch written now.
+    pub fn default_expiry(&self) -> u64 {
+        self.now_s().saturating_add(self.ttl.as_secs())
+    }
+
     fn expiry(&self) -> Option<u64> {
         Some(self.now_s().saturating_add(self.ttl.as_secs()))
     }

@@ -4,7 +4,7 @@
 //!   submissions taken in, per epoch), at `market#tallies` / boot in the epochs table, replaced
 //!   only by a tally with a higher `seq` (a conditional write on the stored `seq`, so tallies
 //!   delivered out of order or twice never move a count back). They expire a day after they were
-//!   written: only a boot alive around a window's end matters.
+//!   written (or the retention, if shorter): only a boot alive around a window's end matters.
 //! - **Decided marks**: a short mark per queue message verify decided (accepted, rejected or
 //!   dropped), in one of [`DECIDED_SHARDS`](super::keys::DECIDED_SHARDS) sets per epoch in the
 //!   counters table. A set, so a message decided twice (a redelivery, a retried write) counts
@@ -38,8 +38,10 @@ impl Records<'_> {
     /// stored; whether it was stored.
     pub async fn save_tally(&self, t: &Tally) -> Result<bool, PipelineError> {
         let key = sequencer_ports::Key::new(keys::tallies_pk(&self.market), t.boot.clone());
-        let item = Item::with_state(&t.seq.to_string(), json(t)?)
-            .ttl(Some(self.now_s().saturating_add(TALLY_TTL_SECS)));
+        let item = Item::with_state(&t.seq.to_string(), json(t)?).ttl(Some(
+            self.now_s()
+                .saturating_add(TALLY_TTL_SECS.min(self.ttl.as_secs())),
+        ));
         let mut current = self.store.get(Table::Epochs, &key).await?;
         for _ in 0..TALLY_ATTEMPTS {
             let stored = current

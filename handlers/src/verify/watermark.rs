@@ -34,8 +34,8 @@ impl Batch<'_> {
 
     /// Adds the mark of every message of a recorded epoch that this batch decided (accepted,
     /// rejected, dropped or found decided before) to the epoch's decided set: one write per
-    /// epoch. A message of an epoch already closed (`late`) is not counted: the tick needs the
-    /// count only before the close. A mark that cannot be written turns its messages into
+    /// epoch. A message of an epoch already closed (`late`) or past the retention is not
+    /// counted: the tick needs the count only before the close. A mark that cannot be written turns its messages into
     /// failures, so the queue brings them back and they are marked then.
     pub(super) async fn mark_decided(&self, out: &mut [Result<Verdict, PipelineError>]) {
         let mut by_epoch: BTreeMap<u64, Vec<(usize, String)>> = BTreeMap::new();
@@ -44,13 +44,20 @@ impl Batch<'_> {
                 continue;
             };
             let decided = match r {
-                Ok(Verdict::Rejected(RejectReason::Late)) => false,
+                // Past the horizon: never an epoch the tick will close soon; nothing written.
+                Ok(Verdict::Dropped(super::EPOCH_OUT_OF_RANGE)) => false,
+                Ok(Verdict::Rejected(RejectReason::Late | RejectReason::ExpiredEpoch)) => false,
                 Ok(
                     Verdict::Accepted
                     | Verdict::Rejected(_)
                     | Verdict::Redelivered
                     | Verdict::Dropped(_),
                 ) => true,
+                // Given back after the rounds for a header the node has not served: counted as
+                // decided, so a header no node will ever serve (a forged one) does not hold the
+                // close until the queue's redelivery; an honest one the node serves later is
+                // judged then (`late` if the epoch closed meanwhile: counted and alarmed).
+                Err(PipelineError::NotReady(_)) => self.unserved_header.contains(&i),
                 _ => false,
             };
             if m.epoch == 0 || !decided {
@@ -76,8 +83,9 @@ impl Batch<'_> {
                 Some(e) => e.0,
                 None => match records.epoch(epoch).await {
                     Ok(Some(e)) => records.expiry_of(&e.record).0,
-                    // Not recorded: no close waits for it.
-                    Ok(None) => continue,
+                    // Not recorded yet (within the horizon: e.g. `epoch_not_released`): the
+                    // ingress counted it under that epoch, so its close must count it too.
+                    Ok(None) => records.default_expiry(),
                     Err(e) => {
                         for (i, _) in &marked {
                             out[*i] = Err(port_err(&e));
@@ -90,7 +98,9 @@ impl Batch<'_> {
             if let Err(e) = records.mark_decided(epoch, &marks, Some(expiry)).await {
                 tracing::warn!(epoch, error = %e, "decided marks not written; the messages come back");
                 for (i, _) in &marked {
-                    out[*i] = Err(port_err(&e));
+                    if out[*i].is_ok() {
+                        out[*i] = Err(port_err(&e));
+                    }
                 }
             }
         }
