@@ -116,6 +116,16 @@ pub const DEFECTS: &[Defect] = &[
         fixed: true,
     },
     Defect {
+        id: "late-after-longest-wait",
+        item: "16.2",
+        title: "an on-time submission whose verification fails twice (a crashed invocation, an injected store fault) comes back after two 180 s visibility timeouts, past the close watermark's longest wait (240 s): `late` (counted and alarmed in a deployment)",
+        invariant: "honest_late",
+        needle: "",
+        scenario: "rough",
+        seed: 16,
+        fixed: false,
+    },
+    Defect {
         id: "not-yet-vs-duplicate-delivery",
         item: "16.2",
         title: "two deliveries of one message at once: one hears \"not yet\" from a lagging node and writes a final `unknown_header` receipt, the other accepts the claim: batched while its receipt says rejected",

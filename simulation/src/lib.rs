@@ -312,6 +312,15 @@ pub(crate) async fn probe(w: &Arc<World>, attack: Attack, e: u64, r: u64) {
         return;
     };
     w.ledger().probe_ids.insert(m.id.clone());
+    // A probe stands for a message that came through the ingress: its tally counts it (the
+    // close watermark must not see verify decide more than the ingress took in).
+    if m.epoch > 0 && sequencer_core::collect::CollectMessage::parse(m.body.as_bytes()).is_ok() {
+        *w.ingress_tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(m.epoch)
+            .or_default() += 1;
+    }
     let before = function_counts(w, "probe");
     let p = w.reader.clone();
     let body = m.body.clone();
