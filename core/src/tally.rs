@@ -34,6 +34,10 @@ pub struct Tally {
     pub at_ms: i64,
     /// `(epoch, submissions taken in since the boot started)`, at most [`MAX_TALLY_EPOCHS`].
     pub epochs: Vec<(u64, u64)>,
+    /// The boot's last tally (sent after its drain at shutdown): nothing more will come, so the
+    /// tick does not wait for a later one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -107,6 +111,7 @@ mod tests {
             seq: 3,
             at_ms: 1_700_000_000_000,
             epochs: vec![(7, 10), (8, 2)],
+            last: false,
         }
     }
 

@@ -432,11 +432,12 @@ impl Watermark {
         let passed_at = passed_at.unwrap_or(now);
         let waited = now.saturating_sub(passed_at);
         let max_wait = i64::try_from(p.config.watermark_max_wait.as_millis()).unwrap_or(i64::MAX);
-        // Boots alive around the window's end must have reported since; boots gone before it
-        // count with what they last said.
+        // Boots alive around the window's end must have reported since; boots gone before it,
+        // or that said their tally was their last (a drained shutdown), count with what they
+        // last said.
         let reported = tallies
             .iter()
-            .filter(|t| t.at_ms >= passed_at.saturating_sub(BOOT_LIVE_MS))
+            .filter(|t| !t.last && t.at_ms >= passed_at.saturating_sub(BOOT_LIVE_MS))
             .all(|t| t.at_ms >= passed_at.saturating_add(TALLY_SLACK_MS));
         if reported {
             let taken_in: u64 = tallies.iter().map(|t| t.count(epoch)).sum();

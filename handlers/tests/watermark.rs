@@ -50,6 +50,7 @@ fn tally(h: &Harness, boot: &str, seq: u64, at_ms: i64, epochs: Vec<(u64, u64)>)
         seq,
         at_ms,
         epochs,
+        last: false,
     }
     .to_body()
 }
@@ -208,6 +209,7 @@ async fn tallies_of_another_market_or_malformed_change_nothing() {
         seq: 1,
         at_ms: now_ms(),
         epochs: vec![(1, 5)],
+        last: false,
     }
     .to_body();
     let broken = r#"{"tally":{"market":"x"}}"#;

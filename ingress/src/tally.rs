@@ -255,6 +255,8 @@ pub struct TallySender {
     metrics: Metrics,
     settings: TallySettings,
     sent: Mutex<BTreeMap<String, Sent>>,
+    /// Set by [`TallySender::finish`]: the tallies sent from then on say they are the last.
+    finished: std::sync::atomic::AtomicBool,
 }
 
 /// Outcome of one tally call (the `outcome` label of `ingress_tallies_sent_total`).
@@ -295,6 +297,7 @@ impl TallySender {
             metrics,
             settings,
             sent: Mutex::new(BTreeMap::new()),
+            finished: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -349,6 +352,7 @@ impl TallySender {
             seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1,
             at_ms: now_ms(),
             epochs: m.epochs.clone(),
+            last: self.finished.load(Ordering::SeqCst),
         };
         let batch = [envelope(&tally)];
         let outcome = match tokio::time::timeout(SEND_TIMEOUT, self.sink.send_batch(&batch)).await {
@@ -376,6 +380,8 @@ impl TallySender {
     /// The last tallies of the boot, after the buffer is drained: every market's final counts.
     /// The caller bounds it ([`FINAL_TIMEOUT`]).
     pub async fn finish(&self) {
+        // The drain is over: these tallies are the boot's last (the tick stops waiting for it).
+        self.finished.store(true, Ordering::SeqCst);
         self.send_due(true).await;
     }
 }
@@ -453,6 +459,7 @@ mod tests {
             seq: 1,
             at_ms: now_ms(),
             epochs: vec![(3, 4)],
+            last: false,
         };
         let env = envelope(&t);
         assert_eq!(

@@ -61,8 +61,13 @@ impl Queue {
                             .collect()
                     })
                     .unwrap_or_default();
-                distinct.insert(m.body().unwrap_or("").to_owned());
-                out.push((m.body().unwrap_or("").to_owned(), attrs));
+                let body = m.body().unwrap_or("").to_owned();
+                // The ingress's own tallies (the close watermark's counts) are not submissions.
+                if common::is_tally(body.as_bytes()) {
+                    continue;
+                }
+                distinct.insert(body.clone());
+                out.push((body, attrs));
                 if let Some(h) = m.receipt_handle() {
                     let _ = self
                         .client

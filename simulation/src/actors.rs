@@ -864,6 +864,7 @@ async fn tallies(w: Arc<World>) {
             seq,
             at_ms: crate::world::BASE_MS + sim.now() as i64,
             epochs: newest,
+            last: false,
         }
         .to_body();
         w.ingress_send(OutMessage::new(body).attr("kind", "tally"))
