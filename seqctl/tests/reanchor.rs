@@ -121,6 +121,13 @@ async fn funds_and_a_revoked_role_fail_an_epoch_visibly_and_seqctl_reanchors_it_
         sequencer_runner::services::embedded(dir.path(), seq.clone(), config).unwrap();
     let (probe, recorder) = sequencer_testsupport::MetricsProbe::new(market);
     let p = p.with_recorder(recorder);
+    // What the runner's ingress left in the queue as it stopped (its last tally, sent after
+    // its drain), verified as the runner's poller would: the tick then waits for no boot.
+    drain(queues.submissions.as_ref(), &cfg(), 20, |e| {
+        sequencer_handlers::verify::handle(&p, e)
+    })
+    .await
+    .unwrap();
 
     // A new epoch, released, verified (three projects: two batches) and finalized.
     let info = owner.market_info(market).await.unwrap();
