@@ -166,7 +166,7 @@ impl Drop for Flaky {
 /// submission.
 #[allow(dead_code)]
 pub fn is_tally(body: &[u8]) -> bool {
-    sequencer_core::tally::Tally::looks_like(body)
+    sequencer_core::tally::Tally::parse(body).is_ok()
 }
 
 /// Asserts two sets of messages are equal, reporting counts rather than dumping bytes.
