@@ -36,6 +36,10 @@ now() { date +%s.%N; }
 say() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 T_START="$(now)"
+# One full pass from a clean clone gains nothing from incremental compilation, and its caches
+# (~17 GB for this workspace) once filled a CI machine's disk mid-clippy. A developer's edit loop
+# can still ask for it: CARGO_INCREMENTAL=1 bash scripts/test.sh.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 FEATURES=(--features sequencer-chain/aws-kms)
 PHASES=()    # "name<TAB>seconds<TAB>status"
 TOOLS_PID=""
@@ -97,6 +101,8 @@ if [[ "${SEQ_SKIP_INSTALL:-0}" != 1 ]]; then
 else
     say "tools: skipped (SEQ_SKIP_INSTALL=1)"
 fi
+
+say "disk: $(df -h "$ROOT" | awk 'NR == 2 { print $4 " free of " $2 }') (a debug build of the workspace takes ~15 GB)"
 
 # 2. + 3. lint first: fast fail.
 if [[ "${SEQ_SKIP_LINT:-0}" != 1 ]]; then
