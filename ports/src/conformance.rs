@@ -143,6 +143,47 @@ pub async fn state_store(store: &dyn StateStore, ns: &str) {
     assert_eq!(tail.items.len(), 2);
     assert_eq!(tail.next, None);
 
+    // A query returns each item's set with it, page by page, and no item another's.
+    let pk3 = format!("{ns}#q3");
+    for i in 0..7u32 {
+        let key = Key::new(&pk3, format!("{i:04}"));
+        if i % 3 == 0 {
+            let set: Vec<String> = (0..=i).map(|m| format!("{i}-{m}")).collect();
+            store.add_members(tc, &key, &set, None).await.unwrap();
+        } else {
+            store
+                .put(tc, &key, &Item::data(format!("{i}")))
+                .await
+                .unwrap();
+        }
+    }
+    let mut sets = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.query(tc, &pk3, after.as_deref(), 2).await.unwrap();
+        sets.extend(page.items.into_iter().map(|(sk, it)| {
+            let mut m = it.members;
+            m.sort();
+            (sk, m)
+        }));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let want: Vec<(String, Vec<String>)> = (0..7u32)
+        .map(|i| {
+            let mut m: Vec<String> = if i % 3 == 0 {
+                (0..=i).map(|m| format!("{i}-{m}")).collect()
+            } else {
+                Vec::new()
+            };
+            m.sort();
+            (format!("{i:04}"), m)
+        })
+        .collect();
+    assert_eq!(sets, want, "each item's set, and only its own");
+
     // Concurrent bounded adds never exceed the ceiling.
     let cc = Key::new(format!("{ns}#race"), "count");
     let members: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();

@@ -310,6 +310,18 @@ pub trait StateStore: Send + Sync {
     /// as it is, so the caller can drop what failed and try the rest again.
     async fn transact(&self, ops: &[TxOp]) -> Result<TxOutcome, PortError>;
 
+    /// Applies each of `txs` as [`transact`](Self::transact) would, in order, each all or
+    /// nothing on its own and each judged on what the ones before it wrote: one result per
+    /// transaction. A store may make them durable together (SQLite: one commit for all, where
+    /// a commit's WAL write was most of verify's time); the default sends them one by one.
+    async fn transact_each(&self, txs: &[Vec<TxOp>]) -> Vec<Result<TxOutcome, PortError>> {
+        let mut out = Vec::with_capacity(txs.len());
+        for ops in txs {
+            out.push(self.transact(ops).await);
+        }
+        out
+    }
+
     /// The items at `keys`, in the same order (`None`: absent), as of one moment per store
     /// request: strongly consistent, though not one snapshot across requests (DynamoDB reads up
     /// to 100 keys per request). A key may repeat.
