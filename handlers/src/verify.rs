@@ -1178,16 +1178,28 @@ impl Batch<'_> {
                     w.extend(u.writes);
                 }
             }
-            for (epochs, body) in chunks {
-                let mut all: Vec<(Write, Role)> = epochs
-                    .iter()
-                    .map(|e| (Write::EpochOpen(*e), Role::Epoch(*e)))
-                    .collect();
-                all.extend(body);
-                let writes: Vec<Write> = all.iter().map(|(w, _)| w.clone()).collect();
-                match records.write_intake(&writes, &self.expiries).await {
+            // Every transaction of the round in one store call (each all or nothing on its
+            // own; the embedded store makes them durable in one commit).
+            let txs: Vec<Vec<(Write, Role)>> = chunks
+                .into_iter()
+                .map(|(epochs, body)| {
+                    let mut all: Vec<(Write, Role)> = epochs
+                        .iter()
+                        .map(|e| (Write::EpochOpen(*e), Role::Epoch(*e)))
+                        .collect();
+                    all.extend(body);
+                    all
+                })
+                .collect();
+            let writes: Vec<Vec<Write>> = txs
+                .iter()
+                .map(|all| all.iter().map(|(w, _)| w.clone()).collect())
+                .collect();
+            let results = records.write_intake_each(&writes, &self.expiries).await;
+            for (all, result) in txs.iter().zip(results) {
+                match result {
                     Ok(None) => {
-                        for (_, role) in &all {
+                        for (_, role) in all {
                             if let Role::Receipt(i) = role {
                                 self.plans[*i] =
                                     match std::mem::replace(&mut self.plans[*i], Plan::Open) {
@@ -1212,7 +1224,7 @@ impl Batch<'_> {
                         }
                     }
                     Err(e) => {
-                        for (_, role) in &all {
+                        for (_, role) in all {
                             if let Role::Receipt(i) = role {
                                 self.plans[*i] = Plan::Done(Err(port_err(&e)));
                             }

@@ -240,30 +240,54 @@ impl Records<'_> {
         writes: &[Write],
         expiries: &BTreeMap<u64, Expiry>,
     ) -> Result<Option<Vec<WriteStatus>>, PipelineError> {
+        let ops = self.intake_ops(writes, expiries)?;
+        let outcome = self.store.transact(&ops).await?;
+        statuses(&ops, outcome)
+    }
+
+    /// [`write_intake`](Self::write_intake) of each group of `txs`, in order, each all or
+    /// nothing on its own (the store may make them durable in one commit); one result per group.
+    pub async fn write_intake_each(
+        &self,
+        txs: &[Vec<Write>],
+        expiries: &BTreeMap<u64, Expiry>,
+    ) -> Vec<Result<Option<Vec<WriteStatus>>, PipelineError>> {
+        let mut built: Vec<Result<Vec<TxOp>, PipelineError>> =
+            txs.iter().map(|w| self.intake_ops(w, expiries)).collect();
+        let ready: Vec<Vec<TxOp>> = built
+            .iter_mut()
+            .filter_map(|b| b.as_mut().ok().map(std::mem::take))
+            .collect();
+        let mut outcomes = self.store.transact_each(&ready).await.into_iter();
+        let mut ready = ready.into_iter();
+        built
+            .into_iter()
+            .map(|b| {
+                b?;
+                let (Some(ops), Some(outcome)) = (ready.next(), outcomes.next()) else {
+                    return Err(PipelineError::Invariant(
+                        "the store answered fewer transactions than it was given".into(),
+                    ));
+                };
+                statuses(&ops, outcome?)
+            })
+            .collect()
+    }
+
+    fn intake_ops(
+        &self,
+        writes: &[Write],
+        expiries: &BTreeMap<u64, Expiry>,
+    ) -> Result<Vec<TxOp>, PipelineError> {
         // Built by `write_op`; for the IAM check (infra/terraform/check/drift.py):
         // TxOp::Check { table: Table::Epochs }
         // TxOp::Put { table: Table::Submissions }
         // TxOp::Put { table: Table::Receipts }
         // TxOp::AddMembers { table: Table::Counters }
-        let ops = writes
+        writes
             .iter()
             .map(|w| self.write_op(w, expiries))
-            .collect::<Result<Vec<_>, _>>()?;
-        match self.store.transact(&ops).await? {
-            TxOutcome::Committed => Ok(None),
-            TxOutcome::Cancelled(statuses) => Ok(Some(
-                ops.iter()
-                    .zip(statuses)
-                    .map(|(op, s)| match s {
-                        OpStatus::Ok => Ok(WriteStatus::Held),
-                        OpStatus::Conflict => Ok(WriteStatus::Conflict),
-                        OpStatus::ConditionFailed(item) => {
-                            decode(op.target().0, item).map(|f| WriteStatus::Failed(Box::new(f)))
-                        }
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            )),
-        }
+            .collect::<Result<Vec<_>, _>>()
     }
 
     /// Records block hashes and numbers verify had to ask the chain for, in one batched write.
@@ -279,5 +303,24 @@ impl Records<'_> {
             })
             .collect();
         Ok(self.store.batch_put(&items).await?)
+    }
+}
+
+/// What a transaction's outcome says of each write: `None` when committed.
+fn statuses(ops: &[TxOp], outcome: TxOutcome) -> Result<Option<Vec<WriteStatus>>, PipelineError> {
+    match outcome {
+        TxOutcome::Committed => Ok(None),
+        TxOutcome::Cancelled(statuses) => Ok(Some(
+            ops.iter()
+                .zip(statuses)
+                .map(|(op, s)| match s {
+                    OpStatus::Ok => Ok(WriteStatus::Held),
+                    OpStatus::Conflict => Ok(WriteStatus::Conflict),
+                    OpStatus::ConditionFailed(item) => {
+                        decode(op.target().0, item).map(|f| WriteStatus::Failed(Box::new(f)))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        )),
     }
 }
