@@ -12,7 +12,7 @@
 //! which emits `DailyTaskCompletedEvent` for such a slot). Pure: the same inputs give the same
 //! tally, so a redelivered job or a rerun after a crash computes exactly what was sent before.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -113,10 +113,10 @@ impl Vote {
 /// submission ids the batches list, the projects below the minimum.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EpochCut {
-    /// Finalized CID per project.
-    pub finalized_cid: BTreeMap<String, String>,
+    /// Finalized CID per project (hashed: an epoch of 10 000 projects looks each vote up).
+    pub finalized_cid: HashMap<String, String>,
     /// Submission ids listed in the batches.
-    pub listed: BTreeSet<String>,
+    pub listed: HashSet<String>,
     /// Projects below the minimum.
     pub below_minimum: BTreeSet<String>,
 }
@@ -134,6 +134,8 @@ impl EpochCut {
 /// [`tally_epoch`] over the votes and the cut.
 pub fn tally_votes(votes: &[Vote], cut: &EpochCut) -> Vec<SlotTally> {
     let mut slots: BTreeMap<u64, SlotTally> = BTreeMap::new();
+    // Each distinct CID text made canonical once (parsing a CID costs more than the lookup).
+    let mut canonical: HashMap<&str, String> = HashMap::new();
     for v in votes.iter().filter(|v| !v.simulation) {
         let t = slots.entry(v.slot).or_insert_with(|| SlotTally {
             slot: v.slot,
@@ -142,7 +144,13 @@ pub fn tally_votes(votes: &[Vote], cut: &EpochCut) -> Vec<SlotTally> {
         let winner = cut.finalized_cid.get(&v.project).map(String::as_str);
         let in_batch = cut.listed.contains(&v.submission_id);
         let reason = match winner {
-            Some(w) if in_batch && canonical_cid(&v.cid) == w => {
+            Some(w)
+                if in_batch
+                    && canonical
+                        .entry(v.cid.as_str())
+                        .or_insert_with(|| canonical_cid(&v.cid))
+                        == w =>
+            {
                 t.eligible += 1;
                 continue;
             }
