@@ -44,6 +44,7 @@ use alloy::{
     rpc::types::{TransactionReceipt, TransactionRequest},
     sol_types::SolCall,
 };
+use futures::StreamExt;
 use tracing::{debug, info, warn};
 
 use super::{
@@ -59,6 +60,8 @@ use crate::{
 /// is not one to keep sending to from inside one call: the retryable `Reorged` error puts the
 /// message back on its queue, and the retry starts from what is on chain then.
 const MAX_REORG_ROUNDS: u32 = 3;
+/// Chain reads (effects looked for, gas estimates) a write sends to the node at once.
+const CONCURRENT_READS: usize = 8;
 
 /// What the writer did, since the client was built (shared by its clones).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -434,10 +437,25 @@ impl ChainClient {
             None => self.await_no_pending(from).await?,
         };
         // 2. The chain first: a call whose effect is there is not sent.
+        //    Several reads at a time (an epoch of 10 000 projects has 125 batches to look
+        //    for, and one read at a time cost blocks before the first send), in call order.
         let mut found = Vec::new();
         let mut queue = std::collections::VecDeque::new();
-        for &i in &todo[slots.len()..] {
-            match calls[i].effect.find(self).await? {
+        //    (The futures are made up front: a stream's `map` closure over borrowed calls
+        //    gives a future that is `Send` for one lifetime only.)
+        let looks: Vec<_> = todo[slots.len()..]
+            .iter()
+            .map(|&i| {
+                let effect = calls[i].effect;
+                async move { (i, effect.find(self).await) }
+            })
+            .collect();
+        let looked: Vec<(usize, Result<Option<E::Found>>)> = futures::stream::iter(looks)
+            .buffered(CONCURRENT_READS)
+            .collect()
+            .await;
+        for (i, r) in looked {
+            match r? {
                 Some(f) => found.push((i, f)),
                 None => queue.push_back(i),
             }
@@ -451,16 +469,38 @@ impl ChainClient {
         let mut checked_at_head: Option<u64> = None;
         loop {
             let mut sent_now = false;
-            while !stop && slots.iter().filter(|s| s.end.is_none()).count() < window {
-                let Some(i) = queue.pop_front() else { break };
+            let free = window.saturating_sub(slots.iter().filter(|s| s.end.is_none()).count());
+            // The gas of every call this refill sends, estimated together (each against the
+            // latest block: the calls do not depend on each other's effects); one estimate
+            // after another held the sends of a large epoch behind the chain's blocks.
+            let refill: Vec<usize> = if stop {
+                Vec::new()
+            } else {
+                (0..free).map_while(|_| queue.pop_front()).collect()
+            };
+            let requests: Vec<TransactionRequest> = refill
+                .iter()
+                .zip(next_nonce..)
+                .map(|(&i, nonce)| {
+                    TransactionRequest::default()
+                        .with_from(from)
+                        .with_kind(calls[i].to)
+                        .with_input(calls[i].input.clone())
+                        .with_nonce(nonce)
+                        .with_chain_id(self.chain_id)
+                })
+                .collect();
+            let estimates: Vec<_> = requests.iter().map(|r| self.gas_limit(r)).collect();
+            let limits: Vec<Result<u64>> = futures::stream::iter(estimates)
+                .buffered(CONCURRENT_READS)
+                .collect()
+                .await;
+            for ((i, req), gas) in refill.into_iter().zip(requests).zip(limits) {
+                if stop {
+                    break;
+                }
                 let call = &calls[i];
-                let req = TransactionRequest::default()
-                    .with_from(from)
-                    .with_kind(call.to)
-                    .with_input(call.input.clone())
-                    .with_nonce(next_nonce)
-                    .with_chain_id(self.chain_id);
-                let gas_limit = match self.gas_limit(&req).await {
+                let gas_limit = match gas {
                     Ok(g) => g,
                     Err(e) => {
                         slots.push(Slot::failed(i, call, next_nonce, req, e, &self.cfg));
