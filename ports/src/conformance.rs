@@ -206,7 +206,94 @@ pub async fn state_store(store: &dyn StateStore, ns: &str) {
     );
 
     transactions(store, ns).await;
+    transactions_each(store, ns).await;
     batches(store, ns).await;
+}
+
+/// `transact_each`: each transaction all or nothing on its own, judged on what the ones before
+/// it wrote; a refused one (over the limit) is an error of its own and the others still apply.
+async fn transactions_each(store: &dyn StateStore, ns: &str) {
+    let a = Key::new(format!("{ns}#each"), "a");
+    let b = Key::new(format!("{ns}#each"), "b");
+    let first = vec![put(
+        Table::Submissions,
+        &a,
+        Item::data("1"),
+        Some(Condition::Absent),
+    )];
+    // Its second put finds `a` written by the first transaction: cancelled, `b` not written.
+    let second = vec![
+        put(
+            Table::Submissions,
+            &b,
+            Item::data("2"),
+            Some(Condition::Absent),
+        ),
+        put(
+            Table::Submissions,
+            &a,
+            Item::data("x"),
+            Some(Condition::Absent),
+        ),
+    ];
+    let too_many: Vec<TxOp> = (0..=MAX_TX_OPS)
+        .map(|i| {
+            put(
+                Table::Submissions,
+                &Key::new(format!("{ns}#each-many"), format!("{i}")),
+                Item::data("m"),
+                None,
+            )
+        })
+        .collect();
+    let third = vec![put(
+        Table::Submissions,
+        &b,
+        Item::data("3"),
+        Some(Condition::Absent),
+    )];
+    let out = store.transact_each(&[first, second, too_many, third]).await;
+    assert_eq!(out.len(), 4, "one result per transaction");
+    assert!(matches!(out[0], Ok(TxOutcome::Committed)), "{:?}", out[0]);
+    match &out[1] {
+        Ok(TxOutcome::Cancelled(s)) => {
+            assert!(
+                matches!(s[1], OpStatus::ConditionFailed(Some(ref i)) if i.data == "1"),
+                "{s:?}"
+            )
+        }
+        other => panic!("the second sees the first's write: {other:?}"),
+    }
+    assert!(
+        matches!(&out[2], Err(e) if *e.kind() == ErrorKind::Refused),
+        "{:?}",
+        out[2]
+    );
+    assert!(matches!(out[3], Ok(TxOutcome::Committed)), "{:?}", out[3]);
+    assert_eq!(
+        store
+            .get(Table::Submissions, &a)
+            .await
+            .unwrap()
+            .map(|i| i.data),
+        Some("1".into())
+    );
+    assert_eq!(
+        store
+            .get(Table::Submissions, &b)
+            .await
+            .unwrap()
+            .map(|i| i.data),
+        Some("3".into())
+    );
+    let many = store
+        .query(Table::Submissions, &format!("{ns}#each-many"), None, 10)
+        .await
+        .unwrap();
+    assert!(
+        many.items.is_empty(),
+        "the refused transaction wrote nothing"
+    );
 }
 
 fn put(table: Table, key: &Key, item: Item, condition: Option<Condition>) -> TxOp {
