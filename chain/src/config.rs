@@ -32,7 +32,7 @@ pub const DEFAULT_CHAIN_CONFIRMATIONS: u64 = 1;
 /// Default `GAS_LIMIT_CEILING`.
 pub const DEFAULT_GAS_LIMIT_CEILING: u64 = 15_000_000;
 /// Default `GAS_MARGIN_PERCENT`.
-pub const DEFAULT_GAS_MARGIN_PERCENT: u64 = 120;
+pub const DEFAULT_GAS_MARGIN_PERCENT: u64 = 105;
 /// Default `MAX_FEE_PER_GAS_CEILING_WEI`: 200 gwei. With the default gas ceiling of 15 M, no
 /// single transaction can cost more than 3 ETH-equivalent even if every bump runs to the top;
 /// operators of a cheap chain should set it far lower for their fee market.
@@ -100,7 +100,8 @@ pub struct ChainConfig {
     /// `GAS_LIMIT_CEILING` (default 15 000 000): a transaction whose estimate exceeds it is not
     /// sent ([`ChainError::GasAboveCeiling`]); the limit sent is min(estimate × margin, ceiling).
     pub gas_limit_ceiling: u64,
-    /// `GAS_MARGIN_PERCENT` (default 120): gas limit = estimate × this / 100.
+    /// `GAS_MARGIN_PERCENT` (default 105): gas limit = estimate × this / 100. A block takes a
+    /// transaction while its limit fits, so the margin costs block space (chain/README.md).
     pub gas_margin_percent: u64,
     /// `MAX_PENDING_TXS` (default 16, at least 1): a pipelined write (an epoch's batches) has
     /// at most this many transactions sent and not yet mined.

@@ -21,11 +21,15 @@ pub const DEFAULT_BATCH_SIZE: usize = 500;
 /// Default cap on one batch document's JSON: one IPFS chunk, so its CID is the raw
 /// CID of its bytes (a single project larger than that gets a UnixFS CID, docs/protocol.md §6).
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 256 * 1024;
-/// Default gas budget of one batch's `submitSubmissionBatch` ([`crate::anchor_gas`]): three
-/// batches fill a 30 M-gas block, the third still fitting with the chain client's default 20 %
-/// gas-limit margin (a block takes a transaction while the gas used before it plus its limit
-/// fit: 2 × 9.3 M + 1.2 × 9.3 M ≤ 30 M). About 100 projects.
-pub const DEFAULT_MAX_BATCH_GAS: u64 = 9_300_000;
+/// Default gas budget of one batch's `submitSubmissionBatch` ([`crate::anchor_gas`]): four
+/// batches fill a 30 M-gas block with the chain client's default 5 % gas-limit margin. A block
+/// takes a transaction while the gas used before it plus its limit fit, so k batches of g gas
+/// fit when (k − 1 + 1.05) × g ≤ 30 M: four of 7.3 M (29.6 M; the receipts are about 1 %
+/// below the model). Three of 9.3 M at a 20 % margin filled 28 M and lost more: a batch cut
+/// smaller by `MAX_BATCH_BYTES` (about 7.5 M at 80 projects of five submissions) fell between
+/// the two and only three fit a block (42 blocks for 10 000 projects whose gas needs 32,
+/// measured on anvil; 35 now, docs/benchmarks.md). About 78 projects.
+pub const DEFAULT_MAX_BATCH_GAS: u64 = 7_300_000;
 
 /// Finalization settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

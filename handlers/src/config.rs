@@ -10,7 +10,7 @@
 //! | `CLOSE_GRACE_BLOCKS` | 2 | blocks past the window's end before an epoch is closed |
 //! | `BATCH_SIZE` | 500 | ceiling on projects per batch (gas and bytes decide below it) |
 //! | `MAX_BATCH_BYTES` | 262144 | bytes of batch JSON per batch |
-//! | `MAX_BATCH_GAS` | 9300000 | gas to anchor one batch, as `sequencer_core::anchor_gas` bounds it (three fill a 30 M block) |
+//! | `MAX_BATCH_GAS` | 7300000 | gas to anchor one batch, as `sequencer_core::anchor_gas` bounds it (four fill a 30 M block at the chain client's 5 % gas margin) |
 //! | `ANCHOR_MAX_RECEIVES` | 5 | the anchor queue's `maxReceiveCount`: on its last delivery a funding or nonce failure is recorded `ANCHOR_FAILED` instead of going to the DLQ |
 //! | `MIN_SUBMISSIONS_PER_PROJECT` | 1 | projects with fewer accepted submissions are not finalized |
 //! | `ANCHOR_GROUP_ID` | `sequencer` | FIFO message group of the anchor queue: one per signing key |

@@ -331,18 +331,26 @@ async fn on_anvil(block_time: u64, w: &Wired, e: &SignedEpoch) -> OnAnvil {
 async fn chain_cost(c: &ChainClient, sender: Address, from: u64, to: u64) -> ChainCost {
     let provider = c.provider();
     let (mut gas, mut txs, mut last) = (0u64, 0u64, from);
+    let mut per_block = Vec::new();
     for n in from + 1..=to {
         let receipts = provider
             .get_block_receipts(n.into())
             .await
             .unwrap()
             .unwrap_or_default();
+        let (mut k, mut g) = (0u64, 0u64);
         for r in receipts.iter().filter(|r| r.from == sender) {
             gas += r.gas_used;
+            g += r.gas_used;
             txs += 1;
+            k += 1;
             last = n;
         }
+        per_block.push(format!("{k}/{:.1}M", g as f64 / 1e6));
     }
+    per_block.truncate(usize::try_from(last - from).unwrap_or(0));
+    // Where the blocks went: our transactions and their gas in each block after the start.
+    eprintln!("anchoring, per block (txs/gas): {}", per_block.join(" "));
     let block = provider
         .get_block_by_number(last.into())
         .await

@@ -65,7 +65,7 @@ variable "pipeline" {
     close_grace_blocks          = optional(number) # CLOSE_GRACE_BLOCKS, default 2
     batch_size                  = optional(number) # BATCH_SIZE, default 500 (a ceiling: gas and bytes cut first)
     max_batch_bytes             = optional(number) # MAX_BATCH_BYTES, default 262144
-    max_batch_gas               = optional(number) # MAX_BATCH_GAS, default 9300000
+    max_batch_gas               = optional(number) # MAX_BATCH_GAS, default 7300000
     min_submissions_per_project = optional(number) # MIN_SUBMISSIONS_PER_PROJECT, default 1
     record_ttl_days             = optional(number) # RECORD_TTL_DAYS, default 30
     confirmations               = optional(number) # CONFIRMATIONS, default 2
