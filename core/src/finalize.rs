@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_BATCH_BYTES: usize = 256 * 1024;
 /// below the model). Three of 9.3 M at a 20 % margin filled 28 M and lost more: a batch cut
 /// smaller by `MAX_BATCH_BYTES` (about 7.5 M at 80 projects of five submissions) fell between
 /// the two and only three fit a block (42 blocks for 10 000 projects whose gas needs 32,
-/// measured on anvil; 35 now, docs/benchmarks.md). About 78 projects.
+/// measured on anvil; 34 or 35 now, docs/benchmarks.md). About 78 projects.
 pub const DEFAULT_MAX_BATCH_GAS: u64 = 7_300_000;
 
 /// Finalization settings.

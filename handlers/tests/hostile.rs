@@ -11,7 +11,7 @@ use sequencer_core::B256;
 use sequencer_handlers::chain_cache::CachedChain;
 use sequencer_handlers::metrics as m;
 use sequencer_handlers::records::RejectReason;
-use sequencer_handlers::{tick, verify, Pipeline, Ports, SystemClock};
+use sequencer_handlers::{tick, verify, Pipeline, SystemClock};
 use sequencer_testsupport::{block_hash_of, signed_message, Harness};
 use uuid::Uuid;
 use verify::Verdict;
@@ -35,22 +35,12 @@ async fn env() -> Env {
     let (epoch, r) = h.chain.release();
     h.chain.mine(1);
     assert_eq!(tick::step(&h.p).await.unwrap().opened, vec![epoch]);
-    let mut config = h.p.config.clone();
-    config.epoch_horizon =
-        sequencer_handlers::PipelineConfig::new(config.market, config.protocol_state, 1)
-            .epoch_horizon;
-    let ports = Ports {
-        chain: CachedChain::wrap(h.chain.clone(), &config, Arc::new(SystemClock)),
-        ..h.p.ports.clone()
-    };
     // The harness's recorder, so its probe sees verify's counters.
-    let p = Arc::new(Pipeline {
-        ports,
-        config,
-        verifier: h.p.verifier.clone(),
-        metrics: h.p.metrics.clone(),
-        clock: h.p.clock.clone(),
-        verify_horizon: Arc::default(),
+    let p = h.pipeline_with(|config, ports| {
+        config.epoch_horizon =
+            sequencer_handlers::PipelineConfig::new(config.market, config.protocol_state, 1)
+                .epoch_horizon;
+        ports.chain = CachedChain::wrap(h.chain.clone(), config, Arc::new(SystemClock));
     });
     Env {
         h,

@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -77,20 +76,6 @@ async fn deliver(p: &Pipeline, msgs: &[(&str, &str)]) -> Vec<String> {
 
 async fn state(h: &Harness, epoch: u64) -> EpochState {
     h.p.records().epoch(epoch).await.unwrap().unwrap().state
-}
-
-/// The harness's pipeline with another watermark wait.
-fn with_max_wait(h: &Harness, wait: Duration) -> Arc<Pipeline> {
-    let mut config = h.p.config.clone();
-    config.watermark_max_wait = wait;
-    Arc::new(Pipeline {
-        ports: h.p.ports.clone(),
-        config,
-        verifier: h.p.verifier.clone(),
-        metrics: h.p.metrics.clone(),
-        clock: h.p.clock.clone(),
-        verify_horizon: Arc::default(),
-    })
 }
 
 #[tokio::test]
@@ -170,7 +155,7 @@ async fn messages_counted_not_stored_are_decided_too() {
 async fn a_boot_that_stops_reporting_holds_the_close_only_until_the_max_wait() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::new(dir.path(), 2);
-    let p = with_max_wait(&h, Duration::from_millis(1_500));
+    let p = h.pipeline_with(|c, _| c.watermark_max_wait = Duration::from_millis(1_500));
     let (epoch, _) = h.chain.release();
     h.chain.mine(1);
     tick::step(&p).await.unwrap();

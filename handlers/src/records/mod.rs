@@ -112,14 +112,14 @@ impl<'a> Records<'a> {
         u64::try_from(self.clock.now_ms() / 1000).unwrap_or(0)
     }
 
-    /// Expiry (Unix seconds) of a record of no one epoch written now.
     /// Expiry (Unix seconds) of a record of no recorded epoch written now.
     pub fn default_expiry(&self) -> u64 {
         self.now_s().saturating_add(self.ttl.as_secs())
     }
 
+    /// [`Self::default_expiry`], as a record's TTL.
     fn expiry(&self) -> Option<u64> {
-        Some(self.now_s().saturating_add(self.ttl.as_secs()))
+        Some(self.default_expiry())
     }
 
     /// When every record of this epoch expires: the time the tick saw its release plus the

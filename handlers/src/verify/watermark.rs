@@ -35,8 +35,8 @@ impl Batch<'_> {
     /// Adds the mark of every message of a recorded epoch that this batch decided (accepted,
     /// rejected, dropped or found decided before) to the epoch's decided set: one write per
     /// epoch. A message of an epoch already closed (`late`) or past the retention is not
-    /// counted: the tick needs the count only before the close. A mark that cannot be written turns its messages into
-    /// failures, so the queue brings them back and they are marked then.
+    /// counted: the tick needs the count only before the close. A mark that cannot be written
+    /// turns its messages into failures, so the queue brings them back and they are marked then.
     pub(super) async fn mark_decided(&self, out: &mut [Result<Verdict, PipelineError>]) {
         let mut by_epoch: BTreeMap<u64, Vec<(usize, String)>> = BTreeMap::new();
         for (i, r) in out.iter().enumerate() {

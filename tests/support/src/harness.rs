@@ -124,6 +124,19 @@ impl Harness {
         }
     }
 
+    /// The harness's pipeline with its config and ports changed by `change`: the same clock and
+    /// metrics (the harness's probe sees its counters), a verify horizon of its own.
+    pub fn pipeline_with(
+        &self,
+        change: impl FnOnce(&mut PipelineConfig, &mut Ports),
+    ) -> Arc<Pipeline> {
+        let (mut config, mut ports) = (self.p.config.clone(), self.p.ports.clone());
+        change(&mut config, &mut ports);
+        let mut p = Pipeline::new(ports, config).with_clock(self.p.clock.clone());
+        p.metrics = self.p.metrics.clone();
+        Arc::new(p)
+    }
+
     /// Runs the queued finalize jobs, then the anchor jobs, through the poller.
     pub async fn run_jobs(&self) {
         let cfg = PollerConfig {
