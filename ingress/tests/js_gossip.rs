@@ -17,6 +17,7 @@ use libp2p::multiaddr::Protocol;
 use sequencer_core::collect::{CollectMessage, UUID_LEN};
 use sequencer_core::gossip::content_id;
 use sequencer_ingress::edge::EdgePolicy;
+use sequencer_ingress::gossip::health::MeshHealth;
 use sequencer_ingress::metrics::Path as MetricPath;
 use sequencer_ingress::sink::memory::MemorySink;
 use sequencer_ingress::Ingress;
@@ -258,6 +259,28 @@ async fn a_mesh_of_js_collectors_forms_with_the_deployed_parameters_and_keeps_th
             String::from_utf8(m[UUID_LEN..].to_vec()).expect("utf-8")
         })
         .collect();
+    // The ingress's mesh, sampled while the js peers run: read once they have exited, it may
+    // already show them gone (its health is refreshed as connections close).
+    let health = ingress.gossip_health.clone();
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = tokio::spawn({
+        let stop = sampling.clone();
+        async move {
+            let mut most: Option<MeshHealth> = None;
+            while !stop.is_cancelled() {
+                if let Some(h) = health.get() {
+                    if most
+                        .as_ref()
+                        .is_none_or(|m| (h.all.1, h.zero.1) > (m.all.1, m.zero.1))
+                    {
+                        most = Some(h);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            most
+        }
+    });
     let report = run_js(
         &node,
         &ingress,
@@ -294,7 +317,8 @@ async fn a_mesh_of_js_collectors_forms_with_the_deployed_parameters_and_keeps_th
             }
         }
     }
-    let h = ingress.gossip_health.get().expect("health");
+    sampling.cancel();
+    let h = sampler.await.expect("sampler").expect("health");
     assert_eq!(
         (h.all.1, h.zero.1),
         (n, n),
