@@ -23,7 +23,14 @@ CREATE TABLE IF NOT EXISTS items (
     state TEXT, data TEXT NOT NULL, ttl INTEGER,
     PRIMARY KEY (tbl, pk, sk)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS items_by_ttl ON items (ttl) WHERE ttl IS NOT NULL;
+-- Which partitions hold items that expire when: one row per (TTL, partition), so the sweeper
+-- finds what expired without an index entry per item (an entry per item, under random keys,
+-- dirtied a page of its own for most items a verify commit wrote; see `note_expiry` in
+-- state.rs).
+CREATE TABLE IF NOT EXISTS expiry (
+    ttl INTEGER NOT NULL, tbl TEXT NOT NULL, pk TEXT NOT NULL,
+    PRIMARY KEY (ttl, tbl, pk)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS members (
     tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL, member TEXT NOT NULL,
     PRIMARY KEY (tbl, pk, sk, member)
@@ -84,6 +91,7 @@ impl Db {
         conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         conn.execute_batch(SCHEMA)?;
+        migrate_ttl_index(&conn)?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -93,6 +101,26 @@ impl Db {
     pub(crate) fn lock(&self) -> Result<MutexGuard<'_, Connection>, DbError> {
         self.conn.lock().map_err(|_| DbError::Poisoned)
     }
+}
+
+/// A database made before the `expiry` table had an index entry per item with a TTL: its
+/// partitions are listed in `expiry` and the index dropped, in one transaction (once).
+fn migrate_ttl_index(conn: &Connection) -> Result<(), rusqlite::Error> {
+    let old: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'items_by_ttl')",
+        [],
+        |r| r.get(0),
+    )?;
+    if old {
+        conn.execute_batch(
+            "BEGIN IMMEDIATE;
+             INSERT OR IGNORE INTO expiry (ttl, tbl, pk)
+                 SELECT DISTINCT ttl, tbl, pk FROM items WHERE ttl IS NOT NULL;
+             DROP INDEX items_by_ttl;
+             COMMIT;",
+        )?;
+    }
+    Ok(())
 }
 
 /// Milliseconds since the Unix epoch.

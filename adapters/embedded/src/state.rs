@@ -25,7 +25,8 @@ impl SqliteState {
 
     /// Deletes at most `limit` items whose TTL is before `now` (Unix seconds), each with its
     /// set, as DynamoDB's TTL sweeper does (an expired item is read until the sweep deletes it,
-    /// there too); returns how many items went. One short transaction, so a pass never holds the
+    /// there too); returns how many items went. Partitions are visited by their earliest TTL
+    /// (the `expiry` table), oldest first. One short transaction, so a pass never holds the
     /// database for long: the runner sweeps every minute, and again at once while a pass is
     /// full (`runner::services::Loops`).
     pub fn sweep_expired(&self, now: u64, limit: usize) -> Result<u64, PortError> {
@@ -34,33 +35,62 @@ impl SqliteState {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let now = now.min(i64::MAX as u64) as i64;
-        let limit = limit.min(i64::MAX as usize) as i64;
-        let keys: Vec<(String, String, String)> = {
+        let limit = limit.max(1);
+        let sql_limit = |n: usize| n.min(i64::MAX as usize) as i64;
+        // At most `limit` partitions a pass too: a listed partition may have nothing left to
+        // delete (its items were rewritten with another TTL, or swept with an older listing).
+        let groups: Vec<(i64, String, String)> = {
             let mut q = tx
                 .prepare_cached(
-                    "SELECT tbl, pk, sk FROM items WHERE ttl IS NOT NULL AND ttl < ?1 \
-                     ORDER BY ttl LIMIT ?2",
+                    "SELECT ttl, tbl, pk FROM expiry WHERE ttl < ?1 ORDER BY ttl LIMIT ?2",
                 )
                 .map_err(err)?;
             let rows = q
-                .query_map(params![now, limit], |r| {
+                .query_map(params![now, sql_limit(limit)], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })
                 .map_err(err)?;
             rows.collect::<Result<_, _>>().map_err(err)?
         };
-        for (tbl, pk, sk) in &keys {
-            tx.prepare_cached("DELETE FROM members WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
-                .map_err(err)?
-                .execute(params![tbl, pk, sk])
-                .map_err(err)?;
-            tx.prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
-                .map_err(err)?
-                .execute(params![tbl, pk, sk])
-                .map_err(err)?;
+        let mut deleted = 0usize;
+        for (ttl, tbl, pk) in &groups {
+            let want = limit - deleted;
+            if want == 0 {
+                break;
+            }
+            let sks: Vec<String> = {
+                let mut q = tx
+                    .prepare_cached(
+                        "SELECT sk FROM items WHERE tbl = ?1 AND pk = ?2 \
+                         AND ttl IS NOT NULL AND ttl < ?3 LIMIT ?4",
+                    )
+                    .map_err(err)?;
+                let rows = q
+                    .query_map(params![tbl, pk, now, sql_limit(want)], |r| r.get(0))
+                    .map_err(err)?;
+                rows.collect::<Result<_, _>>().map_err(err)?
+            };
+            for sk in &sks {
+                tx.prepare_cached("DELETE FROM members WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+                    .map_err(err)?
+                    .execute(params![tbl, pk, sk])
+                    .map_err(err)?;
+                tx.prepare_cached("DELETE FROM items WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")
+                    .map_err(err)?
+                    .execute(params![tbl, pk, sk])
+                    .map_err(err)?;
+            }
+            deleted += sks.len();
+            if sks.len() < want {
+                // Nothing expired is left in the partition.
+                tx.prepare_cached("DELETE FROM expiry WHERE ttl = ?1 AND tbl = ?2 AND pk = ?3")
+                    .map_err(err)?
+                    .execute(params![ttl, tbl, pk])
+                    .map_err(err)?;
+            }
         }
         tx.commit().map_err(err)?;
-        Ok(keys.len() as u64)
+        Ok(deleted as u64)
     }
 }
 
@@ -76,6 +106,22 @@ fn err(e: rusqlite::Error) -> PortError {
 
 fn ttl_sql(ttl: Option<u64>) -> Option<i64> {
     ttl.map(|t| t.min(i64::MAX as u64) as i64)
+}
+
+/// Lists `key`'s partition under `ttl` for the sweeper. Items of a partition mostly expire
+/// together (an epoch's records with the epoch), so this is a lookup that finds the row and
+/// writes nothing.
+fn note_expiry(
+    conn: &rusqlite::Connection,
+    table: Table,
+    key: &Key,
+    ttl: Option<u64>,
+) -> Result<(), rusqlite::Error> {
+    if let Some(t) = ttl_sql(ttl) {
+        conn.prepare_cached("INSERT OR IGNORE INTO expiry (ttl, tbl, pk) VALUES (?1, ?2, ?3)")?
+            .execute(params![t, table.name(), key.pk])?;
+    }
+    Ok(())
 }
 
 fn members_of(
@@ -141,6 +187,7 @@ fn write(
         item.data,
         ttl_sql(item.ttl)
     ])?;
+    note_expiry(conn, table, key, item.ttl)?;
     drop_members(conn, table, key)
 }
 
@@ -167,8 +214,12 @@ fn add_to_set(
     )?
     .execute(params![table.name(), key.pk, key.sk])?;
     if ttl.is_some() {
-        conn.prepare_cached("UPDATE items SET ttl = ?4 WHERE tbl = ?1 AND pk = ?2 AND sk = ?3")?
-            .execute(params![table.name(), key.pk, key.sk, ttl_sql(ttl)])?;
+        // Only when it changes: rewriting the same row dirties its page for nothing.
+        conn.prepare_cached(
+            "UPDATE items SET ttl = ?4 WHERE tbl = ?1 AND pk = ?2 AND sk = ?3 AND ttl IS NOT ?4",
+        )?
+        .execute(params![table.name(), key.pk, key.sk, ttl_sql(ttl)])?;
+        note_expiry(conn, table, key, ttl)?;
     }
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO members (tbl, pk, sk, member) VALUES (?1, ?2, ?3, ?4)",
@@ -230,8 +281,9 @@ impl StateStore for SqliteState {
     }
 
     async fn put_if_absent(&self, table: Table, key: &Key, item: &Item) -> Result<bool, PortError> {
-        let conn = self.db.lock()?;
-        let n = conn
+        let mut conn = self.db.lock()?;
+        let tx = conn.transaction().map_err(err)?;
+        let n = tx
             .prepare_cached(
                 "INSERT OR IGNORE INTO items (tbl, pk, sk, state, data, ttl) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
@@ -246,6 +298,10 @@ impl StateStore for SqliteState {
                 ])
             })
             .map_err(err)?;
+        if n == 1 {
+            note_expiry(&tx, table, key, item.ttl).map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
         Ok(n == 1)
     }
 
@@ -520,6 +576,84 @@ mod tests {
         let page = s.query(Table::Epochs, "e", None, 10).await.expect("query");
         assert_eq!(page.items.len(), 1, "only the young item is left");
         assert!(s.get(Table::Epochs, &young).await.expect("get").is_some());
+    }
+
+    #[tokio::test]
+    async fn an_item_given_another_ttl_is_swept_by_its_own_and_a_stale_listing_goes() {
+        let s = SqliteState::new(Db::in_memory().expect("db"));
+        let moved = Key::new("e", "moved");
+        let kept = Key::new("e", "kept");
+        s.put(Table::Epochs, &moved, &Item::data("{}").ttl(Some(100)))
+            .await
+            .expect("put");
+        // Rewritten to live longer: its partition is still listed under 100.
+        s.put(Table::Epochs, &moved, &Item::data("{}").ttl(Some(900)))
+            .await
+            .expect("put");
+        s.put(Table::Epochs, &kept, &Item::data("{}").ttl(Some(150)))
+            .await
+            .expect("put");
+        assert_eq!(s.sweep_expired(200, 10).expect("sweep"), 1, "only `kept`");
+        assert!(s.get(Table::Epochs, &moved).await.expect("get").is_some());
+        assert_eq!(s.get(Table::Epochs, &kept).await.expect("get"), None);
+        let listed: i64 =
+            s.db.lock()
+                .expect("lock")
+                .query_row("SELECT COUNT(*) FROM expiry WHERE ttl < 200", [], |r| {
+                    r.get(0)
+                })
+                .expect("count");
+        assert_eq!(
+            listed, 0,
+            "the listings with nothing left to sweep are gone"
+        );
+        assert_eq!(s.sweep_expired(1000, 10).expect("sweep"), 1, "then `moved`");
+    }
+
+    #[tokio::test]
+    async fn a_database_with_the_old_ttl_index_is_migrated_and_swept() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state.sqlite");
+        {
+            // The schema before the `expiry` table: an index entry per item with a TTL.
+            let conn = rusqlite::Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE items (
+                    tbl TEXT NOT NULL, pk TEXT NOT NULL, sk TEXT NOT NULL,
+                    state TEXT, data TEXT NOT NULL, ttl INTEGER,
+                    PRIMARY KEY (tbl, pk, sk)
+                 ) WITHOUT ROWID;
+                 CREATE INDEX items_by_ttl ON items (ttl) WHERE ttl IS NOT NULL;
+                 INSERT INTO items VALUES ('epochs', 'e', 'old', NULL, '{}', 100);
+                 INSERT INTO items VALUES ('epochs', 'e', 'young', NULL, '{}', 500);
+                 INSERT INTO items VALUES ('epochs', 'e', 'forever', NULL, '{}', NULL);",
+            )
+            .expect("old schema");
+        }
+        let s = SqliteState::new(Db::open(&path).expect("migrates"));
+        let index: i64 =
+            s.db.lock()
+                .expect("lock")
+                .query_row(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE name = 'items_by_ttl'",
+                    [],
+                    |r| r.get(0),
+                )
+                .expect("count");
+        assert_eq!(index, 0, "the old index is dropped");
+        assert_eq!(s.sweep_expired(200, 10).expect("sweep"), 1);
+        assert_eq!(s.sweep_expired(600, 10).expect("sweep"), 1);
+        assert_eq!(s.sweep_expired(u64::MAX, 10).expect("sweep"), 0);
+        let page = s.query(Table::Epochs, "e", None, 10).await.expect("query");
+        assert_eq!(page.items.len(), 1, "only the item without a TTL is left");
+        // Reopening migrates nothing twice.
+        drop(s);
+        let s = SqliteState::new(Db::open(&path).expect("reopens"));
+        assert!(s
+            .get(Table::Epochs, &Key::new("e", "forever"))
+            .await
+            .expect("get")
+            .is_some());
     }
 
     #[tokio::test]
