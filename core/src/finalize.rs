@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::anchor_gas;
 use crate::cids::{document_cid, Cid};
 use crate::merkle::{self, IncrementalTree, TreeFull};
+use crate::rewards::EpochCut;
 use crate::submission::SnapshotSubmission;
 
 /// Default ceiling on projects per batch: above what the default gas budget and 256 KiB allow
@@ -385,6 +386,24 @@ impl EpochPlan {
         self.sizes.len()
     }
 
+    /// How the batches cut the epoch, as rewards read it: the same [`EpochCut`] as adding every
+    /// built batch to one, known before any batch is built (every planned project goes into a
+    /// batch), so the rewards tally can run beside the batch building.
+    pub fn cut(&self) -> EpochCut {
+        let mut cut = EpochCut {
+            below_minimum: self.below_minimum.iter().cloned().collect(),
+            ..EpochCut::default()
+        };
+        cut.finalized_cid.reserve(self.parts.len());
+        cut.listed.reserve(self.listed);
+        for p in &self.parts {
+            cut.finalized_cid
+                .insert(p.consensus.project_id.clone(), p.consensus.cid.clone());
+            cut.listed.extend(p.ids.iter().cloned());
+        }
+        cut
+    }
+
     /// The batches, built one at a time in order (each batch's `roothash` covers the ids of the
     /// batches before it, so they come in order). Each project's texts move into its batch.
     pub fn batches(self) -> Batches {
@@ -533,6 +552,45 @@ mod tests {
                 protocol_state: None,
             },
         }
+    }
+
+    #[test]
+    fn the_plans_cut_is_the_cut_of_its_built_batches() {
+        let mut subs = Vec::new();
+        for p in 0..40 {
+            for slot in 1..=3u64 {
+                // Project 7 has one submission only: below a minimum of 2.
+                if p == 7 && slot > 1 {
+                    continue;
+                }
+                let cid = if slot == 3 { "bafkother" } else { "bafkwin" };
+                subs.push(acc(
+                    &format!("id-{p}-{slot}"),
+                    &format!("p{p:02}"),
+                    slot,
+                    cid,
+                ));
+            }
+        }
+        let config = FinalizeConfig {
+            batch_size: 7,
+            min_submissions: 2,
+            ..FinalizeConfig::default()
+        };
+        let plan = plan_epoch(subs, &config).expect("plans");
+        let cut = plan.cut();
+        let mut built = EpochCut {
+            below_minimum: plan.below_minimum.iter().cloned().collect(),
+            ..EpochCut::default()
+        };
+        for b in plan.batches() {
+            let b = b.expect("builds");
+            let d = &b.document;
+            built.add_batch(&d.pids, &d.cids, &d.submission_ids);
+        }
+        assert_eq!(cut, built);
+        assert!(cut.below_minimum.contains("p07"));
+        assert_eq!(cut.listed.len(), 39 * 3);
     }
 
     #[test]

@@ -43,7 +43,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use futures::{StreamExt, TryStreamExt};
 use sequencer_core::cids::document_cid;
 use sequencer_core::finalize::{plan_epoch, Batch, FinalizeError};
-use sequencer_core::rewards::{tally_votes, EpochCut, SlotTally, Vote};
+use sequencer_core::rewards::{tally_votes, SlotTally, Vote};
 use sequencer_ports::{ErrorKind, PortError};
 use serde::{Deserialize, Serialize};
 
@@ -269,18 +269,29 @@ fn invariant(e: FinalizeError) -> PipelineError {
 /// Stores `bytes` and checks the content store answered the CID computed here.
 async fn put_document(p: &Pipeline, bytes: &[u8], what: &str) -> Result<String, PipelineError> {
     let cid = document_cid(bytes).to_string();
+    put_with_cid(p, bytes, &cid, what).await?;
+    Ok(cid)
+}
+
+/// Stores `bytes`, whose CID is `cid`, and checks the content store answered it.
+async fn put_with_cid(
+    p: &Pipeline,
+    bytes: &[u8],
+    cid: &str,
+    what: &str,
+) -> Result<(), PipelineError> {
     let stored = p.ports.content.put(bytes).await?;
     if stored != cid {
         return Err(PortError::content(
             ErrorKind::CidMismatch {
-                expected: cid,
+                expected: cid.to_string(),
                 got: stored,
             },
             format!("the content store's CID for {what}"),
         )
         .into());
     }
-    Ok(cid)
+    Ok(())
 }
 
 /// Uploads one batch; what is recorded for it.
@@ -289,8 +300,9 @@ async fn upload(
     batch: Result<Batch, FinalizeError>,
 ) -> Result<BatchRecord, PipelineError> {
     let b = batch.map_err(invariant)?;
-    let cid = put_document(p, &b.json, "a batch document").await?;
-    debug_assert_eq!(cid, b.cid.to_string());
+    // The batch's CID was computed as it was built: checked against the store's, not again.
+    let cid = b.cid.to_string();
+    put_with_cid(p, &b.json, &cid, "a batch document").await?;
     Ok(BatchRecord {
         index: b.index,
         cid,
@@ -340,22 +352,33 @@ pub async fn seal_epoch(
         plan.duplicates_dropped as u64,
         plan.simulations_skipped as u64,
     );
-    // Each batch is built when a slot frees up and let go once stored: at most
-    // `finalize_concurrency` batches exist at a time besides the plan's texts.
-    let mut cut = EpochCut {
-        below_minimum: below_minimum.iter().cloned().collect(),
-        ..EpochCut::default()
-    };
-    let batches: Vec<BatchRecord> = futures::stream::iter(plan.batches().inspect(|b| {
-        if let Ok(b) = b {
-            let d = &b.document;
-            cut.add_batch(&d.pids, &d.cids, &d.submission_ids);
-        }
-    }))
-    .map(|b| upload(p, b))
-    .buffered(p.config.finalize_concurrency.max(1))
-    .try_collect()
-    .await?;
+    // Two things at once, on two threads (scoped: the result is the same however they are
+    // scheduled, under Lambda, the runner or the simulation's executor): the rewards tally,
+    // from the cut the plan already knows, and the batches. A built batch keeps its JSON and
+    // lets go of its texts, so the epoch's texts are held once: in the plan until their batch
+    // is built, then in its JSON.
+    let cut = plan.cut();
+    let (rewards, built) = std::thread::scope(|s| {
+        let tally = s.spawn(|| tally_votes(&votes, &cut));
+        let built: Vec<Result<Batch, FinalizeError>> = plan
+            .batches()
+            .map(|b| {
+                b.map(|mut b| {
+                    b.document.submissions = Vec::new();
+                    b
+                })
+            })
+            .collect();
+        (tally.join(), built)
+    });
+    drop((votes, cut));
+    let rewards =
+        rewards.map_err(|_| PipelineError::Invariant("the rewards tally panicked".to_string()))?;
+    let batches: Vec<BatchRecord> = futures::stream::iter(built)
+        .map(|b| upload(p, b))
+        .buffered(p.config.finalize_concurrency.max(1))
+        .try_collect()
+        .await?;
     report.uploaded = batches.len() as u32;
     let doc = SealDocument {
         market: format!("{:#x}", p.config.market),
@@ -364,7 +387,7 @@ pub async fn seal_epoch(
         below_minimum,
         duplicates_dropped,
         simulations_skipped,
-        rewards: tally_votes(&votes, &cut),
+        rewards,
     };
     let bytes = serde_json::to_vec(&doc)
         .map_err(|e| PipelineError::Invariant(format!("seal document: {e}")))?;

@@ -48,44 +48,85 @@ struct Part<S> {
     slots: Vec<S>,
 }
 
-/// `slots` cut into runs whose JSON stays within [`PART_BYTES`] (a single larger slot is a part
-/// of its own).
-fn cut<S: Serialize + Clone>(slots: &[S]) -> Result<Vec<Vec<S>>, PipelineError> {
-    let mut parts: Vec<Vec<S>> = Vec::new();
+/// Slots cut into runs whose JSON stays within [`PART_BYTES`] (a single larger slot is a part
+/// of its own), from each slot's JSON length: the index ranges of the parts.
+fn cut(lens: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
     let mut size = 0usize;
-    for s in slots {
-        let n = json(s)?.len() + 1;
+    for (i, len) in lens.iter().enumerate() {
+        let n = len + 1;
         match parts.last_mut() {
             Some(p) if size + n <= PART_BYTES => {
-                p.push(s.clone());
+                p.end = i + 1;
                 size += n;
             }
             _ => {
-                parts.push(vec![s.clone()]);
+                parts.push(i..i + 1);
                 size = n + 16;
             }
         }
     }
-    Ok(parts)
+    parts
+}
+
+/// The JSON of a [`Part`] holding the slots whose JSON texts are `texts`: what serde writes for
+/// it, assembled from texts made once (a record of 25 000 slots was serialized four times).
+fn part_json(texts: &[String]) -> String {
+    let mut out = String::with_capacity(texts.iter().map(|t| t.len() + 1).sum::<usize>() + 12);
+    out.push_str(r#"{"slots":["#);
+    for (i, t) in texts.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(t);
+    }
+    out.push_str("]}");
+    out
 }
 
 /// A record with a list of slots, stored whole or in parts.
 trait Parted: Serialize + for<'de> Deserialize<'de> + Clone {
     type Slot: Serialize + for<'de> Deserialize<'de> + Clone;
+    fn slots(&self) -> &[Self::Slot];
     fn slots_mut(&mut self) -> &mut Vec<Self::Slot>;
+    /// The record without its slots.
+    fn bare(&self) -> Self;
 }
 
 impl Parted for EpochRewards {
     type Slot = SlotTally;
+    fn slots(&self) -> &[SlotTally] {
+        &self.slots
+    }
     fn slots_mut(&mut self) -> &mut Vec<SlotTally> {
         &mut self.slots
+    }
+    fn bare(&self) -> Self {
+        Self {
+            epoch: self.epoch,
+            slots: Vec::new(),
+        }
     }
 }
 
 impl Parted for DayRewards {
     type Slot = DaySlot;
+    fn slots(&self) -> &[DaySlot] {
+        &self.slots
+    }
     fn slots_mut(&mut self) -> &mut Vec<DaySlot> {
         &mut self.slots
+    }
+    fn bare(&self) -> Self {
+        Self {
+            day: self.day,
+            first_epoch: self.first_epoch,
+            last_epoch: self.last_epoch,
+            quota: self.quota,
+            slots: Vec::new(),
+            eligible_nodes: self.eligible_nodes,
+            committed: self.committed.clone(),
+        }
     }
 }
 
@@ -192,30 +233,34 @@ impl Records<'_> {
         rec: &T,
         ttl: Option<u64>,
     ) -> Result<(), PipelineError> {
-        let whole = json(rec)?;
-        if whole.len() <= ONE_ITEM_BYTES {
+        // Each slot's JSON made once; the record's compact JSON is the bare record's with the
+        // slots' texts in its empty list, a comma between two.
+        let texts: Vec<String> = rec.slots().iter().map(json).collect::<Result<_, _>>()?;
+        let bare = rec.bare();
+        let whole_len = json(&bare)?.len()
+            + texts.iter().map(String::len).sum::<usize>()
+            + texts.len().saturating_sub(1);
+        if whole_len <= ONE_ITEM_BYTES {
             return Ok(self
                 .store
-                .put(Table::Epochs, key, &Item::data(whole).ttl(ttl))
+                .put(Table::Epochs, key, &Item::data(json(rec)?).ttl(ttl))
                 .await?);
         }
-        let mut main = rec.clone();
-        let slots = std::mem::take(main.slots_mut());
-        let parts = cut(&slots)?;
-        for (i, p) in parts.iter().enumerate() {
+        let lens: Vec<usize> = texts.iter().map(String::len).collect();
+        let parts = cut(&lens);
+        for (i, r) in parts.iter().enumerate() {
             let i = u32::try_from(i + 1)
                 .map_err(|_| PipelineError::Invariant("a record of more than 2^32 parts".into()))?;
-            let part = Part { slots: p.clone() };
             self.store
                 .put(
                     Table::Epochs,
                     &part_key(key, i),
-                    &Item::data(json(&part)?).ttl(ttl),
+                    &Item::data(part_json(&texts[r.clone()])).ttl(ttl),
                 )
                 .await?;
         }
         let main = Main {
-            rec: main,
+            rec: bare,
             parts: u32::try_from(parts.len()).unwrap_or(u32::MAX),
         };
         Ok(self
@@ -358,5 +403,84 @@ impl Records<'_> {
             .map(|i| parse::<LatestDay>("latest rewards day", &i.data))
             .transpose()?
             .map(|l| l.day))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sequencer_core::rewards::{Discard, DiscardReason};
+
+    fn tally(slot: u64, discards: usize) -> SlotTally {
+        SlotTally {
+            slot,
+            eligible: slot % 7,
+            discards: (0..discards)
+                .map(|i| Discard {
+                    project: format!("p\"{i}\\"),
+                    cid: format!("bafk{i}"),
+                    finalized_cid: (i % 2 == 0).then(|| "bafkwin".to_string()),
+                    reason: DiscardReason::Outvoted,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn parts_assembled_from_slot_texts_are_what_serde_writes() {
+        let slots: Vec<SlotTally> = (0..5).map(|s| tally(s, s as usize)).collect();
+        let texts: Vec<String> = slots.iter().map(|s| json(s).expect("json")).collect();
+        for r in [0..0, 0..1, 1..5, 0..5] {
+            let part = Part {
+                slots: slots[r.clone()].to_vec(),
+            };
+            assert_eq!(part_json(&texts[r]), json(&part).expect("json"));
+        }
+    }
+
+    #[test]
+    fn the_whole_length_is_the_bare_records_plus_its_slot_texts() {
+        let epoch = EpochRewards {
+            epoch: 9,
+            slots: (0..4).map(|s| tally(s, 2)).collect(),
+        };
+        let day = DayRewards {
+            day: 3,
+            first_epoch: 1,
+            last_epoch: 9,
+            quota: 2,
+            slots: (0..3)
+                .map(|s| DaySlot {
+                    slot: s,
+                    eligible: s,
+                    discarded: 1,
+                    met_quota: s > 1,
+                })
+                .collect(),
+            eligible_nodes: 1,
+            committed: Some(DayCommit::default()),
+        };
+        fn whole<T: Parted>(rec: &T) -> usize {
+            let texts: Vec<String> = rec.slots().iter().map(|s| json(s).expect("json")).collect();
+            json(&rec.bare()).expect("json").len()
+                + texts.iter().map(String::len).sum::<usize>()
+                + texts.len().saturating_sub(1)
+        }
+        assert_eq!(whole(&epoch), json(&epoch).expect("json").len());
+        assert_eq!(whole(&day), json(&day).expect("json").len());
+        let empty = EpochRewards::default();
+        assert_eq!(whole(&empty), json(&empty).expect("json").len());
+    }
+
+    #[test]
+    fn parts_stay_within_the_part_size_and_a_larger_slot_is_alone() {
+        let lens = [100_000, 150_000, 60_000, 400_000, 10, 20];
+        let parts = cut(&lens);
+        assert_eq!(parts, vec![0..2, 2..3, 3..4, 4..6]);
+        for r in &parts {
+            let size: usize = lens[r.clone()].iter().map(|n| n + 1).sum();
+            assert!(size <= PART_BYTES || r.len() == 1, "{r:?}: {size}");
+        }
+        assert!(cut(&[]).is_empty());
     }
 }
