@@ -89,6 +89,15 @@ impl Tally {
         .unwrap_or_default()
     }
 
+    /// Whether this tally can still say how many submissions of `epoch` the boot took in. A
+    /// boot keeps only its newest [`MAX_TALLY_EPOCHS`] epochs, and any sender can name any
+    /// epoch (the ingress cannot tell a far-future one), so a full list of epochs all newer than
+    /// `epoch` may have pushed its count out: its [`count`](Self::count) of 0 means "unknown",
+    /// not "none".
+    pub fn knows(&self, epoch: u64) -> bool {
+        self.epochs.len() < MAX_TALLY_EPOCHS || self.epochs.iter().any(|(e, _)| *e <= epoch)
+    }
+
     /// Submissions of `epoch` this boot took in.
     pub fn count(&self, epoch: u64) -> u64 {
         self.epochs
@@ -122,6 +131,19 @@ mod tests {
         assert_eq!(Tally::parse(b.as_bytes()).unwrap(), t());
         assert_eq!(t().count(7), 10);
         assert_eq!(t().count(9), 0);
+    }
+
+    #[test]
+    fn a_full_list_of_newer_epochs_no_longer_knows_an_older_one() {
+        let mut x = t();
+        assert!(
+            x.knows(7) && x.knows(1) && x.knows(100),
+            "room left: nothing was pushed out"
+        );
+        // The boot's newest 64 epochs, 10..=73: 9 and below may have been pushed out.
+        x.epochs = (10..10 + MAX_TALLY_EPOCHS as u64).map(|e| (e, 1)).collect();
+        assert!(x.knows(10) && x.knows(50) && x.knows(1_000));
+        assert!(!x.knows(9) && !x.knows(1));
     }
 
     #[test]

@@ -439,7 +439,19 @@ impl Watermark {
             .iter()
             .filter(|t| !t.last && t.at_ms >= passed_at.saturating_sub(BOOT_LIVE_MS))
             .all(|t| t.at_ms >= passed_at.saturating_add(TALLY_SLACK_MS));
-        if reported {
+        // A boot whose tally no longer holds the epoch (newer epochs, far-future ones from a
+        // hostile sender among them, pushed it out of its newest 64) cannot say what it took
+        // in: the watermark cannot be met, and the close waits for the max wait instead of
+        // reading the lost count as none and closing on submissions still in flight.
+        let unknown = tallies.iter().find(|t| !t.knows(epoch));
+        if let Some(t) = unknown {
+            tracing::warn!(
+                epoch,
+                boot = %t.boot,
+                "an ingress tally no longer holds this epoch (pushed out by newer epochs); the close waits for WATERMARK_MAX_WAIT_MS"
+            );
+        }
+        if reported && unknown.is_none() {
             let taken_in: u64 = tallies.iter().map(|t| t.count(epoch)).sum();
             let decided = p.records().decided_count(epoch).await?;
             if decided >= taken_in {

@@ -170,6 +170,41 @@ async fn a_boot_that_stops_reporting_holds_the_close_only_until_the_max_wait() {
 }
 
 #[tokio::test]
+async fn far_future_epochs_that_push_an_epoch_out_of_a_tally_hold_its_close_until_the_max_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = Harness::new(dir.path(), 2);
+    let p = h.pipeline_with(|c, _| c.watermark_max_wait = Duration::from_millis(1_500));
+    let (epoch, r) = h.chain.release();
+    h.chain.mine(1);
+    tick::step(&p).await.unwrap();
+    let header = block_hash_of(r + 1);
+    let (a, b) = (
+        msg(&h, 1, 1, epoch, "p1", header),
+        msg(&h, 2, 2, epoch, "p1", header),
+    );
+    // The ingress took both in on time; then a sender named 64 far-future epochs, and the
+    // boot's tally (its newest 64 epochs) no longer holds this one: its count reads 0.
+    let flood: Vec<(u64, u64)> = (0..64).map(|i| (epoch + 1_000_000 + i, 1)).collect();
+    let t1 = tally(&h, "boot-a", 1, now_ms(), flood.clone());
+    assert!(deliver(&p, &[("t1", &t1), ("m1", &a)]).await.is_empty());
+    h.chain.mine(10);
+    let t2 = tally(&h, "boot-a", 2, now_ms() + 5_000, flood);
+    assert!(deliver(&p, &[("t2", &t2)]).await.is_empty());
+    // One decided, "0" taken in: read as none, the epoch would close now, and the second
+    // on-time submission, still in flight, would be rejected late.
+    assert!(tick::step(&p).await.unwrap().closed.is_empty());
+    assert_eq!(state(&h, epoch).await, EpochState::Open);
+    assert!(deliver(&p, &[("m2", &b)]).await.is_empty());
+    let accepted = p.records().tally_receipts(epoch).await.unwrap().accepted;
+    assert_eq!(accepted, 2, "both on-time submissions accepted");
+    assert!(tick::step(&p).await.unwrap().closed.is_empty());
+    tokio::time::sleep(Duration::from_millis(1_700)).await;
+    assert_eq!(tick::step(&p).await.unwrap().closed, vec![epoch]);
+    assert_eq!(h.metrics.counter(&m::TICK_CLOSE_WATERMARK, ["met"]), 0);
+    assert_eq!(h.metrics.counter(&m::TICK_CLOSE_WATERMARK, ["timeout"]), 1);
+}
+
+#[tokio::test]
 async fn without_tallies_the_close_waits_for_the_grace_only() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::new(dir.path(), 2);
