@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
@@ -72,6 +73,16 @@ async fn deliver(p: &Pipeline, msgs: &[(&str, &str)]) -> Vec<String> {
         .into_iter()
         .map(|f| f.item_identifier)
         .collect()
+}
+
+/// A pipeline whose close waits at most 1.5 s for the watermark, and an epoch it opened: the
+/// pipeline, the epoch and its release block.
+async fn opened_with_short_max_wait(h: &Harness) -> (Arc<Pipeline>, u64, u64) {
+    let p = h.pipeline_with(|c, _| c.watermark_max_wait = Duration::from_millis(1_500));
+    let (epoch, r) = h.chain.release();
+    h.chain.mine(1);
+    tick::step(&p).await.unwrap();
+    (p, epoch, r)
 }
 
 async fn state(h: &Harness, epoch: u64) -> EpochState {
@@ -155,10 +166,7 @@ async fn messages_counted_not_stored_are_decided_too() {
 async fn a_boot_that_stops_reporting_holds_the_close_only_until_the_max_wait() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::new(dir.path(), 2);
-    let p = h.pipeline_with(|c, _| c.watermark_max_wait = Duration::from_millis(1_500));
-    let (epoch, _) = h.chain.release();
-    h.chain.mine(1);
-    tick::step(&p).await.unwrap();
+    let (p, epoch, _) = opened_with_short_max_wait(&h).await;
     // A boot alive at the window's end that crashed before its next tally.
     let t = tally(&h, "boot-gone", 1, now_ms(), vec![(epoch, 3)]);
     assert!(deliver(&p, &[("t1", &t)]).await.is_empty());
@@ -173,10 +181,7 @@ async fn a_boot_that_stops_reporting_holds_the_close_only_until_the_max_wait() {
 async fn far_future_epochs_that_push_an_epoch_out_of_a_tally_hold_its_close_until_the_max_wait() {
     let dir = tempfile::tempdir().unwrap();
     let h = Harness::new(dir.path(), 2);
-    let p = h.pipeline_with(|c, _| c.watermark_max_wait = Duration::from_millis(1_500));
-    let (epoch, r) = h.chain.release();
-    h.chain.mine(1);
-    tick::step(&p).await.unwrap();
+    let (p, epoch, r) = opened_with_short_max_wait(&h).await;
     let header = block_hash_of(r + 1);
     let (a, b) = (
         msg(&h, 1, 1, epoch, "p1", header),

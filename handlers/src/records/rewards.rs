@@ -84,9 +84,17 @@ fn part_json(texts: &[String]) -> String {
     out
 }
 
+/// The length of a record's compact JSON, from the record without its slots and each slot's
+/// text: the texts go into its empty list, a comma between two.
+fn whole_len<T: Serialize>(bare: &T, texts: &[String]) -> Result<usize, PipelineError> {
+    Ok(json(bare)?.len()
+        + texts.iter().map(String::len).sum::<usize>()
+        + texts.len().saturating_sub(1))
+}
+
 /// A record with a list of slots, stored whole or in parts.
-trait Parted: Serialize + for<'de> Deserialize<'de> + Clone {
-    type Slot: Serialize + for<'de> Deserialize<'de> + Clone;
+trait Parted: Serialize + for<'de> Deserialize<'de> {
+    type Slot: Serialize + for<'de> Deserialize<'de>;
     fn slots(&self) -> &[Self::Slot];
     fn slots_mut(&mut self) -> &mut Vec<Self::Slot>;
     /// The record without its slots.
@@ -233,14 +241,10 @@ impl Records<'_> {
         rec: &T,
         ttl: Option<u64>,
     ) -> Result<(), PipelineError> {
-        // Each slot's JSON made once; the record's compact JSON is the bare record's with the
-        // slots' texts in its empty list, a comma between two.
+        // Each slot's JSON made once, the whole record's length and its parts from those.
         let texts: Vec<String> = rec.slots().iter().map(json).collect::<Result<_, _>>()?;
         let bare = rec.bare();
-        let whole_len = json(&bare)?.len()
-            + texts.iter().map(String::len).sum::<usize>()
-            + texts.len().saturating_sub(1);
-        if whole_len <= ONE_ITEM_BYTES {
+        if whole_len(&bare, &texts)? <= ONE_ITEM_BYTES {
             return Ok(self
                 .store
                 .put(Table::Epochs, key, &Item::data(json(rec)?).ttl(ttl))
@@ -462,9 +466,7 @@ mod tests {
         };
         fn whole<T: Parted>(rec: &T) -> usize {
             let texts: Vec<String> = rec.slots().iter().map(|s| json(s).expect("json")).collect();
-            json(&rec.bare()).expect("json").len()
-                + texts.iter().map(String::len).sum::<usize>()
-                + texts.len().saturating_sub(1)
+            whole_len(&rec.bare(), &texts).expect("json")
         }
         assert_eq!(whole(&epoch), json(&epoch).expect("json").len());
         assert_eq!(whole(&day), json(&day).expect("json").len());
